@@ -1,0 +1,42 @@
+//! `/dev/ttyS0`: the guide's console, where init's lines and (until stdio
+//! moves to the control channel) the workload's output go.
+
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
+use nix::sys::termios::{self, OutputFlags, SetArg};
+use runcvm_spec::{CONSOLE_HANDBACK, CONSOLE_HANDOVER_LINE};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+
+pub const CONSOLE: &str = "/dev/ttyS0";
+
+/// Opens the console as stdin/stdout/stderr of init (the kernel's own
+/// `/dev/console` may not exist in an arbitrary image) and stops the tty
+/// from rewriting `\n` as `\r\n`, so output reaches the host byte-exact.
+pub fn take_over() {
+    let Ok(fd) = open(CONSOLE, OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()) else {
+        return;
+    };
+    if let Ok(mut attrs) = termios::tcgetattr(&fd) {
+        attrs.output_flags.remove(OutputFlags::OPOST);
+        let _ = termios::tcsetattr(&fd, SetArg::TCSANOW, &attrs);
+    }
+    let _ = nix::unistd::dup2_stdin(&fd);
+    let _ = nix::unistd::dup2_stdout(&fd);
+    let _ = nix::unistd::dup2_stderr(&fd);
+}
+
+/// Marks where the kernel's lines end; see [`CONSOLE_HANDOVER_LINE`].
+pub fn hand_over() {
+    let _ = writeln!(std::io::stderr().lock(), "\n{CONSOLE_HANDOVER_LINE}");
+}
+
+/// Marks where the workload's output ends; see [`CONSOLE_HANDBACK`].
+pub fn hand_back() {
+    let _ = std::io::stderr().lock().write_all(CONSOLE_HANDBACK.as_bytes());
+}
+
+/// A fresh descriptor on the console for a child's stdout/stderr.
+pub fn open_for_child() -> nix::Result<OwnedFd> {
+    open(CONSOLE, OFlag::O_WRONLY | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
+}

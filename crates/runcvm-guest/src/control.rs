@@ -1,0 +1,63 @@
+//! The guest end of the control channel: the virtio-serial port named
+//! `runcvm.ctl`, found by name because port numbers depend on device order.
+
+use anyhow::Context;
+use runcvm_proto::GuestMessage;
+use runcvm_spec::CONTROL_PORT_NAME;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+const PORTS: &str = "/sys/class/virtio-ports";
+
+#[derive(Debug)]
+pub struct ControlPort {
+    file: File,
+}
+
+impl ControlPort {
+    pub fn open() -> anyhow::Result<Self> {
+        let device = find_port(Path::new(PORTS))?;
+        runcvm_log::debug!("control channel on {}", device.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&device)
+            .with_context(|| format!("cannot open the control port {}", device.display()))?;
+        Ok(Self { file })
+    }
+
+    pub fn send(&mut self, message: &GuestMessage) -> anyhow::Result<()> {
+        runcvm_proto::write_message(&mut self.file, message).context("cannot write to the control channel")
+    }
+}
+
+/// The `/dev` node of the port whose `name` is [`CONTROL_PORT_NAME`].
+fn find_port(sysfs: &Path) -> anyhow::Result<PathBuf> {
+    let entries = std::fs::read_dir(sysfs)
+        .with_context(|| format!("no virtio-serial ports at {} (is CONFIG_VIRTIO_CONSOLE built in?)", sysfs.display()))?;
+    for entry in entries.flatten() {
+        let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+        if name.trim() == CONTROL_PORT_NAME {
+            return Ok(Path::new("/dev").join(entry.file_name()));
+        }
+    }
+    anyhow::bail!("no virtio-serial port named {CONTROL_PORT_NAME} under {}: the VMM did not attach the control channel", sysfs.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_port_by_name_not_number() {
+        let sysfs = tempfile::tempdir().unwrap();
+        for (dir, name) in [("vport0p0", ""), ("vport0p1", "other"), ("vport1p1", CONTROL_PORT_NAME)] {
+            std::fs::create_dir(sysfs.path().join(dir)).unwrap();
+            std::fs::write(sysfs.path().join(dir).join("name"), format!("{name}\n")).unwrap();
+        }
+        assert_eq!(find_port(sysfs.path()).unwrap(), Path::new("/dev/vport1p1"));
+        std::fs::write(sysfs.path().join("vport1p1/name"), "x\n").unwrap();
+        let err = find_port(sysfs.path()).unwrap_err().to_string();
+        assert!(err.contains("no virtio-serial port named runcvm.ctl"), "{err}");
+    }
+}

@@ -1,0 +1,309 @@
+//! The `[VM-START]` entry runner: runs `/.runcvm/entrypoint` exactly as the
+//! container would have run it, and waits for it while reaping orphans.
+
+use crate::{console, lookup};
+use nix::errno::Errno;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+use runcvm_log::LogLevel;
+use runcvm_proto::ExitStatus;
+use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint};
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+
+const RUNNER: &str = "[VM-START]";
+
+/// Exit code when the runner itself cannot use the entrypoint file, as a
+/// container runtime's own failures are reported (docker's 125).
+const RUNNER_FAILED: i32 = 125;
+
+macro_rules! vm_start {
+    ($level:ident, $($arg:tt)*) => {
+        runcvm_log::write_as(Some(RUNNER), LogLevel::$level, format_args!($($arg)*))
+    };
+}
+
+/// Runs the entrypoint to completion. Without one, sleeps for ever (so the
+/// pod stays up to be debugged) and does not return.
+pub fn run_entrypoint() -> ExitStatus {
+    let bytes = match std::fs::read(ENTRYPOINT_PATH) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            vm_start!(Info, "No entrypoint found, sleeping");
+            sleep_forever();
+        }
+        Err(e) => {
+            vm_start!(Error, "cannot read {ENTRYPOINT_PATH}: {e}");
+            return ExitStatus::Code(RUNNER_FAILED);
+        }
+    };
+    vm_start!(Debug, "loaded {ENTRYPOINT_PATH}");
+    let entrypoint = match Entrypoint::from_json(&bytes) {
+        Ok(entrypoint) => entrypoint,
+        Err(e) => {
+            vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", chain(&e));
+            return ExitStatus::Code(RUNNER_FAILED);
+        }
+    };
+    for (i, arg) in entrypoint.args.iter().enumerate() {
+        vm_start!(Debug, "argv[{i}] = \"{arg}\"");
+    }
+    vm_start!(
+        Debug,
+        "cwd {} uid {} gid {} groups {:?}, {} env entries",
+        entrypoint.cwd,
+        entrypoint.uid,
+        entrypoint.gid,
+        entrypoint.additional_gids,
+        entrypoint.env.len()
+    );
+    match start(&entrypoint) {
+        Ok(pid) => wait_for(pid),
+        Err(failure) => {
+            vm_start!(Error, "unable to start container process: {}", failure.message);
+            ExitStatus::Code(failure.code)
+        }
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Why the workload did not start, and the code runc would exit with.
+struct StartFailure {
+    code: i32,
+    message: String,
+}
+
+/// The step of the child's set-up that failed, reported over the pipe.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Step {
+    Session = 1,
+    Stdio,
+    Groups,
+    Gid,
+    Uid,
+    Cwd,
+    Exec,
+}
+
+impl Step {
+    fn from_u8(value: u8) -> Option<Self> {
+        [Self::Session, Self::Stdio, Self::Groups, Self::Gid, Self::Uid, Self::Cwd, Self::Exec]
+            .into_iter()
+            .find(|s| *s as u8 == value)
+    }
+}
+
+fn cstrings(items: &[runcvm_spec::ByteString]) -> Result<Vec<CString>, StartFailure> {
+    items
+        .iter()
+        .map(|item| {
+            CString::new(item.as_bytes()).map_err(|_| StartFailure {
+                code: RUNNER_FAILED,
+                message: format!("\"{item}\" contains a NUL byte"),
+            })
+        })
+        .collect()
+}
+
+fn start(entrypoint: &Entrypoint) -> Result<Pid, StartFailure> {
+    let name = entrypoint.args[0].as_bytes();
+    let program = lookup::find_program(name, entrypoint.path_var()).map_err(|e| StartFailure {
+        code: 127,
+        message: e.to_string(),
+    })?;
+    vm_start!(Debug, "running {}", program.display());
+    let program_c = CString::new(program.as_os_str().as_encoded_bytes()).map_err(|_| StartFailure {
+        code: RUNNER_FAILED,
+        message: "program path contains a NUL byte".into(),
+    })?;
+    let argv = cstrings(&entrypoint.args)?;
+    let envp = cstrings(&entrypoint.env)?;
+    let cwd = CString::new(entrypoint.cwd.as_bytes()).map_err(|_| StartFailure {
+        code: RUNNER_FAILED,
+        message: "cwd contains a NUL byte".into(),
+    })?;
+    // runc creates a missing working directory rather than failing.
+    let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
+    let groups: Vec<Gid> = entrypoint.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    let stdout = console::open_for_child().ok();
+    let stdin = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok();
+    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StartFailure {
+        code: RUNNER_FAILED,
+        message: format!("cannot create a pipe: {e}"),
+    })?;
+
+    // SAFETY: init is single-threaded, so the child may allocate and call
+    // anything before exec without meeting a lock held by another thread.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(StartFailure {
+            code: RUNNER_FAILED,
+            message: format!("cannot fork: {e}"),
+        }),
+        Ok(ForkResult::Child) => {
+            drop(report_read);
+            let (step, errno) = exec_child(ChildSetup {
+                program: &program_c,
+                argv: &argv,
+                envp: &envp,
+                cwd: &cwd,
+                uid: Uid::from_raw(entrypoint.uid),
+                gid: Gid::from_raw(entrypoint.gid),
+                groups: &groups,
+                stdin: stdin.as_ref(),
+                stdout: stdout.as_ref(),
+            });
+            let mut report = [0u8; 5];
+            report[0] = step as u8;
+            report[1..].copy_from_slice(&(errno as i32).to_be_bytes());
+            let _ = nix::unistd::write(&report_write, &report);
+            // SAFETY: _exit is always safe; it skips Rust destructors that
+            // belong to the parent's copy of the state.
+            unsafe { libc::_exit(127) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(report_write);
+            match read_report(&report_read) {
+                None => Ok(child),
+                Some((step, errno)) => {
+                    let _ = waitpid(child, None);
+                    Err(describe_failure(step, errno, &entrypoint.args[0], &program, entrypoint))
+                }
+            }
+        }
+    }
+}
+
+struct ChildSetup<'a> {
+    program: &'a CString,
+    argv: &'a [CString],
+    envp: &'a [CString],
+    cwd: &'a CString,
+    uid: Uid,
+    gid: Gid,
+    groups: &'a [Gid],
+    stdin: Option<&'a OwnedFd>,
+    stdout: Option<&'a OwnedFd>,
+}
+
+/// In the child: the container's session, stdio, credentials and cwd, then
+/// exec. Returns only on failure, with the step that failed.
+fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
+    if let Err(e) = nix::unistd::setsid() {
+        return (Step::Session, e);
+    }
+    if let Some(stdin) = setup.stdin {
+        if let Err(e) = nix::unistd::dup2_stdin(stdin.as_fd()) {
+            return (Step::Stdio, e);
+        }
+    }
+    if let Some(out) = setup.stdout {
+        if let Err(e) = nix::unistd::dup2_stdout(out.as_fd()).and_then(|()| nix::unistd::dup2_stderr(out.as_fd())) {
+            return (Step::Stdio, e);
+        }
+    }
+    if let Err(e) = nix::unistd::setgroups(setup.groups) {
+        return (Step::Groups, e);
+    }
+    if let Err(e) = nix::unistd::setgid(setup.gid) {
+        return (Step::Gid, e);
+    }
+    if let Err(e) = nix::unistd::setuid(setup.uid) {
+        return (Step::Uid, e);
+    }
+    if let Err(e) = nix::unistd::chdir(setup.cwd.as_c_str()) {
+        return (Step::Cwd, e);
+    }
+    match nix::unistd::execve(setup.program, setup.argv, setup.envp) {
+        Err(e) => (Step::Exec, e),
+        Ok(never) => match never {},
+    }
+}
+
+fn read_report(pipe: &OwnedFd) -> Option<(Step, Errno)> {
+    let mut report = [0u8; 5];
+    let mut filled = 0;
+    while filled < report.len() {
+        match nix::unistd::read(pipe, &mut report[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    if filled < report.len() {
+        // The pipe closed on exec: the workload is running.
+        return None;
+    }
+    let errno = i32::from_be_bytes([report[1], report[2], report[3], report[4]]);
+    Some((Step::from_u8(report[0]).unwrap_or(Step::Exec), Errno::from_raw(errno)))
+}
+
+/// runc's wording and exit codes: 127 when the program is missing, 126 when
+/// it is there but cannot be run.
+fn describe_failure(
+    step: Step,
+    errno: Errno,
+    name: &runcvm_spec::ByteString,
+    program: &std::path::Path,
+    entrypoint: &Entrypoint,
+) -> StartFailure {
+    let reason = errno.desc().to_lowercase();
+    let (code, message) = match step {
+        Step::Exec if errno == Errno::ENOENT => (127, format!("exec: \"{name}\": stat {}: {reason}", program.display())),
+        Step::Exec => (126, format!("exec: \"{name}\": {reason}")),
+        Step::Cwd => (RUNNER_FAILED, format!("chdir to cwd (\"{}\") set in config.json failed: {reason}", entrypoint.cwd)),
+        Step::Uid => (RUNNER_FAILED, format!("setuid {}: {reason}", entrypoint.uid)),
+        Step::Gid => (RUNNER_FAILED, format!("setgid {}: {reason}", entrypoint.gid)),
+        Step::Groups => (RUNNER_FAILED, format!("setgroups {:?}: {reason}", entrypoint.additional_gids)),
+        Step::Stdio => (RUNNER_FAILED, format!("cannot set up stdio: {reason}")),
+        Step::Session => (RUNNER_FAILED, format!("setsid: {reason}")),
+    };
+    StartFailure { code, message }
+}
+
+/// Reaps every child until the workload ends; returns how it ended.
+fn wait_for(workload: Pid) -> ExitStatus {
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == workload => return ExitStatus::Code(code),
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == workload => return ExitStatus::Signal(signal as i32),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                vm_start!(Error, "lost track of the workload: {e}");
+                return ExitStatus::Code(RUNNER_FAILED);
+            }
+        }
+    }
+}
+
+/// Reaps until no child is left.
+pub fn reap_all() {
+    loop {
+        match waitpid(None, None) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        reap_all();
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}

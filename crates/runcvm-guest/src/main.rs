@@ -1,0 +1,74 @@
+//! `runcvm-init`: PID 1 in the guest.
+//!
+//! It makes the guest look like a container's world (mounts, hostname, lo),
+//! hands the console to the workload, runs `/.runcvm/entrypoint` through the
+//! `[VM-START]` runner, reaps every zombie, reports the workload's exit status
+//! over the control channel and reboots, which ends the VMM.
+
+mod console;
+mod control;
+mod entry;
+mod lookup;
+mod mounts;
+mod system;
+
+use runcvm_log::LogLevel;
+use runcvm_proto::{ExitStatus, GuestMessage};
+use runcvm_spec::{LaunchPlan, PLAN_PATH};
+
+fn main() {
+    let level = LogLevel::from_env();
+    runcvm_log::init("runcvm-init", level.clone().unwrap_or_default());
+    if std::process::id() != 1 {
+        runcvm_log::error!("runcvm-init runs only as PID 1 inside a runcvm guest");
+        std::process::exit(2);
+    }
+    // The console needs /dev; nothing can be logged before both exist.
+    let dev_mounted = mounts::mount_dev();
+    console::take_over();
+    console::hand_over();
+    if let Err(e) = level {
+        runcvm_log::warn!("{e}; using INFO");
+    }
+    if let Err(e) = dev_mounted {
+        runcvm_log::error!("{e:#}");
+    }
+    let status = match boot() {
+        Ok(status) => status,
+        Err(e) => {
+            runcvm_log::error!("{e:#}");
+            None
+        }
+    };
+    system::power_off(status);
+}
+
+/// Everything between the console and the power-off; returns the status to
+/// report, or `None` when none can be reported.
+fn boot() -> anyhow::Result<Option<ExitStatus>> {
+    runcvm_log::debug!(
+        "kernel command line: {}",
+        std::fs::read_to_string("/proc/cmdline").unwrap_or_default().trim()
+    );
+    mounts::mount_container_filesystems()?;
+    let plan = read_plan()?;
+    if let Some(hostname) = &plan.hostname {
+        system::set_hostname(hostname)?;
+    }
+    system::bring_up_loopback()?;
+    let mut control = control::ControlPort::open()?;
+    control.send(&GuestMessage::Ready {
+        version: runcvm_proto::PROTOCOL_VERSION,
+    })?;
+    let status = entry::run_entrypoint();
+    runcvm_log::debug!("workload ended: {status:?}");
+    control.send(&GuestMessage::Exit { status })?;
+    Ok(Some(status))
+}
+
+fn read_plan() -> anyhow::Result<LaunchPlan> {
+    use anyhow::Context;
+    let bytes = std::fs::read(PLAN_PATH).with_context(|| format!("cannot read the launch plan {PLAN_PATH}"))?;
+    runcvm_log::debug!("loaded launch plan {PLAN_PATH}");
+    LaunchPlan::from_json(&bytes).with_context(|| format!("cannot use the launch plan {PLAN_PATH}"))
+}

@@ -1,0 +1,85 @@
+//! The filesystems a container expects to find, mounted in the guest.
+
+use anyhow::Context;
+use nix::mount::{MsFlags, mount};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+struct Mount {
+    target: &'static str,
+    fstype: &'static str,
+    flags: MsFlags,
+    data: &'static str,
+    /// Mode of the mount point if init has to create it.
+    dir_mode: u32,
+}
+
+const NOSUID_NODEV: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV);
+const NOSUID_NODEV_NOEXEC: MsFlags = NOSUID_NODEV.union(MsFlags::MS_NOEXEC);
+
+/// In order: each target lives on a filesystem mounted before it.
+const CONTAINER_MOUNTS: &[Mount] = &[
+    Mount { target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: "", dir_mode: 0o555 },
+    Mount { target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "", dir_mode: 0o555 },
+    Mount {
+        target: "/dev/pts",
+        fstype: "devpts",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: "newinstance,ptmxmode=0666,mode=0620,gid=5",
+        dir_mode: 0o755,
+    },
+    Mount { target: "/dev/shm", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777", dir_mode: 0o1777 },
+    Mount { target: "/dev/mqueue", fstype: "mqueue", flags: NOSUID_NODEV_NOEXEC, data: "", dir_mode: 0o755 },
+    Mount { target: "/run", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755", dir_mode: 0o755 },
+    Mount { target: "/tmp", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777", dir_mode: 0o1777 },
+];
+
+/// The links runc creates in a container's `/dev`.
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+    ("/proc/kcore", "/dev/core"),
+];
+
+/// `/dev` as devtmpfs: the console and the control port live there.
+pub fn mount_dev() -> anyhow::Result<()> {
+    mount_one(&Mount {
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: MsFlags::MS_NOSUID,
+        data: "mode=0755",
+        dir_mode: 0o755,
+    })
+}
+
+pub fn mount_container_filesystems() -> anyhow::Result<()> {
+    for m in CONTAINER_MOUNTS {
+        mount_one(m)?;
+    }
+    for (target, link) in DEV_LINKS {
+        if Path::new(link).symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(target, link).with_context(|| format!("cannot link {link} to {target}"))?;
+        }
+    }
+    // A ptmx that follows the container's own devpts instance.
+    let _ = std::fs::remove_file("/dev/ptmx");
+    std::os::unix::fs::symlink("pts/ptmx", "/dev/ptmx").context("cannot link /dev/ptmx to pts/ptmx")?;
+    Ok(())
+}
+
+fn mount_one(m: &Mount) -> anyhow::Result<()> {
+    if !Path::new(m.target).is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(m.dir_mode)
+            .create(m.target)
+            .with_context(|| format!("cannot create the mount point {}", m.target))?;
+    }
+    let data = (!m.data.is_empty()).then_some(m.data);
+    mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, data)
+        .with_context(|| format!("cannot mount {} on {}", m.fstype, m.target))?;
+    runcvm_log::debug!("mounted {} on {}", m.fstype, m.target);
+    Ok(())
+}

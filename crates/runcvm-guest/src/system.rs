@@ -1,0 +1,59 @@
+//! Small system calls of init: hostname, loopback, power-off.
+
+use anyhow::Context;
+use runcvm_proto::ExitStatus;
+
+pub fn set_hostname(hostname: &str) -> anyhow::Result<()> {
+    nix::unistd::sethostname(hostname).with_context(|| format!("cannot set the hostname to {hostname:?}"))?;
+    runcvm_log::debug!("hostname {hostname}");
+    Ok(())
+}
+
+/// Brings `lo` up; the kernel then gives it 127.0.0.1/8 and ::1 itself.
+pub fn bring_up_loopback() -> anyhow::Result<()> {
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("cannot open a socket to configure lo")?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: SIOCGIFFLAGS reads into a valid, live ifreq naming "lo".
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot read the flags of lo");
+    }
+    // SAFETY: the union member ifru_flags is the one SIOCGIFFLAGS filled.
+    unsafe {
+        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the same valid ifreq.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot bring lo up");
+    }
+    runcvm_log::debug!("lo is up");
+    Ok(())
+}
+
+/// Ends the VM: stops every process, flushes the disk, reboots. With
+/// `-no-reboot` (QEMU) and `reboot=k` (Firecracker) a reboot ends the VMM,
+/// which is how the launcher learns the guest is gone.
+pub fn power_off(status: Option<ExitStatus>) -> ! {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    // Orphans the workload left behind must not outlive it.
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    crate::entry::reap_all();
+    crate::console::hand_back();
+    nix::unistd::sync();
+    runcvm_log::debug!("powering off (workload status {status:?})");
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    // reboot(2) does not return for PID 1 unless it failed; the kernel
+    // panics when init exits, and panic=-1 reboots too.
+    std::process::exit(1)
+}

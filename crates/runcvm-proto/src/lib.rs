@@ -1,0 +1,194 @@
+//! The control channel between the launcher (host) and guest init.
+//!
+//! The transport is a byte stream: a virtio-serial port on QEMU, hybrid vsock
+//! on Firecracker. On it, every frame is
+//!
+//! ```text
+//! length: u32, big-endian, counting what follows
+//! kind:   u8   (1 = a JSON message; other kinds are reserved for stdio data)
+//! body:   length - 1 bytes
+//! ```
+//!
+//! The guest opens with `Ready { version }`; a host that does not speak that
+//! version stops the VM with a clear error rather than guessing.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Frames larger than this are refused: a corrupt length must not make the
+/// reader allocate gigabytes.
+pub const MAX_FRAME_LEN: u32 = 1 << 20;
+const KIND_MESSAGE: u8 = 1;
+
+/// Messages from guest init to the launcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GuestMessage {
+    /// Init is running and has mounted what it needs; the boot watchdog stops.
+    Ready { version: u32 },
+    /// The workload ended; init powers the VM off next.
+    Exit { status: ExitStatus },
+}
+
+/// How the workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExitStatus {
+    /// It called `exit(code)`.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The status a container runtime reports: the code, or 128 + the signal,
+    /// as runc and shells do.
+    pub fn container_code(self) -> i32 {
+        match self {
+            Self::Code(code) => code & 0xff,
+            Self::Signal(signal) => 128 + signal,
+        }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    /// the control channel failed
+    #[error("the control channel failed")]
+    Io(#[from] io::Error),
+    /// the control channel ended in the middle of a frame
+    #[error("the control channel ended in the middle of a frame")]
+    Truncated,
+    /// a control frame of {0} bytes is over the limit
+    #[error("a control frame of {0} bytes is over the {MAX_FRAME_LEN}-byte limit")]
+    TooLarge(u32),
+    /// a control frame has unknown kind {0}
+    #[error("a control frame has unknown kind {0}: host and guest runcvm builds differ")]
+    UnknownKind(u8),
+    /// a control message is not valid JSON of the expected shape
+    #[error("a control message is not valid JSON of the expected shape")]
+    Malformed(#[source] serde_json::Error),
+}
+
+/// Writes one message as a single frame.
+pub fn write_message<M: Serialize>(mut out: impl Write, message: &M) -> io::Result<()> {
+    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len() + 1)
+        .ok()
+        .filter(|len| *len <= MAX_FRAME_LEN)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "control message too large"))?;
+    let mut frame = Vec::with_capacity(body.len() + 5);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.push(KIND_MESSAGE);
+    frame.extend_from_slice(&body);
+    // One write keeps a frame whole on a port shared by several writers.
+    out.write_all(&frame)?;
+    out.flush()
+}
+
+/// Reads one message; `Ok(None)` when the stream ends cleanly between frames.
+pub fn read_message<M: DeserializeOwned>(mut input: impl Read) -> Result<Option<M>, ProtoError> {
+    let mut header = [0u8; 4];
+    match read_exact_or_eof(&mut input, &mut header)? {
+        Filled::Eof => return Ok(None),
+        Filled::Partial => return Err(ProtoError::Truncated),
+        Filled::Full => {}
+    }
+    let len = u32::from_be_bytes(header);
+    if len > MAX_FRAME_LEN {
+        return Err(ProtoError::TooLarge(len));
+    }
+    if len == 0 {
+        return Err(ProtoError::Truncated);
+    }
+    let mut frame = vec![0u8; len as usize];
+    if !matches!(read_exact_or_eof(&mut input, &mut frame)?, Filled::Full) {
+        return Err(ProtoError::Truncated);
+    }
+    match frame[0] {
+        KIND_MESSAGE => serde_json::from_slice(&frame[1..])
+            .map(Some)
+            .map_err(ProtoError::Malformed),
+        other => Err(ProtoError::UnknownKind(other)),
+    }
+}
+
+enum Filled {
+    Full,
+    Partial,
+    Eof,
+}
+
+fn read_exact_or_eof(input: &mut impl Read, buf: &mut [u8]) -> io::Result<Filled> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(Filled::Eof),
+            Ok(0) => return Ok(Filled::Partial),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Filled::Full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_through_frames() {
+        let sent = [
+            GuestMessage::Ready { version: PROTOCOL_VERSION },
+            GuestMessage::Exit { status: ExitStatus::Code(42) },
+            GuestMessage::Exit { status: ExitStatus::Signal(9) },
+        ];
+        let mut wire = Vec::new();
+        for message in &sent {
+            write_message(&mut wire, message).unwrap();
+        }
+        let mut reader = wire.as_slice();
+        for message in &sent {
+            let got: GuestMessage = read_message(&mut reader).unwrap().unwrap();
+            assert_eq!(&got, message);
+        }
+        assert!(read_message::<GuestMessage>(&mut reader).unwrap().is_none());
+    }
+
+    #[test]
+    fn wire_format_is_length_kind_json() {
+        let mut wire = Vec::new();
+        write_message(&mut wire, &GuestMessage::Ready { version: 1 }).unwrap();
+        let body = br#"{"type":"ready","version":1}"#;
+        assert_eq!(&wire[..4], &(body.len() as u32 + 1).to_be_bytes());
+        assert_eq!(wire[4], 1);
+        assert_eq!(&wire[5..], body);
+    }
+
+    #[test]
+    fn truncated_oversized_and_unknown_frames_are_errors() {
+        let mut wire = Vec::new();
+        write_message(&mut wire, &GuestMessage::Ready { version: 1 }).unwrap();
+        let cut = &wire[..wire.len() - 1];
+        assert!(matches!(read_message::<GuestMessage>(cut), Err(ProtoError::Truncated)));
+        assert!(matches!(read_message::<GuestMessage>(&wire[..2]), Err(ProtoError::Truncated)));
+        let huge = (MAX_FRAME_LEN + 1).to_be_bytes();
+        assert!(matches!(read_message::<GuestMessage>(&huge[..]), Err(ProtoError::TooLarge(_))));
+        let unknown = [0, 0, 0, 2, 7, b'x'];
+        assert!(matches!(read_message::<GuestMessage>(&unknown[..]), Err(ProtoError::UnknownKind(7))));
+    }
+
+    #[test]
+    fn container_codes_follow_runc() {
+        assert_eq!(ExitStatus::Code(0).container_code(), 0);
+        assert_eq!(ExitStatus::Code(42).container_code(), 42);
+        assert_eq!(ExitStatus::Code(256 + 3).container_code(), 3);
+        assert_eq!(ExitStatus::Signal(9).container_code(), 137);
+        assert_eq!(ExitStatus::Signal(15).container_code(), 143);
+    }
+}

@@ -1,0 +1,34 @@
+//! What the host hands the guest: the files under `/.runcvm/` in the root disk
+//! and the names both sides agree on. Everything here is plain data with
+//! versioned serde types; nothing touches the system.
+
+pub mod bytes;
+pub mod entrypoint;
+pub mod plan;
+
+pub use bytes::ByteString;
+pub use entrypoint::{Entrypoint, EntrypointError};
+pub use plan::{LaunchPlan, PlanError};
+
+/// The folder in the root disk that holds runcvm's files (reserved: a rootfs
+/// that already has it is refused).
+pub const GUEST_DIR: &str = "/.runcvm";
+/// The guest init, PID 1 in the VM.
+pub const INIT_PATH: &str = "/.runcvm/init";
+/// The original process of the container (argv, env, cwd, user), exact bytes.
+pub const ENTRYPOINT_PATH: &str = "/.runcvm/entrypoint";
+/// The launch plan: everything else the guest needs to know.
+pub const PLAN_PATH: &str = "/.runcvm/plan.json";
+/// Name of the virtio-serial port that carries the control channel on QEMU;
+/// the guest finds it under `/sys/class/virtio-ports/*/name`.
+pub const CONTROL_PORT_NAME: &str = "runcvm.ctl";
+/// The line guest init writes on the console before anything of its own.
+/// The launcher hides the console up to and including this line at INFO, so a
+/// successful run shows the workload's output and no kernel boot lines.
+pub const CONSOLE_HANDOVER_LINE: &str = "runcvm-init: console handed to the workload";
+/// What guest init writes on the console once the workload has ended and
+/// before the kernel's shutdown lines. An OSC escape sequence, so a terminal
+/// shows nothing even where it is not filtered; it needs no newline, so the
+/// workload's output stays byte-exact. The launcher hides what follows it at
+/// INFO.
+pub const CONSOLE_HANDBACK: &str = "\x1b]runcvm;console-returned\x07";

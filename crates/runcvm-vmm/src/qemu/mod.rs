@@ -1,0 +1,8 @@
+//! QEMU `-M microvm`: a typed configuration turned into an argv, and the probe
+//! that tells whether KVM can boot the guest on this host.
+
+mod argv;
+mod probe;
+
+pub use argv::{QemuConfig, QEMU_ENV};
+pub use probe::{probe_kvm, KvmProbe};

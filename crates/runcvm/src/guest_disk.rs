@@ -1,0 +1,79 @@
+//! The guest's root disk for one run: the rootfs plus `/.runcvm` (guest init,
+//! entrypoint, launch plan).
+
+use crate::run_dir::RunDir;
+use anyhow::Context;
+use runcvm_rootfs::{BuiltDisk, DiskSpec, GuestFile};
+use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint, GUEST_DIR, INIT_PATH, LaunchPlan, PLAN_PATH};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Free space the workload gets on its root disk unless told otherwise.
+pub const DEFAULT_HEADROOM_MIB: u64 = 512;
+
+/// What goes into `/.runcvm`.
+#[derive(Debug, Clone)]
+pub struct GuestFiles<'a> {
+    pub init: &'a Path,
+    pub entrypoint: &'a Entrypoint,
+    pub plan: &'a LaunchPlan,
+}
+
+pub fn build(run_dir: &RunDir, rootfs: &Path, files: &GuestFiles<'_>, headroom_mib: u64) -> anyhow::Result<BuiltDisk> {
+    let staging = run_dir.guest_files();
+    std::fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let entrypoint = staging.join(name_in_guest_dir(ENTRYPOINT_PATH));
+    let plan = staging.join(name_in_guest_dir(PLAN_PATH));
+    // The entrypoint carries the container's env, secrets included.
+    write_private(&entrypoint, &files.entrypoint.to_json())?;
+    write_private(&plan, &files.plan.to_json())?;
+    let guest_files = [
+        GuestFile {
+            name: name_in_guest_dir(INIT_PATH).to_owned(),
+            source: files.init.to_owned(),
+            mode: 0o755,
+        },
+        GuestFile {
+            name: name_in_guest_dir(ENTRYPOINT_PATH).to_owned(),
+            source: entrypoint,
+            mode: 0o600,
+        },
+        GuestFile {
+            name: name_in_guest_dir(PLAN_PATH).to_owned(),
+            source: plan,
+            mode: 0o600,
+        },
+    ];
+    let disk = run_dir.disk();
+    let built = runcvm_rootfs::build_disk(&DiskSpec {
+        rootfs,
+        guest_files: &guest_files,
+        output: &disk,
+        headroom_mib,
+    })?;
+    runcvm_log::debug!(
+        "root disk {} built in {:.3} s ({} MiB, {} inodes)",
+        disk.display(),
+        built.build_secs,
+        built.size.mib,
+        built.size.inodes
+    );
+    Ok(built)
+}
+
+fn name_in_guest_dir(path: &'static str) -> &'static str {
+    path.strip_prefix(GUEST_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .expect("guest paths live in GUEST_DIR")
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(bytes))
+        .with_context(|| format!("cannot write {}", path.display()))
+}

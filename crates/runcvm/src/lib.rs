@@ -1,0 +1,15 @@
+//! runcvm's host side: preparing a guest (root disk, launch plan), choosing
+//! the acceleration, and running the VM to the workload's exit status.
+//! The `runcvm` binary is a thin command line over this.
+
+pub mod accel;
+pub mod console;
+pub mod guest_disk;
+pub mod locate;
+pub mod run;
+pub mod run_dir;
+pub mod vm;
+
+/// Exit code when runcvm itself fails (not the workload), as `docker run`
+/// uses 125.
+pub const RUNTIME_FAILURE: i32 = 125;

@@ -1,0 +1,45 @@
+//! Finding the programs a run needs: guest init and the VMM.
+
+use std::path::{Path, PathBuf};
+
+/// Overrides where `runcvm-init` is taken from (default: beside `runcvm`).
+pub const INIT_ENV: &str = "RUNCVM_INIT";
+const INIT_NAME: &str = "runcvm-init";
+const QEMU_NAME: &str = "qemu-system-x86_64";
+
+/// A program a run needs is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    /// guest init missing
+    #[error("guest init not found at {0}: build it with `cargo build --release` (it is installed beside runcvm), or set RUNCVM_INIT")]
+    Init(PathBuf),
+    /// QEMU missing
+    #[error("{QEMU_NAME} not found in PATH: install it (apt-get install --no-install-recommends qemu-system-x86), or set RUNCVM_QEMU")]
+    Qemu,
+    /// RUNCVM_QEMU names nothing
+    #[error("RUNCVM_QEMU={0} is not a file: point it at a qemu-system-x86_64 binary")]
+    QemuOverride(PathBuf),
+}
+
+pub fn guest_init() -> Result<PathBuf, LocateError> {
+    let path = match std::env::var_os(INIT_ENV).filter(|v| !v.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(INIT_NAME)))
+            .unwrap_or_else(|| PathBuf::from(INIT_NAME)),
+    };
+    if path.is_file() { Ok(path) } else { Err(LocateError::Init(path)) }
+}
+
+pub fn qemu() -> Result<PathBuf, LocateError> {
+    if let Some(path) = std::env::var_os(runcvm_vmm::qemu::QEMU_ENV).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() { Ok(path) } else { Err(LocateError::QemuOverride(path)) };
+    }
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(QEMU_NAME))
+        .find(|candidate| Path::new(candidate).is_file())
+        .ok_or(LocateError::Qemu)
+}

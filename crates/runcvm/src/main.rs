@@ -1,0 +1,121 @@
+//! The `runcvm` command line: thin wrappers over the library.
+
+use clap::{Parser, Subcommand};
+use runcvm::run::RunRequest;
+use runcvm_spec::{ByteString, Entrypoint, LaunchPlan};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// Run container root filesystems as microVMs.
+#[derive(Debug, Parser)]
+#[command(name = "runcvm", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot ROOTFS_DIR as a VM, run CMD in it, and exit with its status.
+    ///
+    /// The console streams to stdout. runcvm's own failures exit 125.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..))]
+    memory: u32,
+    /// Set an environment variable (repeatable); PATH has a default.
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    env: Vec<OsString>,
+    /// Working directory in the guest.
+    #[arg(long, short = 'w', value_name = "DIR", default_value = "/")]
+    workdir: OsString,
+    /// Numeric user and group to run as.
+    #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
+    user: Option<(u32, u32)>,
+    /// Hostname of the guest.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Free space on the root disk beyond the rootfs, in MiB.
+    #[arg(long, default_value_t = runcvm::guest_disk::DEFAULT_HEADROOM_MIB)]
+    disk_headroom: u64,
+    /// The folder holding the container's files.
+    rootfs: PathBuf,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// Docker's default for images that set none.
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn parse_user(value: &str) -> Result<(u32, u32), String> {
+    let (uid, gid) = value.split_once(':').unwrap_or((value, "0"));
+    let number = |part: &str| part.parse::<u32>().map_err(|_| format!("{value:?} is not UID[:GID] with numeric ids"));
+    Ok((number(uid)?, number(gid)?))
+}
+
+impl RunArgs {
+    fn into_request(self) -> Result<RunRequest, String> {
+        let mut env: Vec<ByteString> = Vec::new();
+        if !self.env.iter().any(|e| e.as_bytes().starts_with(b"PATH=")) {
+            env.push(DEFAULT_PATH.into());
+        }
+        for entry in self.env {
+            if !entry.as_bytes().contains(&b'=') {
+                return Err(format!("--env {entry:?} is not KEY=VALUE"));
+            }
+            env.push(entry.into());
+        }
+        let mut entrypoint = Entrypoint::new(self.command.into_iter().map(ByteString::from).collect(), env);
+        entrypoint.cwd = self.workdir.into();
+        if let Some((uid, gid)) = self.user {
+            entrypoint.uid = uid;
+            entrypoint.gid = gid;
+        }
+        entrypoint.validate().map_err(|e| e.to_string())?;
+        Ok(RunRequest {
+            rootfs: self.rootfs,
+            entrypoint,
+            plan: LaunchPlan {
+                hostname: self.hostname,
+                ..LaunchPlan::default()
+            },
+            cpus: self.cpus,
+            memory_mib: self.memory,
+            headroom_mib: self.disk_headroom,
+        })
+    }
+}
+
+fn main() {
+    // Before any thread exists, so every thread inherits the mask and the
+    // VM supervisor alone takes the stop signals.
+    runcvm::vm::block_stop_signals();
+    let level = match runcvm_log::LogLevel::from_env() {
+        Ok(level) => level,
+        Err(e) => {
+            runcvm_log::error!("{e}");
+            std::process::exit(runcvm::RUNTIME_FAILURE);
+        }
+    };
+    runcvm_log::init("runcvm", level);
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => match args.into_request() {
+            Ok(request) => runcvm::run::run(&request),
+            Err(message) => {
+                runcvm_log::error!("{message}");
+                runcvm::RUNTIME_FAILURE
+            }
+        },
+    };
+    std::process::exit(code);
+}

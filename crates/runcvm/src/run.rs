@@ -1,0 +1,89 @@
+//! One run from a rootfs folder: locate what is needed, build the root disk,
+//! pick the acceleration, run the VM, clean up, return the exit code.
+
+use crate::run_dir::RunDir;
+use crate::vm::{VmError, VmLaunch};
+use crate::{RUNTIME_FAILURE, accel, guest_disk, locate};
+use anyhow::Context;
+use runcvm_log::LogLevel;
+use runcvm_spec::{Entrypoint, LaunchPlan};
+use runcvm_vmm::qemu::QemuConfig;
+use runcvm_vmm::{AccelChoice, GuestCmdline, GuestKernel};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Extra kernel command-line words, appended last (so they win): a
+/// debugging aid, e.g. `RUNCVM_KERNEL_ARGS="loglevel=8"`.
+pub const KERNEL_ARGS_ENV: &str = "RUNCVM_KERNEL_ARGS";
+
+/// What to run and with what.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub rootfs: PathBuf,
+    pub entrypoint: Entrypoint,
+    pub plan: LaunchPlan,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub headroom_mib: u64,
+}
+
+/// Runs the request and returns the exit code for the process: the
+/// workload's, or [`RUNTIME_FAILURE`] after logging why runcvm failed.
+pub fn run(request: &RunRequest) -> i32 {
+    match try_run(request) {
+        Ok(code) => code,
+        Err(e) => {
+            runcvm_log::error!("{e:#}");
+            e.downcast_ref::<VmError>().map_or(RUNTIME_FAILURE, VmError::exit_code)
+        }
+    }
+}
+
+fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let level = runcvm_log::level();
+    let choice = AccelChoice::from_env()?;
+    let kernel = GuestKernel::locate()?;
+    let init = locate::guest_init()?;
+    let qemu_binary = locate::qemu()?;
+    let state_dir = RunDir::state_dir();
+    let run_dir = RunDir::create(&state_dir)?;
+    runcvm_log::debug!("run folder {}", run_dir.path().display());
+
+    let files = guest_disk::GuestFiles {
+        init: &init,
+        entrypoint: &request.entrypoint,
+        plan: &request.plan,
+    };
+    guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib)
+        .with_context(|| format!("cannot build the root disk from {}", request.rootfs.display()))?;
+
+    let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
+    let boot_timeout = accel::boot_timeout(accel)?;
+    let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
+    let qemu = QemuConfig {
+        binary: qemu_binary,
+        accel,
+        vcpus: request.cpus,
+        memory_mib: request.memory_mib,
+        kernel: kernel.path.clone(),
+        cmdline: GuestCmdline {
+            log_level: level,
+            reboot_method: QemuConfig::REBOOT_METHOD,
+            extra: extra.split_whitespace().map(str::to_owned).collect(),
+        },
+        root_disk: Some(run_dir.disk()),
+        control_socket: Some(run_dir.control_socket()),
+    };
+    runcvm_log::debug!("host preparation took {:.3} s", started.elapsed().as_secs_f64());
+    let status = crate::vm::run(&VmLaunch {
+        qemu: &qemu,
+        boot_timeout,
+        show_boot: level >= LogLevel::Debug,
+    })?;
+    runcvm_log::debug!(
+        "workload {status:?}; run took {:.3} s in all",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(status.container_code())
+}

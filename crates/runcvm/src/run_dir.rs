@@ -1,0 +1,100 @@
+//! The per-VM folder on the node's disk (not the /run tmpfs: disks can be
+//! large) holding the root disk and the control socket. It is removed when
+//! the run ends, whatever the outcome.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// Overrides [`DEFAULT_STATE_DIR`].
+pub const STATE_DIR_ENV: &str = "RUNCVM_STATE_DIR";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/runcvm";
+
+/// The run folder could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create a run folder in {state_dir}: make it writable, or set {STATE_DIR_ENV} to a writable folder")]
+pub struct RunDirError {
+    state_dir: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// A run folder, removed on drop.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// The state folder in force.
+    pub fn state_dir() -> PathBuf {
+        std::env::var_os(STATE_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from)
+    }
+
+    /// Creates `STATE/runs/<pid>-<nanos>`, private to root.
+    pub fn create(state_dir: &Path) -> Result<Self, RunDirError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = state_dir.join("runs").join(format!("{}-{nanos:09}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .map_err(|source| RunDirError {
+                state_dir: state_dir.to_owned(),
+                source,
+            })?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn disk(&self) -> PathBuf {
+        self.path.join("disk.ext4")
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.path.join("control.sock")
+    }
+
+    /// Folder for the files written into the guest's `/.runcvm`.
+    pub fn guest_files(&self) -> PathBuf {
+        self.path.join("guest")
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            runcvm_log::warn!("cannot remove the run folder {}: {e}", self.path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_private_and_removed_on_drop() {
+        use std::os::unix::fs::PermissionsExt;
+        let state = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(state.path()).unwrap();
+        let path = dir.path().to_owned();
+        assert!(path.starts_with(state.path().join("runs")));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::write(dir.disk(), b"x").unwrap();
+        drop(dir);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn unwritable_state_dir_says_what_to_do() {
+        let err = RunDir::create(Path::new("/proc/runcvm-state")).unwrap_err();
+        assert!(err.to_string().contains("set RUNCVM_STATE_DIR"), "{err}");
+    }
+}

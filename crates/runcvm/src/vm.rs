@@ -1,0 +1,393 @@
+//! Runs one VM to its end: starts the VMM, shows its console, listens on the
+//! control channel, enforces the boot watchdog, and turns what happened into
+//! the workload's exit status or one clear error.
+
+use crate::console::ConsoleFilter;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+use runcvm_proto::{ExitStatus, GuestMessage, PROTOCOL_VERSION};
+use runcvm_vmm::Accel;
+use runcvm_vmm::qemu::QemuConfig;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the VMM may take to exit once the guest has reported its status.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long messages still in flight are awaited once the VMM has exited.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// The signals that stop a run (until the lifecycle work forwards them into
+/// the guest).
+const STOP_SIGNALS: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+
+/// Why a VM did not deliver the workload's exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// the VMM could not be started
+    #[error("cannot start {binary}: install qemu-system-x86 or set RUNCVM_QEMU")]
+    Spawn {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the control socket could not be created
+    #[error("cannot listen on the control socket {path}")]
+    ControlSocket {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the guest did not reach init in time
+    #[error(
+        "the VM did not reach guest init within {secs} s under {accel}{hint}\n\
+         last console lines:\n{tail}"
+    )]
+    BootTimeout {
+        secs: u64,
+        accel: Accel,
+        hint: &'static str,
+        tail: String,
+    },
+    /// the VM stopped without reporting an exit status
+    #[error(
+        "the VM stopped ({vmm_status}) before the workload reported an exit status{qemu}\n\
+         last console lines:\n{tail}"
+    )]
+    Stopped {
+        vmm_status: String,
+        qemu: String,
+        tail: String,
+    },
+    /// guest speaks another protocol version
+    #[error("guest init speaks control protocol {guest}, this launcher speaks {PROTOCOL_VERSION}: use one runcvm build for host and guest")]
+    Version { guest: u32 },
+    /// the launcher was told to stop
+    #[error("stopped by {0}")]
+    Interrupted(Signal),
+}
+
+impl VmError {
+    /// The exit code a stopped launcher reports.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Interrupted(signal) => 128 + *signal as i32,
+            _ => crate::RUNTIME_FAILURE,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Guest(GuestMessage),
+    ControlClosed(String),
+    VmmExited(std::process::ExitStatus),
+    Signal(Signal),
+}
+
+/// One VM to run.
+#[derive(Debug)]
+pub struct VmLaunch<'a> {
+    pub qemu: &'a QemuConfig,
+    pub boot_timeout: Duration,
+    pub show_boot: bool,
+}
+
+/// Blocks the stop signals in the calling thread (and so in every thread it
+/// starts), so one thread can take them with `sigwait`. Call first in main.
+pub fn block_stop_signals() {
+    let mut set = SigSet::empty();
+    for signal in STOP_SIGNALS {
+        set.add(signal);
+    }
+    let _ = set.thread_block();
+}
+
+pub fn run(launch: &VmLaunch<'_>) -> Result<ExitStatus, VmError> {
+    let qemu = launch.qemu;
+    let (events, inbox) = mpsc::channel();
+    let listener = match &qemu.control_socket {
+        Some(path) => Some(UnixListener::bind(path).map_err(|source| VmError::ControlSocket {
+            path: path.display().to_string(),
+            source,
+        })?),
+        None => None,
+    };
+    let mut command = Command::new(&qemu.binary);
+    command
+        .args(qemu.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a terminal's Ctrl-C reaches the launcher,
+        // which decides what the VM gets.
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        command.pre_exec(|| {
+            // A launcher killed with SIGKILL must not leave a VMM behind.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    runcvm_log::debug!("starting {} {:?}", qemu.binary.display(), qemu.args());
+    let started = Instant::now();
+    let mut child = command.spawn().map_err(|source| VmError::Spawn {
+        binary: qemu.binary.display().to_string(),
+        source,
+    })?;
+    let vmm = Vmm {
+        pid: Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
+        reaped: Arc::new(AtomicBool::new(false)),
+    };
+
+    let console = Arc::new(Mutex::new(ConsoleFilter::new(launch.show_boot)));
+    let console_done = spawn_console_pump(child.stdout.take(), Arc::clone(&console));
+    let qemu_errors = spawn_stderr_collector(child.stderr.take());
+    if let Some(listener) = listener {
+        spawn_control_reader(listener, events.clone());
+    }
+    spawn_signal_taker(events.clone());
+    {
+        let events = events.clone();
+        let reaped = Arc::clone(&vmm.reaped);
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                reaped.store(true, Ordering::SeqCst);
+                let _ = events.send(Event::VmmExited(status));
+            }
+        });
+    }
+    drop(events);
+
+    let outcome = supervise(launch, &vmm, &inbox, started);
+    // All console output is shown before the launcher reports or exits.
+    let _ = console_done.join();
+    let tail = console.lock().map(|c| c.tail()).unwrap_or_default();
+    let qemu_errors = qemu_errors.join().unwrap_or_default();
+    outcome.finish(launch, tail, qemu_errors)
+}
+
+/// What the event loop saw.
+#[derive(Debug, Default)]
+struct Outcome {
+    status: Option<ExitStatus>,
+    ready: bool,
+    timed_out: bool,
+    interrupted: Option<Signal>,
+    version: Option<u32>,
+    vmm_status: Option<std::process::ExitStatus>,
+}
+
+fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started: Instant) -> Outcome {
+    let mut outcome = Outcome::default();
+    let boot_deadline = started + launch.boot_timeout;
+    let mut shutdown_deadline: Option<Instant> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut control_open = launch.qemu.control_socket.is_some();
+    loop {
+        let deadline = drain_deadline
+            .or(shutdown_deadline)
+            .or((!outcome.ready).then_some(boot_deadline));
+        let event = match deadline {
+            Some(deadline) => inbox.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+            None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match event {
+            Ok(Event::Guest(GuestMessage::Ready { version })) => {
+                runcvm_log::debug!("guest init ready after {:.3} s", started.elapsed().as_secs_f64());
+                outcome.ready = true;
+                if version != PROTOCOL_VERSION {
+                    outcome.version = Some(version);
+                    vmm.kill();
+                }
+            }
+            Ok(Event::Guest(GuestMessage::Exit { status })) => {
+                runcvm_log::debug!("workload exited: {status:?}");
+                outcome.status = Some(status);
+                shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+            }
+            Ok(Event::ControlClosed(reason)) => {
+                runcvm_log::debug!("control channel closed: {reason}");
+                control_open = false;
+                if outcome.vmm_status.is_some() {
+                    return outcome;
+                }
+            }
+            Ok(Event::Signal(signal)) => {
+                runcvm_log::debug!("received {signal}; stopping the VM");
+                outcome.interrupted = Some(signal);
+                vmm.kill();
+            }
+            Ok(Event::VmmExited(status)) => {
+                runcvm_log::debug!("VMM exited ({status}) after {:.3} s", started.elapsed().as_secs_f64());
+                outcome.vmm_status = Some(status);
+                if !control_open {
+                    return outcome;
+                }
+                // The guest's last message may still be on its way through
+                // the control socket's reader.
+                drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+            }
+            Err(RecvTimeoutError::Timeout) if drain_deadline.is_some() => return outcome,
+            Err(RecvTimeoutError::Timeout) => {
+                if outcome.status.is_none() {
+                    outcome.timed_out = true;
+                } else {
+                    runcvm_log::warn!("the VMM did not exit within {} s of the workload; killing it", SHUTDOWN_GRACE.as_secs());
+                }
+                shutdown_deadline = None;
+                outcome.ready = true;
+                vmm.kill();
+            }
+            Err(RecvTimeoutError::Disconnected) => return outcome,
+        }
+    }
+}
+
+impl Outcome {
+    fn finish(self, launch: &VmLaunch<'_>, tail: Vec<String>, qemu_errors: String) -> Result<ExitStatus, VmError> {
+        if let Some(guest) = self.version {
+            return Err(VmError::Version { guest });
+        }
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        if let Some(signal) = self.interrupted {
+            return Err(VmError::Interrupted(signal));
+        }
+        let tail = indent(&tail);
+        if self.timed_out {
+            let accel = launch.qemu.accel;
+            return Err(VmError::BootTimeout {
+                secs: launch.boot_timeout.as_secs(),
+                accel,
+                hint: match accel {
+                    Accel::Kvm => ": this host's KVM may not boot standard guests; try RUNCVM_ACCEL=tcg",
+                    Accel::Tcg => ": raise RUNCVM_BOOT_TIMEOUT on a slow or busy host, or check the console below",
+                },
+                tail,
+            });
+        }
+        let qemu = qemu_errors.trim();
+        Err(VmError::Stopped {
+            vmm_status: self.vmm_status.map_or_else(|| "lost".to_owned(), |s| s.to_string()),
+            qemu: if qemu.is_empty() { String::new() } else { format!("; QEMU said: {qemu}") },
+            tail,
+        })
+    }
+}
+
+fn indent(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "  (the console printed nothing)".to_owned();
+    }
+    lines.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The running VMM, killable until it has been reaped.
+#[derive(Debug)]
+struct Vmm {
+    pid: Pid,
+    reaped: Arc<AtomicBool>,
+}
+
+impl Vmm {
+    fn kill(&self) {
+        // Checking first avoids signalling a recycled pid.
+        if !self.reaped.load(Ordering::SeqCst) {
+            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        }
+    }
+}
+
+fn spawn_console_pump(
+    stdout: Option<std::process::ChildStdout>,
+    console: Arc<Mutex<ConsoleFilter>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Some(mut pipe) = stdout else { return };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let shown = match console.lock() {
+                Ok(mut filter) => filter.feed(&buf[..n]),
+                Err(_) => return,
+            };
+            if !shown.is_empty() {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&shown);
+                let _ = out.flush();
+            }
+        }
+    })
+}
+
+fn spawn_stderr_collector(stderr: Option<std::process::ChildStderr>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = stderr {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        for line in text.lines() {
+            runcvm_log::debug!("qemu: {line}");
+        }
+        text
+    })
+}
+
+fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
+    std::thread::spawn(move || {
+        let (stream, _) = match listener.accept() {
+            Ok(connection) => connection,
+            Err(e) => {
+                let _ = events.send(Event::ControlClosed(format!("accept failed: {e}")));
+                return;
+            }
+        };
+        let mut reader = std::io::BufReader::new(stream);
+        loop {
+            match runcvm_proto::read_message::<GuestMessage>(&mut reader) {
+                Ok(Some(message)) => {
+                    if events.send(Event::Guest(message)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let _ = events.send(Event::ControlClosed("end of stream".into()));
+                    return;
+                }
+                Err(e) => {
+                    let _ = events.send(Event::ControlClosed(e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn spawn_signal_taker(events: Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut set = SigSet::empty();
+        for signal in STOP_SIGNALS {
+            set.add(signal);
+        }
+        while let Ok(signal) = set.wait() {
+            if events.send(Event::Signal(signal)).is_err() {
+                return;
+            }
+        }
+    });
+}
