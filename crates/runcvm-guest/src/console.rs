@@ -5,6 +5,7 @@ use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use nix::sys::termios::{self, OutputFlags, SetArg};
 use runcvm_spec::{CONSOLE_HANDBACK, CONSOLE_HANDOVER_LINE};
+use runcvm_log::LogLevel;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 
@@ -27,7 +28,17 @@ pub fn take_over() {
 }
 
 /// Marks where the kernel's lines end; see [`CONSOLE_HANDOVER_LINE`].
-pub fn hand_over() {
+/// Below DEBUG the kernel then keeps to errors and warnings on the console,
+/// as `quiet` would, so its lines do not mix with the workload's output.
+pub fn hand_over(level: LogLevel) {
+    if level < LogLevel::Debug {
+        const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
+        const KERN_WARNING_AND_ABOVE: libc::c_int = 5;
+        // SAFETY: this klogctl action reads no buffer; it only sets a level.
+        unsafe {
+            libc::klogctl(SYSLOG_ACTION_CONSOLE_LEVEL, std::ptr::null_mut(), KERN_WARNING_AND_ABOVE);
+        }
+    }
     let _ = writeln!(std::io::stderr().lock(), "\n{CONSOLE_HANDOVER_LINE}");
 }
 

@@ -12,13 +12,13 @@ mod lookup;
 mod mounts;
 mod system;
 
-use runcvm_log::LogLevel;
+use runcvm_log::{Epoch, LogLevel};
 use runcvm_proto::{ExitStatus, GuestMessage};
 use runcvm_spec::{LaunchPlan, PLAN_PATH};
 
 fn main() {
     let level = LogLevel::from_env();
-    runcvm_log::init("runcvm-init", level.clone().unwrap_or_default());
+    runcvm_log::init_with_epoch("runcvm-init", level.clone().unwrap_or_default(), Epoch::Boot);
     if std::process::id() != 1 {
         runcvm_log::error!("runcvm-init runs only as PID 1 inside a runcvm guest");
         std::process::exit(2);
@@ -26,7 +26,7 @@ fn main() {
     // The console needs /dev; nothing can be logged before both exist.
     let dev_mounted = mounts::mount_dev();
     console::take_over();
-    console::hand_over();
+    console::hand_over(runcvm_log::level());
     if let Err(e) = level {
         runcvm_log::warn!("{e}; using INFO");
     }
@@ -46,11 +46,11 @@ fn main() {
 /// Everything between the console and the power-off; returns the status to
 /// report, or `None` when none can be reported.
 fn boot() -> anyhow::Result<Option<ExitStatus>> {
+    mounts::mount_container_filesystems()?;
     runcvm_log::debug!(
         "kernel command line: {}",
         std::fs::read_to_string("/proc/cmdline").unwrap_or_default().trim()
     );
-    mounts::mount_container_filesystems()?;
     let plan = read_plan()?;
     if let Some(hostname) = &plan.hostname {
         system::set_hostname(hostname)?;

@@ -95,11 +95,43 @@ pub fn format_line(
     line
 }
 
+/// What DEBUG timestamps count from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epoch {
+    /// The component's start (host processes).
+    ProcessStart,
+    /// The machine's boot, like the kernel's own timestamps (guest init).
+    Boot,
+}
+
 #[derive(Debug)]
 struct Logger {
     component: &'static str,
     level: LogLevel,
     start: Instant,
+    epoch: Epoch,
+}
+
+impl Logger {
+    fn elapsed_secs(&self) -> f64 {
+        match self.epoch {
+            Epoch::ProcessStart => self.start.elapsed().as_secs_f64(),
+            Epoch::Boot => std::time::Duration::from(since_boot()).as_secs_f64(),
+        }
+    }
+}
+
+/// CLOCK_BOOTTIME: the clock the kernel's console timestamps follow.
+fn since_boot() -> std::time::Duration {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the valid timespec it is given.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } == 0;
+    if !ok {
+        return std::time::Duration::ZERO;
+    }
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(now.tv_nsec).unwrap_or(0);
+    std::time::Duration::new(secs, nanos)
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -107,10 +139,16 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// Sets the process-wide component name and level. The first call wins;
 /// before it, lines go out as `runcvm` at INFO.
 pub fn init(component: &'static str, level: LogLevel) {
+    init_with_epoch(component, level, Epoch::ProcessStart);
+}
+
+/// As [`init`], with DEBUG timestamps counted from `epoch`.
+pub fn init_with_epoch(component: &'static str, level: LogLevel, epoch: Epoch) {
     let _ = LOGGER.set(Logger {
         component,
         level,
         start: Instant::now(),
+        epoch,
     });
 }
 
@@ -137,7 +175,7 @@ pub fn write_as(component: Option<&str>, level: LogLevel, message: fmt::Argument
     let logger = LOGGER.get();
     let name = component.unwrap_or(logger.map_or("runcvm", |l| l.component));
     let elapsed = (self::level() == LogLevel::Debug)
-        .then(|| logger.map_or(0.0, |l| l.start.elapsed().as_secs_f64()));
+        .then(|| logger.map_or(0.0, Logger::elapsed_secs));
     let mut line = format_line(name, level, elapsed, &message);
     line.push('\n');
     // One write per line keeps lines whole when threads log at once.

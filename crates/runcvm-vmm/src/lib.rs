@@ -6,6 +6,7 @@ pub mod accel;
 pub mod cmdline;
 pub mod kernel;
 pub mod qemu;
+pub mod tsc;
 
 pub use accel::{Accel, AccelChoice, AccelError};
 pub use cmdline::GuestCmdline;

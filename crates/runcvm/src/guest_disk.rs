@@ -15,28 +15,20 @@ pub const DEFAULT_HEADROOM_MIB: u64 = 512;
 #[derive(Debug, Clone)]
 pub struct GuestFiles<'a> {
     pub init: &'a Path,
-    pub entrypoint: &'a Entrypoint,
+    pub entrypoint: Option<&'a Entrypoint>,
     pub plan: &'a LaunchPlan,
 }
 
 pub fn build(run_dir: &RunDir, rootfs: &Path, files: &GuestFiles<'_>, headroom_mib: u64) -> anyhow::Result<BuiltDisk> {
     let staging = run_dir.guest_files();
     std::fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    let entrypoint = staging.join(name_in_guest_dir(ENTRYPOINT_PATH));
     let plan = staging.join(name_in_guest_dir(PLAN_PATH));
-    // The entrypoint carries the container's env, secrets included.
-    write_private(&entrypoint, &files.entrypoint.to_json())?;
     write_private(&plan, &files.plan.to_json())?;
-    let guest_files = [
+    let mut guest_files = vec![
         GuestFile {
             name: name_in_guest_dir(INIT_PATH).to_owned(),
             source: files.init.to_owned(),
             mode: 0o755,
-        },
-        GuestFile {
-            name: name_in_guest_dir(ENTRYPOINT_PATH).to_owned(),
-            source: entrypoint,
-            mode: 0o600,
         },
         GuestFile {
             name: name_in_guest_dir(PLAN_PATH).to_owned(),
@@ -44,6 +36,16 @@ pub fn build(run_dir: &RunDir, rootfs: &Path, files: &GuestFiles<'_>, headroom_m
             mode: 0o600,
         },
     ];
+    if let Some(process) = files.entrypoint {
+        let entrypoint = staging.join(name_in_guest_dir(ENTRYPOINT_PATH));
+        // The entrypoint carries the container's env, secrets included.
+        write_private(&entrypoint, &process.to_json())?;
+        guest_files.push(GuestFile {
+            name: name_in_guest_dir(ENTRYPOINT_PATH).to_owned(),
+            source: entrypoint,
+            mode: 0o600,
+        });
+    }
     let disk = run_dir.disk();
     let built = runcvm_rootfs::build_disk(&DiskSpec {
         rootfs,

@@ -40,6 +40,13 @@ struct RunArgs {
     /// Numeric user and group to run as.
     #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
     user: Option<(u32, u32)>,
+    /// Supplementary group ids (repeatable).
+    #[arg(long = "group-add", value_name = "GID")]
+    group_add: Vec<u32>,
+    /// Boot with no entrypoint: the guest logs `[VM-START] No entrypoint
+    /// found, sleeping` and stays up until stopped (a debugging aid).
+    #[arg(long, conflicts_with = "command")]
+    no_entrypoint: bool,
     /// Hostname of the guest.
     #[arg(long)]
     hostname: Option<String>,
@@ -49,7 +56,7 @@ struct RunArgs {
     /// The folder holding the container's files.
     rootfs: PathBuf,
     /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, required_unless_present = "no_entrypoint", value_name = "CMD")]
     command: Vec<OsString>,
 }
 
@@ -80,10 +87,13 @@ impl RunArgs {
             entrypoint.uid = uid;
             entrypoint.gid = gid;
         }
-        entrypoint.validate().map_err(|e| e.to_string())?;
+        entrypoint.additional_gids = self.group_add;
+        if !self.no_entrypoint {
+            entrypoint.validate().map_err(|e| e.to_string())?;
+        }
         Ok(RunRequest {
             rootfs: self.rootfs,
-            entrypoint,
+            entrypoint: (!self.no_entrypoint).then_some(entrypoint),
             plan: LaunchPlan {
                 hostname: self.hostname,
                 ..LaunchPlan::default()

@@ -16,11 +16,17 @@ use std::time::Instant;
 /// debugging aid, e.g. `RUNCVM_KERNEL_ARGS="loglevel=8"`.
 pub const KERNEL_ARGS_ENV: &str = "RUNCVM_KERNEL_ARGS";
 
+/// Long enough to measure the TSC to well under the guest watchdog's 6 %.
+const TSC_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+/// Used only if the TSC cannot be measured; still skips the calibration.
+const FALLBACK_TSC_KHZ: u64 = 2_000_000;
+
 /// What to run and with what.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub rootfs: PathBuf,
-    pub entrypoint: Entrypoint,
+    /// `None` boots a guest with no `/.runcvm/entrypoint`.
+    pub entrypoint: Option<Entrypoint>,
     pub plan: LaunchPlan,
     pub cpus: u32,
     pub memory_mib: u32,
@@ -52,7 +58,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
 
     let files = guest_disk::GuestFiles {
         init: &init,
-        entrypoint: &request.entrypoint,
+        entrypoint: request.entrypoint.as_ref(),
         plan: &request.plan,
     };
     guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib)
@@ -61,6 +67,8 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
     let boot_timeout = accel::boot_timeout(accel)?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
+    let tsc_khz = runcvm_vmm::tsc::measure_host_tsc_khz(TSC_WINDOW).unwrap_or(FALLBACK_TSC_KHZ);
+    runcvm_log::debug!("host TSC {tsc_khz} kHz");
     let qemu = QemuConfig {
         binary: qemu_binary,
         accel,
@@ -70,6 +78,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         cmdline: GuestCmdline {
             log_level: level,
             reboot_method: QemuConfig::REBOOT_METHOD,
+            tsc_khz,
             extra: extra.split_whitespace().map(str::to_owned).collect(),
         },
         root_disk: Some(run_dir.disk()),

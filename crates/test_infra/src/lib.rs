@@ -1,1 +1,29 @@
+//! Test harness for runcvm's tiers: a busybox guest rootfs, a `runcvm run`
+//! driver, `wait_until`, a cleanup registry, and the tier gates that fail
+//! loudly (never skip) when a tier's prerequisites are missing.
 
+pub mod cleanup;
+pub mod rootfs;
+pub mod runner;
+pub mod tier;
+
+pub use cleanup::Cleanup;
+pub use rootfs::busybox_rootfs;
+pub use runner::{RunOutput, RuncvmRun};
+pub use tier::{require_t2, T2};
+
+use std::time::{Duration, Instant};
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

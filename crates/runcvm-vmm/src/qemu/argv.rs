@@ -98,6 +98,7 @@ mod tests {
             cmdline: GuestCmdline {
                 log_level: LogLevel::Info,
                 reboot_method: QemuConfig::REBOOT_METHOD,
+                tsc_khz: 2_000_000,
                 extra: Vec::new(),
             },
             root_disk: Some("/var/lib/runcvm/r,1/disk.ext4".into()),

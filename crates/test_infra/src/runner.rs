@@ -1,0 +1,136 @@
+//! Drives the `runcvm` binary as a user would, each run with its own state
+//! folder so that what a run leaves behind can be checked.
+
+use crate::T2;
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One `runcvm` invocation.
+#[derive(Debug)]
+pub struct RuncvmRun {
+    binary: PathBuf,
+    state: tempfile::TempDir,
+    env: Vec<(OsString, OsString)>,
+    args: Vec<OsString>,
+    timeout: Duration,
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// `None` if it died by a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl RunOutput {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+impl RuncvmRun {
+    /// `runcvm` with a fresh state folder, TCG and INFO, whatever the
+    /// caller's environment says.
+    pub fn new(t2: &T2) -> Self {
+        Self {
+            binary: t2.runcvm.clone(),
+            state: tempfile::Builder::new().prefix("runcvm-state-").tempdir().expect("temp state dir"),
+            env: vec![
+                ("RUNCVM_ACCEL".into(), "tcg".into()),
+                ("RUNCVM_LOG_LEVEL".into(), "INFO".into()),
+            ],
+            args: Vec::new(),
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env.retain(|(k, _)| k.as_os_str() != key.as_ref());
+        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.args(&self.args).env("RUNCVM_STATE_DIR", self.state.path());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+    }
+
+    pub fn spawn(&self) -> Child {
+        self.command().spawn().expect("runcvm starts")
+    }
+
+    /// Runs to the end; kills the run and panics past the timeout.
+    pub fn run(&self) -> RunOutput {
+        let started = Instant::now();
+        let mut child = self.spawn();
+        let stdout = read_all(child.stdout.take());
+        let stderr = read_all(child.stderr.take());
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for runcvm") {
+                break status;
+            }
+            if started.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("runcvm {:?} did not finish within {:?}", self.args, self.timeout);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        RunOutput {
+            code: status.code(),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Panics if the run left a run folder, disk image or process behind.
+    pub fn assert_nothing_left(&self) {
+        let runs = self.state.path().join("runs");
+        let leftovers: Vec<_> = std::fs::read_dir(&runs)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "run folders left behind: {leftovers:?}");
+        let gone = crate::wait_until(Duration::from_secs(5), || crate::tier::process_mentioning(self.state.path()).is_none());
+        assert!(gone, "process left behind: {:?}", crate::tier::process_mentioning(self.state.path()));
+    }
+}
+
+fn read_all(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
