@@ -4,8 +4,8 @@
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use nix::sys::termios::{self, OutputFlags, SetArg};
-use runcvm_spec::{CONSOLE_HANDBACK, CONSOLE_HANDOVER_LINE};
 use runcvm_log::LogLevel;
+use runcvm_spec::{CONSOLE_HANDBACK, CONSOLE_HANDOVER_LINE};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 
@@ -15,7 +15,11 @@ pub const CONSOLE: &str = "/dev/ttyS0";
 /// `/dev/console` may not exist in an arbitrary image) and stops the tty
 /// from rewriting `\n` as `\r\n`, so output reaches the host byte-exact.
 pub fn take_over() {
-    let Ok(fd) = open(CONSOLE, OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()) else {
+    let Ok(fd) = open(
+        CONSOLE,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
         return;
     };
     if let Ok(mut attrs) = termios::tcgetattr(&fd) {
@@ -36,7 +40,11 @@ pub fn hand_over(level: LogLevel) {
         const KERN_WARNING_AND_ABOVE: libc::c_int = 5;
         // SAFETY: this klogctl action reads no buffer; it only sets a level.
         unsafe {
-            libc::klogctl(SYSLOG_ACTION_CONSOLE_LEVEL, std::ptr::null_mut(), KERN_WARNING_AND_ABOVE);
+            libc::klogctl(
+                SYSLOG_ACTION_CONSOLE_LEVEL,
+                std::ptr::null_mut(),
+                KERN_WARNING_AND_ABOVE,
+            );
         }
     }
     let _ = writeln!(std::io::stderr().lock(), "\n{CONSOLE_HANDOVER_LINE}");
@@ -49,5 +57,9 @@ pub fn hand_back() {
 
 /// A fresh descriptor on the console for a child's stdout/stderr.
 pub fn open_for_child() -> nix::Result<OwnedFd> {
-    open(CONSOLE, OFlag::O_WRONLY | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
+    open(
+        CONSOLE,
+        OFlag::O_WRONLY | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }

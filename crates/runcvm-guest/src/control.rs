@@ -33,15 +33,22 @@ impl ControlPort {
 
 /// The `/dev` node of the port whose `name` is [`CONTROL_PORT_NAME`].
 fn find_port(sysfs: &Path) -> anyhow::Result<PathBuf> {
-    let entries = std::fs::read_dir(sysfs)
-        .with_context(|| format!("no virtio-serial ports at {} (is CONFIG_VIRTIO_CONSOLE built in?)", sysfs.display()))?;
+    let entries = std::fs::read_dir(sysfs).with_context(|| {
+        format!(
+            "no virtio-serial ports at {} (is CONFIG_VIRTIO_CONSOLE built in?)",
+            sysfs.display()
+        )
+    })?;
     for entry in entries.flatten() {
         let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
         if name.trim() == CONTROL_PORT_NAME {
             return Ok(Path::new("/dev").join(entry.file_name()));
         }
     }
-    anyhow::bail!("no virtio-serial port named {CONTROL_PORT_NAME} under {}: the VMM did not attach the control channel", sysfs.display())
+    anyhow::bail!(
+        "no virtio-serial port named {CONTROL_PORT_NAME} under {}: the VMM did not attach the control channel",
+        sysfs.display()
+    )
 }
 
 #[cfg(test)]

@@ -97,9 +97,17 @@ enum Step {
 
 impl Step {
     fn from_u8(value: u8) -> Option<Self> {
-        [Self::Session, Self::Stdio, Self::Groups, Self::Gid, Self::Uid, Self::Cwd, Self::Exec]
-            .into_iter()
-            .find(|s| *s as u8 == value)
+        [
+            Self::Session,
+            Self::Stdio,
+            Self::Groups,
+            Self::Gid,
+            Self::Uid,
+            Self::Cwd,
+            Self::Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u8 == value)
     }
 }
 
@@ -264,12 +272,23 @@ fn describe_failure(
 ) -> StartFailure {
     let reason = errno.desc().to_lowercase();
     let (code, message) = match step {
-        Step::Exec if errno == Errno::ENOENT => (127, format!("exec: \"{name}\": stat {}: {reason}", program.display())),
+        Step::Exec if errno == Errno::ENOENT => {
+            (127, format!("exec: \"{name}\": stat {}: {reason}", program.display()))
+        }
         Step::Exec => (126, format!("exec: \"{name}\": {reason}")),
-        Step::Cwd => (RUNNER_FAILED, format!("chdir to cwd (\"{}\") set in config.json failed: {reason}", entrypoint.cwd)),
+        Step::Cwd => (
+            RUNNER_FAILED,
+            format!(
+                "chdir to cwd (\"{}\") set in config.json failed: {reason}",
+                entrypoint.cwd
+            ),
+        ),
         Step::Uid => (RUNNER_FAILED, format!("setuid {}: {reason}", entrypoint.uid)),
         Step::Gid => (RUNNER_FAILED, format!("setgid {}: {reason}", entrypoint.gid)),
-        Step::Groups => (RUNNER_FAILED, format!("setgroups {:?}: {reason}", entrypoint.additional_gids)),
+        Step::Groups => (
+            RUNNER_FAILED,
+            format!("setgroups {:?}: {reason}", entrypoint.additional_gids),
+        ),
         Step::Stdio => (RUNNER_FAILED, format!("cannot set up stdio: {reason}")),
         Step::Session => (RUNNER_FAILED, format!("setsid: {reason}")),
     };

@@ -29,7 +29,11 @@ pub fn find_program(name: &[u8], path_var: Option<&[u8]>) -> Result<PathBuf, Not
         return Err(not_found());
     }
     for dir in path_var.unwrap_or_default().split(|b| *b == b':') {
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(OsStr::from_bytes(dir))
+        };
         let candidate = dir.join(name_path);
         if let Ok(meta) = std::fs::metadata(&candidate) {
             if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {

@@ -19,8 +19,20 @@ const NOSUID_NODEV_NOEXEC: MsFlags = NOSUID_NODEV.union(MsFlags::MS_NOEXEC);
 
 /// In order: each target lives on a filesystem mounted before it.
 const CONTAINER_MOUNTS: &[Mount] = &[
-    Mount { target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: "", dir_mode: 0o555 },
-    Mount { target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "", dir_mode: 0o555 },
+    Mount {
+        target: "/proc",
+        fstype: "proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        dir_mode: 0o555,
+    },
+    Mount {
+        target: "/sys",
+        fstype: "sysfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        dir_mode: 0o555,
+    },
     Mount {
         target: "/dev/pts",
         fstype: "devpts",
@@ -28,10 +40,34 @@ const CONTAINER_MOUNTS: &[Mount] = &[
         data: "newinstance,ptmxmode=0666,mode=0620,gid=5",
         dir_mode: 0o755,
     },
-    Mount { target: "/dev/shm", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777", dir_mode: 0o1777 },
-    Mount { target: "/dev/mqueue", fstype: "mqueue", flags: NOSUID_NODEV_NOEXEC, data: "", dir_mode: 0o755 },
-    Mount { target: "/run", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=0755", dir_mode: 0o755 },
-    Mount { target: "/tmp", fstype: "tmpfs", flags: NOSUID_NODEV, data: "mode=1777", dir_mode: 0o1777 },
+    Mount {
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+        dir_mode: 0o1777,
+    },
+    Mount {
+        target: "/dev/mqueue",
+        fstype: "mqueue",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        dir_mode: 0o755,
+    },
+    Mount {
+        target: "/run",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=0755",
+        dir_mode: 0o755,
+    },
+    Mount {
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+        dir_mode: 0o1777,
+    },
 ];
 
 /// The links runc creates in a container's `/dev`.

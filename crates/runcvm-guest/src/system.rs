@@ -9,6 +9,9 @@ pub fn set_hostname(hostname: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `IFF_UP` as the `c_short` that `ifreq` holds (libc has it as `c_int`).
+const IFF_UP: libc::c_short = 0x1;
+
 /// Brings `lo` up; the kernel then gives it 127.0.0.1/8 and ::1 itself.
 pub fn bring_up_loopback() -> anyhow::Result<()> {
     let socket = nix::sys::socket::socket(
@@ -20,8 +23,8 @@ pub fn bring_up_loopback() -> anyhow::Result<()> {
     .context("cannot open a socket to configure lo")?;
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
+    for (dst, src) in request.ifr_name.iter_mut().zip(c"lo".to_bytes_with_nul()) {
+        *dst = libc::c_char::from_ne_bytes([*src]);
     }
     use std::os::fd::AsRawFd;
     // SAFETY: SIOCGIFFLAGS reads into a valid, live ifreq naming "lo".
@@ -30,7 +33,7 @@ pub fn bring_up_loopback() -> anyhow::Result<()> {
     }
     // SAFETY: the union member ifru_flags is the one SIOCGIFFLAGS filled.
     unsafe {
-        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        request.ifr_ifru.ifru_flags |= IFF_UP;
     }
     // SAFETY: SIOCSIFFLAGS reads the same valid ifreq.
     if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) } < 0 {

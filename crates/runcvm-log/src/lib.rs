@@ -116,7 +116,7 @@ impl Logger {
     fn elapsed_secs(&self) -> f64 {
         match self.epoch {
             Epoch::ProcessStart => self.start.elapsed().as_secs_f64(),
-            Epoch::Boot => std::time::Duration::from(since_boot()).as_secs_f64(),
+            Epoch::Boot => since_boot().as_secs_f64(),
         }
     }
 }
@@ -174,8 +174,7 @@ pub fn write_as(component: Option<&str>, level: LogLevel, message: fmt::Argument
     }
     let logger = LOGGER.get();
     let name = component.unwrap_or(logger.map_or("runcvm", |l| l.component));
-    let elapsed = (self::level() == LogLevel::Debug)
-        .then(|| logger.map_or(0.0, Logger::elapsed_secs));
+    let elapsed = (self::level() == LogLevel::Debug).then(|| logger.map_or(0.0, Logger::elapsed_secs));
     let mut line = format_line(name, level, elapsed, &message);
     line.push('\n');
     // One write per line keeps lines whole when threads log at once.

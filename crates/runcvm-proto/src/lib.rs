@@ -144,9 +144,15 @@ mod tests {
     #[test]
     fn messages_round_trip_through_frames() {
         let sent = [
-            GuestMessage::Ready { version: PROTOCOL_VERSION },
-            GuestMessage::Exit { status: ExitStatus::Code(42) },
-            GuestMessage::Exit { status: ExitStatus::Signal(9) },
+            GuestMessage::Ready {
+                version: PROTOCOL_VERSION,
+            },
+            GuestMessage::Exit {
+                status: ExitStatus::Code(42),
+            },
+            GuestMessage::Exit {
+                status: ExitStatus::Signal(9),
+            },
         ];
         let mut wire = Vec::new();
         for message in &sent {
@@ -165,7 +171,7 @@ mod tests {
         let mut wire = Vec::new();
         write_message(&mut wire, &GuestMessage::Ready { version: 1 }).unwrap();
         let body = br#"{"type":"ready","version":1}"#;
-        assert_eq!(&wire[..4], &(body.len() as u32 + 1).to_be_bytes());
+        assert_eq!(&wire[..4], &u32::try_from(body.len() + 1).unwrap().to_be_bytes());
         assert_eq!(wire[4], 1);
         assert_eq!(&wire[5..], body);
     }
@@ -176,11 +182,20 @@ mod tests {
         write_message(&mut wire, &GuestMessage::Ready { version: 1 }).unwrap();
         let cut = &wire[..wire.len() - 1];
         assert!(matches!(read_message::<GuestMessage>(cut), Err(ProtoError::Truncated)));
-        assert!(matches!(read_message::<GuestMessage>(&wire[..2]), Err(ProtoError::Truncated)));
+        assert!(matches!(
+            read_message::<GuestMessage>(&wire[..2]),
+            Err(ProtoError::Truncated)
+        ));
         let huge = (MAX_FRAME_LEN + 1).to_be_bytes();
-        assert!(matches!(read_message::<GuestMessage>(&huge[..]), Err(ProtoError::TooLarge(_))));
+        assert!(matches!(
+            read_message::<GuestMessage>(&huge[..]),
+            Err(ProtoError::TooLarge(_))
+        ));
         let unknown = [0, 0, 0, 2, 7, b'x'];
-        assert!(matches!(read_message::<GuestMessage>(&unknown[..]), Err(ProtoError::UnknownKind(7))));
+        assert!(matches!(
+            read_message::<GuestMessage>(&unknown[..]),
+            Err(ProtoError::UnknownKind(7))
+        ));
     }
 
     #[test]

@@ -8,8 +8,8 @@
 mod size;
 mod tools;
 
-pub use size::{measure_tree, ContentSize, DiskSize};
-pub use tools::{find_tool, GuestEntry};
+pub use size::{ContentSize, DiskSize, measure_tree};
+pub use tools::{GuestEntry, find_tool};
 
 use runcvm_spec::GUEST_DIR;
 use std::fs::OpenOptions;
@@ -69,7 +69,9 @@ pub enum DiskError {
     #[error("{tool} not found in PATH, /usr/sbin or /sbin: install e2fsprogs (apt-get install e2fsprogs)")]
     ToolMissing { tool: &'static str },
     /// the image file cannot be created
-    #[error("cannot create the root disk image {path}: make its folder writable, or point RUNCVM_STATE_DIR at one that is")]
+    #[error(
+        "cannot create the root disk image {path}: make its folder writable, or point RUNCVM_STATE_DIR at one that is"
+    )]
     Create {
         path: PathBuf,
         #[source]
@@ -175,4 +177,86 @@ fn populate(mkfs: &Path, debugfs: &Path, spec: &DiskSpec<'_>, size: DiskSize) ->
     tools::run("mkfs.ext4", command, spec.output)?;
     tools::add_guest_files(debugfs, spec.output, spec.guest_files)?;
     tools::verify_guest_files(debugfs, spec.output, spec.guest_files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest_file(dir: &Path, name: &str, mode: u32) -> GuestFile {
+        let source = dir.join(name);
+        std::fs::write(&source, format!("{name} contents")).unwrap();
+        GuestFile {
+            name: name.to_owned(),
+            source,
+            mode,
+        }
+    }
+
+    /// Runs the real e2fsprogs (part of every Debian system).
+    #[test]
+    fn builds_an_image_with_guest_files_listable_without_booting() {
+        let work = tempfile::tempdir().unwrap();
+        let rootfs = work.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::write(rootfs.join("bin/tool"), b"#!/bin/sh\n").unwrap();
+        let files = [
+            guest_file(work.path(), "init", 0o755),
+            guest_file(work.path(), "entrypoint", 0o600),
+        ];
+        let image = work.path().join("disk.ext4");
+        let built = build_disk(&DiskSpec {
+            rootfs: &rootfs,
+            guest_files: &files,
+            output: &image,
+            headroom_mib: 8,
+        })
+        .unwrap();
+        assert_eq!(std::fs::metadata(&image).unwrap().len(), built.size.bytes());
+        let debugfs = find_tool("debugfs").unwrap();
+        let listing = GuestEntry::list(&debugfs, &image, GUEST_DIR).unwrap();
+        let init = listing.iter().find(|e| e.name == "init").unwrap();
+        assert_eq!((init.mode, init.uid, init.size), (0o100755, 0, 13));
+        let entrypoint = listing.iter().find(|e| e.name == "entrypoint").unwrap();
+        assert_eq!(entrypoint.mode, 0o100600);
+        let bin = GuestEntry::list(&debugfs, &image, "/bin").unwrap();
+        assert!(bin.iter().any(|e| e.name == "tool"));
+    }
+
+    #[test]
+    fn refuses_a_rootfs_that_has_runcvm_files_and_leaves_nothing() {
+        let work = tempfile::tempdir().unwrap();
+        let rootfs = work.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join(".runcvm")).unwrap();
+        let image = work.path().join("disk.ext4");
+        let spec = DiskSpec {
+            rootfs: &rootfs,
+            guest_files: &[],
+            output: &image,
+            headroom_mib: 8,
+        };
+        let err = build_disk(&spec).unwrap_err().to_string();
+        assert!(err.contains("already has /.runcvm"), "{err}");
+        assert!(!image.exists());
+    }
+
+    #[test]
+    fn a_missing_guest_file_fails_before_an_image_exists() {
+        let work = tempfile::tempdir().unwrap();
+        let image = work.path().join("disk.ext4");
+        let missing = GuestFile {
+            name: "init".into(),
+            source: work.path().join("nope"),
+            mode: 0o755,
+        };
+        let err = build_disk(&DiskSpec {
+            rootfs: work.path(),
+            guest_files: &[missing],
+            output: &image,
+            headroom_mib: 8,
+        })
+        .unwrap_err();
+        assert!(matches!(err, DiskError::Measure { .. }), "{err}");
+        assert!(!image.exists());
+    }
 }

@@ -87,8 +87,10 @@ mod tests {
         assert_eq!(content.bytes, 3 * BLOCK);
         assert_eq!(content.inodes, 2);
         let disk = DiskSize::for_content(content, 64);
-        assert_eq!(disk.inodes, 4096);
-        assert_eq!(disk.mib, 1 + FIXED_OVERHEAD_MIB + 64);
+        // Two files, plus one inode per 16 KiB of the 64 MiB headroom.
+        assert_eq!(disk.inodes, 2 + 4096);
+        // 12 KiB of blocks and 1 MiB of inode table round up to 2 MiB.
+        assert_eq!(disk.mib, 2 + FIXED_OVERHEAD_MIB + 64);
     }
 
     #[test]

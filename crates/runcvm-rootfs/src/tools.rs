@@ -45,12 +45,16 @@ fn quote(path: &Path, image: &Path) -> Result<String, DiskError> {
         tool: "debugfs",
         image: image.to_owned(),
         status: "not started".into(),
-        stderr: format!("{} cannot be passed to debugfs (quote, newline or non-UTF-8 in the path)", path.display()),
+        stderr: format!(
+            "{} cannot be passed to debugfs (quote, newline or non-UTF-8 in the path)",
+            path.display()
+        ),
     })
 }
 
 pub(crate) fn add_guest_files(debugfs: &Path, image: &Path, files: &[GuestFile]) -> Result<(), DiskError> {
-    let mut script = format!("mkdir {GUEST_DIR}\nsif {GUEST_DIR} mode 040711\nsif {GUEST_DIR} uid 0\nsif {GUEST_DIR} gid 0\n");
+    let mut script =
+        format!("mkdir {GUEST_DIR}\nsif {GUEST_DIR} mode 040711\nsif {GUEST_DIR} uid 0\nsif {GUEST_DIR} gid 0\n");
     for file in files {
         let target = format!("{GUEST_DIR}/{}", file.name);
         script.push_str(&format!(
@@ -136,9 +140,10 @@ pub(crate) fn verify_guest_files(debugfs: &Path, image: &Path, files: &[GuestFil
         let problem = match listing.iter().find(|e| e.name == file.name) {
             None => Some("it is not listed".to_owned()),
             Some(e) if e.size != expected_len => Some(format!("{} bytes instead of {expected_len}", e.size)),
-            Some(e) if e.mode & 0o7777 != file.mode & 0o7777 || e.uid != 0 => {
-                Some(format!("mode {:o} uid {} instead of {:o} uid 0", e.mode, e.uid, file.mode))
-            }
+            Some(e) if e.mode & 0o7777 != file.mode & 0o7777 || e.uid != 0 => Some(format!(
+                "mode {:o} uid {} instead of {:o} uid 0",
+                e.mode, e.uid, file.mode
+            )),
             Some(_) => None,
         };
         if let Some(detail) = problem {

@@ -103,9 +103,7 @@ impl<'de> de::Visitor<'de> for ByteStringVisitor {
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<ByteString, A::Error> {
-        let key: String = map
-            .next_key()?
-            .ok_or_else(|| de::Error::missing_field("hex"))?;
+        let key: String = map.next_key()?.ok_or_else(|| de::Error::missing_field("hex"))?;
         if key != "hex" {
             return Err(de::Error::unknown_field(&key, &["hex"]));
         }

@@ -36,7 +36,9 @@ pub enum EntrypointError {
     #[error("entrypoint is not valid JSON of the expected shape")]
     Malformed(#[source] serde_json::Error),
     /// entrypoint has format version {found}, this build reads version {ENTRYPOINT_VERSION}
-    #[error("entrypoint has format version {found}, this build reads version {ENTRYPOINT_VERSION}: use the same runcvm build for host and guest")]
+    #[error(
+        "entrypoint has format version {found}, this build reads version {ENTRYPOINT_VERSION}: use the same runcvm build for host and guest"
+    )]
     UnsupportedVersion { found: u32 },
     /// entrypoint has no arguments: there is no program to run
     #[error("entrypoint has no arguments: there is no program to run")]
@@ -64,9 +66,7 @@ impl Entrypoint {
     /// Checks what serde cannot: version, a program to run, an absolute cwd.
     pub fn validate(&self) -> Result<(), EntrypointError> {
         if self.version != ENTRYPOINT_VERSION {
-            return Err(EntrypointError::UnsupportedVersion {
-                found: self.version,
-            });
+            return Err(EntrypointError::UnsupportedVersion { found: self.version });
         }
         if self.args.is_empty() {
             return Err(EntrypointError::NoArgs);
@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn unknown_fields_wrong_version_and_empty_args_are_refused() {
         let unknown = br#"{"version":1,"args":["x"],"env":[],"cwd":"/","uid":0,"gid":0,"shell":true}"#;
-        assert!(matches!(Entrypoint::from_json(unknown), Err(EntrypointError::Malformed(_))));
+        assert!(matches!(
+            Entrypoint::from_json(unknown),
+            Err(EntrypointError::Malformed(_))
+        ));
         let v2 = br#"{"version":2,"args":["x"],"env":[],"cwd":"/","uid":0,"gid":0}"#;
         assert!(matches!(
             Entrypoint::from_json(v2),
@@ -151,7 +154,10 @@ mod tests {
         let empty = br#"{"version":1,"args":[],"env":[],"cwd":"/","uid":0,"gid":0}"#;
         assert!(matches!(Entrypoint::from_json(empty), Err(EntrypointError::NoArgs)));
         let relative = br#"{"version":1,"args":["x"],"env":[],"cwd":"tmp","uid":0,"gid":0}"#;
-        assert!(matches!(Entrypoint::from_json(relative), Err(EntrypointError::RelativeCwd(_))));
+        assert!(matches!(
+            Entrypoint::from_json(relative),
+            Err(EntrypointError::RelativeCwd(_))
+        ));
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub enum PlanError {
     #[error("launch plan is not valid JSON of the expected shape")]
     Malformed(#[source] serde_json::Error),
     /// launch plan has format version {found}, this build reads version {PLAN_VERSION}
-    #[error("launch plan has format version {found}, this build reads version {PLAN_VERSION}: use the same runcvm build for host and guest")]
+    #[error(
+        "launch plan has format version {found}, this build reads version {PLAN_VERSION}: use the same runcvm build for host and guest"
+    )]
     UnsupportedVersion { found: u32 },
 }
 

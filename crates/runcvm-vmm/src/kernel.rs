@@ -19,7 +19,9 @@ pub struct GuestKernel {
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// guest kernel not found
-    #[error("guest kernel not found at {path}{hint}: build it with `kernel/build.sh`, or set {KERNEL_ENV} to a vmlinux")]
+    #[error(
+        "guest kernel not found at {path}{hint}: build it with `kernel/build.sh`, or set {KERNEL_ENV} to a vmlinux"
+    )]
     Missing { path: PathBuf, hint: &'static str },
     /// guest kernel cannot be read
     #[error("guest kernel {path} cannot be read")]
@@ -29,7 +31,9 @@ pub enum KernelError {
         source: std::io::Error,
     },
     /// guest kernel is not an uncompressed ELF vmlinux
-    #[error("guest kernel {path} is not an uncompressed ELF vmlinux (a bzImage will not boot): use the vmlinux from `kernel/build.sh`")]
+    #[error(
+        "guest kernel {path} is not an uncompressed ELF vmlinux (a bzImage will not boot): use the vmlinux from `kernel/build.sh`"
+    )]
     NotElf { path: PathBuf },
 }
 
@@ -55,19 +59,15 @@ impl GuestKernel {
                 path: path.to_owned(),
                 hint,
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(KernelError::NotElf {
-                path: path.to_owned(),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(KernelError::NotElf { path: path.to_owned() })
+            }
             Err(source) => Err(KernelError::Unreadable {
                 path: path.to_owned(),
                 source,
             }),
-            Ok(()) if &magic != b"\x7fELF" => Err(KernelError::NotElf {
-                path: path.to_owned(),
-            }),
-            Ok(()) => Ok(Self {
-                path: path.to_owned(),
-            }),
+            Ok(()) if &magic != b"\x7fELF" => Err(KernelError::NotElf { path: path.to_owned() }),
+            Ok(()) => Ok(Self { path: path.to_owned() }),
         }
     }
 }
@@ -81,7 +81,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("runcvm-kernel-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let missing = GuestKernel::at(&dir.join("nope")).unwrap_err().to_string();
-        assert!(missing.contains("not found at") && missing.contains("kernel/build.sh"), "{missing}");
+        assert!(
+            missing.contains("not found at") && missing.contains("kernel/build.sh"),
+            "{missing}"
+        );
         let bz = dir.join("bzImage");
         std::fs::write(&bz, b"MZ\x00\x00 not elf").unwrap();
         let not_elf = GuestKernel::at(&bz).unwrap_err().to_string();

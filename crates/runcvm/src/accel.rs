@@ -99,7 +99,11 @@ fn kvm_verdict(qemu: &Path, kernel: &Path, state_dir: &Path) -> Option<KvmProbe>
         .filter(|cached| cached.key == key)
     {
         runcvm_log::debug!("KVM probe verdict from {}", cache.display());
-        return Some(if cached.boots { KvmProbe::Boots } else { KvmProbe::CannotBoot(cached.reason) });
+        return Some(if cached.boots {
+            KvmProbe::Boots
+        } else {
+            KvmProbe::CannotBoot(cached.reason)
+        });
     }
     runcvm_log::debug!("probing whether KVM boots {}", kernel.display());
     let verdict = probe_kvm(qemu, kernel, PROBE_TIMEOUT);

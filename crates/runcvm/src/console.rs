@@ -158,7 +158,13 @@ mod tests {
         let mut filter = ConsoleFilter::new(false);
         let out = feed_all(
             &mut filter,
-            &[BOOT, &handover(), b"hello\r\nno newline", CONSOLE_HANDBACK.as_bytes(), SHUTDOWN],
+            &[
+                BOOT,
+                &handover(),
+                b"hello\r\nno newline",
+                CONSOLE_HANDBACK.as_bytes(),
+                SHUTDOWN,
+            ],
         );
         assert_eq!(out, b"hello\r\nno newline");
         assert!(filter.handed_over());
@@ -174,7 +180,10 @@ mod tests {
     #[test]
     fn debug_shows_everything() {
         let mut filter = ConsoleFilter::new(true);
-        let out = feed_all(&mut filter, &[BOOT, &handover(), b"out\n", CONSOLE_HANDBACK.as_bytes(), SHUTDOWN]);
+        let out = feed_all(
+            &mut filter,
+            &[BOOT, &handover(), b"out\n", CONSOLE_HANDBACK.as_bytes(), SHUTDOWN],
+        );
         let mut expected = BOOT.to_vec();
         expected.extend(handover());
         expected.extend(b"out\n\n");

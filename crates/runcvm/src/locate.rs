@@ -11,10 +11,14 @@ const QEMU_NAME: &str = "qemu-system-x86_64";
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
     /// guest init missing
-    #[error("guest init not found at {0}: build it with `cargo build --release` (it is installed beside runcvm), or set RUNCVM_INIT")]
+    #[error(
+        "guest init not found at {0}: build it with `cargo build --release` (it is installed beside runcvm), or set RUNCVM_INIT"
+    )]
     Init(PathBuf),
     /// QEMU missing
-    #[error("{QEMU_NAME} not found in PATH: install it (apt-get install --no-install-recommends qemu-system-x86), or set RUNCVM_QEMU")]
+    #[error(
+        "{QEMU_NAME} not found in PATH: install it (apt-get install --no-install-recommends qemu-system-x86), or set RUNCVM_QEMU"
+    )]
     Qemu,
     /// RUNCVM_QEMU names nothing
     #[error("RUNCVM_QEMU={0} is not a file: point it at a qemu-system-x86_64 binary")]
@@ -29,13 +33,21 @@ pub fn guest_init() -> Result<PathBuf, LocateError> {
             .and_then(|exe| exe.parent().map(|dir| dir.join(INIT_NAME)))
             .unwrap_or_else(|| PathBuf::from(INIT_NAME)),
     };
-    if path.is_file() { Ok(path) } else { Err(LocateError::Init(path)) }
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(LocateError::Init(path))
+    }
 }
 
 pub fn qemu() -> Result<PathBuf, LocateError> {
     if let Some(path) = std::env::var_os(runcvm_vmm::qemu::QEMU_ENV).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(path);
-        return if path.is_file() { Ok(path) } else { Err(LocateError::QemuOverride(path)) };
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(LocateError::QemuOverride(path))
+        };
     }
     let search = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&search)

@@ -65,7 +65,10 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 
 fn parse_user(value: &str) -> Result<(u32, u32), String> {
     let (uid, gid) = value.split_once(':').unwrap_or((value, "0"));
-    let number = |part: &str| part.parse::<u32>().map_err(|_| format!("{value:?} is not UID[:GID] with numeric ids"));
+    let number = |part: &str| {
+        part.parse::<u32>()
+            .map_err(|_| format!("{value:?} is not UID[:GID] with numeric ids"))
+    };
     Ok((number(uid)?, number(gid)?))
 }
 

@@ -37,7 +37,9 @@ impl RunDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let path = state_dir.join("runs").join(format!("{}-{nanos:09}", std::process::id()));
+        let path = state_dir
+            .join("runs")
+            .join(format!("{}-{nanos:09}", std::process::id()));
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

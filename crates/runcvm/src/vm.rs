@@ -65,7 +65,9 @@ pub enum VmError {
         tail: String,
     },
     /// guest speaks another protocol version
-    #[error("guest init speaks control protocol {guest}, this launcher speaks {PROTOCOL_VERSION}: use one runcvm build for host and guest")]
+    #[error(
+        "guest init speaks control protocol {guest}, this launcher speaks {PROTOCOL_VERSION}: use one runcvm build for host and guest"
+    )]
     Version { guest: u32 },
     /// the launcher was told to stop
     #[error("stopped by {0}")]
@@ -241,7 +243,10 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                 if outcome.status.is_none() {
                     outcome.timed_out = true;
                 } else {
-                    runcvm_log::warn!("the VMM did not exit within {} s of the workload; killing it", SHUTDOWN_GRACE.as_secs());
+                    runcvm_log::warn!(
+                        "the VMM did not exit within {} s of the workload; killing it",
+                        SHUTDOWN_GRACE.as_secs()
+                    );
                 }
                 shutdown_deadline = None;
                 outcome.ready = true;
@@ -279,7 +284,11 @@ impl Outcome {
         let qemu = qemu_errors.trim();
         Err(VmError::Stopped {
             vmm_status: self.vmm_status.map_or_else(|| "lost".to_owned(), |s| s.to_string()),
-            qemu: if qemu.is_empty() { String::new() } else { format!("; QEMU said: {qemu}") },
+            qemu: if qemu.is_empty() {
+                String::new()
+            } else {
+                format!("; QEMU said: {qemu}")
+            },
             tail,
         })
     }

@@ -12,9 +12,18 @@ fn t2() -> T2 {
     require_t2(env!("CARGO_BIN_EXE_runcvm"), env!("CARGO_TARGET_TMPDIR"))
 }
 
+fn pid_of(child: &std::process::Child) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"))
+}
+
 /// `runcvm run ROOTFS -- ARGS...` with the shared busybox rootfs.
 fn run_in_vm(t2: &T2, options: &[&str], command: &[&str]) -> RuncvmRun {
-    RuncvmRun::new(t2).arg("run").args(options).arg(&t2.rootfs).arg("--").args(command)
+    RuncvmRun::new(t2)
+        .arg("run")
+        .args(options)
+        .arg(&t2.rootfs)
+        .arg("--")
+        .args(command)
 }
 
 #[test]
@@ -38,11 +47,25 @@ fn env_reaches_the_workload_exactly_and_in_order() {
     let t2 = t2();
     let out = run_in_vm(
         &t2,
-        &["--env", "PATH=/bin", "--env", "A=b=c", "--env", "Q='\"x\"'", "--env", "NL=l1\nl2"],
+        &[
+            "--env",
+            "PATH=/bin",
+            "--env",
+            "A=b=c",
+            "--env",
+            "Q='\"x\"'",
+            "--env",
+            "NL=l1\nl2",
+        ],
         &["/bin/env"],
     )
     .run();
-    assert_eq!(out.stdout_text(), "PATH=/bin\nA=b=c\nQ='\"x\"'\nNL=l1\nl2\n", "stderr: {}", out.stderr);
+    assert_eq!(
+        out.stdout_text(),
+        "PATH=/bin\nA=b=c\nQ='\"x\"'\nNL=l1\nl2\n",
+        "stderr: {}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -51,7 +74,14 @@ fn non_utf8_arguments_survive() {
     let t2 = t2();
     let raw = std::ffi::OsStr::from_bytes(b"\xff\xfe-raw");
     let out = RuncvmRun::new(&t2)
-        .args(["run".as_ref(), t2.rootfs.as_os_str(), "--".as_ref(), "/bin/printf".as_ref(), "%s".as_ref(), raw])
+        .args([
+            "run".as_ref(),
+            t2.rootfs.as_os_str(),
+            "--".as_ref(),
+            "/bin/printf".as_ref(),
+            "%s".as_ref(),
+            raw,
+        ])
         .run();
     assert_eq!(out.stdout, b"\xff\xfe-raw", "stderr: {}", out.stderr);
 }
@@ -62,11 +92,29 @@ fn workdir_user_and_groups_apply() {
     let t2 = t2();
     let out = run_in_vm(
         &t2,
-        &["--workdir", "/srv/app", "--user", "1000:1000", "--group-add", "44", "--group-add", "5"],
-        &["sh", "-c", "pwd; id -u; id -g; id -G; touch /var/tmp/f; stat -c %u:%g /var/tmp/f"],
+        &[
+            "--workdir",
+            "/srv/app",
+            "--user",
+            "1000:1000",
+            "--group-add",
+            "44",
+            "--group-add",
+            "5",
+        ],
+        &[
+            "sh",
+            "-c",
+            "pwd; id -u; id -g; id -G; touch /var/tmp/f; stat -c %u:%g /var/tmp/f",
+        ],
     )
     .run();
-    assert_eq!(out.stdout_text(), "/srv/app\n1000\n1000\n1000 5 44\n1000:1000\n", "stderr: {}", out.stderr);
+    assert_eq!(
+        out.stdout_text(),
+        "/srv/app\n1000\n1000\n1000 5 44\n1000:1000\n",
+        "stderr: {}",
+        out.stderr
+    );
     assert_eq!(out.code, Some(0));
 }
 
@@ -89,13 +137,18 @@ fn missing_or_unrunnable_program_exits_like_runc() {
     let out = run_in_vm(&t2, &[], &["no-such-program"]).run();
     assert_eq!(out.code, Some(127));
     assert!(
-        out.stdout_text().contains(r#"exec: "no-such-program": executable file not found in $PATH"#),
+        out.stdout_text()
+            .contains(r#"exec: "no-such-program": executable file not found in $PATH"#),
         "stdout: {}",
         out.stdout_text()
     );
     let out = run_in_vm(&t2, &[], &["/etc/passwd"]).run();
     assert_eq!(out.code, Some(126), "stdout: {}", out.stdout_text());
-    assert!(out.stdout_text().contains("permission denied"), "stdout: {}", out.stdout_text());
+    assert!(
+        out.stdout_text().contains("permission denied"),
+        "stdout: {}",
+        out.stdout_text()
+    );
     let out = run_in_vm(&t2, &[], &["/no/such/file"]).run();
     assert_eq!(out.code, Some(127), "stdout: {}", out.stdout_text());
 }
@@ -120,14 +173,23 @@ fn info_shows_only_the_workload_and_debug_shows_the_boot() {
     assert_eq!(info.stdout_text(), "only this\n");
     assert!(!info.stderr.contains("Linux version"), "{}", info.stderr);
 
-    let debug = run_in_vm(&t2, &[], &["echo", "only this"]).env("RUNCVM_LOG_LEVEL", "DEBUG").run();
+    let debug = run_in_vm(&t2, &[], &["echo", "only this"])
+        .env("RUNCVM_LOG_LEVEL", "DEBUG")
+        .run();
     let stdout = debug.stdout_text();
     assert!(stdout.contains("Linux version 6.1"), "{stdout}");
     assert!(stdout.contains("only this\n"));
     assert!(stdout.contains("runcvm-init DEBUG: kernel command line:"), "{stdout}");
-    assert!(stdout.contains("[VM-START] DEBUG: loaded /.runcvm/entrypoint"), "{stdout}");
+    assert!(
+        stdout.contains("[VM-START] DEBUG: loaded /.runcvm/entrypoint"),
+        "{stdout}"
+    );
     assert!(stdout.contains("[VM-START] DEBUG: argv[1] = \"only this\""), "{stdout}");
-    assert!(debug.stderr.contains("runcvm DEBUG: host preparation took"), "{}", debug.stderr);
+    assert!(
+        debug.stderr.contains("runcvm DEBUG: host preparation took"),
+        "{}",
+        debug.stderr
+    );
 
     let bad = run_in_vm(&t2, &[], &["true"]).env("RUNCVM_LOG_LEVEL", "LOUD").run();
     assert_eq!(bad.code, Some(125));
@@ -146,9 +208,23 @@ fn hostname_is_set() {
 #[ignore = "T2: boots real VMs; run scripts/test.sh"]
 fn container_mounts_are_in_place() {
     let t2 = t2();
-    let out = run_in_vm(&t2, &[], &["sh", "-c", "cut -d' ' -f2,3 /proc/mounts; ls -ld /tmp | cut -c1-10"]).run();
+    let out = run_in_vm(
+        &t2,
+        &[],
+        &["sh", "-c", "cut -d' ' -f2,3 /proc/mounts; ls -ld /tmp | cut -c1-10"],
+    )
+    .run();
     let text = out.stdout_text();
-    for mount in ["/ ext4", "/proc proc", "/sys sysfs", "/dev devtmpfs", "/dev/pts devpts", "/dev/shm tmpfs", "/run tmpfs", "/tmp tmpfs"] {
+    for mount in [
+        "/ ext4",
+        "/proc proc",
+        "/sys sysfs",
+        "/dev devtmpfs",
+        "/dev/pts devpts",
+        "/dev/shm tmpfs",
+        "/run tmpfs",
+        "/tmp tmpfs",
+    ] {
         assert!(text.lines().any(|l| l == mount), "{mount} missing from:\n{text}");
     }
     assert!(text.contains("drwxrwxrwt"), "{text}");
@@ -173,7 +249,7 @@ fn missing_entrypoint_sleeps_and_says_so() {
     assert!(inbox.recv_timeout(Duration::from_secs(2)).is_err());
     assert!(child.try_wait().unwrap().is_none());
     // ...until stopped.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(pid_of(&child), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
     run.assert_nothing_left();
@@ -202,7 +278,11 @@ fn missing_kernel_is_named() {
     let run = run_in_vm(&t2, &[], &["true"]).env("RUNCVM_KERNEL", "/nonexistent/vmlinux");
     let out = run.run();
     assert_eq!(out.code, Some(125));
-    assert!(out.stderr.contains("guest kernel not found at /nonexistent/vmlinux"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("guest kernel not found at /nonexistent/vmlinux"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("kernel/build.sh"), "{}", out.stderr);
     run.assert_nothing_left();
 }
@@ -211,9 +291,15 @@ fn missing_kernel_is_named() {
 #[ignore = "T2: boots real VMs; run scripts/test.sh"]
 fn unwritable_state_folder_is_named() {
     let t2 = t2();
-    let out = run_in_vm(&t2, &[], &["true"]).env("RUNCVM_STATE_DIR", "/proc/runcvm").run();
+    let out = run_in_vm(&t2, &[], &["true"])
+        .env("RUNCVM_STATE_DIR", "/proc/runcvm")
+        .run();
     assert_eq!(out.code, Some(125));
-    assert!(out.stderr.contains("cannot create a run folder in /proc/runcvm"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot create a run folder in /proc/runcvm"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("RUNCVM_STATE_DIR"), "{}", out.stderr);
 }
 
@@ -224,7 +310,12 @@ fn rootfs_that_is_not_a_folder_is_named() {
     let run = RuncvmRun::new(&t2).args(["run", "/nonexistent-rootfs", "--", "true"]);
     let out = run.run();
     assert_eq!(out.code, Some(125));
-    assert!(out.stderr.contains("rootfs /nonexistent-rootfs is not a readable folder"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("rootfs /nonexistent-rootfs is not a readable folder"),
+        "{}",
+        out.stderr
+    );
     run.assert_nothing_left();
 }
 
@@ -237,12 +328,15 @@ fn missing_mkfs_is_named() {
     // run's own, so the host's tool is never touched.
     let run = RuncvmRun::new(&t2);
     let mkfs = runcvm_rootfs::find_tool("mkfs.ext4").expect("mkfs.ext4 on the host");
-    let mut command = run.command();
+    let command = run.command();
     let program = command.get_program().to_owned();
     let args: Vec<_> = ["run".as_ref(), t2.rootfs.as_os_str(), "--".as_ref(), "true".as_ref()].to_vec();
     let script = format!("mount --bind /dev/null {} && exec \"$0\" \"$@\"", mkfs.display());
     let mut wrapped = std::process::Command::new("unshare");
-    wrapped.args(["--mount", "--propagation", "private", "sh", "-c", &script]).arg(program).args(args);
+    wrapped
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(program)
+        .args(args);
     for (key, value) in command.get_envs() {
         if let Some(value) = value {
             wrapped.env(key, value);
@@ -266,9 +360,17 @@ fn boot_watchdog_reports_the_console_tail() {
         .env("RUNCVM_BOOT_TIMEOUT", "4");
     let out = run.run();
     assert_eq!(out.code, Some(125), "{}", out.stderr);
-    assert!(out.stderr.contains("did not reach guest init within 4 s under tcg"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did not reach guest init within 4 s under tcg"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("last console lines:"), "{}", out.stderr);
-    assert!(out.stderr.contains("Waiting for root device /dev/vdz"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Waiting for root device /dev/vdz"),
+        "{}",
+        out.stderr
+    );
     assert!(out.elapsed < Duration::from_secs(30), "took {:?}", out.elapsed);
     run.assert_nothing_left();
 }
@@ -280,7 +382,11 @@ fn a_guest_that_panics_is_reported_with_its_console() {
     let run = run_in_vm(&t2, &[], &["true"]).env("RUNCVM_KERNEL_ARGS", "init=/no/such/init");
     let out = run.run();
     assert_eq!(out.code, Some(125), "{}", out.stderr);
-    assert!(out.stderr.contains("before the workload reported an exit status"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("before the workload reported an exit status"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("Kernel panic"), "{}", out.stderr);
     run.assert_nothing_left();
 }
@@ -295,8 +401,11 @@ fn stopping_the_launcher_stops_the_vm_and_cleans_up() {
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     assert_eq!(first, "up\n");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(wait_until(Duration::from_secs(20), || child.try_wait().unwrap().is_some()));
+    nix::sys::signal::kill(pid_of(&child), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || child
+        .try_wait()
+        .unwrap()
+        .is_some()));
     assert_eq!(child.wait().unwrap().code(), Some(143));
     run.assert_nothing_left();
 }

@@ -9,7 +9,9 @@ pub struct Cleanup {
 
 impl std::fmt::Debug for Cleanup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.actions.iter().map(|(name, _)| name)).finish()
+        f.debug_list()
+            .entries(self.actions.iter().map(|(name, _)| name))
+            .finish()
     }
 }
 

@@ -10,7 +10,7 @@ pub mod tier;
 pub use cleanup::Cleanup;
 pub use rootfs::busybox_rootfs;
 pub use runner::{RunOutput, RuncvmRun};
-pub use tier::{require_t2, T2};
+pub use tier::{T2, require_t2};
 
 use std::time::{Duration, Instant};
 

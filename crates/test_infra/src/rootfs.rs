@@ -19,7 +19,9 @@ pub fn busybox_rootfs(dir: &Path) -> std::io::Result<PathBuf> {
             "{BUSYBOX} is missing or not static: apt-get install busybox-static"
         )));
     }
-    for sub in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home/app", "srv", "var/tmp"] {
+    for sub in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "home/app", "srv", "var/tmp",
+    ] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
     std::fs::copy(busybox, dir.join("bin/busybox"))?;
@@ -42,7 +44,11 @@ pub fn busybox_rootfs(dir: &Path) -> std::io::Result<PathBuf> {
 fn is_static_busybox(path: &Path) -> bool {
     const PT_INTERP: u32 = 3;
     let Ok(bytes) = std::fs::read(path) else { return false };
-    let field = |at: usize, len: usize| bytes.get(at..at + len).map(|b| b.iter().rev().fold(0usize, |acc, x| acc << 8 | usize::from(*x)));
+    let field = |at: usize, len: usize| {
+        bytes
+            .get(at..at + len)
+            .map(|b| b.iter().rev().fold(0usize, |acc, x| acc << 8 | usize::from(*x)))
+    };
     if !bytes.starts_with(b"\x7fELF\x02\x01") {
         return false;
     }

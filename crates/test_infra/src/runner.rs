@@ -40,7 +40,10 @@ impl RuncvmRun {
     pub fn new(t2: &T2) -> Self {
         Self {
             binary: t2.runcvm.clone(),
-            state: tempfile::Builder::new().prefix("runcvm-state-").tempdir().expect("temp state dir"),
+            state: tempfile::Builder::new()
+                .prefix("runcvm-state-")
+                .tempdir()
+                .expect("temp state dir"),
             env: vec![
                 ("RUNCVM_ACCEL".into(), "tcg".into()),
                 ("RUNCVM_LOG_LEVEL".into(), "INFO".into()),
@@ -80,7 +83,10 @@ impl RuncvmRun {
         for (key, value) in &self.env {
             command.env(key, value);
         }
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         command
     }
 
@@ -120,8 +126,14 @@ impl RuncvmRun {
             .map(|entries| entries.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(leftovers.is_empty(), "run folders left behind: {leftovers:?}");
-        let gone = crate::wait_until(Duration::from_secs(5), || crate::tier::process_mentioning(self.state.path()).is_none());
-        assert!(gone, "process left behind: {:?}", crate::tier::process_mentioning(self.state.path()));
+        let gone = crate::wait_until(Duration::from_secs(5), || {
+            crate::tier::process_mentioning(self.state.path()).is_none()
+        });
+        assert!(
+            gone,
+            "process left behind: {:?}",
+            crate::tier::process_mentioning(self.state.path())
+        );
     }
 }
 

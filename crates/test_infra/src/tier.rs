@@ -28,7 +28,8 @@ pub fn require_t2(runcvm: &str, scratch: &str) -> T2 {
     if std::env::var_os("RUNCVM_QEMU").is_none() && !on_path("qemu-system-x86_64") {
         missing.push("qemu-system-x86_64 (apt-get install qemu-system-x86)".to_owned());
     }
-    let kernel = std::env::var_os("RUNCVM_KERNEL").map_or_else(|| PathBuf::from("/opt/runcvm/kernel/vmlinux"), PathBuf::from);
+    let kernel =
+        std::env::var_os("RUNCVM_KERNEL").map_or_else(|| PathBuf::from("/opt/runcvm/kernel/vmlinux"), PathBuf::from);
     if !kernel.is_file() {
         missing.push(format!("the guest kernel at {} (kernel/build.sh)", kernel.display()));
     }
@@ -63,7 +64,11 @@ pub fn require_t2(runcvm: &str, scratch: &str) -> T2 {
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -76,7 +81,9 @@ pub fn require_root(what: &str) {
 pub fn process_mentioning(needle: &Path) -> Option<String> {
     let needle = needle.as_os_str().as_encoded_bytes();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         if cmdline.windows(needle.len()).any(|w| w == needle) {
             return Some(format!(
                 "pid {}: {}",

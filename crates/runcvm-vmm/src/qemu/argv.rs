@@ -42,11 +42,20 @@ impl QemuConfig {
             Accel::Kvm => push(&mut args, &["-accel", "kvm", "-cpu", "host"]),
             Accel::Tcg => push(&mut args, &["-accel", "tcg", "-cpu", "max"]),
         }
-        push(&mut args, &["-smp", &self.vcpus.to_string(), "-m", &self.memory_mib.to_string()]);
-        push(&mut args, &["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
+        push(
+            &mut args,
+            &["-smp", &self.vcpus.to_string(), "-m", &self.memory_mib.to_string()],
+        );
+        push(
+            &mut args,
+            &["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"],
+        );
         // The console is QEMU's stdout; stdin is not read (signal=off keeps
         // Ctrl-C from killing QEMU behind the launcher's back).
-        push(&mut args, &["-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console"]);
+        push(
+            &mut args,
+            &["-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console"],
+        );
         push(&mut args, &["-kernel"]);
         args.push(self.kernel.clone().into());
         push(&mut args, &["-append", &self.cmdline.render()]);

@@ -4,5 +4,5 @@
 mod argv;
 mod probe;
 
-pub use argv::{QemuConfig, QEMU_ENV};
-pub use probe::{probe_kvm, KvmProbe};
+pub use argv::{QEMU_ENV, QemuConfig};
+pub use probe::{KvmProbe, probe_kvm};

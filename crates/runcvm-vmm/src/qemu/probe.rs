@@ -82,7 +82,10 @@ pub fn probe_kvm(qemu: &Path, kernel: &Path, timeout: Duration) -> KvmProbe {
             "the guest kernel stopped making progress within {} s under KVM (last console line: {line:?})",
             timeout.as_secs()
         ),
-        (None, _, None) => format!("the guest kernel printed nothing within {} s under KVM", timeout.as_secs()),
+        (None, _, None) => format!(
+            "the guest kernel printed nothing within {} s under KVM",
+            timeout.as_secs()
+        ),
         (Some(status), Some(line), _) => format!("QEMU stopped ({status}): {line}"),
         (Some(status), None, _) => format!("QEMU stopped ({status}) before the kernel booted"),
     })

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prints runcvm's start-up figures (not a test: timings here are noisy).
+#   runs of `runcvm run ROOTFS -- /bin/true` under TCG: median wall time,
+#   split into host preparation (plan + disk image) and boot to workload;
+#   the size of each static binary; the busybox rootfs image build time.
+#   BENCH_RUNS   number of runs (default 11)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$repo"
+runs=${BENCH_RUNS:-11}
+scripts/setup-host.sh
+kernel/build.sh >/dev/null 2>&1
+cargo build --release --locked -p runcvm -p runcvm-guest -p runcvm-test-infra 2>/dev/null
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$target_dir/release/make-busybox-rootfs" "$work/rootfs"
+export RUNCVM_STATE_DIR="$work/state" RUNCVM_ACCEL=tcg RUNCVM_LOG_LEVEL=DEBUG
+for i in $(seq "$runs"); do
+  start=$(date +%s.%N)
+  "$target_dir/release/runcvm" run "$work/rootfs" -- /bin/true >"$work/out.$i" 2>"$work/err.$i"
+  end=$(date +%s.%N)
+  echo "$start $end" >"$work/wall.$i"
+done
+python3 - "$work" "$runs" "$target_dir/release" <<'PY'
+import os, re, statistics, sys
+work, runs, bindir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+wall, prep, disk, ready, total = [], [], [], [], []
+for i in range(1, runs + 1):
+    start, end = map(float, open(f"{work}/wall.{i}").read().split())
+    wall.append(end - start)
+    err = open(f"{work}/err.{i}").read()
+    prep.append(float(re.search(r"host preparation took ([\d.]+) s", err).group(1)))
+    ready.append(float(re.search(r"guest init ready after ([\d.]+) s", err).group(1)))
+    total.append(float(re.search(r"VMM exited \(.*\) after ([\d.]+) s", err).group(1)))
+    disk.append(float(re.search(r"built in ([\d.]+) s", err).group(1)))
+med = statistics.median
+print(f"runs: {runs} x `runcvm run ROOTFS -- /bin/true`, TCG, busybox-static rootfs")
+print(f"median wall time:            {med(wall):.3f} s")
+print(f"  host preparation:          {med(prep):.3f} s (of which root disk image {med(disk):.3f} s)")
+print(f"  VMM start to init ready:   {med(ready):.3f} s")
+print(f"  VMM start to VMM exit:     {med(total):.3f} s")
+for name in ("runcvm", "runcvm-init"):
+    size = os.path.getsize(f"{bindir}/{name}")
+    print(f"static binary {name}: {size / 1048576:.2f} MiB ({size} bytes)")
+PY
