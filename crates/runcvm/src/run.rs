@@ -53,6 +53,9 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let init = locate::guest_init()?;
     let qemu_binary = locate::qemu()?;
     let state_dir = RunDir::state_dir();
+    // Before any work that a refused acceleration would waste.
+    let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
+    let boot_timeout = accel::boot_timeout(accel)?;
     let run_dir = RunDir::create(&state_dir)?;
     runcvm_log::debug!("run folder {}", run_dir.path().display());
 
@@ -61,11 +64,8 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         entrypoint: request.entrypoint.as_ref(),
         plan: &request.plan,
     };
-    guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib)
-        .with_context(|| format!("cannot build the root disk from {}", request.rootfs.display()))?;
+    guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib).context("cannot build the root disk")?;
 
-    let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
-    let boot_timeout = accel::boot_timeout(accel)?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::measure_host_tsc_khz(TSC_WINDOW).unwrap_or(FALLBACK_TSC_KHZ);
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
