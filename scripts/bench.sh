@@ -2,7 +2,8 @@
 # Prints runcvm's start-up figures (not a test: timings here are noisy).
 #   runs of `runcvm run ROOTFS -- /bin/true` under TCG: median wall time,
 #   split into host preparation (plan + disk image) and boot to workload;
-#   the size of each static binary; the busybox rootfs image build time.
+#   the size of each static binary; the busybox rootfs folder's build time
+#   (the per-run root disk image time is part of host preparation).
 #   BENCH_RUNS   number of runs (default 11)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -13,7 +14,10 @@ kernel/build.sh >/dev/null 2>&1
 cargo build --release --locked -p runcvm -p runcvm-guest -p runcvm-test-infra 2>/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+rootfs_start=$(date +%s.%N)
 "$target_dir/release/make-busybox-rootfs" "$work/rootfs"
+rootfs_end=$(date +%s.%N)
+echo "$rootfs_start $rootfs_end" >"$work/rootfs-time"
 export RUNCVM_STATE_DIR="$work/state" RUNCVM_ACCEL=tcg RUNCVM_LOG_LEVEL=DEBUG
 for i in $(seq "$runs"); do
   start=$(date +%s.%N)
@@ -34,6 +38,8 @@ for i in range(1, runs + 1):
     total.append(float(re.search(r"VMM exited \(.*\) after ([\d.]+) s", err).group(1)))
     disk.append(float(re.search(r"built in ([\d.]+) s", err).group(1)))
 med = statistics.median
+start, end = map(float, open(f"{work}/rootfs-time").read().split())
+print(f"busybox rootfs folder built in {end - start:.3f} s")
 print(f"runs: {runs} x `runcvm run ROOTFS -- /bin/true`, TCG, busybox-static rootfs")
 print(f"median wall time:            {med(wall):.3f} s")
 print(f"  host preparation:          {med(prep):.3f} s (of which root disk image {med(disk):.3f} s)")

@@ -10,6 +10,7 @@ packages=(
   linux-source-6.1     # the guest kernel's source
   build-essential bc bison flex libelf-dev libssl-dev xz-utils  # kernel build
   util-linux           # unshare, for a T2 test that hides mkfs.ext4
+  python3              # scripts/bench.sh summarises its figures with it
 )
 
 missing=()

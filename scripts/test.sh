@@ -25,7 +25,7 @@ step "T0: unit and property tests"
 cargo test --workspace --locked
 
 if [ "$(id -u)" != 0 ]; then
-  echo "test.sh: T2 needs root (it mounts in a private namespace and writes /var/lib/runcvm): run as root" >&2
+  echo "test.sh: T2 needs root (one test hides mkfs.ext4 in a private mount namespace): run as root" >&2
   exit 1
 fi
 step "T2: real VMs"

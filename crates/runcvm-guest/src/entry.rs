@@ -1,4 +1,4 @@
-//! The `[VM-START]` entry runner: runs `/.runcvm/entrypoint` exactly as the
+//! The `[VM-START]` entry runner (the guide's `runcvm-vm-start`): runs `/.runcvm/entrypoint` exactly as the
 //! container would have run it, and waits for it while reaping orphans.
 
 use crate::{console, lookup};
@@ -37,7 +37,7 @@ pub fn run_entrypoint() -> ExitStatus {
             return ExitStatus::Code(RUNNER_FAILED);
         }
     };
-    vm_start!(Debug, "loaded {ENTRYPOINT_PATH}");
+    vm_start!(Debug, "runcvm-vm-start loaded {ENTRYPOINT_PATH}");
     let entrypoint = match Entrypoint::from_json(&bytes) {
         Ok(entrypoint) => entrypoint,
         Err(e) => {
@@ -125,7 +125,8 @@ fn cstrings(items: &[runcvm_spec::ByteString]) -> Result<Vec<CString>, StartFail
 
 fn start(entrypoint: &Entrypoint) -> Result<Pid, StartFailure> {
     let name = entrypoint.args[0].as_bytes();
-    let program = lookup::find_program(name, entrypoint.path_var()).map_err(|e| StartFailure {
+    let cwd_path = std::path::Path::new(entrypoint.cwd.as_os_str());
+    let program = lookup::find_program(name, entrypoint.path_var(), cwd_path).map_err(|e| StartFailure {
         code: 127,
         message: e.to_string(),
     })?;
@@ -278,10 +279,7 @@ fn describe_failure(
         Step::Exec => (126, format!("exec: \"{name}\": {reason}")),
         Step::Cwd => (
             RUNNER_FAILED,
-            format!(
-                "chdir to cwd (\"{}\") set in config.json failed: {reason}",
-                entrypoint.cwd
-            ),
+            format!("chdir to cwd (\"{}\") failed: {reason}", entrypoint.cwd),
         ),
         Step::Uid => (RUNNER_FAILED, format!("setuid {}: {reason}", entrypoint.uid)),
         Step::Gid => (RUNNER_FAILED, format!("setgid {}: {reason}", entrypoint.gid)),

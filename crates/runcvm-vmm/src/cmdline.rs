@@ -25,7 +25,6 @@ impl GuestCmdline {
             // Reboot at once on panic: the VMM exits and the launcher reports
             // the console tail instead of a VM that hangs.
             "panic=-1".to_owned(),
-            "pci=off".to_owned(),
             "root=/dev/vda".to_owned(),
             "rootfstype=ext4".to_owned(),
             "rw".to_owned(),
@@ -60,7 +59,7 @@ mod tests {
         .render();
         assert_eq!(
             info,
-            "console=ttyS0 reboot=t panic=-1 pci=off root=/dev/vda rootfstype=ext4 rw \
+            "console=ttyS0 reboot=t panic=-1 root=/dev/vda rootfstype=ext4 rw \
              init=/.runcvm/init tsc_early_khz=2596000 RUNCVM_LOG_LEVEL=INFO"
         );
         let debug = GuestCmdline {

@@ -12,7 +12,7 @@ const QEMU_NAME: &str = "qemu-system-x86_64";
 pub enum LocateError {
     /// guest init missing
     #[error(
-        "guest init not found at {0}: build it with `cargo build --release` (it is installed beside runcvm), or set RUNCVM_INIT"
+        "guest init not found at {0}: build it with `cargo build --workspace` (it must sit beside runcvm, same profile), or set RUNCVM_INIT"
     )]
     Init(PathBuf),
     /// QEMU missing

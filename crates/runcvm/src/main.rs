@@ -120,7 +120,11 @@ fn main() {
         }
     };
     runcvm_log::init("runcvm", level);
-    let cli = Cli::parse();
+    // Usage errors are runcvm's own failures too: 125, not clap's 2.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { runcvm::RUNTIME_FAILURE } else { 0 });
+    });
     let code = match cli.command {
         Command::Run(args) => match args.into_request() {
             Ok(request) => runcvm::run::run(&request),

@@ -49,7 +49,7 @@ pub enum VmError {
          last console lines:\n{tail}"
     )]
     BootTimeout {
-        secs: u64,
+        secs: f64,
         accel: Accel,
         hint: &'static str,
         tail: String,
@@ -272,7 +272,7 @@ impl Outcome {
         if self.timed_out {
             let accel = launch.qemu.accel;
             return Err(VmError::BootTimeout {
-                secs: launch.boot_timeout.as_secs(),
+                secs: launch.boot_timeout.as_secs_f64(),
                 accel,
                 hint: match accel {
                     Accel::Kvm => ": this host's KVM may not boot standard guests; try RUNCVM_ACCEL=tcg",

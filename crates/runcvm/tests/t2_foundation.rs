@@ -181,7 +181,7 @@ fn info_shows_only_the_workload_and_debug_shows_the_boot() {
     assert!(stdout.contains("only this\n"));
     assert!(stdout.contains("runcvm-init DEBUG: kernel command line:"), "{stdout}");
     assert!(
-        stdout.contains("[VM-START] DEBUG: loaded /.runcvm/entrypoint"),
+        stdout.contains("[VM-START] DEBUG: runcvm-vm-start loaded /.runcvm/entrypoint"),
         "{stdout}"
     );
     assert!(stdout.contains("[VM-START] DEBUG: argv[1] = \"only this\""), "{stdout}");

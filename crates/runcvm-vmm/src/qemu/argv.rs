@@ -131,6 +131,7 @@ mod tests {
         assert!(argv.contains("-no-reboot"));
         assert!(argv.contains("-serial chardev:console"));
         assert!(argv.contains("-append console=ttyS0 reboot=t "));
+        assert!(!argv.contains("pci=off"), "the kernel has no PCI to turn off");
         assert!(argv.contains("file=/var/lib/runcvm/r,,1/disk.ext4 -device virtio-blk-device,drive=root"));
         assert!(argv.contains(
             "-chardev socket,id=control,path=/var/lib/runcvm/r1/control.sock \
