@@ -9,7 +9,8 @@ packages=(
   busybox-static       # the demo's and the tests' guest rootfs
   linux-source-6.1     # the guest kernel's source
   build-essential bc bison flex libelf-dev libssl-dev xz-utils  # kernel build
-  util-linux           # unshare, for a T2 test that hides mkfs.ext4
+  util-linux           # unshare and nsenter, for the T1 and T2 tests
+  iproute2             # builds the simulated node and pod networks in T1 and T2
   python3              # scripts/bench.sh summarises its figures with it
 )
 

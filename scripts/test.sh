@@ -2,10 +2,10 @@
 # Runs every test tier on a Debian 12 host, as root, installing and building
 # what the tiers need first (packages, guest kernel, binaries).
 #   T0  cargo test --workspace           pure logic, no root
+#   T1  root: pod network plumbing in network namespaces, no VM
 #   T2  real VMs under QEMU (TCG here), the built kernel, a busybox rootfs
-# T1 (network namespaces) and T3 (containerd + CRI) arrive with the
-# networking and Kubernetes issues. A tier that cannot run fails; it is never
-# skipped.
+# T3 (containerd + CRI) arrives with the Kubernetes issue. A tier that cannot
+# run fails; it is never skipped.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$repo"
@@ -25,8 +25,18 @@ step "T0: unit and property tests"
 cargo test --workspace --locked
 
 if [ "$(id -u)" != 0 ]; then
-  echo "test.sh: T2 needs root (one test hides mkfs.ext4 in a private mount namespace): run as root" >&2
+  echo "test.sh: T1 and T2 need root (network namespaces, taps, a private mount namespace): run as root" >&2
   exit 1
 fi
+step "T1: pod network plumbing in network namespaces"
+cargo test --locked -p runcvm-net --test t1_pod_network -- --ignored --test-threads 2
+
 step "T2: real VMs"
 cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2
+
+# Every tier cleans up after itself, pass or fail: prove it.
+leftovers=$(ip netns list 2>/dev/null | grep -o '^rcvm-t-[^ ]*' || true)
+if [ -n "$leftovers" ]; then
+  echo "test.sh: network namespaces left behind: $leftovers" >&2
+  exit 1
+fi

@@ -1,13 +1,17 @@
 //! Test harness for runcvm's tiers: a busybox guest rootfs, a `runcvm run`
-//! driver, `wait_until`, a cleanup registry, and the tier gates that fail
+//! driver, network namespaces and simulated pod networks, `wait_until`, a cleanup registry, and the tier gates that fail
 //! loudly (never skip) when a tier's prerequisites are missing.
 
 pub mod cleanup;
+pub mod netns;
+pub mod pod_net;
 pub mod rootfs;
 pub mod runner;
 pub mod tier;
 
 pub use cleanup::Cleanup;
+pub use netns::Netns;
+pub use pod_net::{PodNet, PodNetOptions, Style};
 pub use rootfs::busybox_rootfs;
 pub use runner::{RunOutput, RuncvmRun};
 pub use tier::{T2, require_t2};

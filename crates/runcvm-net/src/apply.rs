@@ -1,0 +1,449 @@
+//! Rewiring the pod's namespace so the VM owns the pod's identity, or, for a
+//! restarted container, finding it already rewired and recovering the
+//! identity from the bridge's record.
+
+use crate::observe::observe;
+use crate::plan::{self, MacSwap};
+use crate::{NetError, TapCreator, record};
+use runcvm_netlink::route::{LinkChange, RT_SCOPE_UNIVERSE};
+use runcvm_netlink::{Address, Link, RouteNetlink};
+use runcvm_spec::GuestNetwork;
+use runcvm_spec::net::{BRIDGE_NAME, HOST_IDENTITY_IP, POD_INTERFACE, TAP_NAME};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// What the VM gets, and what was done to get it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakeOver {
+    pub guest: GuestNetwork,
+    pub swap: MacSwap,
+    /// The namespace was already rewired (a container restart in the pod).
+    pub recovered: bool,
+}
+
+impl TakeOver {
+    /// The one line that records the swap (troubleshooting guide, section 2).
+    pub fn swap_line(&self) -> String {
+        let swap = &self.swap;
+        let origin = if self.recovered {
+            format!(" (recovered from {BRIDGE_NAME})")
+        } else {
+            String::new()
+        };
+        let addresses: Vec<String> = self.guest.addresses.iter().map(ToString::to_string).collect();
+        format!(
+            "MAC swap{origin}: {POD_INTERFACE} {} -> {}, {BRIDGE_NAME} -> {}, VM eth0 (on {TAP_NAME}) -> {}; the VM owns {}",
+            swap.real,
+            swap.eth0_dummy,
+            swap.bridge_dummy,
+            swap.real,
+            addresses.join(", "),
+        )
+    }
+}
+
+/// Takes over `eth0`, waiting up to `wait` for CNI to give it an address.
+pub fn take_over(
+    netlink: &mut impl RouteNetlink,
+    taps: &impl TapCreator,
+    wait: Duration,
+) -> Result<TakeOver, NetError> {
+    match netlink.link_by_name(BRIDGE_NAME)? {
+        Some(bridge) => recover(netlink, taps, &bridge),
+        None => first_start(netlink, taps, wait),
+    }
+}
+
+fn first_start(netlink: &mut impl RouteNetlink, taps: &impl TapCreator, wait: Duration) -> Result<TakeOver, NetError> {
+    let observation = observe(netlink, wait)?;
+    let guest = plan::guest_network(&observation)?;
+    // Recorded before anything changes: whatever happens next, a restart
+    // finds the identity on the bridge.
+    let record = record::encode(&guest)?;
+    let swap = MacSwap::for_pod(guest.mac);
+    netlink.create_bridge(BRIDGE_NAME, swap.bridge_dummy.0, guest.mtu)?;
+    let bridge = require(netlink, BRIDGE_NAME)?;
+    netlink.change_link(
+        &bridge,
+        &LinkChange {
+            alias: Some(record),
+            ..LinkChange::default()
+        },
+    )?;
+    wire(netlink, taps, &bridge, &swap, guest.mtu)?;
+    Ok(TakeOver {
+        guest,
+        swap,
+        recovered: false,
+    })
+}
+
+fn recover(netlink: &mut impl RouteNetlink, taps: &impl TapCreator, bridge: &Link) -> Result<TakeOver, NetError> {
+    let foreign: Vec<String> = netlink
+        .links()?
+        .into_iter()
+        .filter(|l| l.master == Some(bridge.index) && l.name != POD_INTERFACE && l.name != TAP_NAME)
+        .map(|l| l.name)
+        .collect();
+    if !foreign.is_empty() {
+        return Err(NetError::ForeignPorts {
+            ports: foreign.join(", "),
+        });
+    }
+    let guest = record::decode(bridge.alias.as_deref().unwrap_or_default())?;
+    let swap = MacSwap::for_pod(guest.mac);
+    wire(netlink, taps, bridge, &swap, guest.mtu)?;
+    Ok(TakeOver {
+        guest,
+        swap,
+        recovered: true,
+    })
+}
+
+/// Brings the namespace to the target state from wherever it is: every step
+/// checks before it changes, so a half-done earlier attempt is completed.
+fn wire(
+    netlink: &mut impl RouteNetlink,
+    taps: &impl TapCreator,
+    bridge: &Link,
+    swap: &MacSwap,
+    mtu: u32,
+) -> Result<(), NetError> {
+    let identity = Address {
+        ip: IpAddr::V4(HOST_IDENTITY_IP),
+        prefix_len: 32,
+        scope: RT_SCOPE_UNIVERSE,
+    };
+    if !netlink.addresses(bridge.index)?.iter().any(|a| a.ip == identity.ip) {
+        netlink.add_address(bridge.index, &identity)?;
+    }
+
+    taps.create_persistent(TAP_NAME)
+        .map_err(|reason| NetError::Tap { reason })?;
+    let tap = require(netlink, TAP_NAME)?;
+    netlink.change_link(
+        &tap,
+        &LinkChange {
+            mtu: Some(mtu),
+            master: Some(bridge.index),
+            up: Some(true),
+            ..LinkChange::default()
+        },
+    )?;
+
+    let eth0 = netlink.link_by_name(POD_INTERFACE)?.ok_or(NetError::NoPodInterface)?;
+    // The pod's addresses now live in the guest; the namespace keeps none.
+    for address in netlink.addresses(eth0.index)? {
+        if address.scope == RT_SCOPE_UNIVERSE {
+            netlink.delete_address(eth0.index, &address)?;
+        }
+    }
+    if eth0.mac != Some(swap.eth0_dummy.0) {
+        // Not every driver changes its MAC while up.
+        netlink.change_link(
+            &eth0,
+            &LinkChange {
+                up: Some(false),
+                ..LinkChange::default()
+            },
+        )?;
+        netlink.change_link(
+            &eth0,
+            &LinkChange {
+                mac: Some(swap.eth0_dummy.0),
+                ..LinkChange::default()
+            },
+        )?;
+    }
+    netlink.change_link(
+        &eth0,
+        &LinkChange {
+            master: Some(bridge.index),
+            up: Some(true),
+            ..LinkChange::default()
+        },
+    )?;
+    netlink.change_link(
+        bridge,
+        &LinkChange {
+            up: Some(true),
+            ..LinkChange::default()
+        },
+    )?;
+    Ok(())
+}
+
+fn require(netlink: &mut impl RouteNetlink, name: &str) -> Result<Link, NetError> {
+    netlink.link_by_name(name)?.ok_or_else(|| NetError::Tap {
+        reason: format!("{name} vanished right after it was created"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runcvm_netlink::route::RT_SCOPE_LINK;
+    use runcvm_netlink::{NetlinkError, Route};
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+
+    /// An in-memory namespace.
+    #[derive(Debug, Default)]
+    struct FakeNamespace {
+        links: BTreeMap<u32, Link>,
+        addresses: Vec<(u32, Address)>,
+        routes: Vec<Route>,
+        next_index: u32,
+        /// Names the fake /dev/net/tun has made.
+        taps: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl FakeNamespace {
+        fn pod(mac: [u8; 6], ip: &str, len: u8, gateway: &str, onlink: bool) -> Self {
+            let mut ns = Self {
+                next_index: 10,
+                ..Self::default()
+            };
+            let eth0 = ns.add_link("eth0", mac, 1450);
+            ns.addresses.push((
+                eth0,
+                Address {
+                    ip: ip.parse().unwrap(),
+                    prefix_len: len,
+                    scope: 0,
+                },
+            ));
+            ns.addresses.push((
+                eth0,
+                Address {
+                    ip: "fe80::1".parse().unwrap(),
+                    prefix_len: 64,
+                    scope: RT_SCOPE_LINK,
+                },
+            ));
+            ns.routes.push(Route {
+                dst: "0.0.0.0".parse().unwrap(),
+                dst_len: 0,
+                gateway: Some(gateway.parse().unwrap()),
+                onlink,
+                scope: 0,
+                metric: None,
+                oif: eth0,
+                protocol: 3,
+            });
+            ns
+        }
+
+        fn add_link(&mut self, name: &str, mac: [u8; 6], mtu: u32) -> u32 {
+            self.next_index += 1;
+            let index = self.next_index;
+            self.links.insert(
+                index,
+                Link {
+                    index,
+                    name: name.into(),
+                    mac: Some(mac),
+                    mtu,
+                    up: false,
+                    master: None,
+                    kind: None,
+                    alias: None,
+                },
+            );
+            index
+        }
+
+        fn by_name(&self, name: &str) -> Option<&Link> {
+            self.links.values().find(|l| l.name == name)
+        }
+    }
+
+    impl RouteNetlink for FakeNamespace {
+        fn link_by_name(&mut self, name: &str) -> Result<Option<Link>, NetlinkError> {
+            let made = self.taps.borrow().iter().any(|t| t == name);
+            if made && self.by_name(name).is_none() {
+                self.add_link(name, [0xfe, 0, 0, 0, 0, 1], 1500);
+            }
+            Ok(self.by_name(name).cloned())
+        }
+        fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
+            Ok(self.links.values().cloned().collect())
+        }
+        fn addresses(&mut self, index: u32) -> Result<Vec<Address>, NetlinkError> {
+            Ok(self
+                .addresses
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .map(|(_, a)| *a)
+                .collect())
+        }
+        fn routes(&mut self, index: u32) -> Result<Vec<Route>, NetlinkError> {
+            Ok(self.routes.iter().filter(|r| r.oif == index).cloned().collect())
+        }
+        fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: u32) -> Result<(), NetlinkError> {
+            let index = self.add_link(name, mac, mtu);
+            self.links.get_mut(&index).unwrap().kind = Some("bridge".into());
+            Ok(())
+        }
+        fn change_link(&mut self, link: &Link, change: &LinkChange) -> Result<(), NetlinkError> {
+            let stored = self.links.get_mut(&link.index).unwrap();
+            if let Some(mac) = change.mac {
+                assert!(!stored.up, "MAC changed while {} is up", stored.name);
+                stored.mac = Some(mac);
+            }
+            stored.up = change.up.unwrap_or(stored.up);
+            stored.mtu = change.mtu.unwrap_or(stored.mtu);
+            if let Some(master) = change.master {
+                stored.master = Some(master).filter(|m| *m != 0);
+            }
+            if let Some(alias) = &change.alias {
+                stored.alias = Some(alias.clone());
+            }
+            Ok(())
+        }
+        fn add_address(&mut self, index: u32, address: &Address) -> Result<(), NetlinkError> {
+            self.addresses.push((index, *address));
+            Ok(())
+        }
+        fn delete_address(&mut self, index: u32, address: &Address) -> Result<(), NetlinkError> {
+            self.addresses.retain(|(i, a)| !(*i == index && a == address));
+            // As the kernel does: routes through a link with no address go.
+            if !self.addresses.iter().any(|(i, a)| *i == index && a.scope == 0) {
+                self.routes.retain(|r| r.oif != index);
+            }
+            Ok(())
+        }
+        fn add_route(&mut self, route: &Route) -> Result<(), NetlinkError> {
+            self.routes.push(route.clone());
+            Ok(())
+        }
+    }
+
+    /// Taps made by the fake /dev/net/tun appear in the fake namespace.
+    #[derive(Debug, Default, Clone)]
+    struct FakeTaps {
+        made: Rc<RefCell<Vec<String>>>,
+        fail: Option<&'static str>,
+    }
+
+    impl TapCreator for FakeTaps {
+        fn create_persistent(&self, name: &str) -> Result<(), String> {
+            match self.fail {
+                Some(reason) => Err(reason.to_owned()),
+                None => {
+                    self.made.borrow_mut().push(name.to_owned());
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    struct Pod {
+        ns: FakeNamespace,
+        taps: FakeTaps,
+    }
+
+    impl Pod {
+        fn take_over(&mut self) -> Result<TakeOver, NetError> {
+            take_over(&mut self.ns, &self.taps, Duration::ZERO)
+        }
+    }
+
+    fn calico_pod() -> Pod {
+        let taps = FakeTaps::default();
+        let mut ns = FakeNamespace::pod([0xee; 6], "10.1.2.3", 32, "169.254.1.1", true);
+        ns.taps = Rc::clone(&taps.made);
+        Pod { ns, taps }
+    }
+
+    fn assert_rewired(ns: &FakeNamespace, take: &TakeOver) {
+        let bridge = ns.by_name(BRIDGE_NAME).unwrap();
+        let eth0 = ns.by_name(POD_INTERFACE).unwrap();
+        let tap = ns.by_name(TAP_NAME).unwrap();
+        assert_eq!(eth0.master, Some(bridge.index));
+        assert_eq!(tap.master, Some(bridge.index));
+        assert!(bridge.up && eth0.up && tap.up);
+        assert_eq!(eth0.mac, Some(take.swap.eth0_dummy.0));
+        assert_eq!(bridge.mac, Some(take.swap.bridge_dummy.0));
+        assert_eq!((tap.mtu, bridge.mtu), (1450, 1450));
+        let bridge_ips: Vec<String> = ns
+            .addresses
+            .iter()
+            .filter(|(i, _)| *i == bridge.index)
+            .map(|(_, a)| format!("{}/{}", a.ip, a.prefix_len))
+            .collect();
+        assert_eq!(bridge_ips, ["169.254.1.254/32"]);
+        assert!(
+            ns.addresses.iter().all(|(i, a)| *i != eth0.index || a.scope != 0),
+            "eth0 keeps no pod address"
+        );
+    }
+
+    #[test]
+    fn first_start_swaps_macs_and_moves_the_identity_to_the_guest() {
+        let mut pod = calico_pod();
+        let take = pod.take_over().unwrap();
+        assert!(!take.recovered);
+        assert_eq!(take.guest.mac.0, [0xee; 6]);
+        assert_eq!(take.guest.addresses[0].to_string(), "10.1.2.3/32");
+        assert!(take.guest.routes[0].onlink);
+        assert_rewired(&pod.ns, &take);
+        let line = take.swap_line();
+        assert!(line.starts_with("MAC swap: eth0 ee:ee:ee:ee:ee:ee -> "), "{line}");
+    }
+
+    #[test]
+    fn a_restart_recovers_the_same_identity_from_the_bridge() {
+        let mut pod = calico_pod();
+        let first = pod.take_over().unwrap();
+        let again = pod.take_over().unwrap();
+        assert!(again.recovered);
+        assert_eq!(again.guest, first.guest);
+        assert_eq!(again.swap, first.swap);
+        assert_rewired(&pod.ns, &again);
+        assert!(again.swap_line().contains("(recovered from br-eth0)"));
+    }
+
+    #[test]
+    fn a_bridge_with_foreign_ports_is_refused() {
+        let mut pod = calico_pod();
+        pod.take_over().unwrap();
+        let bridge = pod.ns.by_name(BRIDGE_NAME).unwrap().index;
+        let intruder = pod.ns.add_link("veth-x", [2, 0, 0, 0, 0, 9], 1500);
+        pod.ns.links.get_mut(&intruder).unwrap().master = Some(bridge);
+        let err = pod.take_over().unwrap_err().to_string();
+        assert!(err.contains("veth-x") && err.contains("section 5"), "{err}");
+    }
+
+    #[test]
+    fn a_bridge_without_a_record_is_refused() {
+        let mut pod = calico_pod();
+        pod.ns.add_link(BRIDGE_NAME, [2, 0, 0, 0, 0, 7], 1500);
+        let err = pod.take_over().unwrap_err();
+        assert!(matches!(err, NetError::BadRecord { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_eth0_and_missing_address_are_named() {
+        let mut pod = calico_pod();
+        pod.ns.links.clear();
+        let err = pod.take_over().unwrap_err().to_string();
+        assert!(err.contains("no eth0") && err.contains("section 2"), "{err}");
+        let mut pod = calico_pod();
+        pod.ns.addresses.retain(|(_, a)| a.scope != 0);
+        let err = pod.take_over().unwrap_err().to_string();
+        assert!(err.contains("eth0 has no IP address after 0 s"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_tun_device_is_named() {
+        let mut pod = calico_pod();
+        pod.taps.fail = Some("/dev/net/tun is missing");
+        let err = pod.take_over().unwrap_err().to_string();
+        assert!(
+            err.contains("cannot create tap-eth0: /dev/net/tun is missing") && err.contains("section 5"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! nf_tables over netlink, as much as runcvm needs: a table with one base
+//! chain of drop rules, such as the bridge-family table that drops what the
+//! pod's neighbours send to the host identity ([`bridge_input_drop`]).
+//!
+//! The batch is `add table; delete table; add table; add chain; add rules`,
+//! applied atomically, so installing it again (a container restart in the
+//! same pod) replaces the table instead of failing or duplicating rules.
+
+use crate::message::{MessageBuilder, NLM_F_CREATE, NLM_F_REQUEST};
+use crate::socket::{CHANGE, NETLINK_NETFILTER, NetlinkError, NetlinkSocket};
+use std::net::Ipv4Addr;
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFPROTO_BRIDGE: u8 = 7;
+const NFPROTO_NETDEV: u8 = 5;
+const NF_BR_LOCAL_IN: u32 = 1;
+const NF_NETDEV_INGRESS: u32 = 0;
+const NFTA_HOOK_DEV: u16 = 3;
+const NFT_PAYLOAD_LL_HEADER: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
+
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_META_DREG: u16 = 1;
+const NFTA_META_KEY: u16 = 2;
+const NFT_META_PROTOCOL: u32 = 1;
+const NFT_META_IIFNAME: u32 = 6;
+const NFTA_CMP_SREG: u16 = 1;
+const NFTA_CMP_OP: u16 = 2;
+const NFTA_CMP_DATA: u16 = 3;
+const NFT_CMP_EQ: u32 = 0;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFTA_IMMEDIATE_DREG: u16 = 1;
+const NFTA_IMMEDIATE_DATA: u16 = 2;
+const NFT_REG_VERDICT: u32 = 0;
+const NFT_REG_1: u32 = 1;
+const NF_DROP: u32 = 0;
+const IFNAMSIZ: usize = 16;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+/// IPv4 destination address in the IP header.
+const IPV4_DADDR_OFFSET: u32 = 16;
+/// Target protocol address in an Ethernet/IPv4 ARP packet.
+const ARP_TPA_OFFSET: u32 = 24;
+
+/// A protocol family's tables: the hook numbers differ per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Hooks on a bridge; `input` is what the bridge device itself receives.
+    Bridge,
+    /// Hooks on one device; `ingress` sees every frame it receives.
+    Netdev,
+}
+
+impl Family {
+    fn number(self) -> u8 {
+        match self {
+            Self::Bridge => NFPROTO_BRIDGE,
+            Self::Netdev => NFPROTO_NETDEV,
+        }
+    }
+}
+
+/// Where a base chain hooks in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    /// `bridge ... hook input`.
+    BridgeInput,
+    /// `netdev ... hook ingress device DEV`.
+    Ingress { device: String },
+}
+
+/// One expression of a rule; registers are implicit (every load goes to
+/// register 1, every comparison reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    /// `iifname`, compared as a NUL-padded 16-byte name.
+    MetaIifname,
+    /// `meta protocol` (the EtherType, network byte order).
+    MetaProtocol,
+    /// Bytes of the link-layer header (`ether saddr` is offset 6, length 6).
+    LinkPayload {
+        offset: u32,
+        len: u32,
+    },
+    /// Bytes of the network header.
+    NetworkPayload {
+        offset: u32,
+        len: u32,
+    },
+    CmpEq(Vec<u8>),
+    CmpNeq(Vec<u8>),
+    Drop,
+}
+
+impl Expr {
+    /// Compares register 1 with an interface name.
+    pub fn ifname_eq(name: &str) -> Self {
+        let mut padded = [0u8; IFNAMSIZ];
+        let len = name.len().min(IFNAMSIZ - 1);
+        padded[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Self::CmpEq(padded.to_vec())
+    }
+
+    fn append(&self, builder: MessageBuilder) -> MessageBuilder {
+        match self {
+            Self::MetaIifname => meta(builder, NFT_META_IIFNAME),
+            Self::MetaProtocol => meta(builder, NFT_META_PROTOCOL),
+            Self::LinkPayload { offset, len } => payload(builder, NFT_PAYLOAD_LL_HEADER, *offset, *len),
+            Self::NetworkPayload { offset, len } => payload(builder, NFT_PAYLOAD_NETWORK_HEADER, *offset, *len),
+            Self::CmpEq(data) => cmp(builder, NFT_CMP_EQ, data),
+            Self::CmpNeq(data) => cmp(builder, NFT_CMP_NEQ, data),
+            Self::Drop => drop_verdict(builder),
+        }
+    }
+}
+
+/// One table with one base chain and its rules, installed atomically and
+/// replacing any table of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub family: Family,
+    pub name: String,
+    pub hook: Hook,
+    pub rules: Vec<Vec<Expr>>,
+}
+
+const CHAIN: &str = "filter";
+
+impl Table {
+    /// The whole batch, in order, each message with whether it wants an ack:
+    /// `add table; delete table; add table; add chain; add rule...`.
+    pub fn batch(&self) -> Vec<(MessageBuilder, bool)> {
+        let family = self.family.number();
+        let marker = |kind| MessageBuilder::new(kind, NLM_F_REQUEST).header(&nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
+        let table = |kind, flags| nft_message(family, kind, flags).attr_str(NFTA_TABLE_NAME, &self.name);
+        let (hooknum, device) = match &self.hook {
+            Hook::BridgeInput => (NF_BR_LOCAL_IN, None),
+            Hook::Ingress { device } => (NF_NETDEV_INGRESS, Some(device)),
+        };
+        let mut chain = nft_message(family, NFT_MSG_NEWCHAIN, CHANGE | NLM_F_CREATE)
+            .attr_str(NFTA_CHAIN_TABLE, &self.name)
+            .attr_str(NFTA_CHAIN_NAME, CHAIN)
+            .begin_nested(NFTA_CHAIN_HOOK)
+            .attr_be32(NFTA_HOOK_HOOKNUM, hooknum)
+            .attr_be32(NFTA_HOOK_PRIORITY, 0);
+        if let Some(device) = device {
+            chain = chain.attr_str(NFTA_HOOK_DEV, device);
+        }
+        let chain = chain.end_nested().attr_str(NFTA_CHAIN_TYPE, "filter");
+        let mut messages = vec![
+            (marker(NFNL_MSG_BATCH_BEGIN), false),
+            (table(NFT_MSG_NEWTABLE, CHANGE | NLM_F_CREATE), true),
+            (table(NFT_MSG_DELTABLE, CHANGE), true),
+            (table(NFT_MSG_NEWTABLE, CHANGE | NLM_F_CREATE), true),
+            (chain, true),
+        ];
+        for expressions in &self.rules {
+            let mut rule = nft_message(family, NFT_MSG_NEWRULE, CHANGE | NLM_F_CREATE)
+                .attr_str(NFTA_RULE_TABLE, &self.name)
+                .attr_str(NFTA_RULE_CHAIN, CHAIN)
+                .begin_nested(NFTA_RULE_EXPRESSIONS);
+            for expression in expressions {
+                rule = expression.append(rule);
+            }
+            messages.push((rule.end_nested(), true));
+        }
+        messages.push((marker(NFNL_MSG_BATCH_END), false));
+        messages
+    }
+
+    /// Installs (or replaces) the table in the calling thread's namespace.
+    pub fn install(&self) -> Result<(), NetlinkError> {
+        let mut socket = NetlinkSocket::open(NETLINK_NETFILTER)?;
+        socket.batch(
+            &format!("install nftables table {:?} {}", self.family, self.name),
+            self.batch(),
+        )
+    }
+
+    /// Removes the table, if it is there.
+    pub fn remove(&self) -> Result<(), NetlinkError> {
+        let mut socket = NetlinkSocket::open(NETLINK_NETFILTER)?;
+        let family = self.family.number();
+        let marker = |kind| MessageBuilder::new(kind, NLM_F_REQUEST).header(&nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
+        let table = |kind, flags| nft_message(family, kind, flags).attr_str(NFTA_TABLE_NAME, &self.name);
+        let batch = vec![
+            (marker(NFNL_MSG_BATCH_BEGIN), false),
+            (table(NFT_MSG_NEWTABLE, CHANGE | NLM_F_CREATE), true),
+            (table(NFT_MSG_DELTABLE, CHANGE), true),
+            (marker(NFNL_MSG_BATCH_END), false),
+        ];
+        socket.batch(&format!("remove nftables table {:?} {}", self.family, self.name), batch)
+    }
+}
+
+/// The rule pair that keeps `port`'s side of a bridge away from `ip`: IPv4
+/// packets to it and ARP requests for it are dropped.
+pub fn bridge_input_drop(table: &str, port: &str, ip: Ipv4Addr) -> Table {
+    let rule = |protocol: u16, offset| {
+        vec![
+            Expr::MetaIifname,
+            Expr::ifname_eq(port),
+            Expr::MetaProtocol,
+            Expr::CmpEq(protocol.to_be_bytes().to_vec()),
+            Expr::NetworkPayload { offset, len: 4 },
+            Expr::CmpEq(ip.octets().to_vec()),
+            Expr::Drop,
+        ]
+    };
+    Table {
+        family: Family::Bridge,
+        name: table.to_owned(),
+        hook: Hook::BridgeInput,
+        rules: vec![rule(ETH_P_IP, IPV4_DADDR_OFFSET), rule(ETH_P_ARP, ARP_TPA_OFFSET)],
+    }
+}
+
+fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
+    let id = res_id.to_be_bytes();
+    [family, 0, id[0], id[1]]
+}
+
+fn nft_message(family: u8, kind: u16, flags: u16) -> MessageBuilder {
+    MessageBuilder::new((NFNL_SUBSYS_NFTABLES << 8) | kind, flags).header(&nfgenmsg(family, 0))
+}
+
+fn expression(
+    builder: MessageBuilder,
+    name: &str,
+    body: impl FnOnce(MessageBuilder) -> MessageBuilder,
+) -> MessageBuilder {
+    let builder = builder
+        .begin_nested(NFTA_LIST_ELEM)
+        .attr_str(NFTA_EXPR_NAME, name)
+        .begin_nested(NFTA_EXPR_DATA);
+    body(builder).end_nested().end_nested()
+}
+
+fn meta(builder: MessageBuilder, key: u32) -> MessageBuilder {
+    expression(builder, "meta", |b| {
+        b.attr_be32(NFTA_META_DREG, NFT_REG_1).attr_be32(NFTA_META_KEY, key)
+    })
+}
+
+fn payload(builder: MessageBuilder, base: u32, offset: u32, len: u32) -> MessageBuilder {
+    expression(builder, "payload", |b| {
+        b.attr_be32(NFTA_PAYLOAD_DREG, NFT_REG_1)
+            .attr_be32(NFTA_PAYLOAD_BASE, base)
+            .attr_be32(NFTA_PAYLOAD_OFFSET, offset)
+            .attr_be32(NFTA_PAYLOAD_LEN, len)
+    })
+}
+
+fn cmp(builder: MessageBuilder, op: u32, data: &[u8]) -> MessageBuilder {
+    expression(builder, "cmp", |b| {
+        b.attr_be32(NFTA_CMP_SREG, NFT_REG_1)
+            .attr_be32(NFTA_CMP_OP, op)
+            .begin_nested(NFTA_CMP_DATA)
+            .attr(NFTA_DATA_VALUE, data)
+            .end_nested()
+    })
+}
+
+fn drop_verdict(builder: MessageBuilder) -> MessageBuilder {
+    expression(builder, "immediate", |b| {
+        b.attr_be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
+            .begin_nested(NFTA_IMMEDIATE_DATA)
+            .begin_nested(NFTA_DATA_VERDICT)
+            .attr_be32(NFTA_VERDICT_CODE, NF_DROP)
+            .end_nested()
+            .end_nested()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{attributes, parse_messages};
+
+    #[test]
+    fn batch_is_framed_and_replaces_the_table() {
+        let batch = bridge_input_drop("runcvm", "eth0", Ipv4Addr::new(169, 254, 1, 254)).batch();
+        let kinds: Vec<u16> = batch
+            .iter()
+            .map(|(m, _)| parse_messages(&m.clone().build(1)).unwrap()[0].kind & 0xff)
+            .collect();
+        assert_eq!(kinds, vec![0x10, 0, 2, 0, 3, 6, 6, 0x11]);
+        assert!(!batch[0].1 && !batch[7].1, "batch markers want no ack");
+        let rule_msg = parse_messages(&batch[5].0.clone().build(1)).unwrap().remove(0);
+        // An nf_tables message for the bridge family.
+        assert_eq!(rule_msg.kind >> 8, NFNL_SUBSYS_NFTABLES);
+        assert_eq!(rule_msg.payload[0], NFPROTO_BRIDGE);
+        let expressions = attributes(&rule_msg.payload[4..])
+            .find(|(k, _)| *k == NFTA_RULE_EXPRESSIONS)
+            .unwrap()
+            .1;
+        let names: Vec<String> = attributes(expressions)
+            .map(|(_, elem)| crate::message::as_string(crate::message::find_attribute(elem, NFTA_EXPR_NAME).unwrap()))
+            .collect();
+        assert_eq!(names, ["meta", "cmp", "meta", "cmp", "payload", "cmp", "immediate"]);
+        let raw = rule_msg.payload.windows(4).any(|w| w == [169, 254, 1, 254]);
+        assert!(raw, "the address is compared in network order");
+    }
+}
