@@ -33,6 +33,7 @@ cargo test --locked -p runcvm-net --test t1_pod_network -- --ignored --test-thre
 
 step "T2: real VMs"
 cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2
+cargo test --locked -p runcvm --test t2_network -- --ignored --test-threads 2
 
 # Every tier cleans up after itself, pass or fail: prove it.
 leftovers=$(ip netns list 2>/dev/null | grep -o '^rcvm-t-[^ ]*' || true)

@@ -2,7 +2,7 @@
 //! `runcvm.ctl`, found by name because port numbers depend on device order.
 
 use anyhow::Context;
-use runcvm_proto::GuestMessage;
+use runcvm_proto::{GuestMessage, HostMessage};
 use runcvm_spec::CONTROL_PORT_NAME;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,13 @@ impl ControlPort {
 
     pub fn send(&mut self, message: &GuestMessage) -> anyhow::Result<()> {
         runcvm_proto::write_message(&mut self.file, message).context("cannot write to the control channel")
+    }
+
+    /// Waits for the launcher's next message.
+    pub fn receive(&mut self) -> anyhow::Result<HostMessage> {
+        runcvm_proto::read_message(&mut self.file)
+            .context("cannot read from the control channel")?
+            .context("the launcher closed the control channel")
     }
 }
 

@@ -10,10 +10,11 @@ mod control;
 mod entry;
 mod lookup;
 mod mounts;
+mod net;
 mod system;
 
 use runcvm_log::{Epoch, LogLevel};
-use runcvm_proto::{ExitStatus, GuestMessage};
+use runcvm_proto::{ExitStatus, GuestMessage, HostMessage};
 use runcvm_spec::{LaunchPlan, PLAN_PATH};
 
 fn main() {
@@ -60,6 +61,13 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     control.send(&GuestMessage::Ready {
         version: runcvm_proto::PROTOCOL_VERSION,
     })?;
+    let HostMessage::Start { network, files } = control.receive()?;
+    if let Some(network) = &network {
+        net::configure(network)?;
+    }
+    for file in &files {
+        system::write_file(&file.path, file.content.as_bytes())?;
+    }
     let status = entry::run_entrypoint();
     runcvm_log::debug!("workload ended: {status:?}");
     control.send(&GuestMessage::Exit { status })?;

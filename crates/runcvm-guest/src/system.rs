@@ -43,6 +43,21 @@ pub fn bring_up_loopback() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a file the container expects (`/etc/resolv.conf`, ...), replacing
+/// whatever the image had there, a symlink included.
+pub fn write_file(path: &str, content: &[u8]) -> anyhow::Result<()> {
+    let path = std::path::Path::new(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(path).with_context(|| format!("cannot replace the symlink {}", path.display()))?;
+    }
+    std::fs::write(path, content).with_context(|| format!("cannot write {}", path.display()))?;
+    runcvm_log::debug!("wrote {} ({} bytes)", path.display(), content.len());
+    Ok(())
+}
+
 /// Ends the VM: stops every process, flushes the disk, reboots. With
 /// `-no-reboot` (QEMU) and `reboot=k` (Firecracker) a reboot ends the VMM,
 /// which is how the launcher learns the guest is gone.

@@ -5,8 +5,8 @@
 use crate::observe::observe;
 use crate::plan::{self, MacSwap};
 use crate::{NetError, TapCreator, record};
-use runcvm_netlink::route::{LinkChange, RT_SCOPE_UNIVERSE};
-use runcvm_netlink::{Address, Link, RouteNetlink};
+use runcvm_netlink::route::{LinkChange, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RTPROT_STATIC};
+use runcvm_netlink::{Address, Link, Route, RouteNetlink};
 use runcvm_spec::GuestNetwork;
 use runcvm_spec::net::{BRIDGE_NAME, HOST_IDENTITY_IP, POD_INTERFACE, TAP_NAME};
 use std::net::IpAddr;
@@ -25,7 +25,9 @@ impl TakeOver {
     /// The one line that records the swap (troubleshooting guide, section 2).
     pub fn swap_line(&self) -> String {
         let swap = &self.swap;
-        let origin = if self.recovered {
+        let origin = if !swap_enabled(self) {
+            " disabled by RUNCVM_MAC_SWAP=off".to_owned()
+        } else if self.recovered {
             format!(" (recovered from {BRIDGE_NAME})")
         } else {
             String::new()
@@ -34,28 +36,63 @@ impl TakeOver {
         format!(
             "MAC swap{origin}: {POD_INTERFACE} {} -> {}, {BRIDGE_NAME} -> {}, VM eth0 (on {TAP_NAME}) -> {}; the VM owns {}",
             swap.real,
-            swap.eth0_dummy,
+            if self.guest.mac == swap.real {
+                swap.eth0_dummy
+            } else {
+                swap.real
+            },
             swap.bridge_dummy,
-            swap.real,
+            self.guest.mac,
             addresses.join(", "),
         )
     }
 }
 
-/// Takes over `eth0`, waiting up to `wait` for CNI to give it an address.
-pub fn take_over(
-    netlink: &mut impl RouteNetlink,
-    taps: &impl TapCreator,
-    wait: Duration,
-) -> Result<TakeOver, NetError> {
-    match netlink.link_by_name(BRIDGE_NAME)? {
-        Some(bridge) => recover(netlink, taps, &bridge),
-        None => first_start(netlink, taps, wait),
+/// How to take over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakeOverOptions {
+    /// How long to wait for CNI to give `eth0` an address.
+    pub wait: Duration,
+    /// Off only to show why the swap exists: `eth0` keeps the real MAC and
+    /// the VM gets a dummy, which networks that filter MACs then drop.
+    pub swap_macs: bool,
+}
+
+impl Default for TakeOverOptions {
+    fn default() -> Self {
+        Self {
+            wait: Duration::from_secs(10),
+            swap_macs: true,
+        }
     }
 }
 
-fn first_start(netlink: &mut impl RouteNetlink, taps: &impl TapCreator, wait: Duration) -> Result<TakeOver, NetError> {
-    let observation = observe(netlink, wait)?;
+fn swap_enabled(take: &TakeOver) -> bool {
+    take.guest.mac == take.swap.real
+}
+
+/// Takes over `eth0`.
+pub fn take_over(
+    netlink: &mut impl RouteNetlink,
+    taps: &impl TapCreator,
+    options: TakeOverOptions,
+) -> Result<TakeOver, NetError> {
+    let mut take = match netlink.link_by_name(BRIDGE_NAME)? {
+        Some(bridge) => recover(netlink, taps, &bridge, options.swap_macs)?,
+        None => first_start(netlink, taps, options)?,
+    };
+    if !options.swap_macs {
+        take.guest.mac = plan::dummy_mac(take.swap.real, b"vm");
+    }
+    Ok(take)
+}
+
+fn first_start(
+    netlink: &mut impl RouteNetlink,
+    taps: &impl TapCreator,
+    options: TakeOverOptions,
+) -> Result<TakeOver, NetError> {
+    let observation = observe(netlink, options.wait)?;
     let guest = plan::guest_network(&observation)?;
     // Recorded before anything changes: whatever happens next, a restart
     // finds the identity on the bridge.
@@ -70,7 +107,7 @@ fn first_start(netlink: &mut impl RouteNetlink, taps: &impl TapCreator, wait: Du
             ..LinkChange::default()
         },
     )?;
-    wire(netlink, taps, &bridge, &swap, guest.mtu)?;
+    wire(netlink, taps, &bridge, &swap, &guest, options.swap_macs)?;
     Ok(TakeOver {
         guest,
         swap,
@@ -78,7 +115,12 @@ fn first_start(netlink: &mut impl RouteNetlink, taps: &impl TapCreator, wait: Du
     })
 }
 
-fn recover(netlink: &mut impl RouteNetlink, taps: &impl TapCreator, bridge: &Link) -> Result<TakeOver, NetError> {
+fn recover(
+    netlink: &mut impl RouteNetlink,
+    taps: &impl TapCreator,
+    bridge: &Link,
+    swap_macs: bool,
+) -> Result<TakeOver, NetError> {
     let foreign: Vec<String> = netlink
         .links()?
         .into_iter()
@@ -92,7 +134,7 @@ fn recover(netlink: &mut impl RouteNetlink, taps: &impl TapCreator, bridge: &Lin
     }
     let guest = record::decode(bridge.alias.as_deref().unwrap_or_default())?;
     let swap = MacSwap::for_pod(guest.mac);
-    wire(netlink, taps, bridge, &swap, guest.mtu)?;
+    wire(netlink, taps, bridge, &swap, &guest, swap_macs)?;
     Ok(TakeOver {
         guest,
         swap,
@@ -107,7 +149,8 @@ fn wire(
     taps: &impl TapCreator,
     bridge: &Link,
     swap: &MacSwap,
-    mtu: u32,
+    guest: &GuestNetwork,
+    swap_macs: bool,
 ) -> Result<(), NetError> {
     let identity = Address {
         ip: IpAddr::V4(HOST_IDENTITY_IP),
@@ -117,7 +160,7 @@ fn wire(
     if !netlink.addresses(bridge.index)?.iter().any(|a| a.ip == identity.ip) {
         netlink.add_address(bridge.index, &identity)?;
     }
-
+    let mtu = guest.mtu;
     taps.create_persistent(TAP_NAME)
         .map_err(|reason| NetError::Tap { reason })?;
     let tap = require(netlink, TAP_NAME)?;
@@ -138,7 +181,7 @@ fn wire(
             netlink.delete_address(eth0.index, &address)?;
         }
     }
-    if eth0.mac != Some(swap.eth0_dummy.0) {
+    if swap_macs && eth0.mac != Some(swap.eth0_dummy.0) {
         // Not every driver changes its MAC while up.
         netlink.change_link(
             &eth0,
@@ -170,6 +213,25 @@ fn wire(
             ..LinkChange::default()
         },
     )?;
+    // Services on 169.254.1.254 answer the guest at the pod's addresses,
+    // which now live behind the bridge.
+    let routed = netlink.routes(bridge.index)?;
+    for address in &guest.addresses {
+        let full = if address.ip.is_ipv4() { 32 } else { 128 };
+        if !routed.iter().any(|r| r.dst == address.ip && r.dst_len == full) {
+            netlink.add_route(&Route {
+                dst: address.ip,
+                dst_len: full,
+                gateway: None,
+                onlink: false,
+                scope: RT_SCOPE_LINK,
+                metric: None,
+                oif: bridge.index,
+                protocol: RTPROT_STATIC,
+            })?;
+        }
+    }
+
     Ok(())
 }
 
@@ -182,7 +244,6 @@ fn require(netlink: &mut impl RouteNetlink, name: &str) -> Result<Link, NetError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runcvm_netlink::route::RT_SCOPE_LINK;
     use runcvm_netlink::{NetlinkError, Route};
     use std::cell::RefCell;
     use std::collections::BTreeMap;
@@ -346,7 +407,14 @@ mod tests {
 
     impl Pod {
         fn take_over(&mut self) -> Result<TakeOver, NetError> {
-            take_over(&mut self.ns, &self.taps, Duration::ZERO)
+            take_over(
+                &mut self.ns,
+                &self.taps,
+                TakeOverOptions {
+                    wait: Duration::ZERO,
+                    swap_macs: true,
+                },
+            )
         }
     }
 
@@ -403,6 +471,19 @@ mod tests {
         assert_eq!(again.swap, first.swap);
         assert_rewired(&pod.ns, &again);
         assert!(again.swap_line().contains("(recovered from br-eth0)"));
+    }
+
+    #[test]
+    fn without_the_swap_eth0_keeps_its_mac_and_the_vm_gets_a_dummy() {
+        let mut pod = calico_pod();
+        let options = TakeOverOptions {
+            wait: Duration::ZERO,
+            swap_macs: false,
+        };
+        let take = take_over(&mut pod.ns, &pod.taps, options).unwrap();
+        assert_eq!(pod.ns.by_name(POD_INTERFACE).unwrap().mac, Some([0xee; 6]));
+        assert_ne!(take.guest.mac, take.swap.real);
+        assert!(take.guest.mac.is_locally_administered());
     }
 
     #[test]

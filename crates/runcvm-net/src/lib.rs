@@ -23,7 +23,7 @@ pub mod plan;
 pub mod record;
 pub mod tap;
 
-pub use apply::{TakeOver, take_over};
+pub use apply::{TakeOver, TakeOverOptions, take_over};
 pub use error::NetError;
 pub use plan::{MacSwap, Observation};
 pub use tap::{DevNetTun, TapCreator};

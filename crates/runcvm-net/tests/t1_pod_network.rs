@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use runcvm_net::guard::{guard_host_identity, guard_table};
-use runcvm_net::{DevNetTun, NetError, TakeOver};
+use runcvm_net::{DevNetTun, NetError, TakeOver, TakeOverOptions};
 use runcvm_netlink::{Link, NetlinkSocket, RouteNetlink};
 use runcvm_spec::net::{BRIDGE_NAME, HOST_IDENTITY_IP, POD_INTERFACE, TAP_NAME};
 use runcvm_test_infra::pod_net::POD_MAC;
@@ -16,7 +16,11 @@ fn take_over(ns: &Netns) -> Result<TakeOver, NetError> {
     ns.enter(|| {
         guard_host_identity()?;
         let mut netlink = NetlinkSocket::route()?;
-        runcvm_net::take_over(&mut netlink, &DevNetTun, Duration::from_secs(1))
+        let options = TakeOverOptions {
+            wait: Duration::from_secs(1),
+            swap_macs: true,
+        };
+        runcvm_net::take_over(&mut netlink, &DevNetTun, options)
     })
 }
 

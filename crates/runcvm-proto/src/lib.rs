@@ -10,8 +10,10 @@
 //! ```
 //!
 //! The guest opens with `Ready { version }`; a host that does not speak that
-//! version stops the VM with a clear error rather than guessing.
+//! version stops the VM with a clear error rather than guessing. The host
+//! answers `Start`, and the guest runs the workload and ends with `Exit`.
 
+use runcvm_spec::{ByteString, GuestNetwork};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
@@ -31,6 +33,31 @@ pub enum GuestMessage {
     Ready { version: u32 },
     /// The workload ended; init powers the VM off next.
     Exit { status: ExitStatus },
+}
+
+/// Messages from the launcher to guest init.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HostMessage {
+    /// The answer to `Ready`: what the guest sets up before it runs the
+    /// workload. The network is known only once the launcher has taken over
+    /// the pod's `eth0`, after the root disk was built, so it travels here.
+    Start {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<GuestNetwork>,
+        /// Files the guest writes before the workload starts: the
+        /// container's `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<GuestFile>,
+    },
+}
+
+/// A file's full path in the guest and its exact content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestFile {
+    pub path: String,
+    pub content: ByteString,
 }
 
 /// How the workload ended.
@@ -196,6 +223,35 @@ mod tests {
             read_message::<GuestMessage>(&unknown[..]),
             Err(ProtoError::UnknownKind(7))
         ));
+    }
+
+    #[test]
+    fn start_carries_the_network_and_files() {
+        let start = HostMessage::Start {
+            network: Some(GuestNetwork {
+                mac: "0a:58:0a:58:00:05".parse().unwrap(),
+                mtu: 1450,
+                addresses: vec!["10.88.0.5/24".parse().unwrap()],
+                routes: vec![],
+            }),
+            files: vec![GuestFile {
+                path: "/etc/hosts".into(),
+                content: "127.0.0.1 localhost\n".into(),
+            }],
+        };
+        let mut wire = Vec::new();
+        write_message(&mut wire, &start).unwrap();
+        assert_eq!(read_message::<HostMessage>(wire.as_slice()).unwrap(), Some(start));
+        let mut bare = Vec::new();
+        write_message(
+            &mut bare,
+            &HostMessage::Start {
+                network: None,
+                files: vec![],
+            },
+        )
+        .unwrap();
+        assert_eq!(&bare[5..], br#"{"type":"start"}"#);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod accel;
 pub mod console;
 pub mod guest_disk;
 pub mod locate;
+pub mod pod_network;
 pub mod run;
 pub mod run_dir;
 pub mod vm;

@@ -47,6 +47,11 @@ struct RunArgs {
     /// found, sleeping` and stays up until stopped (a debugging aid).
     #[arg(long, conflicts_with = "command")]
     no_entrypoint: bool,
+    /// `none`: the VM has only lo. `pod`: it takes over the eth0 of the
+    /// network namespace runcvm runs in (pod IP, MAC, routes, DNS files),
+    /// as in a Kubernetes pod.
+    #[arg(long, value_enum, default_value_t = NetworkMode::None)]
+    network: NetworkMode,
     /// Hostname of the guest.
     #[arg(long)]
     hostname: Option<String>,
@@ -58,6 +63,12 @@ struct RunArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required_unless_present = "no_entrypoint", value_name = "CMD")]
     command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NetworkMode {
+    None,
+    Pod,
 }
 
 /// Docker's default for images that set none.
@@ -104,6 +115,7 @@ impl RunArgs {
             cpus: self.cpus,
             memory_mib: self.memory,
             headroom_mib: self.disk_headroom,
+            pod_network: self.network == NetworkMode::Pod,
         })
     }
 }

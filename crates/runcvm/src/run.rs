@@ -6,6 +6,7 @@ use crate::vm::{VmError, VmLaunch};
 use crate::{RUNTIME_FAILURE, accel, guest_disk, locate};
 use anyhow::Context;
 use runcvm_log::LogLevel;
+use runcvm_proto::HostMessage;
 use runcvm_spec::{Entrypoint, LaunchPlan};
 use runcvm_vmm::qemu::QemuConfig;
 use runcvm_vmm::{AccelChoice, GuestCmdline, GuestKernel};
@@ -31,6 +32,8 @@ pub struct RunRequest {
     pub cpus: u32,
     pub memory_mib: u32,
     pub headroom_mib: u64,
+    /// Take over the `eth0` of the network namespace runcvm runs in.
+    pub pod_network: bool,
 }
 
 /// Runs the request and returns the exit code for the process: the
@@ -66,6 +69,11 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     };
     guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib).context("cannot build the root disk")?;
 
+    let pod = if request.pod_network {
+        Some(crate::pod_network::take_over()?)
+    } else {
+        None
+    };
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::measure_host_tsc_khz(TSC_WINDOW).unwrap_or(FALLBACK_TSC_KHZ);
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
@@ -82,6 +90,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
             extra: extra.split_whitespace().map(str::to_owned).collect(),
         },
         root_disk: Some(run_dir.disk()),
+        nic: pod.as_ref().map(|p| p.nic.clone()),
         control_socket: Some(run_dir.control_socket()),
     };
     runcvm_log::debug!("host preparation took {:.3} s", started.elapsed().as_secs_f64());
@@ -89,6 +98,10 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         qemu: &qemu,
         boot_timeout,
         show_boot: level >= LogLevel::Debug,
+        start: HostMessage::Start {
+            network: pod.as_ref().map(|p| p.guest.clone()),
+            files: pod.map(|p| p.files).unwrap_or_default(),
+        },
     })?;
     runcvm_log::debug!(
         "workload {status:?}; run took {:.3} s in all",

@@ -5,11 +5,11 @@
 use crate::console::ConsoleFilter;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
-use runcvm_proto::{ExitStatus, GuestMessage, PROTOCOL_VERSION};
+use runcvm_proto::{ExitStatus, GuestMessage, HostMessage, PROTOCOL_VERSION};
 use runcvm_vmm::Accel;
 use runcvm_vmm::qemu::QemuConfig;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +86,9 @@ impl VmError {
 
 #[derive(Debug)]
 enum Event {
+    /// The guest's end of the control channel is connected; this is the
+    /// launcher's writing half.
+    Connected(UnixStream),
     Guest(GuestMessage),
     ControlClosed(String),
     VmmExited(std::process::ExitStatus),
@@ -98,6 +101,8 @@ pub struct VmLaunch<'a> {
     pub qemu: &'a QemuConfig,
     pub boot_timeout: Duration,
     pub show_boot: bool,
+    /// The answer to the guest's `Ready`.
+    pub start: HostMessage,
 }
 
 /// Blocks the stop signals in the calling thread (and so in every thread it
@@ -194,6 +199,7 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
     let mut shutdown_deadline: Option<Instant> = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut control_open = launch.qemu.control_socket.is_some();
+    let mut writer: Option<UnixStream> = None;
     loop {
         let deadline = drain_deadline
             .or(shutdown_deadline)
@@ -203,11 +209,18 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
             None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match event {
+            Ok(Event::Connected(stream)) => writer = Some(stream),
             Ok(Event::Guest(GuestMessage::Ready { version })) => {
                 runcvm_log::debug!("guest init ready after {:.3} s", started.elapsed().as_secs_f64());
                 outcome.ready = true;
                 if version != PROTOCOL_VERSION {
                     outcome.version = Some(version);
+                    vmm.kill();
+                    continue;
+                }
+                let sent = writer.as_mut().map(|w| runcvm_proto::write_message(w, &launch.start));
+                if let Some(Err(e)) = sent {
+                    runcvm_log::error!("cannot send the start message to the guest: {e}");
                     vmm.kill();
                 }
             }
@@ -366,6 +379,15 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
                 return;
             }
         };
+        match stream.try_clone() {
+            Ok(writer) => {
+                let _ = events.send(Event::Connected(writer));
+            }
+            Err(e) => {
+                let _ = events.send(Event::ControlClosed(format!("cannot share the control socket: {e}")));
+                return;
+            }
+        }
         let mut reader = std::io::BufReader::new(stream);
         loop {
             match runcvm_proto::read_message::<GuestMessage>(&mut reader) {

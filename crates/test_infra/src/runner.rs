@@ -16,6 +16,8 @@ pub struct RuncvmRun {
     env: Vec<(OsString, OsString)>,
     args: Vec<OsString>,
     timeout: Duration,
+    /// Run inside this network namespace (a path under /run/netns).
+    netns: Option<PathBuf>,
 }
 
 /// What a finished run produced.
@@ -50,6 +52,7 @@ impl RuncvmRun {
             ],
             args: Vec::new(),
             timeout: Duration::from_secs(120),
+            netns: None,
         }
     }
 
@@ -73,12 +76,28 @@ impl RuncvmRun {
         self
     }
 
+    /// Runs runcvm inside `netns`, as the launcher runs inside a pod.
+    pub fn in_netns(mut self, netns: &crate::Netns) -> Self {
+        self.netns = Some(netns.path());
+        self
+    }
+
     pub fn state_dir(&self) -> &Path {
         self.state.path()
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(&self.binary);
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("--")
+                    .arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         command.args(&self.args).env("RUNCVM_STATE_DIR", self.state.path());
         for (key, value) in &self.env {
             command.env(key, value);

@@ -1,12 +1,19 @@
 //! The QEMU command line for one guest.
 
 use crate::{Accel, GuestCmdline};
-use runcvm_spec::CONTROL_PORT_NAME;
+use runcvm_spec::{CONTROL_PORT_NAME, MacAddr};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Overrides the QEMU binary (default: `qemu-system-x86_64` from `PATH`).
 pub const QEMU_ENV: &str = "RUNCVM_QEMU";
+
+/// A virtio-net NIC backed by an existing tap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub tap: String,
+    pub mac: MacAddr,
+}
 
 /// Everything QEMU needs to run one guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +27,8 @@ pub struct QemuConfig {
     /// Raw ext4 image attached as `/dev/vda`; `None` boots without a disk
     /// (the KVM probe).
     pub root_disk: Option<PathBuf>,
+    /// The VM's NIC: a tap on the host and the MAC the guest sees.
+    pub nic: Option<Nic>,
     /// Unix socket the launcher listens on; QEMU connects to it and exposes
     /// it to the guest as the virtio-serial port `runcvm.ctl`.
     pub control_socket: Option<PathBuf>,
@@ -67,6 +76,14 @@ impl QemuConfig {
             args.push(drive);
             args.extend(["-device", "virtio-blk-device,drive=root"].map(OsString::from));
         }
+        if let Some(nic) = &self.nic {
+            // The tap exists already (the launcher made it persistent), so
+            // QEMU needs no scripts; vhost needs /dev/vhost-net, which a
+            // container may lack.
+            let netdev = format!("tap,id=net0,ifname={},script=no,downscript=no,vhost=off", nic.tap);
+            let device = format!("virtio-net-device,netdev=net0,mac={}", nic.mac);
+            args.extend(["-netdev", &netdev, "-device", &device].map(OsString::from));
+        }
         if let Some(socket) = &self.control_socket {
             let mut chardev = OsString::from("socket,id=control,path=");
             chardev.push(escape_option(socket.as_os_str()));
@@ -111,6 +128,10 @@ mod tests {
                 extra: Vec::new(),
             },
             root_disk: Some("/var/lib/runcvm/r,1/disk.ext4".into()),
+            nic: Some(Nic {
+                tap: "tap-eth0".into(),
+                mac: "0a:58:0a:58:00:05".parse().unwrap(),
+            }),
             control_socket: Some("/var/lib/runcvm/r1/control.sock".into()),
         }
     }
@@ -134,6 +155,10 @@ mod tests {
         assert!(!argv.contains("pci=off"), "the kernel has no PCI to turn off");
         assert!(argv.contains("file=/var/lib/runcvm/r,,1/disk.ext4 -device virtio-blk-device,drive=root"));
         assert!(argv.contains(
+            "-netdev tap,id=net0,ifname=tap-eth0,script=no,downscript=no,vhost=off \
+             -device virtio-net-device,netdev=net0,mac=0a:58:0a:58:00:05"
+        ));
+        assert!(argv.contains(
             "-chardev socket,id=control,path=/var/lib/runcvm/r1/control.sock \
              -device virtserialport,chardev=control,name=runcvm.ctl"
         ));
@@ -145,6 +170,7 @@ mod tests {
         probe.accel = Accel::Kvm;
         probe.root_disk = None;
         probe.control_socket = None;
+        probe.nic = None;
         let argv = joined(&probe);
         assert!(argv.contains("-accel kvm -cpu host"));
         assert!(!argv.contains("virtio"));

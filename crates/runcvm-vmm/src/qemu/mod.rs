@@ -4,5 +4,5 @@
 mod argv;
 mod probe;
 
-pub use argv::{QEMU_ENV, QemuConfig};
+pub use argv::{Nic, QEMU_ENV, QemuConfig};
 pub use probe::{KvmProbe, probe_kvm};

@@ -43,6 +43,7 @@ pub fn probe_kvm(qemu: &Path, kernel: &Path, timeout: Duration) -> KvmProbe {
             extra: Vec::new(),
         },
         root_disk: None,
+        nic: None,
         control_socket: None,
     };
     let child = Command::new(qemu)
