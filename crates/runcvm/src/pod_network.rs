@@ -10,6 +10,7 @@ use runcvm_proto::GuestFile;
 use runcvm_spec::GuestNetwork;
 use runcvm_spec::net::TAP_NAME;
 use runcvm_vmm::qemu::Nic;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// `on` (default) or `off`: off keeps eth0's MAC and gives the VM a dummy,
@@ -32,6 +33,7 @@ pub struct PodNetwork {
 pub fn take_over() -> anyhow::Result<PodNetwork> {
     let started = Instant::now();
     let options = options()?;
+    refuse_the_hosts_namespace()?;
     // First, so the pod's neighbours never see an unguarded moment.
     guard_host_identity().context("cannot guard 169.254.1.254 from the pod's neighbours")?;
     let mut netlink = NetlinkSocket::route()?;
@@ -59,13 +61,45 @@ pub fn take_over() -> anyhow::Result<PodNetwork> {
     })
 }
 
-fn options() -> anyhow::Result<TakeOverOptions> {
-    let mut options = TakeOverOptions::default();
-    match std::env::var(MAC_SWAP_ENV).as_deref() {
-        Err(_) | Ok("" | "on") => {}
-        Ok("off") => options.swap_macs = false,
-        Ok(other) => anyhow::bail!("{MAC_SWAP_ENV}={other:?} is not on or off"),
+/// Taking over eth0 removes its addresses: in the host's own namespace that
+/// would cut the machine off. That namespace is told apart as the one PID 1
+/// is in, unless runcvm is PID 1 itself (a container's entrypoint). This
+/// catches a mistaken `--network pod` on a node; it cannot recognise every
+/// namespace that is not a pod's, so the flag stays an explicit choice.
+fn refuse_the_hosts_namespace() -> anyhow::Result<()> {
+    if shares_init_namespace(
+        Path::new("/proc/self/ns/net"),
+        Path::new("/proc/1/ns/net"),
+        std::process::id(),
+    ) {
+        anyhow::bail!(
+            "--network pod takes over eth0 of the network namespace it runs in, and this is the host's: \
+             run it inside a pod's network namespace (for example with nsenter --net=/run/netns/NAME)"
+        );
     }
+    Ok(())
+}
+
+fn shares_init_namespace(mine: &Path, init: &Path, pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |path: &Path| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+    let mine = identity(mine);
+    pid != 1 && mine.is_some() && mine == identity(init)
+}
+
+fn parse_mac_swap(value: Option<&str>) -> anyhow::Result<bool> {
+    match value {
+        None | Some("" | "on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => anyhow::bail!("{MAC_SWAP_ENV}={other:?} is not on or off"),
+    }
+}
+
+fn options() -> anyhow::Result<TakeOverOptions> {
+    let mut options = TakeOverOptions {
+        swap_macs: parse_mac_swap(std::env::var(MAC_SWAP_ENV).ok().as_deref())?,
+        ..TakeOverOptions::default()
+    };
     if let Ok(wait) = std::env::var(NET_WAIT_ENV) {
         let secs: u64 = wait
             .trim()
@@ -74,4 +108,29 @@ fn options() -> anyhow::Result<TakeOverOptions> {
         options.wait = Duration::from_secs(secs);
     }
     Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_init_namespace_is_recognised_unless_runcvm_is_pid_1() {
+        let ns = Path::new("/proc/self/ns/net");
+        assert!(shares_init_namespace(ns, ns, 4242));
+        assert!(
+            !shares_init_namespace(ns, ns, 1),
+            "a container's entrypoint is PID 1 in its pod's namespace"
+        );
+        assert!(!shares_init_namespace(ns, Path::new("/nonexistent"), 4242));
+    }
+
+    #[test]
+    fn mac_swap_knob_accepts_on_and_off_only() {
+        assert!(parse_mac_swap(None).unwrap());
+        assert!(parse_mac_swap(Some("on")).unwrap());
+        assert!(!parse_mac_swap(Some("off")).unwrap());
+        let err = parse_mac_swap(Some("maybe")).unwrap_err().to_string();
+        assert_eq!(err, "RUNCVM_MAC_SWAP=\"maybe\" is not on or off");
+    }
 }

@@ -267,3 +267,37 @@ fn the_guest_gets_the_pods_name_resolution_files() {
     );
     assert_eq!(code, Some(0));
 }
+
+#[test]
+#[ignore = "T2: boots real VMs in network namespaces; run scripts/test.sh"]
+fn a_missing_tun_device_is_named() {
+    let t2 = t2();
+    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
+    // /dev/net hidden by an empty tmpfs in a mount namespace of the run's own.
+    let run = RuncvmRun::new(&t2)
+        .args(["run", "--network", "pod"])
+        .arg(&t2.rootfs)
+        .args(["--", "true"]);
+    let inner = run.command();
+    let mut wrapped = std::process::Command::new("unshare");
+    wrapped
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs none /dev/net && exec nsenter --net=\"$0\" -- \"$@\"")
+        .arg(net.pod.path())
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (key, value) in inner.get_envs() {
+        if let Some(value) = value {
+            wrapped.env(key, value);
+        }
+    }
+    let out = wrapped.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("cannot create tap-eth0: /dev/net/tun is missing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("section 5"), "{stderr}");
+    run.assert_nothing_left();
+}
