@@ -275,15 +275,22 @@ fn a_missing_tun_device_is_named() {
     let net = PodNet::build(PodNetOptions::new(Style::Bridge));
     // /dev/net hidden by an empty tmpfs in a mount namespace of the run's own.
     let run = RuncvmRun::new(&t2)
+        .in_netns(&net.pod)
         .args(["run", "--network", "pod"])
         .arg(&t2.rootfs)
         .args(["--", "true"]);
     let inner = run.command();
     let mut wrapped = std::process::Command::new("unshare");
     wrapped
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs none /dev/net && exec nsenter --net=\"$0\" -- \"$@\"")
-        .arg(net.pod.path())
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /dev/net && exec \"$@\"",
+            "sh",
+        ])
         .arg(inner.get_program())
         .args(inner.get_args());
     for (key, value) in inner.get_envs() {

@@ -90,7 +90,10 @@ impl RuncvmRun {
         // `--network pod` rewires the namespace it runs in: never the test
         // machine's own.
         let takes_network = self.args.windows(2).any(|w| w[0] == "--network" && w[1] == "pod");
-        assert!(!takes_network || self.netns.is_some(), "--network pod must run in a test namespace (in_netns)");
+        assert!(
+            !takes_network || self.netns.is_some(),
+            "--network pod must run in a test namespace (in_netns)"
+        );
         let mut command = match &self.netns {
             Some(netns) => {
                 let mut command = Command::new("nsenter");
