@@ -4,7 +4,10 @@
 #   split into host preparation (plan + disk image) and boot to workload;
 #   the size of each static binary; the busybox rootfs folder's build time
 #   (the per-run root disk image time is part of host preparation).
-#   BENCH_RUNS   number of runs (default 11)
+#   the launcher's network set-up (observe + apply) over fresh simulated
+#   pods, first start and restart (needs root).
+#   BENCH_RUNS       number of VM runs (default 11)
+#   BENCH_NET_RUNS   number of network set-ups per pod style (default 20)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$repo"
@@ -49,3 +52,9 @@ for name in ("runcvm", "runcvm-init"):
     size = os.path.getsize(f"{bindir}/{name}")
     print(f"static binary {name}: {size / 1048576:.2f} MiB ({size} bytes)")
 PY
+
+if [ "$(id -u)" = 0 ]; then
+  cargo run --release --locked -q -p runcvm-net --example net_setup_bench
+else
+  echo "network set-up: not measured (needs root for network namespaces)"
+fi
