@@ -21,11 +21,18 @@ fn take_over_once(net: &PodNet) -> Duration {
 fn median_ms(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(samples[samples.len() / 2]), ms(samples[0]), ms(samples[samples.len() - 1]))
+    (
+        ms(samples[samples.len() / 2]),
+        ms(samples[0]),
+        ms(samples[samples.len() - 1]),
+    )
 }
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_NET_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let runs: usize = std::env::var("BENCH_NET_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     for style in [Style::Bridge, Style::PointToPoint] {
         let (mut first, mut restart) = (Vec::new(), Vec::new());
         for _ in 0..runs {
@@ -35,6 +42,8 @@ fn main() {
         }
         let (m, lo, hi) = median_ms(first);
         let (rm, rlo, rhi) = median_ms(restart);
-        println!("network set-up, {style:?} pod, {runs} runs: first start median {m:.2} ms (min {lo:.2}, max {hi:.2}); restart median {rm:.2} ms (min {rlo:.2}, max {rhi:.2})");
+        println!(
+            "network set-up, {style:?} pod, {runs} runs: first start median {m:.2} ms (min {lo:.2}, max {hi:.2}); restart median {rm:.2} ms (min {rlo:.2}, max {rhi:.2})"
+        );
     }
 }
