@@ -28,16 +28,21 @@ if [ "$(id -u)" != 0 ]; then
   echo "test.sh: T1 and T2 need root (network namespaces, taps, a private mount namespace): run as root" >&2
   exit 1
 fi
+# Every tier cleans up after itself, pass or fail: prove it, on any exit.
+check_leftovers() {
+  status=$?
+  leftovers=$(ip netns list 2>/dev/null | grep -o '^rcvm-t-[^ ]*' || true)
+  if [ -n "$leftovers" ]; then
+    echo "test.sh: network namespaces left behind: $leftovers" >&2
+    [ "$status" != 0 ] || status=1
+  fi
+  exit "$status"
+}
+trap check_leftovers EXIT
+
 step "T1: pod network plumbing in network namespaces"
 cargo test --locked -p runcvm-net --test t1_pod_network -- --ignored --test-threads 2
 
 step "T2: real VMs"
 cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_network -- --ignored --test-threads 2
-
-# Every tier cleans up after itself, pass or fail: prove it.
-leftovers=$(ip netns list 2>/dev/null | grep -o '^rcvm-t-[^ ]*' || true)
-if [ -n "$leftovers" ]; then
-  echo "test.sh: network namespaces left behind: $leftovers" >&2
-  exit 1
-fi

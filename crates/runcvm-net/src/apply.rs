@@ -25,25 +25,23 @@ impl TakeOver {
     /// The one line that records the swap (troubleshooting guide, section 2).
     pub fn swap_line(&self) -> String {
         let swap = &self.swap;
-        let origin = if !swap_enabled(self) {
-            " disabled by RUNCVM_MAC_SWAP=off".to_owned()
-        } else if self.recovered {
+        let addresses: Vec<String> = self.guest.addresses.iter().map(ToString::to_string).collect();
+        let owns = addresses.join(", ");
+        if !swap_enabled(self) {
+            return format!(
+                "MAC swap disabled by RUNCVM_MAC_SWAP=off: {POD_INTERFACE} keeps its MAC, VM eth0 (on {TAP_NAME}) -> {}; \
+                 the VM owns {owns}",
+                self.guest.mac
+            );
+        }
+        let origin = if self.recovered {
             format!(" (recovered from {BRIDGE_NAME})")
         } else {
             String::new()
         };
-        let addresses: Vec<String> = self.guest.addresses.iter().map(ToString::to_string).collect();
         format!(
-            "MAC swap{origin}: {POD_INTERFACE} {} -> {}, {BRIDGE_NAME} -> {}, VM eth0 (on {TAP_NAME}) -> {}; the VM owns {}",
-            swap.real,
-            if self.guest.mac == swap.real {
-                swap.eth0_dummy
-            } else {
-                swap.real
-            },
-            swap.bridge_dummy,
-            self.guest.mac,
-            addresses.join(", "),
+            "MAC swap{origin}: {POD_INTERFACE} {} -> {}, {BRIDGE_NAME} -> {}, VM eth0 (on {TAP_NAME}) -> {}; the VM owns {owns}",
+            swap.real, swap.eth0_dummy, swap.bridge_dummy, swap.real,
         )
     }
 }
@@ -236,9 +234,9 @@ fn wire(
 }
 
 fn require(netlink: &mut impl RouteNetlink, name: &str) -> Result<Link, NetError> {
-    netlink.link_by_name(name)?.ok_or_else(|| NetError::Tap {
-        reason: format!("{name} vanished right after it was created"),
-    })
+    netlink
+        .link_by_name(name)?
+        .ok_or_else(|| NetError::Vanished { name: name.to_owned() })
 }
 
 #[cfg(test)]

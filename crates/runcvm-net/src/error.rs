@@ -41,8 +41,17 @@ pub enum NetError {
          (troubleshooting guide, section 5): remove {BRIDGE_NAME} and restart the pod"
     )]
     BadRecord { reason: String },
+    /// a link disappeared while being set up
+    #[error(
+        "{name} vanished right after runcvm created it: something else in the pod's network namespace is removing links \
+         (troubleshooting guide, section 5)"
+    )]
+    Vanished { name: String },
     /// the pod's network does not fit the record
-    #[error("the pod's network is too large to record on {BRIDGE_NAME} ({len} of at most 255 bytes): {record}")]
+    #[error(
+        "the pod's network is too large to record on {BRIDGE_NAME} ({len} of at most 255 bytes; troubleshooting guide, \
+         section 5): {record}"
+    )]
     RecordTooLong { len: usize, record: String },
     /// a netlink request failed
     #[error("pod network set-up failed (troubleshooting guide, section 5)")]

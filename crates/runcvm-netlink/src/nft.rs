@@ -77,6 +77,14 @@ pub enum Family {
 }
 
 impl Family {
+    /// As `nft` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bridge => "bridge",
+            Self::Netdev => "netdev",
+        }
+    }
+
     fn number(self) -> u8 {
         match self {
             Self::Bridge => NFPROTO_BRIDGE,
@@ -197,7 +205,7 @@ impl Table {
     pub fn install(&self) -> Result<(), NetlinkError> {
         let mut socket = NetlinkSocket::open(NETLINK_NETFILTER)?;
         socket.batch(
-            &format!("install nftables table {:?} {}", self.family, self.name),
+            &format!("install nftables table {} {}", self.family.name(), self.name),
             self.batch(),
         )
     }
@@ -214,7 +222,10 @@ impl Table {
             (table(NFT_MSG_DELTABLE, CHANGE), true),
             (marker(NFNL_MSG_BATCH_END), false),
         ];
-        socket.batch(&format!("remove nftables table {:?} {}", self.family, self.name), batch)
+        socket.batch(
+            &format!("remove nftables table {} {}", self.family.name(), self.name),
+            batch,
+        )
     }
 }
 

@@ -106,6 +106,33 @@ pub struct LinkChange {
     pub alias: Option<String>,
 }
 
+impl LinkChange {
+    /// In `ip link set` words, for error messages.
+    pub fn describe(&self) -> String {
+        let mut words = Vec::new();
+        if let Some(mac) = self.mac {
+            words.push(format!("address {}", format_mac(&mac)));
+        }
+        if let Some(mtu) = self.mtu {
+            words.push(format!("mtu {mtu}"));
+        }
+        match self.master {
+            Some(0) => words.push("nomaster".to_owned()),
+            Some(index) => words.push(format!("master (index {index})")),
+            None => {}
+        }
+        if let Some(alias) = &self.alias {
+            words.push(format!("alias {alias:?}"));
+        }
+        match self.up {
+            Some(true) => words.push("up".to_owned()),
+            Some(false) => words.push("down".to_owned()),
+            None => {}
+        }
+        words.join(" ")
+    }
+}
+
 /// The rtnetlink operations runcvm uses.
 pub trait RouteNetlink {
     fn link_by_name(&mut self, name: &str) -> Result<Option<Link>, NetlinkError>;
@@ -322,7 +349,7 @@ impl RouteNetlink for NetlinkSocket {
         if let Some(alias) = &change.alias {
             request = request.attr(IFLA_IFALIAS, alias.as_bytes());
         }
-        self.change(&format!("change link {} ({change:?})", link.name), request)
+        self.change(&format!("set {} {}", link.name, change.describe()), request)
     }
 
     fn add_address(&mut self, index: u32, address: &Address) -> Result<(), NetlinkError> {

@@ -30,10 +30,9 @@ pub struct PodNetwork {
     pub files: Vec<GuestFile>,
 }
 
-pub fn take_over() -> anyhow::Result<PodNetwork> {
+/// Takes over the pod's network with options from [`preflight`].
+pub fn take_over(options: TakeOverOptions) -> anyhow::Result<PodNetwork> {
     let started = Instant::now();
-    let options = options()?;
-    refuse_the_hosts_namespace()?;
     // First, so the pod's neighbours never see an unguarded moment.
     guard_host_identity().context("cannot guard 169.254.1.254 from the pod's neighbours")?;
     let mut netlink = NetlinkSocket::route()?;
@@ -88,26 +87,38 @@ fn shares_init_namespace(mine: &Path, init: &Path, pid: u32) -> bool {
 }
 
 fn parse_mac_swap(value: Option<&str>) -> anyhow::Result<bool> {
-    match value {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None | Some("" | "on") => Ok(true),
         Some("off") => Ok(false),
-        Some(other) => anyhow::bail!("{MAC_SWAP_ENV}={other:?} is not on or off"),
+        Some(_) => anyhow::bail!("{MAC_SWAP_ENV}={:?} is not on or off", value.unwrap_or_default()),
     }
 }
 
-fn options() -> anyhow::Result<TakeOverOptions> {
-    let mut options = TakeOverOptions {
-        swap_macs: parse_mac_swap(std::env::var(MAC_SWAP_ENV).ok().as_deref())?,
-        ..TakeOverOptions::default()
-    };
-    if let Ok(wait) = std::env::var(NET_WAIT_ENV) {
-        let secs: u64 = wait
-            .trim()
-            .parse()
-            .with_context(|| format!("{NET_WAIT_ENV}={wait:?} is not a number of seconds"))?;
-        options.wait = Duration::from_secs(secs);
+fn parse_net_wait(value: Option<&str>) -> anyhow::Result<Duration> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(TakeOverOptions::default().wait),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|secs| *secs >= 0.0 && secs.is_finite())
+            .map(Duration::from_secs_f64)
+            .with_context(|| format!("{NET_WAIT_ENV}={text:?} is not a number of seconds")),
     }
+}
+
+/// Checks what can be checked before any work is done: the settings, and
+/// that this is not the host's own namespace.
+pub fn preflight() -> anyhow::Result<TakeOverOptions> {
+    let options = options()?;
+    refuse_the_hosts_namespace()?;
     Ok(options)
+}
+
+fn options() -> anyhow::Result<TakeOverOptions> {
+    Ok(TakeOverOptions {
+        swap_macs: parse_mac_swap(std::env::var(MAC_SWAP_ENV).ok().as_deref())?,
+        wait: parse_net_wait(std::env::var(NET_WAIT_ENV).ok().as_deref())?,
+    })
 }
 
 #[cfg(test)]
@@ -132,5 +143,15 @@ mod tests {
         assert!(!parse_mac_swap(Some("off")).unwrap());
         let err = parse_mac_swap(Some("maybe")).unwrap_err().to_string();
         assert_eq!(err, "RUNCVM_MAC_SWAP=\"maybe\" is not on or off");
+        assert!(!parse_mac_swap(Some("OFF")).unwrap());
+    }
+
+    #[test]
+    fn net_wait_takes_seconds_and_defaults_when_empty() {
+        assert_eq!(parse_net_wait(None).unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_net_wait(Some(" ")).unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_net_wait(Some("2.5")).unwrap(), Duration::from_millis(2500));
+        assert!(parse_net_wait(Some("-1")).is_err());
+        assert!(parse_net_wait(Some("soon")).is_err());
     }
 }

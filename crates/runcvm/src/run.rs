@@ -52,6 +52,11 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let started = Instant::now();
     let level = runcvm_log::level();
     let choice = AccelChoice::from_env()?;
+    let pod_options = if request.pod_network {
+        Some(crate::pod_network::preflight()?)
+    } else {
+        None
+    };
     let kernel = GuestKernel::locate()?;
     let init = locate::guest_init()?;
     let qemu_binary = locate::qemu()?;
@@ -69,10 +74,9 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     };
     guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib).context("cannot build the root disk")?;
 
-    let pod = if request.pod_network {
-        Some(crate::pod_network::take_over()?)
-    } else {
-        None
+    let pod = match pod_options {
+        Some(options) => Some(crate::pod_network::take_over(options)?),
+        None => None,
     };
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::measure_host_tsc_khz(TSC_WINDOW).unwrap_or(FALLBACK_TSC_KHZ);
