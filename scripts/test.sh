@@ -46,3 +46,4 @@ cargo test --locked -p runcvm-net --test t1_pod_network -- --ignored --test-thre
 step "T2: real VMs"
 cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_network -- --ignored --test-threads 2
+cargo test --locked -p runcvm --test t2_volumes -- --ignored --test-threads 2

@@ -12,6 +12,7 @@ mod lookup;
 mod mounts;
 mod net;
 mod system;
+mod volumes;
 
 use runcvm_log::{Epoch, LogLevel};
 use runcvm_proto::{ExitStatus, GuestMessage, HostMessage};
@@ -61,10 +62,15 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     control.send(&GuestMessage::Ready {
         version: runcvm_proto::PROTOCOL_VERSION,
     })?;
-    let HostMessage::Start { network, files } = control.receive()?;
+    let HostMessage::Start {
+        network,
+        files,
+        volumes,
+    } = control.receive()?;
     if let Some(network) = &network {
         net::configure(network)?;
     }
+    volumes::mount_all(&volumes)?;
     for file in &files {
         system::write_file(&file.path, file.content.as_bytes())?;
     }

@@ -13,7 +13,7 @@
 //! version stops the VM with a clear error rather than guessing. The host
 //! answers `Start`, and the guest runs the workload and ends with `Exit`.
 
-use runcvm_spec::{ByteString, GuestNetwork};
+use runcvm_spec::{ByteString, GuestNetwork, GuestVolume};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
@@ -49,6 +49,9 @@ pub enum HostMessage {
         /// container's `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         files: Vec<GuestFile>,
+        /// Volumes to mount over NFS before the workload starts.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        volumes: Vec<GuestVolume>,
     },
 }
 
@@ -238,6 +241,11 @@ mod tests {
                 path: "/etc/hosts".into(),
                 content: "127.0.0.1 localhost\n".into(),
             }],
+            volumes: vec![GuestVolume {
+                path: "/data".into(),
+                read_only: true,
+                port: 2049,
+            }],
         };
         let mut wire = Vec::new();
         write_message(&mut wire, &start).unwrap();
@@ -248,6 +256,7 @@ mod tests {
             &HostMessage::Start {
                 network: None,
                 files: vec![],
+                volumes: vec![],
             },
         )
         .unwrap();

@@ -9,7 +9,7 @@ pub mod plan;
 
 pub use bytes::ByteString;
 pub use entrypoint::{Entrypoint, EntrypointError};
-pub use net::{GuestNetwork, GuestRoute, IpPrefix, MacAddr};
+pub use net::{GuestNetwork, GuestRoute, GuestVolume, IpPrefix, MacAddr};
 pub use plan::{LaunchPlan, PlanError};
 
 /// The folder in the root disk that holds runcvm's files (reserved: a rootfs

@@ -139,6 +139,19 @@ macro_rules! serde_as_string {
 serde_as_string!(MacAddr);
 serde_as_string!(IpPrefix);
 
+/// A shared mount of the container (a volume) that the guest mounts over
+/// NFS from [`HOST_IDENTITY_IP`]. The export is named by the path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestVolume {
+    /// Absolute path in the container, and the export's name.
+    pub path: String,
+    #[serde(default)]
+    pub read_only: bool,
+    /// The launcher's NFS port (MOUNT and NFS share it).
+    pub port: u16,
+}
+
 /// One route the guest installs on its `eth0`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

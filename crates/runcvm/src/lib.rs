@@ -10,6 +10,7 @@ pub mod pod_network;
 pub mod run;
 pub mod run_dir;
 pub mod vm;
+pub mod volumes;
 
 /// Exit code when runcvm itself fails (not the workload), as `docker run`
 /// uses 125.

@@ -52,6 +52,10 @@ struct RunArgs {
     /// as in a Kubernetes pod.
     #[arg(long, value_enum, default_value_t = NetworkMode::None)]
     network: NetworkMode,
+    /// Share a host folder at a container path over NFS (repeatable; needs
+    /// `--network pod`).
+    #[arg(long = "volume", short = 'v', value_name = "HOST_DIR:CONTAINER_PATH[:ro]", value_parser = runcvm::volumes::parse_volume)]
+    volumes: Vec<runcvm_nfs::Export>,
     /// Hostname of the guest.
     #[arg(long)]
     hostname: Option<String>,
@@ -116,6 +120,7 @@ impl RunArgs {
             memory_mib: self.memory,
             headroom_mib: self.disk_headroom,
             pod_network: self.network == NetworkMode::Pod,
+            volumes: self.volumes,
         })
     }
 }

@@ -34,6 +34,8 @@ pub struct RunRequest {
     pub headroom_mib: u64,
     /// Take over the `eth0` of the network namespace runcvm runs in.
     pub pod_network: bool,
+    /// Host folders shared into the guest over NFS.
+    pub volumes: Vec<runcvm_nfs::Export>,
 }
 
 /// Runs the request and returns the exit code for the process: the
@@ -52,6 +54,11 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let started = Instant::now();
     let level = runcvm_log::level();
     let choice = AccelChoice::from_env()?;
+    if !request.volumes.is_empty() && !request.pod_network {
+        anyhow::bail!(
+            "volumes are served over NFS on 169.254.1.254 (troubleshooting guide, section 3), which needs --network pod"
+        );
+    }
     let pod_options = if request.pod_network {
         Some(crate::pod_network::preflight()?)
     } else {
@@ -78,6 +85,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         Some(options) => Some(crate::pod_network::take_over(options)?),
         None => None,
     };
+    let volumes = crate::volumes::serve(&request.volumes)?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::measure_host_tsc_khz(TSC_WINDOW).unwrap_or(FALLBACK_TSC_KHZ);
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
@@ -105,6 +113,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         start: HostMessage::Start {
             network: pod.as_ref().map(|p| p.guest.clone()),
             files: pod.map(|p| p.files).unwrap_or_default(),
+            volumes,
         },
     })?;
     runcvm_log::debug!(

@@ -1,0 +1,101 @@
+//! The container's volumes, mounted over NFS from 169.254.1.254 at their
+//! container paths (troubleshooting guide, section 3), with the kernel's NFS
+//! client through mount(2): no mount helper in the image is needed.
+
+use nix::errno::Errno;
+use nix::mount::{MsFlags, mount};
+use runcvm_spec::GuestVolume;
+use runcvm_spec::net::HOST_IDENTITY_IP;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// How long a mount is retried while the server is not answering yet.
+const MOUNT_RETRY: Duration = Duration::from_secs(10);
+/// Seconds attributes are cached: a change on the host is seen in the guest
+/// within this time (kubelet's ConfigMap and Secret updates included).
+pub const ATTRIBUTE_CACHE_SECS: u32 = 1;
+
+/// The mount(2) data for one volume.
+pub fn options(volume: &GuestVolume) -> String {
+    let port = volume.port;
+    format!(
+        "vers=3,proto=tcp,nolock,port={port},mountport={port},mountproto=tcp,addr={HOST_IDENTITY_IP},\
+         mountaddr={HOST_IDENTITY_IP},actimeo={ATTRIBUTE_CACHE_SECS},timeo=50,retrans=2"
+    )
+}
+
+/// Mounts every volume; the first that fails ends the start with the guide's
+/// line, so the workload never sees an empty folder where its data should be.
+pub fn mount_all(volumes: &[GuestVolume]) -> anyhow::Result<()> {
+    for volume in volumes {
+        mount_one(volume).map_err(|cause| {
+            runcvm_log::error!("✗ Failed to mount {} via NFS: {cause}", volume.path);
+            anyhow::anyhow!("volume {} is not available; the workload is not started", volume.path)
+        })?;
+        runcvm_log::info!("✓ Mounted {} (NFS)", volume.path);
+    }
+    Ok(())
+}
+
+fn mount_one(volume: &GuestVolume) -> Result<(), String> {
+    std::fs::create_dir_all(&volume.path).map_err(|e| format!("cannot create the mount point: {e}"))?;
+    let source = format!("{HOST_IDENTITY_IP}:{}", volume.path);
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if volume.read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let data = options(volume);
+    runcvm_log::debug!("mount -t nfs -o {data} {source} {}", volume.path);
+    let deadline = Instant::now() + MOUNT_RETRY;
+    loop {
+        match mount(
+            Some(source.as_str()),
+            volume.path.as_str(),
+            Some("nfs"),
+            flags,
+            Some(data.as_str()),
+        ) {
+            Ok(()) => return Ok(()),
+            Err(
+                errno @ (Errno::ECONNREFUSED
+                | Errno::ETIMEDOUT
+                | Errno::EHOSTUNREACH
+                | Errno::ENETUNREACH
+                | Errno::EAGAIN),
+            ) if Instant::now() < deadline => {
+                runcvm_log::debug!("mount of {} failed ({errno}); retrying", volume.path);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(errno) => return Err(format!("{} ({})", errno.desc(), probe(volume.port))),
+        }
+    }
+}
+
+/// What a direct connection to the server says, to tell a network problem
+/// from a refused mount.
+fn probe(port: u16) -> String {
+    let server = SocketAddr::from((HOST_IDENTITY_IP, port));
+    match TcpStream::connect_timeout(&server, Duration::from_secs(1)) {
+        Ok(_) => format!("the server at {server} accepts connections"),
+        Err(e) => format!("the server at {server} is unreachable: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_name_the_host_identity_and_one_port() {
+        let volume = GuestVolume {
+            path: "/data".into(),
+            read_only: false,
+            port: 20049,
+        };
+        assert_eq!(
+            options(&volume),
+            "vers=3,proto=tcp,nolock,port=20049,mountport=20049,mountproto=tcp,addr=169.254.1.254,\
+             mountaddr=169.254.1.254,actimeo=1,timeo=50,retrans=2"
+        );
+    }
+}

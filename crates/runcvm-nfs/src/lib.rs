@@ -1,0 +1,113 @@
+//! An NFSv3 server (RFC 1813) in the launcher: it exports the container's
+//! shared mounts (volumes) to the guest on 169.254.1.254, one export per
+//! mount, named by the container path (`169.254.1.254:/data`).
+//!
+//! Hand-written on the XDR types of `nfs3_types` rather than on an NFS
+//! server crate because those ignore the caller's credentials: here every
+//! request runs on a thread that has taken the caller's fsuid, fsgid and
+//! groups (see [`creds`]), so the host kernel enforces permissions and new
+//! files belong to the guest user who made them. Requests are read from
+//! each connection in order and answered in order.
+//!
+//! TCP only; MOUNT v3 and NFS v3 share one port; no portmapper (the guest
+//! passes `port=` and `mountport=`).
+
+mod attrs;
+mod creds;
+mod mount;
+mod nfs;
+pub mod rpc;
+mod tree;
+
+pub use tree::Export;
+
+use nfs3_types::rpc::accept_stat_data;
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+
+const NFS_PROGRAM: u32 = nfs3_types::nfs3::PROGRAM;
+const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NfsError {
+    /// an export cannot be served
+    #[error("cannot serve the volume")]
+    Export(#[source] std::io::Error),
+    /// the listener failed
+    #[error("cannot read the NFS listener's address")]
+    Listener(#[source] std::io::Error),
+}
+
+/// A running server; it serves until the process ends.
+#[derive(Debug)]
+pub struct NfsServer {
+    pub address: SocketAddr,
+}
+
+/// Serves `exports` on `listener` from background threads.
+pub fn serve(listener: TcpListener, exports: Vec<Export>) -> Result<NfsServer, NfsError> {
+    let address = listener.local_addr().map_err(NfsError::Listener)?;
+    let tree = Arc::new(tree::Tree::new(exports).map_err(NfsError::Export)?);
+    std::thread::Builder::new()
+        .name("nfs-accept".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(stream) => {
+                        let tree = Arc::clone(&tree);
+                        let _ = std::thread::Builder::new()
+                            .name("nfs-conn".into())
+                            .spawn(move || serve_connection(&tree, stream));
+                    }
+                    Err(e) => runcvm_log::warn!("nfs: accept failed: {e}"),
+                }
+            }
+        })
+        .map_err(NfsError::Listener)?;
+    Ok(NfsServer { address })
+}
+
+fn serve_connection(tree: &tree::Tree, stream: TcpStream) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    runcvm_log::debug!("nfs: connection from {peer}");
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::with_capacity(1 << 20, stream);
+    loop {
+        let record = match rpc::read_record(&mut reader) {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(e) => {
+                runcvm_log::debug!("nfs: connection from {peer} ended: {e}");
+                break;
+            }
+        };
+        let Some(mut call) = rpc::parse_call(record) else {
+            runcvm_log::debug!("nfs: dropped a malformed call from {peer}");
+            break;
+        };
+        let reply = answer(tree, &mut call);
+        if rpc::write_record(&mut writer, &reply).is_err() {
+            break;
+        }
+    }
+}
+
+/// The reply record for one call.
+pub(crate) fn answer(tree: &tree::Tree, call: &mut rpc::Call) -> Vec<u8> {
+    let outcome = match (call.program, call.version) {
+        (NFS_PROGRAM, 3) => nfs::dispatch(tree, call),
+        (MOUNT_PROGRAM, 3) => mount::dispatch(tree, call),
+        (NFS_PROGRAM | MOUNT_PROGRAM, _) => {
+            return rpc::reply(call.xid, accept_stat_data::PROG_MISMATCH { low: 3, high: 3 }, None);
+        }
+        _ => return rpc::reply(call.xid, accept_stat_data::PROG_UNAVAIL, None),
+    };
+    match outcome {
+        Ok(Some(body)) => rpc::reply(call.xid, accept_stat_data::SUCCESS, Some(body.as_ref())),
+        Ok(None) => rpc::reply(call.xid, accept_stat_data::PROC_UNAVAIL, None),
+        Err(()) => rpc::reply(call.xid, accept_stat_data::GARBAGE_ARGS, None),
+    }
+}
