@@ -136,3 +136,169 @@ fn volumes_without_the_pod_network_are_refused() {
     assert!(out.stderr.contains("needs --network pod"), "{}", out.stderr);
     run.assert_nothing_left();
 }
+
+#[test]
+#[ignore = "T2: boots real VMs with NFS volumes; run scripts/test.sh"]
+fn hard_links_sparse_files_and_large_writes_arrive_intact() {
+    let t2 = t2();
+    let dir = host_dir();
+    let data = dir.path();
+    let script = "echo same > /data/a && ln /data/a /data/b && echo linked; \
+                  dd if=/dev/zero of=/data/sparse bs=1 count=1 seek=2147483648 2>/dev/null && echo sparse; \
+                  dd if=/dev/urandom of=/data/big bs=1048576 count=100 2>/dev/null && sync && sha256sum /data/big";
+    let (stdout, stderr, code) = run(&t2, &[format!("{}:/data", data.display())], None, script);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("linked\n") && stdout.contains("sparse\n"), "{stdout}");
+    assert_eq!(
+        std::fs::metadata(data.join("a")).unwrap().nlink(),
+        2,
+        "a hard link made in the guest is one on the host"
+    );
+    assert_eq!(
+        std::fs::metadata(data.join("a")).unwrap().ino(),
+        std::fs::metadata(data.join("b")).unwrap().ino()
+    );
+    let sparse = std::fs::metadata(data.join("sparse")).unwrap();
+    assert_eq!(sparse.len(), (2u64 << 30) + 1);
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "the hole stays a hole: {} blocks",
+        sparse.blocks()
+    );
+    let guest_sum = stdout
+        .lines()
+        .find(|l| l.ends_with("/data/big"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    let host_sum = std::process::Command::new("sha256sum")
+        .arg(data.join("big"))
+        .output()
+        .unwrap();
+    let host_sum = String::from_utf8_lossy(&host_sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(guest_sum.len(), 64, "{stdout}");
+    assert_eq!(guest_sum, host_sum, "100 MiB written in the guest arrive byte for byte");
+}
+
+/// A kubelet-style update (new timestamped folder, `..data` swapped
+/// atomically) is seen in the guest within the attribute-cache time.
+#[test]
+#[ignore = "T2: boots real VMs with NFS volumes; run scripts/test.sh"]
+fn a_configmap_update_on_the_host_is_seen_in_the_guest() {
+    use std::io::{BufRead, BufReader};
+    let t2 = t2();
+    let dir = host_dir();
+    let data = dir.path();
+    std::fs::create_dir(data.join("..v1")).unwrap();
+    std::fs::write(data.join("..v1/key"), "value-1\n").unwrap();
+    std::os::unix::fs::symlink("..v1", data.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/key", data.join("key")).unwrap();
+    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
+    let script = "cat /config/key; echo ready; \
+                  i=0; while [ $i -lt 100 ]; do v=$(cat /config/key); [ \"$v\" = value-2 ] && echo \"seen after $i\" && exit 0; sleep 0.1; i=$((i+1)); done; exit 1";
+    let run = RuncvmRun::new(&t2)
+        .in_netns(&net.pod)
+        .args([
+            "run",
+            "--network",
+            "pod",
+            "--volume",
+            &format!("{}:/config:ro", data.display()),
+        ])
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", script]);
+    let mut child = run.spawn();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        seen.push(line.clone());
+        if line == "ready" {
+            std::fs::create_dir(data.join("..v2")).unwrap();
+            std::fs::write(data.join("..v2/key"), "value-2\n").unwrap();
+            std::os::unix::fs::symlink("..v2", data.join("..data_tmp")).unwrap();
+            std::fs::rename(data.join("..data_tmp"), data.join("..data")).unwrap();
+            break;
+        }
+    }
+    seen.extend(lines);
+    let status = child.wait().unwrap();
+    let output = seen.join("\n");
+    assert!(output.contains("value-1"), "{output}");
+    let after: u32 = output
+        .lines()
+        .find_map(|l| l.strip_prefix("seen after "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX);
+    assert!(
+        after <= 30,
+        "the update took {after} tenths of a second (attribute cache: 1 s):\n{output}"
+    );
+    assert_eq!(status.code(), Some(0), "{output}");
+    run.assert_nothing_left();
+}
+
+/// Two containers of one pod sharing an emptyDir: two VMs over one folder,
+/// each seeing what the other writes.
+#[test]
+#[ignore = "T2: boots real VMs with NFS volumes; run scripts/test.sh"]
+fn two_vms_share_one_folder() {
+    let t2 = t2();
+    let dir = host_dir();
+    let volume = format!("{}:/shared", dir.path().display());
+    let script = |me: &str, other: &str| {
+        format!(
+            "echo hello-from-{me} > /shared/{me}; i=0; while [ $i -lt 300 ]; do \
+             [ -f /shared/{other} ] && cat /shared/{other} && exit 0; sleep 0.1; i=$((i+1)); done; exit 1"
+        )
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| run(&t2, std::slice::from_ref(&volume), None, &script("a", "b")));
+        let b = scope.spawn(|| run(&t2, std::slice::from_ref(&volume), None, &script("b", "a")));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a.2, Some(0), "{}\n{}", a.0, a.1);
+    assert_eq!(b.2, Some(0), "{}\n{}", b.0, b.1);
+    assert!(a.0.contains("hello-from-b\n"), "{}", a.0);
+    assert!(b.0.contains("hello-from-a\n"), "{}", b.0);
+}
+
+#[test]
+#[ignore = "T2: boots real VMs with NFS volumes; run scripts/test.sh"]
+fn an_unreachable_server_fails_the_start_with_the_guides_line() {
+    let t2 = t2();
+    let dir = host_dir();
+    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
+    // Cut the guest off from 169.254.1.254 on the bridge.
+    let block = runcvm_netlink::nft::bridge_input_drop("cut", "tap-eth0", "169.254.1.254".parse().unwrap());
+    net.pod.enter(|| block.install()).unwrap();
+    let run = RuncvmRun::new(&t2)
+        .in_netns(&net.pod)
+        .args([
+            "run",
+            "--network",
+            "pod",
+            "--volume",
+            &format!("{}:/data", dir.path().display()),
+        ])
+        .arg(&t2.rootfs)
+        .args(["--", "echo", "workload-ran"]);
+    let out = run.run();
+    let stdout = out.stdout_text();
+    assert_eq!(out.code, Some(125), "{stdout}\n{}", out.stderr);
+    assert!(stdout.contains("✗ Failed to mount /data via NFS: "), "{stdout}");
+    assert!(
+        stdout.contains("is unreachable"),
+        "the cause says the server could not be reached:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("workload-ran"),
+        "the workload must not start without its volume:\n{stdout}"
+    );
+    run.assert_nothing_left();
+}
