@@ -2,7 +2,8 @@
 # Runs every test tier on a Debian 12 host, as root, installing and building
 # what the tiers need first (packages, guest kernel, binaries).
 #   T0  cargo test --workspace           pure logic, no root
-#   T1  root: pod network plumbing in network namespaces, no VM
+#   T1  root: pod network plumbing in network namespaces, the NFS server
+#       at the protocol level; no VM
 #   T2  real VMs under QEMU (TCG here), the built kernel, a busybox rootfs
 # T3 (containerd + CRI) arrives with the Kubernetes issue. A tier that cannot
 # run fails; it is never skipped.
@@ -40,8 +41,9 @@ check_leftovers() {
 }
 trap check_leftovers EXIT
 
-step "T1: pod network plumbing in network namespaces"
+step "T1: pod network plumbing in network namespaces, NFS at the protocol level"
 cargo test --locked -p runcvm-net --test t1_pod_network -- --ignored --test-threads 2
+cargo test --locked -p runcvm-nfs --test protocol -- --ignored --test-threads 2
 
 step "T2: real VMs"
 cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2

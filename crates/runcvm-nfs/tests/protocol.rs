@@ -1,0 +1,249 @@
+//! The NFS server at the protocol level, without a VM: a minimal client
+//! speaks MOUNT and NFS over TCP on loopback. Root only (the server takes on
+//! callers' credentials); run through `scripts/test.sh`.
+
+#![allow(clippy::unwrap_used)]
+
+use nfs3_types::mount::{dirpath, mountres3};
+use nfs3_types::nfs3::*;
+use nfs3_types::rpc::{accept_stat_data, auth_unix, call_body, msg_body, opaque_auth, reply_body, rpc_msg};
+use nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
+use runcvm_nfs::{Export, rpc};
+use std::io::Cursor;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+
+struct Client {
+    stream: TcpStream,
+    xid: u32,
+    auth: auth_unix,
+}
+
+impl Client {
+    fn connect(exports: Vec<Export>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = runcvm_nfs::serve(listener, exports).unwrap();
+        Self {
+            stream: TcpStream::connect(server.address).unwrap(),
+            xid: 0,
+            auth: auth_unix::default(),
+        }
+    }
+
+    fn as_user(&mut self, uid: u32, gid: u32) {
+        self.auth = auth_unix {
+            uid,
+            gid,
+            gids: vec![gid],
+            ..auth_unix::default()
+        };
+    }
+
+    /// Sends a call and returns the accept status and the reply body.
+    fn call(&mut self, program: u32, procedure: u32, args: &impl Pack) -> (accept_stat_data, Cursor<Vec<u8>>) {
+        self.xid += 1;
+        let message = rpc_msg {
+            xid: self.xid,
+            body: msg_body::CALL(call_body {
+                rpcvers: 2,
+                prog: program,
+                vers: 3,
+                proc: procedure,
+                cred: opaque_auth::auth_unix(&self.auth),
+                verf: opaque_auth::default(),
+            }),
+        };
+        let mut body = Vec::new();
+        message.pack(&mut body).unwrap();
+        args.pack(&mut body).unwrap();
+        rpc::write_record(&mut self.stream, &body).unwrap();
+        let record = rpc::read_record(&mut self.stream).unwrap().unwrap();
+        let mut cursor = Cursor::new(record);
+        let (reply, _) = rpc_msg::unpack(&mut cursor).unwrap();
+        assert_eq!(reply.xid, self.xid);
+        let msg_body::REPLY(reply_body::MSG_ACCEPTED(accepted)) = reply.body else {
+            panic!("call denied")
+        };
+        (accepted.reply_data, cursor)
+    }
+
+    fn nfs<T: Unpack>(&mut self, procedure: u32, args: &impl Pack) -> T {
+        let (status, mut body) = self.call(PROGRAM, procedure, args);
+        assert!(matches!(status, accept_stat_data::SUCCESS), "{status:?}");
+        T::unpack(&mut body).unwrap().0
+    }
+
+    fn mount(&mut self, export: &str) -> nfs_fh3 {
+        let path = dirpath(Opaque::owned(export.as_bytes().to_vec()));
+        let (status, mut body) = self.call(nfs3_types::mount::PROGRAM, 1, &path);
+        assert!(matches!(status, accept_stat_data::SUCCESS));
+        match mountres3::unpack(&mut body).unwrap().0 {
+            mountres3::Ok(ok) => nfs_fh3 { data: ok.fhandle.0 },
+            mountres3::Err(e) => panic!("mount {export}: {e}"),
+        }
+    }
+
+    fn lookup(&mut self, dir: &nfs_fh3, name: &str) -> Result<nfs_fh3, nfsstat3> {
+        let args = LOOKUP3args {
+            what: diropargs3 {
+                dir: dir.clone(),
+                name: filename3(Opaque::owned(name.as_bytes().to_vec())),
+            },
+        };
+        match self.nfs::<LOOKUP3res>(3, &args) {
+            Nfs3Result::Ok(ok) => Ok(ok.object),
+            Nfs3Result::Err((e, _)) => Err(e),
+        }
+    }
+
+    fn create(&mut self, dir: &nfs_fh3, name: &str) -> Result<nfs_fh3, nfsstat3> {
+        let args = CREATE3args {
+            where_: diropargs3 {
+                dir: dir.clone(),
+                name: filename3(Opaque::owned(name.as_bytes().to_vec())),
+            },
+            how: createhow3::UNCHECKED(sattr3::default()),
+        };
+        match self.nfs::<CREATE3res>(8, &args) {
+            Nfs3Result::Ok(ok) => match ok.obj {
+                Nfs3Option::Some(handle) => Ok(handle),
+                Nfs3Option::None => Err(nfsstat3::NFS3ERR_SERVERFAULT),
+            },
+            Nfs3Result::Err((e, _)) => Err(e),
+        }
+    }
+
+    fn write(&mut self, file: &nfs_fh3, data: &[u8]) -> Result<u32, nfsstat3> {
+        let args = WRITE3args {
+            file: file.clone(),
+            offset: 0,
+            count: u32::try_from(data.len()).unwrap(),
+            stable: stable_how::FILE_SYNC,
+            data: Opaque::owned(data.to_vec()),
+        };
+        match self.nfs::<WRITE3res>(7, &args) {
+            Nfs3Result::Ok(ok) => Ok(ok.count),
+            Nfs3Result::Err((e, _)) => Err(e),
+        }
+    }
+
+    fn getattr(&mut self, object: &nfs_fh3) -> Result<fattr3, nfsstat3> {
+        match self.nfs::<GETATTR3res>(1, &GETATTR3args { object: object.clone() }) {
+            Nfs3Result::Ok(ok) => Ok(ok.obj_attributes),
+            Nfs3Result::Err((e, _)) => Err(e),
+        }
+    }
+}
+
+fn export(name: &str, path: &Path, read_only: bool) -> Export {
+    Export {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        read_only,
+    }
+}
+
+fn require_root() {
+    runcvm_test_infra::tier::require_root("the NFS protocol tests (credentials)");
+}
+
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn files_are_created_with_the_callers_credentials() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    client.as_user(1000, 1001);
+    let file = client.create(&root, "mine").unwrap();
+    assert_eq!(client.write(&file, b"hello").unwrap(), 5);
+    let attrs = client.getattr(&file).unwrap();
+    assert_eq!((attrs.uid, attrs.gid, attrs.size), (1000, 1001, 5));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir.path().join("mine")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1001));
+    assert_eq!(std::fs::read(dir.path().join("mine")).unwrap(), b"hello");
+}
+
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn a_read_only_export_is_refused_by_the_server_itself() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("existing"), b"x").unwrap();
+    let mut client = Client::connect(vec![export("/config", dir.path(), true)]);
+    let root = client.mount("/config");
+    assert_eq!(client.create(&root, "new"), Err(nfsstat3::NFS3ERR_ROFS));
+    let existing = client.lookup(&root, "existing").unwrap();
+    assert_eq!(client.write(&existing, b"y"), Err(nfsstat3::NFS3ERR_ROFS));
+    assert_eq!(std::fs::read(dir.path().join("existing")).unwrap(), b"x");
+}
+
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn nothing_outside_the_export_can_be_reached() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc", dir.path().join("escape")).unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    // The symlink itself is visible (the guest resolves it, in the guest)...
+    let link = client.lookup(&root, "escape").unwrap();
+    assert_eq!(client.getattr(&link).unwrap().type_, ftype3::NF3LNK);
+    // ...but the server never follows it, nor climbs out with "..".
+    assert!(client.lookup(&link, "passwd").is_err());
+    let up = client.lookup(&root, "..").unwrap();
+    assert_eq!(
+        client.getattr(&up).unwrap().fileid,
+        client.getattr(&root).unwrap().fileid
+    );
+    assert_eq!(client.lookup(&root, "a/b"), Err(nfsstat3::NFS3ERR_INVAL));
+    assert_eq!(client.create(&root, "../x"), Err(nfsstat3::NFS3ERR_INVAL));
+}
+
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn handles_go_stale_when_the_host_replaces_the_file() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"one").unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    let file = client.lookup(&root, "f").unwrap();
+    // Replaced the way editors and kubelet do it: a new inode renamed over.
+    std::fs::write(dir.path().join("f.new"), b"two").unwrap();
+    std::fs::rename(dir.path().join("f.new"), dir.path().join("f")).unwrap();
+    assert_eq!(client.getattr(&file).err(), Some(nfsstat3::NFS3ERR_STALE));
+    let forged = nfs_fh3 {
+        data: Opaque::owned(vec![0; 24]),
+    };
+    assert_eq!(client.getattr(&forged).err(), Some(nfsstat3::NFS3ERR_STALE));
+    let short = nfs_fh3 {
+        data: Opaque::owned(vec![1, 2, 3]),
+    };
+    assert_eq!(client.getattr(&short).err(), Some(nfsstat3::NFS3ERR_BADHANDLE));
+}
+
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn unknown_programs_procedures_and_garbage_are_answered_not_dropped() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    assert!(matches!(
+        client.call(100_000, 0, &nfs3_types::xdr_codec::Void).0,
+        accept_stat_data::PROG_UNAVAIL
+    ));
+    assert!(matches!(
+        client.call(PROGRAM, 99, &nfs3_types::xdr_codec::Void).0,
+        accept_stat_data::PROC_UNAVAIL
+    ));
+    assert!(matches!(
+        client.call(PROGRAM, 1, &nfs3_types::xdr_codec::Void).0,
+        accept_stat_data::GARBAGE_ARGS
+    ));
+    let path = dirpath(Opaque::owned(b"/nope".to_vec()));
+    let (_, mut body) = client.call(nfs3_types::mount::PROGRAM, 1, &path);
+    assert!(matches!(mountres3::unpack(&mut body).unwrap().0, mountres3::Err(_)));
+}
