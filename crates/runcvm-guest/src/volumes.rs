@@ -28,11 +28,22 @@ pub fn options(volume: &GuestVolume) -> String {
 /// line, so the workload never sees an empty folder where its data should be.
 pub fn mount_all(volumes: &[GuestVolume]) -> anyhow::Result<()> {
     for volume in volumes {
-        mount_one(volume).map_err(|cause| {
-            runcvm_log::error!("✗ Failed to mount {} via NFS: {cause}", volume.path);
-            anyhow::anyhow!("volume {} is not available; the workload is not started", volume.path)
-        })?;
-        runcvm_log::info!("✓ Mounted {} (NFS)", volume.path);
+        match mount_one(volume) {
+            Ok(()) => runcvm_log::info!("✓ Mounted {} (NFS)", volume.path),
+            Err(cause) => {
+                runcvm_log::error!("✗ Failed to mount {} via NFS: {cause}", volume.path);
+                if !volume.optional {
+                    anyhow::bail!(
+                        "volume {} is not available, so the workload is not started (RUNCVM_VOLUME_FAILURE=continue starts it anyway)",
+                        volume.path
+                    );
+                }
+                runcvm_log::warn!(
+                    "starting the workload without {} (RUNCVM_VOLUME_FAILURE=continue)",
+                    volume.path
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -91,6 +102,7 @@ mod tests {
             path: "/data".into(),
             read_only: false,
             port: 20049,
+            optional: false,
         };
         assert_eq!(
             options(&volume),

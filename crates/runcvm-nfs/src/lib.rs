@@ -40,33 +40,57 @@ pub enum NfsError {
     Listener(#[source] std::io::Error),
 }
 
-/// A running server; it serves until the process ends.
+/// A running server; it serves until the process ends or its listener
+/// fails, which `stopped` then reports.
 #[derive(Debug)]
 pub struct NfsServer {
     pub address: SocketAddr,
+    /// Receives why the server stopped accepting connections.
+    pub stopped: std::sync::mpsc::Receiver<String>,
 }
 
 /// Serves `exports` on `listener` from background threads.
 pub fn serve(listener: TcpListener, exports: Vec<Export>) -> Result<NfsServer, NfsError> {
     let address = listener.local_addr().map_err(NfsError::Listener)?;
     let tree = Arc::new(tree::Tree::new(exports).map_err(NfsError::Export)?);
+    let (report, stopped) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("nfs-accept".into())
         .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => {
-                        let tree = Arc::clone(&tree);
-                        let _ = std::thread::Builder::new()
-                            .name("nfs-conn".into())
-                            .spawn(move || serve_connection(&tree, stream));
-                    }
-                    Err(e) => runcvm_log::warn!("nfs: accept failed: {e}"),
-                }
-            }
+            let reason = accept_loop(&listener, &tree);
+            let _ = report.send(reason);
         })
         .map_err(NfsError::Listener)?;
-    Ok(NfsServer { address })
+    Ok(NfsServer { address, stopped })
+}
+
+/// Accepts until the listener fails for good; returns why.
+fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>) -> String {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let tree = Arc::clone(tree);
+                let spawned = std::thread::Builder::new()
+                    .name("nfs-conn".into())
+                    .spawn(move || serve_connection(&tree, stream));
+                if let Err(e) = spawned {
+                    runcvm_log::warn!("nfs: cannot start a connection thread: {e}");
+                }
+            }
+            // A client that gave up, or a signal: keep serving.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
+                ) => {}
+            // Out of descriptors is worth a pause, not the end.
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) => {
+                runcvm_log::warn!("nfs: accept failed: {e}; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return format!("accepting connections failed: {e}"),
+        }
+    }
 }
 
 fn serve_connection(tree: &tree::Tree, stream: TcpStream) {

@@ -247,3 +247,18 @@ fn unknown_programs_procedures_and_garbage_are_answered_not_dropped() {
     let (_, mut body) = client.call(nfs3_types::mount::PROGRAM, 1, &path);
     assert!(matches!(mountres3::unpack(&mut body).unwrap().0, mountres3::Err(_)));
 }
+
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn a_server_whose_listener_fails_says_so() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let server = runcvm_nfs::serve(listener, vec![export("/data", dir.path(), false)]).unwrap();
+    // SAFETY: shuts down the server's own listening socket, which the server
+    // thread keeps open; accept then fails for good.
+    unsafe { libc::shutdown(raw, libc::SHUT_RDWR) };
+    let reason = server.stopped.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+    assert!(reason.contains("accepting connections failed"), "{reason}");
+}

@@ -245,6 +245,7 @@ mod tests {
                 path: "/data".into(),
                 read_only: true,
                 port: 2049,
+                optional: false,
             }],
         };
         let mut wire = Vec::new();

@@ -150,6 +150,9 @@ pub struct GuestVolume {
     pub read_only: bool,
     /// The launcher's NFS port (MOUNT and NFS share it).
     pub port: u16,
+    /// Start the workload even if this mount fails (`RUNCVM_VOLUME_FAILURE=continue`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 /// One route the guest installs on its `eth0`.

@@ -55,7 +55,7 @@ struct RunArgs {
     /// Share a host folder at a container path over NFS (repeatable; needs
     /// `--network pod`).
     #[arg(long = "volume", short = 'v', value_name = "HOST_DIR:CONTAINER_PATH[:ro]", value_parser = runcvm::volumes::parse_volume)]
-    volumes: Vec<runcvm_nfs::Export>,
+    volumes: Vec<runcvm::volumes::VolumeSpec>,
     /// Hostname of the guest.
     #[arg(long)]
     hostname: Option<String>,

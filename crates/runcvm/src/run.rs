@@ -34,8 +34,9 @@ pub struct RunRequest {
     pub headroom_mib: u64,
     /// Take over the `eth0` of the network namespace runcvm runs in.
     pub pod_network: bool,
-    /// Host folders shared into the guest over NFS.
-    pub volumes: Vec<runcvm_nfs::Export>,
+    /// Host folders shared into the guest over NFS, and single files
+    /// copied into it at boot.
+    pub volumes: Vec<crate::volumes::VolumeSpec>,
 }
 
 /// Runs the request and returns the exit code for the process: the
@@ -54,7 +55,12 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let started = Instant::now();
     let level = runcvm_log::level();
     let choice = AccelChoice::from_env()?;
-    if !request.volumes.is_empty() && !request.pod_network {
+    let volumes_optional = crate::volumes::failure_is_optional()?;
+    let shares = request
+        .volumes
+        .iter()
+        .any(|v| matches!(v, crate::volumes::VolumeSpec::Shared(_)));
+    if shares && !request.pod_network {
         anyhow::bail!(
             "volumes are served over NFS on 169.254.1.254 (troubleshooting guide, section 3), which needs --network pod"
         );
@@ -85,7 +91,8 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         Some(options) => Some(crate::pod_network::take_over(options)?),
         None => None,
     };
-    let volumes = crate::volumes::serve(&request.volumes)?;
+    let (exports, copies) = crate::volumes::split(&request.volumes)?;
+    let served = crate::volumes::serve(&exports, volumes_optional)?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::measure_host_tsc_khz(TSC_WINDOW).unwrap_or(FALLBACK_TSC_KHZ);
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
@@ -106,15 +113,21 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         control_socket: Some(run_dir.control_socket()),
     };
     runcvm_log::debug!("host preparation took {:.3} s", started.elapsed().as_secs_f64());
-    let status = crate::vm::run(&VmLaunch {
+    let status = crate::vm::run(VmLaunch {
         qemu: &qemu,
         boot_timeout,
         show_boot: level >= LogLevel::Debug,
         start: HostMessage::Start {
             network: pod.as_ref().map(|p| p.guest.clone()),
-            files: pod.map(|p| p.files).unwrap_or_default(),
-            volumes,
+            files: pod
+                .map(|p| p.files)
+                .unwrap_or_default()
+                .into_iter()
+                .chain(copies)
+                .collect(),
+            volumes: served.volumes,
         },
+        volume_server: served.stopped,
     })?;
     runcvm_log::debug!(
         "workload {status:?}; run took {:.3} s in all",

@@ -69,6 +69,12 @@ pub enum VmError {
         "guest init speaks control protocol {guest}, this launcher speaks {PROTOCOL_VERSION}: use one runcvm build for host and guest"
     )]
     Version { guest: u32 },
+    /// the volumes' NFS server stopped
+    #[error(
+        "the NFS server for the volumes stopped ({reason}), so the guest could not reach its volumes; \
+         the container ends rather than hang (troubleshooting guide, section 3)"
+    )]
+    VolumeServer { reason: String },
     /// the launcher was told to stop
     #[error("stopped by {0}")]
     Interrupted(Signal),
@@ -90,6 +96,7 @@ enum Event {
     /// launcher's writing half.
     Connected(UnixStream),
     Guest(GuestMessage),
+    VolumeServerStopped(String),
     ControlClosed(String),
     VmmExited(std::process::ExitStatus),
     Signal(Signal),
@@ -103,6 +110,8 @@ pub struct VmLaunch<'a> {
     pub show_boot: bool,
     /// The answer to the guest's `Ready`.
     pub start: HostMessage,
+    /// Reports why the volumes' NFS server stopped, if it does.
+    pub volume_server: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 /// Blocks the stop signals in the calling thread (and so in every thread it
@@ -115,7 +124,7 @@ pub fn block_stop_signals() {
     let _ = set.thread_block();
 }
 
-pub fn run(launch: &VmLaunch<'_>) -> Result<ExitStatus, VmError> {
+pub fn run(mut launch: VmLaunch<'_>) -> Result<ExitStatus, VmError> {
     let qemu = launch.qemu;
     let (events, inbox) = mpsc::channel();
     let listener = match &qemu.control_socket {
@@ -162,6 +171,15 @@ pub fn run(launch: &VmLaunch<'_>) -> Result<ExitStatus, VmError> {
         spawn_control_reader(listener, events.clone());
     }
     spawn_signal_taker(events.clone());
+    if let Some(stopped) = launch.volume_server.take() {
+        let events = events.clone();
+        std::thread::spawn(move || {
+            if let Ok(reason) = stopped.recv() {
+                let _ = events.send(Event::VolumeServerStopped(reason));
+            }
+        });
+    }
+    let launch = &launch;
     {
         let events = events.clone();
         let reaped = Arc::clone(&vmm.reaped);
@@ -189,6 +207,7 @@ struct Outcome {
     ready: bool,
     timed_out: bool,
     interrupted: Option<Signal>,
+    volume_server: Option<String>,
     version: Option<u32>,
     vmm_status: Option<std::process::ExitStatus>,
 }
@@ -236,6 +255,12 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                     return outcome;
                 }
             }
+            Ok(Event::VolumeServerStopped(reason)) => {
+                // The guest would hang on its NFS mounts: end the container.
+                runcvm_log::error!("the NFS server for the volumes stopped ({reason}); stopping the VM");
+                outcome.volume_server = Some(reason);
+                vmm.kill();
+            }
             Ok(Event::Signal(signal)) => {
                 runcvm_log::debug!("received {signal}; stopping the VM");
                 outcome.interrupted = Some(signal);
@@ -280,6 +305,9 @@ impl Outcome {
         }
         if let Some(signal) = self.interrupted {
             return Err(VmError::Interrupted(signal));
+        }
+        if let Some(reason) = self.volume_server {
+            return Err(VmError::VolumeServer { reason });
         }
         let tail = indent(&tail);
         if self.timed_out {

@@ -6,12 +6,64 @@ use runcvm_nfs::Export;
 use runcvm_spec::GuestVolume;
 use runcvm_spec::net::HOST_IDENTITY_IP;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc::Receiver;
 
-/// Starts the server for `exports` (none: no server) and returns what the
-/// guest mounts. The port is chosen by the kernel.
-pub fn serve(exports: &[Export]) -> anyhow::Result<Vec<GuestVolume>> {
+/// What the guest mounts, and the server's report should it stop.
+#[derive(Debug, Default)]
+pub struct Served {
+    pub volumes: Vec<GuestVolume>,
+    pub stopped: Option<Receiver<String>>,
+}
+
+/// `fail` (default) or `continue`: whether a volume the guest cannot mount
+/// stops the start or is left empty with the failure logged.
+pub const VOLUME_FAILURE_ENV: &str = "RUNCVM_VOLUME_FAILURE";
+
+/// What `--volume` names: a shared folder, or a single file copied into the
+/// guest at boot (changes to it after the start are not seen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSpec {
+    Shared(Export),
+    Copied { host: std::path::PathBuf, path: String },
+}
+
+/// Whether a failed mount may be skipped, from `RUNCVM_VOLUME_FAILURE`.
+pub fn failure_is_optional() -> anyhow::Result<bool> {
+    match std::env::var(VOLUME_FAILURE_ENV)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Err(_) | Ok("" | "fail") => Ok(false),
+        Ok("continue") => Ok(true),
+        Ok(other) => anyhow::bail!("{VOLUME_FAILURE_ENV}={other:?} is not fail or continue"),
+    }
+}
+
+/// The folders to serve, and the single files read now to be copied in.
+pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_proto::GuestFile>)> {
+    let mut exports = Vec::new();
+    let mut copies = Vec::new();
+    for spec in specs {
+        match spec {
+            VolumeSpec::Shared(export) => exports.push(export.clone()),
+            VolumeSpec::Copied { host, path } => {
+                let content = std::fs::read(host)
+                    .with_context(|| format!("cannot read {} to copy it to {path}", host.display()))?;
+                copies.push(runcvm_proto::GuestFile {
+                    path: path.clone(),
+                    content: content.into(),
+                });
+            }
+        }
+    }
+    Ok((exports, copies))
+}
+
+/// Starts the server for `exports` (none: no server). The port is chosen by
+/// the kernel.
+pub fn serve(exports: &[Export], optional: bool) -> anyhow::Result<Served> {
     if exports.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Served::default());
     }
     let address = SocketAddr::from((HOST_IDENTITY_IP, 0));
     let listener = TcpListener::bind(address).with_context(|| {
@@ -19,18 +71,23 @@ pub fn serve(exports: &[Export]) -> anyhow::Result<Vec<GuestVolume>> {
     })?;
     let server = runcvm_nfs::serve(listener, exports.to_vec())?;
     runcvm_log::debug!("NFS server on {} for {} volumes", server.address, exports.len());
-    Ok(exports
+    let volumes = exports
         .iter()
         .map(|e| GuestVolume {
             path: e.name.clone(),
             read_only: e.read_only,
             port: server.address.port(),
+            optional,
         })
-        .collect())
+        .collect();
+    Ok(Served {
+        volumes,
+        stopped: Some(server.stopped),
+    })
 }
 
-/// Parses `HOST:GUEST[:ro]`.
-pub fn parse_volume(spec: &str) -> Result<Export, String> {
+/// Parses `HOST:GUEST[:ro]`; a host file (not a folder) is copied at boot.
+pub fn parse_volume(spec: &str) -> Result<VolumeSpec, String> {
     let bad = || format!("--volume {spec:?} is not HOST_DIR:CONTAINER_PATH[:ro]");
     let mut parts = spec.split(':');
     let (host, guest) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
@@ -43,14 +100,22 @@ pub fn parse_volume(spec: &str) -> Result<Export, String> {
         return Err(bad());
     }
     let path = std::path::PathBuf::from(host);
-    if !path.is_dir() {
-        return Err(format!("--volume {spec:?}: {host} is not a folder on the host"));
+    if path.is_file() {
+        return Ok(VolumeSpec::Copied {
+            host: path,
+            path: guest.to_owned(),
+        });
     }
-    Ok(Export {
+    if !path.is_dir() {
+        return Err(format!(
+            "--volume {spec:?}: {host} is neither a folder nor a file on the host"
+        ));
+    }
+    Ok(VolumeSpec::Shared(Export {
         name: guest.trim_end_matches('/').to_owned(),
         path,
         read_only,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -59,12 +124,25 @@ mod tests {
 
     #[test]
     fn volume_specs_parse_and_bad_ones_are_named() {
-        let export = parse_volume("/tmp:/data:ro").unwrap();
+        let VolumeSpec::Shared(export) = parse_volume("/tmp:/data:ro").unwrap() else {
+            panic!("a folder is shared")
+        };
         assert_eq!((export.name.as_str(), export.read_only), ("/data", true));
-        assert!(!parse_volume("/tmp:/data").unwrap().read_only);
+        assert!(matches!(
+            parse_volume("/tmp:/data").unwrap(),
+            VolumeSpec::Shared(Export { read_only: false, .. })
+        ));
+        assert!(matches!(
+            parse_volume("/etc/hostname:/etc/name").unwrap(),
+            VolumeSpec::Copied { .. }
+        ));
         for bad in ["/tmp", "/tmp:data", "/tmp:/", "/tmp:/d:rx", ":/d", "/tmp:/d:ro:x"] {
             assert!(parse_volume(bad).is_err(), "{bad}");
         }
-        assert!(parse_volume("/nonexistent:/d").unwrap_err().contains("not a folder"));
+        assert!(
+            parse_volume("/nonexistent:/d")
+                .unwrap_err()
+                .contains("neither a folder nor a file")
+        );
     }
 }

@@ -302,3 +302,49 @@ fn an_unreachable_server_fails_the_start_with_the_guides_line() {
     );
     run.assert_nothing_left();
 }
+
+/// Single files (a subPath mount, `/etc/hosts`) are copied in at boot.
+#[test]
+#[ignore = "T2: boots real VMs with NFS volumes; run scripts/test.sh"]
+fn single_files_are_copied_in_at_boot() {
+    let t2 = t2();
+    let dir = host_dir();
+    let file = dir.path().join("app.conf");
+    std::fs::write(&file, "mode=vm\n").unwrap();
+    let run = RuncvmRun::new(&t2)
+        .args(["run", "--volume", &format!("{}:/etc/app/app.conf", file.display())])
+        .arg(&t2.rootfs)
+        .args(["--", "cat", "/etc/app/app.conf"]);
+    let out = run.run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "mode=vm\n");
+}
+
+#[test]
+#[ignore = "T2: boots real VMs with NFS volumes; run scripts/test.sh"]
+fn the_failure_opt_out_starts_the_workload_with_the_line_logged() {
+    let t2 = t2();
+    let dir = host_dir();
+    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
+    let block = runcvm_netlink::nft::bridge_input_drop("cut", "tap-eth0", "169.254.1.254".parse().unwrap());
+    net.pod.enter(|| block.install()).unwrap();
+    let run = RuncvmRun::new(&t2)
+        .in_netns(&net.pod)
+        .env("RUNCVM_VOLUME_FAILURE", "continue")
+        .args([
+            "run",
+            "--network",
+            "pod",
+            "--volume",
+            &format!("{}:/data", dir.path().display()),
+        ])
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", "echo workload-ran; ls -A /data | wc -l"]);
+    let out = run.run();
+    let stdout = out.stdout_text();
+    assert_eq!(out.code, Some(0), "{stdout}\n{}", out.stderr);
+    assert!(stdout.contains("✗ Failed to mount /data via NFS: "), "{stdout}");
+    assert!(stdout.contains("starting the workload without /data"), "{stdout}");
+    assert!(stdout.contains("workload-ran\n0\n"), "{stdout}");
+    run.assert_nothing_left();
+}
