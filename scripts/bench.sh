@@ -5,7 +5,9 @@
 #   the size of each static binary; the busybox rootfs folder's build time
 #   (the per-run root disk image time is part of host preparation).
 #   the launcher's network set-up (observe + apply) over fresh simulated
-#   pods, first start and restart (needs root).
+#   pods, first start and restart (needs root);
+#   volumes: 256 MiB sequential write and read on NFS versus the root disk,
+#   listing 10,000 files, the launcher's RSS idle and under load (needs root).
 #   BENCH_RUNS       number of VM runs (default 11)
 #   BENCH_NET_RUNS   number of network set-ups per pod style (default 20)
 set -euo pipefail
@@ -55,6 +57,7 @@ PY
 
 if [ "$(id -u)" = 0 ]; then
   cargo run --release --locked -q -p runcvm-net --example net_setup_bench
+  RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example volume_bench
 else
-  echo "network set-up: not measured (needs root for network namespaces)"
+  echo "network set-up and volumes: not measured (needs root for network namespaces)"
 fi

@@ -1,0 +1,109 @@
+//! Prints the volume figures: sequential write and read of 256 MiB on an NFS
+//! volume versus the VM's root disk in the same run (as a ratio), the time
+//! to list 10,000 files, and the launcher's RSS idle and under load. Root
+//! only (it builds a simulated pod). `scripts/bench.sh` runs it with the
+//! release binaries.
+
+use runcvm_test_infra::{PodNet, PodNetOptions, RuncvmRun, Style, require_t2};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+const GUEST_SCRIPT: &str = r#"
+t() { cut -d' ' -f1 /proc/uptime; }
+echo idle; sleep 2
+s=$(t); dd if=/dev/zero of=/data/f bs=1048576 count=256 conv=fsync 2>/dev/null; echo nfs_write $s $(t)
+sync; echo 3 > /proc/sys/vm/drop_caches
+s=$(t); dd if=/data/f of=/dev/null bs=1048576 2>/dev/null; echo nfs_read $s $(t)
+s=$(t); dd if=/dev/zero of=/root/f bs=1048576 count=256 conv=fsync 2>/dev/null; echo disk_write $s $(t)
+sync; echo 3 > /proc/sys/vm/drop_caches
+s=$(t); dd if=/root/f of=/dev/null bs=1048576 2>/dev/null; echo disk_read $s $(t)
+s=$(t); n=$(ls /data/many | wc -l); echo list $s $(t) $n
+"#;
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn main() {
+    let runcvm = std::env::var("RUNCVM_BIN").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/x86_64-unknown-linux-gnu/release/runcvm"
+        )
+        .to_owned()
+    });
+    let scratch = tempfile::tempdir().expect("scratch folder");
+    let t2 = require_t2(&runcvm, scratch.path().to_str().expect("utf-8 path"));
+    let data = tempfile::tempdir().expect("volume folder");
+    std::fs::create_dir(data.path().join("many")).expect("many");
+    for i in 0..10_000 {
+        std::fs::write(data.path().join("many").join(format!("f{i:05}")), b"").expect("file");
+    }
+    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
+    let run = RuncvmRun::new(&t2)
+        .in_netns(&net.pod)
+        .env("RUNCVM_LOG_LEVEL", "INFO")
+        .args([
+            "run",
+            "--network",
+            "pod",
+            "--memory",
+            "1024",
+            "--disk-headroom",
+            "1024",
+            "--volume",
+        ])
+        .arg(format!("{}:/data", data.path().display()))
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", GUEST_SCRIPT]);
+    let mut child = run.spawn();
+    let pid = child.id();
+    let (lines, inbox) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let (mut idle_rss, mut peak_rss) = (0, 0);
+    let mut phases: HashMap<String, (f64, f64, String)> = HashMap::new();
+    loop {
+        match inbox.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if line == "idle" {
+                    std::thread::sleep(Duration::from_secs(1));
+                    idle_rss = rss_kib(pid).unwrap_or(0);
+                }
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if let [name, start, end, rest @ ..] = words.as_slice() {
+                    if let (Ok(start), Ok(end)) = (start.parse(), end.parse()) {
+                        phases.insert((*name).to_owned(), (start, end, rest.join(" ")));
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        peak_rss = peak_rss.max(rss_kib(pid).unwrap_or(0));
+    }
+    let status = child.wait().expect("runcvm ends");
+    let secs = |name: &str| phases.get(name).map(|(s, e, _)| (e - s).max(0.01));
+    let mib_s = |name: &str| secs(name).map_or(0.0, |s| 256.0 / s);
+    println!("volume figures (TCG guest, 256 MiB sequential, dd bs=1M; exit {status}):");
+    for (nfs, disk) in [("nfs_write", "disk_write"), ("nfs_read", "disk_read")] {
+        let (a, b) = (mib_s(nfs), mib_s(disk));
+        println!(
+            "  {nfs}: {a:.1} MiB/s; {disk}: {b:.1} MiB/s; NFS / root disk = {:.2}",
+            if b > 0.0 { a / b } else { 0.0 }
+        );
+    }
+    if let Some((s, e, count)) = phases.get("list") {
+        println!("  listing {count} files on the volume: {:.2} s", e - s);
+    }
+    println!("  launcher RSS: idle {idle_rss} KiB, peak under load {peak_rss} KiB");
+}
