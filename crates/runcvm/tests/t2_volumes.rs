@@ -348,3 +348,57 @@ fn the_failure_opt_out_starts_the_workload_with_the_line_logged() {
     assert!(stdout.contains("workload-ran\n0\n"), "{stdout}");
     run.assert_nothing_left();
 }
+
+/// Close-to-open: once the guest has closed a file (no fsync), the host
+/// already holds all of it.
+#[test]
+#[ignore = "T2: boots real VMs with NFS volumes; run scripts/test.sh"]
+fn a_file_closed_in_the_guest_is_complete_on_the_host() {
+    use std::io::{BufRead, BufReader};
+    let t2 = t2();
+    let dir = host_dir();
+    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
+    let script = "dd if=/dev/urandom of=/data/closed bs=65536 count=128 2>/dev/null; \
+                  sha256sum /data/closed; echo closed; sleep 5";
+    let run = RuncvmRun::new(&t2)
+        .in_netns(&net.pod)
+        .args([
+            "run",
+            "--network",
+            "pod",
+            "--volume",
+            &format!("{}:/data", dir.path().display()),
+        ])
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", script]);
+    let mut child = run.spawn();
+    let mut guest_sum = String::new();
+    let mut host_sum = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if line.ends_with("/data/closed") {
+            guest_sum = line.split_whitespace().next().unwrap_or_default().to_owned();
+        }
+        if line == "closed" {
+            // While the guest still runs, before anything else could flush.
+            let out = std::process::Command::new("sha256sum")
+                .arg(dir.path().join("closed"))
+                .output()
+                .unwrap();
+            host_sum = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+    }
+    let _ = child.wait();
+    assert_eq!(guest_sum.len(), 64);
+    assert_eq!(
+        host_sum, guest_sum,
+        "the host holds the whole file once the guest closed it"
+    );
+    run.assert_nothing_left();
+}
