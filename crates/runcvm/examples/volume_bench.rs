@@ -94,7 +94,7 @@ fn main() {
     let status = child.wait().expect("runcvm ends");
     let secs = |name: &str| phases.get(name).map(|(s, e, _)| (e - s).max(0.01));
     let mib_s = |name: &str| secs(name).map_or(0.0, |s| 256.0 / s);
-    println!("volume figures (TCG guest, 256 MiB sequential, dd bs=1M; exit {status}):");
+    println!("volume figures (TCG guest, 256 MiB sequential, dd bs=1M; runcvm {status}):");
     for (nfs, disk) in [("nfs_write", "disk_write"), ("nfs_read", "disk_read")] {
         let (a, b) = (mib_s(nfs), mib_s(disk));
         println!(
