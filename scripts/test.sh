@@ -49,3 +49,4 @@ step "T2: real VMs"
 cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_network -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_volumes -- --ignored --test-threads 2
+cargo test --locked -p runcvm --test t2_lifecycle -- --ignored --test-threads 2

@@ -30,8 +30,46 @@ impl ControlPort {
         runcvm_proto::write_message(&mut self.file, message).context("cannot write to the control channel")
     }
 
+    /// Relays the launcher's signals from a thread of its own: to the
+    /// workload, or, with none running, a stop signal ends the VM.
+    pub fn relay_signals(&self, workload: Option<nix::unistd::Pid>) -> anyhow::Result<()> {
+        let mut reader = self.file.try_clone().context("cannot share the control port")?;
+        let mut writer = self.file.try_clone().context("cannot share the control port")?;
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            loop {
+                let signal = match runcvm_proto::read_message::<HostMessage>(&mut reader) {
+                    Ok(Some(HostMessage::Signal { signal })) => signal,
+                    Ok(Some(other)) => {
+                        runcvm_log::warn!("unexpected control message {other:?}");
+                        continue;
+                    }
+                    Ok(None) | Err(_) => return,
+                };
+                let Ok(signal) = nix::sys::signal::Signal::try_from(signal) else {
+                    runcvm_log::warn!("the launcher sent unknown signal {signal}");
+                    continue;
+                };
+                match workload {
+                    Some(pid) => {
+                        runcvm_log::debug!("forwarding {signal} to the workload (pid {pid})");
+                        let _ = nix::sys::signal::kill(pid, signal);
+                    }
+                    None if crate::system::STOPS_INIT.contains(&signal) => {
+                        let status = runcvm_proto::ExitStatus::Signal(signal as i32);
+                        let _ = runcvm_proto::write_message(&mut writer, &GuestMessage::Exit { status });
+                        crate::system::power_off(Some(status));
+                    }
+                    None => runcvm_log::debug!("{signal} ignored: no workload is running"),
+                }
+            }
+        })?;
+        Ok(())
+    }
+
     /// Waits for the launcher's next message.
     pub fn receive(&mut self) -> anyhow::Result<HostMessage> {
+        // (A signal before the start finds no workload: the launcher stops
+        // the VM itself then.)
         runcvm_proto::read_message(&mut self.file)
             .context("cannot read from the control channel")?
             .context("the launcher closed the control channel")

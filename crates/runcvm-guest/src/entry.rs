@@ -23,18 +23,27 @@ macro_rules! vm_start {
     };
 }
 
-/// Runs the entrypoint to completion. Without one, sleeps for ever (so the
-/// pod stays up to be debugged) and does not return.
-pub fn run_entrypoint() -> ExitStatus {
+/// What became of the entrypoint.
+#[derive(Debug)]
+pub enum Workload {
+    Running(Pid),
+    /// It could not start; this is the status to report.
+    Ended(ExitStatus),
+    /// There is none: init sleeps so the pod stays up to be debugged.
+    Absent,
+}
+
+/// Starts the entrypoint.
+pub fn start_entrypoint() -> Workload {
     let bytes = match std::fs::read(ENTRYPOINT_PATH) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             vm_start!(Info, "No entrypoint found, sleeping");
-            sleep_forever();
+            return Workload::Absent;
         }
         Err(e) => {
             vm_start!(Error, "cannot read {ENTRYPOINT_PATH}: {e}");
-            return ExitStatus::Code(RUNNER_FAILED);
+            return Workload::Ended(ExitStatus::Code(RUNNER_FAILED));
         }
     };
     vm_start!(Debug, "runcvm-vm-start loaded {ENTRYPOINT_PATH}");
@@ -42,7 +51,7 @@ pub fn run_entrypoint() -> ExitStatus {
         Ok(entrypoint) => entrypoint,
         Err(e) => {
             vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", chain(&e));
-            return ExitStatus::Code(RUNNER_FAILED);
+            return Workload::Ended(ExitStatus::Code(RUNNER_FAILED));
         }
     };
     for (i, arg) in entrypoint.args.iter().enumerate() {
@@ -58,10 +67,10 @@ pub fn run_entrypoint() -> ExitStatus {
         entrypoint.env.len()
     );
     match start(&entrypoint) {
-        Ok(pid) => wait_for(pid),
+        Ok(pid) => Workload::Running(pid),
         Err(failure) => {
             vm_start!(Error, "unable to start container process: {}", failure.message);
-            ExitStatus::Code(failure.code)
+            Workload::Ended(ExitStatus::Code(failure.code))
         }
     }
 }
@@ -294,7 +303,7 @@ fn describe_failure(
 }
 
 /// Reaps every child until the workload ends; returns how it ended.
-fn wait_for(workload: Pid) -> ExitStatus {
+pub fn wait_for(workload: Pid) -> ExitStatus {
     loop {
         match waitpid(None, None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == workload => return ExitStatus::Code(code),
@@ -318,7 +327,7 @@ pub fn reap_all() {
     }
 }
 
-fn sleep_forever() -> ! {
+pub fn sleep_forever() -> ! {
     loop {
         reap_all();
         std::thread::sleep(std::time::Duration::from_secs(3600));

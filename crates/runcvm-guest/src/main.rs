@@ -66,7 +66,10 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
         network,
         files,
         volumes,
-    } = control.receive()?;
+    } = control.receive()?
+    else {
+        anyhow::bail!("the launcher did not answer Ready with Start");
+    };
     if let Some(network) = &network {
         net::configure(network)?;
     }
@@ -74,7 +77,17 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     for file in &files {
         system::write_file(&file.path, file.content.as_bytes())?;
     }
-    let status = entry::run_entrypoint();
+    let status = match entry::start_entrypoint() {
+        entry::Workload::Ended(status) => status,
+        entry::Workload::Running(pid) => {
+            control.relay_signals(Some(pid))?;
+            entry::wait_for(pid)
+        }
+        entry::Workload::Absent => {
+            control.relay_signals(None)?;
+            entry::sleep_forever()
+        }
+    };
     runcvm_log::debug!("workload ended: {status:?}");
     control.send(&GuestMessage::Exit { status })?;
     Ok(Some(status))

@@ -58,6 +58,15 @@ pub fn write_file(path: &str, content: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signals that end a guest that has no workload (the sleeping
+/// `[VM-START]` case), as they would end a container's init.
+pub const STOPS_INIT: [nix::sys::signal::Signal; 4] = [
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+];
+
 /// Ends the VM: stops every process, flushes the disk, reboots. With
 /// `-no-reboot` (QEMU) and `reboot=k` (Firecracker) a reboot ends the VMM,
 /// which is how the launcher learns the guest is gone.

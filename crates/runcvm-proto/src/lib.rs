@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -53,6 +53,8 @@ pub enum HostMessage {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         volumes: Vec<GuestVolume>,
     },
+    /// A signal the launcher received, for the workload.
+    Signal { signal: i32 },
 }
 
 /// A file's full path in the guest and its exact content.

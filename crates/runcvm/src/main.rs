@@ -128,7 +128,7 @@ impl RunArgs {
 fn main() {
     // Before any thread exists, so every thread inherits the mask and the
     // VM supervisor alone takes the stop signals.
-    runcvm::vm::block_stop_signals();
+    runcvm::vm::block_forwarded_signals();
     let level = match runcvm_log::LogLevel::from_env() {
         Ok(level) => level,
         Err(e) => {

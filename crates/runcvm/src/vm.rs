@@ -22,9 +22,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long messages still in flight are awaited once the VMM has exited.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
-/// The signals that stop a run (until the lifecycle work forwards them into
-/// the guest).
-const STOP_SIGNALS: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+/// The signals the launcher takes: once the guest is running they go to the
+/// workload in the guest, never to the VMM; before that, they stop the VM.
+const FORWARDED_SIGNALS: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
 
 /// Why a VM did not deliver the workload's exit status.
 #[derive(Debug, thiserror::Error)]
@@ -114,11 +122,12 @@ pub struct VmLaunch<'a> {
     pub volume_server: Option<std::sync::mpsc::Receiver<String>>,
 }
 
-/// Blocks the stop signals in the calling thread (and so in every thread it
-/// starts), so one thread can take them with `sigwait`. Call first in main.
-pub fn block_stop_signals() {
+/// Blocks the forwarded signals in the calling thread (and so in every
+/// thread it starts), so one thread can take them with `sigwait`. Call
+/// first in main.
+pub fn block_forwarded_signals() {
     let mut set = SigSet::empty();
-    for signal in STOP_SIGNALS {
+    for signal in FORWARDED_SIGNALS {
         set.add(signal);
     }
     let _ = set.thread_block();
@@ -262,9 +271,19 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                 vmm.kill();
             }
             Ok(Event::Signal(signal)) => {
-                runcvm_log::debug!("received {signal}; stopping the VM");
-                outcome.interrupted = Some(signal);
-                vmm.kill();
+                let forwarded = match writer.as_mut() {
+                    Some(writer) if outcome.ready && outcome.status.is_none() => {
+                        runcvm_proto::write_message(writer, &HostMessage::Signal { signal: signal as i32 }).is_ok()
+                    }
+                    _ => false,
+                };
+                if forwarded {
+                    runcvm_log::debug!("received {signal}; forwarded to the workload");
+                } else if signal != Signal::SIGWINCH {
+                    runcvm_log::debug!("received {signal} before the guest is running; stopping the VM");
+                    outcome.interrupted = Some(signal);
+                    vmm.kill();
+                }
             }
             Ok(Event::VmmExited(status)) => {
                 runcvm_log::debug!("VMM exited ({status}) after {:.3} s", started.elapsed().as_secs_f64());
@@ -440,7 +459,7 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
 fn spawn_signal_taker(events: Sender<Event>) {
     std::thread::spawn(move || {
         let mut set = SigSet::empty();
-        for signal in STOP_SIGNALS {
+        for signal in FORWARDED_SIGNALS {
             set.add(signal);
         }
         while let Ok(signal) = set.wait() {
