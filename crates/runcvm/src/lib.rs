@@ -7,6 +7,7 @@ pub mod console;
 pub mod guest_disk;
 pub mod locate;
 pub mod pod_network;
+pub mod resources;
 pub mod run;
 pub mod run_dir;
 pub mod vm;

@@ -25,12 +25,13 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Virtual CPUs.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    cpus: u32,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..))]
-    memory: u32,
+    /// Virtual CPUs [default: from the cgroup CPU quota, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: Option<u32>,
+    /// Guest memory in MiB [default: the cgroup memory limit less 128 MiB,
+    /// else 512].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(64..))]
+    memory: Option<u32>,
     /// Set an environment variable (repeatable); PATH has a default.
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
     env: Vec<OsString>,
@@ -116,8 +117,10 @@ impl RunArgs {
                 hostname: self.hostname,
                 ..LaunchPlan::default()
             },
-            cpus: self.cpus,
-            memory_mib: self.memory,
+            size: runcvm::resources::Overrides {
+                cpus: self.cpus,
+                memory_mib: self.memory,
+            },
             headroom_mib: self.disk_headroom,
             pod_network: self.network == NetworkMode::Pod,
             volumes: self.volumes,

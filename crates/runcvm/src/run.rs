@@ -29,8 +29,9 @@ pub struct RunRequest {
     /// `None` boots a guest with no `/.runcvm/entrypoint`.
     pub entrypoint: Option<Entrypoint>,
     pub plan: LaunchPlan,
-    pub cpus: u32,
-    pub memory_mib: u32,
+    /// Sizes given on the command line; the rest come from the environment,
+    /// the cgroup limits or the defaults.
+    pub size: crate::resources::Overrides,
     pub headroom_mib: u64,
     /// Take over the `eth0` of the network namespace runcvm runs in.
     pub pod_network: bool,
@@ -65,6 +66,18 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
             "volumes are served over NFS on 169.254.1.254 (troubleshooting guide, section 3), which needs --network pod"
         );
     }
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
+    let size = crate::resources::vm_size(
+        crate::resources::current_limits(),
+        request.size.or(crate::resources::Overrides::from_env()?),
+        host_cpus,
+    )?;
+    runcvm_log::debug!(
+        "VM size: {} vCPUs, {} MiB ({})",
+        size.cpus,
+        size.memory_mib,
+        size.origin
+    );
     let pod_options = if request.pod_network {
         Some(crate::pod_network::preflight()?)
     } else {
@@ -99,8 +112,8 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let qemu = QemuConfig {
         binary: qemu_binary,
         accel,
-        vcpus: request.cpus,
-        memory_mib: request.memory_mib,
+        vcpus: size.cpus,
+        memory_mib: size.memory_mib,
         kernel: kernel.path.clone(),
         cmdline: GuestCmdline {
             log_level: level,

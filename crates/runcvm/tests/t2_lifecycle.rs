@@ -117,3 +117,65 @@ fn a_workload_that_ignores_sigterm_still_stops_with_sigkill() {
     });
     assert!(gone, "left running: {:?}", tier::process_mentioning(run.state_dir()));
 }
+
+/// vCPUs and memory follow a cgroup limit placed on the launcher.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn the_guest_is_sized_by_the_containers_cgroup() {
+    let t2 = t2();
+    tier::require_root("placing the launcher in a cgroup");
+    let cgroup = runcvm_test_infra::cgroup::LimitedCgroup::create(2, 800 << 20);
+    let run =
+        RuncvmRun::new(&t2)
+            .arg("run")
+            .arg(&t2.rootfs)
+            .args(["--", "sh", "-c", "nproc; grep MemTotal /proc/meminfo"]);
+    let inner = run.command();
+    let out = std::process::Command::new("sh")
+        .args(["-c", &cgroup.join_script(), "sh"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("2"), "two CPUs of quota give two vCPUs:\n{stdout}");
+    let kib: u64 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // 800 MiB less the 128 MiB overhead is 672 MiB; the kernel keeps some.
+    assert!((600 << 10..=672 << 10).contains(&kib), "MemTotal {kib} kB:\n{stdout}");
+    drop(cgroup);
+    run.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn explicit_sizes_override_the_defaults() {
+    let t2 = t2();
+    let out = RuncvmRun::new(&t2)
+        .env("RUNCVM_CPUS", "2")
+        .env("RUNCVM_MEMORY_MIB", "300")
+        .arg("run")
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", "nproc; grep MemTotal /proc/meminfo"])
+        .run();
+    let stdout = out.stdout_text();
+    assert!(stdout.starts_with("2\n"), "{stdout}");
+    let kib: u64 = stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((250 << 10..=300 << 10).contains(&kib), "MemTotal {kib} kB");
+}

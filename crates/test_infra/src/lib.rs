@@ -2,6 +2,7 @@
 //! driver, network namespaces and simulated pod networks, `wait_until`, a cleanup registry, and the tier gates that fail
 //! loudly (never skip) when a tier's prerequisites are missing.
 
+pub mod cgroup;
 pub mod cleanup;
 pub mod netns;
 pub mod pod_net;
