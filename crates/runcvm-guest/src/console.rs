@@ -7,7 +7,6 @@ use nix::sys::termios::{self, OutputFlags, SetArg};
 use runcvm_log::LogLevel;
 use runcvm_spec::{CONSOLE_HANDBACK, CONSOLE_HANDOVER_LINE};
 use std::io::Write;
-use std::os::fd::OwnedFd;
 
 pub const CONSOLE: &str = "/dev/ttyS0";
 
@@ -53,13 +52,4 @@ pub fn hand_over(level: LogLevel) {
 /// Marks where the workload's output ends; see [`CONSOLE_HANDBACK`].
 pub fn hand_back() {
     let _ = std::io::stderr().lock().write_all(CONSOLE_HANDBACK.as_bytes());
-}
-
-/// A fresh descriptor on the console for a child's stdout/stderr.
-pub fn open_for_child() -> nix::Result<OwnedFd> {
-    open(
-        CONSOLE,
-        OFlag::O_WRONLY | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
 }

@@ -6,12 +6,18 @@ use runcvm_proto::{GuestMessage, HostMessage};
 use runcvm_spec::CONTROL_PORT_NAME;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 const PORTS: &str = "/sys/class/virtio-ports";
+
+/// The port's writing half, shared: every frame is one write under the
+/// lock, so messages and output data never interleave.
+pub type SharedWriter = Arc<Mutex<File>>;
 
 #[derive(Debug)]
 pub struct ControlPort {
     file: File,
+    writer: SharedWriter,
 }
 
 impl ControlPort {
@@ -23,18 +29,24 @@ impl ControlPort {
             .write(true)
             .open(&device)
             .with_context(|| format!("cannot open the control port {}", device.display()))?;
-        Ok(Self { file })
+        let writer = Arc::new(Mutex::new(file.try_clone().context("cannot share the control port")?));
+        Ok(Self { file, writer })
     }
 
-    pub fn send(&mut self, message: &GuestMessage) -> anyhow::Result<()> {
-        runcvm_proto::write_message(&mut self.file, message).context("cannot write to the control channel")
+    pub fn send(&self, message: &GuestMessage) -> anyhow::Result<()> {
+        send_on(&self.writer, message)
+    }
+
+    /// The writing half, for threads that send output.
+    pub fn writer(&self) -> SharedWriter {
+        Arc::clone(&self.writer)
     }
 
     /// Relays the launcher's signals from a thread of its own: to the
     /// workload, or, with none running, a stop signal ends the VM.
     pub fn relay_signals(&self, workload: Option<nix::unistd::Pid>) -> anyhow::Result<()> {
         let mut reader = self.file.try_clone().context("cannot share the control port")?;
-        let mut writer = self.file.try_clone().context("cannot share the control port")?;
+        let writer = self.writer();
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             loop {
                 let signal = match runcvm_proto::read_message::<HostMessage>(&mut reader) {
@@ -56,7 +68,7 @@ impl ControlPort {
                     }
                     None if crate::system::STOPS_INIT.contains(&signal) => {
                         let status = runcvm_proto::ExitStatus::Signal(signal as i32);
-                        let _ = runcvm_proto::write_message(&mut writer, &GuestMessage::Exit { status });
+                        let _ = send_on(&writer, &GuestMessage::Exit { status });
                         crate::system::power_off(Some(status));
                     }
                     None => runcvm_log::debug!("{signal} ignored: no workload is running"),
@@ -74,6 +86,14 @@ impl ControlPort {
             .context("cannot read from the control channel")?
             .context("the launcher closed the control channel")
     }
+}
+
+/// Sends one message under the writer's lock.
+pub fn send_on(writer: &SharedWriter, message: &GuestMessage) -> anyhow::Result<()> {
+    let mut file = writer
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the control port's writer was poisoned"))?;
+    runcvm_proto::write_message(&mut *file, message).context("cannot write to the control channel")
 }
 
 /// The `/dev` node of the port whose `name` is [`CONTROL_PORT_NAME`].

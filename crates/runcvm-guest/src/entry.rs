@@ -1,7 +1,7 @@
 //! The `[VM-START]` entry runner (the guide's `runcvm-vm-start`): runs `/.runcvm/entrypoint` exactly as the
 //! container would have run it, and waits for it while reaping orphans.
 
-use crate::{console, lookup};
+use crate::lookup;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
@@ -23,10 +23,18 @@ macro_rules! vm_start {
     };
 }
 
+/// A started workload: its pid and the read ends of its stdout and stderr.
+#[derive(Debug)]
+pub struct Started {
+    pub pid: Pid,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
 /// What became of the entrypoint.
 #[derive(Debug)]
 pub enum Workload {
-    Running(Pid),
+    Running(Started),
     /// It could not start; this is the status to report.
     Ended(ExitStatus),
     /// There is none: init sleeps so the pod stays up to be debugged.
@@ -67,7 +75,7 @@ pub fn start_entrypoint() -> Workload {
         entrypoint.env.len()
     );
     match start(&entrypoint) {
-        Ok(pid) => Workload::Running(pid),
+        Ok(started) => Workload::Running(started),
         Err(failure) => {
             vm_start!(Error, "unable to start container process: {}", failure.message);
             Workload::Ended(ExitStatus::Code(failure.code))
@@ -132,7 +140,7 @@ fn cstrings(items: &[runcvm_spec::ByteString]) -> Result<Vec<CString>, StartFail
         .collect()
 }
 
-fn start(entrypoint: &Entrypoint) -> Result<Pid, StartFailure> {
+fn start(entrypoint: &Entrypoint) -> Result<Started, StartFailure> {
     let name = entrypoint.args[0].as_bytes();
     let cwd_path = std::path::Path::new(entrypoint.cwd.as_os_str());
     let program = lookup::find_program(name, entrypoint.path_var(), cwd_path).map_err(|e| StartFailure {
@@ -153,7 +161,15 @@ fn start(entrypoint: &Entrypoint) -> Result<Pid, StartFailure> {
     // runc creates a missing working directory rather than failing.
     let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
     let groups: Vec<Gid> = entrypoint.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
-    let stdout = console::open_for_child().ok();
+    // stdout and stderr leave the guest over the control channel, apart.
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StartFailure {
+            code: RUNNER_FAILED,
+            message: format!("cannot create an output pipe: {e}"),
+        })
+    };
+    let (stdout_read, stdout_write) = pipe()?;
+    let (stderr_read, stderr_write) = pipe()?;
     let stdin = nix::fcntl::open(
         "/dev/null",
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -183,7 +199,8 @@ fn start(entrypoint: &Entrypoint) -> Result<Pid, StartFailure> {
                 gid: Gid::from_raw(entrypoint.gid),
                 groups: &groups,
                 stdin: stdin.as_ref(),
-                stdout: stdout.as_ref(),
+                stdout: &stdout_write,
+                stderr: &stderr_write,
             });
             let mut report = [0u8; 5];
             report[0] = step as u8;
@@ -195,8 +212,16 @@ fn start(entrypoint: &Entrypoint) -> Result<Pid, StartFailure> {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(report_write);
+            // Only the workload holds the write ends now, so EOF on the read
+            // ends means every writer is gone.
+            drop(stdout_write);
+            drop(stderr_write);
             match read_report(&report_read) {
-                None => Ok(child),
+                None => Ok(Started {
+                    pid: child,
+                    stdout: stdout_read,
+                    stderr: stderr_read,
+                }),
                 Some((step, errno)) => {
                     let _ = waitpid(child, None);
                     Err(describe_failure(step, errno, &entrypoint.args[0], &program, entrypoint))
@@ -215,7 +240,8 @@ struct ChildSetup<'a> {
     gid: Gid,
     groups: &'a [Gid],
     stdin: Option<&'a OwnedFd>,
-    stdout: Option<&'a OwnedFd>,
+    stdout: &'a OwnedFd,
+    stderr: &'a OwnedFd,
 }
 
 /// In the child: the container's session, stdio, credentials and cwd, then
@@ -229,10 +255,10 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
             return (Step::Stdio, e);
         }
     }
-    if let Some(out) = setup.stdout {
-        if let Err(e) = nix::unistd::dup2_stdout(out.as_fd()).and_then(|()| nix::unistd::dup2_stderr(out.as_fd())) {
-            return (Step::Stdio, e);
-        }
+    if let Err(e) =
+        nix::unistd::dup2_stdout(setup.stdout.as_fd()).and_then(|()| nix::unistd::dup2_stderr(setup.stderr.as_fd()))
+    {
+        return (Step::Stdio, e);
     }
     if let Err(e) = nix::unistd::setgroups(setup.groups) {
         return (Step::Groups, e);

@@ -11,6 +11,7 @@ mod entry;
 mod lookup;
 mod mounts;
 mod net;
+mod output;
 mod system;
 mod volumes;
 
@@ -79,9 +80,21 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     }
     let status = match entry::start_entrypoint() {
         entry::Workload::Ended(status) => status,
-        entry::Workload::Running(pid) => {
-            control.relay_signals(Some(pid))?;
-            entry::wait_for(pid)
+        entry::Workload::Running(started) => {
+            let pumps = [
+                output::pump(started.stdout, runcvm_proto::Stream::Stdout, control.writer()),
+                output::pump(started.stderr, runcvm_proto::Stream::Stderr, control.writer()),
+            ];
+            control.relay_signals(Some(started.pid))?;
+            let status = entry::wait_for(started.pid);
+            // What the workload left running goes now (as a container's
+            // processes do when its init ends), so the pipes reach EOF and
+            // all output is sent before the exit status.
+            system::kill_all();
+            for pump in pumps {
+                let _ = pump.join();
+            }
+            status
         }
         entry::Workload::Absent => {
             control.relay_signals(None)?;

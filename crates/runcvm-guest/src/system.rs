@@ -67,15 +67,20 @@ pub const STOPS_INIT: [nix::sys::signal::Signal; 4] = [
     nix::sys::signal::Signal::SIGQUIT,
 ];
 
+/// Kills every process but init and reaps them: orphans the workload left
+/// behind must not outlive it.
+pub fn kill_all() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    crate::entry::reap_all();
+}
+
 /// Ends the VM: stops every process, flushes the disk, reboots. With
 /// `-no-reboot` (QEMU) and `reboot=k` (Firecracker) a reboot ends the VMM,
 /// which is how the launcher learns the guest is gone.
 pub fn power_off(status: Option<ExitStatus>) -> ! {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    // Orphans the workload left behind must not outlive it.
-    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    crate::entry::reap_all();
+    kill_all();
     crate::console::hand_back();
     nix::unistd::sync();
     runcvm_log::debug!("powering off (workload status {status:?})");

@@ -49,15 +49,35 @@ pub struct NfsServer {
     pub stopped: std::sync::mpsc::Receiver<String>,
 }
 
-/// Serves `exports` on `listener` from background threads.
-pub fn serve(listener: TcpListener, exports: Vec<Export>) -> Result<NfsServer, NfsError> {
+/// Who may talk to the server at all. The guard already keeps the pod's
+/// neighbours off 169.254.1.254; this keeps the server to the guest's
+/// kernel: its addresses, and (like knfsd's `secure` option) a privileged
+/// source port, which the kernel's NFS client uses and an unprivileged
+/// process in the guest cannot, so it cannot claim another uid in AUTH_UNIX.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peers {
+    /// Allowed client addresses; empty allows any.
+    pub addresses: Vec<std::net::IpAddr>,
+    /// Require a source port below 1024.
+    pub privileged_port: bool,
+}
+
+impl Peers {
+    fn admits(&self, peer: SocketAddr) -> bool {
+        (self.addresses.is_empty() || self.addresses.contains(&peer.ip()))
+            && (!self.privileged_port || peer.port() < 1024)
+    }
+}
+
+/// Serves `exports` on `listener` to `peers` from background threads.
+pub fn serve(listener: TcpListener, exports: Vec<Export>, peers: Peers) -> Result<NfsServer, NfsError> {
     let address = listener.local_addr().map_err(NfsError::Listener)?;
     let tree = Arc::new(tree::Tree::new(exports).map_err(NfsError::Export)?);
     let (report, stopped) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("nfs-accept".into())
         .spawn(move || {
-            let reason = accept_loop(&listener, &tree);
+            let reason = accept_loop(&listener, &tree, &peers);
             let _ = report.send(reason);
         })
         .map_err(NfsError::Listener)?;
@@ -65,9 +85,12 @@ pub fn serve(listener: TcpListener, exports: Vec<Export>) -> Result<NfsServer, N
 }
 
 /// Accepts until the listener fails for good; returns why.
-fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>) -> String {
+fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>, peers: &Peers) -> String {
     loop {
         match listener.accept() {
+            Ok((_, peer)) if !peers.admits(peer) => {
+                runcvm_log::warn!("nfs: refused a connection from {peer}: only the guest's kernel may connect");
+            }
             Ok((stream, _)) => {
                 let tree = Arc::clone(tree);
                 let spawned = std::thread::Builder::new()

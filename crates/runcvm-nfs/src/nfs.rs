@@ -18,8 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 const MAX_IO: u32 = 1 << 20;
 /// Changes with every server start, so clients re-send unstable writes.
 fn write_verifier(tree: &Tree) -> writeverf3 {
-    let _ = tree;
-    writeverf3(*b"runcvm01")
+    let mut verifier = *b"runcvm\0\0";
+    verifier[4..].copy_from_slice(&tree.epoch().to_be_bytes());
+    writeverf3(verifier)
 }
 
 /// What a procedure answers: a body to pack, or `None` for PROC_UNAVAIL.
@@ -223,13 +224,11 @@ fn lookup(tree: &Tree, args: LOOKUP3args<'_>) -> LOOKUP3res {
     };
     let name = args.what.name.as_ref();
     let target = match name {
-        b"." => Some(dir.clone()),
-        b".." => Some(dir.split().map_or_else(|| dir.clone(), |(parent, _)| parent)),
-        _ => check_name(name).ok().map(|()| dir.child(name)),
+        b"." => Ok(dir.clone()),
+        b".." => Ok(dir.split().map_or_else(|| dir.clone(), |(parent, _)| parent)),
+        _ => check_name(name).map(|()| dir.child(name)),
     };
-    let found = target
-        .ok_or(nfsstat3::NFS3ERR_INVAL)
-        .and_then(|node| tree.stat(&node).map(|stat| (node, stat)));
+    let found = target.and_then(|node| tree.stat(&node).map(|stat| (node, stat)));
     match found {
         Ok((node, stat)) => LOOKUP3res::Ok(LOOKUP3resok {
             object: tree.handle(&node, &stat),
@@ -257,13 +256,19 @@ fn access(tree: &Tree, args: ACCESS3args) -> ACCESS3res {
             ));
         }
     };
-    // Ask the kernel as the caller (faccessat with the thread's fsuid).
+    // Ask the kernel as the caller: AT_EACCESS checks with the thread's
+    // current (fs) credentials; without it faccessat uses the real uid, root.
     let granted = |mode: nix::unistd::AccessFlags| {
         node.split()
             .map_or(Ok(()), |(parent, name)| {
                 let dir = tree.open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-                nix::unistd::faccessat(&dir, OsStr::from_bytes(&name), mode, AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_err(status)
+                nix::unistd::faccessat(
+                    &dir,
+                    OsStr::from_bytes(&name),
+                    mode,
+                    AtFlags::AT_SYMLINK_NOFOLLOW | AtFlags::AT_EACCESS,
+                )
+                .map_err(status)
             })
             .is_ok()
     };
@@ -482,8 +487,8 @@ fn create(tree: &Tree, args: CREATE3args<'_>) -> CREATE3res {
         .map_err(status)
     });
     let result = result.and_then(|_file| {
-        let mut rest = attrs.cloned().unwrap_or_default();
-        rest.mode = Nfs3Option::None;
+        // The mode is applied again: the launcher's umask masked it at creation.
+        let rest = attrs.cloned().unwrap_or_default();
         apply_sattr(tree, &dir.child(&name), &rest)
     });
     match result {
@@ -532,9 +537,8 @@ fn mkdir(tree: &Tree, args: MKDIR3args<'_>) -> MKDIR3res {
             .map_err(status)
         })
         .and_then(|()| {
-            let mut rest = args.attributes.clone();
-            rest.mode = Nfs3Option::None;
-            apply_sattr(tree, &dir.child(&name), &rest)
+            // The mode is applied again: the launcher's umask masked it at creation.
+            apply_sattr(tree, &dir.child(&name), &args.attributes)
         });
     match result {
         Ok(()) => {

@@ -139,6 +139,11 @@ impl Tree {
         })
     }
 
+    /// Changes with every server start.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
     pub fn export(&self, index: usize) -> &Export {
         &self.roots[index].export
     }
@@ -231,7 +236,14 @@ impl Tree {
         }
         .filter(|n| n.export == export)
         .ok_or(nfsstat3::NFS3ERR_STALE)?;
-        let stat = self.stat(&node)?;
+        // Gone from where it was last seen: the handle no longer names it.
+        let stat = self.stat(&node).map_err(|e| {
+            if e == nfsstat3::NFS3ERR_NOENT {
+                nfsstat3::NFS3ERR_STALE
+            } else {
+                e
+            }
+        })?;
         if (stat.st_dev, stat.st_ino) != (dev, ino) {
             return Err(nfsstat3::NFS3ERR_STALE);
         }

@@ -22,7 +22,7 @@ struct Client {
 impl Client {
     fn connect(exports: Vec<Export>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = runcvm_nfs::serve(listener, exports).unwrap();
+        let server = runcvm_nfs::serve(listener, exports, runcvm_nfs::Peers::default()).unwrap();
         Self {
             stream: TcpStream::connect(server.address).unwrap(),
             xid: 0,
@@ -255,10 +255,45 @@ fn a_server_whose_listener_fails_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&listener);
-    let server = runcvm_nfs::serve(listener, vec![export("/data", dir.path(), false)]).unwrap();
+    let server = runcvm_nfs::serve(
+        listener,
+        vec![export("/data", dir.path(), false)],
+        runcvm_nfs::Peers::default(),
+    )
+    .unwrap();
     // SAFETY: shuts down the server's own listening socket, which the server
     // thread keeps open; accept then fails for good.
     unsafe { libc::shutdown(raw, libc::SHUT_RDWR) };
     let reason = server.stopped.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
     assert!(reason.contains("accepting connections failed"), "{reason}");
+}
+
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn only_admitted_peers_are_served() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    for peers in [
+        runcvm_nfs::Peers {
+            addresses: vec![],
+            privileged_port: true,
+        },
+        runcvm_nfs::Peers {
+            addresses: vec!["10.0.0.5".parse().unwrap()],
+            privileged_port: false,
+        },
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = runcvm_nfs::serve(listener, vec![export("/data", dir.path(), false)], peers.clone()).unwrap();
+        // An unprivileged port on loopback: refused either way.
+        let mut stream = TcpStream::connect(server.address).unwrap();
+        let mut byte = [0u8; 1];
+        use std::io::Read;
+        let _ = rpc::write_record(&mut stream, &[0; 40]);
+        assert_eq!(
+            stream.read(&mut byte).unwrap_or(0),
+            0,
+            "{peers:?}: the connection is closed unanswered"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! length: u32, big-endian, counting what follows
-//! kind:   u8   (1 = a JSON message; other kinds are reserved for stdio data)
+//! kind:   u8   (1 = a JSON message; 2 = output data: session u32, stream u8, bytes)
 //! body:   length - 1 bytes
 //! ```
 //!
@@ -19,11 +19,12 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
 const KIND_MESSAGE: u8 = 1;
+const KIND_DATA: u8 = 2;
 
 /// Messages from guest init to the launcher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,24 +107,69 @@ pub enum ProtoError {
     Malformed(#[source] serde_json::Error),
 }
 
-/// Writes one message as a single frame.
-pub fn write_message<M: Serialize>(mut out: impl Write, message: &M) -> io::Result<()> {
-    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
-    let len = u32::try_from(body.len() + 1)
+/// Which output of a process a data frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout = 1,
+    Stderr = 2,
+}
+
+/// The session of the container's own process; exec sessions get others.
+pub const WORKLOAD_SESSION: u32 = 0;
+/// The most data one frame carries.
+pub const MAX_DATA: usize = 64 * 1024;
+
+/// One frame: a message, or bytes of a session's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame<M> {
+    Message(M),
+    Data {
+        session: u32,
+        stream: Stream,
+        bytes: Vec<u8>,
+    },
+}
+
+fn write_frame(mut out: impl Write, kind: u8, parts: &[&[u8]]) -> io::Result<()> {
+    let body_len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(body_len + 1)
         .ok()
         .filter(|len| *len <= MAX_FRAME_LEN)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "control message too large"))?;
-    let mut frame = Vec::with_capacity(body.len() + 5);
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "control frame too large"))?;
+    let mut frame = Vec::with_capacity(body_len + 5);
     frame.extend_from_slice(&len.to_be_bytes());
-    frame.push(KIND_MESSAGE);
-    frame.extend_from_slice(&body);
+    frame.push(kind);
+    for part in parts {
+        frame.extend_from_slice(part);
+    }
     // One write keeps a frame whole on a port shared by several writers.
     out.write_all(&frame)?;
     out.flush()
 }
 
-/// Reads one message; `Ok(None)` when the stream ends cleanly between frames.
-pub fn read_message<M: DeserializeOwned>(mut input: impl Read) -> Result<Option<M>, ProtoError> {
+/// Writes one message as a single frame.
+pub fn write_message<M: Serialize>(out: impl Write, message: &M) -> io::Result<()> {
+    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
+    write_frame(out, KIND_MESSAGE, &[&body])
+}
+
+/// Writes output of `session` (at most [`MAX_DATA`] bytes) as one frame:
+/// `session: u32 BE, stream: u8, bytes`.
+pub fn write_data(out: impl Write, session: u32, stream: Stream, bytes: &[u8]) -> io::Result<()> {
+    write_frame(out, KIND_DATA, &[&session.to_be_bytes(), &[stream as u8], bytes])
+}
+
+/// Reads one message; data frames are an error here (use [`read_frame`]).
+pub fn read_message<M: DeserializeOwned>(input: impl Read) -> Result<Option<M>, ProtoError> {
+    match read_frame(input)? {
+        None => Ok(None),
+        Some(Frame::Message(message)) => Ok(Some(message)),
+        Some(Frame::Data { .. }) => Err(ProtoError::UnknownKind(KIND_DATA)),
+    }
+}
+
+/// Reads one frame; `Ok(None)` when the stream ends cleanly between frames.
+pub fn read_frame<M: DeserializeOwned>(mut input: impl Read) -> Result<Option<Frame<M>>, ProtoError> {
     let mut header = [0u8; 4];
     match read_exact_or_eof(&mut input, &mut header)? {
         Filled::Eof => return Ok(None),
@@ -143,8 +189,22 @@ pub fn read_message<M: DeserializeOwned>(mut input: impl Read) -> Result<Option<
     }
     match frame[0] {
         KIND_MESSAGE => serde_json::from_slice(&frame[1..])
-            .map(Some)
+            .map(|m| Some(Frame::Message(m)))
             .map_err(ProtoError::Malformed),
+        KIND_DATA if frame.len() >= 6 => {
+            let session = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
+            let stream = match frame[5] {
+                1 => Stream::Stdout,
+                2 => Stream::Stderr,
+                _ => return Err(ProtoError::UnknownKind(KIND_DATA)),
+            };
+            frame.drain(..6);
+            Ok(Some(Frame::Data {
+                session,
+                stream,
+                bytes: frame,
+            }))
+        }
         other => Err(ProtoError::UnknownKind(other)),
     }
 }
@@ -264,6 +324,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(&bare[5..], br#"{"type":"start"}"#);
+    }
+
+    #[test]
+    fn data_frames_carry_session_stream_and_bytes_between_messages() {
+        let mut wire = Vec::new();
+        write_data(&mut wire, WORKLOAD_SESSION, Stream::Stderr, b"oops\n").unwrap();
+        write_message(&mut wire, &GuestMessage::Ready { version: 1 }).unwrap();
+        write_data(&mut wire, 7, Stream::Stdout, &[0, 255]).unwrap();
+        let mut reader = wire.as_slice();
+        assert_eq!(
+            read_frame::<GuestMessage>(&mut reader).unwrap(),
+            Some(Frame::Data {
+                session: 0,
+                stream: Stream::Stderr,
+                bytes: b"oops\n".to_vec()
+            })
+        );
+        assert_eq!(
+            read_frame(&mut reader).unwrap(),
+            Some(Frame::Message(GuestMessage::Ready { version: 1 }))
+        );
+        assert_eq!(
+            read_frame::<GuestMessage>(&mut reader).unwrap(),
+            Some(Frame::Data {
+                session: 7,
+                stream: Stream::Stdout,
+                bytes: vec![0, 255]
+            })
+        );
+        let bad_stream = [0, 0, 0, 7, 2, 0, 0, 0, 0, 9, b'x'];
+        assert!(read_frame::<GuestMessage>(&bad_stream[..]).is_err());
     }
 
     #[test]

@@ -53,9 +53,10 @@ struct RunArgs {
     /// as in a Kubernetes pod.
     #[arg(long, value_enum, default_value_t = NetworkMode::None)]
     network: NetworkMode,
-    /// Share a host folder at a container path over NFS (repeatable; needs
-    /// `--network pod`).
-    #[arg(long = "volume", short = 'v', value_name = "HOST_DIR:CONTAINER_PATH[:ro]", value_parser = runcvm::volumes::parse_volume)]
+    /// Share a host folder at a container path over NFS (needs `--network
+    /// pod`), or copy a host file there at boot (repeatable). `:ro` makes a
+    /// folder read-only; a copied file is the guest's own copy.
+    #[arg(long = "volume", short = 'v', value_name = "HOST_PATH:CONTAINER_PATH[:ro]", value_parser = runcvm::volumes::parse_volume)]
     volumes: Vec<runcvm::volumes::VolumeSpec>,
     /// Hostname of the guest.
     #[arg(long)]

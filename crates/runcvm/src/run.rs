@@ -105,7 +105,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         None => None,
     };
     let (exports, copies) = crate::volumes::split(&request.volumes)?;
-    let served = crate::volumes::serve(&exports, volumes_optional)?;
+    let served = crate::volumes::serve(&exports, volumes_optional, pod.as_ref().map(|p| &p.guest))?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::measure_host_tsc_khz(TSC_WINDOW).unwrap_or(FALLBACK_TSC_KHZ);
     runcvm_log::debug!("host TSC {tsc_khz} kHz");

@@ -5,7 +5,7 @@
 use crate::console::ConsoleFilter;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
-use runcvm_proto::{ExitStatus, GuestMessage, HostMessage, PROTOCOL_VERSION};
+use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, PROTOCOL_VERSION, Stream, WORKLOAD_SESSION};
 use runcvm_vmm::Accel;
 use runcvm_vmm::qemu::QemuConfig;
 use std::io::{Read, Write};
@@ -393,10 +393,10 @@ fn spawn_console_pump(
                 Ok(mut filter) => filter.feed(&buf[..n]),
                 Err(_) => return,
             };
+            // The console carries the kernel's and init's lines: logs, so
+            // stderr; the workload's stdout stays clean.
             if !shown.is_empty() {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&shown);
-                let _ = out.flush();
+                let _ = write_through(&mut std::io::stderr().lock(), &shown);
             }
         }
     })
@@ -437,12 +437,29 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
         }
         let mut reader = std::io::BufReader::new(stream);
         loop {
-            match runcvm_proto::read_message::<GuestMessage>(&mut reader) {
-                Ok(Some(message)) => {
+            match runcvm_proto::read_frame::<GuestMessage>(&mut reader) {
+                Ok(Some(Frame::Message(message))) => {
                     if events.send(Event::Guest(message)).is_err() {
                         return;
                     }
                 }
+                // The workload's output, written here at once: each stream
+                // keeps its order, and a slow terminal slows the guest
+                // rather than filling memory.
+                Ok(Some(Frame::Data {
+                    session: WORKLOAD_SESSION,
+                    stream,
+                    bytes,
+                })) => {
+                    let written = match stream {
+                        Stream::Stdout => write_through(&mut std::io::stdout().lock(), &bytes),
+                        Stream::Stderr => write_through(&mut std::io::stderr().lock(), &bytes),
+                    };
+                    if let Err(e) = written {
+                        runcvm_log::debug!("cannot write the workload's {stream:?}: {e}");
+                    }
+                }
+                Ok(Some(Frame::Data { session, .. })) => runcvm_log::debug!("output for unknown session {session}"),
                 Ok(None) => {
                     let _ = events.send(Event::ControlClosed("end of stream".into()));
                     return;
@@ -454,6 +471,11 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
             }
         }
     });
+}
+
+fn write_through(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    out.write_all(bytes)?;
+    out.flush()
 }
 
 fn spawn_signal_taker(events: Sender<Event>) {

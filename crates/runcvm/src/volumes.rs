@@ -39,11 +39,20 @@ pub fn failure_is_optional() -> anyhow::Result<bool> {
     }
 }
 
-/// The folders to serve, and the single files read now to be copied in.
+/// The folders to serve (outer before nested, so mounts stack as the paths
+/// say), and the single files read now to be copied in.
 pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_proto::GuestFile>)> {
-    let mut exports = Vec::new();
+    let mut exports: Vec<Export> = Vec::new();
     let mut copies = Vec::new();
+    let mut paths = std::collections::HashSet::new();
     for spec in specs {
+        let path = match spec {
+            VolumeSpec::Shared(export) => export.name.as_str(),
+            VolumeSpec::Copied { path, .. } => path.as_str(),
+        };
+        if !paths.insert(path.to_owned()) {
+            anyhow::bail!("two volumes at {path}: give each container path once");
+        }
         match spec {
             VolumeSpec::Shared(export) => exports.push(export.clone()),
             VolumeSpec::Copied { host, path } => {
@@ -56,12 +65,13 @@ pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_pr
             }
         }
     }
+    exports.sort_by_key(|e| e.name.matches('/').count());
     Ok((exports, copies))
 }
 
 /// Starts the server for `exports` (none: no server). The port is chosen by
 /// the kernel.
-pub fn serve(exports: &[Export], optional: bool) -> anyhow::Result<Served> {
+pub fn serve(exports: &[Export], optional: bool, guest: Option<&runcvm_spec::GuestNetwork>) -> anyhow::Result<Served> {
     if exports.is_empty() {
         return Ok(Served::default());
     }
@@ -69,7 +79,13 @@ pub fn serve(exports: &[Export], optional: bool) -> anyhow::Result<Served> {
     let listener = TcpListener::bind(address).with_context(|| {
         format!("cannot listen for NFS on {HOST_IDENTITY_IP} (troubleshooting guide, section 3): is br-eth0 up?")
     })?;
-    let server = runcvm_nfs::serve(listener, exports.to_vec())?;
+    let peers = runcvm_nfs::Peers {
+        addresses: guest
+            .map(|g| g.addresses.iter().map(|a| a.ip).collect())
+            .unwrap_or_default(),
+        privileged_port: true,
+    };
+    let server = runcvm_nfs::serve(listener, exports.to_vec(), peers)?;
     runcvm_log::debug!("NFS server on {} for {} volumes", server.address, exports.len());
     let volumes = exports
         .iter()
@@ -88,7 +104,7 @@ pub fn serve(exports: &[Export], optional: bool) -> anyhow::Result<Served> {
 
 /// Parses `HOST:GUEST[:ro]`; a host file (not a folder) is copied at boot.
 pub fn parse_volume(spec: &str) -> Result<VolumeSpec, String> {
-    let bad = || format!("--volume {spec:?} is not HOST_DIR:CONTAINER_PATH[:ro]");
+    let bad = || format!("--volume {spec:?} is not HOST_PATH:CONTAINER_PATH[:ro]");
     let mut parts = spec.split(':');
     let (host, guest) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
     let read_only = match parts.next() {

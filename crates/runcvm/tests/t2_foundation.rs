@@ -134,23 +134,21 @@ fn exit_codes_pass_through() {
 #[ignore = "T2: boots real VMs; run scripts/test.sh"]
 fn missing_or_unrunnable_program_exits_like_runc() {
     let t2 = t2();
+    // runc's wording, on stderr with the other guest init lines.
     let out = run_in_vm(&t2, &[], &["no-such-program"]).run();
     assert_eq!(out.code, Some(127));
     assert!(
-        out.stdout_text()
+        out.stderr
             .contains(r#"exec: "no-such-program": executable file not found in $PATH"#),
-        "stdout: {}",
-        out.stdout_text()
+        "{}",
+        out.stderr
     );
+    assert_eq!(out.stdout_text(), "");
     let out = run_in_vm(&t2, &[], &["/etc/passwd"]).run();
-    assert_eq!(out.code, Some(126), "stdout: {}", out.stdout_text());
-    assert!(
-        out.stdout_text().contains("permission denied"),
-        "stdout: {}",
-        out.stdout_text()
-    );
+    assert_eq!(out.code, Some(126), "{}", out.stderr);
+    assert!(out.stderr.contains("permission denied"), "{}", out.stderr);
     let out = run_in_vm(&t2, &[], &["/no/such/file"]).run();
-    assert_eq!(out.code, Some(127), "stdout: {}", out.stdout_text());
+    assert_eq!(out.code, Some(127), "{}", out.stderr);
 }
 
 #[test]
@@ -176,15 +174,16 @@ fn info_shows_only_the_workload_and_debug_shows_the_boot() {
     let debug = run_in_vm(&t2, &[], &["echo", "only this"])
         .env("RUNCVM_LOG_LEVEL", "DEBUG")
         .run();
-    let stdout = debug.stdout_text();
-    assert!(stdout.contains("Linux version 6.1"), "{stdout}");
-    assert!(stdout.contains("only this\n"));
-    assert!(stdout.contains("runcvm-init DEBUG: kernel command line:"), "{stdout}");
+    // The workload's stdout stays clean; the console's lines are logs.
+    assert_eq!(debug.stdout_text(), "only this\n");
+    let logs = &debug.stderr;
+    assert!(logs.contains("Linux version 6.1"), "{logs}");
+    assert!(logs.contains("runcvm-init DEBUG: kernel command line:"), "{logs}");
     assert!(
-        stdout.contains("[VM-START] DEBUG: runcvm-vm-start loaded /.runcvm/entrypoint"),
-        "{stdout}"
+        logs.contains("[VM-START] DEBUG: runcvm-vm-start loaded /.runcvm/entrypoint"),
+        "{logs}"
     );
-    assert!(stdout.contains("[VM-START] DEBUG: argv[1] = \"only this\""), "{stdout}");
+    assert!(logs.contains("[VM-START] DEBUG: argv[1] = \"only this\""), "{logs}");
     assert!(
         debug.stderr.contains("runcvm DEBUG: host preparation took"),
         "{}",
@@ -236,7 +235,8 @@ fn missing_entrypoint_sleeps_and_says_so() {
     let t2 = t2();
     let run = RuncvmRun::new(&t2).arg("run").arg("--no-entrypoint").arg(&t2.rootfs);
     let mut child = run.spawn();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
+    // Guest init's lines come with the launcher's logs, on stderr.
+    let stdout = BufReader::new(child.stderr.take().unwrap());
     let (lines, inbox) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {

@@ -179,3 +179,57 @@ fn explicit_sizes_override_the_defaults() {
         .unwrap_or(0);
     assert!((250 << 10..=300 << 10).contains(&kib), "MemTotal {kib} kB");
 }
+
+fn numbers(from: u64, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 16);
+    let mut n = from;
+    while bytes.len() < len {
+        bytes.extend_from_slice(format!("{n}\n").as_bytes());
+        n += 1;
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// stdout and stderr leave the guest apart, each byte-exact and in order,
+/// written at the same time.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn stdout_and_stderr_stay_apart_byte_exact() {
+    let t2 = t2();
+    const TEN_MIB: usize = 10 << 20;
+    let script = format!("seq 1 3000000 | head -c {TEN_MIB} & seq 5000001 8000000 | head -c {TEN_MIB} >&2 & wait");
+    let out = RuncvmRun::new(&t2)
+        .arg("run")
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", &script])
+        .run();
+    assert_eq!(out.code, Some(0));
+    assert_eq!(out.stdout.len(), TEN_MIB);
+    assert!(out.stdout == numbers(1, TEN_MIB), "stdout differs from `seq 1 …`");
+    let stderr = out.stderr.as_bytes();
+    assert_eq!(stderr.len(), TEN_MIB, "stderr holds the workload's stderr only");
+    assert!(
+        stderr == numbers(5_000_001, TEN_MIB).as_slice(),
+        "stderr differs from `seq 5000001 …`"
+    );
+}
+
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn a_hundred_mib_of_output_loses_nothing() {
+    let t2 = t2();
+    let out = RuncvmRun::new(&t2)
+        .arg("run")
+        .arg(&t2.rootfs)
+        .args(["--", "dd", "if=/dev/zero", "bs=1048576", "count=100"])
+        .run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.len(), 100 << 20);
+    assert!(out.stdout.iter().all(|b| *b == 0));
+    assert!(
+        out.stderr.contains("100+0 records out"),
+        "dd's report goes to stderr: {}",
+        out.stderr
+    );
+}
