@@ -2,7 +2,7 @@
 //! `runcvm.ctl`, found by name because port numbers depend on device order.
 
 use anyhow::Context;
-use runcvm_proto::{GuestMessage, HostMessage};
+use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream};
 use runcvm_spec::CONTROL_PORT_NAME;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -42,36 +42,28 @@ impl ControlPort {
         Arc::clone(&self.writer)
     }
 
-    /// Relays the launcher's signals from a thread of its own: to the
-    /// workload, or, with none running, a stop signal ends the VM.
-    pub fn relay_signals(&self, workload: Option<nix::unistd::Pid>) -> anyhow::Result<()> {
+    /// Serves the launcher from a thread of its own once the workload runs
+    /// (or, with none, while init sleeps): signals go to the workload (with
+    /// none running, a stop signal ends the VM), exec sessions start, and
+    /// their stdin is fed.
+    pub fn serve_launcher(&self, workload: Option<nix::unistd::Pid>) -> anyhow::Result<()> {
         let mut reader = self.file.try_clone().context("cannot share the control port")?;
         let writer = self.writer();
-        std::thread::Builder::new().name("signals".into()).spawn(move || {
+        std::thread::Builder::new().name("launcher".into()).spawn(move || {
             loop {
-                let signal = match runcvm_proto::read_message::<HostMessage>(&mut reader) {
-                    Ok(Some(HostMessage::Signal { signal })) => signal,
-                    Ok(Some(other)) => {
-                        runcvm_log::warn!("unexpected control message {other:?}");
-                        continue;
+                match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
+                    Ok(Some(Frame::Message(HostMessage::Signal { signal }))) => deliver(signal, workload, &writer),
+                    Ok(Some(Frame::Message(HostMessage::Exec { session, process }))) => {
+                        crate::exec::start(session, &process)
                     }
+                    Ok(Some(Frame::Message(HostMessage::CloseStdin { session }))) => crate::exec::close_stdin(session),
+                    Ok(Some(Frame::Data {
+                        session,
+                        stream: Stream::Stdin,
+                        bytes,
+                    })) => crate::exec::stdin(session, &bytes),
+                    Ok(Some(other)) => runcvm_log::warn!("unexpected control frame {other:?}"),
                     Ok(None) | Err(_) => return,
-                };
-                let Ok(signal) = nix::sys::signal::Signal::try_from(signal) else {
-                    runcvm_log::warn!("the launcher sent unknown signal {signal}");
-                    continue;
-                };
-                match workload {
-                    Some(pid) => {
-                        runcvm_log::debug!("forwarding {signal} to the workload (pid {pid})");
-                        let _ = nix::sys::signal::kill(pid, signal);
-                    }
-                    None if crate::system::STOPS_INIT.contains(&signal) => {
-                        let status = runcvm_proto::ExitStatus::Signal(signal as i32);
-                        let _ = send_on(&writer, &GuestMessage::Exit { status });
-                        crate::system::power_off(Some(status));
-                    }
-                    None => runcvm_log::debug!("{signal} ignored: no workload is running"),
                 }
             }
         })?;
@@ -85,6 +77,25 @@ impl ControlPort {
         runcvm_proto::read_message(&mut self.file)
             .context("cannot read from the control channel")?
             .context("the launcher closed the control channel")
+    }
+}
+
+fn deliver(signal: i32, workload: Option<nix::unistd::Pid>, writer: &SharedWriter) {
+    let Ok(signal) = nix::sys::signal::Signal::try_from(signal) else {
+        runcvm_log::warn!("the launcher sent unknown signal {signal}");
+        return;
+    };
+    match workload {
+        Some(pid) => {
+            runcvm_log::debug!("forwarding {signal} to the workload (pid {pid})");
+            let _ = nix::sys::signal::kill(pid, signal);
+        }
+        None if crate::system::STOPS_INIT.contains(&signal) => {
+            let status = runcvm_proto::ExitStatus::Signal(signal as i32);
+            let _ = send_on(writer, &GuestMessage::Exit { status });
+            crate::system::power_off(Some(status));
+        }
+        None => runcvm_log::debug!("{signal} ignored: no workload is running"),
     }
 }
 

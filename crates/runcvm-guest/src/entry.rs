@@ -29,6 +29,8 @@ pub struct Started {
     pub pid: Pid,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// The write end of its stdin, when it has one.
+    pub stdin: Option<OwnedFd>,
 }
 
 /// What became of the entrypoint.
@@ -74,7 +76,7 @@ pub fn start_entrypoint() -> Workload {
         entrypoint.additional_gids,
         entrypoint.env.len()
     );
-    match start(&entrypoint) {
+    match start(&entrypoint, false) {
         Ok(started) => Workload::Running(started),
         Err(failure) => {
             vm_start!(Error, "unable to start container process: {}", failure.message);
@@ -93,10 +95,11 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Why the workload did not start, and the code runc would exit with.
-struct StartFailure {
-    code: i32,
-    message: String,
+/// Why a process did not start, and the code runc would exit with.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub code: i32,
+    pub message: String,
 }
 
 /// The step of the child's set-up that failed, reported over the pipe.
@@ -140,7 +143,9 @@ fn cstrings(items: &[runcvm_spec::ByteString]) -> Result<Vec<CString>, StartFail
         .collect()
 }
 
-fn start(entrypoint: &Entrypoint) -> Result<Started, StartFailure> {
+/// Starts `entrypoint` with its stdout and stderr on pipes, and its stdin on
+/// a pipe too if `with_stdin`.
+pub fn start(entrypoint: &Entrypoint, with_stdin: bool) -> Result<Started, StartFailure> {
     let name = entrypoint.args[0].as_bytes();
     let cwd_path = std::path::Path::new(entrypoint.cwd.as_os_str());
     let program = lookup::find_program(name, entrypoint.path_var(), cwd_path).map_err(|e| StartFailure {
@@ -170,12 +175,19 @@ fn start(entrypoint: &Entrypoint) -> Result<Started, StartFailure> {
     };
     let (stdout_read, stdout_write) = pipe()?;
     let (stderr_read, stderr_write) = pipe()?;
-    let stdin = nix::fcntl::open(
-        "/dev/null",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ok();
+    // The workload's stdin is /dev/null, as a container's without `-i`; an
+    // exec session's is a pipe the launcher feeds.
+    let (stdin, stdin_write) = if with_stdin {
+        let (read, write) = pipe()?;
+        (Some(read), Some(write))
+    } else {
+        let null = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        );
+        (null.ok(), None)
+    };
     let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StartFailure {
         code: RUNNER_FAILED,
         message: format!("cannot create a pipe: {e}"),
@@ -221,6 +233,7 @@ fn start(entrypoint: &Entrypoint) -> Result<Started, StartFailure> {
                     pid: child,
                     stdout: stdout_read,
                     stderr: stderr_read,
+                    stdin: stdin_write,
                 }),
                 Some((step, errno)) => {
                     let _ = waitpid(child, None);
@@ -334,7 +347,8 @@ pub fn wait_for(workload: Pid) -> ExitStatus {
         match waitpid(None, None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == workload => return ExitStatus::Code(code),
             Ok(WaitStatus::Signaled(pid, signal, _)) if pid == workload => return ExitStatus::Signal(signal as i32),
-            Ok(_) | Err(Errno::EINTR) => {}
+            Ok(other) => dispatch(other),
+            Err(Errno::EINTR) => {}
             Err(e) => {
                 vm_start!(Error, "lost track of the workload: {e}");
                 return ExitStatus::Code(RUNNER_FAILED);
@@ -347,9 +361,19 @@ pub fn wait_for(workload: Pid) -> ExitStatus {
 pub fn reap_all() {
     loop {
         match waitpid(None, None) {
-            Ok(_) | Err(Errno::EINTR) => {}
+            Ok(other) => dispatch(other),
+            Err(Errno::EINTR) => {}
             Err(_) => return,
         }
+    }
+}
+
+/// Hands an exec session's exit to the session; others are orphans.
+fn dispatch(status: WaitStatus) {
+    match status {
+        WaitStatus::Exited(pid, code) => crate::exec::reaped(pid, ExitStatus::Code(code)),
+        WaitStatus::Signaled(pid, signal, _) => crate::exec::reaped(pid, ExitStatus::Signal(signal as i32)),
+        _ => {}
     }
 }
 

@@ -8,6 +8,7 @@
 mod console;
 mod control;
 mod entry;
+mod exec;
 mod lookup;
 mod mounts;
 mod net;
@@ -16,7 +17,7 @@ mod system;
 mod volumes;
 
 use runcvm_log::{Epoch, LogLevel};
-use runcvm_proto::{ExitStatus, GuestMessage, HostMessage};
+use runcvm_proto::{ExitStatus, GuestMessage, HostMessage, WORKLOAD_SESSION};
 use runcvm_spec::{LaunchPlan, PLAN_PATH};
 
 fn main() {
@@ -60,6 +61,7 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     }
     system::bring_up_loopback()?;
     let mut control = control::ControlPort::open()?;
+    exec::init(control.writer());
     control.send(&GuestMessage::Ready {
         version: runcvm_proto::PROTOCOL_VERSION,
     })?;
@@ -82,10 +84,20 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
         entry::Workload::Ended(status) => status,
         entry::Workload::Running(started) => {
             let pumps = [
-                output::pump(started.stdout, runcvm_proto::Stream::Stdout, control.writer()),
-                output::pump(started.stderr, runcvm_proto::Stream::Stderr, control.writer()),
+                output::pump(
+                    started.stdout,
+                    WORKLOAD_SESSION,
+                    runcvm_proto::Stream::Stdout,
+                    control.writer(),
+                ),
+                output::pump(
+                    started.stderr,
+                    WORKLOAD_SESSION,
+                    runcvm_proto::Stream::Stderr,
+                    control.writer(),
+                ),
             ];
-            control.relay_signals(Some(started.pid))?;
+            control.serve_launcher(Some(started.pid))?;
             let status = entry::wait_for(started.pid);
             // What the workload left running goes now (as a container's
             // processes do when its init ends), so the pipes reach EOF and
@@ -97,7 +109,7 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
             status
         }
         entry::Workload::Absent => {
-            control.relay_signals(None)?;
+            control.serve_launcher(None)?;
             entry::sleep_forever()
         }
     };

@@ -4,13 +4,13 @@
 //! stream). The serial console keeps the kernel's and init's lines.
 
 use crate::control::SharedWriter;
-use runcvm_proto::{MAX_DATA, Stream, WORKLOAD_SESSION};
+use runcvm_proto::{MAX_DATA, Stream};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::thread::JoinHandle;
 
 /// Copies `pipe` to the control channel until every writer has closed it.
-pub fn pump(pipe: OwnedFd, stream: Stream, writer: SharedWriter) -> JoinHandle<()> {
+pub fn pump(pipe: OwnedFd, session: u32, stream: Stream, writer: SharedWriter) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut pipe = std::fs::File::from(pipe);
         let mut buf = vec![0u8; MAX_DATA];
@@ -22,7 +22,7 @@ pub fn pump(pipe: OwnedFd, stream: Stream, writer: SharedWriter) -> JoinHandle<(
                 Err(_) => return,
             };
             let Ok(mut port) = writer.lock() else { return };
-            if runcvm_proto::write_data(&mut *port, WORKLOAD_SESSION, stream, &buf[..n]).is_err() {
+            if runcvm_proto::write_data(&mut *port, session, stream, &buf[..n]).is_err() {
                 return;
             }
         }

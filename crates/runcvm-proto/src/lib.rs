@@ -13,13 +13,13 @@
 //! version stops the VM with a clear error rather than guessing. The host
 //! answers `Start`, and the guest runs the workload and ends with `Exit`.
 
-use runcvm_spec::{ByteString, GuestNetwork, GuestVolume};
+use runcvm_spec::{ByteString, Entrypoint, GuestNetwork, GuestVolume};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -34,6 +34,8 @@ pub enum GuestMessage {
     Ready { version: u32 },
     /// The workload ended; init powers the VM off next.
     Exit { status: ExitStatus },
+    /// An exec session's process ended; all its output was sent before.
+    ExecExit { session: u32, status: ExitStatus },
 }
 
 /// Messages from the launcher to guest init.
@@ -56,6 +58,11 @@ pub enum HostMessage {
     },
     /// A signal the launcher received, for the workload.
     Signal { signal: i32 },
+    /// Run another process in the guest (`runcvm exec`); its output comes
+    /// back as data frames of `session`, then `ExecExit`.
+    Exec { session: u32, process: Entrypoint },
+    /// No more stdin for `session` (data frames with `Stream::Stdin` carry it).
+    CloseStdin { session: u32 },
 }
 
 /// A file's full path in the guest and its exact content.
@@ -110,6 +117,8 @@ pub enum ProtoError {
 /// Which output of a process a data frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// Host to guest: input for a session.
+    Stdin = 0,
     Stdout = 1,
     Stderr = 2,
 }
@@ -194,6 +203,7 @@ pub fn read_frame<M: DeserializeOwned>(mut input: impl Read) -> Result<Option<Fr
         KIND_DATA if frame.len() >= 6 => {
             let session = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
             let stream = match frame[5] {
+                0 => Stream::Stdin,
                 1 => Stream::Stdout,
                 2 => Stream::Stderr,
                 _ => return Err(ProtoError::UnknownKind(KIND_DATA)),

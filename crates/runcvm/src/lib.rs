@@ -4,6 +4,7 @@
 
 pub mod accel;
 pub mod console;
+pub mod exec;
 pub mod guest_disk;
 pub mod locate;
 pub mod pod_network;

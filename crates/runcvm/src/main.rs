@@ -21,6 +21,76 @@ enum Command {
     ///
     /// The console streams to stdout. runcvm's own failures exit 125.
     Run(RunArgs),
+    /// Run CMD in the VM of a running `runcvm run` (TARGET: its pid or run
+    /// folder). A leading `---` runs the rest here instead, outside the VM.
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// Pass this process's stdin to CMD.
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Set an environment variable (repeatable); PATH has a default.
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    env: Vec<OsString>,
+    /// Working directory in the guest.
+    #[arg(long, short = 'w', value_name = "DIR", default_value = "/")]
+    workdir: OsString,
+    /// Numeric user and group to run as.
+    #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
+    user: Option<(u32, u32)>,
+    /// The `runcvm run` to exec into: its pid or run folder.
+    target: String,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// The process an exec runs, from its flags.
+fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, String> {
+    let env = with_default_path(&args.env)?;
+    let mut process = Entrypoint::new(command.iter().cloned().map(ByteString::from).collect(), env);
+    process.cwd = args.workdir.clone().into();
+    if let Some((uid, gid)) = args.user {
+        process.uid = uid;
+        process.gid = gid;
+    }
+    process.validate().map_err(|e| e.to_string())?;
+    Ok(process)
+}
+
+fn run_exec(args: &ExecArgs) -> i32 {
+    // The escape hatch: `--- CMD` runs in the container (here), not the VM.
+    if args.command.first().is_some_and(|a| a == "---") {
+        let Some((program, rest)) = args.command[1..].split_first() else {
+            runcvm_log::error!("`---` needs a command after it");
+            return runcvm::RUNTIME_FAILURE;
+        };
+        return match std::process::Command::new(program).args(rest).status() {
+            Ok(status) => status
+                .code()
+                .unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+            Err(e) => {
+                runcvm_log::error!("cannot run {program:?} outside the VM: {e}");
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                }
+            }
+        };
+    }
+    let outcome = exec_process(args, &args.command)
+        .map_err(anyhow::Error::msg)
+        .and_then(|process| {
+            let socket = runcvm::exec::locate_socket(&args.target, &runcvm::run_dir::RunDir::state_dir())?;
+            runcvm::exec::run_client(&socket, process, args.interactive)
+        });
+    outcome.unwrap_or_else(|e| {
+        runcvm_log::error!("{e:#}");
+        runcvm::RUNTIME_FAILURE
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +147,22 @@ enum NetworkMode {
     Pod,
 }
 
+/// The environment from `--env`, with Docker's default `PATH` first unless
+/// one is given.
+fn with_default_path(given: &[OsString]) -> Result<Vec<ByteString>, String> {
+    let mut env: Vec<ByteString> = Vec::new();
+    if !given.iter().any(|e| e.as_bytes().starts_with(b"PATH=")) {
+        env.push(DEFAULT_PATH.into());
+    }
+    for entry in given {
+        if !entry.as_bytes().contains(&b'=') {
+            return Err(format!("--env {entry:?} is not KEY=VALUE"));
+        }
+        env.push(entry.clone().into());
+    }
+    Ok(env)
+}
+
 /// Docker's default for images that set none.
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -91,16 +177,7 @@ fn parse_user(value: &str) -> Result<(u32, u32), String> {
 
 impl RunArgs {
     fn into_request(self) -> Result<RunRequest, String> {
-        let mut env: Vec<ByteString> = Vec::new();
-        if !self.env.iter().any(|e| e.as_bytes().starts_with(b"PATH=")) {
-            env.push(DEFAULT_PATH.into());
-        }
-        for entry in self.env {
-            if !entry.as_bytes().contains(&b'=') {
-                return Err(format!("--env {entry:?} is not KEY=VALUE"));
-            }
-            env.push(entry.into());
-        }
+        let env = with_default_path(&self.env)?;
         let mut entrypoint = Entrypoint::new(self.command.into_iter().map(ByteString::from).collect(), env);
         entrypoint.cwd = self.workdir.into();
         if let Some((uid, gid)) = self.user {
@@ -147,6 +224,7 @@ fn main() {
         std::process::exit(if e.use_stderr() { runcvm::RUNTIME_FAILURE } else { 0 });
     });
     let code = match cli.command {
+        Command::Exec(args) => run_exec(&args),
         Command::Run(args) => match args.into_request() {
             Ok(request) => runcvm::run::run(&request),
             Err(message) => {

@@ -141,6 +141,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
             volumes: served.volumes,
         },
         volume_server: served.stopped,
+        exec_socket: Some(run_dir.exec_socket()),
     })?;
     runcvm_log::debug!(
         "workload {status:?}; run took {:.3} s in all",

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 /// Overrides [`DEFAULT_STATE_DIR`].
 pub const STATE_DIR_ENV: &str = "RUNCVM_STATE_DIR";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/runcvm";
+/// The exec socket's name in a run folder.
+pub const EXEC_SOCKET: &str = "exec.sock";
 
 /// The run folder could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,11 @@ impl RunDir {
 
     pub fn control_socket(&self) -> PathBuf {
         self.path.join("control.sock")
+    }
+
+    /// Where `runcvm exec` reaches the VM.
+    pub fn exec_socket(&self) -> PathBuf {
+        self.path.join(EXEC_SOCKET)
     }
 
     /// Folder for the files written into the guest's `/.runcvm`.

@@ -3,6 +3,7 @@
 //! the workload's exit status or one clear error.
 
 use crate::console::ConsoleFilter;
+use crate::exec::{ExecHub, GuestWriter};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, PROTOCOL_VERSION, Stream, WORKLOAD_SESSION};
@@ -120,6 +121,8 @@ pub struct VmLaunch<'a> {
     pub start: HostMessage,
     /// Reports why the volumes' NFS server stopped, if it does.
     pub volume_server: Option<std::sync::mpsc::Receiver<String>>,
+    /// Where `runcvm exec` connects (none: no exec).
+    pub exec_socket: Option<std::path::PathBuf>,
 }
 
 /// Blocks the forwarded signals in the calling thread (and so in every
@@ -173,11 +176,18 @@ pub fn run(mut launch: VmLaunch<'_>) -> Result<ExitStatus, VmError> {
         reaped: Arc::new(AtomicBool::new(false)),
     };
 
+    let hub = ExecHub::new();
+    if let Some(path) = &launch.exec_socket {
+        match UnixListener::bind(path) {
+            Ok(listener) => hub.serve(listener),
+            Err(e) => runcvm_log::warn!("runcvm exec is unavailable: cannot listen on {}: {e}", path.display()),
+        }
+    }
     let console = Arc::new(Mutex::new(ConsoleFilter::new(launch.show_boot)));
     let console_done = spawn_console_pump(child.stdout.take(), Arc::clone(&console));
     let qemu_errors = spawn_stderr_collector(child.stderr.take());
     if let Some(listener) = listener {
-        spawn_control_reader(listener, events.clone());
+        spawn_control_reader(listener, events.clone(), Arc::clone(&hub));
     }
     spawn_signal_taker(events.clone());
     if let Some(stopped) = launch.volume_server.take() {
@@ -201,7 +211,7 @@ pub fn run(mut launch: VmLaunch<'_>) -> Result<ExitStatus, VmError> {
     }
     drop(events);
 
-    let outcome = supervise(launch, &vmm, &inbox, started);
+    let outcome = supervise(launch, &vmm, &inbox, started, &hub);
     // All console output is shown before the launcher reports or exits.
     let _ = console_done.join();
     let tail = console.lock().map(|c| c.tail()).unwrap_or_default();
@@ -221,13 +231,13 @@ struct Outcome {
     vmm_status: Option<std::process::ExitStatus>,
 }
 
-fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started: Instant) -> Outcome {
+fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started: Instant, hub: &ExecHub) -> Outcome {
     let mut outcome = Outcome::default();
     let boot_deadline = started + launch.boot_timeout;
     let mut shutdown_deadline: Option<Instant> = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut control_open = launch.qemu.control_socket.is_some();
-    let mut writer: Option<UnixStream> = None;
+    let mut writer: Option<GuestWriter> = None;
     loop {
         let deadline = drain_deadline
             .or(shutdown_deadline)
@@ -237,7 +247,7 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
             None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match event {
-            Ok(Event::Connected(stream)) => writer = Some(stream),
+            Ok(Event::Connected(stream)) => writer = Some(Arc::new(Mutex::new(stream))),
             Ok(Event::Guest(GuestMessage::Ready { version })) => {
                 runcvm_log::debug!("guest init ready after {:.3} s", started.elapsed().as_secs_f64());
                 outcome.ready = true;
@@ -246,10 +256,15 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                     vmm.kill();
                     continue;
                 }
-                let sent = writer.as_mut().map(|w| runcvm_proto::write_message(w, &launch.start));
-                if let Some(Err(e)) = sent {
-                    runcvm_log::error!("cannot send the start message to the guest: {e}");
-                    vmm.kill();
+                let sent = writer.as_ref().map(|w| send(w, &launch.start));
+                match sent {
+                    Some(Err(e)) => {
+                        runcvm_log::error!("cannot send the start message to the guest: {e}");
+                        vmm.kill();
+                    }
+                    // From now on the guest serves exec sessions too.
+                    Some(Ok(())) => hub.set_guest(Arc::clone(writer.as_ref().expect("sent through it"))),
+                    None => {}
                 }
             }
             Ok(Event::Guest(GuestMessage::Exit { status })) => {
@@ -257,6 +272,8 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                 outcome.status = Some(status);
                 shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
             }
+            // Exec exits go straight to their clients; none reach here.
+            Ok(Event::Guest(GuestMessage::ExecExit { .. })) => {}
             Ok(Event::ControlClosed(reason)) => {
                 runcvm_log::debug!("control channel closed: {reason}");
                 control_open = false;
@@ -271,9 +288,9 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                 vmm.kill();
             }
             Ok(Event::Signal(signal)) => {
-                let forwarded = match writer.as_mut() {
+                let forwarded = match writer.as_ref() {
                     Some(writer) if outcome.ready && outcome.status.is_none() => {
-                        runcvm_proto::write_message(writer, &HostMessage::Signal { signal: signal as i32 }).is_ok()
+                        send(writer, &HostMessage::Signal { signal: signal as i32 }).is_ok()
                     }
                     _ => false,
                 };
@@ -417,7 +434,7 @@ fn spawn_stderr_collector(stderr: Option<std::process::ChildStderr>) -> std::thr
     })
 }
 
-fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
+fn spawn_control_reader(listener: UnixListener, events: Sender<Event>, hub: Arc<ExecHub>) {
     std::thread::spawn(move || {
         let (stream, _) = match listener.accept() {
             Ok(connection) => connection,
@@ -438,6 +455,7 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
         let mut reader = std::io::BufReader::new(stream);
         loop {
             match runcvm_proto::read_frame::<GuestMessage>(&mut reader) {
+                Ok(Some(Frame::Message(GuestMessage::ExecExit { session, status }))) => hub.exited(session, status),
                 Ok(Some(Frame::Message(message))) => {
                     if events.send(Event::Guest(message)).is_err() {
                         return;
@@ -453,13 +471,13 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
                 })) => {
                     let written = match stream {
                         Stream::Stdout => write_through(&mut std::io::stdout().lock(), &bytes),
-                        Stream::Stderr => write_through(&mut std::io::stderr().lock(), &bytes),
+                        Stream::Stderr | Stream::Stdin => write_through(&mut std::io::stderr().lock(), &bytes),
                     };
                     if let Err(e) = written {
                         runcvm_log::debug!("cannot write the workload's {stream:?}: {e}");
                     }
                 }
-                Ok(Some(Frame::Data { session, .. })) => runcvm_log::debug!("output for unknown session {session}"),
+                Ok(Some(Frame::Data { session, stream, bytes })) => hub.output(session, stream, &bytes),
                 Ok(None) => {
                     let _ = events.send(Event::ControlClosed("end of stream".into()));
                     return;
@@ -471,6 +489,13 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>) {
             }
         }
     });
+}
+
+fn send(writer: &GuestWriter, message: &HostMessage) -> std::io::Result<()> {
+    let mut stream = writer
+        .lock()
+        .map_err(|_| std::io::Error::other("control channel writer poisoned"))?;
+    runcvm_proto::write_message(&mut *stream, message)
 }
 
 fn write_through(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {

@@ -233,3 +233,146 @@ fn a_hundred_mib_of_output_loses_nothing() {
         out.stderr
     );
 }
+
+/// A VM that runs until told to stop, for exec tests; returns its run and
+/// the launcher's pid as `runcvm exec` takes it.
+fn long_running(t2: &T2) -> (RuncvmRun, Child) {
+    let (run, child, inbox) = start(t2, "echo up; while :; do sleep 1; done");
+    expect_line(&inbox, "up");
+    (run, child)
+}
+
+fn exec(t2: &T2, run: &RuncvmRun, child: &Child, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(&t2.runcvm);
+    command.env("RUNCVM_STATE_DIR", run.state_dir()).arg("exec");
+    if stdin.is_some() {
+        command.arg("-i");
+    }
+    command
+        .args(args.iter().take_while(|a| **a != "--"))
+        .arg(child.id().to_string());
+    command.args(args.iter().skip_while(|a| **a != "--"));
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut process = command.spawn().unwrap();
+    let mut input = process.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    process.wait_with_output().unwrap()
+}
+
+fn stop(run: RuncvmRun, mut child: Child) {
+    kill(pid_of(&child), Signal::SIGTERM).unwrap();
+    let _ = child.wait();
+    run.assert_nothing_left();
+}
+
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn exec_runs_in_the_vm_with_its_own_env_cwd_user_and_stdin() {
+    let t2 = t2();
+    let (run, child) = long_running(&t2);
+    let out = exec(
+        &t2,
+        &run,
+        &child,
+        &[
+            "-e",
+            "GREETING=hi there",
+            "-w",
+            "/srv/app",
+            "-u",
+            "1000:1000",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; pwd; id -u; id -g; uname -r; echo to-stderr >&2; exit 9",
+        ],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(9), "{stdout}");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("hi there"));
+    assert_eq!(lines.next(), Some("/srv/app"));
+    assert_eq!(lines.next(), Some("1000"));
+    assert_eq!(lines.next(), Some("1000"));
+    assert_eq!(lines.next(), Some("6.1.192"), "the guest kernel, not the host's");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
+    let out = exec(
+        &t2,
+        &run,
+        &child,
+        &["--", "sh", "-c", "tr a-z A-Z"],
+        Some(b"streamed stdin\n"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "STREAMED STDIN\n");
+    assert_eq!(out.status.code(), Some(0));
+    stop(run, child);
+}
+
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn exec_of_a_missing_program_answers_127_at_once() {
+    let t2 = t2();
+    let (run, child) = long_running(&t2);
+    let started = Instant::now();
+    let out = exec(&t2, &run, &child, &["--", "no-such-program"], None);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("executable file not found in $PATH"));
+    stop(run, child);
+}
+
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn twenty_execs_at_once() {
+    let t2 = t2();
+    let (run, child) = long_running(&t2);
+    let outputs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (t2, run, child) = (&t2, &run, &child);
+                scope.spawn(move || {
+                    exec(
+                        t2,
+                        run,
+                        child,
+                        &["--", "sh", "-c", &format!("sleep 0.5; echo exec-{i}; exit {i}")],
+                        None,
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, out) in outputs.iter().enumerate() {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("exec-{i}\n"));
+        assert_eq!(out.status.code(), Some(i32::try_from(i).unwrap()));
+    }
+    stop(run, child);
+}
+
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn the_escape_hatch_runs_outside_the_vm() {
+    let t2 = t2();
+    let (run, child) = long_running(&t2);
+    let out = exec(&t2, &run, &child, &["--", "---", "uname", "-r"], None);
+    let host = std::process::Command::new("uname").arg("-r").output().unwrap();
+    assert_eq!(
+        out.stdout, host.stdout,
+        "`---` runs in the container, on the host kernel"
+    );
+    stop(run, child);
+}
