@@ -7,7 +7,9 @@
 #   the launcher's network set-up (observe + apply) over fresh simulated
 #   pods, first start and restart (needs root);
 #   volumes: 256 MiB sequential write and read on NFS versus the root disk,
-#   listing 10,000 files, the launcher's RSS idle and under load (needs root).
+#   listing 10,000 files, the launcher's RSS idle and under load (needs root);
+#   lifecycle: workload stdout over the control channel versus the serial
+#   console, the exec round trip of `true`, the launcher's RSS with a VM.
 #   BENCH_RUNS       number of VM runs (default 11)
 #   BENCH_NET_RUNS   number of network set-ups per pod style (default 20)
 set -euo pipefail
@@ -58,6 +60,7 @@ PY
 if [ "$(id -u)" = 0 ]; then
   cargo run --release --locked -q -p runcvm-net --example net_setup_bench
   RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example volume_bench
+  RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example lifecycle_bench
 else
   echo "network set-up and volumes: not measured (needs root for network namespaces)"
 fi

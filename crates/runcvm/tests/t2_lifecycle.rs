@@ -376,3 +376,28 @@ fn the_escape_hatch_runs_outside_the_vm() {
     );
     stop(run, child);
 }
+
+/// `RUNCVM_ACCEL=kvm` on a host whose KVM cannot boot the guest fails at
+/// once with the reason; where KVM works, the run simply succeeds.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn forced_kvm_fails_fast_where_it_cannot_boot_the_guest() {
+    let t2 = t2();
+    let run = RuncvmRun::new(&t2)
+        .env("RUNCVM_ACCEL", "kvm")
+        .arg("run")
+        .arg(&t2.rootfs)
+        .args(["--", "true"]);
+    let out = run.run();
+    if out.code != Some(0) {
+        assert_eq!(out.code, Some(125), "{}", out.stderr);
+        assert!(out.stderr.contains("RUNCVM_ACCEL=kvm, but"), "{}", out.stderr);
+        assert!(out.stderr.contains("use RUNCVM_ACCEL=tcg or auto"), "{}", out.stderr);
+        assert!(
+            out.elapsed < Duration::from_secs(15),
+            "took {:?}: it must not hang",
+            out.elapsed
+        );
+    }
+    run.assert_nothing_left();
+}
