@@ -57,6 +57,9 @@ impl ControlPort {
                         crate::exec::start(session, &process)
                     }
                     Ok(Some(Frame::Message(HostMessage::CloseStdin { session }))) => crate::exec::close_stdin(session),
+                    Ok(Some(Frame::Message(HostMessage::Resize { session, rows, cols }))) => {
+                        crate::exec::resize(session, rows, cols)
+                    }
                     Ok(Some(Frame::Data {
                         session,
                         stream: Stream::Stdin,

@@ -9,7 +9,7 @@ use runcvm_log::LogLevel;
 use runcvm_proto::ExitStatus;
 use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint};
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 const RUNNER: &str = "[VM-START]";
 
@@ -27,10 +27,15 @@ macro_rules! vm_start {
 #[derive(Debug)]
 pub struct Started {
     pub pid: Pid,
+    /// Its stdout, or with a terminal, the terminal's master side.
     pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-    /// The write end of its stdin, when it has one.
+    /// None with a terminal: stderr goes to the terminal too.
+    pub stderr: Option<OwnedFd>,
+    /// The write end of its stdin, when it has one (with a terminal, the
+    /// master side again).
     pub stdin: Option<OwnedFd>,
+    /// The terminal's master side, for window sizes.
+    pub terminal: Option<OwnedFd>,
 }
 
 /// What became of the entrypoint.
@@ -43,8 +48,8 @@ pub enum Workload {
     Absent,
 }
 
-/// Starts the entrypoint.
-pub fn start_entrypoint() -> Workload {
+/// Starts the entrypoint; its stdin comes from the launcher if `with_stdin`.
+pub fn start_entrypoint(with_stdin: bool) -> Workload {
     let bytes = match std::fs::read(ENTRYPOINT_PATH) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -76,7 +81,7 @@ pub fn start_entrypoint() -> Workload {
         entrypoint.additional_gids,
         entrypoint.env.len()
     );
-    match start(&entrypoint, false) {
+    match start(&entrypoint, with_stdin) {
         Ok(started) => Workload::Running(started),
         Err(failure) => {
             vm_start!(Error, "unable to start container process: {}", failure.message);
@@ -166,27 +171,18 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool) -> Result<Started, Start
     // runc creates a missing working directory rather than failing.
     let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
     let groups: Vec<Gid> = entrypoint.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
-    // stdout and stderr leave the guest over the control channel, apart.
+    // stdout and stderr leave the guest over the control channel, apart;
+    // or, when the process wants a terminal, all three are one pty.
     let pipe = || {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StartFailure {
             code: RUNNER_FAILED,
             message: format!("cannot create an output pipe: {e}"),
         })
     };
-    let (stdout_read, stdout_write) = pipe()?;
-    let (stderr_read, stderr_write) = pipe()?;
-    // The workload's stdin is /dev/null, as a container's without `-i`; an
-    // exec session's is a pipe the launcher feeds.
-    let (stdin, stdin_write) = if with_stdin {
-        let (read, write) = pipe()?;
-        (Some(read), Some(write))
+    let io = if entrypoint.terminal {
+        ChildIo::terminal()?
     } else {
-        let null = nix::fcntl::open(
-            "/dev/null",
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        );
-        (null.ok(), None)
+        ChildIo::pipes(with_stdin, pipe)?
     };
     let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| StartFailure {
         code: RUNNER_FAILED,
@@ -210,9 +206,7 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool) -> Result<Started, Start
                 uid: Uid::from_raw(entrypoint.uid),
                 gid: Gid::from_raw(entrypoint.gid),
                 groups: &groups,
-                stdin: stdin.as_ref(),
-                stdout: &stdout_write,
-                stderr: &stderr_write,
+                io: &io.child,
             });
             let mut report = [0u8; 5];
             report[0] = step as u8;
@@ -224,16 +218,17 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool) -> Result<Started, Start
         }
         Ok(ForkResult::Parent { child }) => {
             drop(report_write);
-            // Only the workload holds the write ends now, so EOF on the read
-            // ends means every writer is gone.
-            drop(stdout_write);
-            drop(stderr_write);
+            // Only the process holds the child's ends now, so EOF on ours
+            // means every writer is gone.
+            let ChildIo { child: ends, parent } = io;
+            drop(ends);
             match read_report(&report_read) {
                 None => Ok(Started {
                     pid: child,
-                    stdout: stdout_read,
-                    stderr: stderr_read,
-                    stdin: stdin_write,
+                    stdout: parent.stdout,
+                    stderr: parent.stderr,
+                    stdin: parent.stdin,
+                    terminal: parent.terminal,
                 }),
                 Some((step, errno)) => {
                     let _ = waitpid(child, None);
@@ -241,6 +236,99 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool) -> Result<Started, Start
                 }
             }
         }
+    }
+}
+
+/// The child's ends of its stdio.
+#[derive(Debug)]
+struct ChildEnds {
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    /// The three are a pty's slave side, to become the controlling terminal.
+    terminal: bool,
+}
+
+/// Init's ends.
+#[derive(Debug)]
+struct ParentEnds {
+    stdout: OwnedFd,
+    stderr: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    terminal: Option<OwnedFd>,
+}
+
+#[derive(Debug)]
+struct ChildIo {
+    child: ChildEnds,
+    parent: ParentEnds,
+}
+
+impl ChildIo {
+    /// Pipes for stdout and stderr, and stdin a pipe or /dev/null.
+    fn pipes(
+        with_stdin: bool,
+        pipe: impl Fn() -> Result<(OwnedFd, OwnedFd), StartFailure>,
+    ) -> Result<Self, StartFailure> {
+        let (stdout_read, stdout_write) = pipe()?;
+        let (stderr_read, stderr_write) = pipe()?;
+        let (stdin, stdin_write) = if with_stdin {
+            let (read, write) = pipe()?;
+            (Some(read), Some(write))
+        } else {
+            let null = nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            );
+            (null.ok(), None)
+        };
+        Ok(Self {
+            child: ChildEnds {
+                stdin,
+                stdout: stdout_write,
+                stderr: stderr_write,
+                terminal: false,
+            },
+            parent: ParentEnds {
+                stdout: stdout_read,
+                stderr: Some(stderr_read),
+                stdin: stdin_write,
+                terminal: None,
+            },
+        })
+    }
+
+    /// One pty for all three; init keeps the master side.
+    fn terminal() -> Result<Self, StartFailure> {
+        let failed = |what: &str, e: Errno| StartFailure {
+            code: RUNNER_FAILED,
+            message: format!("cannot {what}: {e}"),
+        };
+        let pty = nix::pty::openpty(None, None).map_err(|e| failed("open a terminal", e))?;
+        let master = pty.master;
+        nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(|e| failed("keep the terminal from the process", e))?;
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| failed("share the terminal", Errno::from_raw(e.raw_os_error().unwrap_or(0))))
+        };
+        let (slave_in, slave_err) = (dup(&pty.slave)?, dup(&pty.slave)?);
+        let (master_out, master_size) = (dup(&master)?, dup(&master)?);
+        Ok(Self {
+            child: ChildEnds {
+                stdin: Some(slave_in),
+                stdout: pty.slave,
+                stderr: slave_err,
+                terminal: true,
+            },
+            parent: ParentEnds {
+                stdout: master_out,
+                stderr: None,
+                stdin: Some(master),
+                terminal: Some(master_size),
+            },
+        })
     }
 }
 
@@ -252,9 +340,7 @@ struct ChildSetup<'a> {
     uid: Uid,
     gid: Gid,
     groups: &'a [Gid],
-    stdin: Option<&'a OwnedFd>,
-    stdout: &'a OwnedFd,
-    stderr: &'a OwnedFd,
+    io: &'a ChildEnds,
 }
 
 /// In the child: the container's session, stdio, credentials and cwd, then
@@ -263,13 +349,21 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     if let Err(e) = nix::unistd::setsid() {
         return (Step::Session, e);
     }
-    if let Some(stdin) = setup.stdin {
+    let ends = setup.io;
+    if ends.terminal {
+        // SAFETY: TIOCSCTTY takes an int; the descriptor is the pty's slave
+        // side, which becomes the new session's controlling terminal.
+        if unsafe { libc::ioctl(ends.stdout.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+            return (Step::Stdio, Errno::last());
+        }
+    }
+    if let Some(stdin) = &ends.stdin {
         if let Err(e) = nix::unistd::dup2_stdin(stdin.as_fd()) {
             return (Step::Stdio, e);
         }
     }
     if let Err(e) =
-        nix::unistd::dup2_stdout(setup.stdout.as_fd()).and_then(|()| nix::unistd::dup2_stderr(setup.stderr.as_fd()))
+        nix::unistd::dup2_stdout(ends.stdout.as_fd()).and_then(|()| nix::unistd::dup2_stderr(ends.stderr.as_fd()))
     {
         return (Step::Stdio, e);
     }

@@ -8,7 +8,7 @@
 //! process that ends at once is found there.
 
 use crate::control::{SharedWriter, send_on};
-use crate::entry::{self, StartFailure};
+use crate::entry::{self, StartFailure, Started};
 use crate::output;
 use nix::unistd::Pid;
 use runcvm_proto::{ExitStatus, GuestMessage, Stream};
@@ -16,8 +16,10 @@ use runcvm_spec::Entrypoint;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 #[derive(Debug)]
 struct Sessions {
@@ -26,6 +28,8 @@ struct Sessions {
     exits: Mutex<HashMap<i32, Sender<ExitStatus>>>,
     /// Write ends of the sessions' stdin.
     stdins: Mutex<HashMap<u32, File>>,
+    /// Terminal master sides, for window sizes.
+    terminals: Mutex<HashMap<u32, OwnedFd>>,
 }
 
 static SESSIONS: OnceLock<Sessions> = OnceLock::new();
@@ -35,6 +39,7 @@ pub fn init(writer: SharedWriter) {
         writer,
         exits: Mutex::new(HashMap::new()),
         stdins: Mutex::new(HashMap::new()),
+        terminals: Mutex::new(HashMap::new()),
     });
 }
 
@@ -69,23 +74,76 @@ pub fn start(session: u32, process: &Entrypoint) {
         }
     };
     runcvm_log::debug!("exec session {session}: pid {} runs {}", started.pid, process.args[0]);
-    if let (Some(stdin), Ok(mut stdins)) = (started.stdin, sessions.stdins.lock()) {
-        stdins.insert(session, File::from(stdin));
-    }
-    let pumps = [
-        output::pump(started.stdout, session, Stream::Stdout, sessions.writer.clone()),
-        output::pump(started.stderr, session, Stream::Stderr, sessions.writer.clone()),
-    ];
+    let pumps = attach(session, started);
     std::thread::spawn(move || {
         for pump in pumps {
             let _ = pump.join();
         }
         let status = exit_receiver.recv().unwrap_or(ExitStatus::Code(255));
+        forget(session);
+        let _ = send_on(&sessions.writer, &GuestMessage::ExecExit { session, status });
+    });
+}
+
+/// Wires a started process to `session`: its stdin and terminal are kept
+/// for the launcher's frames, and its output is pumped out. Returns the
+/// pumps, which end when all output is sent.
+pub fn attach(session: u32, started: Started) -> Vec<JoinHandle<()>> {
+    let Some(sessions) = SESSIONS.get() else {
+        return Vec::new();
+    };
+    if let (Some(stdin), Ok(mut stdins)) = (started.stdin, sessions.stdins.lock()) {
+        stdins.insert(session, File::from(stdin));
+    }
+    if let (Some(terminal), Ok(mut terminals)) = (started.terminal, sessions.terminals.lock()) {
+        terminals.insert(session, terminal);
+    }
+    let mut pumps = vec![output::pump(
+        started.stdout,
+        session,
+        Stream::Stdout,
+        sessions.writer.clone(),
+    )];
+    if let Some(stderr) = started.stderr {
+        pumps.push(output::pump(stderr, session, Stream::Stderr, sessions.writer.clone()));
+    }
+    pumps
+}
+
+fn forget(session: u32) {
+    if let Some(sessions) = SESSIONS.get() {
         if let Ok(mut stdins) = sessions.stdins.lock() {
             stdins.remove(&session);
         }
-        let _ = send_on(&sessions.writer, &GuestMessage::ExecExit { session, status });
-    });
+        if let Ok(mut terminals) = sessions.terminals.lock() {
+            terminals.remove(&session);
+        }
+    }
+}
+
+/// Sets the window size of a session's terminal; the kernel then signals
+/// the terminal's foreground processes (SIGWINCH) itself.
+pub fn resize(session: u32, rows: u16, cols: u16) {
+    let Some(sessions) = SESSIONS.get() else { return };
+    let Ok(terminals) = sessions.terminals.lock() else {
+        return;
+    };
+    if let Some(terminal) = terminals.get(&session) {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a valid winsize from a live terminal fd.
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(terminal),
+                libc::TIOCSWINSZ,
+                &raw const size,
+            );
+        }
+    }
 }
 
 /// Feeds a session's stdin.

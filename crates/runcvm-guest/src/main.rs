@@ -69,6 +69,7 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
         network,
         files,
         volumes,
+        stdin,
     } = control.receive()?
     else {
         anyhow::bail!("the launcher did not answer Ready with Start");
@@ -80,25 +81,13 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     for file in &files {
         system::write_file(&file.path, file.content.as_bytes())?;
     }
-    let status = match entry::start_entrypoint() {
+    let status = match entry::start_entrypoint(stdin) {
         entry::Workload::Ended(status) => status,
         entry::Workload::Running(started) => {
-            let pumps = [
-                output::pump(
-                    started.stdout,
-                    WORKLOAD_SESSION,
-                    runcvm_proto::Stream::Stdout,
-                    control.writer(),
-                ),
-                output::pump(
-                    started.stderr,
-                    WORKLOAD_SESSION,
-                    runcvm_proto::Stream::Stderr,
-                    control.writer(),
-                ),
-            ];
-            control.serve_launcher(Some(started.pid))?;
-            let status = entry::wait_for(started.pid);
+            let pid = started.pid;
+            let pumps = exec::attach(WORKLOAD_SESSION, started);
+            control.serve_launcher(Some(pid))?;
+            let status = entry::wait_for(pid);
             // What the workload left running goes now (as a container's
             // processes do when its init ends), so the pipes reach EOF and
             // all output is sent before the exit status.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -55,6 +55,10 @@ pub enum HostMessage {
         /// Volumes to mount over NFS before the workload starts.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         volumes: Vec<GuestVolume>,
+        /// The workload reads stdin from the launcher (data frames of
+        /// session 0); otherwise from /dev/null.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stdin: bool,
     },
     /// A signal the launcher received, for the workload.
     Signal { signal: i32 },
@@ -63,6 +67,8 @@ pub enum HostMessage {
     Exec { session: u32, process: Entrypoint },
     /// No more stdin for `session` (data frames with `Stream::Stdin` carry it).
     CloseStdin { session: u32 },
+    /// The terminal of `session` changed size.
+    Resize { session: u32, rows: u16, cols: u16 },
 }
 
 /// A file's full path in the guest and its exact content.
@@ -319,6 +325,7 @@ mod tests {
                 port: 2049,
                 optional: false,
             }],
+            stdin: true,
         };
         let mut wire = Vec::new();
         write_message(&mut wire, &start).unwrap();
@@ -330,6 +337,7 @@ mod tests {
                 network: None,
                 files: vec![],
                 volumes: vec![],
+                stdin: false,
             },
         )
         .unwrap();

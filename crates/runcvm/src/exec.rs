@@ -117,6 +117,9 @@ impl ExecHub {
                 Ok(Some(Frame::Message(HostMessage::CloseStdin { .. }))) => {
                     let _ = send_guest(&guest, &HostMessage::CloseStdin { session });
                 }
+                Ok(Some(Frame::Message(HostMessage::Resize { rows, cols, .. }))) => {
+                    let _ = send_guest(&guest, &HostMessage::Resize { session, rows, cols });
+                }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
                     let _ = send_guest(&guest, &HostMessage::CloseStdin { session });
@@ -178,6 +181,22 @@ pub fn locate_socket(target: &str, state_dir: &std::path::Path) -> anyhow::Resul
         })
 }
 
+/// Sends our terminal's new size on every SIGWINCH.
+fn follow_window_size(mut stream: UnixStream) {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGWINCH);
+    let _ = set.thread_block();
+    std::thread::spawn(move || {
+        while set.wait().is_ok() {
+            if let Some((rows, cols)) = crate::terminal::stdin_size() {
+                if runcvm_proto::write_message(&mut stream, &HostMessage::Resize { session: 0, rows, cols }).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
 /// Runs `process` in the VM behind `socket`, relaying this process's stdin
 /// (if `interactive`), stdout and stderr; returns the exit code.
 pub fn run_client(
@@ -189,7 +208,16 @@ pub fn run_client(
     use std::io::{Read, Write};
     let mut stream =
         UnixStream::connect(socket).with_context(|| format!("cannot reach the VM at {}", socket.display()))?;
+    let terminal = process.terminal;
     runcvm_proto::write_message(&mut stream, &HostMessage::Exec { session: 0, process })?;
+    let _raw = (terminal && interactive)
+        .then(crate::terminal::RawMode::on_stdin)
+        .flatten();
+    if terminal {
+        let (rows, cols) = crate::terminal::stdin_size().unwrap_or(crate::terminal::DEFAULT_SIZE);
+        runcvm_proto::write_message(&mut stream, &HostMessage::Resize { session: 0, rows, cols })?;
+        follow_window_size(stream.try_clone()?);
+    }
     let mut input = stream.try_clone()?;
     std::thread::spawn(move || {
         if interactive {

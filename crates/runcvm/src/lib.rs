@@ -11,6 +11,7 @@ pub mod pod_network;
 pub mod resources;
 pub mod run;
 pub mod run_dir;
+pub mod terminal;
 pub mod vm;
 pub mod volumes;
 

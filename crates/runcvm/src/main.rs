@@ -31,6 +31,9 @@ struct ExecArgs {
     /// Pass this process's stdin to CMD.
     #[arg(long, short = 'i')]
     interactive: bool,
+    /// Give CMD a terminal in the guest.
+    #[arg(long, short = 't')]
+    tty: bool,
     /// Set an environment variable (repeatable); PATH has a default.
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
     env: Vec<OsString>,
@@ -56,6 +59,7 @@ fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, Str
         process.uid = uid;
         process.gid = gid;
     }
+    process.terminal = args.tty;
     process.validate().map_err(|e| e.to_string())?;
     Ok(process)
 }
@@ -128,6 +132,12 @@ struct RunArgs {
     /// folder read-only; a copied file is the guest's own copy.
     #[arg(long = "volume", short = 'v', value_name = "HOST_PATH:CONTAINER_PATH[:ro]", value_parser = runcvm::volumes::parse_volume)]
     volumes: Vec<runcvm::volumes::VolumeSpec>,
+    /// Give the workload a terminal in the guest (`process.terminal`).
+    #[arg(long, short = 't')]
+    tty: bool,
+    /// Pass runcvm's stdin to the workload.
+    #[arg(long, short = 'i')]
+    interactive: bool,
     /// Hostname of the guest.
     #[arg(long)]
     hostname: Option<String>,
@@ -185,6 +195,7 @@ impl RunArgs {
             entrypoint.gid = gid;
         }
         entrypoint.additional_gids = self.group_add;
+        entrypoint.terminal = self.tty;
         if !self.no_entrypoint {
             entrypoint.validate().map_err(|e| e.to_string())?;
         }
@@ -201,6 +212,7 @@ impl RunArgs {
             },
             headroom_mib: self.disk_headroom,
             pod_network: self.network == NetworkMode::Pod,
+            interactive: self.interactive,
             volumes: self.volumes,
         })
     }
@@ -208,8 +220,11 @@ impl RunArgs {
 
 fn main() {
     // Before any thread exists, so every thread inherits the mask and the
-    // VM supervisor alone takes the stop signals.
-    runcvm::vm::block_forwarded_signals();
+    // VM supervisor alone takes the signals it forwards. (`runcvm exec`
+    // keeps the default actions: Ctrl-C ends the client.)
+    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+        runcvm::vm::block_forwarded_signals();
+    }
     let level = match runcvm_log::LogLevel::from_env() {
         Ok(level) => level,
         Err(e) => {

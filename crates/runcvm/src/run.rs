@@ -35,9 +35,15 @@ pub struct RunRequest {
     pub headroom_mib: u64,
     /// Take over the `eth0` of the network namespace runcvm runs in.
     pub pod_network: bool,
+    /// Pass runcvm's stdin to the workload.
+    pub interactive: bool,
     /// Host folders shared into the guest over NFS, and single files
     /// copied into it at boot.
     pub volumes: Vec<crate::volumes::VolumeSpec>,
+}
+
+fn wants_raw_terminal(request: &RunRequest) -> bool {
+    request.interactive && request.entrypoint.as_ref().is_some_and(|e| e.terminal)
 }
 
 /// Runs the request and returns the exit code for the process: the
@@ -126,6 +132,10 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         control_socket: Some(run_dir.control_socket()),
     };
     runcvm_log::debug!("host preparation took {:.3} s", started.elapsed().as_secs_f64());
+    // Keys reach the guest's terminal as typed while it runs.
+    let _raw = wants_raw_terminal(request)
+        .then(crate::terminal::RawMode::on_stdin)
+        .flatten();
     let status = crate::vm::run(VmLaunch {
         qemu: &qemu,
         boot_timeout,
@@ -139,9 +149,12 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
                 .chain(copies)
                 .collect(),
             volumes: served.volumes,
+            stdin: request.interactive,
         },
         volume_server: served.stopped,
         exec_socket: Some(run_dir.exec_socket()),
+        forward_stdin: request.interactive,
+        terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
     })?;
     runcvm_log::debug!(
         "workload {status:?}; run took {:.3} s in all",

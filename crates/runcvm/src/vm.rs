@@ -123,6 +123,10 @@ pub struct VmLaunch<'a> {
     pub volume_server: Option<std::sync::mpsc::Receiver<String>>,
     /// Where `runcvm exec` connects (none: no exec).
     pub exec_socket: Option<std::path::PathBuf>,
+    /// Pass the launcher's stdin to the workload (`Start.stdin` is set).
+    pub forward_stdin: bool,
+    /// The workload has a terminal in the guest: sizes follow ours.
+    pub terminal: bool,
 }
 
 /// Blocks the forwarded signals in the calling thread (and so in every
@@ -263,7 +267,24 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                         vmm.kill();
                     }
                     // From now on the guest serves exec sessions too.
-                    Some(Ok(())) => hub.set_guest(Arc::clone(writer.as_ref().expect("sent through it"))),
+                    Some(Ok(())) => {
+                        let guest = Arc::clone(writer.as_ref().expect("sent through it"));
+                        if launch.terminal {
+                            let (rows, cols) = crate::terminal::stdin_size().unwrap_or(crate::terminal::DEFAULT_SIZE);
+                            let _ = send(
+                                &guest,
+                                &HostMessage::Resize {
+                                    session: WORKLOAD_SESSION,
+                                    rows,
+                                    cols,
+                                },
+                            );
+                        }
+                        if launch.forward_stdin {
+                            spawn_stdin_forwarder(Arc::clone(&guest));
+                        }
+                        hub.set_guest(guest);
+                    }
                     None => {}
                 }
             }
@@ -286,6 +307,19 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                 runcvm_log::error!("the NFS server for the volumes stopped ({reason}); stopping the VM");
                 outcome.volume_server = Some(reason);
                 vmm.kill();
+            }
+            Ok(Event::Signal(Signal::SIGWINCH)) if launch.terminal => {
+                // Our terminal changed size: so does the workload's.
+                if let (Some(writer), Some((rows, cols))) = (writer.as_ref(), crate::terminal::stdin_size()) {
+                    let _ = send(
+                        writer,
+                        &HostMessage::Resize {
+                            session: WORKLOAD_SESSION,
+                            rows,
+                            cols,
+                        },
+                    );
+                }
             }
             Ok(Event::Signal(signal)) => {
                 let forwarded = match writer.as_ref() {
@@ -488,6 +522,30 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>, hub: Arc<
                 }
             }
         }
+    });
+}
+
+/// Copies the launcher's stdin to the workload until it ends.
+fn spawn_stdin_forwarder(guest: GuestWriter) {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; runcvm_proto::MAX_DATA];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let Ok(mut port) = guest.lock() else { return };
+            if runcvm_proto::write_data(&mut *port, WORKLOAD_SESSION, Stream::Stdin, &buf[..n]).is_err() {
+                return;
+            }
+        }
+        let _ = send(
+            &guest,
+            &HostMessage::CloseStdin {
+                session: WORKLOAD_SESSION,
+            },
+        );
     });
 }
 

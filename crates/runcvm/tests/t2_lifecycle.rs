@@ -401,3 +401,107 @@ fn forced_kvm_fails_fast_where_it_cannot_boot_the_guest() {
     }
     run.assert_nothing_left();
 }
+
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn a_terminal_workload_gets_a_pty_and_stdin_reaches_it() {
+    let t2 = t2();
+    let out = RuncvmRun::new(&t2)
+        .args(["run", "-t"])
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo all-tty; stty size"])
+        .run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // A terminal turns \n into \r\n, as it would in a container.
+    assert_eq!(out.stdout_text(), "/dev/pts/0\r\nall-tty\r\n24 80\r\n");
+    let mut child = RuncvmRun::new(&t2)
+        .args(["run", "-i"])
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", "read line; echo got:$line; cat | wc -c"])
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"first line\n").unwrap();
+        stdin.write_all(&[b'z'; 100_000]).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got:first line\n100000\n");
+}
+
+/// Our terminal's size reaches the guest's terminal, and follows it.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn window_size_changes_follow_the_terminal() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let t2 = t2();
+    let size = |rows, cols| libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size(40, 100)), None).unwrap();
+    let run = RuncvmRun::new(&t2).args(["run", "-t", "-i"]).arg(&t2.rootfs).args([
+        "--",
+        "sh",
+        "-c",
+        "stty size; trap 'stty size' WINCH; echo ready; i=0; while [ $i -lt 60 ]; do sleep 0.1; i=$((i+1)); done",
+    ]);
+    let mut command = run.command();
+    command
+        .stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap());
+    // SAFETY: setsid and TIOCSCTTY only affect the child: the pty becomes
+    // its controlling terminal, so resizes signal it.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let (lines, inbox) = mpsc::channel();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = lines.send(text.clone());
+        }
+    });
+    let seen = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Ok(text) = inbox.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if text.contains(needle) {
+                return text;
+            }
+        }
+        panic!("never saw {needle:?}");
+    };
+    let text = seen("ready");
+    assert!(text.contains("40 100"), "the initial size is ours:\n{text}");
+    // SAFETY: TIOCSWINSZ on our master side; the kernel signals the
+    // launcher (the terminal's session) with SIGWINCH.
+    let bigger = size(50, 120);
+    // SAFETY: as above.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &raw const bigger) };
+    seen("50 120");
+    let _ = child.wait();
+    let _ = std::io::Write::flush(&mut master);
+    run.assert_nothing_left();
+}
