@@ -53,9 +53,11 @@ impl ControlPort {
             loop {
                 match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
                     Ok(Some(Frame::Message(HostMessage::Signal { signal }))) => deliver(signal, workload, &writer),
-                    Ok(Some(Frame::Message(HostMessage::Exec { session, process }))) => {
-                        crate::exec::start(session, &process)
-                    }
+                    Ok(Some(Frame::Message(HostMessage::Exec {
+                        session,
+                        process,
+                        terminal_size,
+                    }))) => crate::exec::start(session, &process, terminal_size),
                     Ok(Some(Frame::Message(HostMessage::CloseStdin { session }))) => crate::exec::close_stdin(session),
                     Ok(Some(Frame::Message(HostMessage::Resize { session, rows, cols }))) => {
                         crate::exec::resize(session, rows, cols)

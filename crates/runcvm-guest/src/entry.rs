@@ -6,7 +6,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use runcvm_log::LogLevel;
-use runcvm_proto::ExitStatus;
+use runcvm_proto::{ExitStatus, TerminalSize};
 use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -49,7 +49,7 @@ pub enum Workload {
 }
 
 /// Starts the entrypoint; its stdin comes from the launcher if `with_stdin`.
-pub fn start_entrypoint(with_stdin: bool) -> Workload {
+pub fn start_entrypoint(with_stdin: bool, size: Option<TerminalSize>) -> Workload {
     let bytes = match std::fs::read(ENTRYPOINT_PATH) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -81,7 +81,7 @@ pub fn start_entrypoint(with_stdin: bool) -> Workload {
         entrypoint.additional_gids,
         entrypoint.env.len()
     );
-    match start(&entrypoint, with_stdin) {
+    match start(&entrypoint, with_stdin, size) {
         Ok(started) => Workload::Running(started),
         Err(failure) => {
             vm_start!(Error, "unable to start container process: {}", failure.message);
@@ -150,7 +150,7 @@ fn cstrings(items: &[runcvm_spec::ByteString]) -> Result<Vec<CString>, StartFail
 
 /// Starts `entrypoint` with its stdout and stderr on pipes, and its stdin on
 /// a pipe too if `with_stdin`.
-pub fn start(entrypoint: &Entrypoint, with_stdin: bool) -> Result<Started, StartFailure> {
+pub fn start(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSize>) -> Result<Started, StartFailure> {
     let name = entrypoint.args[0].as_bytes();
     let cwd_path = std::path::Path::new(entrypoint.cwd.as_os_str());
     let program = lookup::find_program(name, entrypoint.path_var(), cwd_path).map_err(|e| StartFailure {
@@ -180,7 +180,7 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool) -> Result<Started, Start
         })
     };
     let io = if entrypoint.terminal {
-        ChildIo::terminal()?
+        ChildIo::terminal(size)?
     } else {
         ChildIo::pipes(with_stdin, pipe)?
     };
@@ -300,12 +300,19 @@ impl ChildIo {
     }
 
     /// One pty for all three; init keeps the master side.
-    fn terminal() -> Result<Self, StartFailure> {
+    fn terminal(size: Option<TerminalSize>) -> Result<Self, StartFailure> {
         let failed = |what: &str, e: Errno| StartFailure {
             code: RUNNER_FAILED,
             message: format!("cannot {what}: {e}"),
         };
-        let pty = nix::pty::openpty(None, None).map_err(|e| failed("open a terminal", e))?;
+        // Sized before the process starts, so its first look is right.
+        let size = size.map(|s| nix::pty::Winsize {
+            ws_row: s.rows,
+            ws_col: s.cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| failed("open a terminal", e))?;
         let master = pty.master;
         nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
             .map_err(|e| failed("keep the terminal from the process", e))?;

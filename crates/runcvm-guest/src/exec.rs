@@ -45,12 +45,12 @@ pub fn init(writer: SharedWriter) {
 
 /// Starts `process` for `session`; failures come back as the session's
 /// stderr and exit code (127 for a missing program, as runc).
-pub fn start(session: u32, process: &Entrypoint) {
+pub fn start(session: u32, process: &Entrypoint, size: Option<runcvm_proto::TerminalSize>) {
     let Some(sessions) = SESSIONS.get() else { return };
     let (exit_sender, exit_receiver) = mpsc::channel();
     let started = {
         let Ok(mut exits) = sessions.exits.lock() else { return };
-        let started = entry::start(process, true);
+        let started = entry::start(process, true, size);
         if let Ok(started) = &started {
             exits.insert(started.pid.as_raw(), exit_sender);
         }

@@ -70,6 +70,7 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
         files,
         volumes,
         stdin,
+        terminal_size,
     } = control.receive()?
     else {
         anyhow::bail!("the launcher did not answer Ready with Start");
@@ -81,7 +82,7 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     for file in &files {
         system::write_file(&file.path, file.content.as_bytes())?;
     }
-    let status = match entry::start_entrypoint(stdin) {
+    let status = match entry::start_entrypoint(stdin, terminal_size) {
         entry::Workload::Ended(status) => status,
         entry::Workload::Running(started) => {
             let pid = started.pid;

@@ -59,16 +59,34 @@ pub enum HostMessage {
         /// session 0); otherwise from /dev/null.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         stdin: bool,
+        /// The workload terminal's size from the start (it has one when its
+        /// entrypoint says `terminal`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        terminal_size: Option<TerminalSize>,
     },
     /// A signal the launcher received, for the workload.
     Signal { signal: i32 },
     /// Run another process in the guest (`runcvm exec`); its output comes
     /// back as data frames of `session`, then `ExecExit`.
-    Exec { session: u32, process: Entrypoint },
+    Exec {
+        session: u32,
+        process: Entrypoint,
+        /// The terminal's size from the start, when `process.terminal`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        terminal_size: Option<TerminalSize>,
+    },
     /// No more stdin for `session` (data frames with `Stream::Stdin` carry it).
     CloseStdin { session: u32 },
     /// The terminal of `session` changed size.
     Resize { session: u32, rows: u16, cols: u16 },
+}
+
+/// A terminal's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// A file's full path in the guest and its exact content.
@@ -326,6 +344,7 @@ mod tests {
                 optional: false,
             }],
             stdin: true,
+            terminal_size: Some(TerminalSize { rows: 24, cols: 80 }),
         };
         let mut wire = Vec::new();
         write_message(&mut wire, &start).unwrap();
@@ -338,6 +357,7 @@ mod tests {
                 files: vec![],
                 volumes: vec![],
                 stdin: false,
+                terminal_size: None,
             },
         )
         .unwrap();

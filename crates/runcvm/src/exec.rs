@@ -63,8 +63,10 @@ impl ExecHub {
         let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
             return;
         };
-        let process = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
-            Ok(Some(Frame::Message(HostMessage::Exec { process, .. }))) => process,
+        let (process, terminal_size) = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
+            Ok(Some(Frame::Message(HostMessage::Exec {
+                process, terminal_size, ..
+            }))) => (process, terminal_size),
             _ => return,
         };
         let guest = self.guest.lock().ok().and_then(|g| g.clone());
@@ -98,7 +100,16 @@ impl ExecHub {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        if send_guest(&guest, &HostMessage::Exec { session, process }).is_err() {
+        if send_guest(
+            &guest,
+            &HostMessage::Exec {
+                session,
+                process,
+                terminal_size,
+            },
+        )
+        .is_err()
+        {
             self.exited(session, ExitStatus::Code(125));
             return;
         }
@@ -209,13 +220,19 @@ pub fn run_client(
     let mut stream =
         UnixStream::connect(socket).with_context(|| format!("cannot reach the VM at {}", socket.display()))?;
     let terminal = process.terminal;
-    runcvm_proto::write_message(&mut stream, &HostMessage::Exec { session: 0, process })?;
+    let terminal_size = terminal.then(crate::terminal::current_size);
+    runcvm_proto::write_message(
+        &mut stream,
+        &HostMessage::Exec {
+            session: 0,
+            process,
+            terminal_size,
+        },
+    )?;
     let _raw = (terminal && interactive)
         .then(crate::terminal::RawMode::on_stdin)
         .flatten();
     if terminal {
-        let (rows, cols) = crate::terminal::stdin_size().unwrap_or(crate::terminal::DEFAULT_SIZE);
-        runcvm_proto::write_message(&mut stream, &HostMessage::Resize { session: 0, rows, cols })?;
         follow_window_size(stream.try_clone()?);
     }
     let mut input = stream.try_clone()?;

@@ -150,6 +150,11 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
                 .collect(),
             volumes: served.volumes,
             stdin: request.interactive,
+            terminal_size: request
+                .entrypoint
+                .as_ref()
+                .is_some_and(|e| e.terminal)
+                .then(crate::terminal::current_size),
         },
         volume_server: served.stopped,
         exec_socket: Some(run_dir.exec_socket()),

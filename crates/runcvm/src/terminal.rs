@@ -21,6 +21,12 @@ pub fn stdin_size() -> Option<(u16, u16)> {
     (ok && size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
 }
 
+/// Our terminal's size for the guest's, or the default.
+pub fn current_size() -> runcvm_proto::TerminalSize {
+    let (rows, cols) = stdin_size().unwrap_or(DEFAULT_SIZE);
+    runcvm_proto::TerminalSize { rows, cols }
+}
+
 /// Raw mode on stdin while it lives.
 #[derive(Debug)]
 pub struct RawMode {

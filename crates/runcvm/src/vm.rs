@@ -269,17 +269,6 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                     // From now on the guest serves exec sessions too.
                     Some(Ok(())) => {
                         let guest = Arc::clone(writer.as_ref().expect("sent through it"));
-                        if launch.terminal {
-                            let (rows, cols) = crate::terminal::stdin_size().unwrap_or(crate::terminal::DEFAULT_SIZE);
-                            let _ = send(
-                                &guest,
-                                &HostMessage::Resize {
-                                    session: WORKLOAD_SESSION,
-                                    rows,
-                                    cols,
-                                },
-                            );
-                        }
                         if launch.forward_stdin {
                             spawn_stdin_forwarder(Arc::clone(&guest));
                         }
