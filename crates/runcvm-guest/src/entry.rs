@@ -189,8 +189,10 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSiz
         message: format!("cannot create a pipe: {e}"),
     })?;
 
-    // SAFETY: init is single-threaded, so the child may allocate and call
-    // anything before exec without meeting a lock held by another thread.
+    // SAFETY: init has threads (pumps, the launcher's reader), so the child
+    // keeps to what glibc makes safe after fork: its own system calls, and
+    // memory allocation, whose locks glibc resets in the child. Everything
+    // else was prepared before the fork.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(StartFailure {
             code: RUNNER_FAILED,
@@ -478,9 +480,11 @@ fn dispatch(status: WaitStatus) {
     }
 }
 
+/// Reaps for ever: exec sessions into a sleeping guest still end.
 pub fn sleep_forever() -> ! {
     loop {
         reap_all();
-        std::thread::sleep(std::time::Duration::from_secs(3600));
+        // No child right now; an exec may start one at any moment.
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

@@ -1,4 +1,5 @@
-//! What of the guest console reaches the launcher's stdout.
+//! What of the guest console reaches the launcher's stderr (the workload's
+//! own output travels apart, over the control channel).
 //!
 //! The console has three phases, told apart by two markers that guest init
 //! writes: the kernel's boot lines, up to the handover line; the workload's

@@ -19,7 +19,9 @@ struct Cli {
 enum Command {
     /// Boot ROOTFS_DIR as a VM, run CMD in it, and exit with its status.
     ///
-    /// The console streams to stdout. runcvm's own failures exit 125.
+    /// The workload's stdout and stderr are runcvm's; the guest's console
+    /// (kernel and init lines) goes to stderr. runcvm's own failures exit
+    /// 125.
     Run(RunArgs),
     /// Run CMD in the VM of a running `runcvm run` (TARGET: its pid or run
     /// folder). A leading `---` runs the rest here instead, outside the VM.

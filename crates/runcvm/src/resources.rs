@@ -160,21 +160,28 @@ pub struct Overrides {
 impl Overrides {
     /// `RUNCVM_CPUS` and `RUNCVM_MEMORY_MIB`.
     pub fn from_env() -> anyhow::Result<Self> {
-        let read = |name: &str| -> anyhow::Result<Option<u32>> {
+        let read = |name: &str, range: std::ops::RangeInclusive<u32>| -> anyhow::Result<Option<u32>> {
             match std::env::var(name) {
                 Ok(value) if !value.trim().is_empty() => value
                     .trim()
                     .parse::<u32>()
                     .ok()
-                    .filter(|v| *v > 0)
+                    .filter(|v| range.contains(v))
                     .map(Some)
-                    .ok_or_else(|| anyhow::anyhow!("{name}={value:?} is not a whole number above 0")),
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{name}={value:?} is not a whole number from {} to {}",
+                            range.start(),
+                            range.end()
+                        )
+                    }),
                 _ => Ok(None),
             }
         };
+        // The same bounds as --cpus and --memory.
         Ok(Self {
-            cpus: read(CPUS_ENV)?,
-            memory_mib: read(MEMORY_ENV)?,
+            cpus: read(CPUS_ENV, 1..=64)?,
+            memory_mib: read(MEMORY_ENV, 64..=u32::MAX)?,
         })
     }
 

@@ -96,6 +96,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     // Before any work that a refused acceleration would waste.
     let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
     let boot_timeout = accel::boot_timeout(accel)?;
+    RunDir::sweep_stale(&state_dir);
     let run_dir = RunDir::create(&state_dir)?;
     runcvm_log::debug!("run folder {}", run_dir.path().display());
 

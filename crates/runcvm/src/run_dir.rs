@@ -34,6 +34,31 @@ impl RunDir {
             .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from)
     }
 
+    /// Removes the run folders of launchers that are gone: one killed with
+    /// SIGKILL cleans up nothing. Folders are named `<pid>-<nanos>`; one whose
+    /// pid is not alive is stale. This assumes the launchers sharing a state
+    /// folder share a PID namespace (true of `runcvm run` on a host).
+    pub fn sweep_stale(state_dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(state_dir.join("runs")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((pid, nanos)) = name.split_once('-') else {
+                continue;
+            };
+            let named_by_us =
+                pid.parse::<u32>().is_ok() && nanos.len() == 9 && nanos.bytes().all(|b| b.is_ascii_digit());
+            if !named_by_us || Path::new("/proc").join(pid).exists() {
+                continue;
+            }
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => runcvm_log::debug!("removed the stale run folder {}", entry.path().display()),
+                Err(e) => runcvm_log::warn!("cannot remove the stale run folder {}: {e}", entry.path().display()),
+            }
+        }
+    }
+
     /// Creates `STATE/runs/<pid>-<nanos>`, private to root.
     pub fn create(state_dir: &Path) -> Result<Self, RunDirError> {
         let nanos = std::time::SystemTime::now()
@@ -99,6 +124,21 @@ mod tests {
         std::fs::write(dir.disk(), b"x").unwrap();
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn stale_folders_of_dead_launchers_are_swept_and_live_ones_kept() {
+        let state = tempfile::tempdir().unwrap();
+        let runs = state.path().join("runs");
+        let dead = runs.join("999999999-000000001");
+        let alive = runs.join(format!("{}-000000002", std::process::id()));
+        let foreign = runs.join("notes");
+        for dir in [&dead, &alive, &foreign] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        RunDir::sweep_stale(state.path());
+        assert!(!dead.exists());
+        assert!(alive.exists() && foreign.exists());
     }
 
     #[test]

@@ -298,8 +298,12 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                 vmm.kill();
             }
             Ok(Event::Signal(Signal::SIGWINCH)) if launch.terminal => {
-                // Our terminal changed size: so does the workload's.
-                if let (Some(writer), Some((rows, cols))) = (writer.as_ref(), crate::terminal::stdin_size()) {
+                // Our terminal changed size: so does the workload's (once
+                // Start went out; before, the guest expects nothing else).
+                let started = outcome.ready && outcome.status.is_none();
+                if let (Some(writer), Some((rows, cols)), true) =
+                    (writer.as_ref(), crate::terminal::stdin_size(), started)
+                {
                     let _ = send(
                         writer,
                         &HostMessage::Resize {

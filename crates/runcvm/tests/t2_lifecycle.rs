@@ -116,6 +116,17 @@ fn a_workload_that_ignores_sigterm_still_stops_with_sigkill() {
         tier::process_mentioning(run.state_dir()).is_none()
     });
     assert!(gone, "left running: {:?}", tier::process_mentioning(run.state_dir()));
+    // Nothing cleans up after SIGKILL; the next run removes the stale folder.
+    let next = std::process::Command::new(&t2.runcvm)
+        .env("RUNCVM_STATE_DIR", run.state_dir())
+        .env("RUNCVM_ACCEL", "tcg")
+        .arg("run")
+        .arg(&t2.rootfs)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert!(next.status.success(), "{}", String::from_utf8_lossy(&next.stderr));
+    run.assert_nothing_left();
 }
 
 /// vCPUs and memory follow a cgroup limit placed on the launcher.
@@ -504,4 +515,31 @@ fn window_size_changes_follow_the_terminal() {
     let _ = child.wait();
     let _ = std::io::Write::flush(&mut master);
     run.assert_nothing_left();
+}
+
+/// A guest with no entrypoint sleeps for debugging; exec into it works.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn exec_into_a_sleeping_guest_returns() {
+    let t2 = t2();
+    let run = RuncvmRun::new(&t2).args(["run", "--no-entrypoint"]).arg(&t2.rootfs);
+    let mut child = run.spawn();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, inbox) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    expect_line(&inbox, "[VM-START] No entrypoint found, sleeping");
+    let started = Instant::now();
+    let out = exec(&t2, &run, &child, &["--", "sh", "-c", "echo debugging; exit 3"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "debugging\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    stop(run, child);
 }
