@@ -26,7 +26,8 @@ pub struct ExecHub {
     next_session: AtomicU32,
 }
 
-fn send_guest(guest: &GuestWriter, message: &HostMessage) -> std::io::Result<()> {
+/// Sends one message to the guest under the writer's lock.
+pub(crate) fn send_guest(guest: &GuestWriter, message: &HostMessage) -> std::io::Result<()> {
     let mut stream = guest
         .lock()
         .map_err(|_| std::io::Error::other("control channel writer poisoned"))?;

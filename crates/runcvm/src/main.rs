@@ -28,14 +28,9 @@ enum Command {
     Exec(ExecArgs),
 }
 
+/// How the process in the guest runs: the flags `run` and `exec` share.
 #[derive(Debug, clap::Args)]
-struct ExecArgs {
-    /// Pass this process's stdin to CMD.
-    #[arg(long, short = 'i')]
-    interactive: bool,
-    /// Give CMD a terminal in the guest.
-    #[arg(long, short = 't')]
-    tty: bool,
+struct ProcessArgs {
     /// Set an environment variable (repeatable); PATH has a default.
     #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
     env: Vec<OsString>,
@@ -45,6 +40,32 @@ struct ExecArgs {
     /// Numeric user and group to run as.
     #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
     user: Option<(u32, u32)>,
+}
+
+impl ProcessArgs {
+    /// The process: `command` with these settings.
+    fn entrypoint(&self, command: &[OsString]) -> Result<Entrypoint, String> {
+        let env = with_default_path(&self.env)?;
+        let mut process = Entrypoint::new(command.iter().cloned().map(ByteString::from).collect(), env);
+        process.cwd = self.workdir.clone().into();
+        if let Some((uid, gid)) = self.user {
+            process.uid = uid;
+            process.gid = gid;
+        }
+        Ok(process)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// Pass this process's stdin to CMD.
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Give CMD a terminal in the guest.
+    #[arg(long, short = 't')]
+    tty: bool,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// The `runcvm run` to exec into: its pid or run folder.
     target: String,
     /// The command and its arguments, after `--`.
@@ -54,13 +75,7 @@ struct ExecArgs {
 
 /// The process an exec runs, from its flags.
 fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, String> {
-    let env = with_default_path(&args.env)?;
-    let mut process = Entrypoint::new(command.iter().cloned().map(ByteString::from).collect(), env);
-    process.cwd = args.workdir.clone().into();
-    if let Some((uid, gid)) = args.user {
-        process.uid = uid;
-        process.gid = gid;
-    }
+    let mut process = args.process.entrypoint(command)?;
     process.terminal = args.tty;
     process.validate().map_err(|e| e.to_string())?;
     Ok(process)
@@ -108,15 +123,8 @@ struct RunArgs {
     /// else 512].
     #[arg(long, value_parser = clap::value_parser!(u32).range(64..))]
     memory: Option<u32>,
-    /// Set an environment variable (repeatable); PATH has a default.
-    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
-    env: Vec<OsString>,
-    /// Working directory in the guest.
-    #[arg(long, short = 'w', value_name = "DIR", default_value = "/")]
-    workdir: OsString,
-    /// Numeric user and group to run as.
-    #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
-    user: Option<(u32, u32)>,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Supplementary group ids (repeatable).
     #[arg(long = "group-add", value_name = "GID")]
     group_add: Vec<u32>,
@@ -189,13 +197,7 @@ fn parse_user(value: &str) -> Result<(u32, u32), String> {
 
 impl RunArgs {
     fn into_request(self) -> Result<RunRequest, String> {
-        let env = with_default_path(&self.env)?;
-        let mut entrypoint = Entrypoint::new(self.command.into_iter().map(ByteString::from).collect(), env);
-        entrypoint.cwd = self.workdir.into();
-        if let Some((uid, gid)) = self.user {
-            entrypoint.uid = uid;
-            entrypoint.gid = gid;
-        }
+        let mut entrypoint = self.process.entrypoint(&self.command)?;
         entrypoint.additional_gids = self.group_add;
         entrypoint.terminal = self.tty;
         if !self.no_entrypoint {

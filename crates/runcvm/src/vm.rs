@@ -3,7 +3,7 @@
 //! the workload's exit status or one clear error.
 
 use crate::console::ConsoleFilter;
-use crate::exec::{ExecHub, GuestWriter};
+use crate::exec::{ExecHub, GuestWriter, send_guest as send};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, PROTOCOL_VERSION, Stream, WORKLOAD_SESSION};
@@ -540,13 +540,6 @@ fn spawn_stdin_forwarder(guest: GuestWriter) {
             },
         );
     });
-}
-
-fn send(writer: &GuestWriter, message: &HostMessage) -> std::io::Result<()> {
-    let mut stream = writer
-        .lock()
-        .map_err(|_| std::io::Error::other("control channel writer poisoned"))?;
-    runcvm_proto::write_message(&mut *stream, message)
 }
 
 fn write_through(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {

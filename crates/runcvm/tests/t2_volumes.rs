@@ -28,6 +28,15 @@ fn run(t2: &T2, volumes: &[String], user: Option<&str>, script: &str) -> (String
     (out.stdout_text(), out.stderr, out.code)
 }
 
+/// A pod whose guest cannot reach 169.254.1.254: its frames from the tap
+/// to the host identity are dropped on the bridge.
+fn pod_cut_off_from_its_volumes() -> PodNet {
+    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
+    let block = runcvm_netlink::nft::bridge_input_drop("cut", "tap-eth0", "169.254.1.254".parse().unwrap());
+    net.pod.enter(|| block.install()).unwrap();
+    net
+}
+
 fn host_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new().prefix("runcvm-volume-").tempdir().unwrap();
     // Everyone may write, so the guest's non-root users can too.
@@ -271,10 +280,7 @@ fn two_vms_share_one_folder() {
 fn an_unreachable_server_fails_the_start_with_the_guides_line() {
     let t2 = t2();
     let dir = host_dir();
-    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
-    // Cut the guest off from 169.254.1.254 on the bridge.
-    let block = runcvm_netlink::nft::bridge_input_drop("cut", "tap-eth0", "169.254.1.254".parse().unwrap());
-    net.pod.enter(|| block.install()).unwrap();
+    let net = pod_cut_off_from_its_volumes();
     let run = RuncvmRun::new(&t2)
         .in_netns(&net.pod)
         .args([
@@ -323,9 +329,7 @@ fn single_files_are_copied_in_at_boot() {
 fn the_failure_opt_out_starts_the_workload_with_the_line_logged() {
     let t2 = t2();
     let dir = host_dir();
-    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
-    let block = runcvm_netlink::nft::bridge_input_drop("cut", "tap-eth0", "169.254.1.254".parse().unwrap());
-    net.pod.enter(|| block.install()).unwrap();
+    let net = pod_cut_off_from_its_volumes();
     let run = RuncvmRun::new(&t2)
         .in_netns(&net.pod)
         .env("RUNCVM_VOLUME_FAILURE", "continue")
