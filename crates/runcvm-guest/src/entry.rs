@@ -316,8 +316,13 @@ impl ChildIo {
         });
         let pty = nix::pty::openpty(size.as_ref(), None).map_err(|e| failed("open a terminal", e))?;
         let master = pty.master;
-        nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-            .map_err(|e| failed("keep the terminal from the process", e))?;
+        // Neither side may leak into the process beyond its stdio: a
+        // daemon it leaves behind would keep the terminal (and the
+        // session) open.
+        for side in [&master, &pty.slave] {
+            nix::fcntl::fcntl(side, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+                .map_err(|e| failed("keep the terminal from the process", e))?;
+        }
         let dup = |fd: &OwnedFd| {
             fd.try_clone()
                 .map_err(|e| failed("share the terminal", Errno::from_raw(e.raw_os_error().unwrap_or(0))))

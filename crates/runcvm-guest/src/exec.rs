@@ -33,6 +33,18 @@ struct Sessions {
 }
 
 static SESSIONS: OnceLock<Sessions> = OnceLock::new();
+/// Set once the workload has ended: no new session may start then, or it
+/// could escape the final kill and keep the VM up.
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Refuses new sessions from now on. The registry lock is taken so a start
+/// in progress finishes (and is killed with the rest) first.
+pub fn close() {
+    CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(sessions) = SESSIONS.get() {
+        drop(sessions.exits.lock());
+    }
+}
 
 pub fn init(writer: SharedWriter) {
     let _ = SESSIONS.set(Sessions {
@@ -50,6 +62,21 @@ pub fn start(session: u32, process: &Entrypoint, size: Option<runcvm_proto::Term
     let (exit_sender, exit_receiver) = mpsc::channel();
     let started = {
         let Ok(mut exits) = sessions.exits.lock() else { return };
+        if CLOSED.load(std::sync::atomic::Ordering::SeqCst) {
+            drop(exits);
+            let line = b"runcvm exec: the container's process has ended; the VM is stopping\n";
+            if let Ok(mut port) = sessions.writer.lock() {
+                let _ = runcvm_proto::write_data(&mut *port, session, Stream::Stderr, line);
+            }
+            let _ = send_on(
+                &sessions.writer,
+                &GuestMessage::ExecExit {
+                    session,
+                    status: ExitStatus::Code(125),
+                },
+            );
+            return;
+        }
         let started = entry::start(process, true, size);
         if let Ok(started) = &started {
             exits.insert(started.pid.as_raw(), exit_sender);

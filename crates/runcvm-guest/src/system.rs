@@ -72,6 +72,10 @@ pub const STOPS_INIT: [nix::sys::signal::Signal; 4] = [
 pub fn kill_all() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
+    // No exec session starts from here on, so one kill reaches everything.
+    // (kill(-1) cannot tell when nothing is left: it counts kernel threads
+    // as signalled.)
+    crate::exec::close();
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     crate::entry::reap_all();
 }

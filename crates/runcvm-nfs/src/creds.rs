@@ -8,35 +8,78 @@
 
 use crate::rpc::Caller;
 
+thread_local! {
+    /// The caller this thread acts for (uid, gid), while it does.
+    static CALLER: std::cell::Cell<Option<(u32, u32)>> = const { std::cell::Cell::new(None) };
+}
+
 /// Restores root's credentials when dropped.
 #[derive(Debug)]
 pub struct AsCaller(());
 
-pub fn become_caller(caller: &Caller) -> AsCaller {
-    set_groups(&caller.groups);
+/// Takes on the caller's credentials; `None` if the kernel refused them
+/// (say an id unmapped in a user namespace), so nothing runs as root by
+/// mistake.
+pub fn become_caller(caller: &Caller) -> Option<AsCaller> {
+    let guard = AsCaller(());
+    if !set_groups(&caller.groups) {
+        return None;
+    }
+    set_fs_ids(caller.uid, caller.gid);
+    if current_fs_ids() != (caller.uid, caller.gid) {
+        return None;
+    }
+    CALLER.with(|c| c.set(Some((caller.uid, caller.gid))));
+    Some(guard)
+}
+
+/// The uid this thread acts for.
+pub fn caller_uid() -> Option<u32> {
+    CALLER.with(|c| c.get().map(|(uid, _)| uid))
+}
+
+/// Runs `f` with root's file credentials, then acts for the caller again:
+/// for the owner's override of permission bits, as knfsd does.
+pub fn as_root<T>(f: impl FnOnce() -> T) -> T {
+    let caller = CALLER.with(std::cell::Cell::get);
+    set_fs_ids(0, 0);
+    let result = f();
+    if let Some((uid, gid)) = caller {
+        set_fs_ids(uid, gid);
+    }
+    result
+}
+
+fn set_fs_ids(uid: u32, gid: u32) {
     // SAFETY: setfsgid/setfsuid only change this thread's credentials.
     unsafe {
-        libc::setfsgid(caller.gid);
-        libc::setfsuid(caller.uid);
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
     }
-    AsCaller(())
+}
+
+/// The thread's fsuid and fsgid: an invalid id changes nothing and returns
+/// the current one.
+fn current_fs_ids() -> (u32, u32) {
+    // SAFETY: as above; u32::MAX is never a valid id, so nothing changes.
+    unsafe {
+        (
+            u32::try_from(libc::setfsuid(u32::MAX)).unwrap_or(u32::MAX),
+            u32::try_from(libc::setfsgid(u32::MAX)).unwrap_or(u32::MAX),
+        )
+    }
 }
 
 impl Drop for AsCaller {
     fn drop(&mut self) {
-        // SAFETY: as above; back to root for the next request.
-        unsafe {
-            libc::setfsuid(0);
-            libc::setfsgid(0);
-        }
+        set_fs_ids(0, 0);
         set_groups(&[]);
+        CALLER.with(|c| c.set(None));
     }
 }
 
-fn set_groups(groups: &[u32]) {
+fn set_groups(groups: &[u32]) -> bool {
     // SAFETY: the raw system call reads `len` gids from a live slice and,
     // unlike glibc's wrapper, changes only the calling thread.
-    unsafe {
-        libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr());
-    }
+    unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0 }
 }

@@ -155,6 +155,8 @@ pub(crate) fn answer(tree: &tree::Tree, call: &mut rpc::Call) -> Vec<u8> {
     match outcome {
         Ok(Some(body)) => rpc::reply(call.xid, accept_stat_data::SUCCESS, Some(body.as_ref())),
         Ok(None) => rpc::reply(call.xid, accept_stat_data::PROC_UNAVAIL, None),
+        // Arguments that did not decode, or a caller whose ids the kernel
+        // refused: either way, nothing was done.
         Err(()) => rpc::reply(call.xid, accept_stat_data::GARBAGE_ARGS, None),
     }
 }

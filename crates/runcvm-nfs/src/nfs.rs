@@ -12,6 +12,7 @@ use nix::sys::stat::{FchmodatFlags, FileStat, Mode, UtimensatFlags, fchmodat, fs
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
 /// Largest READ and WRITE the server offers.
@@ -32,7 +33,14 @@ fn boxed<T: PackDyn + 'static>(value: T) -> Answer {
 
 /// Runs one NFS call; `Err(())` means the arguments did not decode.
 pub fn dispatch(tree: &Tree, call: &mut Call) -> Result<Answer, ()> {
-    let _as_caller = become_caller(&call.caller);
+    let Some(_as_caller) = become_caller(&call.caller) else {
+        runcvm_log::warn!(
+            "nfs: cannot act as uid {} gid {}; refusing the request",
+            call.caller.uid,
+            call.caller.gid
+        );
+        return Err(());
+    };
     Ok(match call.procedure {
         0 => boxed(Void),
         1 => boxed(getattr(tree, args(call).ok_or(())?)),
@@ -70,6 +78,22 @@ fn writable(tree: &Tree, node: &Node) -> Result<(), nfsstat3> {
         Err(nfsstat3::NFS3ERR_ROFS)
     } else {
         Ok(())
+    }
+}
+
+/// Opens `node` for writing as the caller; the owner of a file may write it
+/// whatever its mode (git makes objects 0444 and then writes them), as
+/// knfsd lets them.
+fn open_for_write(tree: &Tree, node: &Node) -> Result<OwnedFd, nfsstat3> {
+    match tree.open(node, OFlag::O_WRONLY) {
+        Err(nfsstat3::NFS3ERR_ACCES) => {
+            let owner = tree.stat(node)?.st_uid;
+            if crate::creds::caller_uid() != Some(owner) {
+                return Err(nfsstat3::NFS3ERR_ACCES);
+            }
+            crate::creds::as_root(|| tree.open(node, OFlag::O_WRONLY))
+        }
+        other => other,
     }
 }
 
@@ -116,7 +140,7 @@ fn setattr(tree: &Tree, args: SETATTR3args) -> SETATTR3res {
 /// bit from being cleared by a later chown.
 fn apply_sattr(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3> {
     if let Nfs3Option::Some(size) = attrs.size {
-        let file = tree.open(node, OFlag::O_WRONLY)?;
+        let file = open_for_write(tree, node)?;
         nix::unistd::ftruncate(&file, i64::try_from(size).map_err(|_| nfsstat3::NFS3ERR_FBIG)?).map_err(status)?;
     }
     let (uid, gid) = (attrs.uid, attrs.gid);
@@ -145,21 +169,32 @@ fn apply_sattr(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3>
             fchownat(&dir, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
         }
         if let Nfs3Option::Some(mode) = attrs.mode {
-            let stat = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
-            if stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
-                return Err(nfsstat3::NFS3ERR_INVAL);
-            }
-            fchmodat(
-                &dir,
-                name,
-                Mode::from_bits_truncate(mode & 0o7777),
-                FchmodatFlags::FollowSymlink,
-            )
-            .map_err(status)?;
+            chmod_node(tree, node, mode)?;
         }
         set_times(&dir, name, attrs)?;
     }
     Ok(())
+}
+
+/// chmod of the inode `node` names now, held open without following any
+/// symlink: a name swapped for a symlink between a check and the chmod
+/// cannot send it outside the export.
+fn chmod_node(tree: &Tree, node: &Node, mode: u32) -> Result<(), nfsstat3> {
+    let fd = tree.open(node, OFlag::O_PATH)?;
+    let stat = fstatat(&fd, "", AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
+    if stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(nfsstat3::NFS3ERR_INVAL);
+    }
+    // An O_PATH descriptor cannot be fchmod'ed; its /proc link reaches
+    // exactly the inode it holds.
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path.as_str(),
+        Mode::from_bits_truncate(mode & 0o7777),
+        FchmodatFlags::FollowSymlink,
+    )
+    .map_err(status)
 }
 
 fn apply_at_root(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3> {
@@ -179,13 +214,7 @@ fn apply_at_root(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat
         fchownat(&root, here, uid, gid, AtFlags::empty()).map_err(status)?;
     }
     if let Nfs3Option::Some(mode) = attrs.mode {
-        fchmodat(
-            &root,
-            here,
-            Mode::from_bits_truncate(mode & 0o7777),
-            FchmodatFlags::FollowSymlink,
-        )
-        .map_err(status)?;
+        chmod_node(tree, node, mode)?;
     }
     set_times(&root, here, attrs)
 }
@@ -259,18 +288,17 @@ fn access(tree: &Tree, args: ACCESS3args) -> ACCESS3res {
     // Ask the kernel as the caller: AT_EACCESS checks with the thread's
     // current (fs) credentials; without it faccessat uses the real uid, root.
     let granted = |mode: nix::unistd::AccessFlags| {
-        node.split()
-            .map_or(Ok(()), |(parent, name)| {
-                let dir = tree.open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-                nix::unistd::faccessat(
-                    &dir,
-                    OsStr::from_bytes(&name),
-                    mode,
-                    AtFlags::AT_SYMLINK_NOFOLLOW | AtFlags::AT_EACCESS,
-                )
-                .map_err(status)
-            })
-            .is_ok()
+        let flags = AtFlags::AT_SYMLINK_NOFOLLOW | AtFlags::AT_EACCESS;
+        let checked = match node.split() {
+            Some((parent, name)) => tree
+                .open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .and_then(|dir| nix::unistd::faccessat(&dir, OsStr::from_bytes(&name), mode, flags).map_err(status)),
+            // The export root: asked of the folder itself.
+            None => tree
+                .open(&node, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .and_then(|dir| nix::unistd::faccessat(&dir, ".", mode, flags).map_err(status)),
+        };
+        checked.is_ok()
     };
     use nix::unistd::AccessFlags as A;
     let read_only = tree.export(node.export).read_only;
@@ -362,7 +390,7 @@ fn write(tree: &Tree, args: WRITE3args<'_>) -> WRITE3res {
         }
     };
     let result = writable(tree, &node).and_then(|()| {
-        let file = tree.open(&node, OFlag::O_WRONLY)?;
+        let file = open_for_write(tree, &node)?;
         let data = args.data.as_ref();
         let count = (args.count as usize).min(data.len());
         let mut written = 0;
@@ -738,19 +766,34 @@ fn link(tree: &Tree, args: LINK3args<'_>) -> LINK3res {
     }
 }
 
-/// Every entry of a folder but `.` and `..`, sorted so cookies (positions)
-/// stay meaningful between calls.
-fn entries(tree: &Tree, dir: &Node) -> Result<Vec<(Vec<u8>, u64)>, nfsstat3> {
+/// Every entry of a folder but `.` and `..`, with its cookie: a hash of
+/// its name, so the place a listing resumes from does not move when
+/// entries are added or removed between calls (as `rm -r` does while it
+/// reads). Sorted by cookie; never 0, which means "from the start".
+fn entries(tree: &Tree, dir: &Node) -> Result<Vec<(u64, Vec<u8>, u64)>, nfsstat3> {
     let fd = tree.open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     let mut listing = nix::dir::Dir::from_fd(fd).map_err(status)?;
-    let mut names: Vec<(Vec<u8>, u64)> = listing
+    let mut names: Vec<(u64, Vec<u8>, u64)> = listing
         .iter()
         .filter_map(Result::ok)
-        .map(|e| (e.file_name().to_bytes().to_vec(), e.ino()))
-        .filter(|(name, _)| name != b"." && name != b"..")
+        .filter(|e| e.file_name().to_bytes() != b"." && e.file_name().to_bytes() != b"..")
+        .map(|e| {
+            let name = e.file_name().to_bytes().to_vec();
+            (name_cookie(&name), name, e.ino())
+        })
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// FNV-1a of the name, with the low bit set so it is never 0.
+fn name_cookie(name: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash | 1
 }
 
 fn cookie_verifier(stat: &FileStat) -> cookieverf3 {
@@ -764,11 +807,10 @@ fn cookie_verifier(stat: &FileStat) -> cookieverf3 {
 fn readdir(tree: &Tree, args: READDIR3args) -> READDIR3res<'static> {
     let result = tree.resolve(&args.dir).and_then(|(dir, stat)| {
         let names = entries(tree, &dir)?;
-        let start = usize::try_from(args.cookie).unwrap_or(usize::MAX);
         let mut budget = args.count.saturating_sub(128) as usize;
         let mut list = Vec::new();
         let mut eof = true;
-        for (index, (name, ino)) in names.into_iter().enumerate().skip(start) {
+        for (cookie, name, ino) in names.into_iter().filter(|(cookie, ..)| *cookie > args.cookie) {
             let size = 24 + name.len().div_ceil(4) * 4;
             if size > budget {
                 eof = false;
@@ -778,7 +820,7 @@ fn readdir(tree: &Tree, args: READDIR3args) -> READDIR3res<'static> {
             list.push(entry3 {
                 fileid: ino,
                 name: filename3(Opaque::owned(name)),
-                cookie: index as u64 + 1,
+                cookie,
             });
         }
         Ok((stat, list, eof))
@@ -804,11 +846,10 @@ fn readdir(tree: &Tree, args: READDIR3args) -> READDIR3res<'static> {
 fn readdirplus(tree: &Tree, args: READDIRPLUS3args) -> READDIRPLUS3res<'static> {
     let result = tree.resolve(&args.dir).and_then(|(dir, stat)| {
         let names = entries(tree, &dir)?;
-        let start = usize::try_from(args.cookie).unwrap_or(usize::MAX);
         let mut budget = args.maxcount.saturating_sub(128) as usize;
         let mut list = Vec::new();
         let mut eof = true;
-        for (index, (name, ino)) in names.into_iter().enumerate().skip(start) {
+        for (cookie, name, ino) in names.into_iter().filter(|(cookie, ..)| *cookie > args.cookie) {
             let size = 24 + name.len().div_ceil(4) * 4 + 88 + 4 + 28;
             if size > budget {
                 eof = false;
@@ -823,7 +864,7 @@ fn readdirplus(tree: &Tree, args: READDIRPLUS3args) -> READDIRPLUS3res<'static> 
             list.push(entryplus3 {
                 fileid: ino,
                 name: filename3(Opaque::owned(name)),
-                cookie: index as u64 + 1,
+                cookie,
                 name_attributes: attrs,
                 name_handle: handle,
             });
@@ -929,7 +970,7 @@ fn pathconf(tree: &Tree, args: PATHCONF3args) -> PATHCONF3res {
 fn commit(tree: &Tree, args: COMMIT3args) -> COMMIT3res {
     let result = tree.resolve(&args.file).and_then(|(node, before)| {
         writable(tree, &node)?;
-        let file = tree.open(&node, OFlag::O_WRONLY)?;
+        let file = open_for_write(tree, &node)?;
         nix::unistd::fsync(&file).map_err(status)?;
         Ok((node, before))
     });

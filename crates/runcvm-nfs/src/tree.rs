@@ -70,7 +70,9 @@ struct Root {
 pub struct Tree {
     roots: Vec<Root>,
     epoch: u32,
-    seen: Mutex<HashMap<(u64, u64), Node>>,
+    /// Where each handed-out object was last seen, per export: one inode can
+    /// be reached through several exports (nested or repeated volumes).
+    seen: Mutex<HashMap<(usize, u64, u64), Node>>,
 }
 
 /// An errno as the NFS status a client understands.
@@ -206,7 +208,7 @@ impl Tree {
     pub fn handle(&self, node: &Node, stat: &FileStat) -> nfs_fh3 {
         let (dev, ino) = (stat.st_dev, stat.st_ino);
         if let Ok(mut seen) = self.seen.lock() {
-            seen.insert((dev, ino), node.clone());
+            seen.insert((node.export, dev, ino), node.clone());
         }
         let mut bytes = Vec::with_capacity(24);
         bytes.extend_from_slice(&self.epoch.to_be_bytes());
@@ -232,7 +234,7 @@ impl Tree {
         let (export, dev, ino) = (word(4) as usize, long(8), long(16));
         let node = {
             let seen = self.seen.lock().map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
-            seen.get(&(dev, ino)).cloned()
+            seen.get(&(export, dev, ino)).cloned()
         }
         .filter(|n| n.export == export)
         .ok_or(nfsstat3::NFS3ERR_STALE)?;

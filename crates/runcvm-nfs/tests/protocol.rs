@@ -297,3 +297,99 @@ fn only_admitted_peers_are_served() {
         );
     }
 }
+
+/// Entries removed between two READDIR calls (as `rm -r` does while it
+/// reads) do not make the listing skip the others.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn a_listing_resumes_in_place_when_entries_go_away() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        std::fs::write(dir.path().join(format!("f{i:02}")), b"").unwrap();
+    }
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    let read = |client: &mut Client, cookie: u64, count: u32| -> (Vec<(String, u64)>, bool) {
+        let args = READDIR3args {
+            dir: root.clone(),
+            cookie,
+            cookieverf: cookieverf3::default(),
+            count,
+        };
+        match client.nfs::<READDIR3res>(16, &args) {
+            Nfs3Result::Ok(ok) => (
+                ok.reply
+                    .entries
+                    .0
+                    .iter()
+                    .map(|e| (String::from_utf8_lossy(e.name.as_ref()).into_owned(), e.cookie))
+                    .collect(),
+                ok.reply.eof,
+            ),
+            Nfs3Result::Err((e, _)) => panic!("{e}"),
+        }
+    };
+    let (first, eof) = read(&mut client, 0, 300);
+    assert!(
+        !eof && !first.is_empty() && first.len() < 20,
+        "a first page only: {}",
+        first.len()
+    );
+    for (name, _) in &first {
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+    }
+    let mut seen: Vec<String> = first.iter().map(|(n, _)| n.clone()).collect();
+    let mut cookie = first.last().unwrap().1;
+    loop {
+        let (page, eof) = read(&mut client, cookie, 4096);
+        seen.extend(page.iter().map(|(n, _)| n.clone()));
+        if let Some((_, last)) = page.last() {
+            cookie = *last;
+        }
+        if eof {
+            break;
+        }
+    }
+    seen.sort();
+    let all: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+    assert_eq!(seen, all, "every entry is listed once");
+}
+
+/// The owner may write a file whatever its mode, as with knfsd.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn the_owner_writes_a_read_only_file_it_owns() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    client.as_user(1000, 1000);
+    let file = client.create(&root, "object").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("object"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o444),
+    )
+    .unwrap();
+    assert_eq!(client.write(&file, b"packed").unwrap(), 6);
+    // Someone else may not.
+    std::os::unix::fs::chown(dir.path().join("object"), Some(2000), Some(2000)).unwrap();
+    assert_eq!(client.write(&file, b"x"), Err(nfsstat3::NFS3ERR_ACCES));
+}
+
+/// One folder behind two exports (repeated or nested volumes): each
+/// export's handles stay good.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn one_folder_behind_two_exports() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::connect(vec![export("/a", dir.path(), false), export("/b", dir.path(), true)]);
+    let a = client.mount("/a");
+    let b = client.mount("/b");
+    assert!(client.getattr(&a).is_ok(), "the first export's root went stale");
+    assert!(client.getattr(&b).is_ok());
+    assert_eq!(client.create(&b, "x"), Err(nfsstat3::NFS3ERR_ROFS));
+    assert!(client.create(&a, "x").is_ok());
+}

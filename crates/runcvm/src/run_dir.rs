@@ -24,6 +24,19 @@ pub struct RunDirError {
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
+    /// Held (flock) for the run's life: a run folder whose lock can be
+    /// taken belongs to a launcher that is gone.
+    _lock: Option<std::fs::File>,
+}
+
+/// The lock file in a run folder.
+const LOCK: &str = "lock";
+
+/// Takes the lock on `file` if nobody holds it.
+fn try_lock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; it takes no pointers.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 impl RunDir {
@@ -36,8 +49,7 @@ impl RunDir {
 
     /// Removes the run folders of launchers that are gone: one killed with
     /// SIGKILL cleans up nothing. Folders are named `<pid>-<nanos>`; one whose
-    /// pid is not alive is stale. This assumes the launchers sharing a state
-    /// folder share a PID namespace (true of `runcvm run` on a host).
+    /// lock nobody holds is stale.
     pub fn sweep_stale(state_dir: &Path) {
         let Ok(entries) = std::fs::read_dir(state_dir.join("runs")) else {
             return;
@@ -49,7 +61,17 @@ impl RunDir {
             };
             let named_by_us =
                 pid.parse::<u32>().is_ok() && nanos.len() == 9 && nanos.bytes().all(|b| b.is_ascii_digit());
-            if !named_by_us || Path::new("/proc").join(pid).exists() {
+            if !named_by_us {
+                continue;
+            }
+            // A live launcher holds its folder's lock, in whatever PID
+            // namespace it runs; a folder without a lock file (being made)
+            // is left alone unless its pid is gone from ours too.
+            let stale = match std::fs::File::open(entry.path().join(LOCK)) {
+                Ok(lock) => try_lock(&lock),
+                Err(_) => !Path::new("/proc").join(pid).exists(),
+            };
+            if !stale {
                 continue;
             }
             match std::fs::remove_dir_all(entry.path()) {
@@ -75,7 +97,8 @@ impl RunDir {
                 state_dir: state_dir.to_owned(),
                 source,
             })?;
-        Ok(Self { path })
+        let lock = std::fs::File::create(path.join(LOCK)).ok().filter(try_lock);
+        Ok(Self { path, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
@@ -131,14 +154,18 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let runs = state.path().join("runs");
         let dead = runs.join("999999999-000000001");
-        let alive = runs.join(format!("{}-000000002", std::process::id()));
+        let unlocked = runs.join(format!("{}-000000003", std::process::id()));
         let foreign = runs.join("notes");
-        for dir in [&dead, &alive, &foreign] {
+        for dir in [&dead, &unlocked, &foreign] {
             std::fs::create_dir_all(dir).unwrap();
         }
+        std::fs::write(unlocked.join(LOCK), b"").unwrap();
+        let live = RunDir::create(state.path()).unwrap();
         RunDir::sweep_stale(state.path());
-        assert!(!dead.exists());
-        assert!(alive.exists() && foreign.exists());
+        assert!(!dead.exists(), "no lock file and a dead pid");
+        assert!(!unlocked.exists(), "a lock nobody holds, whatever the pid");
+        assert!(live.path().exists(), "a held lock keeps the folder");
+        assert!(foreign.exists(), "not named by runcvm");
     }
 
     #[test]

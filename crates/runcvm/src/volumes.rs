@@ -39,12 +39,18 @@ pub fn failure_is_optional() -> anyhow::Result<bool> {
     }
 }
 
+/// How much copied single files may hold in all: they travel in the start
+/// message, whose frames hold at most 1 MiB (and bytes that are not UTF-8
+/// take twice their size in it).
+pub const MAX_COPIED_BYTES: usize = 400 << 10;
+
 /// The folders to serve (outer before nested, so mounts stack as the paths
 /// say), and the single files read now to be copied in.
 pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_proto::GuestFile>)> {
     let mut exports: Vec<Export> = Vec::new();
     let mut copies = Vec::new();
     let mut paths = std::collections::HashSet::new();
+    let mut copied = 0;
     for spec in specs {
         let path = match spec {
             VolumeSpec::Shared(export) => export.name.as_str(),
@@ -58,6 +64,15 @@ pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_pr
             VolumeSpec::Copied { host, path } => {
                 let content = std::fs::read(host)
                     .with_context(|| format!("cannot read {} to copy it to {path}", host.display()))?;
+                copied += content.len();
+                if copied > MAX_COPIED_BYTES {
+                    anyhow::bail!(
+                        "{} is too large to copy in at boot ({} bytes; single files may hold {MAX_COPIED_BYTES} bytes in all): \
+                         share its folder as a volume instead",
+                        host.display(),
+                        content.len()
+                    );
+                }
                 copies.push(runcvm_proto::GuestFile {
                     path: path.clone(),
                     content: content.into(),
@@ -160,5 +175,24 @@ mod tests {
                 .unwrap_err()
                 .contains("neither a folder nor a file")
         );
+    }
+
+    #[test]
+    fn single_files_too_large_to_copy_and_repeated_paths_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; MAX_COPIED_BYTES + 1]).unwrap();
+        let err = split(&[VolumeSpec::Copied {
+            host: big,
+            path: "/big".into(),
+        }])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("too large to copy in at boot") && err.contains("share its folder"),
+            "{err}"
+        );
+        let twice = [parse_volume("/tmp:/d").unwrap(), parse_volume("/tmp:/d:ro").unwrap()];
+        assert!(split(&twice).unwrap_err().to_string().contains("two volumes at /d"));
     }
 }
