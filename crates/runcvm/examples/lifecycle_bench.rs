@@ -4,7 +4,8 @@
 //! launcher's RSS while a VM runs. `scripts/bench.sh` runs it with the
 //! release binaries.
 
-use runcvm_test_infra::{RuncvmRun, require_t2};
+use runcvm_test_infra::RuncvmRun;
+use runcvm_test_infra::tier::require_t2_for_bench;
 use std::io::{BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
 
@@ -13,15 +14,8 @@ const MIB: usize = 32;
 const CONSOLE_MIB: usize = 4;
 
 fn main() {
-    let runcvm = std::env::var("RUNCVM_BIN").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../target/x86_64-unknown-linux-gnu/release/runcvm"
-        )
-        .to_owned()
-    });
     let scratch = tempfile::tempdir().expect("scratch folder");
-    let t2 = require_t2(&runcvm, scratch.path().to_str().expect("utf-8 path"));
+    let t2 = require_t2_for_bench(scratch.path());
 
     // Throughput: the same bytes through stdout (control channel) and
     // through /dev/ttyS0 (the serial console, shown on stderr at INFO).

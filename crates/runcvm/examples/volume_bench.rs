@@ -4,7 +4,8 @@
 //! only (it builds a simulated pod). `scripts/bench.sh` runs it with the
 //! release binaries.
 
-use runcvm_test_infra::{PodNet, PodNetOptions, RuncvmRun, Style, require_t2};
+use runcvm_test_infra::tier::require_t2_for_bench;
+use runcvm_test_infra::{PodNet, PodNetOptions, RuncvmRun, Style};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
@@ -30,15 +31,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn main() {
-    let runcvm = std::env::var("RUNCVM_BIN").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../target/x86_64-unknown-linux-gnu/release/runcvm"
-        )
-        .to_owned()
-    });
     let scratch = tempfile::tempdir().expect("scratch folder");
-    let t2 = require_t2(&runcvm, scratch.path().to_str().expect("utf-8 path"));
+    let t2 = require_t2_for_bench(scratch.path());
     let data = tempfile::tempdir().expect("volume folder");
     std::fs::create_dir(data.path().join("many")).expect("many");
     for i in 0..10_000 {

@@ -60,6 +60,19 @@ pub fn require_t2(runcvm: &str, scratch: &str) -> T2 {
     }
 }
 
+/// [`require_t2`] for the benchmarks: the release `runcvm` (or
+/// `RUNCVM_BIN`), with the rootfs under `scratch`.
+pub fn require_t2_for_bench(scratch: &Path) -> T2 {
+    let runcvm = std::env::var("RUNCVM_BIN").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/x86_64-unknown-linux-gnu/release/runcvm"
+        )
+        .to_owned()
+    });
+    require_t2(&runcvm, scratch.to_str().expect("a UTF-8 scratch path"))
+}
+
 /// Whether this process is root (T1 and parts of T2 need it).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
