@@ -257,10 +257,10 @@ fn lookup(tree: &Tree, args: LOOKUP3args<'_>) -> LOOKUP3res {
         b".." => Ok(dir.split().map_or_else(|| dir.clone(), |(parent, _)| parent)),
         _ => check_name(name).map(|()| dir.child(name)),
     };
-    let found = target.and_then(|node| tree.stat(&node).map(|stat| (node, stat)));
+    let found = target.and_then(|node| tree.identify(&node).map(|(stat, identity)| (node, stat, identity)));
     match found {
-        Ok((node, stat)) => LOOKUP3res::Ok(LOOKUP3resok {
-            object: tree.handle(&node, &stat),
+        Ok((node, stat, identity)) => LOOKUP3res::Ok(LOOKUP3resok {
+            object: tree.handle(&node, identity),
             obj_attributes: post_op(Some(&stat)),
             dir_attributes: post_op_of(tree, &dir),
         }),
@@ -468,9 +468,9 @@ fn new_entry(tree: &Tree, where_: &diropargs3<'_>) -> Result<Entry, Refused> {
 /// The reply parts every creating procedure shares.
 fn created(tree: &Tree, dir: &Node, before: &FileStat, name: &[u8]) -> (post_op_fh3, post_op_attr, wcc_data) {
     let node = dir.child(name);
-    match tree.stat(&node) {
-        Ok(stat) => (
-            post_op_fh3::Some(tree.handle(&node, &stat)),
+    match tree.identify(&node) {
+        Ok((stat, identity)) => (
+            post_op_fh3::Some(tree.handle(&node, identity)),
             post_op(Some(&stat)),
             wcc(tree, dir, Some(before)),
         ),
@@ -857,8 +857,8 @@ fn readdirplus(tree: &Tree, args: READDIRPLUS3args) -> READDIRPLUS3res<'static> 
             }
             budget -= size;
             let node = dir.child(&name);
-            let (attrs, handle) = match tree.stat(&node) {
-                Ok(s) => (post_op(Some(&s)), post_op_fh3::Some(tree.handle(&node, &s))),
+            let (attrs, handle) = match tree.identify(&node) {
+                Ok((s, identity)) => (post_op(Some(&s)), post_op_fh3::Some(tree.handle(&node, identity))),
                 Err(_) => (post_op_attr::None, post_op_fh3::None),
             };
             list.push(entryplus3 {

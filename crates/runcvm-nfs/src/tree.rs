@@ -1,6 +1,8 @@
 //! The exported folders and the file handles that name what is inside them.
 //!
-//! A handle is `[epoch u32][export u32][dev u64][ino u64]` (24 bytes); the
+//! A handle is `[epoch u32][export u32][dev u64][ino u64][birth u64]` (32
+//! bytes; the birth time tells a file from a later one that reuses its inode
+//! number); the
 //! server remembers, for each `(dev, ino)` it has handed out, the path
 //! relative to its export where it was last seen. Every use reopens that
 //! path beneath the export root with `openat2(RESOLVE_BENEATH |
@@ -20,6 +22,43 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// `[epoch u32][export u32][dev u64][ino u64][birth u64]`.
+const HANDLE_LEN: usize = 32;
+
+/// What tells one file from another, including a later file that reuses
+/// an inode number after the first was deleted: its birth time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    /// Nanoseconds since the epoch; 0 where the file system keeps none.
+    pub birth: u64,
+}
+
+/// The birth time of the inode `fd` holds, from statx.
+fn birth_of(fd: &OwnedFd) -> u64 {
+    // SAFETY: statx is plain data; all-zero is a valid value.
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx reads the empty C string and writes into `buf`, both
+    // alive for the call; AT_EMPTY_PATH makes it describe `fd` itself.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BTIME,
+            &raw mut buf,
+        )
+    };
+    if rc != 0 || buf.stx_mask & libc::STATX_BTIME == 0 {
+        return 0;
+    }
+    u64::try_from(buf.stx_btime.tv_sec)
+        .unwrap_or(0)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(u64::from(buf.stx_btime.tv_nsec))
+}
 
 /// One exported host folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,17 +243,30 @@ impl Tree {
         fstatat(&fd, "", AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)
     }
 
+    /// The attributes of `node` and its identity for a handle.
+    pub fn identify(&self, node: &Node) -> Result<(FileStat, Identity), nfsstat3> {
+        let fd = self.open(node, OFlag::O_PATH)?;
+        let stat = fstatat(&fd, "", AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
+        let identity = Identity {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            birth: birth_of(&fd),
+        };
+        Ok((stat, identity))
+    }
+
     /// Remembers `node` and returns its handle.
-    pub fn handle(&self, node: &Node, stat: &FileStat) -> nfs_fh3 {
-        let (dev, ino) = (stat.st_dev, stat.st_ino);
+    pub fn handle(&self, node: &Node, identity: Identity) -> nfs_fh3 {
+        let Identity { dev, ino, birth } = identity;
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert((node.export, dev, ino), node.clone());
         }
-        let mut bytes = Vec::with_capacity(24);
+        let mut bytes = Vec::with_capacity(HANDLE_LEN);
         bytes.extend_from_slice(&self.epoch.to_be_bytes());
         bytes.extend_from_slice(&u32::try_from(node.export).unwrap_or(u32::MAX).to_be_bytes());
         bytes.extend_from_slice(&dev.to_be_bytes());
         bytes.extend_from_slice(&ino.to_be_bytes());
+        bytes.extend_from_slice(&birth.to_be_bytes());
         nfs_fh3 {
             data: Opaque::owned(bytes),
         }
@@ -223,7 +275,7 @@ impl Tree {
     /// The node a handle names, with its current attributes.
     pub fn resolve(&self, handle: &nfs_fh3) -> Result<(Node, FileStat), nfsstat3> {
         let bytes = handle.data.as_ref();
-        if bytes.len() != 24 {
+        if bytes.len() != HANDLE_LEN {
             return Err(nfsstat3::NFS3ERR_BADHANDLE);
         }
         let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
@@ -231,7 +283,7 @@ impl Tree {
         if word(0) != self.epoch {
             return Err(nfsstat3::NFS3ERR_STALE);
         }
-        let (export, dev, ino) = (word(4) as usize, long(8), long(16));
+        let (export, dev, ino, birth) = (word(4) as usize, long(8), long(16), long(24));
         let node = {
             let seen = self.seen.lock().map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
             seen.get(&(export, dev, ino)).cloned()
@@ -239,27 +291,29 @@ impl Tree {
         .filter(|n| n.export == export)
         .ok_or(nfsstat3::NFS3ERR_STALE)?;
         // Gone from where it was last seen: the handle no longer names it.
-        let stat = self.stat(&node).map_err(|e| {
+        let (stat, identity) = self.identify(&node).map_err(|e| {
             if e == nfsstat3::NFS3ERR_NOENT {
                 nfsstat3::NFS3ERR_STALE
             } else {
                 e
             }
         })?;
-        if (stat.st_dev, stat.st_ino) != (dev, ino) {
+        // Another inode at the path, or the same number reused by a newer
+        // file: the handle does not name it.
+        if identity != (Identity { dev, ino, birth }) {
             return Err(nfsstat3::NFS3ERR_STALE);
         }
         Ok((node, stat))
     }
 
-    /// The root of an export, remembered.
-    pub fn root(&self, export: usize) -> Result<(Node, FileStat), nfsstat3> {
+    /// The root of an export and its identity.
+    pub fn root(&self, export: usize) -> Result<(Node, Identity), nfsstat3> {
         let node = Node {
             export,
             rel: PathBuf::new(),
         };
-        let stat = self.stat(&node)?;
-        Ok((node, stat))
+        let (_, identity) = self.identify(&node)?;
+        Ok((node, identity))
     }
 
     /// After a rename, everything remembered under `from` lives under `to`.

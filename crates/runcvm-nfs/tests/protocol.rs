@@ -216,7 +216,7 @@ fn handles_go_stale_when_the_host_replaces_the_file() {
     std::fs::rename(dir.path().join("f.new"), dir.path().join("f")).unwrap();
     assert_eq!(client.getattr(&file).err(), Some(nfsstat3::NFS3ERR_STALE));
     let forged = nfs_fh3 {
-        data: Opaque::owned(vec![0; 24]),
+        data: Opaque::owned(vec![0; 32]),
     };
     assert_eq!(client.getattr(&forged).err(), Some(nfsstat3::NFS3ERR_STALE));
     let short = nfs_fh3 {
