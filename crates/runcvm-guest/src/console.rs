@@ -1,5 +1,6 @@
-//! `/dev/ttyS0`: the guide's console, where init's lines and (until stdio
-//! moves to the control channel) the workload's output go.
+//! `/dev/ttyS0`: the guide's console, where the kernel's and init's lines go
+//! (the workload's stdout and stderr travel over the control channel; what
+//! it writes to `/dev/ttyS0` itself lands here too).
 
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -32,7 +33,7 @@ pub fn take_over() {
 
 /// Marks where the kernel's lines end; see [`CONSOLE_HANDOVER_LINE`].
 /// Below DEBUG the kernel then keeps to errors and warnings on the console,
-/// as `quiet` would, so its lines do not mix with the workload's output.
+/// as `quiet` would, so its lines do not mix with init's own.
 pub fn hand_over(level: LogLevel) {
     if level < LogLevel::Debug {
         const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
@@ -49,7 +50,8 @@ pub fn hand_over(level: LogLevel) {
     let _ = writeln!(std::io::stderr().lock(), "\n{CONSOLE_HANDOVER_LINE}");
 }
 
-/// Marks where the workload's output ends; see [`CONSOLE_HANDBACK`].
+/// Marks where init's lines end and the kernel's shutdown lines begin; see
+/// [`CONSOLE_HANDBACK`].
 pub fn hand_back() {
     let _ = std::io::stderr().lock().write_all(CONSOLE_HANDBACK.as_bytes());
 }

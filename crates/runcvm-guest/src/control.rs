@@ -77,8 +77,8 @@ impl ControlPort {
 
     /// Waits for the launcher's next message.
     pub fn receive(&mut self) -> anyhow::Result<HostMessage> {
-        // (A signal before the start finds no workload: the launcher stops
-        // the VM itself then.)
+        // Only `Start` comes first: the launcher sends nothing else before
+        // it (signals before then stop the VM on the host side).
         runcvm_proto::read_message(&mut self.file)
             .context("cannot read from the control channel")?
             .context("the launcher closed the control channel")

@@ -26,11 +26,10 @@ pub const PLAN_PATH: &str = "/.runcvm/plan.json";
 pub const CONTROL_PORT_NAME: &str = "runcvm.ctl";
 /// The line guest init writes on the console before anything of its own.
 /// The launcher hides the console up to and including this line at INFO, so a
-/// successful run shows the workload's output and no kernel boot lines.
+/// successful run shows no kernel boot lines.
 pub const CONSOLE_HANDOVER_LINE: &str = "runcvm-init: console handed to the workload";
 /// What guest init writes on the console once the workload has ended and
 /// before the kernel's shutdown lines. An OSC escape sequence, so a terminal
-/// shows nothing even where it is not filtered; it needs no newline, so the
-/// workload's output stays byte-exact. The launcher hides what follows it at
-/// INFO.
+/// shows nothing even where it is not filtered; it needs no newline, so what
+/// came before stays byte-exact. The launcher hides what follows it at INFO.
 pub const CONSOLE_HANDBACK: &str = "\x1b]runcvm;console-returned\x07";

@@ -2,11 +2,12 @@
 //! own output travels apart, over the control channel).
 //!
 //! The console has three phases, told apart by two markers that guest init
-//! writes: the kernel's boot lines, up to the handover line; the workload's
-//! output; and, after the handback sequence, the kernel's shutdown lines. At
-//! INFO only the middle phase is shown, byte-exact, so a run prints the
-//! workload's output and nothing else. At DEBUG everything is shown. Either
-//! way the last lines are kept, so an error can show them.
+//! writes: the kernel's boot lines, up to the handover line; init's own lines
+//! (and anything the workload writes to `/dev/ttyS0` itself); and, after the
+//! handback sequence, the kernel's shutdown lines. At INFO only the middle
+//! phase is shown, byte-exact, so no kernel boot lines appear. At DEBUG
+//! everything is shown. Either way the last lines are kept, so an error can
+//! show them.
 
 use runcvm_spec::{CONSOLE_HANDBACK, CONSOLE_HANDOVER_LINE};
 use std::collections::VecDeque;
