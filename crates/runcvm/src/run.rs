@@ -17,11 +17,6 @@ use std::time::Instant;
 /// debugging aid, e.g. `RUNCVM_KERNEL_ARGS="loglevel=8"`.
 pub const KERNEL_ARGS_ENV: &str = "RUNCVM_KERNEL_ARGS";
 
-/// Long enough to measure the TSC to well under the guest watchdog's 6 %.
-const TSC_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
-/// Used only if the TSC cannot be measured; still skips the calibration.
-const FALLBACK_TSC_KHZ: u64 = 2_000_000;
-
 /// What to run and with what.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -114,7 +109,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let (exports, copies) = crate::volumes::split(&request.volumes)?;
     let served = crate::volumes::serve(&exports, volumes_optional, pod.as_ref().map(|p| &p.guest))?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
-    let tsc_khz = runcvm_vmm::tsc::measure_host_tsc_khz(TSC_WINDOW).unwrap_or(FALLBACK_TSC_KHZ);
+    let tsc_khz = runcvm_vmm::tsc::host_tsc_khz();
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
     let qemu = QemuConfig {
         binary: qemu_binary,

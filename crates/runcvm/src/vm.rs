@@ -227,7 +227,6 @@ pub fn run(mut launch: VmLaunch<'_>) -> Result<ExitStatus, VmError> {
 #[derive(Debug, Default)]
 struct Outcome {
     status: Option<ExitStatus>,
-    ready: bool,
     timed_out: bool,
     interrupted: Option<Signal>,
     volume_server: Option<String>,
@@ -237,15 +236,15 @@ struct Outcome {
 
 fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started: Instant, hub: &ExecHub) -> Outcome {
     let mut outcome = Outcome::default();
-    let boot_deadline = started + launch.boot_timeout;
+    // Cleared once the guest is ready, or once the boot has timed out.
+    let mut boot_deadline = Some(started + launch.boot_timeout);
+    let mut guest_ready = false;
     let mut shutdown_deadline: Option<Instant> = None;
     let mut drain_deadline: Option<Instant> = None;
     let mut control_open = launch.qemu.control_socket.is_some();
     let mut writer: Option<GuestWriter> = None;
     loop {
-        let deadline = drain_deadline
-            .or(shutdown_deadline)
-            .or((!outcome.ready).then_some(boot_deadline));
+        let deadline = drain_deadline.or(shutdown_deadline).or(boot_deadline);
         let event = match deadline {
             Some(deadline) => inbox.recv_timeout(deadline.saturating_duration_since(Instant::now())),
             None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -254,7 +253,8 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
             Ok(Event::Connected(stream)) => writer = Some(Arc::new(Mutex::new(stream))),
             Ok(Event::Guest(GuestMessage::Ready { version })) => {
                 runcvm_log::debug!("guest init ready after {:.3} s", started.elapsed().as_secs_f64());
-                outcome.ready = true;
+                guest_ready = true;
+                boot_deadline = None;
                 if version != PROTOCOL_VERSION {
                     outcome.version = Some(version);
                     vmm.kill();
@@ -300,7 +300,7 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
             Ok(Event::Signal(Signal::SIGWINCH)) if launch.terminal => {
                 // Our terminal changed size: so does the workload's (once
                 // Start went out; before, the guest expects nothing else).
-                let started = outcome.ready && outcome.status.is_none();
+                let started = guest_ready && outcome.status.is_none();
                 if let (Some(writer), Some((rows, cols)), true) =
                     (writer.as_ref(), crate::terminal::stdin_size(), started)
                 {
@@ -316,7 +316,7 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
             }
             Ok(Event::Signal(signal)) => {
                 let forwarded = match writer.as_ref() {
-                    Some(writer) if outcome.ready && outcome.status.is_none() => {
+                    Some(writer) if guest_ready && outcome.status.is_none() => {
                         send(writer, &HostMessage::Signal { signal: signal as i32 }).is_ok()
                     }
                     _ => false,
@@ -350,7 +350,7 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
                     );
                 }
                 shutdown_deadline = None;
-                outcome.ready = true;
+                boot_deadline = None;
                 vmm.kill();
             }
             Err(RecvTimeoutError::Disconnected) => return outcome,

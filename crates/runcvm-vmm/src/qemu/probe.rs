@@ -39,7 +39,7 @@ pub fn probe_kvm(qemu: &Path, kernel: &Path, timeout: Duration) -> KvmProbe {
         cmdline: GuestCmdline {
             log_level: LogLevel::Debug,
             reboot_method: QemuConfig::REBOOT_METHOD,
-            tsc_khz: crate::tsc::measure_host_tsc_khz(std::time::Duration::from_millis(10)).unwrap_or(2_000_000),
+            tsc_khz: crate::tsc::host_tsc_khz(),
             extra: Vec::new(),
         },
         root_disk: None,
