@@ -12,6 +12,9 @@ packages=(
   util-linux           # unshare and nsenter, for the T1 and T2 tests
   iproute2             # builds the simulated node and pod networks in T1 and T2
   python3              # scripts/bench.sh summarises its figures with it
+  containerd runc containernetworking-plugins  # the T3 node and the demo's
+  protobuf-compiler    # protoc, for the CRI client's generated code (k8s-cri)
+  python3-yaml         # the deploy/ manifests are parsed in the install tests
 )
 
 missing=()

@@ -5,8 +5,10 @@
 #   T1  root: pod network plumbing in network namespaces, the NFS server
 #       at the protocol level; no VM
 #   T2  real VMs under QEMU (TCG here), the built kernel, a busybox rootfs
-# T3 (containerd + CRI) arrives with the Kubernetes issue. A tier that cannot
-# run fails; it is never skipped.
+#   T3  a Kubernetes node: a private containerd 1.6 + runc + CNI plugins in
+#       its own network namespace, pods driven over CRI as kubelet drives
+#       them, with a fresh `runcvm install` of this build as the handler
+# A tier that cannot run fails; it is never skipped.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$repo"
@@ -50,3 +52,8 @@ cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_network -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_volumes -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_lifecycle -- --ignored --test-threads 2
+
+step "T3: a Kubernetes node (containerd + runc + CNI), pods over CRI"
+cargo test --locked -p runcvm-install --test bundle -- --ignored --test-threads 2
+cargo test --locked -p runcvm-test-node --test t3_runc -- --ignored --test-threads 2
+cargo test --locked -p runcvm-runtime --test t3_cri -- --ignored --test-threads 2

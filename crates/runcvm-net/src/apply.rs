@@ -204,6 +204,12 @@ fn wire(
             ..LinkChange::default()
         },
     )?;
+    // A node bridge in hairpin mode (the CNI bridge plugin's default) sends
+    // the guest's broadcasts back in through eth0. Learned there, the VM's
+    // MAC would point the bridge at eth0, and frames for the VM would be
+    // dropped until that entry aged out. Only tap-eth0 learns.
+    let eth0 = require(netlink, POD_INTERFACE)?;
+    netlink.stop_port_learning(&eth0)?;
     netlink.change_link(
         bridge,
         &LinkChange {
@@ -251,6 +257,8 @@ mod tests {
     #[derive(Debug, Default)]
     struct FakeNamespace {
         links: BTreeMap<u32, Link>,
+        /// Bridge ports that do not learn MACs.
+        not_learning: std::collections::BTreeSet<u32>,
         addresses: Vec<(u32, Address)>,
         routes: Vec<Route>,
         next_index: u32,
@@ -361,6 +369,12 @@ mod tests {
             }
             Ok(())
         }
+        fn stop_port_learning(&mut self, port: &Link) -> Result<(), NetlinkError> {
+            let stored = &self.links[&port.index];
+            assert!(stored.master.is_some(), "{} is not a bridge port", stored.name);
+            self.not_learning.insert(port.index);
+            Ok(())
+        }
         fn add_address(&mut self, index: u32, address: &Address) -> Result<(), NetlinkError> {
             self.addresses.push((index, *address));
             Ok(())
@@ -430,6 +444,11 @@ mod tests {
         assert_eq!(eth0.master, Some(bridge.index));
         assert_eq!(tap.master, Some(bridge.index));
         assert!(bridge.up && eth0.up && tap.up);
+        assert!(
+            ns.not_learning.contains(&eth0.index),
+            "eth0 must not learn the VM's MAC"
+        );
+        assert!(!ns.not_learning.contains(&tap.index));
         assert_eq!(eth0.mac, Some(take.swap.eth0_dummy.0));
         assert_eq!(bridge.mac, Some(take.swap.bridge_dummy.0));
         assert_eq!((tap.mtu, bridge.mtu), (1450, 1450));

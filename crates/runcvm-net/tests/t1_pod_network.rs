@@ -81,6 +81,16 @@ fn assert_plumbed(net: &PodNet, take: &TakeOver) {
     assert_eq!(seen.tap.master, Some(seen.bridge.index));
     assert_eq!(seen.tap.kind.as_deref(), Some("tun"));
     assert!(seen.eth0.up && seen.bridge.up && seen.tap.up);
+    // Hairpinned broadcasts must not teach br-eth0 that the VM is behind eth0.
+    let ports = net
+        .pod
+        .sh_checked("bridge -d link show dev eth0; bridge -d link show dev tap-eth0");
+    let learning: Vec<bool> = ports
+        .lines()
+        .filter(|l| l.contains("learning "))
+        .map(|l| !l.contains("learning off"))
+        .collect();
+    assert_eq!(learning, [false, true], "eth0 does not learn, tap-eth0 does: {ports}");
     assert_eq!(seen.eth0.mac, Some(take.swap.eth0_dummy.0));
     assert_eq!(seen.bridge.mac, Some(take.swap.bridge_dummy.0));
     assert_ne!(seen.eth0.mac, Some(POD_MAC));

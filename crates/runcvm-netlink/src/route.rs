@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_GETADDR: u16 = 22;
@@ -23,6 +24,10 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_IFALIAS: u16 = 20;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_BRPORT_LEARNING: u16 = 8;
+const IFLA_BRPORT_FLUSH: u16 = 24;
+const AF_BRIDGE: u8 = 7;
 const IFF_UP: u32 = 1;
 
 const IFA_ADDRESS: u16 = 1;
@@ -146,6 +151,9 @@ pub trait RouteNetlink {
     fn add_address(&mut self, index: u32, address: &Address) -> Result<(), NetlinkError>;
     fn delete_address(&mut self, index: u32, address: &Address) -> Result<(), NetlinkError>;
     fn add_route(&mut self, route: &Route) -> Result<(), NetlinkError>;
+    /// Stops a bridge port learning where MACs are, and forgets what it
+    /// learned (`bridge link set dev PORT learning off` plus a flush).
+    fn stop_port_learning(&mut self, port: &Link) -> Result<(), NetlinkError>;
 }
 
 impl NetlinkSocket {
@@ -352,6 +360,11 @@ impl RouteNetlink for NetlinkSocket {
         self.change(&format!("set {} {}", link.name, change.describe()), request)
     }
 
+    fn stop_port_learning(&mut self, port: &Link) -> Result<(), NetlinkError> {
+        let request = stop_learning_message(port.index);
+        self.change(&format!("set bridge port {} learning off", port.name), request)
+    }
+
     fn add_address(&mut self, index: u32, address: &Address) -> Result<(), NetlinkError> {
         let request = address_message(RTM_NEWADDR, CHANGE | NLM_F_CREATE | NLM_F_EXCL, index, address);
         self.change(&format!("add address {}/{}", address.ip, address.prefix_len), request)
@@ -393,6 +406,19 @@ impl RouteNetlink for NetlinkSocket {
         let via = route.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
         self.change(&format!("add route {}/{}{via}", route.dst, route.dst_len), request)
     }
+}
+
+/// RTM_SETLINK of the bridge family: the port settings travel nested in
+/// IFLA_PROTINFO, which the kernel reads only when flagged nested.
+fn stop_learning_message(index: u32) -> MessageBuilder {
+    let mut header = ifinfomsg(index, 0, 0);
+    header[0] = AF_BRIDGE;
+    MessageBuilder::new(RTM_SETLINK, CHANGE)
+        .header(&header)
+        .begin_nested(IFLA_PROTINFO)
+        .attr(IFLA_BRPORT_LEARNING, &[0])
+        .attr(IFLA_BRPORT_FLUSH, &[])
+        .end_nested()
 }
 
 fn address_message(kind: u16, flags: u16, index: u32, address: &Address) -> MessageBuilder {
@@ -446,6 +472,20 @@ mod tests {
         assert!(route.is_default() && route.onlink);
         assert_eq!(route.gateway, Some("169.254.1.1".parse().unwrap()));
         assert_eq!(route.oif, 2);
+    }
+
+    #[test]
+    fn a_port_stops_learning_through_nested_bridge_port_attributes() {
+        let msg = stop_learning_message(7).build(1);
+        assert_eq!(u16::from_ne_bytes([msg[4], msg[5]]), RTM_SETLINK);
+        assert_eq!(msg[16], AF_BRIDGE);
+        assert_eq!(u32::from_ne_bytes(msg[20..24].try_into().unwrap()), 7);
+        let attrs = &msg[32..];
+        // IFLA_PROTINFO, flagged nested: 4 + (4 + 1 + 3 padding) + 4 bytes.
+        assert_eq!(u16::from_ne_bytes([attrs[0], attrs[1]]), 16);
+        assert_eq!(u16::from_ne_bytes([attrs[2], attrs[3]]), IFLA_PROTINFO | 0x8000);
+        assert_eq!(&attrs[4..9], &[5, 0, 8, 0, 0], "IFLA_BRPORT_LEARNING = 0");
+        assert_eq!(&attrs[12..16], &[4, 0, 24, 0], "IFLA_BRPORT_FLUSH");
     }
 
     #[test]

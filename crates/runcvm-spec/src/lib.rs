@@ -4,11 +4,14 @@
 
 pub mod bytes;
 pub mod entrypoint;
+pub mod launch;
 pub mod net;
+pub mod oci;
 pub mod plan;
 
 pub use bytes::ByteString;
 pub use entrypoint::{Entrypoint, EntrypointError};
+pub use launch::{ContainerLaunch, LaunchVolume, VolumeKind};
 pub use net::{GuestNetwork, GuestRoute, GuestVolume, IpPrefix, MacAddr};
 pub use plan::{LaunchPlan, PlanError};
 

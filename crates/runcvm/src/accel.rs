@@ -4,7 +4,7 @@
 //! a real boot decides (see `runcvm_vmm::qemu::probe_kvm`). The verdict is
 //! cached per host boot, QEMU and kernel, so only the first run pays for it.
 
-use runcvm_vmm::qemu::{KvmProbe, probe_kvm};
+use runcvm_vmm::qemu::{KvmProbe, QemuBinary, probe_kvm};
 use runcvm_vmm::{Accel, AccelChoice};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
@@ -34,7 +34,7 @@ pub enum AccelError {
 }
 
 /// The acceleration for this run; `auto` ending on TCG says why in one WARN.
-pub fn resolve(choice: AccelChoice, qemu: &Path, kernel: &Path, state_dir: &Path) -> Result<Accel, AccelError> {
+pub fn resolve(choice: AccelChoice, qemu: &QemuBinary, kernel: &Path, state_dir: &Path) -> Result<Accel, AccelError> {
     let accel = match choice {
         AccelChoice::Tcg => Accel::Tcg,
         AccelChoice::Kvm => match kvm_verdict(qemu, kernel, state_dir) {
@@ -87,11 +87,11 @@ struct CachedVerdict {
 }
 
 /// `None` when there is no KVM device at all.
-fn kvm_verdict(qemu: &Path, kernel: &Path, state_dir: &Path) -> Option<KvmProbe> {
+fn kvm_verdict(qemu: &QemuBinary, kernel: &Path, state_dir: &Path) -> Option<KvmProbe> {
     if !Path::new(KVM_DEVICE).exists() {
         return None;
     }
-    let key = cache_key(qemu, kernel);
+    let key = cache_key(qemu.path(), kernel);
     let cache = state_dir.join(PROBE_CACHE);
     if let Some(cached) = std::fs::read(&cache)
         .ok()

@@ -6,6 +6,7 @@ pub mod accel;
 pub mod console;
 pub mod exec;
 pub mod guest_disk;
+pub mod launch;
 pub mod locate;
 pub mod pod_network;
 pub mod resources;
@@ -18,3 +19,18 @@ pub mod volumes;
 /// Exit code when runcvm itself fails (not the workload), as `docker run`
 /// uses 125.
 pub const RUNTIME_FAILURE: i32 = 125;
+
+/// An error and its sources, `: `-separated, each said once.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}

@@ -1,5 +1,6 @@
 //! Finding the programs a run needs: guest init and the VMM.
 
+use runcvm_vmm::qemu::QemuBinary;
 use std::path::{Path, PathBuf};
 
 /// Overrides where `runcvm-init` is taken from (default: beside `runcvm`).
@@ -40,18 +41,30 @@ pub fn guest_init() -> Result<PathBuf, LocateError> {
     }
 }
 
-pub fn qemu() -> Result<PathBuf, LocateError> {
+/// The install root runcvm runs from (`/opt/runcvm` for `/opt/runcvm/bin/runcvm`).
+pub fn install_root() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.to_owned())
+}
+
+/// QEMU: `RUNCVM_QEMU`, else the bundle of the install runcvm runs from
+/// (the only QEMU inside a container), else `qemu-system-x86_64` on `PATH`.
+pub fn qemu() -> Result<QemuBinary, LocateError> {
     if let Some(path) = std::env::var_os(runcvm_vmm::qemu::QEMU_ENV).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
-            Ok(path)
+            Ok(QemuBinary::direct(path))
         } else {
             Err(LocateError::QemuOverride(path))
         };
+    }
+    if let Some(bundled) = install_root().as_deref().and_then(QemuBinary::bundled) {
+        return Ok(bundled);
     }
     let search = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&search)
         .map(|dir| dir.join(QEMU_NAME))
         .find(|candidate| Path::new(candidate).is_file())
+        .map(QemuBinary::direct)
         .ok_or(LocateError::Qemu)
 }

@@ -26,6 +26,93 @@ enum Command {
     /// Run CMD in the VM of a running `runcvm run` (TARGET: its pid or run
     /// folder). A leading `---` runs the rest here instead, outside the VM.
     Exec(ExecArgs),
+    /// Put runcvm on this node (binaries, kernel, a QEMU that runs in any
+    /// image) and register containerd's `runcvm` handler. Idempotent.
+    Install(InstallArgs),
+    /// Remove exactly what `runcvm install` added, containerd's config
+    /// included.
+    Uninstall(UninstallArgs),
+    /// The launcher of a Kubernetes container (`runcvm-runtime` makes it the
+    /// container's process): boot the VM prepared in STATE_DIR.
+    #[command(hide = true)]
+    Launch {
+        /// The container's state folder, as the container sees it.
+        #[arg(default_value = runcvm_spec::launch::CONTAINER_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct InstallArgs {
+    /// The install root.
+    #[arg(long, default_value = runcvm_install::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// containerd's main config; created if missing.
+    #[arg(long, default_value = runcvm_install::DEFAULT_CONTAINERD_CONFIG)]
+    containerd_config: PathBuf,
+    /// The folder holding runcvm, runcvm-runtime and runcvm-init [default:
+    /// the folder of this runcvm].
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// The guest kernel.
+    #[arg(long, default_value = runcvm_install::DEFAULT_KERNEL)]
+    kernel: PathBuf,
+    /// Debian's full qemu-system-x86_64 [default: on PATH].
+    #[arg(long)]
+    qemu: Option<PathBuf>,
+    /// Where the node's / is mounted for this process (an installer pod's
+    /// `/host`): the paths written for containerd are the node's.
+    #[arg(long)]
+    host_root_prefix: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct UninstallArgs {
+    /// The install root.
+    #[arg(long, default_value = runcvm_install::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// As for install.
+    #[arg(long)]
+    host_root_prefix: Option<PathBuf>,
+}
+
+fn run_install(args: InstallArgs) -> i32 {
+    let options = runcvm_install::InstallOptions {
+        root: args.root,
+        containerd_config: args.containerd_config,
+        binaries_from: args.from,
+        kernel: args.kernel,
+        qemu: args.qemu,
+        host_root_prefix: args.host_root_prefix,
+        ..runcvm_install::InstallOptions::default()
+    };
+    match runcvm_install::install(&options) {
+        Ok(report) => {
+            println!("{report}");
+            0
+        }
+        Err(e) => {
+            runcvm_log::error!("{}", runcvm::error_chain(&e));
+            runcvm::RUNTIME_FAILURE
+        }
+    }
+}
+
+fn run_uninstall(args: UninstallArgs) -> i32 {
+    let options = runcvm_install::UninstallOptions {
+        root: args.root,
+        host_root_prefix: args.host_root_prefix,
+    };
+    match runcvm_install::uninstall(&options) {
+        Ok(report) => {
+            println!("{report}");
+            0
+        }
+        Err(e) => {
+            runcvm_log::error!("{}", runcvm::error_chain(&e));
+            runcvm::RUNTIME_FAILURE
+        }
+    }
 }
 
 /// How the process in the guest runs: the flags `run` and `exec` share.
@@ -40,6 +127,9 @@ struct ProcessArgs {
     /// Numeric user and group to run as.
     #[arg(long, short = 'u', value_name = "UID[:GID]", value_parser = parse_user)]
     user: Option<(u32, u32)>,
+    /// Supplementary group ids (repeatable).
+    #[arg(long = "group-add", value_name = "GID")]
+    group_add: Vec<u32>,
 }
 
 impl ProcessArgs {
@@ -52,6 +142,7 @@ impl ProcessArgs {
             process.uid = uid;
             process.gid = gid;
         }
+        process.additional_gids.clone_from(&self.group_add);
         Ok(process)
     }
 }
@@ -125,9 +216,6 @@ struct RunArgs {
     memory: Option<u32>,
     #[command(flatten)]
     process: ProcessArgs,
-    /// Supplementary group ids (repeatable).
-    #[arg(long = "group-add", value_name = "GID")]
-    group_add: Vec<u32>,
     /// Boot with no entrypoint: the guest logs `[VM-START] No entrypoint
     /// found, sleeping` and stays up until stopped (a debugging aid).
     #[arg(long, conflicts_with = "command")]
@@ -198,7 +286,6 @@ fn parse_user(value: &str) -> Result<(u32, u32), String> {
 impl RunArgs {
     fn into_request(self) -> Result<RunRequest, String> {
         let mut entrypoint = self.process.entrypoint(&self.command)?;
-        entrypoint.additional_gids = self.group_add;
         entrypoint.terminal = self.tty;
         if !self.no_entrypoint {
             entrypoint.validate().map_err(|e| e.to_string())?;
@@ -226,7 +313,8 @@ fn main() {
     // Before any thread exists, so every thread inherits the mask and the
     // VM supervisor alone takes the signals it forwards. (`runcvm exec`
     // keeps the default actions: Ctrl-C ends the client.)
-    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+    let verb = std::env::args_os().nth(1);
+    if verb.as_ref().is_some_and(|a| a == "run" || a == "launch") {
         runcvm::vm::block_forwarded_signals();
     }
     let level = match runcvm_log::LogLevel::from_env() {
@@ -236,7 +324,12 @@ fn main() {
             std::process::exit(runcvm::RUNTIME_FAILURE);
         }
     };
-    runcvm_log::init("runcvm", level);
+    let name = if verb.is_some_and(|a| a == "launch") {
+        runcvm::launch::LOG_NAME_QEMU
+    } else {
+        "runcvm"
+    };
+    runcvm_log::init(name, level);
     // Usage errors are runcvm's own failures too: 125, not clap's 2.
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         let _ = e.print();
@@ -244,6 +337,9 @@ fn main() {
     });
     let code = match cli.command {
         Command::Exec(args) => run_exec(&args),
+        Command::Install(args) => run_install(args),
+        Command::Uninstall(args) => run_uninstall(args),
+        Command::Launch { state_dir } => runcvm::launch::launch(&state_dir),
         Command::Run(args) => match args.into_request() {
             Ok(request) => runcvm::run::run(&request),
             Err(message) => {

@@ -37,10 +37,6 @@ pub struct RunRequest {
     pub volumes: Vec<crate::volumes::VolumeSpec>,
 }
 
-fn wants_raw_terminal(request: &RunRequest) -> bool {
-    request.interactive && request.entrypoint.as_ref().is_some_and(|e| e.terminal)
-}
-
 /// Runs the request and returns the exit code for the process: the
 /// workload's, or [`RUNTIME_FAILURE`] after logging why runcvm failed.
 pub fn run(request: &RunRequest) -> i32 {
@@ -55,7 +51,6 @@ pub fn run(request: &RunRequest) -> i32 {
 
 fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let level = runcvm_log::level();
     let choice = AccelChoice::from_env()?;
     let volumes_optional = crate::volumes::failure_is_optional()?;
     let shares = request
@@ -102,39 +97,77 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     };
     guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib).context("cannot build the root disk")?;
 
-    let pod = match pod_options {
+    boot(&Boot {
+        run_dir: &run_dir,
+        pod_network: pod_options,
+        volumes: &request.volumes,
+        volumes_optional,
+        size,
+        accel,
+        boot_timeout,
+        kernel: &kernel.path,
+        qemu: qemu_binary,
+        interactive: request.interactive,
+        terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
+        started,
+    })
+}
+
+/// What booting needs once the root disk exists: shared by `runcvm run`
+/// and the Kubernetes launcher.
+pub(crate) struct Boot<'a> {
+    pub run_dir: &'a RunDir,
+    /// Take over the pod network, with these options.
+    pub pod_network: Option<runcvm_net::TakeOverOptions>,
+    pub volumes: &'a [crate::volumes::VolumeSpec],
+    pub volumes_optional: bool,
+    pub size: crate::resources::VmSize,
+    pub accel: runcvm_vmm::Accel,
+    pub boot_timeout: std::time::Duration,
+    pub kernel: &'a std::path::Path,
+    pub qemu: runcvm_vmm::qemu::QemuBinary,
+    pub interactive: bool,
+    pub terminal: bool,
+    pub started: Instant,
+}
+
+/// Takes over the pod network, serves the volumes, runs the VM and returns
+/// the workload's exit code.
+pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<i32> {
+    let level = runcvm_log::level();
+    let pod = match boot.pod_network {
         Some(options) => Some(crate::pod_network::take_over(options)?),
         None => None,
     };
-    let (exports, copies) = crate::volumes::split(&request.volumes)?;
-    let served = crate::volumes::serve(&exports, volumes_optional, pod.as_ref().map(|p| &p.guest))?;
+    let (exports, copies) = crate::volumes::split(boot.volumes)?;
+    let served = crate::volumes::serve(&exports, boot.volumes_optional, pod.as_ref().map(|p| &p.guest))?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::host_tsc_khz();
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
     let qemu = QemuConfig {
-        binary: qemu_binary,
-        accel,
-        vcpus: size.cpus,
-        memory_mib: size.memory_mib,
-        kernel: kernel.path.clone(),
+        binary: boot.qemu.clone(),
+        accel: boot.accel,
+        vcpus: boot.size.cpus,
+        memory_mib: boot.size.memory_mib,
+        kernel: boot.kernel.to_owned(),
         cmdline: GuestCmdline {
             log_level: level,
             reboot_method: QemuConfig::REBOOT_METHOD,
             tsc_khz,
             extra: extra.split_whitespace().map(str::to_owned).collect(),
         },
-        root_disk: Some(run_dir.disk()),
+        root_disk: Some(boot.run_dir.disk()),
         nic: pod.as_ref().map(|p| p.nic.clone()),
-        control_socket: Some(run_dir.control_socket()),
+        control_socket: Some(boot.run_dir.control_socket()),
     };
-    runcvm_log::debug!("host preparation took {:.3} s", started.elapsed().as_secs_f64());
+    runcvm_log::debug!("host preparation took {:.3} s", boot.started.elapsed().as_secs_f64());
     // Keys reach the guest's terminal as typed while it runs.
-    let _raw = wants_raw_terminal(request)
+    let _raw = (boot.interactive && boot.terminal)
         .then(crate::terminal::RawMode::on_stdin)
         .flatten();
     let status = crate::vm::run(VmLaunch {
         qemu: &qemu,
-        boot_timeout,
+        boot_timeout: boot.boot_timeout,
         show_boot: level >= LogLevel::Debug,
         start: HostMessage::Start {
             network: pod.as_ref().map(|p| p.guest.clone()),
@@ -145,21 +178,17 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
                 .chain(copies)
                 .collect(),
             volumes: served.volumes,
-            stdin: request.interactive,
-            terminal_size: request
-                .entrypoint
-                .as_ref()
-                .is_some_and(|e| e.terminal)
-                .then(crate::terminal::current_size),
+            stdin: boot.interactive,
+            terminal_size: boot.terminal.then(crate::terminal::current_size),
         },
         volume_server: served.stopped,
-        exec_socket: Some(run_dir.exec_socket()),
-        forward_stdin: request.interactive,
-        terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
+        exec_socket: Some(boot.run_dir.exec_socket()),
+        forward_stdin: boot.interactive,
+        terminal: boot.terminal,
     })?;
     runcvm_log::debug!(
         "workload {status:?}; run took {:.3} s in all",
-        started.elapsed().as_secs_f64()
+        boot.started.elapsed().as_secs_f64()
     );
     Ok(status.container_code())
 }

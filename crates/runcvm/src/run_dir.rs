@@ -27,6 +27,9 @@ pub struct RunDir {
     /// Held (flock) for the run's life: a run folder whose lock can be
     /// taken belongs to a launcher that is gone.
     _lock: Option<std::fs::File>,
+    /// Made by this process, so removed with it; an adopted folder belongs
+    /// to whoever made it and loses only its sockets.
+    owned: bool,
 }
 
 /// The lock file in a run folder.
@@ -98,7 +101,21 @@ impl RunDir {
                 source,
             })?;
         let lock = std::fs::File::create(path.join(LOCK)).ok().filter(try_lock);
-        Ok(Self { path, _lock: lock })
+        Ok(Self {
+            path,
+            _lock: lock,
+            owned: true,
+        })
+    }
+
+    /// Uses a folder made by someone else (a Kubernetes container's state
+    /// folder, made by `runcvm-runtime create` and removed at `delete`).
+    pub fn adopt(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            _lock: None,
+            owned: false,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -126,6 +143,12 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
+        if !self.owned {
+            for socket in [self.control_socket(), self.exec_socket()] {
+                let _ = std::fs::remove_file(socket);
+            }
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.path) {
             runcvm_log::warn!("cannot remove the run folder {}: {e}", self.path.display());
         }

@@ -12,7 +12,7 @@ use runcvm_vmm::qemu::QemuConfig;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -150,7 +150,7 @@ pub fn run(mut launch: VmLaunch<'_>) -> Result<ExitStatus, VmError> {
         })?),
         None => None,
     };
-    let mut command = Command::new(&qemu.binary);
+    let mut command = qemu.binary.command();
     command
         .args(qemu.args())
         .stdin(Stdio::null())
@@ -169,10 +169,10 @@ pub fn run(mut launch: VmLaunch<'_>) -> Result<ExitStatus, VmError> {
             Ok(())
         });
     }
-    runcvm_log::debug!("starting {} {:?}", qemu.binary.display(), qemu.args());
+    runcvm_log::debug!("starting {} {:?}", qemu.binary.path().display(), qemu.args());
     let started = Instant::now();
     let mut child = command.spawn().map_err(|source| VmError::Spawn {
-        binary: qemu.binary.display().to_string(),
+        binary: qemu.binary.path().display().to_string(),
         source,
     })?;
     let vmm = Vmm {

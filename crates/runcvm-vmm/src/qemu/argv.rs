@@ -18,7 +18,7 @@ pub struct Nic {
 /// Everything QEMU needs to run one guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuConfig {
-    pub binary: PathBuf,
+    pub binary: super::QemuBinary,
     pub accel: Accel,
     pub vcpus: u32,
     pub memory_mib: u32,
@@ -116,7 +116,7 @@ mod tests {
 
     fn config() -> QemuConfig {
         QemuConfig {
-            binary: "qemu-system-x86_64".into(),
+            binary: crate::qemu::QemuBinary::direct("qemu-system-x86_64".into()),
             accel: Accel::Tcg,
             vcpus: 2,
             memory_mib: 512,

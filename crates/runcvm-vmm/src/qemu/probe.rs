@@ -11,7 +11,7 @@ use crate::{Accel, GuestCmdline};
 use runcvm_log::LogLevel;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// What the kernel prints once it has booted and looks for a root device.
@@ -26,12 +26,12 @@ pub enum KvmProbe {
 }
 
 /// Boots `kernel` under KVM with no disk and waits at most `timeout`.
-pub fn probe_kvm(qemu: &Path, kernel: &Path, timeout: Duration) -> KvmProbe {
+pub fn probe_kvm(qemu: &super::QemuBinary, kernel: &Path, timeout: Duration) -> KvmProbe {
     if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
         return KvmProbe::CannotBoot(format!("/dev/kvm cannot be opened ({e})"));
     }
     let config = QemuConfig {
-        binary: qemu.to_owned(),
+        binary: qemu.clone(),
         accel: Accel::Kvm,
         vcpus: 1,
         memory_mib: 128,
@@ -46,7 +46,8 @@ pub fn probe_kvm(qemu: &Path, kernel: &Path, timeout: Duration) -> KvmProbe {
         nic: None,
         control_socket: None,
     };
-    let child = Command::new(qemu)
+    let child = qemu
+        .command()
         .args(config.args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -54,7 +55,7 @@ pub fn probe_kvm(qemu: &Path, kernel: &Path, timeout: Duration) -> KvmProbe {
         .spawn();
     let mut child = match child {
         Ok(child) => child,
-        Err(e) => return KvmProbe::CannotBoot(format!("{} cannot be started ({e})", qemu.display())),
+        Err(e) => return KvmProbe::CannotBoot(format!("{} cannot be started ({e})", qemu.path().display())),
     };
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());

@@ -1,0 +1,363 @@
+//! `runcvm install`: find and check every source first, then copy, check
+//! that the bundled QEMU starts, register the handler, and write the
+//! manifest (also when a step failed, so uninstall can undo the rest).
+
+use crate::containerd::{self, Facts, RegisterPlan};
+use crate::files::{self, Copied};
+use crate::manifest::Manifest;
+use crate::qemu::{self, QemuSources};
+use crate::report::{ContainerdChange, FileChange, InstallReport, InstalledFile, QemuSummary};
+use crate::{
+    BINARIES, BundledQemu, InstallError, InstallOptions, MANIFEST_NAME, RUNTIME_BINARY, Registration, View, absolute,
+    io_error,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Installs runcvm as `options` say; see the crate docs for the layout.
+pub fn install(options: &InstallOptions) -> Result<InstallReport, InstallError> {
+    let view = View::new(options.host_root_prefix.as_deref())?;
+    let root = absolute(&options.root)?;
+    let config = absolute(&options.containerd_config)?;
+    let node_root = view.node(&root)?;
+    let node_config = view.node(&config)?;
+    let runtime = node_root.join("bin").join(RUNTIME_BINARY);
+    let binary_name = runtime
+        .to_str()
+        .ok_or_else(|| InstallError::PathNotUtf8(runtime.clone()))?
+        .to_owned();
+
+    let sources = Sources::find(options)?;
+    let manifest_path = root.join(MANIFEST_NAME);
+    let previous = Manifest::load(&manifest_path)?;
+    let mut manifest = previous.clone().unwrap_or_else(|| Manifest::new(node_root.clone()));
+    manifest.root = node_root;
+    if let Some(record) = &manifest.containerd {
+        if record.path != node_config {
+            return Err(InstallError::ConfigElsewhere {
+                recorded: record.path.clone(),
+                requested: node_config,
+            });
+        }
+    }
+    let current = read_config(&config)?;
+    let plan = containerd::plan_register(
+        current.as_deref(),
+        manifest.containerd.as_ref(),
+        &binary_name,
+        node_config.clone(),
+    )
+    .map_err(|source| InstallError::Config {
+        path: config.clone(),
+        source,
+    })?;
+    let warnings = warnings(&plan.facts, &config, &node_config, &view);
+
+    let mut files = Vec::new();
+    let result = copy_all(&sources, &root, &view, &mut manifest, &mut files)
+        .and_then(|()| check_bundle(&root))
+        .and_then(|version| register(&config, &view, &plan, &mut manifest).map(|()| version));
+    let saved = save_manifest(&manifest_path, &manifest, previous.as_ref());
+    let version = result?;
+    saved?;
+
+    Ok(InstallReport {
+        manifest: manifest_path,
+        files,
+        qemu: QemuSummary {
+            version,
+            libraries: sources.qemu.libraries.len(),
+            bytes: sources.qemu_bytes(),
+            firmware: sources.qemu.firmware.iter().map(|(name, _)| name.clone()).collect(),
+        },
+        containerd: ContainerdChange {
+            config,
+            binary_name,
+            registration: plan.outcome,
+            created: current.is_none(),
+            systemd_cgroup: plan.facts.systemd_cgroup,
+            restated_runc: plan.facts.restates_runc,
+        },
+        warnings,
+        root,
+    })
+}
+
+/// What install copies, found and checked before anything is written.
+struct Sources {
+    binaries: Vec<(&'static str, PathBuf)>,
+    kernel: PathBuf,
+    qemu: QemuSources,
+}
+
+impl Sources {
+    fn find(options: &InstallOptions) -> Result<Self, InstallError> {
+        let dir = match &options.binaries_from {
+            Some(dir) => dir.clone(),
+            None => std::env::current_exe()
+                .map_err(InstallError::NoSourceDir)?
+                .parent()
+                .map(Path::to_owned)
+                .unwrap_or_default(),
+        };
+        let mut binaries = Vec::new();
+        for name in BINARIES {
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Err(InstallError::BinaryMissing { name, dir });
+            }
+            binaries.push((name, path));
+        }
+        let kernel = options.kernel.clone();
+        if !kernel.is_file() {
+            return Err(InstallError::KernelMissing(kernel));
+        }
+        if !files::is_elf(&kernel).map_err(io_error("read", &kernel))? {
+            return Err(InstallError::KernelNotElf(kernel));
+        }
+        let qemu_path = match &options.qemu {
+            Some(path) => path.clone(),
+            None => qemu::find_on_path().ok_or_else(|| InstallError::QemuMissing {
+                searched: "not on PATH".into(),
+            })?,
+        };
+        let qemu = qemu::gather(&qemu_path, &options.qemu_module_dir, &options.firmware_dirs)?;
+        Ok(Self { binaries, kernel, qemu })
+    }
+
+    /// (source, destination, mode) of every file, binaries first.
+    fn copies(&self, root: &Path) -> Vec<(PathBuf, PathBuf, u32)> {
+        let bundle = BundledQemu::layout(root);
+        let mut copies: Vec<_> = self
+            .binaries
+            .iter()
+            .map(|(name, source)| (source.clone(), root.join("bin").join(name), 0o755))
+            .collect();
+        copies.push((self.kernel.clone(), root.join("kernel/vmlinux"), 0o644));
+        copies.push((self.qemu.program.clone(), bundle.program.clone(), 0o755));
+        copies.push((self.qemu.loader.clone(), bundle.loader.clone(), 0o755));
+        let in_dir = |dir: &Path, list: &[(String, PathBuf)]| {
+            list.iter()
+                .map(|(name, source)| (source.clone(), dir.join(name), 0o644))
+                .collect::<Vec<_>>()
+        };
+        copies.extend(in_dir(&bundle.library_path, &self.qemu.libraries));
+        copies.extend(in_dir(&bundle.module_dir, &self.qemu.modules));
+        copies.extend(in_dir(&bundle.firmware_dir, &self.qemu.firmware));
+        copies
+    }
+
+    fn qemu_bytes(&self) -> u64 {
+        let q = &self.qemu;
+        std::iter::once(&q.program)
+            .chain([&q.loader])
+            .chain(q.libraries.iter().chain(&q.modules).chain(&q.firmware).map(|(_, p)| p))
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+fn copy_all(
+    sources: &Sources,
+    root: &Path,
+    view: &View,
+    manifest: &mut Manifest,
+    report: &mut Vec<InstalledFile>,
+) -> Result<(), InstallError> {
+    let bundle = BundledQemu::layout(root);
+    let dirs = [
+        root.join("bin"),
+        root.join("kernel"),
+        bundle.program.parent().map(Path::to_owned).unwrap_or_default(),
+        bundle.library_path.clone(),
+        bundle.module_dir.clone(),
+        bundle.firmware_dir.clone(),
+    ];
+    for dir in &dirs {
+        for created in files::create_dirs(dir).map_err(io_error("create", dir))? {
+            manifest.note_created_dir(view.node(&created)?);
+        }
+    }
+    for (source, dest, mode) in sources.copies(root) {
+        let copied = files::install_file(&source, &dest, mode).map_err(io_error("install", &dest))?;
+        let node = view.node(&dest)?;
+        let change = match copied {
+            Copied::Unchanged => FileChange::Unchanged,
+            Copied::Created => {
+                manifest.note_file(node, true);
+                FileChange::Created
+            }
+            Copied::Updated if manifest.is_own(&node) => FileChange::Updated,
+            Copied::Updated => {
+                manifest.note_file(node, false);
+                FileChange::Replaced
+            }
+        };
+        report.push(InstalledFile { path: dest, change });
+    }
+    Ok(())
+}
+
+/// Runs `qemu-system-x86_64 -version` through the bundle with an empty
+/// environment; returns the version line.
+fn check_bundle(root: &Path) -> Result<String, InstallError> {
+    let broken = |detail: String| InstallError::BundleBroken {
+        root: root.to_owned(),
+        detail,
+    };
+    let bundle = BundledQemu::at(root).ok_or_else(|| broken("files are missing".into()))?;
+    let prefix = bundle.command_prefix();
+    let output = Command::new(&prefix.program)
+        .args(&prefix.args)
+        .arg("-version")
+        .env_clear()
+        .envs(prefix.env)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| broken(format!("cannot run {}: {e}", prefix.program.display())))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(broken(format!("{} ({})", stderr.trim(), output.status)));
+    }
+    Ok(stdout.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+fn read_config(config: &Path) -> Result<Option<String>, InstallError> {
+    match files::read_if_exists(config).map_err(io_error("read", config))? {
+        None => Ok(None),
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| InstallError::ConfigNotText(config.to_owned())),
+    }
+}
+
+fn register(config: &Path, view: &View, plan: &RegisterPlan, manifest: &mut Manifest) -> Result<(), InstallError> {
+    let mut record = plan.record.clone();
+    if plan.outcome != Registration::Unchanged {
+        if let Some(parent) = config.parent() {
+            for created in files::create_dirs(parent).map_err(io_error("create", parent))? {
+                record.created_dirs.push(view.node(&created)?);
+            }
+        }
+        files::write_file(config, plan.text.as_bytes()).map_err(io_error("write", config))?;
+    }
+    manifest.containerd = Some(record);
+    Ok(())
+}
+
+fn save_manifest(path: &Path, manifest: &Manifest, previous: Option<&Manifest>) -> Result<(), InstallError> {
+    let empty = Manifest::new(manifest.root.clone());
+    if previous == Some(manifest) || (previous.is_none() && *manifest == empty) {
+        return Ok(());
+    }
+    files::write_file(path, &manifest.to_bytes()).map_err(io_error("write", path))
+}
+
+/// Conditions of the node that keep the handler from working.
+fn warnings(facts: &Facts, config: &Path, node_config: &Path, view: &View) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let shown = config.display();
+    if facts.cri_disabled {
+        warnings.push(format!(
+            "{shown} disables the CRI plugin (disabled_plugins): the kubelet cannot use this containerd until it is enabled"
+        ));
+    }
+    for import in &facts.imports {
+        let named = Path::new(import);
+        let node_path = if named.is_absolute() {
+            named.to_owned()
+        } else {
+            node_config.parent().unwrap_or(Path::new("/")).join(named)
+        };
+        let Some(candidates) = expand(&view.local(&node_path)) else {
+            warnings.push(format!(
+                "cannot check the import {import:?} of {shown}: a file it names that configures the CRI plugin would hide the runcvm handler"
+            ));
+            continue;
+        };
+        for file in candidates {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if containerd::configures_cri(&text) {
+                warnings.push(format!(
+                    "{} (imported by {shown}) configures the CRI plugin, and containerd 1.x lets an imported file replace the main file's whole CRI section, runcvm handler included: move those settings into {shown}",
+                    file.display()
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// The files a path names: itself, or the matches of `*` and `?` in its
+/// last component. `None` for patterns it cannot expand.
+fn expand(path: &Path) -> Option<Vec<PathBuf>> {
+    let name = path.file_name()?.to_str()?;
+    let parent = path.parent()?;
+    let wild = |s: &str| s.contains(['*', '?', '[']);
+    if parent.to_str().is_none_or(wild) || name.contains('[') {
+        return None;
+    }
+    if !wild(name) {
+        return Some(vec![path.to_owned()]);
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Some(Vec::new());
+    };
+    let mut matches: Vec<_> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes()))
+        })
+        .map(|e| e.path())
+        .collect();
+    matches.sort();
+    Some(matches)
+}
+
+fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => wildcard(&pattern[1..], name) || (!name.is_empty() && wildcard(pattern, &name[1..])),
+        (Some(b'?'), Some(_)) => wildcard(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p == n => wildcard(&pattern[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_like_filepath_glob_in_one_component() {
+        assert!(wildcard(b"*.toml", b"runcvm.toml"));
+        assert!(wildcard(b"a?c", b"abc"));
+        assert!(!wildcard(b"*.toml", b"runcvm.conf"));
+        assert!(wildcard(b"*", b""));
+    }
+
+    #[test]
+    fn imports_that_configure_cri_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf_d = dir.path().join("conf.d");
+        std::fs::create_dir(&conf_d).unwrap();
+        std::fs::write(
+            conf_d.join("mirrors.toml"),
+            "[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/x\"\n",
+        )
+        .unwrap();
+        std::fs::write(conf_d.join("debug.toml"), "[debug]\nlevel = \"debug\"\n").unwrap();
+        let config = dir.path().join("config.toml");
+        let facts = Facts {
+            imports: vec![format!("{}/*.toml", conf_d.display()), "missing.toml".into()],
+            ..Facts::default()
+        };
+        let warnings = warnings(&facts, &config, &config, &View::new(None).unwrap());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("mirrors.toml"), "{warnings:?}");
+    }
+}

@@ -1,0 +1,372 @@
+//! `create` of a workload container: everything the launcher will need is
+//! prepared on the node — the launch file, the root disk built from
+//! `bundle/rootfs` with the node's `mkfs.ext4`, the acceleration decided —
+//! in the container's state folder; then `config.json` is rewritten so the
+//! container's process is the launcher.
+
+use crate::install::Install;
+use runcvm::guest_disk::{self, GuestFiles};
+use runcvm::resources::{Limits, Overrides, vm_size};
+use runcvm::run_dir::RunDir;
+use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR, LAUNCH_FILE, LAUNCH_VERSION};
+use runcvm_spec::oci::{AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, rewrite_config};
+use runcvm_spec::{ContainerLaunch, LaunchPlan, LaunchVolume, VolumeKind};
+use runcvm_vmm::AccelChoice;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Mount destinations the guest gets another way: the pod's name files come
+/// with the network take-over.
+const GIVEN_BY_THE_NETWORK: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+/// Devices the launcher opens: KVM (when the node has it) and the tap.
+const KVM: &str = "/dev/kvm";
+const TUN: &str = "/dev/net/tun";
+
+/// Why a workload container cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// the bundle's config cannot be read
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the bundle's config is not usable
+    #[error(transparent)]
+    Oci(#[from] runcvm_spec::oci::OciError),
+    /// no process in config.json
+    #[error("{0}: `process` is missing: there is nothing to run in the VM")]
+    NoProcess(PathBuf),
+    /// the process is not runnable
+    #[error("{path}: the container's process cannot run in a VM")]
+    Process {
+        path: PathBuf,
+        #[source]
+        source: runcvm_spec::EntrypointError,
+    },
+    /// the container joins the host's network
+    #[error(
+        "the container uses the node's network namespace (hostNetwork): runcvm gives the VM the pod's own eth0, so it needs a pod network namespace; drop hostNetwork or use another runtime class"
+    )]
+    HostNetwork,
+    /// host devices asked for
+    #[error(
+        "the container asks for host devices ({0}): a VM cannot use the node's devices; remove them (or privileged: true) or use another runtime class"
+    )]
+    HostDevices(String),
+    /// a mount the guest cannot get
+    #[error(
+        "mount {destination}: {source_path} is a {kind}, which cannot be shared into a VM (only folders and regular files can); remove the mount or use another runtime class"
+    )]
+    UnshareableMount {
+        destination: String,
+        source_path: String,
+        kind: &'static str,
+    },
+    /// a mount source is missing
+    #[error("mount {destination}: cannot inspect its source {source_path}")]
+    MountSource {
+        destination: String,
+        source_path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the memory limit is too small
+    #[error(transparent)]
+    Memory(#[from] runcvm::resources::TooLittleMemory),
+    /// bad RUNCVM_ACCEL
+    #[error(transparent)]
+    AccelChoice(#[from] runcvm_vmm::accel::AccelError),
+    /// KVM asked for and not usable
+    #[error(transparent)]
+    Accel(#[from] runcvm::accel::AccelError),
+    /// state folder
+    #[error("cannot create the container's state folder {path}: make {} writable, or set RUNCVM_STATE_DIR", path.parent().map_or_else(String::new, |p| p.display().to_string()))]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the root disk
+    #[error("cannot build the container's root disk from {rootfs}: {reason:#}")]
+    Disk { rootfs: PathBuf, reason: anyhow::Error },
+    /// writing a file
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `create` found the container to be.
+#[derive(Debug)]
+pub enum Prepared {
+    /// A pod sandbox: runc runs it unchanged.
+    Sandbox,
+    /// A workload: its state folder is ready and `config.json` rewritten.
+    Vm { state: PathBuf },
+}
+
+/// Inputs of one `create`.
+#[derive(Debug)]
+pub struct CreateRequest<'a> {
+    pub bundle: &'a Path,
+    pub id: &'a str,
+    pub install: &'a Install,
+    /// The node's state folder (`/var/lib/runcvm`).
+    pub state_root: &'a Path,
+}
+
+/// The per-container state folder on the node.
+pub fn state_folder(state_root: &Path, id: &str) -> PathBuf {
+    state_root.join("containers").join(id)
+}
+
+pub fn prepare(request: &CreateRequest<'_>) -> Result<Prepared, CreateError> {
+    let config_path = request.bundle.join("config.json");
+    let bytes = std::fs::read(&config_path).map_err(|source| CreateError::Read {
+        path: config_path.clone(),
+        source,
+    })?;
+    let file = config_path.display().to_string();
+    let config = OciConfig::parse(&bytes, &file)?;
+    if config.role() == runcvm_spec::oci::ContainerRole::Sandbox {
+        return Ok(Prepared::Sandbox);
+    }
+    let process = config
+        .process
+        .as_ref()
+        .ok_or_else(|| CreateError::NoProcess(config_path.clone()))?;
+    let entrypoint = process.entrypoint();
+    entrypoint.validate().map_err(|source| CreateError::Process {
+        path: config_path.clone(),
+        source,
+    })?;
+    if config.network_namespace().is_none() {
+        return Err(CreateError::HostNetwork);
+    }
+    if let Some(linux) = &config.linux
+        && !linux.devices.is_empty()
+    {
+        let paths: Vec<&str> = linux.devices.iter().map(|d| d.path.as_str()).collect();
+        return Err(CreateError::HostDevices(paths.join(", ")));
+    }
+    let volumes = guest_volumes(&config.mounts)?;
+    // The cgroup gets the overhead on top of the limit; the guest gets the
+    // limit itself.
+    let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
+    let limits = Limits {
+        millicpus: config.cpu_limit().map(|cpus| u64::from(cpus) * 1000),
+        memory_bytes: config.memory_limit().map(|limit| limit + overhead),
+    };
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
+    let size = vm_size(limits, Overrides::default(), host_cpus)?;
+    let choice: AccelChoice =
+        env_value(&process.env, runcvm_vmm::accel::ACCEL_ENV).map_or(Ok(AccelChoice::Auto), str::parse)?;
+    let qemu = request.install.qemu();
+    let accel = runcvm::accel::resolve(choice, &qemu, &request.install.kernel(), request.state_root)?;
+
+    let state = state_folder(request.state_root, request.id);
+    let made = make_state_folder(&state);
+    let result = made.and_then(|()| {
+        write_state(request, &config, &entrypoint, &state, &volumes, &size, accel)?;
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|source| runcvm_spec::oci::OciError::Malformed {
+                file: file.clone(),
+                what: "runtime config",
+                source,
+            })?;
+        rewrite_config(&mut value, &launcher_rewrite(request, &state), &file)?;
+        write_replacing(
+            &config_path,
+            &serde_json::to_vec(&value).expect("JSON values serialize"),
+        )
+    });
+    if let Err(e) = result {
+        // Nothing is left behind: containerd may never call delete.
+        let _ = std::fs::remove_dir_all(&state);
+        return Err(e);
+    }
+    Ok(Prepared::Vm { state })
+}
+
+/// The launch file and the root disk.
+fn write_state(
+    request: &CreateRequest<'_>,
+    config: &OciConfig,
+    entrypoint: &runcvm_spec::Entrypoint,
+    state: &Path,
+    volumes: &[LaunchVolume],
+    size: &runcvm::resources::VmSize,
+    accel: runcvm_vmm::Accel,
+) -> Result<(), CreateError> {
+    let rootfs = request
+        .bundle
+        .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));
+    let plan = LaunchPlan {
+        hostname: config.hostname.clone(),
+        ..LaunchPlan::default()
+    };
+    let init = request.install.guest_init();
+    let files = GuestFiles {
+        init: &init,
+        entrypoint: Some(entrypoint),
+        plan: &plan,
+    };
+    let headroom = runcvm::guest_disk::DEFAULT_HEADROOM_MIB;
+    guest_disk::build(&RunDir::adopt(state), &rootfs, &files, headroom)
+        .map_err(|reason| CreateError::Disk { rootfs, reason })?;
+    let launch = ContainerLaunch {
+        version: LAUNCH_VERSION,
+        process: entrypoint.clone(),
+        hostname: config.hostname.clone(),
+        cpus: size.cpus,
+        memory_mib: size.memory_mib,
+        accel: accel.as_str().to_owned(),
+        volumes: volumes.to_vec(),
+    };
+    let path = state.join(LAUNCH_FILE);
+    write_private(&path, &launch.to_json())
+}
+
+fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path) -> LauncherRewrite {
+    let devices = [KVM, TUN]
+        .into_iter()
+        .filter_map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            let rdev = meta.rdev();
+            Some(CharDevice {
+                path: path.to_owned(),
+                major: libc::major(rdev).into(),
+                minor: libc::minor(rdev).into(),
+            })
+        })
+        .collect();
+    LauncherRewrite {
+        args: vec![
+            format!("{CONTAINER_INSTALL_ROOT}/bin/runcvm"),
+            "launch".to_owned(),
+            CONTAINER_STATE_DIR.to_owned(),
+        ],
+        devices,
+        mounts: vec![
+            AddedMount {
+                source: request.install.root().display().to_string(),
+                destination: CONTAINER_INSTALL_ROOT.to_owned(),
+                read_only: true,
+                exec: true,
+            },
+            AddedMount {
+                source: state.display().to_string(),
+                destination: CONTAINER_STATE_DIR.to_owned(),
+                read_only: false,
+                exec: false,
+            },
+        ],
+        memory_overhead_bytes: runcvm::resources::MEMORY_OVERHEAD_MIB << 20,
+    }
+}
+
+/// The container's bind mounts the guest gets at the same paths: folders
+/// shared, regular files copied. The kernel's file systems, `/dev` and the
+/// pod's name files are the guest's own.
+pub fn guest_volumes(mounts: &[OciMount]) -> Result<Vec<LaunchVolume>, CreateError> {
+    let mut volumes = Vec::new();
+    for mount in mounts {
+        let is_bind =
+            mount.kind.as_deref() == Some("bind") || mount.options.iter().any(|o| o == "bind" || o == "rbind");
+        let destination = mount.destination.trim_end_matches('/');
+        let own = ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|top| destination == *top || destination.starts_with(&format!("{top}/")));
+        if !is_bind || own || GIVEN_BY_THE_NETWORK.contains(&destination) || destination.is_empty() {
+            continue;
+        }
+        let source = mount.source.clone().unwrap_or_default();
+        let meta = std::fs::metadata(&source).map_err(|e| CreateError::MountSource {
+            destination: destination.to_owned(),
+            source_path: source.clone(),
+            source: e,
+        })?;
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
+            VolumeKind::Folder
+        } else if file_type.is_file() {
+            VolumeKind::File
+        } else {
+            let kind = if file_type.is_socket() {
+                "socket"
+            } else if file_type.is_char_device() || file_type.is_block_device() {
+                "device"
+            } else {
+                "special file"
+            };
+            return Err(CreateError::UnshareableMount {
+                destination: destination.to_owned(),
+                source_path: source,
+                kind,
+            });
+        };
+        volumes.push(LaunchVolume {
+            path: destination.to_owned(),
+            read_only: mount.options.iter().any(|o| o == "ro"),
+            kind,
+        });
+    }
+    Ok(volumes)
+}
+
+/// The value of `name` in an OCI env list (the last one wins, as in a shell).
+fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find_map(|entry| entry.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+}
+
+fn make_state_folder(path: &Path) -> Result<(), CreateError> {
+    // A folder left by a create that died half-way has no owner.
+    if path.exists() {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| CreateError::StateDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CreateError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(bytes))
+        .map_err(|source| CreateError::Write {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Replaces `path` whole or not at all.
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), CreateError> {
+    let temp = path.with_extension("json.runcvm-tmp");
+    let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&temp);
+        CreateError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

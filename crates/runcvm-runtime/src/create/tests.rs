@@ -1,0 +1,198 @@
+use super::*;
+use serde_json::json;
+
+/// A fake install (the files need only exist for create) and a bundle with
+/// a tiny rootfs.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    install: Install,
+    bundle: PathBuf,
+    state_root: PathBuf,
+    data: PathBuf,
+}
+
+fn fixture(config: &serde_json::Value) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("opt-runcvm");
+    for file in [
+        "bin/runcvm",
+        "bin/runcvm-init",
+        "kernel/vmlinux",
+        "qemu/lib/ld-linux-x86-64.so.2",
+        "qemu/bin/qemu-system-x86_64",
+    ] {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"\x7fELF").unwrap();
+    }
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
+    std::fs::write(bundle.join("rootfs/bin/app"), b"app").unwrap();
+    std::fs::write(bundle.join("config.json"), serde_json::to_vec(config).unwrap()).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(dir.path().join("token"), b"t").unwrap();
+    Fixture {
+        install: Install::at(root).unwrap(),
+        bundle,
+        state_root: dir.path().join("state"),
+        data,
+        _dir: dir,
+    }
+}
+
+fn workload_config() -> serde_json::Value {
+    json!({
+        "ociVersion": "1.0.2-dev",
+        "process": {"user": {"uid": 1000, "gid": 1000}, "args": ["/bin/app"], "env": ["PATH=/bin", "RUNCVM_ACCEL=tcg"], "cwd": "/"},
+        "root": {"path": "rootfs"},
+        "hostname": "pod-a",
+        "mounts": [],
+        "annotations": {"io.kubernetes.cri.container-type": "container"},
+        "linux": {"namespaces": [{"type": "network", "path": "/proc/1/ns/net"}], "resources": {"memory": {"limit": 268435456}}},
+        "x-extension": true
+    })
+}
+
+fn prepare_in(fx: &Fixture, id: &str) -> Result<Prepared, CreateError> {
+    prepare(&CreateRequest {
+        bundle: &fx.bundle,
+        id,
+        install: &fx.install,
+        state_root: &fx.state_root,
+    })
+}
+
+fn with_mounts(fx: &Fixture, mounts: serde_json::Value) {
+    let mut config = workload_config();
+    config["mounts"] = mounts;
+    std::fs::write(fx.bundle.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn a_workload_gets_a_state_folder_and_a_launcher_config() {
+    let fx = fixture(&workload_config());
+    let token = fx.data.parent().unwrap().join("token");
+    with_mounts(
+        &fx,
+        json!([
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["rbind", "ro"]},
+            {"destination": "/dev/termination-log", "type": "bind", "source": token, "options": ["rbind"]},
+            {"destination": "/data", "type": "bind", "source": fx.data, "options": ["rbind", "rprivate", "ro"]},
+            {"destination": "/run/secrets/token", "type": "bind", "source": token, "options": ["rbind"]}
+        ]),
+    );
+    let Prepared::Vm { state } = prepare_in(&fx, "c1").unwrap() else {
+        panic!("a workload runs as a VM")
+    };
+    assert_eq!(state, fx.state_root.join("containers/c1"));
+    assert!(state.join("disk.ext4").is_file());
+    let launch = ContainerLaunch::from_json(&std::fs::read(state.join(LAUNCH_FILE)).unwrap()).unwrap();
+    assert_eq!(
+        (launch.process.uid, launch.accel.as_str(), launch.memory_mib),
+        (1000, "tcg", 256)
+    );
+    assert_eq!(
+        launch.volumes,
+        [
+            LaunchVolume {
+                path: "/data".into(),
+                read_only: true,
+                kind: VolumeKind::Folder
+            },
+            LaunchVolume {
+                path: "/run/secrets/token".into(),
+                read_only: false,
+                kind: VolumeKind::File
+            },
+        ]
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["process"]["args"],
+        json!(["/opt/runcvm/bin/runcvm", "launch", "/.runcvm"])
+    );
+    assert_eq!(config["x-extension"], json!(true));
+    assert_eq!(
+        config["linux"]["resources"]["memory"]["limit"],
+        json!(268_435_456 + (runcvm::resources::MEMORY_OVERHEAD_MIB << 20))
+    );
+    let destinations: Vec<&str> = config["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["destination"].as_str().unwrap())
+        .collect();
+    assert!(destinations.ends_with(&["/opt/runcvm", "/.runcvm"]), "{destinations:?}");
+}
+
+#[test]
+fn a_sandbox_is_left_alone() {
+    let mut config = workload_config();
+    config["annotations"]["io.kubernetes.cri.container-type"] = json!("sandbox");
+    let fx = fixture(&config);
+    let before = std::fs::read(fx.bundle.join("config.json")).unwrap();
+    assert!(matches!(prepare_in(&fx, "s1").unwrap(), Prepared::Sandbox));
+    assert_eq!(std::fs::read(fx.bundle.join("config.json")).unwrap(), before);
+    assert!(!fx.state_root.exists());
+}
+
+/// Refused input names the problem and leaves config.json and the state
+/// folder as they were.
+fn assert_refused(fx: &Fixture, expected: &str) {
+    let before = std::fs::read(fx.bundle.join("config.json")).unwrap();
+    let err = prepare_in(fx, "bad").unwrap_err();
+    let message = crate::chain(&err);
+    assert!(message.contains(expected), "{message}");
+    assert_eq!(std::fs::read(fx.bundle.join("config.json")).unwrap(), before);
+    assert!(!fx.state_root.join("containers/bad").exists());
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_leaves_nothing() {
+    let fx = fixture(&workload_config());
+    std::fs::write(fx.bundle.join("config.json"), b"{\"process\": ").unwrap();
+    assert_refused(&fx, "config.json is not a valid OCI runtime config: EOF while parsing");
+
+    let mut config = workload_config();
+    config["linux"]["devices"] = json!([{"path": "/dev/sda", "type": "b", "major": 8, "minor": 0}]);
+    let fx = fixture(&config);
+    assert_refused(&fx, "asks for host devices (/dev/sda)");
+
+    let mut config = workload_config();
+    config["linux"]["namespaces"] = json!([{"type": "pid"}]);
+    assert_refused(&fixture(&config), "hostNetwork");
+
+    let fx = fixture(&workload_config());
+    with_mounts(
+        &fx,
+        json!([{"destination": "/run/docker.sock", "type": "bind", "source": "/dev/null", "options": ["rbind"]}]),
+    );
+    assert_refused(&fx, "mount /run/docker.sock: /dev/null is a device");
+
+    let fx = fixture(&workload_config());
+    with_mounts(
+        &fx,
+        json!([{"destination": "/gone", "type": "bind", "source": "/nonexistent/x", "options": ["rbind"]}]),
+    );
+    assert_refused(&fx, "cannot inspect its source /nonexistent/x");
+
+    let mut config = workload_config();
+    config["process"]["env"] = json!(["RUNCVM_ACCEL=warp"]);
+    assert_refused(&fixture(&config), "RUNCVM_ACCEL=\"warp\"");
+
+    let mut config = workload_config();
+    config["process"]["args"] = json!([]);
+    assert_refused(&fixture(&config), "no arguments");
+}
+
+#[test]
+fn a_disk_that_cannot_be_built_leaves_no_state_folder() {
+    let fx = fixture(&workload_config());
+    // A rootfs that claims runcvm's reserved folder is refused by the disk
+    // builder, after the state folder was made.
+    std::fs::create_dir(fx.bundle.join("rootfs/.runcvm")).unwrap();
+    assert_refused(&fx, "cannot build the container's root disk");
+}

@@ -1,0 +1,167 @@
+//! `exec` into a workload container: the process containerd asks for runs
+//! in the VM. Its `process.json` is rewritten to run the exec client
+//! (`runcvm exec`) in the container, which hands argv, env, cwd, user and
+//! terminal to the guest over the launcher's exec socket.
+
+use runcvm_spec::ContainerLaunch;
+use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR, LAUNCH_FILE};
+use runcvm_spec::oci::{OciError, OciProcess, rewrite_exec_process};
+use std::path::{Path, PathBuf};
+
+/// Why an exec cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// process.json missing
+    #[error("runcvm-runtime exec needs --process FILE (containerd always passes one); got a command line instead")]
+    NoProcessFile,
+    /// a file cannot be read or written
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    /// the state folder's launch file is unusable
+    #[error("{path}: the container's launch file is unusable")]
+    Launch {
+        path: PathBuf,
+        #[source]
+        source: runcvm_spec::launch::LaunchError,
+    },
+}
+
+/// Rewrites `process_file` for the container whose state folder is `state`.
+pub fn rewrite(process_file: &Path, state: &Path) -> Result<(), ExecError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| ExecError::Io { action, path, source }
+    };
+    let bytes = std::fs::read(process_file).map_err(io("read", process_file))?;
+    let file = process_file.display().to_string();
+    let process = OciProcess::parse(&bytes, &file)?;
+    let launch_path = state.join(LAUNCH_FILE);
+    let launch_bytes = std::fs::read(&launch_path).map_err(io("read", &launch_path))?;
+    let launch = ContainerLaunch::from_json(&launch_bytes).map_err(|source| ExecError::Launch {
+        path: launch_path,
+        source,
+    })?;
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| OciError::Malformed {
+        file: file.clone(),
+        what: "process",
+        source,
+    })?;
+    rewrite_exec_process(&mut value, &client_args(&process, &launch), &file)?;
+    let temp = process_file.with_extension("runcvm-tmp");
+    std::fs::write(&temp, serde_json::to_vec(&value).expect("JSON values serialize"))
+        .and_then(|()| std::fs::rename(&temp, process_file))
+        .map_err(io("write", process_file))
+}
+
+/// The exec client's argv. containerd builds an exec's process from the
+/// container's, which is the launcher's (root, in `/`): those mean "as the
+/// workload", so the workload's user, groups and cwd are used. Any other
+/// user or cwd was asked for and is kept.
+pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String> {
+    let as_launcher = process.user.uid == 0 && process.user.gid == 0 && process.user.additional_gids.is_empty();
+    let (uid, gid, groups) = if as_launcher {
+        (
+            launch.process.uid,
+            launch.process.gid,
+            launch.process.additional_gids.clone(),
+        )
+    } else {
+        (process.user.uid, process.user.gid, process.user.additional_gids.clone())
+    };
+    let cwd = if process.cwd.is_empty() || process.cwd == "/" {
+        String::from_utf8_lossy(launch.process.cwd.as_bytes()).into_owned()
+    } else {
+        process.cwd.clone()
+    };
+    let mut args = vec![
+        format!("{CONTAINER_INSTALL_ROOT}/bin/runcvm"),
+        "exec".to_owned(),
+        // stdin is passed whatever it is: an exec without one has /dev/null,
+        // which reaches the guest as end of file.
+        "-i".to_owned(),
+    ];
+    if process.terminal {
+        args.push("-t".to_owned());
+    }
+    args.extend(["-w".to_owned(), cwd, "-u".to_owned(), format!("{uid}:{gid}")]);
+    for group in groups {
+        args.extend(["--group-add".to_owned(), group.to_string()]);
+    }
+    for entry in &process.env {
+        args.extend(["-e".to_owned(), entry.clone()]);
+    }
+    args.push(CONTAINER_STATE_DIR.to_owned());
+    args.push("--".to_owned());
+    args.extend(process.args.iter().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runcvm_spec::{ByteString, Entrypoint};
+
+    fn launch() -> ContainerLaunch {
+        let mut process = Entrypoint::new(vec!["app".into()], vec!["A=1".into()]);
+        process.uid = 1000;
+        process.gid = 2000;
+        process.additional_gids = vec![44];
+        process.cwd = ByteString::from("/work");
+        ContainerLaunch {
+            version: runcvm_spec::launch::LAUNCH_VERSION,
+            process,
+            hostname: None,
+            cpus: 1,
+            memory_mib: 256,
+            accel: "tcg".into(),
+            volumes: vec![],
+        }
+    }
+
+    fn process(json: &str) -> OciProcess {
+        OciProcess::parse(json.as_bytes(), "p").unwrap()
+    }
+
+    #[test]
+    fn a_cri_exec_runs_as_the_workload() {
+        let p = process(r#"{"user":{"uid":0,"gid":0},"cwd":"/","args":["sh","-c","id"],"env":["PATH=/bin","X=a b"]}"#);
+        assert_eq!(
+            client_args(&p, &launch()).join(" "),
+            "/opt/runcvm/bin/runcvm exec -i -w /work -u 1000:2000 --group-add 44 -e PATH=/bin -e X=a b /.runcvm -- sh -c id"
+        );
+    }
+
+    #[test]
+    fn an_explicit_user_cwd_and_terminal_are_kept() {
+        let p = process(r#"{"terminal":true,"user":{"uid":5,"gid":6},"cwd":"/tmp","args":["-x"]}"#);
+        let args = client_args(&p, &launch()).join(" ");
+        assert_eq!(args, "/opt/runcvm/bin/runcvm exec -i -t -w /tmp -u 5:6 /.runcvm -- -x");
+    }
+
+    #[test]
+    fn the_file_is_rewritten_in_place_keeping_other_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LAUNCH_FILE), launch().to_json()).unwrap();
+        let file = dir.path().join("process.json");
+        std::fs::write(&file, r#"{"user":{"uid":0,"gid":0},"cwd":"/","args":["ls"],"env":[],"capabilities":{"bounding":["CAP_KILL"]},"x":1}"#).unwrap();
+        rewrite(&file, dir.path()).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(value["args"][0], "/opt/runcvm/bin/runcvm");
+        assert_eq!(value["capabilities"]["bounding"][0], "CAP_KILL");
+        assert_eq!(value["x"], 1);
+        std::fs::write(&file, "{").unwrap();
+        assert!(
+            rewrite(&file, dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("is not a valid OCI process")
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! `runcvm-runtime`: the OCI runtime containerd's runc shim calls for the
+//! `runcvm` handler. It speaks runc's command line; a workload container's
+//! `create` and `exec` are rewritten so the container runs the launcher and
+//! exec sessions run in the VM, `delete` also removes the container's state
+//! folder, and everything else is runc's, verbatim.
+
+pub mod args;
+pub mod create;
+pub mod exec;
+pub mod install;
+pub mod report;
+pub mod runc;
+
+use args::Invocation;
+use create::{CreateRequest, Prepared};
+use runc::Runc;
+use std::path::{Path, PathBuf};
+
+/// The exit code of a runtime failure (runc's).
+pub const FAILURE: i32 = 1;
+
+/// Runs one invocation and returns the exit code.
+pub fn dispatch(invocation: &Invocation) -> i32 {
+    let fail = |message: String| {
+        report::error(invocation.log.as_deref(), invocation.log_json, &message);
+        FAILURE
+    };
+    let runc = match Runc::locate() {
+        Ok(runc) => runc,
+        Err(e) => return fail(format!("runcvm: {}", chain(&e))),
+    };
+    let state_root = runcvm::run_dir::RunDir::state_dir();
+    let id = invocation.container_id().map(|id| id.to_string_lossy().into_owned());
+    let outcome = match (invocation.verb.as_deref(), id) {
+        (Some("create" | "run"), Some(id)) => create(invocation, &runc, &state_root, &id),
+        (Some("exec"), Some(id)) => exec(invocation, &state_root, &id).map(|()| None),
+        (Some("delete"), Some(id)) => delete(invocation, &runc, &state_root, &id),
+        _ => Ok(None),
+    };
+    match outcome {
+        Ok(Some(code)) => code,
+        Ok(None) => fail(format!("runcvm: {}", chain(&runc.exec(&invocation.raw)))),
+        Err(message) => fail(message),
+    }
+}
+
+/// `Ok(None)`: hand the invocation to runc as it is.
+type Outcome = Result<Option<i32>, String>;
+
+fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
+    let context = |e: &dyn std::error::Error| format!("runcvm: cannot create container {id}: {}", chain(e));
+    check_id(id).map_err(|e| context(&e))?;
+    let bundle = invocation
+        .verb_flag(&["bundle", "b"])
+        .map_or_else(|| std::env::current_dir().unwrap_or_default(), PathBuf::from);
+    let install = install::Install::locate().map_err(|e| context(&e))?;
+    let request = CreateRequest {
+        bundle: &bundle,
+        id,
+        install: &install,
+        state_root,
+    };
+    match create::prepare(&request).map_err(|e| context(&e))? {
+        Prepared::Sandbox => Ok(None),
+        Prepared::Vm { state } => {
+            let code = runc.run(&invocation.raw).map_err(|e| context(&e))?;
+            // A failed create leaves nothing (runc said why in the log); a
+            // foreground `run` is over, container and all, when runc returns.
+            let over = invocation.verb.as_deref() == Some("run") && !invocation.verb_switch(&["detach", "d"]);
+            if code != 0 || over {
+                let _ = std::fs::remove_dir_all(&state);
+            }
+            Ok(Some(code))
+        }
+    }
+}
+
+fn exec(invocation: &Invocation, state_root: &Path, id: &str) -> Result<(), String> {
+    let state = create::state_folder(state_root, id);
+    if check_id(id).is_err() || !state.is_dir() {
+        return Ok(());
+    }
+    let context = |e: &dyn std::error::Error| format!("runcvm: cannot exec in container {id}: {}", chain(e));
+    let process = invocation
+        .verb_flag(&["process", "p"])
+        .ok_or(exec::ExecError::NoProcessFile)
+        .map_err(|e| context(&e))?;
+    exec::rewrite(Path::new(process), &state).map_err(|e| context(&e))
+}
+
+/// runc deletes; the state folder goes once runc no longer knows the
+/// container.
+fn delete(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
+    if check_id(id).is_err() {
+        return Ok(None);
+    }
+    let code = runc
+        .run(&invocation.raw)
+        .map_err(|e| format!("runcvm: {}", chain(&e)))?;
+    let runc_root = invocation.root.clone().unwrap_or_else(|| PathBuf::from("/run/runc"));
+    let state = create::state_folder(state_root, id);
+    if !runc_root.join(id).exists()
+        && state.exists()
+        && let Err(e) = std::fs::remove_dir_all(&state)
+    {
+        report::error(
+            invocation.log.as_deref(),
+            invocation.log_json,
+            &format!("runcvm: cannot remove {}: {e}", state.display()),
+        );
+    }
+    Ok(Some(code))
+}
+
+/// A container id names a folder: it must be one plain name.
+fn check_id(id: &str) -> Result<(), BadId> {
+    if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
+        Err(BadId(id.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// container id {0:?} is not a plain name
+#[derive(Debug, thiserror::Error)]
+#[error("container id {0:?} is not a plain name")]
+struct BadId(String);
+
+fn chain(error: &dyn std::error::Error) -> String {
+    runcvm::error_chain(error)
+}

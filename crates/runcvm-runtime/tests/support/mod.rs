@@ -1,0 +1,171 @@
+//! The T3 fixture: a fresh `runcvm install` of this build (once per test
+//! binary) and a private containerd node with its `runcvm` handler.
+
+use runcvm_test_node::crilog::{self, LogLine};
+use runcvm_test_node::{ContainerSpec, Node, NodeOptions, Pod, PodSpec, RuntimeHandler, require_t3};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Which handler a scenario's pods use.
+#[derive(Debug, Clone, Copy)]
+pub struct Handler {
+    pub name: &'static str,
+    /// Whether containers are VMs.
+    pub vm: bool,
+}
+
+impl Handler {
+    pub const RUNCVM: Self = Self {
+        name: "runcvm",
+        vm: true,
+    };
+    pub const RUNC: Self = Self {
+        name: "runc",
+        vm: false,
+    };
+}
+
+/// Unwraps, panicking with the whole error chain.
+pub fn ok<T>(result: anyhow::Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The install every test of this binary shares, made once per run under
+/// cargo's scratch folder for integration tests (replaced by the next run).
+pub fn install_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("t3-install");
+        let _ = std::fs::remove_dir_all(&scratch);
+        let root = scratch.join("opt-runcvm");
+        let binaries = Path::new(env!("CARGO_BIN_EXE_runcvm-runtime"))
+            .parent()
+            .expect("the target folder")
+            .to_owned();
+        let options = runcvm_install::InstallOptions {
+            root: root.clone(),
+            containerd_config: scratch.join("unused-containerd-config.toml"),
+            binaries_from: Some(binaries),
+            ..runcvm_install::InstallOptions::default()
+        };
+        if let Err(e) = runcvm_install::install(&options) {
+            panic!("runcvm install for T3: {}", runcvm::error_chain(&e));
+        }
+        root
+    })
+}
+
+/// The node-side state folder of a runcvm container.
+pub fn state_folder(id: &str) -> PathBuf {
+    runcvm::run_dir::RunDir::state_dir().join("containers").join(id)
+}
+
+/// The command lines of the processes in a container's cgroup.
+pub fn processes_of_container(id: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(id)))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|cmdline| !cmdline.is_empty())
+        .collect()
+}
+
+/// The host's kernel release.
+pub fn host_kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .expect("osrelease")
+        .trim()
+        .to_owned()
+}
+
+pub struct Fixture {
+    pub node: Node,
+    pub handler: Handler,
+}
+
+impl Fixture {
+    pub fn start(handler: Handler) -> Self {
+        require_t3();
+        let mut options = NodeOptions::default();
+        if handler.vm {
+            options = options.runtime(RuntimeHandler::new("runcvm", install_root().join("bin/runcvm-runtime")));
+        }
+        let node = Node::start(options).unwrap_or_else(|e| panic!("node start: {e:#}"));
+        Self { node, handler }
+    }
+
+    /// A pod of this fixture's handler.
+    pub fn pod(&self, name: &str) -> PodSpec {
+        self.node.pod(name).runtime_handler(self.handler.name)
+    }
+
+    /// Waits for `line` in a CRI log file; returns the lines so far.
+    pub fn wait_for_line(&self, log: &Path, line: &str, timeout: Duration) -> Vec<LogLine> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = crilog::read(log).unwrap_or_default();
+            if lines.iter().any(|l| l.line == line) {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {line:?} in {} after {timeout:?}: {lines:#?}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The whole CRI log of a container, for failure messages.
+    pub fn log_text(&self, spec: &ContainerSpec, pod: &Pod) -> String {
+        std::fs::read_to_string(spec.log_file(pod.log_directory())).unwrap_or_default()
+    }
+
+    /// Runs `script` in the node's network namespace; returns its stdout.
+    pub fn node_sh(&self, script: &str) -> String {
+        let out = self.node.netns().expect("the node's netns").sh(script);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "containerd log ({}):\n{}",
+                self.node.log_path().display(),
+                self.node.log_tail(80)
+            );
+        }
+    }
+}
+
+/// Sets seccomp `RuntimeDefault` on a pod.
+pub fn pod_with_runtime_default(mut spec: PodSpec) -> PodSpec {
+    use k8s_cri::v1 as cri;
+    let profile = cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::RuntimeDefault.into(),
+        localhost_ref: String::new(),
+    };
+    let linux = spec.config.linux.get_or_insert_with(Default::default);
+    linux.security_context.get_or_insert_with(Default::default).seccomp = Some(profile);
+    spec
+}
+
+/// Sets seccomp `RuntimeDefault` on a container.
+pub fn container_with_runtime_default(mut spec: ContainerSpec) -> ContainerSpec {
+    use k8s_cri::v1 as cri;
+    let profile = cri::SecurityProfile {
+        profile_type: cri::security_profile::ProfileType::RuntimeDefault.into(),
+        localhost_ref: String::new(),
+    };
+    let linux = spec.config.linux.get_or_insert_with(Default::default);
+    linux.security_context.get_or_insert_with(Default::default).seccomp = Some(profile);
+    spec
+}

@@ -1,0 +1,278 @@
+//! T3: pods through CRI, as kubelet drives them, on a private containerd
+//! 1.6 whose `runcvm` handler is a fresh `runcvm install` of this build. Each
+//! scenario runs with `runcvm` and, for contrast, with plain `runc`: the
+//! Kubernetes-visible behaviour must match; only the kernel differs. Run
+//! with `cargo test -p runcvm-runtime --test t3_cri -- --ignored`.
+
+mod support;
+
+use runcvm_test_node::crilog::{self, Stream};
+use runcvm_test_node::{BUSYBOX_IMAGE, ContainerSpec, ContainerState, StreamInput};
+use std::time::{Duration, Instant};
+use support::{Fixture, Handler, host_kernel, ok};
+
+const BOOT: Duration = Duration::from_secs(60);
+
+/// The script prints the kernel, a line on each stream, its address and
+/// MAC, then serves `hello` on port 8080 until stopped.
+const SERVE: &str = "uname -r; echo err-line >&2; ip -o -4 addr show eth0; cat /sys/class/net/eth0/address; \
+                     echo ready; while true; do echo hello | nc -l -p 8080; done";
+
+fn workload_runs_with_the_pod_ip_and_logs_by_stream(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("web")));
+    let pod_ip = ok(cri.pod_sandbox_status(&pod.id)).ip;
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell(SERVE);
+    let id = ok(cri.run_container(&pod, &spec));
+    let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+
+    let stdout: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.stream == Stream::Stdout)
+        .map(|l| l.line.as_str())
+        .collect();
+    let kernel = stdout.first().copied().unwrap_or_default();
+    if handler.vm {
+        assert_ne!(
+            kernel,
+            host_kernel(),
+            "the workload runs on the guest kernel: {lines:?}"
+        );
+    } else {
+        assert_eq!(kernel, host_kernel());
+    }
+    assert!(stdout[1].contains(&format!("inet {pod_ip}/")), "{lines:?}");
+    let stderr: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.stream == Stream::Stderr && !l.line.contains("runcvm"))
+        .map(|l| l.line.as_str())
+        .collect();
+    assert_eq!(stderr, ["err-line"], "{lines:?}");
+
+    // The pod IP answers, from the VM.
+    let got = f.node_sh(&format!("busybox nc -w 5 {pod_ip} 8080 </dev/null"));
+    assert_eq!(got.trim(), "hello");
+    ok(cri.stop_container(&id, 5));
+}
+
+fn exec_sync_runs_as_the_workload(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("exec")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .shell("echo ready; sleep 600")
+        .env("GREETING", "hi there")
+        .working_dir("/home/app")
+        .run_as_user(1000);
+    let id = ok(cri.run_container(&pod, &spec));
+    f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    let out = ok(cri.exec_sync(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "uname -r; echo $GREETING; id -u; pwd; echo oops >&2; exit 7",
+        ],
+        30,
+    ));
+    let stdout = out.stdout_text();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[1..], ["hi there", "1000", "/home/app"], "{out:?}");
+    assert_eq!(lines[0] != host_kernel(), handler.vm, "{out:?}");
+    assert_eq!(out.stderr_text(), "oops\n");
+    assert_eq!(out.exit_code, 7);
+    assert_eq!(ok(cri.exec_sync(&id, &["true"], 30)).exit_code, 0);
+}
+
+fn streaming_exec_runs_in_the_container(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("stream")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo ready; sleep 600");
+    let id = ok(cri.run_container(&pod, &spec));
+    f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    let out = ok(f.node.exec_stream(
+        &id,
+        &["sh", "-c", "uname -r; echo err >&2; exit 3"],
+        &StreamInput::default(),
+        Duration::from_secs(30),
+    ));
+    assert_eq!(out.stdout_text().trim() != host_kernel(), handler.vm, "{out:?}");
+    assert_eq!((out.stderr_text().as_str(), out.exit_code), ("err\n", 3), "{out:?}");
+    let input = StreamInput {
+        stdin: b"hello stdin\n".to_vec(),
+        close_after_stdin: false,
+    };
+    let out = ok(f.node.exec_stream(
+        &id,
+        &["sh", "-c", "read line; echo got:$line"],
+        &input,
+        Duration::from_secs(30),
+    ));
+    assert_eq!(
+        (out.stdout_text().as_str(), out.exit_code),
+        ("got:hello stdin\n", 0),
+        "{out:?}"
+    );
+}
+
+fn volumes_hold_what_the_workload_wrote(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("in.txt"), "from the host\n").expect("write");
+    let empty_dir = tempfile::tempdir().expect("tempdir");
+    let pod = ok(cri.run_pod_sandbox(&f.pod("volume")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .mount(host.path(), "/data", false)
+        .mount(empty_dir.path(), "/cache", false)
+        .shell("cat /data/in.txt > /data/out.txt; echo written >> /data/out.txt; echo scratch > /cache/s");
+    let id = ok(cri.run_container(&pod, &spec));
+    let info = ok(cri.wait_exited(&id, BOOT));
+    assert_eq!(info.exit_code, 0, "{info:?} {}", f.log_text(&spec, &pod));
+    let written = std::fs::read_to_string(host.path().join("out.txt")).expect("out.txt on the host");
+    assert_eq!(written, "from the host\nwritten\n");
+    assert_eq!(
+        std::fs::read_to_string(empty_dir.path().join("s")).expect("s"),
+        "scratch\n"
+    );
+}
+
+/// Runs `script` (which prints `ready` once its trap is set) and stops it
+/// with a grace period; returns its status and how long the stop took.
+fn stop_with_grace(f: &Fixture, name: &str, script: &str, grace: i64) -> (runcvm_test_node::ContainerInfo, Duration) {
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod(name)));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell(script);
+    let id = ok(cri.run_container(&pod, &spec));
+    f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    let began = Instant::now();
+    ok(cri.stop_container(&id, grace));
+    let elapsed = began.elapsed();
+    let info = ok(cri.container_status(&id));
+    assert_eq!(info.state, ContainerState::ContainerExited, "{info:?}");
+    (info, elapsed)
+}
+
+fn stop_honours_the_term_trap_and_the_grace_period(handler: Handler) {
+    let f = Fixture::start(handler);
+    let (info, elapsed) = stop_with_grace(
+        &f,
+        "trap",
+        "trap 'exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+        10,
+    );
+    assert_eq!(info.exit_code, 3, "{info:?}");
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+    let (info, elapsed) = stop_with_grace(
+        &f,
+        "ignore",
+        "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+        2,
+    );
+    assert_eq!(info.exit_code, 137, "{info:?}");
+    assert!(elapsed >= Duration::from_secs(2), "killed after only {elapsed:?}");
+}
+
+fn a_restart_keeps_ip_and_mac_and_traffic_works(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("restart")));
+    let pod_ip = ok(cri.pod_sandbox_status(&pod.id)).ip;
+    let mut identities = Vec::new();
+    for attempt in 0..2 {
+        let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).attempt(attempt).shell(SERVE);
+        let id = ok(cri.run_container(&pod, &spec));
+        let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+        let stdout: Vec<String> = lines
+            .iter()
+            .filter(|l| l.stream == Stream::Stdout)
+            .map(|l| l.line.clone())
+            .collect();
+        assert!(
+            stdout[1].contains(&format!("inet {pod_ip}/")),
+            "attempt {attempt}: {lines:?}"
+        );
+        identities.push(stdout[2].clone());
+        let got = f.node_sh(&format!("busybox nc -w 5 {pod_ip} 8080 </dev/null"));
+        assert_eq!(got.trim(), "hello", "attempt {attempt}");
+        ok(cri.stop_container(&id, 5));
+    }
+    assert_eq!(identities[0], identities[1], "the MAC the workload sees");
+}
+
+fn a_removed_pod_leaves_nothing(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("gone")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo ready; sleep 600");
+    let id = ok(cri.run_container(&pod, &spec));
+    f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    if handler.vm {
+        assert!(
+            support::state_folder(&id).is_dir(),
+            "the running container has its state folder"
+        );
+        let launchers = support::processes_of_container(&id);
+        assert!(
+            launchers.iter().any(|p| p.contains("bin/runcvm launch"))
+                && launchers.iter().any(|p| p.contains("qemu-system-x86_64")),
+            "{launchers:?}"
+        );
+    }
+    ok(cri.stop_pod_sandbox(&pod.id));
+    ok(cri.remove_pod_sandbox(&pod.id));
+    f.node.assert_nothing_left(&[&pod.id, &id]);
+    assert!(!support::state_folder(&id).exists(), "state folder of {id} left behind");
+    assert!(runcvm_test_node::host::mounts_under(&support::state_folder(&id)).is_empty());
+    let left = support::processes_of_container(&id);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn runs_under_the_runtime_default_seccomp_profile(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&support::pod_with_runtime_default(f.pod("seccomp"))));
+    let spec =
+        support::container_with_runtime_default(ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo hello; exit 4"));
+    let id = ok(cri.run_container(&pod, &spec));
+    let info = ok(cri.wait_exited(&id, BOOT));
+    assert_eq!(info.exit_code, 4, "{info:?}: {}", f.log_text(&spec, &pod));
+    let lines = ok(crilog::read(&spec.log_file(pod.log_directory())));
+    assert!(lines.iter().any(|l| l.line == "hello"), "{lines:?}");
+}
+
+macro_rules! both_handlers {
+    ($($scenario:ident),* $(,)?) => {
+        mod runcvm {
+            $(
+                #[test]
+                #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+                fn $scenario() {
+                    super::$scenario(super::Handler::RUNCVM);
+                }
+            )*
+        }
+        mod runc {
+            $(
+                #[test]
+                #[ignore = "T3: a private containerd; run scripts/test.sh"]
+                fn $scenario() {
+                    super::$scenario(super::Handler::RUNC);
+                }
+            )*
+        }
+    };
+}
+
+both_handlers!(
+    workload_runs_with_the_pod_ip_and_logs_by_stream,
+    exec_sync_runs_as_the_workload,
+    streaming_exec_runs_in_the_container,
+    volumes_hold_what_the_workload_wrote,
+    stop_honours_the_term_trap_and_the_grace_period,
+    a_restart_keeps_ip_and_mac_and_traffic_works,
+    a_removed_pod_leaves_nothing,
+    runs_under_the_runtime_default_seccomp_profile,
+);

@@ -1,0 +1,110 @@
+//! `launch.json`: what `runcvm-runtime create` hands the launcher in a
+//! Kubernetes container, in the container's state folder (`/.runcvm` in the
+//! container). The root disk beside it already holds `/.runcvm/entrypoint`.
+
+use crate::Entrypoint;
+use serde::{Deserialize, Serialize};
+
+/// The format version written by this build.
+pub const LAUNCH_VERSION: u32 = 1;
+/// The state folder's path inside the container.
+pub const CONTAINER_STATE_DIR: &str = "/.runcvm";
+/// The launch file's name in the state folder.
+pub const LAUNCH_FILE: &str = "launch.json";
+/// The root disk's name in the state folder.
+pub const DISK_FILE: &str = "disk.ext4";
+/// Where the install root is mounted in every runcvm container.
+pub const CONTAINER_INSTALL_ROOT: &str = "/opt/runcvm";
+
+/// A container's launch, as the runtime decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerLaunch {
+    pub version: u32,
+    /// The container's original process (also in the root disk); exec
+    /// sessions take its user and cwd.
+    pub process: Entrypoint,
+    pub hostname: Option<String>,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// `tcg` or `kvm`, decided on the node by the runtime.
+    pub accel: String,
+    /// The container's mounts the guest gets, at the same paths.
+    pub volumes: Vec<LaunchVolume>,
+}
+
+/// One mount of the container that the guest gets too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchVolume {
+    /// Where the container (and the guest) sees it.
+    pub path: String,
+    pub read_only: bool,
+    /// A folder is shared over NFS; a single file is copied in at boot.
+    pub kind: VolumeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeKind {
+    Folder,
+    File,
+}
+
+/// Why a launch file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// launch file is not valid JSON of the expected shape
+    #[error("launch file is not valid JSON of the expected shape")]
+    Malformed(#[source] serde_json::Error),
+    /// launch file has another format version
+    #[error(
+        "launch file has format version {found}, this build reads version {LAUNCH_VERSION}: the runtime and the launcher must come from one install"
+    )]
+    UnsupportedVersion { found: u32 },
+}
+
+impl ContainerLaunch {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a launch always serializes");
+        out.push(b'\n');
+        out
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, LaunchError> {
+        let launch: Self = serde_json::from_slice(bytes).map_err(LaunchError::Malformed)?;
+        if launch.version != LAUNCH_VERSION {
+            return Err(LaunchError::UnsupportedVersion { found: launch.version });
+        }
+        Ok(launch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_other_versions() {
+        let launch = ContainerLaunch {
+            version: LAUNCH_VERSION,
+            process: Entrypoint::new(vec!["sh".into()], vec![]),
+            hostname: Some("pod".into()),
+            cpus: 1,
+            memory_mib: 256,
+            accel: "tcg".into(),
+            volumes: vec![LaunchVolume {
+                path: "/data".into(),
+                read_only: true,
+                kind: VolumeKind::Folder,
+            }],
+        };
+        assert_eq!(ContainerLaunch::from_json(&launch.to_json()).unwrap(), launch);
+        let mut other = serde_json::to_value(&launch).unwrap();
+        other["version"] = 99.into();
+        assert!(matches!(
+            ContainerLaunch::from_json(other.to_string().as_bytes()),
+            Err(LaunchError::UnsupportedVersion { found: 99 })
+        ));
+    }
+}

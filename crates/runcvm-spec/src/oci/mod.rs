@@ -1,0 +1,372 @@
+//! The OCI runtime bundle as `runcvm-runtime` sees it: a typed, lenient read
+//! of the fields it needs from `config.json` and `process.json`, and the
+//! rewrites it applies to them.
+//!
+//! Rewrites work on `serde_json::Value`, never on the typed view: a typed
+//! round trip would drop every field this build does not know, and the
+//! runtime must hand runc everything the caller wrote.
+
+use crate::{ByteString, Entrypoint};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The CRI annotation that says what a container is to Kubernetes.
+pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// CRI-O's name for the same.
+pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
+/// The CRI annotation naming a container's pod sandbox.
+pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The capability the launcher needs beyond a container's defaults: it
+/// builds `br-eth0` and `tap-eth0`, moves addresses and installs the
+/// nftables guard in the pod's network namespace.
+pub const LAUNCHER_CAPABILITY: &str = "CAP_NET_ADMIN";
+
+/// The capability sets a process's capabilities come from.
+const CAPABILITY_SETS: [&str; 3] = ["bounding", "effective", "permitted"];
+
+/// `config.json` or `process.json` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    /// not valid JSON of the OCI runtime spec's shape
+    #[error("{file} is not a valid OCI {what}: {source}")]
+    Malformed {
+        file: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// a field the runtime must change has the wrong type
+    #[error("{file}: `{field}` is not {expected}")]
+    Shape {
+        file: String,
+        field: &'static str,
+        expected: &'static str,
+    },
+}
+
+/// The parts of `config.json` the runtime reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciConfig {
+    pub process: Option<OciProcess>,
+    pub root: Option<OciRoot>,
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub mounts: Vec<OciMount>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub linux: Option<OciLinux>,
+}
+
+/// `process`, from `config.json` or a `process.json` of `runc exec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciProcess {
+    #[serde(default)]
+    pub terminal: bool,
+    #[serde(default)]
+    pub user: OciUser,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub cwd: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciUser {
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciRoot {
+    pub path: String,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciMount {
+    pub destination: String,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciLinux {
+    #[serde(default)]
+    pub namespaces: Vec<OciNamespace>,
+    #[serde(default)]
+    pub devices: Vec<OciDevice>,
+    pub resources: Option<OciResources>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciNamespace {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciDevice {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciResources {
+    pub memory: Option<OciMemory>,
+    pub cpu: Option<OciCpu>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciMemory {
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciCpu {
+    pub quota: Option<i64>,
+    pub period: Option<u64>,
+}
+
+/// What a container is to its pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerRole {
+    /// The pod's pause container: it only holds the namespaces and runs
+    /// under runc unchanged.
+    Sandbox,
+    /// A workload container: it runs as a VM.
+    Workload,
+}
+
+impl OciConfig {
+    pub fn parse(bytes: &[u8], file: &str) -> Result<Self, OciError> {
+        serde_json::from_slice(bytes).map_err(|source| OciError::Malformed {
+            file: file.to_owned(),
+            what: "runtime config",
+            source,
+        })
+    }
+
+    pub fn role(&self) -> ContainerRole {
+        let kind = self
+            .annotations
+            .get(CRI_CONTAINER_TYPE)
+            .or_else(|| self.annotations.get(CRIO_CONTAINER_TYPE));
+        if kind.is_some_and(|k| k == "sandbox") {
+            ContainerRole::Sandbox
+        } else {
+            ContainerRole::Workload
+        }
+    }
+
+    /// The path of the network namespace the container joins, if it joins
+    /// one; `None` with a `network` entry means a new one, and no entry at all
+    /// means the host's.
+    pub fn network_namespace(&self) -> Option<Option<&str>> {
+        self.linux
+            .as_ref()?
+            .namespaces
+            .iter()
+            .find(|ns| ns.kind == "network")
+            .map(|ns| ns.path.as_deref())
+    }
+
+    /// The memory limit in bytes, if any (CRI writes 0 for none).
+    pub fn memory_limit(&self) -> Option<u64> {
+        let limit = self.linux.as_ref()?.resources.as_ref()?.memory.as_ref()?.limit?;
+        u64::try_from(limit).ok().filter(|l| *l > 0)
+    }
+
+    /// The CPU limit as whole vCPUs, rounded up, if any.
+    pub fn cpu_limit(&self) -> Option<u32> {
+        let cpu = self.linux.as_ref()?.resources.as_ref()?.cpu.as_ref()?;
+        let quota = u64::try_from(cpu.quota?).ok().filter(|q| *q > 0)?;
+        let period = cpu.period.filter(|p| *p > 0).unwrap_or(100_000);
+        u32::try_from(quota.div_ceil(period)).ok()
+    }
+}
+
+impl OciProcess {
+    pub fn parse(bytes: &[u8], file: &str) -> Result<Self, OciError> {
+        serde_json::from_slice(bytes).map_err(|source| OciError::Malformed {
+            file: file.to_owned(),
+            what: "process",
+            source,
+        })
+    }
+
+    /// The process as the guest runs it.
+    pub fn entrypoint(&self) -> Entrypoint {
+        let mut entrypoint = Entrypoint::new(
+            self.args.iter().map(|a| ByteString::from(a.as_str())).collect(),
+            self.env.iter().map(|e| ByteString::from(e.as_str())).collect(),
+        );
+        entrypoint.cwd = ByteString::from(if self.cwd.is_empty() { "/" } else { self.cwd.as_str() });
+        entrypoint.uid = self.user.uid;
+        entrypoint.gid = self.user.gid;
+        entrypoint.additional_gids = self.user.additional_gids.clone();
+        entrypoint.terminal = self.terminal;
+        entrypoint
+    }
+}
+
+/// A character device the launcher needs in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CharDevice {
+    pub path: String,
+    pub major: u64,
+    pub minor: u64,
+}
+
+/// A bind mount the runtime adds to the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedMount {
+    pub source: String,
+    pub destination: String,
+    pub read_only: bool,
+    /// Whether programs may run from it.
+    pub exec: bool,
+}
+
+/// How the runtime turns a workload container into its launcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LauncherRewrite {
+    /// The launcher's argv, paths as the container sees them.
+    pub args: Vec<String>,
+    pub devices: Vec<CharDevice>,
+    pub mounts: Vec<AddedMount>,
+    /// Added to the memory limit (and the swap limit, if set), if there is
+    /// one: the VMM and the launcher live in the container's cgroup too.
+    pub memory_overhead_bytes: u64,
+}
+
+/// Rewrites `config.json` so the container runs the launcher: argv, root
+/// user, `/` as cwd, the environment kept; the capability the launcher needs
+/// added to the sets it has; the devices added, with their cgroup rules; the
+/// mounts added; the memory limit raised. Everything else — seccomp,
+/// AppArmor, masked paths, rlimits, unknown fields — is left as it was.
+pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str) -> Result<(), OciError> {
+    let shape = |field: &'static str, expected: &'static str| OciError::Shape {
+        file: file.to_owned(),
+        field,
+        expected,
+    };
+    let root = config
+        .as_object_mut()
+        .ok_or_else(|| shape("(top level)", "an object"))?;
+    let process = root
+        .get_mut("process")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| shape("process", "an object"))?;
+    process.insert("args".into(), json!(rewrite.args));
+    process.insert("cwd".into(), json!("/"));
+    process.insert("user".into(), json!({"uid": 0, "gid": 0}));
+    if let Some(capabilities) = process.get_mut("capabilities") {
+        let capabilities = capabilities
+            .as_object_mut()
+            .ok_or_else(|| shape("process.capabilities", "an object"))?;
+        for set in CAPABILITY_SETS {
+            let list = capabilities.entry(set).or_insert_with(|| json!([]));
+            let list = list
+                .as_array_mut()
+                .ok_or_else(|| shape("process.capabilities", "an object of arrays"))?;
+            if !list.iter().any(|c| c == LAUNCHER_CAPABILITY) {
+                list.push(json!(LAUNCHER_CAPABILITY));
+            }
+        }
+    }
+
+    let mounts = root.entry("mounts").or_insert_with(|| json!([]));
+    let mounts = mounts.as_array_mut().ok_or_else(|| shape("mounts", "an array"))?;
+    for mount in &rewrite.mounts {
+        let mut options = vec!["rbind", if mount.read_only { "ro" } else { "rw" }, "nosuid", "nodev"];
+        if !mount.exec {
+            options.push("noexec");
+        }
+        mounts.push(json!({
+            "destination": mount.destination,
+            "type": "bind",
+            "source": mount.source,
+            "options": options,
+        }));
+    }
+
+    let linux = root.entry("linux").or_insert_with(|| json!({}));
+    let linux = linux.as_object_mut().ok_or_else(|| shape("linux", "an object"))?;
+    let devices = linux.entry("devices").or_insert_with(|| json!([]));
+    let devices = devices
+        .as_array_mut()
+        .ok_or_else(|| shape("linux.devices", "an array"))?;
+    for device in &rewrite.devices {
+        devices.push(json!({
+            "path": device.path,
+            "type": "c",
+            "major": device.major,
+            "minor": device.minor,
+            "fileMode": 0o666,
+            "uid": 0,
+            "gid": 0,
+        }));
+    }
+    let resources = linux.entry("resources").or_insert_with(|| json!({}));
+    let resources = resources
+        .as_object_mut()
+        .ok_or_else(|| shape("linux.resources", "an object"))?;
+    let rules = resources.entry("devices").or_insert_with(|| json!([]));
+    let rules = rules
+        .as_array_mut()
+        .ok_or_else(|| shape("linux.resources.devices", "an array"))?;
+    for device in &rewrite.devices {
+        rules.push(json!({
+            "allow": true,
+            "type": "c",
+            "major": device.major,
+            "minor": device.minor,
+            "access": "rwm",
+        }));
+    }
+    if let Some(memory) = resources.get_mut("memory").and_then(Value::as_object_mut) {
+        for key in ["limit", "swap"] {
+            // -1 and 0 mean no limit: leave them so.
+            if let Some(limit) = memory.get(key).and_then(Value::as_i64).filter(|l| *l > 0) {
+                let raised = limit.saturating_add(i64::try_from(rewrite.memory_overhead_bytes).unwrap_or(i64::MAX));
+                memory.insert(key.into(), json!(raised));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites a `process.json` of `runc exec` so `launcher_args` (the exec
+/// client, followed by the command) runs in the container as root, in `/`,
+/// with the process's environment.
+pub fn rewrite_exec_process(process: &mut Value, launcher_args: &[String], file: &str) -> Result<(), OciError> {
+    let process = process.as_object_mut().ok_or_else(|| OciError::Shape {
+        file: file.to_owned(),
+        field: "(top level)",
+        expected: "an object",
+    })?;
+    process.insert("args".into(), json!(launcher_args));
+    process.insert("cwd".into(), json!("/"));
+    process.insert("user".into(), json!({"uid": 0, "gid": 0}));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

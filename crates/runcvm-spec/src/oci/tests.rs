@@ -1,0 +1,186 @@
+use super::*;
+
+/// A `config.json` as containerd 1.6's CRI writes it, trimmed, with a field
+/// no OCI version defines.
+fn cri_config() -> Value {
+    json!({
+        "ociVersion": "1.0.2-dev",
+        "process": {
+            "user": {"uid": 1000, "gid": 1000, "additionalGids": [1000, 44]},
+            "args": ["/bin/sh", "-c", "echo hi"],
+            "env": ["PATH=/bin", "A=b c"],
+            "cwd": "/work",
+            "capabilities": {
+                "bounding": ["CAP_CHOWN", "CAP_KILL"],
+                "effective": ["CAP_CHOWN", "CAP_KILL"],
+                "permitted": ["CAP_CHOWN", "CAP_KILL"]
+            },
+            "noNewPrivileges": true,
+            "oomScoreAdj": 1000
+        },
+        "root": {"path": "rootfs"},
+        "hostname": "pod-a",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid"]},
+            {"destination": "/data", "type": "bind", "source": "/var/lib/kubelet/x", "options": ["rbind", "rprivate", "rw"]}
+        ],
+        "annotations": {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "abc"},
+        "linux": {
+            "resources": {
+                "devices": [{"allow": false, "access": "rwm"}],
+                "memory": {"limit": 268435456},
+                "cpu": {"quota": 150000, "period": 100000}
+            },
+            "namespaces": [{"type": "pid"}, {"type": "network", "path": "/proc/42/ns/net"}],
+            "seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]},
+            "maskedPaths": ["/proc/kcore"]
+        },
+        "x-unknown-extension": {"kept": [1, 2, 3]}
+    })
+}
+
+fn rewrite() -> LauncherRewrite {
+    LauncherRewrite {
+        args: vec!["/opt/runcvm/bin/runcvm".into(), "launch".into(), "/.runcvm".into()],
+        devices: vec![CharDevice {
+            path: "/dev/kvm".into(),
+            major: 10,
+            minor: 232,
+        }],
+        mounts: vec![AddedMount {
+            source: "/opt/runcvm".into(),
+            destination: "/opt/runcvm".into(),
+            read_only: true,
+            exec: true,
+        }],
+        memory_overhead_bytes: 64 << 20,
+    }
+}
+
+#[test]
+fn the_typed_view_reads_what_cri_writes() {
+    let config = OciConfig::parse(&serde_json::to_vec(&cri_config()).unwrap(), "config.json").unwrap();
+    assert_eq!(config.role(), ContainerRole::Workload);
+    assert_eq!(config.network_namespace(), Some(Some("/proc/42/ns/net")));
+    assert_eq!(config.memory_limit(), Some(268_435_456));
+    assert_eq!(config.cpu_limit(), Some(2));
+    let entrypoint = config.process.unwrap().entrypoint();
+    assert_eq!(entrypoint.args.len(), 3);
+    assert_eq!((entrypoint.uid, entrypoint.gid), (1000, 1000));
+    assert_eq!(entrypoint.additional_gids, vec![1000, 44]);
+    assert_eq!(entrypoint.cwd, ByteString::from("/work"));
+    entrypoint.validate().unwrap();
+}
+
+#[test]
+fn sandboxes_are_told_apart_by_either_runtimes_annotation() {
+    for key in [CRI_CONTAINER_TYPE, CRIO_CONTAINER_TYPE] {
+        let config = OciConfig::parse(format!(r#"{{"annotations":{{"{key}":"sandbox"}}}}"#).as_bytes(), "c").unwrap();
+        assert_eq!(config.role(), ContainerRole::Sandbox);
+    }
+    assert_eq!(OciConfig::parse(b"{}", "c").unwrap().role(), ContainerRole::Workload);
+}
+
+#[test]
+fn malformed_files_are_named_with_the_position() {
+    let err = OciConfig::parse(b"{\"process\": [}", "/b/config.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("/b/config.json is not a valid OCI runtime config"),
+        "{err}"
+    );
+    assert!(err.contains("line 1"), "{err}");
+    let err = OciConfig::parse(br#"{"process": {"args": "sh"}}"#, "config.json").unwrap_err();
+    assert!(err.to_string().contains("invalid type"), "{err}");
+}
+
+#[test]
+fn the_rewrite_changes_what_it_must_and_keeps_everything_else() {
+    let original = cri_config();
+    let mut config = original.clone();
+    rewrite_config(&mut config, &rewrite(), "config.json").unwrap();
+
+    assert_eq!(
+        config["process"]["args"],
+        json!(["/opt/runcvm/bin/runcvm", "launch", "/.runcvm"])
+    );
+    assert_eq!(config["process"]["user"], json!({"uid": 0, "gid": 0}));
+    assert_eq!(config["process"]["cwd"], json!("/"));
+    assert_eq!(config["process"]["env"], original["process"]["env"]);
+    for set in CAPABILITY_SETS {
+        assert_eq!(
+            config["process"]["capabilities"][set],
+            json!(["CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN"])
+        );
+    }
+    let mounts = config["mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 3);
+    assert_eq!(
+        mounts[2],
+        json!({"destination": "/opt/runcvm", "type": "bind", "source": "/opt/runcvm", "options": ["rbind", "ro", "nosuid", "nodev"]})
+    );
+    assert_eq!(config["linux"]["devices"][0]["path"], json!("/dev/kvm"));
+    assert_eq!(
+        config["linux"]["resources"]["devices"][1],
+        json!({"allow": true, "type": "c", "major": 10, "minor": 232, "access": "rwm"})
+    );
+    assert_eq!(
+        config["linux"]["resources"]["memory"]["limit"],
+        json!(268_435_456 + (64 << 20))
+    );
+
+    // Untouched: seccomp (adjusted never, deleted never), masked paths,
+    // namespaces, annotations, the unknown field, the other process fields.
+    for pointer in [
+        "/linux/seccomp",
+        "/linux/maskedPaths",
+        "/linux/namespaces",
+        "/annotations",
+        "/x-unknown-extension",
+        "/process/noNewPrivileges",
+        "/process/oomScoreAdj",
+        "/hostname",
+        "/root",
+    ] {
+        assert_eq!(config.pointer(pointer), original.pointer(pointer), "{pointer}");
+    }
+}
+
+#[test]
+fn the_rewrite_is_stable_and_adds_the_capability_once() {
+    let mut config = cri_config();
+    rewrite_config(&mut config, &rewrite(), "c").unwrap();
+    let once = config["process"]["capabilities"].clone();
+    rewrite_config(&mut config, &rewrite(), "c").unwrap();
+    assert_eq!(config["process"]["capabilities"], once);
+}
+
+#[test]
+fn no_limit_stays_no_limit() {
+    let mut config = cri_config();
+    config["linux"]["resources"]["memory"] = json!({"limit": 0, "swap": -1});
+    rewrite_config(&mut config, &rewrite(), "c").unwrap();
+    assert_eq!(config["linux"]["resources"]["memory"], json!({"limit": 0, "swap": -1}));
+}
+
+#[test]
+fn a_wrongly_shaped_field_is_named() {
+    let mut config = cri_config();
+    config["mounts"] = json!("nope");
+    let err = rewrite_config(&mut config, &rewrite(), "/b/config.json")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "/b/config.json: `mounts` is not an array");
+}
+
+#[test]
+fn an_exec_process_runs_the_client_as_root_keeping_env_and_terminal() {
+    let mut process = json!({"terminal": true, "user": {"uid": 7, "gid": 7}, "args": ["sh"], "env": ["A=1"], "cwd": "/w", "capabilities": {"bounding": []}});
+    rewrite_exec_process(&mut process, &["/opt/runcvm/bin/runcvm".into(), "exec".into()], "p").unwrap();
+    assert_eq!(process["args"], json!(["/opt/runcvm/bin/runcvm", "exec"]));
+    assert_eq!(process["user"], json!({"uid": 0, "gid": 0}));
+    assert_eq!(process["terminal"], json!(true));
+    assert_eq!(process["env"], json!(["A=1"]));
+    assert_eq!(process["capabilities"], json!({"bounding": []}));
+}

@@ -1,0 +1,125 @@
+//! `runcvm launch STATE_DIR`: PID 1 of a Kubernetes container that
+//! `runcvm-runtime create` rewrote. The root disk and `launch.json` are in
+//! the state folder already; the launcher takes over the pod network, serves
+//! the container's volumes, runs the VM and exits with the workload's code.
+
+use crate::run::{Boot, boot};
+use crate::run_dir::RunDir;
+use crate::volumes::VolumeSpec;
+use crate::{RUNTIME_FAILURE, accel, locate};
+use anyhow::Context;
+use runcvm_spec::launch::{ContainerLaunch, LAUNCH_FILE};
+use runcvm_spec::{LaunchVolume, VolumeKind};
+use runcvm_vmm::{Accel, GuestKernel};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::time::Instant;
+
+/// The launcher's name in its log lines with QEMU (guide, section 2, names
+/// the Firecracker one).
+pub const LOG_NAME_QEMU: &str = "runcvm-ctr-qemu-k8s";
+
+/// The abstract socket a launcher holds while it owns its pod's network.
+/// Abstract sockets belong to a network namespace, and the kernel releases
+/// this one when its holder dies, however it dies.
+const POD_NETWORK_CLAIM: &[u8] = b"runcvm-pod-network";
+
+/// Runs the container's VM and returns its exit code: the workload's, or
+/// [`RUNTIME_FAILURE`] after logging why the launch failed.
+pub fn launch(state_dir: &Path) -> i32 {
+    match try_launch(state_dir) {
+        Ok(code) => code,
+        Err(e) => {
+            runcvm_log::error!("{e:#}");
+            e.downcast_ref::<crate::vm::VmError>()
+                .map_or(RUNTIME_FAILURE, crate::vm::VmError::exit_code)
+        }
+    }
+}
+
+fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let file = state_dir.join(LAUNCH_FILE);
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let launch = ContainerLaunch::from_json(&bytes).with_context(|| format!("cannot use {}", file.display()))?;
+    let _claim = claim_pod_network()?;
+    let accel = match launch.accel.as_str() {
+        "kvm" => Accel::Kvm,
+        "tcg" => Accel::Tcg,
+        other => anyhow::bail!("{}: unknown acceleration {other:?}", file.display()),
+    };
+    let boot_timeout = accel::boot_timeout(accel)?;
+    let volumes_optional = crate::volumes::failure_is_optional()?;
+    let pod_network = crate::pod_network::preflight()?;
+    let kernel = GuestKernel::locate()?;
+    let qemu = locate::qemu()?;
+    let volumes: Vec<VolumeSpec> = launch.volumes.iter().map(volume_spec).collect();
+    let run_dir = RunDir::adopt(state_dir);
+    runcvm_log::debug!(
+        "launching container VM: {} vCPUs, {} MiB, {accel}, {} volumes",
+        launch.cpus,
+        launch.memory_mib,
+        volumes.len()
+    );
+    boot(&Boot {
+        run_dir: &run_dir,
+        pod_network: Some(pod_network),
+        volumes: &volumes,
+        volumes_optional,
+        size: crate::resources::VmSize {
+            cpus: launch.cpus,
+            memory_mib: launch.memory_mib,
+            origin: "the container's limits, read by runcvm-runtime".to_owned(),
+        },
+        accel,
+        boot_timeout,
+        kernel: &kernel.path,
+        qemu,
+        // The container's stdin is the workload's: a closed one reaches the
+        // guest as end of file, as it would under runc.
+        interactive: true,
+        terminal: launch.process.terminal,
+        started,
+    })
+}
+
+/// The container sees each volume at its path, which is where it is
+/// served from.
+fn volume_spec(volume: &LaunchVolume) -> VolumeSpec {
+    match volume.kind {
+        VolumeKind::Folder => VolumeSpec::Shared(runcvm_nfs::Export {
+            name: volume.path.clone(),
+            path: volume.path.clone().into(),
+            read_only: volume.read_only,
+        }),
+        VolumeKind::File => VolumeSpec::Copied {
+            host: volume.path.clone().into(),
+            path: volume.path.clone(),
+        },
+    }
+}
+
+/// One VM per pod: `eth0`, the pod's IP and MAC go to a single guest. A
+/// second runcvm container in a running pod is refused here rather than
+/// taking the network from the first.
+fn claim_pod_network() -> anyhow::Result<UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(POD_NETWORK_CLAIM)?;
+    UnixListener::bind_addr(&address).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "another runcvm container of this pod is running and owns the pod's network: runcvm runs one VM container per pod (see docs/kubernetes.md); run other containers of the pod under runc, or in a pod of their own"
+            )
+        } else {
+            anyhow::Error::new(e).context("cannot claim the pod's network")
+        }
+    })
+}
+
+/// Whether a runcvm launcher owns the network namespace this thread is in.
+pub fn pod_network_claimed() -> bool {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(POD_NETWORK_CLAIM)
+        .and_then(|address| UnixListener::bind_addr(&address))
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+}

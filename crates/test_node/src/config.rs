@@ -1,0 +1,235 @@
+//! The files a private containerd runs from: its `config.toml` (version 2:
+//! own root, state and socket, the CRI plugin with the local pause image,
+//! `restrict_oom_score_adj`, a loopback stream server, overlayfs, CNI from
+//! `/usr/lib/cni` with a private conf folder, `runc` as the default runtime
+//! plus the caller's handlers and `imports`) and the CNI bridge conflist.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Where Debian's containernetworking-plugins are.
+pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// The containerd namespace of everything CRI makes.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+/// The CNI network name (also host-local's folder name under its data dir).
+pub const CNI_NETWORK: &str = "runcvm-test";
+/// The bridge the CNI plugin creates inside the node's own namespace.
+pub const CNI_BRIDGE: &str = "cni0";
+
+/// An extra CRI runtime handler (`runtimes.NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeHandler {
+    pub name: String,
+    /// `options.BinaryName`: the OCI runtime binary the runc v2 shim calls.
+    pub binary: PathBuf,
+    /// `runtime_type`; `io.containerd.runc.v2` by default.
+    pub runtime_type: String,
+    /// `pod_annotations` passed through to the OCI spec.
+    pub pod_annotations: Vec<String>,
+    /// Raw TOML lines appended to the `runtimes.NAME` table.
+    pub extra_toml: String,
+}
+
+impl RuntimeHandler {
+    pub fn new(name: impl Into<String>, binary: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            binary: binary.into(),
+            runtime_type: "io.containerd.runc.v2".to_owned(),
+            pod_annotations: Vec::new(),
+            extra_toml: String::new(),
+        }
+    }
+}
+
+/// The folders and names one node's config refers to.
+#[derive(Debug, Clone)]
+pub struct NodeLayout {
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub cni_conf_dir: PathBuf,
+    pub cni_data_dir: PathBuf,
+    /// Each handler's `options.Root` is `runc_root/NAME` (kept out of
+    /// `/run/containerd`); the runc v2 shim passes `--root
+    /// runc_root/NAME/k8s.io` to the runtime.
+    pub runc_root: PathBuf,
+    pub pod_subnet: String,
+}
+
+impl NodeLayout {
+    /// Everything under `base`.
+    pub fn under(base: &Path, pod_subnet: &str) -> Self {
+        Self {
+            root: base.join("root"),
+            state: base.join("state"),
+            socket: base.join("containerd.sock"),
+            cni_conf_dir: base.join("cni/net.d"),
+            cni_data_dir: base.join("cni/data"),
+            runc_root: base.join("state/runc"),
+            pod_subnet: pod_subnet.to_owned(),
+        }
+    }
+}
+
+/// Renders containerd's `config.toml`.
+pub fn containerd_toml(
+    layout: &NodeLayout,
+    sandbox_image: &str,
+    handlers: &[RuntimeHandler],
+    imports: &[PathBuf],
+) -> String {
+    let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+    let mut out = String::new();
+    let _ = writeln!(out, "version = 2");
+    let _ = writeln!(out, "root = {}", quote_path(&layout.root));
+    let _ = writeln!(out, "state = {}", quote_path(&layout.state));
+    if !imports.is_empty() {
+        let list: Vec<_> = imports.iter().map(|p| quote_path(p)).collect();
+        let _ = writeln!(out, "imports = [{}]", list.join(", "));
+    }
+    // Snapshotters and tracing that are useless here. (The v1 linux runtime
+    // must stay: without it the tasks service, and so CRI, does not load.)
+    let _ = writeln!(
+        out,
+        "disabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \
+         \"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.snapshotter.v1.aufs\", \
+         \"io.containerd.tracing.processor.v1.otlp\", \"io.containerd.internal.v1.tracing\"]"
+    );
+    let _ = writeln!(out, "\n[grpc]\n  address = {}", quote_path(&layout.socket));
+    let _ = writeln!(
+        out,
+        "\n[ttrpc]\n  address = {}",
+        quote_path(&layout.socket.with_extension("sock.ttrpc"))
+    );
+    let _ = writeln!(out, "\n[debug]\n  address = \"\"");
+    let _ = writeln!(out, "\n[metrics]\n  address = \"\"");
+    let _ = writeln!(
+        out,
+        "\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = {}",
+        quote_path(&layout.root.join("opt"))
+    );
+    let _ = writeln!(out, "\n[{cri}]");
+    let _ = writeln!(out, "  sandbox_image = {}", quote(sandbox_image));
+    let _ = writeln!(out, "  restrict_oom_score_adj = true");
+    let _ = writeln!(out, "  stream_server_address = \"127.0.0.1\"");
+    let _ = writeln!(out, "  stream_server_port = \"0\"");
+    let _ = writeln!(out, "  enable_selinux = false");
+    let _ = writeln!(out, "  disable_apparmor = true");
+    let _ = writeln!(out, "  enable_cdi = false");
+    let _ = writeln!(out, "\n[{cri}.containerd]");
+    let _ = writeln!(out, "  snapshotter = \"overlayfs\"");
+    let _ = writeln!(out, "  default_runtime_name = \"runc\"");
+    let runc = RuntimeHandler::new("runc", "runc");
+    for handler in std::iter::once(&runc).chain(handlers) {
+        write_handler(&mut out, cri, handler, &layout.runc_root);
+    }
+    let _ = writeln!(out, "\n[{cri}.cni]");
+    let _ = writeln!(out, "  bin_dir = {}", quote(CNI_BIN_DIR));
+    let _ = writeln!(out, "  conf_dir = {}", quote_path(&layout.cni_conf_dir));
+    let _ = writeln!(out, "  max_conf_num = 1");
+    out
+}
+
+fn write_handler(out: &mut String, cri: &str, handler: &RuntimeHandler, runc_root: &Path) {
+    let table = format!("{cri}.containerd.runtimes.{}", quote(&handler.name));
+    let _ = writeln!(out, "\n[{table}]");
+    let _ = writeln!(out, "  runtime_type = {}", quote(&handler.runtime_type));
+    if !handler.pod_annotations.is_empty() {
+        let list: Vec<_> = handler.pod_annotations.iter().map(|a| quote(a)).collect();
+        let _ = writeln!(out, "  pod_annotations = [{}]", list.join(", "));
+    }
+    for line in handler.extra_toml.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    let _ = writeln!(out, "\n[{table}.options]");
+    let _ = writeln!(out, "  BinaryName = {}", quote_path(&handler.binary));
+    let _ = writeln!(out, "  Root = {}", quote_path(&runc_root.join(&handler.name)));
+}
+
+/// The CNI conflist: a bridge (`cni0`, the pods' gateway) with host-local
+/// IPAM keeping its leases in the node's own folder.
+pub fn cni_conflist(layout: &NodeLayout) -> String {
+    let gateway = gateway_of(&layout.pod_subnet);
+    serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": CNI_NETWORK,
+        "plugins": [{
+            "type": "bridge",
+            "bridge": CNI_BRIDGE,
+            "isGateway": true,
+            "ipMasq": false,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": layout.cni_data_dir,
+                "ranges": [[{ "subnet": layout.pod_subnet, "gateway": gateway }]],
+                "routes": [{ "dst": "0.0.0.0/0" }],
+            },
+        }],
+    })
+    .to_string()
+}
+
+/// The `.1` address of an IPv4 `a.b.c.0/nn` subnet.
+pub fn gateway_of(subnet: &str) -> String {
+    let network = subnet.split('/').next().unwrap_or(subnet);
+    let mut octets: Vec<&str> = network.split('.').collect();
+    if let Some(last) = octets.last_mut() {
+        *last = "1";
+    }
+    octets.join(".")
+}
+
+fn quote(value: &str) -> String {
+    serde_json::Value::String(value.to_owned()).to_string()
+}
+
+fn quote_path(path: &Path) -> String {
+    quote(&path.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_names_our_folders_handlers_and_imports() {
+        let layout = NodeLayout::under(Path::new("/tmp/n"), "10.88.91.0/24");
+        let mut runcvm = RuntimeHandler::new("runcvm", "/opt/runcvm/bin/runcvm-runtime");
+        runcvm.pod_annotations.push("io.runcvm/*".to_owned());
+        let toml = containerd_toml(
+            &layout,
+            "runcvm.test/pause:1",
+            &[runcvm],
+            &[PathBuf::from("/tmp/d.toml")],
+        );
+        for needle in [
+            "version = 2\n",
+            "root = \"/tmp/n/root\"\n",
+            "imports = [\"/tmp/d.toml\"]\n",
+            "  address = \"/tmp/n/containerd.sock\"\n",
+            "  sandbox_image = \"runcvm.test/pause:1\"\n",
+            "  restrict_oom_score_adj = true\n",
+            "  stream_server_port = \"0\"\n",
+            "  snapshotter = \"overlayfs\"\n",
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"runc\"]\n  runtime_type = \"io.containerd.runc.v2\"\n",
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"runcvm\".options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n  Root = \"/tmp/n/state/runc/runcvm\"\n",
+            "  pod_annotations = [\"io.runcvm/*\"]\n",
+            "  conf_dir = \"/tmp/n/cni/net.d\"\n",
+        ] {
+            assert!(toml.contains(needle), "{needle:?} missing from:\n{toml}");
+        }
+        assert!(!toml.contains("169.254"));
+    }
+
+    #[test]
+    fn the_conflist_is_a_bridge_with_private_ipam() {
+        let layout = NodeLayout::under(Path::new("/tmp/n"), "10.88.91.0/24");
+        let list: serde_json::Value = serde_json::from_str(&cni_conflist(&layout)).expect("json");
+        let bridge = &list["plugins"][0];
+        assert_eq!(bridge["type"], "bridge");
+        assert_eq!(bridge["ipam"]["dataDir"], "/tmp/n/cni/data");
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["gateway"], "10.88.91.1");
+    }
+}

@@ -1,0 +1,215 @@
+//! Streaming exec through the URL containerd's streaming server returns
+//! (`http://127.0.0.1:PORT/exec/TOKEN`), spoken as kubectl's WebSocket
+//! remotecommand protocol `v4.channel.k8s.io`: every binary message starts
+//! with its channel (0 stdin, 1 stdout, 2 stderr, 3 the final
+//! `metav1.Status` as JSON, 4 resize). The server listens inside the node's
+//! network namespace, so the TCP socket is opened by a thread that joined it
+//! (a socket stays in the namespace it was made in) and then used here.
+//!
+//! v4 has no way to close stdin alone (that came with `v5.channel.k8s.io`,
+//! which containerd 1.6 does not offer): stdin bytes can be sent, and
+//! closing stdin closes the whole session.
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+use tungstenite::client::IntoClientRequest;
+
+/// The subprotocol asked for.
+pub const PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// How long the session stays open after stdin is sent, before a close.
+pub const CLOSE_SETTLE: Duration = Duration::from_secs(1);
+
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const ERROR: u8 = 3;
+
+/// What a streaming exec gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// From the status: 0 on `Success`, the `ExitCode` cause on failure;
+    /// -1 when the session was closed after stdin and no status came.
+    pub exit_code: i32,
+    /// The status document as sent (channel 3).
+    pub status: String,
+}
+
+impl StreamOutput {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// What to feed the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamInput {
+    /// Sent on stdin right after the handshake (the exec must have been
+    /// asked for with stdin).
+    pub stdin: Vec<u8>,
+    /// Close the session [`CLOSE_SETTLE`] after the stdin bytes are sent
+    /// (output meanwhile is kept): the process sees
+    /// the end of its input, but v4 cannot close stdin alone, so whatever it
+    /// writes after that, and its exit code, are lost (`exit_code` -1)
+    /// unless the process ended before the server saw the close.
+    pub close_after_stdin: bool,
+}
+
+/// Opens a TCP connection to `url`'s host from inside the network namespace
+/// at `netns` (a file such as `/run/netns/NAME`).
+pub fn connect_in(netns: &Path, url: &str) -> Result<TcpStream> {
+    let address = host_port(url)?;
+    let netns = netns.to_owned();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || -> Result<TcpStream> {
+                join_netns(&netns)?;
+                TcpStream::connect(&address).with_context(|| format!("connecting to {address}"))
+            })
+            .join()
+            .map_err(|_| anyhow!("the connecting thread panicked"))?
+    })
+}
+
+fn join_netns(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: setns on a valid namespace descriptor changes only this
+    // thread's network namespace; the thread ends right after connecting.
+    let joined = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if joined != 0 {
+        bail!("setns {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `host:port` of an `http://host:port/…` URL.
+fn host_port(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("not an http:// streaming URL: {url}"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if !authority.contains(':') {
+        bail!("no port in the streaming URL {url}");
+    }
+    Ok(authority.to_owned())
+}
+
+/// Runs the exec session behind `url` over `stream` and waits for its end,
+/// at most `timeout`.
+pub fn exec(stream: TcpStream, url: &str, input: &StreamInput, timeout: Duration) -> Result<StreamOutput> {
+    let deadline = Instant::now() + timeout;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let ws_url = format!("ws://{}", url.trim_start_matches("http://"));
+    let mut request = ws_url.as_str().into_client_request().context("the WebSocket request")?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", PROTOCOL.parse()?);
+    let (mut socket, response) =
+        tungstenite::client::client(request, stream).map_err(|e| anyhow!("WebSocket handshake with {url}: {e}"))?;
+    let agreed = response
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok());
+    if agreed != Some(PROTOCOL) {
+        bail!("the streaming server agreed to {agreed:?}, not {PROTOCOL}");
+    }
+    if !input.stdin.is_empty() {
+        let mut message = vec![STDIN];
+        message.extend_from_slice(&input.stdin);
+        socket.send(Message::Binary(message.into()))?;
+    }
+    let mut output = StreamOutput {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        exit_code: -1,
+        status: String::new(),
+    };
+    // Closing at once loses the stdin bytes now and then: containerd may
+    // close the exec's stdin FIFO before the process has opened it.
+    let mut close_at = input.close_after_stdin.then(|| Instant::now() + CLOSE_SETTLE);
+    loop {
+        if close_at.is_some_and(|at| Instant::now() >= at) {
+            close_at = None;
+            let _ = socket.close(None);
+        }
+        match socket.read() {
+            Ok(Message::Binary(data)) => match data.split_first() {
+                Some((&STDOUT, rest)) => output.stdout.extend_from_slice(rest),
+                Some((&STDERR, rest)) => output.stderr.extend_from_slice(rest),
+                Some((&ERROR, rest)) => output.status.push_str(&String::from_utf8_lossy(rest)),
+                _ => {}
+            },
+            Ok(Message::Close(_)) => {}
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                if Instant::now() >= deadline {
+                    bail!("exec session still open after {timeout:?}; so far: {output:?}");
+                }
+            }
+            Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
+                break;
+            }
+            Err(e) => return Err(e).context("reading the exec session"),
+        }
+    }
+    if !(input.close_after_stdin && output.status.is_empty()) {
+        output.exit_code = exit_code(&output.status)?;
+    }
+    Ok(output)
+}
+
+/// The exit code in a remotecommand `metav1.Status`.
+pub fn exit_code(status: &str) -> Result<i32> {
+    if status.is_empty() {
+        bail!("the exec session ended without a status");
+    }
+    let value: serde_json::Value = serde_json::from_str(status).with_context(|| format!("status {status:?}"))?;
+    if value["status"] == "Success" {
+        return Ok(0);
+    }
+    let causes = value["details"]["causes"].as_array();
+    let code = causes
+        .into_iter()
+        .flatten()
+        .find(|c| c["reason"] == "ExitCode")
+        .and_then(|c| c["message"].as_str())
+        .and_then(|m| m.parse().ok());
+    code.with_context(|| format!("a failure status without an exit code: {status}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_give_exit_codes() {
+        assert_eq!(exit_code(r#"{"metadata":{},"status":"Success"}"#).expect("ok"), 0);
+        let failure = r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}"#;
+        assert_eq!(exit_code(failure).expect("code"), 3);
+        assert!(exit_code(r#"{"status":"Failure","message":"boom"}"#).is_err());
+        assert!(exit_code("").is_err());
+    }
+
+    #[test]
+    fn the_address_comes_from_the_url() {
+        assert_eq!(
+            host_port("http://127.0.0.1:4321/exec/abc").expect("ok"),
+            "127.0.0.1:4321"
+        );
+        assert!(host_port("https://127.0.0.1:1/exec/x").is_err());
+        assert!(host_port("http://127.0.0.1/exec/x").is_err());
+    }
+}
