@@ -1,32 +1,20 @@
 #!/usr/bin/env bash
-# The demo: builds everything needed on a Debian 12 host (as root) and boots
-# a busybox-static rootfs as a microVM that prints its kernel release, argv
-# and env, then exits with a chosen code, which runcvm passes through.
-#   DEMO_EXIT_CODE   the code the workload exits with (default 3)
+# The demo, on a Debian 12 host as root: installs and builds what it needs,
+# then starts a private containerd (its own network namespace and folders;
+# the machine's containerd is not touched), installs runcvm into it as the
+# `runcvm` handler, and runs a busybox pod with that handler over CRI, as
+# kubelet would: it prints the pod IP, the container's log lines, an exec
+# from inside the VM and a reply from the pod IP, then removes the pod and
+# uninstalls. The demo's code: crates/runcvm-runtime/examples/demo.rs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$repo"
-exit_code=${DEMO_EXIT_CODE:-3}
 
 step "host packages"
 scripts/setup-host.sh
 step "guest kernel"
 kernel/build.sh
-step "runcvm binaries (release)"
-cargo build --release --locked -p runcvm -p runcvm-guest -p runcvm-test-infra
-install -d /opt/runcvm/bin
-install -m 0755 "$target_dir/release/runcvm" "$target_dir/release/runcvm-init" /opt/runcvm/bin/
-
-rootfs=/var/lib/runcvm/demo-rootfs
-step "busybox rootfs in $rootfs"
-rm -rf "$rootfs"
-"$target_dir/release/make-busybox-rootfs" "$rootfs"
-
-step "runcvm run $rootfs (exits $exit_code)"
-set +e
-/opt/runcvm/bin/runcvm run --env GREETING="hello from a microVM" "$rootfs" -- \
-  sh -c 'echo "kernel: $(uname -r)"; echo "argv: $0 $*"; echo "env:"; env | sort; exit "$1"' demo "$exit_code" two
-status=$?
-set -e
-echo "runcvm exited with $status (the workload chose $exit_code)"
-[ "$status" = "$exit_code" ]
+step "runcvm binaries and the demo"
+cargo build --locked -p runcvm -p runcvm-runtime -p runcvm-guest --example demo
+step "the demo pod"
+"$target_dir/debug/examples/demo"

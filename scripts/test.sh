@@ -57,3 +57,4 @@ step "T3: a Kubernetes node (containerd + runc + CNI), pods over CRI"
 cargo test --locked -p runcvm-install --test bundle -- --ignored --test-threads 2
 cargo test --locked -p runcvm-test-node --test t3_runc -- --ignored --test-threads 2
 cargo test --locked -p runcvm-runtime --test t3_cri -- --ignored --test-threads 2
+cargo test --locked -p runcvm-runtime --test t3_runcvm -- --ignored --test-threads 2

@@ -91,5 +91,13 @@ mod tests {
         }
         let err = Install::at(root.path().to_owned()).unwrap_err().to_string();
         assert!(err.contains("QEMU bundle"), "{err}");
+        let bundle = runcvm_vmm::qemu::BundledQemu::layout(root.path());
+        for dir in [&bundle.library_path, &bundle.firmware_dir, &bundle.module_dir] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::create_dir_all(bundle.program.parent().unwrap()).unwrap();
+        std::fs::write(&bundle.program, b"").unwrap();
+        std::fs::write(&bundle.loader, b"").unwrap();
+        assert!(Install::at(root.path().to_owned()).is_ok());
     }
 }

@@ -12,7 +12,7 @@ pub mod report;
 pub mod runc;
 
 use args::Invocation;
-use create::{CreateRequest, Prepared};
+use create::{BundleConfig, CreateRequest};
 use runc::Runc;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +53,11 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     let bundle = invocation
         .verb_flag(&["bundle", "b"])
         .map_or_else(|| std::env::current_dir().unwrap_or_default(), PathBuf::from);
+    let config = BundleConfig::read(&bundle).map_err(|e| context(&e))?;
+    if config.role() == runcvm_spec::oci::ContainerRole::Sandbox {
+        // The pause container needs nothing of runcvm's, not even the install.
+        return Ok(None);
+    }
     let install = install::Install::locate().map_err(|e| context(&e))?;
     let request = CreateRequest {
         bundle: &bundle,
@@ -60,19 +65,15 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         install: &install,
         state_root,
     };
-    match create::prepare(&request).map_err(|e| context(&e))? {
-        Prepared::Sandbox => Ok(None),
-        Prepared::Vm { state } => {
-            let code = runc.run(&invocation.raw).map_err(|e| context(&e))?;
-            // A failed create leaves nothing (runc said why in the log); a
-            // foreground `run` is over, container and all, when runc returns.
-            let over = invocation.verb.as_deref() == Some("run") && !invocation.verb_switch(&["detach", "d"]);
-            if code != 0 || over {
-                let _ = std::fs::remove_dir_all(&state);
-            }
-            Ok(Some(code))
-        }
+    let state = create::prepare(&request, &config).map_err(|e| context(&e))?;
+    let code = runc.run(&invocation.raw).map_err(|e| context(&e))?;
+    // A failed create leaves nothing (runc said why in the log); a
+    // foreground `run` is over, container and all, when runc returns.
+    let over = invocation.verb.as_deref() == Some("run") && !invocation.verb_switch(&["detach", "d"]);
+    if code != 0 || over {
+        let _ = std::fs::remove_dir_all(&state);
     }
+    Ok(Some(code))
 }
 
 fn exec(invocation: &Invocation, state_root: &Path, id: &str) -> Result<(), String> {

@@ -100,16 +100,31 @@ pub enum CreateError {
     },
 }
 
-/// What `create` found the container to be.
+/// A bundle's `config.json`, read.
 #[derive(Debug)]
-pub enum Prepared {
-    /// A pod sandbox: runc runs it unchanged.
-    Sandbox,
-    /// A workload: its state folder is ready and `config.json` rewritten.
-    Vm { state: PathBuf },
+pub struct BundleConfig {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub config: OciConfig,
 }
 
-/// Inputs of one `create`.
+impl BundleConfig {
+    pub fn read(bundle: &Path) -> Result<Self, CreateError> {
+        let path = bundle.join("config.json");
+        let bytes = std::fs::read(&path).map_err(|source| CreateError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let config = OciConfig::parse(&bytes, &path.display().to_string())?;
+        Ok(Self { path, bytes, config })
+    }
+
+    pub fn role(&self) -> runcvm_spec::oci::ContainerRole {
+        self.config.role()
+    }
+}
+
+/// Inputs of one workload's `create`.
 #[derive(Debug)]
 pub struct CreateRequest<'a> {
     pub bundle: &'a Path,
@@ -124,17 +139,13 @@ pub fn state_folder(state_root: &Path, id: &str) -> PathBuf {
     state_root.join("containers").join(id)
 }
 
-pub fn prepare(request: &CreateRequest<'_>) -> Result<Prepared, CreateError> {
-    let config_path = request.bundle.join("config.json");
-    let bytes = std::fs::read(&config_path).map_err(|source| CreateError::Read {
-        path: config_path.clone(),
-        source,
-    })?;
+/// Prepares a workload container (see the module docs); returns its state
+/// folder. On failure nothing is left: no state folder, `config.json` as
+/// it was.
+pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<PathBuf, CreateError> {
+    let config_path = &bundle.path;
     let file = config_path.display().to_string();
-    let config = OciConfig::parse(&bytes, &file)?;
-    if config.role() == runcvm_spec::oci::ContainerRole::Sandbox {
-        return Ok(Prepared::Sandbox);
-    }
+    let config = &bundle.config;
     let process = config
         .process
         .as_ref()
@@ -171,25 +182,22 @@ pub fn prepare(request: &CreateRequest<'_>) -> Result<Prepared, CreateError> {
     let state = state_folder(request.state_root, request.id);
     let made = make_state_folder(&state);
     let result = made.and_then(|()| {
-        write_state(request, &config, &entrypoint, &state, &volumes, &size, accel)?;
+        write_state(request, config, &entrypoint, &state, &volumes, &size, accel)?;
         let mut value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|source| runcvm_spec::oci::OciError::Malformed {
+            serde_json::from_slice(&bundle.bytes).map_err(|source| runcvm_spec::oci::OciError::Malformed {
                 file: file.clone(),
                 what: "runtime config",
                 source,
             })?;
         rewrite_config(&mut value, &launcher_rewrite(request, &state), &file)?;
-        write_replacing(
-            &config_path,
-            &serde_json::to_vec(&value).expect("JSON values serialize"),
-        )
+        write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
     if let Err(e) = result {
         // Nothing is left behind: containerd may never call delete.
         let _ = std::fs::remove_dir_all(&state);
         return Err(e);
     }
-    Ok(Prepared::Vm { state })
+    Ok(state)
 }
 
 /// The launch file and the root disk.
@@ -205,8 +213,14 @@ fn write_state(
     let rootfs = request
         .bundle
         .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));
+    // Containers of a pod share the sandbox's UTS namespace, so CRI leaves
+    // `hostname` unset and gives the pod's name in HOSTNAME instead.
+    let hostname = config.hostname.clone().or_else(|| {
+        let env = config.process.as_ref().map_or(&[][..], |p| p.env.as_slice());
+        env_value(env, "HOSTNAME").map(str::to_owned)
+    });
     let plan = LaunchPlan {
-        hostname: config.hostname.clone(),
+        hostname: hostname.clone(),
         ..LaunchPlan::default()
     };
     let init = request.install.guest_init();
@@ -221,7 +235,7 @@ fn write_state(
     let launch = ContainerLaunch {
         version: LAUNCH_VERSION,
         process: entrypoint.clone(),
-        hostname: config.hostname.clone(),
+        hostname,
         cpus: size.cpus,
         memory_mib: size.memory_mib,
         accel: accel.as_str().to_owned(),

@@ -25,6 +25,9 @@ fn fixture(config: &serde_json::Value) -> Fixture {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, b"\x7fELF").unwrap();
     }
+    for dir in ["qemu/share", "qemu/modules"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
     let bundle = dir.path().join("bundle");
     std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
     std::fs::write(bundle.join("rootfs/bin/app"), b"app").unwrap();
@@ -54,13 +57,17 @@ fn workload_config() -> serde_json::Value {
     })
 }
 
-fn prepare_in(fx: &Fixture, id: &str) -> Result<Prepared, CreateError> {
-    prepare(&CreateRequest {
-        bundle: &fx.bundle,
-        id,
-        install: &fx.install,
-        state_root: &fx.state_root,
-    })
+fn prepare_in(fx: &Fixture, id: &str) -> Result<PathBuf, CreateError> {
+    let config = BundleConfig::read(&fx.bundle)?;
+    prepare(
+        &CreateRequest {
+            bundle: &fx.bundle,
+            id,
+            install: &fx.install,
+            state_root: &fx.state_root,
+        },
+        &config,
+    )
 }
 
 fn with_mounts(fx: &Fixture, mounts: serde_json::Value) {
@@ -83,9 +90,7 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
             {"destination": "/run/secrets/token", "type": "bind", "source": token, "options": ["rbind"]}
         ]),
     );
-    let Prepared::Vm { state } = prepare_in(&fx, "c1").unwrap() else {
-        panic!("a workload runs as a VM")
-    };
+    let state = prepare_in(&fx, "c1").unwrap();
     assert_eq!(state, fx.state_root.join("containers/c1"));
     assert!(state.join("disk.ext4").is_file());
     let launch = ContainerLaunch::from_json(&std::fs::read(state.join(LAUNCH_FILE)).unwrap()).unwrap();
@@ -129,14 +134,12 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
 }
 
 #[test]
-fn a_sandbox_is_left_alone() {
+fn a_sandbox_is_recognised() {
     let mut config = workload_config();
     config["annotations"]["io.kubernetes.cri.container-type"] = json!("sandbox");
     let fx = fixture(&config);
-    let before = std::fs::read(fx.bundle.join("config.json")).unwrap();
-    assert!(matches!(prepare_in(&fx, "s1").unwrap(), Prepared::Sandbox));
-    assert_eq!(std::fs::read(fx.bundle.join("config.json")).unwrap(), before);
-    assert!(!fx.state_root.exists());
+    let config = BundleConfig::read(&fx.bundle).unwrap();
+    assert_eq!(config.role(), runcvm_spec::oci::ContainerRole::Sandbox);
 }
 
 /// Refused input names the problem and leaves config.json and the state

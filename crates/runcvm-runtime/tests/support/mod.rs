@@ -1,6 +1,9 @@
 //! The T3 fixture: a fresh `runcvm install` of this build (once per test
 //! binary) and a private containerd node with its `runcvm` handler.
 
+// Each T3 test binary uses its own part of the fixture.
+#![allow(dead_code)]
+
 use runcvm_test_node::crilog::{self, LogLine};
 use runcvm_test_node::{ContainerSpec, Node, NodeOptions, Pod, PodSpec, RuntimeHandler, require_t3};
 use std::path::{Path, PathBuf};

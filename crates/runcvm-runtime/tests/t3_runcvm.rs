@@ -1,0 +1,377 @@
+//! T3, what only the `runcvm` handler has: refusals that must reach the
+//! CRI caller and containerd's log and leave nothing behind, one VM
+//! container per pod, the VM sized from the container's limits, the
+//! launcher's lines at DEBUG, and `runcvm install`/`uninstall` against a
+//! real containerd. Run with
+//! `cargo test -p runcvm-runtime --test t3_runcvm -- --ignored`.
+
+mod support;
+
+use runcvm_test_node::crilog::{self, Stream};
+use runcvm_test_node::{BUSYBOX_IMAGE, ContainerSpec, Node, NodeOptions, RuntimeHandler, require_t3};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::{Fixture, Handler, install_root, ok};
+
+const BOOT: Duration = Duration::from_secs(60);
+
+/// StartContainer (where containerd 1.6 runs the runtime's `create`)
+/// fails with `expected` in its error and in containerd's log, and the
+/// container leaves no state folder.
+fn assert_start_refused(f: &Fixture, spec: &ContainerSpec, pod_name: &str, expected: &str) {
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod(pod_name)));
+    let id = ok(cri.create_container(&pod, spec));
+    let err = format!("{:#}", cri.start_container(&id).expect_err("the start is refused"));
+    assert!(
+        err.contains("OCI runtime create failed: runcvm: cannot create container"),
+        "{err}"
+    );
+    assert!(err.contains(expected), "{err}");
+    assert!(
+        !f.node.log_lines_with(expected).is_empty(),
+        "containerd's log does not carry {expected:?}"
+    );
+    assert!(
+        !support::state_folder(&id).exists(),
+        "a refused create left its state folder"
+    );
+    ok(cri.stop_pod_sandbox(&pod.id));
+    ok(cri.remove_pod_sandbox(&pod.id));
+    f.node.assert_nothing_left(&[&pod.id, &id]);
+}
+
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn a_host_device_is_refused_clearly() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let mut spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("true");
+    spec.config.devices.push(k8s_cri::v1::Device {
+        container_path: "/dev/xdisk".into(),
+        host_path: "/dev/null".into(),
+        permissions: "rwm".into(),
+    });
+    assert_start_refused(&f, &spec, "device", "asks for host devices (/dev/xdisk)");
+}
+
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn a_socket_volume_is_refused_clearly() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .mount(&socket, "/run/agent.sock", false)
+        .shell("true");
+    assert_start_refused(&f, &spec, "socket", "is a socket, which cannot be shared into a VM");
+}
+
+/// A handler whose runtime has no install around it: pods still run their
+/// sandbox (which needs nothing of runcvm's), workloads are refused.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn a_missing_install_is_named() {
+    require_t3();
+    let empty = tempfile::tempdir().expect("tempdir");
+    let runtime = empty.path().join("bin/runcvm-runtime");
+    std::fs::create_dir_all(runtime.parent().expect("bin")).expect("mkdir");
+    std::fs::copy(install_root().join("bin/runcvm-runtime"), &runtime).expect("copy the runtime");
+    let node = ok(Node::start(
+        NodeOptions::default().runtime(RuntimeHandler::new("runcvm", &runtime)),
+    ));
+    let f = Fixture {
+        node,
+        handler: Handler::RUNCVM,
+    };
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("true");
+    let expected = format!(
+        "runcvm is not installed completely at {}: bin/runcvm is missing",
+        empty.path().display()
+    );
+    assert_start_refused(&f, &spec, "noinstall", &expected);
+}
+
+/// runc cannot be found: even the pod sandbox fails, with the reason.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn a_missing_runc_is_named() {
+    require_t3();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrapper = dir.path().join("runcvm-runtime-without-runc");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nRUNCVM_RUNC=/nonexistent/runc exec {} \"$@\"\n",
+            install_root().join("bin/runcvm-runtime").display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let node = ok(Node::start(
+        NodeOptions::default().runtime(RuntimeHandler::new("runcvm", &wrapper)),
+    ));
+    let cri = ok(node.cri());
+    let err = format!(
+        "{:#}",
+        cri.run_pod_sandbox(&node.pod("norunc").runtime_handler("runcvm"))
+            .expect_err("no runc, no pod")
+    );
+    assert!(err.contains("RUNCVM_RUNC=/nonexistent/runc is not a file"), "{err}");
+}
+
+/// The runtime binary itself, as the shim calls it, on a malformed bundle.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn a_malformed_config_is_reported_in_the_log_containerd_reads() {
+    let bundle = tempfile::tempdir().expect("tempdir");
+    std::fs::write(bundle.path().join("config.json"), b"{\"process\": {\"args\": [").expect("write");
+    let log = bundle.path().join("log.json");
+    let status = Command::new(install_root().join("bin/runcvm-runtime"))
+        .args(["--root", "/run/runcvm-t3-unused", "--log"])
+        .arg(&log)
+        .args(["--log-format", "json", "create", "--bundle"])
+        .arg(bundle.path())
+        .arg("malformed-1")
+        .status()
+        .expect("run the runtime");
+    assert_eq!(status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).expect("the log");
+    let record: serde_json::Value = serde_json::from_str(text.lines().last().expect("a line")).expect("JSON");
+    assert_eq!(record["level"], "error");
+    let msg = record["msg"].as_str().expect("msg");
+    assert!(
+        msg.starts_with("runcvm: cannot create container malformed-1: ")
+            && msg.contains("config.json is not a valid OCI runtime config: EOF while parsing"),
+        "{msg}"
+    );
+    assert!(record["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(!support::state_folder("malformed-1").exists());
+}
+
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn a_second_vm_container_in_a_running_pod_is_refused_and_the_first_keeps_serving() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("two")));
+    let pod_ip = ok(cri.pod_sandbox_status(&pod.id)).ip;
+    let first =
+        ContainerSpec::new("first", BUSYBOX_IMAGE).shell("echo ready; while true; do echo hello | nc -l -p 8080; done");
+    ok(cri.run_container(&pod, &first));
+    f.wait_for_line(&first.log_file(pod.log_directory()), "ready", BOOT);
+    let second = ContainerSpec::new("second", BUSYBOX_IMAGE).shell("echo should-not-run");
+    let id = ok(cri.run_container(&pod, &second));
+    let info = ok(cri.wait_exited(&id, BOOT));
+    assert_eq!(info.exit_code, 125, "{info:?}");
+    let lines = ok(crilog::read(&second.log_file(pod.log_directory())));
+    assert!(
+        lines.iter().any(|l| l.stream == Stream::Stderr
+            && l.line
+                .contains("another runcvm container of this pod is running and owns the pod's network")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.line == "should-not-run"));
+    let got = f.node_sh(&format!("busybox nc -w 5 {pod_ip} 8080 </dev/null"));
+    assert_eq!(got.trim(), "hello", "the first container's VM still has the network");
+}
+
+/// The cgroup line of `pid` for `controller` (v1) or the unified one.
+fn cgroup_of(pid: &str, controller: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let line = text
+        .lines()
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == controller))
+        })
+        .or_else(|| text.lines().find(|l| l.starts_with("0::")))
+        .expect("a cgroup line");
+    line.splitn(3, ':').nth(2).expect("a path").to_owned()
+}
+
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("sized")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .memory_limit(256 << 20)
+        .cpu_limit(150_000, 100_000)
+        .shell("grep MemTotal /proc/meminfo; nproc; echo ready; sleep 600");
+    let id = ok(cri.run_container(&pod, &spec));
+    let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    let stdout: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.stream == Stream::Stdout)
+        .map(|l| l.line.as_str())
+        .collect();
+    let kib: u64 = stdout[0]
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal");
+    assert!(
+        (200 << 10..=256 << 10).contains(&kib),
+        "guest MemTotal {kib} kB for a 256 MiB limit"
+    );
+    let host_cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    assert_eq!(
+        stdout[1],
+        2.min(host_cpus).to_string(),
+        "1.5 CPUs of quota round up to 2 vCPUs"
+    );
+
+    // `---` runs in the container, beside the launcher (PID 1 there).
+    let beside = ok(cri.exec_sync(&id, &["---", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"], 30));
+    assert_eq!(beside.exit_code, 0, "{beside:?}");
+    assert!(beside.stdout_text().contains("runcvm launch"), "{beside:?}");
+    let processes = support::processes_of_container(&id);
+    let pid = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("runcvm\0launch"))
+                && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&id))
+        })
+        .unwrap_or_else(|| panic!("no launcher among {processes:?}"));
+    let memory = cgroup_of(&pid, "memory");
+    let limit_file = ["memory.limit_in_bytes", "memory.max"]
+        .iter()
+        .map(|file| {
+            Path::new("/sys/fs/cgroup/memory")
+                .join(memory.trim_start_matches('/'))
+                .join(file)
+        })
+        .chain(std::iter::once(
+            Path::new("/sys/fs/cgroup")
+                .join(memory.trim_start_matches('/'))
+                .join("memory.max"),
+        ))
+        .find(|p| p.exists())
+        .expect("the container's memory limit file");
+    let limit: u64 = std::fs::read_to_string(&limit_file)
+        .expect("limit")
+        .trim()
+        .parse()
+        .expect("a number");
+    let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
+    assert_eq!(limit, (256 << 20) + overhead, "{}", limit_file.display());
+}
+
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn at_debug_the_log_holds_the_launchers_and_the_kernels_lines() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("debug")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .env("RUNCVM_LOG_LEVEL", "DEBUG")
+        .shell("echo workload-line");
+    let id = ok(cri.run_container(&pod, &spec));
+    let info = ok(cri.wait_exited(&id, BOOT));
+    assert_eq!(info.exit_code, 0, "{info:?}");
+    let lines = ok(crilog::read(&spec.log_file(pod.log_directory())));
+    let has = |stream: Stream, needle: &str| lines.iter().any(|l| l.stream == stream && l.line.contains(needle));
+    assert!(has(Stream::Stdout, "workload-line"), "{lines:#?}");
+    assert!(has(Stream::Stderr, "runcvm-ctr-qemu-k8s DEBUG"), "{lines:#?}");
+    assert!(has(Stream::Stderr, "runcvm-ctr-qemu-k8s MAC swap"), "{lines:#?}");
+    assert!(
+        has(Stream::Stderr, "Linux version"),
+        "the kernel's boot lines at DEBUG: {lines:#?}"
+    );
+
+    // At INFO (the default) only the swap line and warnings: no DEBUG lines.
+    let quiet = ContainerSpec::new("quiet", BUSYBOX_IMAGE).shell("echo workload-line");
+    let id = ok(cri.run_container(&pod, &quiet));
+    ok(cri.wait_exited(&id, BOOT));
+    let lines = ok(crilog::read(&quiet.log_file(pod.log_directory())));
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.line.contains("DEBUG") || l.line.contains("Linux version")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.line.contains("runcvm-ctr-qemu-k8s MAC swap")),
+        "{lines:#?}"
+    );
+}
+
+fn runcvm(args: &[&str]) -> std::process::Output {
+    Command::new(install_root().join("bin/runcvm"))
+        .args(args)
+        .output()
+        .expect("run runcvm")
+}
+
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn install_registers_the_handler_and_uninstall_restores_the_config_byte_for_byte() {
+    require_t3();
+    let mut node = ok(Node::prepare(NodeOptions::default()));
+    let scratch = tempfile::tempdir().expect("tempdir");
+    // Outside the node's folder, which goes with the node.
+    let config = scratch.path().join("config.toml");
+    std::fs::copy(node.config_path(), &config).expect("copy the node's config");
+    let before = std::fs::read(&config).expect("the node's config");
+    let root = scratch.path().join("opt-runcvm");
+    let root_arg = root.to_string_lossy().into_owned();
+    let config_arg = config.to_string_lossy().into_owned();
+    let from = install_root().join("bin").to_string_lossy().into_owned();
+    let install = [
+        "install",
+        "--root",
+        &root_arg,
+        "--containerd-config",
+        &config_arg,
+        "--from",
+        &from,
+    ];
+    let out = runcvm(&install);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let once = std::fs::read(&config).expect("config");
+    assert_ne!(once, before);
+    let again = runcvm(&install);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already registered"));
+    assert_eq!(
+        std::fs::read(&config).expect("config"),
+        once,
+        "a second install changes nothing"
+    );
+
+    node.use_config_file(&config);
+    ok(node.launch());
+    let cri = ok(node.cri());
+    let handlers = ok(cri.runtime_handlers());
+    assert!(handlers.iter().any(|h| h == "runcvm"), "{handlers:?}");
+    let pod = ok(cri.run_pod_sandbox(&node.pod("installed").runtime_handler("runcvm")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("uname -r");
+    let id = ok(cri.run_container(&pod, &spec));
+    assert_eq!(ok(cri.wait_exited(&id, BOOT)).exit_code, 0);
+    let lines = ok(crilog::read(&spec.log_file(pod.log_directory())));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == Stream::Stdout && l.line != support::host_kernel()),
+        "{lines:?}"
+    );
+    ok(cri.stop_pod_sandbox(&pod.id));
+    ok(cri.remove_pod_sandbox(&pod.id));
+    drop(node);
+
+    let out = runcvm(&["uninstall", "--root", &root_arg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read(&config).expect("config"),
+        before,
+        "the config is byte-identical"
+    );
+    assert!(!root.exists(), "uninstall leaves nothing of the install");
+}
