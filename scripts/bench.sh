@@ -10,15 +10,22 @@
 #   listing 10,000 files, the launcher's RSS idle and under load (needs root);
 #   lifecycle: workload stdout over the control channel versus the serial
 #   console, the exec round trip of `true`, the launcher's RSS with a VM.
+#   pod start through CRI (a private containerd node, a temporary
+#   `runcvm install` of the release binaries): CreateContainer to the
+#   workload's first log line, runcvm versus runc; RunPodSandbox,
+#   CreateContainer and StartContainer apart; boot-to-workload from the
+#   launcher's DEBUG lines; a 256 MiB pod's guest memory and cgroup peak
+#   (needs root).
 #   BENCH_RUNS       number of VM runs (default 11)
 #   BENCH_NET_RUNS   number of network set-ups per pod style (default 20)
+#   BENCH_POD_RUNS   number of pods per handler (default 10)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$repo"
 runs=${BENCH_RUNS:-11}
 scripts/setup-host.sh
 kernel/build.sh >/dev/null 2>&1
-cargo build --release --locked -p runcvm -p runcvm-guest -p runcvm-test-infra 2>/dev/null
+cargo build --release --locked -p runcvm -p runcvm-guest -p runcvm-runtime -p runcvm-test-infra 2>/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rootfs_start=$(date +%s.%N)
@@ -61,6 +68,8 @@ if [ "$(id -u)" = 0 ]; then
   cargo run --release --locked -q -p runcvm-net --example net_setup_bench
   RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example volume_bench
   RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example lifecycle_bench
+  # Installs the release runcvm, runcvm-runtime and runcvm-init built above.
+  cargo run --release --locked -q -p runcvm-runtime --example pod_start_bench
 else
-  echo "network set-up and volumes: not measured (needs root for network namespaces)"
+  echo "network set-up, volumes, lifecycle and pod start: not measured (needs root)"
 fi

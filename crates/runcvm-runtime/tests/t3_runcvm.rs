@@ -375,3 +375,64 @@ fn install_registers_the_handler_and_uninstall_restores_the_config_byte_for_byte
     );
     assert!(!root.exists(), "uninstall leaves nothing of the install");
 }
+
+/// The verbs containerd passes through unchanged reach runc: pause and
+/// resume freeze and thaw the VM's processes, ps lists the launcher and
+/// QEMU, features is runc's.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn pause_resume_ps_and_features_are_runcs() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("verbs")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo ready; sleep 600");
+    let id = ok(cri.run_container(&pod, &spec));
+    f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    let ctr = |args: &[&str]| {
+        let out = f.node.ctr().args(args).output().expect("ctr");
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ctr(&["task", "pause", &id]);
+    assert!(
+        ctr(&["task", "ls"])
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("PAUSED"))
+    );
+    ctr(&["task", "resume", &id]);
+    assert!(
+        ctr(&["task", "ls"])
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("RUNNING"))
+    );
+    assert_eq!(
+        ok(cri.exec_sync(&id, &["echo", "after-resume"], 30)).stdout_text(),
+        "after-resume\n"
+    );
+    let pids = ctr(&["task", "ps", &id]);
+    assert!(pids.lines().count() >= 3, "the launcher and QEMU at least: {pids}");
+
+    let features = |binary: &Path| {
+        let out = Command::new(binary).arg("features").output().expect("features");
+        (out.status.code(), out.stdout)
+    };
+    let runc = which_runc();
+    assert_eq!(features(&install_root().join("bin/runcvm-runtime")), features(&runc));
+}
+
+fn which_runc() -> std::path::PathBuf {
+    [
+        "/usr/sbin/runc",
+        "/usr/bin/runc",
+        "/usr/local/sbin/runc",
+        "/usr/local/bin/runc",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+    .expect("runc is installed")
+}

@@ -493,7 +493,9 @@ fn a_node_whose_containerd_died_still_tears_down_completely() {
         pod_id = pod.id.clone();
         let script = format!("sleep 600; echo {marker}");
         ok(cri.run_container(&pod, &ContainerSpec::new("app", BUSYBOX_IMAGE).shell(&script)));
-        assert_eq!(runcvm_test_node::host::processes_mentioning(&marker).len(), 1);
+        // Not "exactly one": for a moment the shell's fork for `sleep` carries
+        // the same command line.
+        assert!(!runcvm_test_node::host::processes_mentioning(&marker).is_empty());
         let pid = i32::try_from(f.node.containerd_pid().expect("containerd runs")).expect("pid");
         runcvm_test_node::host::kill(pid);
         path = f.node.path().to_owned();
