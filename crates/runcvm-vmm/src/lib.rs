@@ -4,6 +4,7 @@
 
 pub mod accel;
 pub mod cmdline;
+pub mod firecracker;
 pub mod kernel;
 pub mod qemu;
 pub mod tsc;
