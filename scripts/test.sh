@@ -53,6 +53,16 @@ cargo test --locked -p runcvm --test t2_network -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_volumes -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_lifecycle -- --ignored --test-threads 2
 
+step "T2 on Firecracker, where a Firecracker binary and a KVM that boots guests are present"
+doctor=$("$target_dir/debug/runcvm" doctor 2>/dev/null || true)
+if grep -qx 'hypervisor: firecracker' <<<"$doctor"; then
+  for suite in t2_foundation t2_network t2_volumes t2_lifecycle; do
+    RUNCVM_T2_HYPERVISOR=firecracker cargo test --locked -p runcvm --test "$suite" -- --ignored --test-threads 2
+  done
+else
+  echo "test.sh: the Firecracker suite did not run: $(grep '^hypervisor:' <<<"$doctor" || echo 'runcvm doctor said nothing')"
+fi
+
 step "T3: a Kubernetes node (containerd + runc + CNI), pods over CRI"
 cargo test --locked -p runcvm-install --test bundle -- --ignored --test-threads 2
 cargo test --locked -p runcvm-test-node --test t3_runc -- --ignored --test-threads 2

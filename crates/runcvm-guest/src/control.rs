@@ -1,9 +1,11 @@
-//! The guest end of the control channel: the virtio-serial port named
-//! `runcvm.ctl`, found by name because port numbers depend on device order.
+//! The guest end of the control channel: under QEMU the virtio-serial port
+//! named `runcvm.ctl`, found by name because port numbers depend on device
+//! order; under Firecracker, which has no virtio-serial, a vsock connection
+//! to the host (CID 2) on port 1024.
 
 use anyhow::Context;
 use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream};
-use runcvm_spec::CONTROL_PORT_NAME;
+use runcvm_spec::{CONTROL_PORT_NAME, CONTROL_VSOCK_PORT};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,13 +24,25 @@ pub struct ControlPort {
 
 impl ControlPort {
     pub fn open() -> anyhow::Result<Self> {
-        let device = find_port(Path::new(PORTS))?;
-        runcvm_log::debug!("control channel on {}", device.display());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&device)
-            .with_context(|| format!("cannot open the control port {}", device.display()))?;
+        let file = match find_port(Path::new(PORTS)) {
+            Ok(device) => {
+                runcvm_log::debug!("control channel on {}", device.display());
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&device)
+                    .with_context(|| format!("cannot open the control port {}", device.display()))?
+            }
+            Err(serial) => {
+                let socket = connect_to_host().map_err(|vsock| {
+                    anyhow::anyhow!(
+                        "the VMM attached no control channel: {serial:#}; and no vsock connection to the host on port {CONTROL_VSOCK_PORT} ({vsock})"
+                    )
+                })?;
+                runcvm_log::debug!("control channel on vsock port {CONTROL_VSOCK_PORT}");
+                socket
+            }
+        };
         let writer = Arc::new(Mutex::new(file.try_clone().context("cannot share the control port")?));
         Ok(Self { file, writer })
     }
@@ -110,6 +124,20 @@ pub fn send_on(writer: &SharedWriter, message: &GuestMessage) -> anyhow::Result<
         .lock()
         .map_err(|_| anyhow::anyhow!("the control port's writer was poisoned"))?;
     runcvm_proto::write_message(&mut *file, message).context("cannot write to the control channel")
+}
+
+/// A stream to the host's end of vsock (Firecracker's hybrid vsock hands
+/// it to the launcher as a Unix connection).
+fn connect_to_host() -> nix::Result<File> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, VsockAddr, connect, socket};
+    /// The host's context id in every vsock.
+    const HOST_CID: u32 = 2;
+    let socket = socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &VsockAddr::new(HOST_CID, CONTROL_VSOCK_PORT),
+    )?;
+    Ok(File::from(socket))
 }
 
 /// The `/dev` node of the port whose `name` is [`CONTROL_PORT_NAME`].

@@ -86,6 +86,8 @@ pub fn install(options: &InstallOptions) -> Result<InstallReport, InstallError> 
 /// What install copies, found and checked before anything is written.
 struct Sources {
     binaries: Vec<(&'static str, PathBuf)>,
+    /// Firecracker's static release binary, if given.
+    firecracker: Option<PathBuf>,
     kernel: PathBuf,
     qemu: QemuSources,
 }
@@ -108,6 +110,15 @@ impl Sources {
             }
             binaries.push((name, path));
         }
+        let firecracker = match &options.firecracker {
+            Some(path) => Some(
+                runcvm_vmm::firecracker::FirecrackerBinary::at(path)
+                    .map_err(InstallError::Firecracker)?
+                    .path()
+                    .to_owned(),
+            ),
+            None => None,
+        };
         let kernel = options.kernel.clone();
         if !kernel.is_file() {
             return Err(InstallError::KernelMissing(kernel));
@@ -122,7 +133,12 @@ impl Sources {
             })?,
         };
         let qemu = qemu::gather(&qemu_path, &options.qemu_module_dir, &options.firmware_dirs)?;
-        Ok(Self { binaries, kernel, qemu })
+        Ok(Self {
+            binaries,
+            firecracker,
+            kernel,
+            qemu,
+        })
     }
 
     /// (source, destination, mode) of every file, binaries first.
@@ -133,6 +149,13 @@ impl Sources {
             .iter()
             .map(|(name, source)| (source.clone(), root.join("bin").join(name), 0o755))
             .collect();
+        if let Some(firecracker) = &self.firecracker {
+            copies.push((
+                firecracker.clone(),
+                root.join(runcvm_vmm::firecracker::launch::FIRECRACKER_IN_ROOT),
+                0o755,
+            ));
+        }
         copies.push((self.kernel.clone(), root.join("kernel/vmlinux"), 0o644));
         copies.push((self.qemu.program.clone(), bundle.program.clone(), 0o755));
         copies.push((self.qemu.loader.clone(), bundle.loader.clone(), 0o755));

@@ -68,6 +68,9 @@ pub struct InstallOptions {
     pub kernel: PathBuf,
     /// Debian's full `qemu-system-x86_64` (`--qemu`; default: on `PATH`).
     pub qemu: Option<PathBuf>,
+    /// Firecracker's static release binary (`--firecracker`), installed as
+    /// `bin/firecracker`; none: runcvm uses QEMU.
+    pub firecracker: Option<PathBuf>,
     /// Where QEMU's modules are (default `/usr/lib/x86_64-linux-gnu/qemu`).
     pub qemu_module_dir: PathBuf,
     /// Where QEMU's firmware is, searched in order (default `/usr/share/qemu`,
@@ -88,6 +91,7 @@ impl Default for InstallOptions {
             binaries_from: None,
             kernel: DEFAULT_KERNEL.into(),
             qemu: None,
+            firecracker: None,
             qemu_module_dir: DEFAULT_MODULE_DIR.into(),
             firmware_dirs: DEFAULT_FIRMWARE_DIRS.iter().map(PathBuf::from).collect(),
             host_root_prefix: None,
@@ -134,6 +138,9 @@ pub enum InstallError {
         .0.display()
     )]
     KernelNotElf(PathBuf),
+    /// the Firecracker binary given cannot be used
+    #[error("--firecracker: {0}")]
+    Firecracker(#[source] runcvm_vmm::firecracker::LaunchError),
     /// QEMU is missing
     #[error(
         "qemu-system-x86_64 not found ({searched}): apt-get install --no-install-recommends qemu-system-x86, or pass --qemu PATH"

@@ -462,3 +462,29 @@ fn the_bundle_boots_the_guest_kernel_inside_a_busybox_rootfs() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(rootfs.to_str().unwrap()), "{mounts}");
 }
+
+#[test]
+fn a_firecracker_binary_is_installed_when_given_and_checked_first() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let firecracker = work.path().join("firecracker-v1.16.1-x86_64");
+    std::fs::write(&firecracker, b"\x7fELF fake").expect("write");
+    std::fs::set_permissions(&firecracker, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    let mut options = test_options(work.path(), None);
+    options.firecracker = Some(firecracker.clone());
+    let err = runcvm_install::install(&options).expect_err("not executable");
+    assert!(err.to_string().starts_with("--firecracker: Firecracker at"), "{err}");
+    assert!(!options.root.exists(), "a refused install writes nothing");
+
+    std::fs::set_permissions(&firecracker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    runcvm_install::install(&options).expect("install");
+    let installed = options.root.join("bin/firecracker");
+    assert_eq!(std::fs::read(&installed).expect("installed"), b"\x7fELF fake");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&installed).expect("meta").permissions());
+    assert_eq!(mode & 0o777, 0o755);
+    runcvm_install::uninstall(&UninstallOptions {
+        root: options.root.clone(),
+        host_root_prefix: None,
+    })
+    .expect("uninstall");
+    assert!(!installed.exists());
+}

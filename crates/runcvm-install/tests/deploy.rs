@@ -42,7 +42,9 @@ fn the_runtime_class_names_the_installed_handler() {
     assert_eq!(class["kind"], "RuntimeClass");
     assert_eq!(class["metadata"]["name"], "runcvm");
     assert_eq!(class["handler"], runcvm_install::HANDLER);
-    assert_eq!(class["overhead"]["podFixed"]["memory"], "160Mi");
+    // The scheduler is told what runcvm-runtime adds to each container's limit.
+    let overhead = format!("{}Mi", runcvm::resources::MEMORY_OVERHEAD_MIB);
+    assert_eq!(class["overhead"]["podFixed"]["memory"], overhead.as_str());
     assert_eq!(class["overhead"]["podFixed"]["cpu"], "250m");
 }
 

@@ -27,6 +27,10 @@ pub const PLAN_PATH: &str = "/.runcvm/plan.json";
 /// Name of the virtio-serial port that carries the control channel on QEMU;
 /// the guest finds it under `/sys/class/virtio-ports/*/name`.
 pub const CONTROL_PORT_NAME: &str = "runcvm.ctl";
+/// The vsock port of the control channel on Firecracker: guest init connects
+/// to the host (CID 2) on it, and the launcher accepts on the hybrid vsock's
+/// `<uds_path>_1024`. The first port above the privileged range.
+pub const CONTROL_VSOCK_PORT: u32 = 1024;
 /// The line guest init writes on the console before anything of its own.
 /// The launcher hides the console up to and including this line at INFO, so a
 /// successful run shows no kernel boot lines.

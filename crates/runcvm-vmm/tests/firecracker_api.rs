@@ -18,19 +18,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-fn api() -> ApiDescription {
-    let path = std::env::var_os("RUNCVM_FIRECRACKER_API").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/firecracker-v1.16.1-api.yaml"),
-        PathBuf::from,
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "Firecracker's API description {} cannot be read ({e}): these tests validate against it",
-            path.display()
-        )
-    });
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+mod common;
+use common::api;
 
 /// What the fake server received.
 #[derive(Debug)]

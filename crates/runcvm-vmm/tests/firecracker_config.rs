@@ -12,31 +12,12 @@ use runcvm_vmm::GuestCmdline;
 use runcvm_vmm::firecracker::schema::{ApiDescription, Schema};
 use runcvm_vmm::firecracker::{ExtraDisk, FirecrackerConfig, FirecrackerLaunch, FirecrackerLogs, Nic};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-const API_DESCRIPTION: &str = "firecracker-v1.16.1-api.yaml";
 const RUN: &str = "/var/lib/runcvm/runs/4242-1764417600000000000";
 
-/// The API description, from the `shared/reference` folder beside the
-/// repository (`RUNCVM_FIRECRACKER_API` overrides). Missing, the test fails:
-/// it must never pass without having checked anything.
-fn api() -> ApiDescription {
-    let path = std::env::var_os("RUNCVM_FIRECRACKER_API").map_or_else(
-        || {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/reference")
-                .join(API_DESCRIPTION)
-        },
-        PathBuf::from,
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "Firecracker's API description {} cannot be read ({e}): these tests validate against it",
-            path.display()
-        )
-    });
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+mod common;
+use common::api;
 
 fn cmdline(level: LogLevel, extra: &[&str]) -> GuestCmdline {
     GuestCmdline {

@@ -52,7 +52,7 @@ fn a_missing_binary_says_how_to_get_one() {
     assert_eq!(
         error.to_string(),
         format!(
-            "Firecracker not found at {}: install it with `runcvm install`, or set RUNCVM_FIRECRACKER to a firecracker binary",
+            "Firecracker not found at {}: install its release binary with `runcvm install --firecracker PATH`, or set RUNCVM_FIRECRACKER to a firecracker binary",
             path.display()
         )
     );

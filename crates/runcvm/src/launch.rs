@@ -15,9 +15,28 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::Instant;
 
-/// The launcher's name in its log lines with QEMU (guide, section 2, names
-/// the Firecracker one).
+/// The launcher's name in its log lines with QEMU.
 pub const LOG_NAME_QEMU: &str = "runcvm-ctr-qemu-k8s";
+/// The launcher's name in its log lines with Firecracker (guide, section 2).
+pub const LOG_NAME_FIRECRACKER: &str = "runcvm-ctr-firecracker-k8s";
+
+/// The launcher's name for the VMM it will choose: known before logging
+/// starts, so every line carries it. An unreadable launch file or a bad
+/// choice gives the QEMU name; the launch then fails and says why.
+pub fn log_name(state_dir: &Path) -> &'static str {
+    let accel = std::fs::read(state_dir.join(LAUNCH_FILE))
+        .ok()
+        .and_then(|bytes| ContainerLaunch::from_json(&bytes).ok())
+        .map(|launch| if launch.accel == "kvm" { Accel::Kvm } else { Accel::Tcg });
+    let firecracker = accel
+        .and_then(|accel| crate::hypervisor::decide_here(locate::install_root().as_deref(), accel).ok())
+        .is_some_and(|d| matches!(d.hypervisor, crate::hypervisor::Hypervisor::Firecracker(_)));
+    if firecracker {
+        LOG_NAME_FIRECRACKER
+    } else {
+        LOG_NAME_QEMU
+    }
+}
 
 /// The abstract socket a launcher holds while it owns its pod's network.
 /// Abstract sockets belong to a network namespace, and the kernel releases
@@ -53,6 +72,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
     let pod_network = crate::pod_network::preflight()?;
     let kernel = GuestKernel::locate()?;
     let qemu = locate::qemu()?;
+    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel)?;
     let volumes: Vec<VolumeSpec> = launch.volumes.iter().map(volume_spec).collect();
     let run_dir = RunDir::adopt(state_dir);
     runcvm_log::debug!(
@@ -75,6 +95,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
         boot_timeout,
         kernel: &kernel.path,
         qemu,
+        hypervisor,
         // The container's stdin is the workload's: a closed one reaches the
         // guest as end of file, as it would under runc.
         interactive: true,

@@ -4,8 +4,10 @@
 
 pub mod accel;
 pub mod console;
+pub mod doctor;
 pub mod exec;
 pub mod guest_disk;
+pub mod hypervisor;
 pub mod launch;
 pub mod locate;
 pub mod pod_network;

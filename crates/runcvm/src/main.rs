@@ -26,6 +26,9 @@ enum Command {
     /// Run CMD in the VM of a running `runcvm run` (TARGET: its pid or run
     /// folder). A leading `---` runs the rest here instead, outside the VM.
     Exec(ExecArgs),
+    /// Say what this host gives runcvm (kernel, QEMU, KVM, Firecracker)
+    /// and which VMM a run would use, and why.
+    Doctor,
     /// Put runcvm on this node (binaries, kernel, a QEMU that runs in any
     /// image) and register containerd's `runcvm` handler. Idempotent.
     Install(InstallArgs),
@@ -60,6 +63,10 @@ struct InstallArgs {
     /// Debian's full qemu-system-x86_64 [default: on PATH].
     #[arg(long)]
     qemu: Option<PathBuf>,
+    /// Firecracker's static release binary, installed as bin/firecracker:
+    /// then runcvm runs VMs on Firecracker where KVM boots guests.
+    #[arg(long)]
+    firecracker: Option<PathBuf>,
     /// Where the node's / is mounted for this process (an installer pod's
     /// `/host`): the paths written for containerd are the node's.
     #[arg(long)]
@@ -83,6 +90,7 @@ fn run_install(args: InstallArgs) -> i32 {
         binaries_from: args.from,
         kernel: args.kernel,
         qemu: args.qemu,
+        firecracker: args.firecracker,
         host_root_prefix: args.host_root_prefix,
         ..runcvm_install::InstallOptions::default()
     };
@@ -325,7 +333,11 @@ fn main() {
         }
     };
     let name = if verb.is_some_and(|a| a == "launch") {
-        runcvm::launch::LOG_NAME_QEMU
+        let state_dir = std::env::args_os().nth(2).map_or_else(
+            || PathBuf::from(runcvm_spec::launch::CONTAINER_STATE_DIR),
+            PathBuf::from,
+        );
+        runcvm::launch::log_name(&state_dir)
     } else {
         "runcvm"
     };
@@ -337,6 +349,10 @@ fn main() {
     });
     let code = match cli.command {
         Command::Exec(args) => run_exec(&args),
+        Command::Doctor => {
+            print!("{}", runcvm::doctor::report());
+            0
+        }
         Command::Install(args) => run_install(args),
         Command::Uninstall(args) => run_uninstall(args),
         Command::Launch { state_dir } => runcvm::launch::launch(&state_dir),

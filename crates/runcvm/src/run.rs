@@ -86,6 +86,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     // Before any work that a refused acceleration would waste.
     let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
     let boot_timeout = accel::boot_timeout(accel)?;
+    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel)?;
     RunDir::sweep_stale(&state_dir);
     let run_dir = RunDir::create(&state_dir)?;
     runcvm_log::debug!("run folder {}", run_dir.path().display());
@@ -107,6 +108,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         boot_timeout,
         kernel: &kernel.path,
         qemu: qemu_binary,
+        hypervisor,
         interactive: request.interactive,
         terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
         started,
@@ -126,6 +128,7 @@ pub(crate) struct Boot<'a> {
     pub boot_timeout: std::time::Duration,
     pub kernel: &'a std::path::Path,
     pub qemu: runcvm_vmm::qemu::QemuBinary,
+    pub hypervisor: crate::hypervisor::Hypervisor,
     pub interactive: bool,
     pub terminal: bool,
     pub started: Instant,
@@ -144,21 +147,44 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<i32> {
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::host_tsc_khz();
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
-    let qemu = QemuConfig {
-        binary: boot.qemu.clone(),
-        accel: boot.accel,
-        vcpus: boot.size.cpus,
-        memory_mib: boot.size.memory_mib,
-        kernel: boot.kernel.to_owned(),
-        cmdline: GuestCmdline {
-            log_level: level,
-            reboot_method: QemuConfig::REBOOT_METHOD,
-            tsc_khz,
-            extra: extra.split_whitespace().map(str::to_owned).collect(),
-        },
-        root_disk: Some(boot.run_dir.disk()),
-        nic: pod.as_ref().map(|p| p.nic.clone()),
-        control_socket: Some(boot.run_dir.control_socket()),
+    let cmdline = GuestCmdline {
+        log_level: level,
+        reboot_method: QemuConfig::REBOOT_METHOD,
+        tsc_khz,
+        extra: extra.split_whitespace().map(str::to_owned).collect(),
+    };
+    let nic = pod.as_ref().map(|p| p.nic.clone());
+    let vmm = match &boot.hypervisor {
+        crate::hypervisor::Hypervisor::Qemu => crate::vm::VmmProcess::qemu(&QemuConfig {
+            binary: boot.qemu.clone(),
+            accel: boot.accel,
+            vcpus: boot.size.cpus,
+            memory_mib: boot.size.memory_mib,
+            kernel: boot.kernel.to_owned(),
+            cmdline,
+            root_disk: Some(boot.run_dir.disk()),
+            nic,
+            control_socket: Some(boot.run_dir.control_socket()),
+        }),
+        crate::hypervisor::Hypervisor::Firecracker(binary) => {
+            let launch = runcvm_vmm::firecracker::FirecrackerLaunch {
+                kernel: boot.kernel.to_owned(),
+                cmdline,
+                root_disk: boot.run_dir.disk(),
+                extra_disks: Vec::new(),
+                nic,
+                vcpus: boot.size.cpus,
+                memory_mib: boot.size.memory_mib,
+                vsock_uds: Some(boot.run_dir.path().join("vsock.sock")),
+                logs: runcvm_vmm::firecracker::FirecrackerLogs {
+                    log_path: boot.run_dir.path().join("firecracker.log"),
+                    level,
+                    metrics_path: (level >= LogLevel::Debug).then(|| boot.run_dir.path().join("firecracker.metrics")),
+                },
+            };
+            crate::vm::VmmProcess::firecracker(binary, &launch, boot.run_dir.path())
+                .context("cannot prepare Firecracker")?
+        }
     };
     runcvm_log::debug!("host preparation took {:.3} s", boot.started.elapsed().as_secs_f64());
     // Keys reach the guest's terminal as typed while it runs.
@@ -166,7 +192,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<i32> {
         .then(crate::terminal::RawMode::on_stdin)
         .flatten();
     let status = crate::vm::run(VmLaunch {
-        qemu: &qemu,
+        vmm,
         boot_timeout: boot.boot_timeout,
         show_boot: level >= LogLevel::Debug,
         start: HostMessage::Start {

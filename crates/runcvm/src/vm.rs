@@ -39,9 +39,10 @@ const FORWARDED_SIGNALS: [Signal; 7] = [
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     /// the VMM could not be started
-    #[error("cannot start {binary}: install qemu-system-x86 or set RUNCVM_QEMU")]
+    #[error("cannot start {binary}: {hint}")]
     Spawn {
         binary: String,
+        hint: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -65,12 +66,12 @@ pub enum VmError {
     },
     /// the VM stopped without reporting an exit status
     #[error(
-        "the VM stopped ({vmm_status}) before the workload reported an exit status{qemu}\n\
+        "the VM stopped ({vmm_status}) before the workload reported an exit status{said}\n\
          last console lines:\n{tail}"
     )]
     Stopped {
         vmm_status: String,
-        qemu: String,
+        said: String,
         tail: String,
     },
     /// guest speaks another protocol version
@@ -111,10 +112,84 @@ enum Event {
     Signal(Signal),
 }
 
+/// A VMM ready to start: its command line, and where the guest's control
+/// connection arrives (QEMU connects to the socket; with Firecracker, the
+/// guest's vsock connection to the host arrives there).
+#[derive(Debug)]
+pub struct VmmProcess {
+    /// `QEMU` or `Firecracker`, in messages.
+    pub name: &'static str,
+    pub command: std::process::Command,
+    /// The binary proper, in messages.
+    pub binary: std::path::PathBuf,
+    /// What to do when it cannot be started.
+    pub spawn_hint: &'static str,
+    pub control_socket: Option<std::path::PathBuf>,
+    pub accel: Accel,
+}
+
+impl VmmProcess {
+    pub fn qemu(config: &QemuConfig) -> Self {
+        let mut command = config.binary.command();
+        command.args(config.args());
+        Self {
+            name: "QEMU",
+            command,
+            binary: config.binary.path().to_owned(),
+            spawn_hint: "install qemu-system-x86 or set RUNCVM_QEMU",
+            control_socket: config.control_socket.clone(),
+            accel: config.accel,
+        }
+    }
+}
+
+impl VmmProcess {
+    /// Firecracker for `launch`, with its files in `run_dir`: the
+    /// configuration, the API socket, its log (and metrics at DEBUG), the
+    /// hybrid vsock whose guest-initiated connections on the control port
+    /// arrive at `vsock.sock_1024`.
+    pub fn firecracker(
+        binary: &runcvm_vmm::firecracker::FirecrackerBinary,
+        launch: &runcvm_vmm::firecracker::FirecrackerLaunch,
+        run_dir: &std::path::Path,
+    ) -> Result<Self, FirecrackerSetupError> {
+        use runcvm_vmm::firecracker::{FirecrackerConfig, launch as fc, vsock};
+        let config = FirecrackerConfig::build(launch)?;
+        fc::check_kernel(&config)?;
+        let config_file = run_dir.join("firecracker.json");
+        let api_socket = run_dir.join("firecracker.sock");
+        fc::write_config(&config, &config_file)?;
+        fc::prepare_host_files(&config, &api_socket)?;
+        Ok(Self {
+            name: "Firecracker",
+            command: binary.command(&config_file, &api_socket),
+            binary: binary.path().to_owned(),
+            spawn_hint: "check the Firecracker binary (RUNCVM_FIRECRACKER), or use RUNCVM_HYPERVISOR=qemu",
+            control_socket: launch
+                .vsock_uds
+                .as_deref()
+                .map(|uds| vsock::guest_initiated_path(uds, vsock::CONTROL_PORT)),
+            // Firecracker runs only on KVM.
+            accel: Accel::Kvm,
+        })
+    }
+}
+
+/// Firecracker's files could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum FirecrackerSetupError {
+    /// the configuration (its own message)
+    #[error(transparent)]
+    Config(#[from] runcvm_vmm::firecracker::ConfigError),
+    /// the files (their own message)
+    #[error(transparent)]
+    Files(#[from] runcvm_vmm::firecracker::LaunchError),
+}
+
 /// One VM to run.
 #[derive(Debug)]
-pub struct VmLaunch<'a> {
-    pub qemu: &'a QemuConfig,
+pub struct VmLaunch {
+    pub vmm: VmmProcess,
     pub boot_timeout: Duration,
     pub show_boot: bool,
     /// The answer to the guest's `Ready`.
@@ -140,19 +215,17 @@ pub fn block_forwarded_signals() {
     let _ = set.thread_block();
 }
 
-pub fn run(mut launch: VmLaunch<'_>) -> Result<ExitStatus, VmError> {
-    let qemu = launch.qemu;
+pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
     let (events, inbox) = mpsc::channel();
-    let listener = match &qemu.control_socket {
+    let listener = match &launch.vmm.control_socket {
         Some(path) => Some(UnixListener::bind(path).map_err(|source| VmError::ControlSocket {
             path: path.display().to_string(),
             source,
         })?),
         None => None,
     };
-    let mut command = qemu.binary.command();
+    let command = &mut launch.vmm.command;
     command
-        .args(qemu.args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -169,10 +242,15 @@ pub fn run(mut launch: VmLaunch<'_>) -> Result<ExitStatus, VmError> {
             Ok(())
         });
     }
-    runcvm_log::debug!("starting {} {:?}", qemu.binary.path().display(), qemu.args());
+    runcvm_log::debug!(
+        "starting {} {:?}",
+        launch.vmm.binary.display(),
+        command.get_args().collect::<Vec<_>>()
+    );
     let started = Instant::now();
     let mut child = command.spawn().map_err(|source| VmError::Spawn {
-        binary: qemu.binary.path().display().to_string(),
+        binary: launch.vmm.binary.display().to_string(),
+        hint: launch.vmm.spawn_hint,
         source,
     })?;
     let vmm = Vmm {
@@ -234,14 +312,14 @@ struct Outcome {
     vmm_status: Option<std::process::ExitStatus>,
 }
 
-fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started: Instant, hub: &ExecHub) -> Outcome {
+fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Instant, hub: &ExecHub) -> Outcome {
     let mut outcome = Outcome::default();
     // Cleared once the guest is ready, or once the boot has timed out.
     let mut boot_deadline = Some(started + launch.boot_timeout);
     let mut guest_ready = false;
     let mut shutdown_deadline: Option<Instant> = None;
     let mut drain_deadline: Option<Instant> = None;
-    let mut control_open = launch.qemu.control_socket.is_some();
+    let mut control_open = launch.vmm.control_socket.is_some();
     let mut writer: Option<GuestWriter> = None;
     loop {
         let deadline = drain_deadline.or(shutdown_deadline).or(boot_deadline);
@@ -359,7 +437,7 @@ fn supervise(launch: &VmLaunch<'_>, vmm: &Vmm, inbox: &Receiver<Event>, started:
 }
 
 impl Outcome {
-    fn finish(self, launch: &VmLaunch<'_>, tail: Vec<String>, qemu_errors: String) -> Result<ExitStatus, VmError> {
+    fn finish(self, launch: &VmLaunch, tail: Vec<String>, vmm_errors: String) -> Result<ExitStatus, VmError> {
         if let Some(guest) = self.version {
             return Err(VmError::Version { guest });
         }
@@ -374,7 +452,7 @@ impl Outcome {
         }
         let tail = indent(&tail);
         if self.timed_out {
-            let accel = launch.qemu.accel;
+            let accel = launch.vmm.accel;
             return Err(VmError::BootTimeout {
                 secs: launch.boot_timeout.as_secs_f64(),
                 accel,
@@ -385,13 +463,13 @@ impl Outcome {
                 tail,
             });
         }
-        let qemu = qemu_errors.trim();
+        let said = vmm_errors.trim();
         Err(VmError::Stopped {
             vmm_status: self.vmm_status.map_or_else(|| "lost".to_owned(), |s| s.to_string()),
-            qemu: if qemu.is_empty() {
+            said: if said.is_empty() {
                 String::new()
             } else {
-                format!("; QEMU said: {qemu}")
+                format!("; {} said: {said}", launch.vmm.name)
             },
             tail,
         })

@@ -260,7 +260,9 @@ fn two_vms_share_one_folder() {
     let volume = format!("{}:/shared", dir.path().display());
     let script = |me: &str, other: &str| {
         format!(
-            "echo hello-from-{me} > /shared/{me}; i=0; while [ $i -lt 300 ]; do \
+            // Written aside and renamed: the other VM may see a file the
+            // moment it is created, before its content.
+            "echo hello-from-{me} > /shared/.{me}; mv /shared/.{me} /shared/{me}; i=0; while [ $i -lt 300 ]; do \
              [ -f /shared/{other} ] && cat /shared/{other} && exit 0; sleep 0.1; i=$((i+1)); done; exit 1"
         )
     };

@@ -37,9 +37,17 @@ impl RunOutput {
 }
 
 impl RuncvmRun {
-    /// `runcvm` with a fresh state folder, TCG and INFO, whatever the
-    /// caller's environment says.
+    /// `runcvm` with a fresh state folder and INFO, whatever the caller's
+    /// environment says, on QEMU under TCG; with `RUNCVM_T2_HYPERVISOR=
+    /// firecracker` in the test's environment, on Firecracker under KVM
+    /// (`scripts/test.sh` runs the T2 suite so where Firecracker can run).
     pub fn new(t2: &T2) -> Self {
+        let firecracker = std::env::var("RUNCVM_T2_HYPERVISOR").is_ok_and(|v| v == "firecracker");
+        let (hypervisor, accel) = if firecracker {
+            ("firecracker", "kvm")
+        } else {
+            ("qemu", "tcg")
+        };
         Self {
             binary: t2.runcvm.clone(),
             state: tempfile::Builder::new()
@@ -47,7 +55,8 @@ impl RuncvmRun {
                 .tempdir()
                 .expect("temp state dir"),
             env: vec![
-                ("RUNCVM_ACCEL".into(), "tcg".into()),
+                ("RUNCVM_ACCEL".into(), accel.into()),
+                ("RUNCVM_HYPERVISOR".into(), hypervisor.into()),
                 ("RUNCVM_LOG_LEVEL".into(), "INFO".into()),
             ],
             args: Vec::new(),

@@ -40,7 +40,7 @@ pub const FIRECRACKER_IN_ROOT: &str = "bin/firecracker";
 pub enum LaunchError {
     /// Firecracker not found at {path}{hint}
     #[error(
-        "Firecracker not found at {path}{hint}: install it with `runcvm install`, or set {FIRECRACKER_ENV} to a firecracker binary"
+        "Firecracker not found at {path}{hint}: install its release binary with `runcvm install --firecracker PATH`, or set {FIRECRACKER_ENV} to a firecracker binary"
     )]
     Missing { path: PathBuf, hint: &'static str },
     /// Firecracker at {path}{hint} is not a file

@@ -29,7 +29,7 @@ pub const HOST_CID: u32 = 2;
 /// The vsock port of runcvm's control channel (guest → host). The first port
 /// above the privileged range: nothing needs privilege for it, and nothing
 /// else of ours uses vsock.
-pub const CONTROL_PORT: u32 = 1024;
+pub const CONTROL_PORT: u32 = runcvm_spec::CONTROL_VSOCK_PORT;
 /// `OK 4294967295\n` is 14 bytes; anything much longer is not Firecracker.
 const MAX_ANSWER: usize = 32;
 

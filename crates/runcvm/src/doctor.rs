@@ -1,0 +1,70 @@
+//! `runcvm doctor`: what this host gives runcvm — the guest kernel, QEMU,
+//! KVM, Firecracker — and which VMM a run would use, and why.
+
+use crate::{accel, locate, run_dir::RunDir};
+use runcvm_vmm::{AccelChoice, GuestKernel};
+use std::fmt::Write;
+
+/// The report, one `what: finding` per line; the last line is
+/// `hypervisor: firecracker` or `hypervisor: qemu (why)`.
+pub fn report() -> String {
+    let mut out = String::new();
+    let kernel = GuestKernel::locate();
+    let _ = writeln!(
+        out,
+        "kernel: {}",
+        kernel
+            .as_ref()
+            .map_or_else(|e| format!("missing ({e})"), |k| k.path.display().to_string())
+    );
+    let qemu = locate::qemu();
+    let _ = writeln!(
+        out,
+        "qemu: {}",
+        qemu.as_ref()
+            .map_or_else(|e| format!("missing ({e})"), |q| q.path().display().to_string())
+    );
+    let install_root = locate::install_root();
+    let firecracker = crate::hypervisor::locate_firecracker(install_root.as_deref());
+    let _ = writeln!(
+        out,
+        "firecracker: {}",
+        firecracker
+            .as_ref()
+            .map_or_else(|e| format!("missing ({e})"), |f| f.path().display().to_string())
+    );
+    let accel = match (&qemu, &kernel) {
+        (Ok(qemu), Ok(kernel)) => {
+            let choice = AccelChoice::from_env().unwrap_or(AccelChoice::Auto);
+            match accel::resolve(choice, qemu, &kernel.path, &RunDir::state_dir()) {
+                Ok(accel) => accel,
+                Err(e) => {
+                    let _ = writeln!(out, "acceleration: {e}");
+                    return out;
+                }
+            }
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "acceleration: unknown (QEMU and the kernel are needed to probe KVM)"
+            );
+            runcvm_vmm::Accel::Tcg
+        }
+    };
+    let _ = writeln!(out, "acceleration: {accel}");
+    match crate::hypervisor::decide_here(install_root.as_deref(), accel) {
+        Ok(decision) => match decision.why_not_firecracker {
+            Some(why) => {
+                let _ = writeln!(out, "hypervisor: {} ({why})", decision.hypervisor.name());
+            }
+            None => {
+                let _ = writeln!(out, "hypervisor: {}", decision.hypervisor.name());
+            }
+        },
+        Err(e) => {
+            let _ = writeln!(out, "hypervisor: none ({e})");
+        }
+    }
+    out
+}
