@@ -243,6 +243,47 @@ fn runs_under_the_runtime_default_seccomp_profile(handler: Handler) {
     assert!(lines.iter().any(|l| l.line == "hello"), "{lines:?}");
 }
 
+/// `kubectl run -t` and `kubectl exec -t`: a container and an exec with a
+/// terminal, which in the VM are the guest's own ptys.
+fn terminals_reach_the_workload_and_execs(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("tty")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .tty(true)
+        .shell("tty; echo ready; sleep 600");
+    let id = ok(cri.run_container(&pod, &spec));
+    let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    let workload: Vec<&str> = lines
+        .iter()
+        .map(|l| l.line.trim_end_matches('\r'))
+        .filter(|l| !l.contains("runcvm"))
+        .collect();
+    assert!(workload[0].starts_with("/dev/pts/"), "{lines:?}");
+
+    // With stdin, as `kubectl exec -it` asks: containerd 1.6 closes a
+    // terminal exec's output when it has no stdin, runc or runcvm alike.
+    let url = ok(cri.exec(
+        &id,
+        &["sh", "-c", "tty; echo on-stderr >&2; exit 5"],
+        runcvm_test_node::ExecStreams { stdin: true, tty: true },
+    ));
+    let netns = ok(f.node.netns_path());
+    let stream = ok(runcvm_test_node::stream::connect_in(&netns, &url));
+    let out = ok(runcvm_test_node::stream::exec(
+        stream,
+        &url,
+        &StreamInput::default(),
+        Duration::from_secs(30),
+    ));
+    let text = out.stdout_text().replace('\r', "");
+    // With a terminal, stderr is the terminal too.
+    assert!(text.starts_with("/dev/pts/") && text.contains("on-stderr\n"), "{out:?}");
+    assert_eq!(out.exit_code, 5, "{out:?}");
+    let plain = ok(cri.exec_sync(&id, &["sh", "-c", "tty || true"], 30));
+    assert_eq!(plain.stdout_text(), "not a tty\n", "{plain:?}");
+}
+
 macro_rules! both_handlers {
     ($($scenario:ident),* $(,)?) => {
         mod runcvm {
@@ -275,4 +316,5 @@ both_handlers!(
     a_restart_keeps_ip_and_mac_and_traffic_works,
     a_removed_pod_leaves_nothing,
     runs_under_the_runtime_default_seccomp_profile,
+    terminals_reach_the_workload_and_execs,
 );

@@ -69,7 +69,9 @@ fn name_in_guest_dir(path: &'static str) -> &'static str {
         .expect("guest paths live in GUEST_DIR")
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes a new file only root can read: these carry the container's env,
+/// secrets included.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     std::fs::OpenOptions::new()
         .write(true)

@@ -94,24 +94,19 @@ fn run_install(args: InstallArgs) -> i32 {
         host_root_prefix: args.host_root_prefix,
         ..runcvm_install::InstallOptions::default()
     };
-    match runcvm_install::install(&options) {
-        Ok(report) => {
-            println!("{report}");
-            0
-        }
-        Err(e) => {
-            runcvm_log::error!("{}", runcvm::error_chain(&e));
-            runcvm::RUNTIME_FAILURE
-        }
-    }
+    report(runcvm_install::install(&options))
 }
 
 fn run_uninstall(args: UninstallArgs) -> i32 {
-    let options = runcvm_install::UninstallOptions {
+    report(runcvm_install::uninstall(&runcvm_install::UninstallOptions {
         root: args.root,
         host_root_prefix: args.host_root_prefix,
-    };
-    match runcvm_install::uninstall(&options) {
+    }))
+}
+
+/// Prints an install's or uninstall's report, or logs why it failed.
+fn report(outcome: Result<impl std::fmt::Display, runcvm_install::InstallError>) -> i32 {
+    match outcome {
         Ok(report) => {
             println!("{report}");
             0

@@ -91,6 +91,9 @@ pub enum CreateError {
     /// the root disk
     #[error("cannot build the container's root disk from {rootfs}: {reason:#}")]
     Disk { rootfs: PathBuf, reason: anyhow::Error },
+    /// writing the launch file
+    #[error("{reason:#}")]
+    Launch { path: PathBuf, reason: anyhow::Error },
     /// writing a file
     #[error("cannot write {path}")]
     Write {
@@ -242,7 +245,7 @@ fn write_state(
         volumes: volumes.to_vec(),
     };
     let path = state.join(LAUNCH_FILE);
-    write_private(&path, &launch.to_json())
+    guest_disk::write_private(&path, &launch.to_json()).map_err(|reason| CreateError::Launch { path, reason })
 }
 
 fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path) -> LauncherRewrite {
@@ -349,21 +352,6 @@ fn make_state_folder(path: &Path) -> Result<(), CreateError> {
         .mode(0o700)
         .create(path)
         .map_err(|source| CreateError::StateDir {
-            path: path.to_owned(),
-            source,
-        })
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CreateError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| file.write_all(bytes))
-        .map_err(|source| CreateError::Write {
             path: path.to_owned(),
             source,
         })

@@ -149,26 +149,24 @@ impl Drop for Fixture {
     }
 }
 
+/// seccomp `RuntimeDefault`, kubelet's `seccompProfile: {type: RuntimeDefault}`.
+fn runtime_default() -> Option<k8s_cri::v1::SecurityProfile> {
+    Some(k8s_cri::v1::SecurityProfile {
+        profile_type: k8s_cri::v1::security_profile::ProfileType::RuntimeDefault.into(),
+        localhost_ref: String::new(),
+    })
+}
+
 /// Sets seccomp `RuntimeDefault` on a pod.
 pub fn pod_with_runtime_default(mut spec: PodSpec) -> PodSpec {
-    use k8s_cri::v1 as cri;
-    let profile = cri::SecurityProfile {
-        profile_type: cri::security_profile::ProfileType::RuntimeDefault.into(),
-        localhost_ref: String::new(),
-    };
     let linux = spec.config.linux.get_or_insert_with(Default::default);
-    linux.security_context.get_or_insert_with(Default::default).seccomp = Some(profile);
+    linux.security_context.get_or_insert_with(Default::default).seccomp = runtime_default();
     spec
 }
 
 /// Sets seccomp `RuntimeDefault` on a container.
 pub fn container_with_runtime_default(mut spec: ContainerSpec) -> ContainerSpec {
-    use k8s_cri::v1 as cri;
-    let profile = cri::SecurityProfile {
-        profile_type: cri::security_profile::ProfileType::RuntimeDefault.into(),
-        localhost_ref: String::new(),
-    };
     let linux = spec.config.linux.get_or_insert_with(Default::default);
-    linux.security_context.get_or_insert_with(Default::default).seccomp = Some(profile);
+    linux.security_context.get_or_insert_with(Default::default).seccomp = runtime_default();
     spec
 }
