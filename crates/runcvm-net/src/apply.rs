@@ -204,7 +204,7 @@ fn wire(
             ..LinkChange::default()
         },
     )?;
-    // A node bridge in hairpin mode (the CNI bridge plugin's default) sends
+    // A node bridge in hairpin mode (the CNI bridge plugin's hairpinMode) sends
     // the guest's broadcasts back in through eth0. Learned there, the VM's
     // MAC would point the bridge at eth0, and frames for the VM would be
     // dropped until that entry aged out. Only tap-eth0 learns.

@@ -15,7 +15,32 @@ const GLOBAL_VALUE_FLAGS: &[&str] = &["root", "log", "log-format", "criu", "root
 /// The value-taking flags of the verbs the runtime reads.
 fn verb_value_flags(verb: &str) -> &'static [&'static str] {
     match verb {
-        "create" | "run" => &["bundle", "b", "console-socket", "pid-file", "preserve-fds"],
+        "create" | "run" => &[
+            "bundle",
+            "b",
+            "console-socket",
+            "pid-file",
+            "preserve-fds",
+            "pidfd-socket",
+        ],
+        "update" => &[
+            "resources",
+            "r",
+            "blkio-weight",
+            "cpu-period",
+            "cpu-quota",
+            "cpu-share",
+            "cpu-rt-period",
+            "cpu-rt-runtime",
+            "cpuset-cpus",
+            "cpuset-mems",
+            "memory",
+            "memory-reservation",
+            "memory-swap",
+            "pids-limit",
+            "l3-cache-schema",
+            "mem-bw-schema",
+        ],
         "exec" => &[
             "console-socket",
             "cwd",
@@ -34,6 +59,7 @@ fn verb_value_flags(verb: &str) -> &'static [&'static str] {
             "c",
             "preserve-fds",
             "cgroup",
+            "pidfd-socket",
         ],
         _ => &[],
     }
@@ -203,17 +229,28 @@ mod tests {
     fn no_verb_is_no_verb() {
         let inv = parse("--version");
         assert_eq!(inv.verb, None);
+        let inv = parse("create --pidfd-socket /p.sock --bundle /b id9");
+        assert_eq!(inv.container_id(), Some(OsStr::new("id9")), "a value is not the id");
         assert!(parse("").verb.is_none());
     }
 
     proptest::proptest! {
-        /// Whatever runc is given, parsing never fails and never loses an
-        /// argument: the runtime always has the exact argv to hand on.
+        /// Whatever runc is given, parsing never panics, and what it finds
+        /// is in the argv: a verb is one of the arguments, and the container
+        /// id is an argument after the verb.
         #[test]
-        fn any_argv_parses_and_is_kept(args in proptest::collection::vec("[-=a-z/0-9]{0,8}", 0..12)) {
+        fn any_argv_parses_into_parts_of_itself(args in proptest::collection::vec("[-=a-z/0-9]{0,8}", 0..12)) {
             let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
             let inv = Invocation::parse(raw.clone());
-            proptest::prop_assert_eq!(inv.raw, raw);
+            if let Some(verb) = &inv.verb {
+                let at = raw.iter().position(|a| a.to_string_lossy() == *verb);
+                proptest::prop_assert!(at.is_some());
+                if let Some(id) = inv.container_id() {
+                    proptest::prop_assert!(raw[at.unwrap_or(0) + 1..].iter().any(|a| a == id));
+                }
+            } else {
+                proptest::prop_assert!(inv.positionals.is_empty());
+            }
         }
     }
 }

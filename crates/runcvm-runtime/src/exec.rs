@@ -43,7 +43,7 @@ pub fn rewrite(process_file: &Path, state: &Path) -> Result<(), ExecError> {
     let file = process_file.display().to_string();
     let process = OciProcess::parse(&bytes, &file)?;
     let launch_path = state.join(LAUNCH_FILE);
-    let launch_bytes = std::fs::read(&launch_path).map_err(io("read", &launch_path))?;
+    let launch_bytes = read_untrusted(&launch_path).map_err(io("read", &launch_path))?;
     let launch = ContainerLaunch::from_json(&launch_bytes).map_err(|source| ExecError::Launch {
         path: launch_path,
         source,
@@ -58,6 +58,29 @@ pub fn rewrite(process_file: &Path, state: &Path) -> Result<(), ExecError> {
     std::fs::write(&temp, serde_json::to_vec(&value).expect("JSON values serialize"))
         .and_then(|()| std::fs::rename(&temp, process_file))
         .map_err(io("write", process_file))
+}
+
+/// Largest launch file read back: they are a few KiB.
+const MAX_LAUNCH_FILE: u64 = 1 << 20;
+
+/// Reads a file of the state folder, which the container can write to: not
+/// through a symlink, only a regular file, and only so much of it.
+fn read_untrusted(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_LAUNCH_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_LAUNCH_FILE {
+        return Err(std::io::Error::other(format!("larger than {MAX_LAUNCH_FILE} bytes")));
+    }
+    Ok(bytes)
 }
 
 /// The exec client's argv. containerd builds an exec's process from the
@@ -94,9 +117,10 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
     for group in groups {
         args.extend(["--group-add".to_owned(), group.to_string()]);
     }
-    for entry in &process.env {
-        args.extend(["-e".to_owned(), entry.clone()]);
-    }
+    // The env (secrets and all) stays off the command line, which anyone on
+    // the node can read: runc gives the client `process.env`, and the client
+    // hands its own environment on.
+    args.push("--inherit-env".to_owned());
     args.push(CONTAINER_STATE_DIR.to_owned());
     args.push("--".to_owned());
     args.extend(process.args.iter().cloned());
@@ -134,7 +158,7 @@ mod tests {
         let p = process(r#"{"user":{"uid":0,"gid":0},"cwd":"/","args":["sh","-c","id"],"env":["PATH=/bin","X=a b"]}"#);
         assert_eq!(
             client_args(&p, &launch()).join(" "),
-            "/opt/runcvm/bin/runcvm exec -i -w /work -u 1000:2000 --group-add 44 -e PATH=/bin -e X=a b /.runcvm -- sh -c id"
+            "/opt/runcvm/bin/runcvm exec -i -w /work -u 1000:2000 --group-add 44 --inherit-env /.runcvm -- sh -c id"
         );
     }
 
@@ -142,7 +166,10 @@ mod tests {
     fn an_explicit_user_cwd_and_terminal_are_kept() {
         let p = process(r#"{"terminal":true,"user":{"uid":5,"gid":6},"cwd":"/tmp","args":["-x"]}"#);
         let args = client_args(&p, &launch()).join(" ");
-        assert_eq!(args, "/opt/runcvm/bin/runcvm exec -i -t -w /tmp -u 5:6 /.runcvm -- -x");
+        assert_eq!(
+            args,
+            "/opt/runcvm/bin/runcvm exec -i -t -w /tmp -u 5:6 --inherit-env /.runcvm -- -x"
+        );
     }
 
     #[test]
@@ -163,5 +190,20 @@ mod tests {
                 .to_string()
                 .contains("is not a valid OCI process")
         );
+    }
+
+    #[test]
+    fn a_launch_file_the_container_replaced_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("process.json");
+        std::fs::write(&file, r#"{"args":["ls"]}"#).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join(LAUNCH_FILE)).unwrap();
+        let err = crate::chain(&rewrite(&file, dir.path()).unwrap_err());
+        assert!(err.contains("cannot read") && err.contains("launch.json"), "{err}");
+        std::fs::remove_file(dir.path().join(LAUNCH_FILE)).unwrap();
+        let too_big = usize::try_from(MAX_LAUNCH_FILE + 1).unwrap();
+        std::fs::write(dir.path().join(LAUNCH_FILE), vec![b' '; too_big]).unwrap();
+        let err = crate::chain(&rewrite(&file, dir.path()).unwrap_err());
+        assert!(err.contains("larger than"), "{err}");
     }
 }

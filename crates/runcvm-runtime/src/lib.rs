@@ -10,6 +10,7 @@ pub mod exec;
 pub mod install;
 pub mod report;
 pub mod runc;
+pub mod update;
 
 use args::Invocation;
 use create::{BundleConfig, CreateRequest};
@@ -35,6 +36,7 @@ pub fn dispatch(invocation: &Invocation) -> i32 {
         (Some("create" | "run"), Some(id)) => create(invocation, &runc, &state_root, &id),
         (Some("exec"), Some(id)) => exec(invocation, &state_root, &id).map(|()| None),
         (Some("delete"), Some(id)) => delete(invocation, &runc, &state_root, &id),
+        (Some("update"), Some(id)) => update(invocation, &runc, &state_root, &id),
         _ => Ok(None),
     };
     match outcome {
@@ -53,6 +55,14 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     let bundle = invocation
         .verb_flag(&["bundle", "b"])
         .map_or_else(|| std::env::current_dir().unwrap_or_default(), PathBuf::from);
+    let runc_root = invocation
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNC_ROOT));
+    if runc_root.join(id).exists() {
+        // runc refuses the duplicate id; the live container's state stays.
+        return Ok(None);
+    }
     let config = BundleConfig::read(&bundle).map_err(|e| context(&e))?;
     if config.role() == runcvm_spec::oci::ContainerRole::Sandbox {
         // The pause container needs nothing of runcvm's, not even the install.
@@ -66,7 +76,10 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         state_root,
     };
     let state = create::prepare(&request, &config).map_err(|e| context(&e))?;
-    let code = runc.run(&invocation.raw).map_err(|e| context(&e))?;
+    let code = runc.run(&invocation.raw).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&state);
+        context(&e)
+    })?;
     // A failed create leaves nothing (runc said why in the log); a
     // foreground `run` is over, container and all, when runc returns.
     let over = invocation.verb.as_deref() == Some("run") && !invocation.verb_switch(&["detach", "d"]);
@@ -98,7 +111,10 @@ fn delete(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     let code = runc
         .run(&invocation.raw)
         .map_err(|e| format!("runcvm: {}", chain(&e)))?;
-    let runc_root = invocation.root.clone().unwrap_or_else(|| PathBuf::from("/run/runc"));
+    let runc_root = invocation
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNC_ROOT));
     let state = create::state_folder(state_root, id);
     if !runc_root.join(id).exists()
         && state.exists()
@@ -111,6 +127,43 @@ fn delete(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         );
     }
     Ok(Some(code))
+}
+
+/// runc's state folder when `--root` is not given.
+const DEFAULT_RUNC_ROOT: &str = "/run/runc";
+
+/// `update` of a workload container keeps the overhead on the memory limit.
+fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
+    use std::io::{Read, Write};
+    if check_id(id).is_err() || !create::state_folder(state_root, id).is_dir() {
+        return Ok(None);
+    }
+    let context = |e: &dyn std::error::Error| format!("runcvm: cannot update container {id}: {}", chain(e));
+    let Some(source) = invocation.verb_flag(&["resources", "r"]) else {
+        // Resources given as flags (`--memory` …) are runc's to apply.
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    let read = if source == "-" {
+        std::io::stdin().read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(source).and_then(|mut f| f.read_to_end(&mut bytes))
+    };
+    read.map_err(|e| context(&e))?;
+    let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
+    update::add_overhead(&mut resources, runcvm::resources::MEMORY_OVERHEAD_MIB << 20);
+    let mut child = std::process::Command::new(runc.path())
+        .args(update::resources_from_stdin(&invocation.raw))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| context(&e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(resources.to_string().as_bytes())
+            .map_err(|e| context(&e))?;
+    }
+    let status = child.wait().map_err(|e| context(&e))?;
+    Ok(Some(status.code().unwrap_or(FAILURE)))
 }
 
 /// A container id names a folder: it must be one plain name.

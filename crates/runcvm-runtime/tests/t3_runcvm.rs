@@ -229,6 +229,11 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
     let beside = ok(cri.exec_sync(&id, &["---", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"], 30));
     assert_eq!(beside.exit_code, 0, "{beside:?}");
     assert!(beside.stdout_text().contains("runcvm launch"), "{beside:?}");
+    // Never with the launcher's CAP_NET_ADMIN (bit 12), even as root.
+    let caps = ok(cri.exec_sync(&id, &["---", "grep", "CapBnd", "/proc/self/status"], 30));
+    let bounding = u64::from_str_radix(caps.stdout_text().split_whitespace().nth(1).unwrap_or(""), 16)
+        .unwrap_or_else(|_| panic!("{caps:?}"));
+    assert_eq!(bounding & (1 << 12), 0, "CAP_NET_ADMIN in {bounding:x}");
     let processes = support::processes_of_container(&id);
     let pid = std::fs::read_dir("/proc")
         .expect("/proc")
@@ -262,6 +267,15 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
         .expect("a number");
     let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
     assert_eq!(limit, (256 << 20) + overhead, "{}", limit_file.display());
+
+    // An in-place resize keeps the overhead on top of the new limit.
+    ok(cri.update_memory_limit(&id, 320 << 20));
+    let limit: u64 = std::fs::read_to_string(&limit_file)
+        .expect("limit")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert_eq!(limit, (320 << 20) + overhead, "after UpdateContainerResources");
 }
 
 #[test]

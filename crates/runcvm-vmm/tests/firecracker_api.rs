@@ -356,13 +356,16 @@ fn a_socket_that_appears_later_is_waited_for() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("api.sock");
     let late = socket.clone();
+    let (done, waited) = mpsc::channel::<()>();
     let binder = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         let listener = UnixListener::bind(&late).unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        // Listening until the wait is over, however slow the machine.
+        let _ = waited.recv();
         drop(listener);
     });
     wait_for_socket(&socket, Duration::from_secs(5), None, None).unwrap();
+    done.send(()).unwrap();
     binder.join().unwrap();
 }
 

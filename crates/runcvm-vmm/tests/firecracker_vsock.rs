@@ -96,14 +96,15 @@ fn a_closed_connection_means_nothing_listens_in_the_guest() {
 #[test]
 fn silence_times_out() {
     let (_dir, uds, server) = fake_firecracker("CONNECT 1025\n", |stream| {
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_secs(3));
         drop(stream);
     });
     let started = Instant::now();
     let error = connect_host_initiated(&uds, 1025, Duration::from_millis(150)).unwrap_err();
     assert!(matches!(error, VsockError::Timeout { .. }), "{error:?}");
+    // Well before the server gives up: the timeout ended the wait.
     assert!(
-        started.elapsed() < Duration::from_millis(550),
+        started.elapsed() < Duration::from_millis(2500),
         "{:?}",
         started.elapsed()
     );

@@ -129,18 +129,10 @@ fn claim_pod_network() -> anyhow::Result<UnixListener> {
     UnixListener::bind_addr(&address).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow::anyhow!(
-                "another runcvm container of this pod is running and owns the pod's network: runcvm runs one VM container per pod (see docs/kubernetes.md); run other containers of the pod under runc, or in a pod of their own"
+                "another runcvm container of this pod is running and owns the pod's network: runcvm runs one VM container per pod (see docs/kubernetes.md); give the other container a pod of its own"
             )
         } else {
             anyhow::Error::new(e).context("cannot claim the pod's network")
         }
     })
-}
-
-/// Whether a runcvm launcher owns the network namespace this thread is in.
-pub fn pod_network_claimed() -> bool {
-    use std::os::linux::net::SocketAddrExt;
-    std::os::unix::net::SocketAddr::from_abstract_name(POD_NETWORK_CLAIM)
-        .and_then(|address| UnixListener::bind_addr(&address))
-        .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
 }

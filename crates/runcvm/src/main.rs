@@ -158,6 +158,11 @@ struct ExecArgs {
     /// Give CMD a terminal in the guest.
     #[arg(long, short = 't')]
     tty: bool,
+    /// CMD gets this process's whole environment (instead of `--env`): how
+    /// `runcvm-runtime` passes a Kubernetes exec's env, which may hold
+    /// secrets, without putting it on a command line.
+    #[arg(long, conflicts_with = "env")]
+    inherit_env: bool,
     #[command(flatten)]
     process: ProcessArgs,
     /// The `runcvm run` to exec into: its pid or run folder.
@@ -170,9 +175,58 @@ struct ExecArgs {
 /// The process an exec runs, from its flags.
 fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, String> {
     let mut process = args.process.entrypoint(command)?;
+    if args.inherit_env {
+        process.env = std::env::vars_os()
+            .map(|(key, value)| {
+                let mut entry = key;
+                entry.push("=");
+                entry.push(value);
+                ByteString::from(entry)
+            })
+            .collect();
+    }
     process.terminal = args.tty;
     process.validate().map_err(|e| e.to_string())?;
     Ok(process)
+}
+
+/// `---`: the command runs in the container, as the user `-u` and
+/// `--group-add` name (the workload's, in Kubernetes), and never with the
+/// capability the launcher alone needs.
+fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessArgs) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    /// `CAP_NET_ADMIN` in `<linux/capability.h>`.
+    const CAP_NET_ADMIN: libc::c_ulong = 12;
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    let user = process.user;
+    let groups: Vec<libc::gid_t> = process.group_add.clone();
+    // SAFETY: prctl, setgroups, setgid and setuid are async-signal-safe and
+    // change only the child; `groups` outlives the call it is read in.
+    unsafe {
+        command.pre_exec(move || {
+            // Out of the bounding set first (that needs the launcher's
+            // privileges), so not even a root command gets it back.
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0) != 0 {
+                let e = std::io::Error::last_os_error();
+                // EINVAL: no such capability; EPERM: a caller without
+                // CAP_SETPCAP, which cannot pass the capability on either.
+                if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) {
+                    return Err(e);
+                }
+            }
+            if let Some((uid, gid)) = user {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    command
 }
 
 fn run_exec(args: &ExecArgs) -> i32 {
@@ -182,7 +236,7 @@ fn run_exec(args: &ExecArgs) -> i32 {
             runcvm_log::error!("`---` needs a command after it");
             return runcvm::RUNTIME_FAILURE;
         };
-        return match std::process::Command::new(program).args(rest).status() {
+        return match beside_the_launcher(program, rest, &args.process).status() {
             Ok(status) => status
                 .code()
                 .unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),

@@ -144,7 +144,13 @@ impl RunDir {
 impl Drop for RunDir {
     fn drop(&mut self) {
         if !self.owned {
-            for socket in [self.control_socket(), self.exec_socket()] {
+            // QEMU's control socket, Firecracker's vsock sockets, the exec
+            // socket: a later launch in this folder binds them afresh.
+            let firecracker = ["vsock.sock", "vsock.sock_1024", "firecracker.sock"].map(|name| self.path.join(name));
+            for socket in [self.control_socket(), self.exec_socket()]
+                .into_iter()
+                .chain(firecracker)
+            {
                 let _ = std::fs::remove_file(socket);
             }
             return;

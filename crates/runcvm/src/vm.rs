@@ -267,7 +267,7 @@ pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
     }
     let console = Arc::new(Mutex::new(ConsoleFilter::new(launch.show_boot)));
     let console_done = spawn_console_pump(child.stdout.take(), Arc::clone(&console));
-    let qemu_errors = spawn_stderr_collector(child.stderr.take());
+    let vmm_errors = spawn_stderr_collector(child.stderr.take(), launch.vmm.name);
     if let Some(listener) = listener {
         spawn_control_reader(listener, events.clone(), Arc::clone(&hub));
     }
@@ -297,8 +297,8 @@ pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
     // All console output is shown before the launcher reports or exits.
     let _ = console_done.join();
     let tail = console.lock().map(|c| c.tail()).unwrap_or_default();
-    let qemu_errors = qemu_errors.join().unwrap_or_default();
-    outcome.finish(launch, tail, qemu_errors)
+    let vmm_errors = vmm_errors.join().unwrap_or_default();
+    outcome.finish(launch, tail, vmm_errors)
 }
 
 /// What the event loop saw.
@@ -457,7 +457,9 @@ impl Outcome {
                 secs: launch.boot_timeout.as_secs_f64(),
                 accel,
                 hint: match accel {
-                    Accel::Kvm => ": this host's KVM may not boot standard guests; try RUNCVM_ACCEL=tcg",
+                    Accel::Kvm => {
+                        ": this host's KVM may not boot standard guests; try RUNCVM_ACCEL=tcg (with RUNCVM_HYPERVISOR=qemu or auto)"
+                    }
                     Accel::Tcg => ": raise RUNCVM_BOOT_TIMEOUT on a slow or busy host, or check the console below",
                 },
                 tail,
@@ -524,7 +526,10 @@ fn spawn_console_pump(
     })
 }
 
-fn spawn_stderr_collector(stderr: Option<std::process::ChildStderr>) -> std::thread::JoinHandle<String> {
+fn spawn_stderr_collector(
+    stderr: Option<std::process::ChildStderr>,
+    vmm: &'static str,
+) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut text = String::new();
         if let Some(mut pipe) = stderr {
@@ -533,7 +538,7 @@ fn spawn_stderr_collector(stderr: Option<std::process::ChildStderr>) -> std::thr
             text = String::from_utf8_lossy(&bytes).into_owned();
         }
         for line in text.lines() {
-            runcvm_log::debug!("qemu: {line}");
+            runcvm_log::debug!("{vmm}: {line}");
         }
         text
     })

@@ -360,8 +360,14 @@ fn boot_watchdog_reports_the_console_tail() {
         .env("RUNCVM_BOOT_TIMEOUT", "4");
     let out = run.run();
     assert_eq!(out.code, Some(125), "{}", out.stderr);
+    let accel = if runcvm_test_infra::runner::on_firecracker() {
+        "kvm"
+    } else {
+        "tcg"
+    };
     assert!(
-        out.stderr.contains("did not reach guest init within 4 s under tcg"),
+        out.stderr
+            .contains(&format!("did not reach guest init within 4 s under {accel}")),
         "{}",
         out.stderr
     );

@@ -36,6 +36,12 @@ impl RunOutput {
     }
 }
 
+/// Whether this test process runs the T2 suite on Firecracker
+/// (`RUNCVM_T2_HYPERVISOR=firecracker`, set by `scripts/test.sh`).
+pub fn on_firecracker() -> bool {
+    std::env::var("RUNCVM_T2_HYPERVISOR").is_ok_and(|v| v == "firecracker")
+}
+
 impl RuncvmRun {
     /// `runcvm` with a fresh state folder and INFO, whatever the caller's
     /// environment says, on QEMU under TCG; with `RUNCVM_T2_HYPERVISOR=

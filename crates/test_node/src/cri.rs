@@ -341,6 +341,24 @@ impl Cri {
         Ok(response.url)
     }
 
+    /// `UpdateContainerResources`: a new memory limit in bytes (in-place
+    /// resize, as kubelet sends it).
+    pub fn update_memory_limit(&self, id: &str, bytes: i64) -> Result<()> {
+        let request = cri::UpdateContainerResourcesRequest {
+            container_id: id.to_owned(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: bytes,
+                cpu_shares: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.call("UpdateContainerResources", |c| async move {
+            RuntimeServiceClient::new(c).update_container_resources(request).await
+        })?;
+        Ok(())
+    }
+
     /// `StopContainer` with a grace period in seconds.
     pub fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<()> {
         let request = cri::StopContainerRequest {

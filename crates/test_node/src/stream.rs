@@ -162,6 +162,13 @@ pub fn exec(stream: TcpStream, url: &str, input: &StreamInput, timeout: Duration
             Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
                 break;
             }
+            // We closed first and the server still had frames in flight:
+            // the session is over either way.
+            Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ReceivedAfterClosing))
+                if input.close_after_stdin =>
+            {
+                break;
+            }
             Err(e) => return Err(e).context("reading the exec session"),
         }
     }

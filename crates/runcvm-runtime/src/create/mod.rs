@@ -9,7 +9,9 @@ use runcvm::guest_disk::{self, GuestFiles};
 use runcvm::resources::{Limits, Overrides, vm_size};
 use runcvm::run_dir::RunDir;
 use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR, LAUNCH_FILE, LAUNCH_VERSION};
-use runcvm_spec::oci::{AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, rewrite_config};
+use runcvm_spec::oci::{
+    AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, REWRITTEN_ANNOTATION, rewrite_config,
+};
 use runcvm_spec::{ContainerLaunch, LaunchPlan, LaunchVolume, VolumeKind};
 use runcvm_vmm::AccelChoice;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
@@ -18,6 +20,8 @@ use std::path::{Path, PathBuf};
 /// Mount destinations the guest gets another way: the pod's name files come
 /// with the network take-over.
 const GIVEN_BY_THE_NETWORK: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+/// The smallest memory limit a container may have: all of it is the guest's.
+const MIN_GUEST_MIB: u64 = 64;
 /// Devices the launcher opens: KVM (when the node has it) and the tap.
 const KVM: &str = "/dev/kvm";
 const TUN: &str = "/dev/net/tun";
@@ -45,6 +49,21 @@ pub enum CreateError {
         #[source]
         source: runcvm_spec::EntrypointError,
     },
+    /// the bundle was rewritten already
+    #[error(
+        "{0} was rewritten by runcvm already (annotation {REWRITTEN_ANNOTATION}): create each container from a fresh bundle"
+    )]
+    AlreadyRewritten(PathBuf),
+    /// user namespaces
+    #[error(
+        "the container runs in a user namespace (hostUsers: false), which runcvm does not support yet: the launcher must own the pod's network; drop hostUsers: false or use another runtime class"
+    )]
+    UserNamespace,
+    /// a memory limit too small for a guest
+    #[error(
+        "the container's memory limit of {limit_mib} MiB is below the {MIN_GUEST_MIB} MiB a guest needs: raise resources.limits.memory"
+    )]
+    TooLittleMemory { limit_mib: u64 },
     /// the container joins the host's network
     #[error(
         "the container uses the node's network namespace (hostNetwork): runcvm gives the VM the pod's own eth0, so it needs a pod network namespace; drop hostNetwork or use another runtime class"
@@ -149,6 +168,9 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     let config_path = &bundle.path;
     let file = config_path.display().to_string();
     let config = &bundle.config;
+    if config.rewritten() {
+        return Err(CreateError::AlreadyRewritten(config_path.clone()));
+    }
     let process = config
         .process
         .as_ref()
@@ -160,6 +182,14 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     })?;
     if config.network_namespace().is_none() {
         return Err(CreateError::HostNetwork);
+    }
+    if config.linux.as_ref().is_some_and(|l| !l.uid_mappings.is_empty()) {
+        return Err(CreateError::UserNamespace);
+    }
+    if let Some(limit) = config.memory_limit()
+        && limit < MIN_GUEST_MIB << 20
+    {
+        return Err(CreateError::TooLittleMemory { limit_mib: limit >> 20 });
     }
     if let Some(linux) = &config.linux
         && !linux.devices.is_empty()
@@ -342,13 +372,24 @@ fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
         .find_map(|entry| entry.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
 }
 
+/// Makes the folder, which must not exist: the caller made sure runc has
+/// no container of this id, so one left over belongs to a create that died
+/// half-way and is replaced.
 fn make_state_folder(path: &Path) -> Result<(), CreateError> {
-    // A folder left by a create that died half-way has no owner.
     if path.exists() {
         let _ = std::fs::remove_dir_all(path);
     }
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|source| CreateError::StateDir {
+                path: path.to_owned(),
+                source,
+            })?;
+    }
     std::fs::DirBuilder::new()
-        .recursive(true)
         .mode(0o700)
         .create(path)
         .map_err(|source| CreateError::StateDir {

@@ -189,6 +189,21 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
     let mut config = workload_config();
     config["process"]["args"] = json!([]);
     assert_refused(&fixture(&config), "no arguments");
+
+    let mut config = workload_config();
+    config["linux"]["resources"]["memory"]["limit"] = json!(48 << 20);
+    assert_refused(
+        &fixture(&config),
+        "memory limit of 48 MiB is below the 64 MiB a guest needs",
+    );
+
+    let mut config = workload_config();
+    config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    assert_refused(&fixture(&config), "user namespace (hostUsers: false)");
+
+    let mut config = workload_config();
+    config["annotations"]["run.runcvm.launcher"] = json!("rewritten");
+    assert_refused(&fixture(&config), "was rewritten by runcvm already");
 }
 
 #[test]

@@ -23,6 +23,23 @@ pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// nftables guard in the pod's network namespace.
 pub const LAUNCHER_CAPABILITY: &str = "CAP_NET_ADMIN";
 
+/// The annotation `rewrite_config` adds: a bundle that has it was rewritten
+/// already and must not be rewritten again.
+pub const REWRITTEN_ANNOTATION: &str = "run.runcvm.launcher";
+
+/// Variables that choose what the launcher executes or where it keeps state.
+/// They are the node's to set, not the pod's: the launcher runs as root with
+/// `CAP_NET_ADMIN`, so they are taken out of its environment (the workload
+/// keeps its own copy of the env).
+pub const NODE_ONLY_ENV: [&str; 6] = [
+    "RUNCVM_QEMU",
+    "RUNCVM_KERNEL",
+    "RUNCVM_INIT",
+    "RUNCVM_FIRECRACKER",
+    "RUNCVM_STATE_DIR",
+    "RUNCVM_INSTALL_ROOT",
+];
+
 /// The capability sets a process's capabilities come from.
 const CAPABILITY_SETS: [&str; 3] = ["bounding", "effective", "permitted"];
 
@@ -106,9 +123,13 @@ pub struct OciMount {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OciLinux {
     #[serde(default)]
     pub namespaces: Vec<OciNamespace>,
+    /// User namespace mappings (`hostUsers: false`).
+    #[serde(default)]
+    pub uid_mappings: Vec<serde_json::Value>,
     #[serde(default)]
     pub devices: Vec<OciDevice>,
     pub resources: Option<OciResources>,
@@ -161,6 +182,11 @@ impl OciConfig {
             what: "runtime config",
             source,
         })
+    }
+
+    /// Whether `rewrite_config` has been applied already.
+    pub fn rewritten(&self) -> bool {
+        self.annotations.contains_key(REWRITTEN_ANNOTATION)
     }
 
     pub fn role(&self) -> ContainerRole {
@@ -277,6 +303,12 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
     process.insert("args".into(), json!(rewrite.args));
     process.insert("cwd".into(), json!("/"));
     process.insert("user".into(), json!({"uid": 0, "gid": 0}));
+    if let Some(env) = process.get_mut("env").and_then(Value::as_array_mut) {
+        env.retain(|entry| {
+            let name = entry.as_str().and_then(|e| e.split('=').next()).unwrap_or_default();
+            !NODE_ONLY_ENV.contains(&name)
+        });
+    }
     if let Some(capabilities) = process.get_mut("capabilities") {
         let capabilities = capabilities
             .as_object_mut()
@@ -291,6 +323,12 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
             }
         }
     }
+
+    let annotations = root.entry("annotations").or_insert_with(|| json!({}));
+    annotations
+        .as_object_mut()
+        .ok_or_else(|| shape("annotations", "an object"))?
+        .insert(REWRITTEN_ANNOTATION.into(), json!("rewritten"));
 
     let mounts = root.entry("mounts").or_insert_with(|| json!([]));
     let mounts = mounts.as_array_mut().ok_or_else(|| shape("mounts", "an array"))?;
