@@ -221,6 +221,7 @@ mod tests {
         assert_eq!(entrypoint.mode, 0o100600);
         let bin = GuestEntry::list(&debugfs, &image, "/bin").unwrap();
         assert!(bin.iter().any(|e| e.name == "tool"));
+        assert_eq!(GuestEntry::read(&debugfs, &image, "/bin/tool").unwrap(), "#!/bin/sh\n");
     }
 
     #[test]

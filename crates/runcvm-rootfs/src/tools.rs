@@ -117,6 +117,13 @@ impl GuestEntry {
         Ok(listing.lines().filter_map(Self::parse).collect())
     }
 
+    /// Reads one file of `image` (`debugfs -R "cat PATH"`), without booting.
+    pub fn read(debugfs: &Path, image: &Path, path: &str) -> Result<String, DiskError> {
+        let mut command = Command::new(debugfs);
+        command.arg("-R").arg(format!("cat {path}")).arg(image);
+        run("debugfs", command, image)
+    }
+
     /// Parses `/inode/mode/uid/gid/name/size/`.
     fn parse(line: &str) -> Option<Self> {
         let fields: Vec<&str> = line.trim().trim_matches('/').split('/').collect();

@@ -220,6 +220,17 @@ fn a_removed_pod_leaves_nothing(handler: Handler) {
             support::state_folder(&id).is_dir(),
             "the running container has its state folder"
         );
+        // Its root disk, listed on the node without booting (guide, section 5).
+        let inspect = std::process::Command::new(support::install_root().join("bin/runcvm"))
+            .args(["inspect", &id])
+            .output()
+            .expect("runcvm inspect");
+        let listing = String::from_utf8_lossy(&inspect.stdout);
+        assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+        assert!(
+            listing.contains(" init\n") && listing.contains("echo ready; sleep 600"),
+            "{listing}"
+        );
         let launchers = support::processes_of_container(&id);
         assert!(
             launchers.iter().any(|p| p.contains("bin/runcvm launch"))

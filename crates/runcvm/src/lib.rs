@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod exec;
 pub mod guest_disk;
 pub mod hypervisor;
+pub mod inspect;
 pub mod launch;
 pub mod locate;
 pub mod pod_network;

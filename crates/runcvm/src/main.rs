@@ -26,6 +26,10 @@ enum Command {
     /// Run CMD in the VM of a running `runcvm run` (TARGET: its pid or run
     /// folder). A leading `---` runs the rest here instead, outside the VM.
     Exec(ExecArgs),
+    /// List a root disk's /.runcvm and show its entrypoint and launch plan,
+    /// without booting. TARGET: an image, a folder holding disk.ext4, or a
+    /// Kubernetes container id.
+    Inspect { target: String },
     /// Say what this host gives runcvm (kernel, QEMU, KVM, Firecracker)
     /// and which VMM a run would use, and why.
     Doctor,
@@ -398,6 +402,20 @@ fn main() {
     });
     let code = match cli.command {
         Command::Exec(args) => run_exec(&args),
+        Command::Inspect { target } => {
+            let shown = runcvm::inspect::locate_image(&target, &runcvm::run_dir::RunDir::state_dir())
+                .and_then(|image| runcvm::inspect::report(&image));
+            match shown {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    runcvm_log::error!("{e:#}");
+                    runcvm::RUNTIME_FAILURE
+                }
+            }
+        }
         Command::Doctor => {
             print!("{}", runcvm::doctor::report());
             0

@@ -1,0 +1,123 @@
+//! `runcvm inspect`: a root disk's `/.runcvm` listed, and its entrypoint and
+//! launch plan shown, without booting (guide, section 5). The target is an
+//! image, a folder holding `disk.ext4` (a run folder, a container's state
+//! folder), or a Kubernetes container id.
+
+use anyhow::Context;
+use runcvm_rootfs::{GuestEntry, find_tool};
+use runcvm_spec::{ENTRYPOINT_PATH, GUEST_DIR, PLAN_PATH};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// The image `target` names.
+pub fn locate_image(target: &str, state_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = Path::new(target);
+    if path.is_file() {
+        return Ok(path.to_owned());
+    }
+    if path.is_dir() {
+        return Ok(path.join(runcvm_spec::launch::DISK_FILE));
+    }
+    let container = state_dir
+        .join("containers")
+        .join(target)
+        .join(runcvm_spec::launch::DISK_FILE);
+    if !target.contains('/') && container.is_file() {
+        return Ok(container);
+    }
+    anyhow::bail!(
+        "{target:?} is neither a root disk image, nor a folder holding {}, nor a container id with a state folder under {}",
+        runcvm_spec::launch::DISK_FILE,
+        state_dir.join("containers").display()
+    )
+}
+
+/// The listing of `/.runcvm` (`ls -l` style), then the entrypoint and the
+/// plan as stored.
+pub fn report(image: &Path) -> anyhow::Result<String> {
+    let debugfs = find_tool("debugfs").context("debugfs not found: install e2fsprogs")?;
+    if !image.is_file() {
+        anyhow::bail!("{} is not a file", image.display());
+    }
+    let entries = GuestEntry::list(&debugfs, image, GUEST_DIR)?;
+    let mut out = format!("{} in {}\n", GUEST_DIR, image.display());
+    for entry in entries.iter().filter(|e| e.name != "." && e.name != "..") {
+        let _ = writeln!(
+            out,
+            "{} {:>5} {:>5} {:>10} {}",
+            mode_string(entry.mode),
+            entry.uid,
+            entry.gid,
+            entry.size,
+            entry.name
+        );
+    }
+    for (path, present) in
+        [ENTRYPOINT_PATH, PLAN_PATH].map(|p| (p, entries.iter().any(|e| Some(e.name.as_str()) == p.rsplit('/').next())))
+    {
+        if present {
+            let text = GuestEntry::read(&debugfs, image, path)?;
+            let _ = write!(out, "\n{path}:\n{}", text.trim_end());
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "\n{path}: absent");
+        }
+    }
+    Ok(out)
+}
+
+/// `-rwxr-xr-x` for a mode from `ls -p`.
+fn mode_string(mode: u32) -> String {
+    let kind = match mode & 0o170_000 {
+        0o040_000 => 'd',
+        0o120_000 => 'l',
+        _ => '-',
+    };
+    let bits = "rwxrwxrwx";
+    let mut out = String::from(kind);
+    for (i, c) in bits.chars().enumerate() {
+        out.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_like_ls() {
+        assert_eq!(mode_string(0o100_755), "-rwxr-xr-x");
+        assert_eq!(mode_string(0o100_600), "-rw-------");
+        assert_eq!(mode_string(0o040_711), "drwx--x--x");
+    }
+
+    #[test]
+    fn an_image_is_listed_with_its_entrypoint_without_booting() {
+        let work = tempfile::tempdir().unwrap();
+        let rootfs = work.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        let init = work.path().join("init");
+        std::fs::write(&init, b"\x7fELF").unwrap();
+        let dir = crate::run_dir::RunDir::adopt(work.path());
+        let entrypoint = runcvm_spec::Entrypoint::new(vec!["/bin/app".into()], vec!["A=1".into()]);
+        let plan = runcvm_spec::LaunchPlan::default();
+        let files = crate::guest_disk::GuestFiles {
+            init: &init,
+            entrypoint: Some(&entrypoint),
+            plan: &plan,
+        };
+        crate::guest_disk::build(&dir, &rootfs, &files, 8).unwrap();
+        let image = locate_image(&work.path().display().to_string(), Path::new("/nonexistent")).unwrap();
+        let text = report(&image).unwrap();
+        assert!(text.contains("-rwxr-xr-x     0     0          4 init"), "{text}");
+        assert!(text.contains("-rw-------     0     0"), "{text}");
+        assert!(
+            text.contains("/.runcvm/entrypoint:\n{") && text.contains("\"/bin/app\""),
+            "{text}"
+        );
+        assert!(text.contains("/.runcvm/plan.json:\n{"), "{text}");
+        let err = locate_image("no-such-container", work.path()).unwrap_err().to_string();
+        assert!(err.contains("nor a container id"), "{err}");
+    }
+}
