@@ -4,7 +4,7 @@
 //! terminal to the guest over the launcher's exec socket.
 
 use runcvm_spec::ContainerLaunch;
-use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR, LAUNCH_FILE};
+use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR};
 use runcvm_spec::oci::{OciError, OciProcess, rewrite_exec_process};
 use std::path::{Path, PathBuf};
 
@@ -33,8 +33,9 @@ pub enum ExecError {
     },
 }
 
-/// Rewrites `process_file` for the container whose state folder is `state`.
-pub fn rewrite(process_file: &Path, state: &Path) -> Result<(), ExecError> {
+/// Rewrites `process_file` for the container whose node-side launch file
+/// is `launch_path` (out of the container's reach).
+pub fn rewrite(process_file: &Path, launch_path: &Path) -> Result<(), ExecError> {
     let io = |action: &'static str, path: &Path| {
         let path = path.to_owned();
         move |source| ExecError::Io { action, path, source }
@@ -42,10 +43,9 @@ pub fn rewrite(process_file: &Path, state: &Path) -> Result<(), ExecError> {
     let bytes = std::fs::read(process_file).map_err(io("read", process_file))?;
     let file = process_file.display().to_string();
     let process = OciProcess::parse(&bytes, &file)?;
-    let launch_path = state.join(LAUNCH_FILE);
-    let launch_bytes = read_untrusted(&launch_path).map_err(io("read", &launch_path))?;
+    let launch_bytes = std::fs::read(launch_path).map_err(io("read", launch_path))?;
     let launch = ContainerLaunch::from_json(&launch_bytes).map_err(|source| ExecError::Launch {
-        path: launch_path,
+        path: launch_path.to_owned(),
         source,
     })?;
     let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| OciError::Malformed {
@@ -54,42 +54,46 @@ pub fn rewrite(process_file: &Path, state: &Path) -> Result<(), ExecError> {
         source,
     })?;
     rewrite_exec_process(&mut value, &client_args(&process, &launch), &file)?;
+    let (uid, gid, groups) = target_user(&process, &launch);
+    if uid != 0 || gid != 0 || !groups.is_empty() {
+        // The client switches to the workload's user for `---` itself; a pod
+        // that dropped every capability would leave it unable to. setuid to
+        // a non-root user clears them all before the command runs.
+        add_capabilities(&mut value, &["CAP_SETUID", "CAP_SETGID"]);
+    }
     let temp = process_file.with_extension("runcvm-tmp");
     std::fs::write(&temp, serde_json::to_vec(&value).expect("JSON values serialize"))
         .and_then(|()| std::fs::rename(&temp, process_file))
         .map_err(io("write", process_file))
 }
 
-/// Largest launch file read back: they are a few KiB.
-const MAX_LAUNCH_FILE: u64 = 1 << 20;
-
-/// Reads a file of the state folder, which the container can write to: not
-/// through a symlink, only a regular file, and only so much of it.
-fn read_untrusted(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+/// Adds `names` to the capability sets the process has.
+fn add_capabilities(process: &mut serde_json::Value, names: &[&str]) {
+    let Some(capabilities) = process
+        .as_object_mut()
+        .map(|p| p.entry("capabilities").or_insert_with(|| serde_json::json!({})))
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for set in ["bounding", "effective", "permitted"] {
+        // containerd leaves an empty set out (a pod that dropped ALL).
+        let list = capabilities.entry(set).or_insert_with(|| serde_json::json!([]));
+        if let Some(list) = list.as_array_mut() {
+            for name in names {
+                if !list.iter().any(|c| c == name) {
+                    list.push(serde_json::Value::from(*name));
+                }
+            }
+        }
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_LAUNCH_FILE + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_LAUNCH_FILE {
-        return Err(std::io::Error::other(format!("larger than {MAX_LAUNCH_FILE} bytes")));
-    }
-    Ok(bytes)
 }
 
-/// The exec client's argv. containerd builds an exec's process from the
-/// container's, which is the launcher's (root, in `/`): those mean "as the
-/// workload", so the workload's user, groups and cwd are used. Any other
-/// user or cwd was asked for and is kept.
-pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String> {
+/// The user an exec runs as: `process.json`'s, or the workload's when that
+/// is the launcher's (root, no groups).
+fn target_user(process: &OciProcess, launch: &ContainerLaunch) -> (u32, u32, Vec<u32>) {
     let as_launcher = process.user.uid == 0 && process.user.gid == 0 && process.user.additional_gids.is_empty();
-    let (uid, gid, groups) = if as_launcher {
+    if as_launcher {
         (
             launch.process.uid,
             launch.process.gid,
@@ -97,7 +101,15 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
         )
     } else {
         (process.user.uid, process.user.gid, process.user.additional_gids.clone())
-    };
+    }
+}
+
+/// The exec client's argv. containerd builds an exec's process from the
+/// container's, which is the launcher's (root, in `/`): those mean "as the
+/// workload", so the workload's user, groups and cwd are used. Any other
+/// user or cwd was asked for and is kept.
+pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String> {
+    let (uid, gid, groups) = target_user(process, launch);
     let cwd = if process.cwd.is_empty() || process.cwd == "/" {
         String::from_utf8_lossy(launch.process.cwd.as_bytes()).into_owned()
     } else {
@@ -121,6 +133,9 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
     // the node can read: runc gives the client `process.env`, and the client
     // hands its own environment on.
     args.push("--inherit-env".to_owned());
+    if !process.env.iter().any(|e| e.starts_with("HOME=")) {
+        args.push("--no-home".to_owned());
+    }
     args.push(CONTAINER_STATE_DIR.to_owned());
     args.push("--".to_owned());
     args.extend(process.args.iter().cloned());
@@ -158,7 +173,7 @@ mod tests {
         let p = process(r#"{"user":{"uid":0,"gid":0},"cwd":"/","args":["sh","-c","id"],"env":["PATH=/bin","X=a b"]}"#);
         assert_eq!(
             client_args(&p, &launch()).join(" "),
-            "/opt/runcvm/bin/runcvm exec -i -w /work -u 1000:2000 --group-add 44 --inherit-env /.runcvm -- sh -c id"
+            "/opt/runcvm/bin/runcvm exec -i -w /work -u 1000:2000 --group-add 44 --inherit-env --no-home /.runcvm -- sh -c id"
         );
     }
 
@@ -168,42 +183,28 @@ mod tests {
         let args = client_args(&p, &launch()).join(" ");
         assert_eq!(
             args,
-            "/opt/runcvm/bin/runcvm exec -i -t -w /tmp -u 5:6 --inherit-env /.runcvm -- -x"
+            "/opt/runcvm/bin/runcvm exec -i -t -w /tmp -u 5:6 --inherit-env --no-home /.runcvm -- -x"
         );
     }
 
     #[test]
     fn the_file_is_rewritten_in_place_keeping_other_fields() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(LAUNCH_FILE), launch().to_json()).unwrap();
+        let launch_path = dir.path().join(runcvm_spec::launch::LAUNCH_FILE);
+        std::fs::write(&launch_path, launch().to_json()).unwrap();
         let file = dir.path().join("process.json");
         std::fs::write(&file, r#"{"user":{"uid":0,"gid":0},"cwd":"/","args":["ls"],"env":[],"capabilities":{"bounding":["CAP_KILL"]},"x":1}"#).unwrap();
-        rewrite(&file, dir.path()).unwrap();
+        rewrite(&file, &launch_path).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(value["args"][0], "/opt/runcvm/bin/runcvm");
         assert_eq!(value["capabilities"]["bounding"][0], "CAP_KILL");
         assert_eq!(value["x"], 1);
         std::fs::write(&file, "{").unwrap();
         assert!(
-            rewrite(&file, dir.path())
+            rewrite(&file, &launch_path)
                 .unwrap_err()
                 .to_string()
                 .contains("is not a valid OCI process")
         );
-    }
-
-    #[test]
-    fn a_launch_file_the_container_replaced_is_not_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("process.json");
-        std::fs::write(&file, r#"{"args":["ls"]}"#).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", dir.path().join(LAUNCH_FILE)).unwrap();
-        let err = crate::chain(&rewrite(&file, dir.path()).unwrap_err());
-        assert!(err.contains("cannot read") && err.contains("launch.json"), "{err}");
-        std::fs::remove_file(dir.path().join(LAUNCH_FILE)).unwrap();
-        let too_big = usize::try_from(MAX_LAUNCH_FILE + 1).unwrap();
-        std::fs::write(dir.path().join(LAUNCH_FILE), vec![b' '; too_big]).unwrap();
-        let err = crate::chain(&rewrite(&file, dir.path()).unwrap_err());
-        assert!(err.contains("larger than"), "{err}");
     }
 }

@@ -75,16 +75,23 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         install: &install,
         state_root,
     };
-    let state = create::prepare(&request, &config).map_err(|e| context(&e))?;
+    create::prepare(&request, &config).map_err(|e| context(&e))?;
+    // A create that fails leaves nothing: no state, the bundle as it was.
+    let undo = || {
+        let _ = create::remove_state(state_root, id);
+        let _ = std::fs::write(&config.path, &config.bytes);
+    };
     let code = runc.run(&invocation.raw).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&state);
+        undo();
         context(&e)
     })?;
-    // A failed create leaves nothing (runc said why in the log); a
-    // foreground `run` is over, container and all, when runc returns.
     let over = invocation.verb.as_deref() == Some("run") && !invocation.verb_switch(&["detach", "d"]);
-    if code != 0 || over {
-        let _ = std::fs::remove_dir_all(&state);
+    if code != 0 {
+        // runc said why in the log.
+        undo();
+    } else if over {
+        // A foreground `run` is over, container and all, when runc returns.
+        let _ = create::remove_state(state_root, id);
     }
     Ok(Some(code))
 }
@@ -99,7 +106,7 @@ fn exec(invocation: &Invocation, state_root: &Path, id: &str) -> Result<(), Stri
         .verb_flag(&["process", "p"])
         .ok_or(exec::ExecError::NoProcessFile)
         .map_err(|e| context(&e))?;
-    exec::rewrite(Path::new(process), &state).map_err(|e| context(&e))
+    exec::rewrite(Path::new(process), &create::node_launch_file(state_root, id)).map_err(|e| context(&e))
 }
 
 /// runc deletes; the state folder goes once runc no longer knows the
@@ -117,8 +124,7 @@ fn delete(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNC_ROOT));
     let state = create::state_folder(state_root, id);
     if !runc_root.join(id).exists()
-        && state.exists()
-        && let Err(e) = std::fs::remove_dir_all(&state)
+        && let Err(e) = create::remove_state(state_root, id)
     {
         report::error(
             invocation.log.as_deref(),
@@ -135,6 +141,7 @@ const DEFAULT_RUNC_ROOT: &str = "/run/runc";
 /// `update` of a workload container keeps the overhead on the memory limit.
 fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
     use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
     if check_id(id).is_err() || !create::state_folder(state_root, id).is_dir() {
         return Ok(None);
     }
@@ -153,6 +160,7 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
     update::add_overhead(&mut resources, runcvm::resources::MEMORY_OVERHEAD_MIB << 20);
     let mut child = std::process::Command::new(runc.path())
+        .arg0("runc")
         .args(update::resources_from_stdin(&invocation.raw))
         .stdin(std::process::Stdio::piped())
         .spawn()

@@ -450,3 +450,51 @@ fn which_runc() -> std::path::PathBuf {
     .find(|p| p.is_file())
     .expect("runc is installed")
 }
+
+/// A pod as the `restricted` Pod Security Standard wants it: non-root, every
+/// capability dropped. The VM runs (the launcher gets CAP_NET_ADMIN alone),
+/// and `---` runs as the workload's user with no capability at all.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn a_restricted_pod_runs_and_beside_the_launcher_is_the_workloads_user() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("restricted")));
+    let mut spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .run_as_user(1000)
+        .run_as_group(1000)
+        .shell("id -u; echo ready; sleep 600");
+    let linux = spec.config.linux.get_or_insert_with(Default::default);
+    linux.security_context.get_or_insert_with(Default::default).capabilities = Some(k8s_cri::v1::Capability {
+        drop_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    let id = ok(cri.run_container(&pod, &spec));
+    let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    assert!(
+        lines.iter().any(|l| l.stream == Stream::Stdout && l.line == "1000"),
+        "{lines:?}"
+    );
+    let beside = ok(cri.exec_sync(
+        &id,
+        &[
+            "---",
+            "sh",
+            "-c",
+            "id -u; grep -E '^Cap(Eff|Prm|Amb)' /proc/self/status",
+        ],
+        30,
+    ));
+    assert_eq!(beside.exit_code, 0, "{beside:?}");
+    let text = beside.stdout_text();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("1000"), "{text}");
+    for line in lines {
+        assert!(
+            line.ends_with("0000000000000000"),
+            "a capability beside the launcher: {text}"
+        );
+    }
+    let in_vm = ok(cri.exec_sync(&id, &["id", "-u"], 30));
+    assert_eq!(in_vm.stdout_text(), "1000\n", "{in_vm:?}");
+}

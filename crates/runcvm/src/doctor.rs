@@ -33,23 +33,27 @@ pub fn report() -> String {
             .as_ref()
             .map_or_else(|e| format!("missing ({e})"), |f| f.path().display().to_string())
     );
-    let accel = match (&qemu, &kernel) {
-        (Ok(qemu), Ok(kernel)) => {
-            let choice = AccelChoice::from_env().unwrap_or(AccelChoice::Auto);
-            match accel::resolve(choice, qemu, &kernel.path, &RunDir::state_dir()) {
-                Ok(accel) => accel,
-                Err(e) => {
-                    let _ = writeln!(out, "acceleration: {e}");
-                    return out;
-                }
-            }
+    let choice = match AccelChoice::from_env() {
+        Ok(choice) => choice,
+        Err(e) => {
+            let _ = writeln!(out, "acceleration: {e}\nhypervisor: none (fix RUNCVM_ACCEL first)");
+            return out;
         }
+    };
+    let accel = match (&qemu, &kernel) {
+        (Ok(qemu), Ok(kernel)) => match accel::resolve(choice, qemu, &kernel.path, &RunDir::state_dir()) {
+            Ok(accel) => accel,
+            Err(e) => {
+                let _ = writeln!(out, "acceleration: {e}\nhypervisor: none (no acceleration can be had)");
+                return out;
+            }
+        },
         _ => {
             let _ = writeln!(
                 out,
-                "acceleration: unknown (QEMU and the kernel are needed to probe KVM)"
+                "acceleration: unknown (QEMU and the kernel are needed to probe KVM)\nhypervisor: none (QEMU and the kernel are needed first)"
             );
-            runcvm_vmm::Accel::Tcg
+            return out;
         }
     };
     let _ = writeln!(out, "acceleration: {accel}");

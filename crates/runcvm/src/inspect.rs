@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 /// The image `target` names.
 pub fn locate_image(target: &str, state_dir: &Path) -> anyhow::Result<PathBuf> {
     let path = Path::new(target);
-    if path.is_file() {
+    let kind = std::fs::symlink_metadata(path).map(|m| m.file_type());
+    if kind.as_ref().is_ok_and(std::fs::FileType::is_file) {
         return Ok(path.to_owned());
     }
-    if path.is_dir() {
+    if kind.as_ref().is_ok_and(std::fs::FileType::is_dir) {
         return Ok(path.join(runcvm_spec::launch::DISK_FILE));
     }
     let container = state_dir
@@ -36,8 +37,9 @@ pub fn locate_image(target: &str, state_dir: &Path) -> anyhow::Result<PathBuf> {
 /// plan as stored.
 pub fn report(image: &Path) -> anyhow::Result<String> {
     let debugfs = find_tool("debugfs").context("debugfs not found: install e2fsprogs")?;
-    if !image.is_file() {
-        anyhow::bail!("{} is not a file", image.display());
+    // Not through a symlink: a container can write its state folder.
+    if !std::fs::symlink_metadata(image).is_ok_and(|m| m.file_type().is_file()) {
+        anyhow::bail!("{} is not a regular file", image.display());
     }
     let entries = GuestEntry::list(&debugfs, image, GUEST_DIR)?;
     let mut out = format!("{} in {}\n", GUEST_DIR, image.display());
@@ -49,7 +51,7 @@ pub fn report(image: &Path) -> anyhow::Result<String> {
             entry.uid,
             entry.gid,
             entry.size,
-            entry.name
+            printable(&entry.name)
         );
     }
     for (path, present) in
@@ -57,7 +59,7 @@ pub fn report(image: &Path) -> anyhow::Result<String> {
     {
         if present {
             let text = GuestEntry::read(&debugfs, image, path)?;
-            let _ = write!(out, "\n{path}:\n{}", text.trim_end());
+            let _ = write!(out, "\n{path}:\n{}", printable(text.trim_end()));
             out.push('\n');
         } else {
             let _ = writeln!(out, "\n{path}: absent");
@@ -66,17 +68,41 @@ pub fn report(image: &Path) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// `text` with control characters (a guest wrote it) shown escaped, so they
+/// cannot drive the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// `-rwxr-xr-x` for a mode from `ls -p`.
 fn mode_string(mode: u32) -> String {
     let kind = match mode & 0o170_000 {
         0o040_000 => 'd',
         0o120_000 => 'l',
+        0o020_000 => 'c',
+        0o060_000 => 'b',
+        0o010_000 => 'p',
+        0o140_000 => 's',
         _ => '-',
     };
-    let bits = "rwxrwxrwx";
     let mut out = String::from(kind);
-    for (i, c) in bits.chars().enumerate() {
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
         out.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    // setuid, setgid and sticky show in the execute columns, as ls does.
+    for (bit, at, set, unset) in [(0o4000, 3, 's', 'S'), (0o2000, 6, 's', 'S'), (0o1000, 9, 't', 'T')] {
+        if mode & bit != 0 {
+            let shown = if out.as_bytes()[at] == b'x' { set } else { unset };
+            out.replace_range(at..=at, &shown.to_string());
+        }
     }
     out
 }
@@ -90,6 +116,10 @@ mod tests {
         assert_eq!(mode_string(0o100_755), "-rwxr-xr-x");
         assert_eq!(mode_string(0o100_600), "-rw-------");
         assert_eq!(mode_string(0o040_711), "drwx--x--x");
+        assert_eq!(mode_string(0o104_755), "-rwsr-xr-x");
+        assert_eq!(mode_string(0o041_777), "drwxrwxrwt");
+        assert_eq!(mode_string(0o020_666), "crw-rw-rw-");
+        assert_eq!(printable("a\x1b[2Jb"), "a\\u{1b}[2Jb");
     }
 
     #[test]

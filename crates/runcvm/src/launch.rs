@@ -71,7 +71,14 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
     let volumes_optional = crate::volumes::failure_is_optional()?;
     let pod_network = crate::pod_network::preflight()?;
     let kernel = GuestKernel::locate()?;
-    let qemu = locate::qemu()?;
+    // Only the install's QEMU: nothing the image or the pod names.
+    let install_root = locate::install_root().context("cannot tell the install runcvm runs from")?;
+    let qemu = runcvm_vmm::qemu::QemuBinary::bundled(&install_root).with_context(|| {
+        format!(
+            "the QEMU bundle under {} is incomplete: reinstall runcvm (runcvm install)",
+            install_root.display()
+        )
+    })?;
     let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel)?;
     let volumes: Vec<VolumeSpec> = launch.volumes.iter().map(volume_spec).collect();
     let run_dir = RunDir::adopt(state_dir);

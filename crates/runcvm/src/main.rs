@@ -167,6 +167,10 @@ struct ExecArgs {
     /// secrets, without putting it on a command line.
     #[arg(long, conflicts_with = "env")]
     inherit_env: bool,
+    /// With `--inherit-env`: leave out `HOME` (runc sets it for the client,
+    /// root, when the exec's env has none; the guest's user is another).
+    #[arg(long, requires = "inherit_env")]
+    no_home: bool,
     #[command(flatten)]
     process: ProcessArgs,
     /// The `runcvm run` to exec into: its pid or run folder.
@@ -180,14 +184,16 @@ struct ExecArgs {
 fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, String> {
     let mut process = args.process.entrypoint(command)?;
     if args.inherit_env {
-        process.env = std::env::vars_os()
+        let inherited: Vec<OsString> = std::env::vars_os()
+            .filter(|(key, _)| !(args.no_home && key == "HOME"))
             .map(|(key, value)| {
                 let mut entry = key;
                 entry.push("=");
                 entry.push(value);
-                ByteString::from(entry)
+                entry
             })
             .collect();
+        process.env = with_default_path(&inherited)?;
     }
     process.terminal = args.tty;
     process.validate().map_err(|e| e.to_string())?;
@@ -211,6 +217,13 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
         command.pre_exec(move || {
             // Out of the bounding set first (that needs the launcher's
             // privileges), so not even a root command gets it back.
+            // Nothing ambient carries over either.
+            if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(e);
+                }
+            }
             if libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0) != 0 {
                 let e = std::io::Error::last_os_error();
                 // EINVAL: no such capability; EPERM: a caller without
@@ -219,7 +232,10 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
                     return Err(e);
                 }
             }
-            if let Some((uid, gid)) = user {
+            // Already the workload's user (an exec containerd started so):
+            // nothing to switch, and no right to.
+            let switch = user.is_some_and(|(uid, gid)| libc::getuid() != uid || libc::getgid() != gid);
+            if let (true, Some((uid, gid))) = (switch, user) {
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                     || libc::setgid(gid) != 0
                     || libc::setuid(uid) != 0

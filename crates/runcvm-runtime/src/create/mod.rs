@@ -156,9 +156,24 @@ pub struct CreateRequest<'a> {
     pub state_root: &'a Path,
 }
 
-/// The per-container state folder on the node.
+/// The per-container state folder on the node (the container's `/.runcvm`).
 pub fn state_folder(state_root: &Path, id: &str) -> PathBuf {
     state_root.join("containers").join(id)
+}
+
+/// The node's own copy of a container's `launch.json`, beside its state
+/// folder and so out of the container's reach: what `exec` trusts.
+pub fn node_launch_file(state_root: &Path, id: &str) -> PathBuf {
+    state_root.join("containers").join(format!("{id}.launch.json"))
+}
+
+/// Removes what `prepare` made for a container.
+pub fn remove_state(state_root: &Path, id: &str) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(node_launch_file(state_root, id));
+    match std::fs::remove_dir_all(state_folder(state_root, id)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Prepares a workload container (see the module docs); returns its state
@@ -183,7 +198,11 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     if config.network_namespace().is_none() {
         return Err(CreateError::HostNetwork);
     }
-    if config.linux.as_ref().is_some_and(|l| !l.uid_mappings.is_empty()) {
+    let user_namespace = config
+        .linux
+        .as_ref()
+        .is_some_and(|l| !l.uid_mappings.is_empty() || l.namespaces.iter().any(|ns| ns.kind == "user"));
+    if user_namespace {
         return Err(CreateError::UserNamespace);
     }
     if let Some(limit) = config.memory_limit()
@@ -227,7 +246,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     });
     if let Err(e) = result {
         // Nothing is left behind: containerd may never call delete.
-        let _ = std::fs::remove_dir_all(&state);
+        let _ = remove_state(request.state_root, request.id);
         return Err(e);
     }
     Ok(state)
@@ -274,8 +293,15 @@ fn write_state(
         accel: accel.as_str().to_owned(),
         volumes: volumes.to_vec(),
     };
+    let json = launch.to_json();
     let path = state.join(LAUNCH_FILE);
-    guest_disk::write_private(&path, &launch.to_json()).map_err(|reason| CreateError::Launch { path, reason })
+    guest_disk::write_private(&path, &json).map_err(|reason| CreateError::Launch { path, reason })?;
+    let node_copy = node_launch_file(request.state_root, request.id);
+    let _ = std::fs::remove_file(&node_copy);
+    guest_disk::write_private(&node_copy, &json).map_err(|reason| CreateError::Launch {
+        path: node_copy,
+        reason,
+    })
 }
 
 fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path) -> LauncherRewrite {

@@ -202,6 +202,10 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
     assert_refused(&fixture(&config), "user namespace (hostUsers: false)");
 
     let mut config = workload_config();
+    config["linux"]["namespaces"] = json!([{"type": "network", "path": "/proc/1/ns/net"}, {"type": "user"}]);
+    assert_refused(&fixture(&config), "user namespace (hostUsers: false)");
+
+    let mut config = workload_config();
     config["annotations"]["run.runcvm.launcher"] = json!("rewritten");
     assert_refused(&fixture(&config), "was rewritten by runcvm already");
 }

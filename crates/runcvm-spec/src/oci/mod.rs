@@ -27,18 +27,23 @@ pub const LAUNCHER_CAPABILITY: &str = "CAP_NET_ADMIN";
 /// already and must not be rewritten again.
 pub const REWRITTEN_ANNOTATION: &str = "run.runcvm.launcher";
 
-/// Variables that choose what the launcher executes or where it keeps state.
-/// They are the node's to set, not the pod's: the launcher runs as root with
-/// `CAP_NET_ADMIN`, so they are taken out of its environment (the workload
-/// keeps its own copy of the env).
-pub const NODE_ONLY_ENV: [&str; 6] = [
-    "RUNCVM_QEMU",
-    "RUNCVM_KERNEL",
-    "RUNCVM_INIT",
-    "RUNCVM_FIRECRACKER",
-    "RUNCVM_STATE_DIR",
-    "RUNCVM_INSTALL_ROOT",
+/// The pod's variables the launcher keeps: the knobs of a run. Nothing else
+/// of the pod's env reaches the launcher, which runs as root with
+/// `CAP_NET_ADMIN`: not what chooses binaries (`RUNCVM_QEMU`, `PATH`), not
+/// what the dynamic loader reads (`LD_PRELOAD`). The workload keeps its
+/// whole env in the guest.
+pub const LAUNCHER_ENV: [&str; 8] = [
+    "RUNCVM_LOG_LEVEL",
+    "RUNCVM_ACCEL",
+    "RUNCVM_HYPERVISOR",
+    "RUNCVM_BOOT_TIMEOUT",
+    "RUNCVM_NET_WAIT",
+    "RUNCVM_MAC_SWAP",
+    "RUNCVM_VOLUME_FAILURE",
+    "RUNCVM_KERNEL_ARGS",
 ];
+/// The launcher's `PATH`: its own install, then the usual folders.
+pub const LAUNCHER_PATH: &str = "PATH=/opt/runcvm/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The capability sets a process's capabilities come from.
 const CAPABILITY_SETS: [&str; 3] = ["bounding", "effective", "permitted"];
@@ -303,12 +308,20 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
     process.insert("args".into(), json!(rewrite.args));
     process.insert("cwd".into(), json!("/"));
     process.insert("user".into(), json!({"uid": 0, "gid": 0}));
-    if let Some(env) = process.get_mut("env").and_then(Value::as_array_mut) {
-        env.retain(|entry| {
+    let kept: Vec<Value> = process
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|entry| {
             let name = entry.as_str().and_then(|e| e.split('=').next()).unwrap_or_default();
-            !NODE_ONLY_ENV.contains(&name)
-        });
-    }
+            LAUNCHER_ENV.contains(&name)
+        })
+        .cloned()
+        .collect();
+    let mut env = vec![json!(LAUNCHER_PATH)];
+    env.extend(kept);
+    process.insert("env".into(), Value::Array(env));
     if let Some(capabilities) = process.get_mut("capabilities") {
         let capabilities = capabilities
             .as_object_mut()

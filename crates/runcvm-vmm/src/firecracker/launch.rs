@@ -126,7 +126,9 @@ impl FirecrackerBinary {
     /// workload's stdin travels on the control channel instead.
     pub fn command(&self, config_file: &Path, api_sock: &Path) -> Command {
         let mut command = Command::new(&self.path);
+        // Nothing of the caller's environment: Firecracker needs none.
         command
+            .env_clear()
             .arg("--config-file")
             .arg(config_file)
             .arg("--api-sock")

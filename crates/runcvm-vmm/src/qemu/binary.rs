@@ -52,10 +52,15 @@ impl QemuBinary {
         &self.qemu
     }
 
-    /// A command running this QEMU; QEMU's own arguments follow.
+    /// A command running this QEMU; QEMU's own arguments follow. Its
+    /// environment is only what it needs: nothing of the caller's (in a
+    /// container, the pod's) reaches the loader or QEMU.
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
-        command.args(&self.prefix).envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+            .args(&self.prefix)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 }
