@@ -27,11 +27,7 @@ fn workload_runs_with_the_pod_ip_and_logs_by_stream(handler: Handler) {
     let id = ok(cri.run_container(&pod, &spec));
     let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
 
-    let stdout: Vec<&str> = lines
-        .iter()
-        .filter(|l| l.stream == Stream::Stdout)
-        .map(|l| l.line.as_str())
-        .collect();
+    let stdout = support::lines_of(&lines, Stream::Stdout);
     let kernel = stdout.first().copied().unwrap_or_default();
     if handler.vm {
         assert_ne!(

@@ -204,11 +204,7 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
         .shell("grep MemTotal /proc/meminfo; nproc; echo ready; sleep 600");
     let id = ok(cri.run_container(&pod, &spec));
     let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
-    let stdout: Vec<&str> = lines
-        .iter()
-        .filter(|l| l.stream == Stream::Stdout)
-        .map(|l| l.line.as_str())
-        .collect();
+    let stdout = support::lines_of(&lines, Stream::Stdout);
     let kib: u64 = stdout[0]
         .split_whitespace()
         .nth(1)
@@ -260,21 +256,13 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
         ))
         .find(|p| p.exists())
         .expect("the container's memory limit file");
-    let limit: u64 = std::fs::read_to_string(&limit_file)
-        .expect("limit")
-        .trim()
-        .parse()
-        .expect("a number");
+    let limit: u64 = support::read_number(&limit_file);
     let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
     assert_eq!(limit, (256 << 20) + overhead, "{}", limit_file.display());
 
     // An in-place resize keeps the overhead on top of the new limit.
     ok(cri.update_memory_limit(&id, 320 << 20));
-    let limit: u64 = std::fs::read_to_string(&limit_file)
-        .expect("limit")
-        .trim()
-        .parse()
-        .expect("a number");
+    let limit: u64 = support::read_number(&limit_file);
     assert_eq!(limit, (320 << 20) + overhead, "after UpdateContainerResources");
 }
 

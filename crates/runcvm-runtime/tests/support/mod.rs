@@ -79,6 +79,24 @@ pub fn processes_of_container(id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The lines of one stream, in order.
+pub fn lines_of(lines: &[LogLine], stream: runcvm_test_node::crilog::Stream) -> Vec<&str> {
+    lines
+        .iter()
+        .filter(|l| l.stream == stream)
+        .map(|l| l.line.as_str())
+        .collect()
+}
+
+/// A cgroup file holding one number.
+pub fn read_number(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The host's kernel release.
 pub fn host_kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
