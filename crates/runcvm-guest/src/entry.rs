@@ -208,6 +208,7 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSiz
                 uid: Uid::from_raw(entrypoint.uid),
                 gid: Gid::from_raw(entrypoint.gid),
                 groups: &groups,
+                no_new_privileges: entrypoint.no_new_privileges,
                 io: &io.child,
             });
             let mut report = [0u8; 5];
@@ -354,6 +355,7 @@ struct ChildSetup<'a> {
     uid: Uid,
     gid: Gid,
     groups: &'a [Gid],
+    no_new_privileges: bool,
     io: &'a ChildEnds,
 }
 
@@ -392,6 +394,10 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     }
     if let Err(e) = nix::unistd::chdir(setup.cwd.as_c_str()) {
         return (Step::Cwd, e);
+    }
+    // SAFETY: prctl with integer arguments only; async-signal-safe.
+    if setup.no_new_privileges && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return (Step::Uid, Errno::last());
     }
     match nix::unistd::execve(setup.program, setup.argv, setup.envp) {
         Err(e) => (Step::Exec, e),

@@ -88,6 +88,8 @@ struct Sources {
     binaries: Vec<(&'static str, PathBuf)>,
     /// Firecracker's static release binary, if given.
     firecracker: Option<PathBuf>,
+    /// Holds the hardened loader until it is installed.
+    _staging: tempfile::TempDir,
     kernel: PathBuf,
     qemu: QemuSources,
 }
@@ -132,10 +134,24 @@ impl Sources {
                 searched: "not on PATH".into(),
             })?,
         };
-        let qemu = qemu::gather(&qemu_path, &options.qemu_module_dir, &options.firmware_dirs)?;
+        let mut qemu = qemu::gather(&qemu_path, &options.qemu_module_dir, &options.firmware_dirs)?;
+        // The loader is installed hardened (see `qemu::harden_loader`).
+        let staging = tempfile::Builder::new()
+            .prefix("runcvm-install-")
+            .tempdir()
+            .map_err(io_error("create a staging folder in", &std::env::temp_dir()))?;
+        let original = std::fs::read(&qemu.loader).map_err(io_error("read", &qemu.loader))?;
+        let hardened = qemu::harden_loader(original).map_err(|reason| InstallError::Loader {
+            path: qemu.loader.clone(),
+            reason,
+        })?;
+        let staged = staging.path().join(runcvm_vmm::qemu::bundle::LOADER_NAME);
+        std::fs::write(&staged, hardened).map_err(io_error("write", &staged))?;
+        qemu.loader = staged;
         Ok(Self {
             binaries,
             firecracker,
+            _staging: staging,
             kernel,
             qemu,
         })

@@ -138,6 +138,9 @@ pub enum InstallError {
         .0.display()
     )]
     KernelNotElf(PathBuf),
+    /// the host's loader cannot be hardened
+    #[error("cannot bundle the loader {path}: {reason}")]
+    Loader { path: PathBuf, reason: String },
     /// the Firecracker binary given cannot be used
     #[error("--firecracker: {0}")]
     Firecracker(#[source] runcvm_vmm::firecracker::LaunchError),

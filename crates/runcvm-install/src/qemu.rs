@@ -31,6 +31,32 @@ pub(crate) struct QemuSources {
     pub firmware: Vec<(String, PathBuf)>,
 }
 
+/// The file glibc's loader preloads into every program it starts, and what
+/// the bundled loader reads instead: a path of the same length that cannot
+/// exist (procfs has no such entry). QEMU runs as root in a container whose
+/// `/etc` is the image's; the image must not get a library into it.
+const PRELOAD_FILE: &[u8] = b"/etc/ld.so.preload\0";
+const NO_PRELOAD_FILE: &[u8] = b"/proc/nonexistent0\0";
+
+/// The bundled loader's bytes: the host's loader with its preload file
+/// pointed where nothing can be. Exactly one occurrence must be there.
+pub(crate) fn harden_loader(mut bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let found: Vec<usize> = bytes
+        .windows(PRELOAD_FILE.len())
+        .enumerate()
+        .filter(|(_, w)| *w == PRELOAD_FILE)
+        .map(|(at, _)| at)
+        .collect();
+    match found.as_slice() {
+        [at] => {
+            bytes[*at..*at + NO_PRELOAD_FILE.len()].copy_from_slice(NO_PRELOAD_FILE);
+            Ok(bytes)
+        }
+        [] => Err("it names no /etc/ld.so.preload (not glibc's loader?)".to_owned()),
+        _ => Err(format!("it names /etc/ld.so.preload {} times", found.len())),
+    }
+}
+
 /// Finds everything the bundle needs; fails naming the first missing piece.
 pub(crate) fn gather(qemu: &Path, module_dir: &Path, firmware_dirs: &[PathBuf]) -> Result<QemuSources, InstallError> {
     let program = real_file(qemu).ok_or_else(|| InstallError::QemuMissing {
@@ -157,6 +183,21 @@ pub(crate) fn parse_ldd(output: &str) -> LddListing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_loader_preloads_nothing_from_the_image() {
+        let mut loader = b"\x7fELF...".to_vec();
+        loader.extend_from_slice(PRELOAD_FILE);
+        loader.extend_from_slice(b"/etc/ld.so.cache\0");
+        let hardened = harden_loader(loader.clone()).unwrap();
+        assert_eq!(hardened.len(), loader.len());
+        assert!(!hardened.windows(PRELOAD_FILE.len()).any(|w| w == PRELOAD_FILE));
+        assert!(hardened.windows(NO_PRELOAD_FILE.len()).any(|w| w == NO_PRELOAD_FILE));
+        assert!(harden_loader(b"no loader".to_vec()).unwrap_err().contains("names no"));
+        let mut twice = loader.clone();
+        twice.extend_from_slice(PRELOAD_FILE);
+        assert!(harden_loader(twice).unwrap_err().contains("2 times"));
+    }
 
     #[test]
     fn ldd_output_gives_sonames_paths_and_the_loader() {

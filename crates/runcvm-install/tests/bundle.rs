@@ -368,6 +368,9 @@ fn the_bundle_boots_the_guest_kernel_inside_a_busybox_rootfs() {
     let rootfs = rootfs.unwrap();
     assert!(!rootfs.join("lib").exists() && !rootfs.join("usr/lib").exists() && !rootfs.join("usr/share").exists());
     std::fs::create_dir_all(rootfs.join("opt/runcvm")).unwrap();
+    // An image that asks glibc's loader to preload its own library: the
+    // bundled loader must not read it (it would say it cannot preload it).
+    std::fs::write(rootfs.join("etc/ld.so.preload"), "/image/evil.so\n").unwrap();
 
     let options = test_options(work.path(), Some(Path::new(REAL_KERNEL)));
     runcvm_install::install(&options).unwrap();
@@ -457,7 +460,10 @@ fn the_bundle_boots_the_guest_kernel_inside_a_busybox_rootfs() {
         )
     });
     println!("`Linux version` after {elapsed:?}: {}", console.last().unwrap());
-    assert!(stderr.trim().is_empty(), "QEMU complained: {stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "QEMU or its loader complained (the image's /etc/ld.so.preload read?): {stderr}"
+    );
     // The namespace died with QEMU: nothing is left mounted on the rootfs.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(rootfs.to_str().unwrap()), "{mounts}");

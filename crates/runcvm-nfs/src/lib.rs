@@ -60,6 +60,29 @@ pub struct Peers {
     pub addresses: Vec<std::net::IpAddr>,
     /// Require a source port below 1024.
     pub privileged_port: bool,
+    /// The only ids requests may act as; `None`: any.
+    pub ids: Option<KnownIds>,
+}
+
+/// The ids of a workload that is not root: a request in any other uid or
+/// gid acts as nobody, so guest root (which a non-root pod never has under
+/// runc) is no root on the volumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownIds {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+}
+
+impl KnownIds {
+    fn squash(&self, caller: &mut rpc::Caller) {
+        if !self.uids.contains(&caller.uid) {
+            caller.uid = rpc::Caller::NOBODY;
+        }
+        if !self.gids.contains(&caller.gid) {
+            caller.gid = rpc::Caller::NOBODY;
+        }
+        caller.groups.retain(|g| self.gids.contains(g));
+    }
 }
 
 impl Peers {
@@ -93,9 +116,10 @@ fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>, peers: &Peers) ->
             }
             Ok((stream, _)) => {
                 let tree = Arc::clone(tree);
+                let ids = peers.ids.clone();
                 let spawned = std::thread::Builder::new()
                     .name("nfs-conn".into())
-                    .spawn(move || serve_connection(&tree, stream));
+                    .spawn(move || serve_connection(&tree, stream, ids.as_ref()));
                 if let Err(e) = spawned {
                     runcvm_log::warn!("nfs: cannot start a connection thread: {e}");
                 }
@@ -116,7 +140,7 @@ fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>, peers: &Peers) ->
     }
 }
 
-fn serve_connection(tree: &tree::Tree, stream: TcpStream) {
+fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     runcvm_log::debug!("nfs: connection from {peer}");
     let Ok(mut writer) = stream.try_clone() else { return };
@@ -135,6 +159,9 @@ fn serve_connection(tree: &tree::Tree, stream: TcpStream) {
             runcvm_log::debug!("nfs: dropped a malformed call from {peer}");
             break;
         };
+        if let Some(ids) = ids {
+            ids.squash(&mut call.caller);
+        }
         let reply = answer(tree, &mut call);
         if rpc::write_record(&mut writer, &reply).is_err() {
             break;

@@ -21,8 +21,12 @@ struct Client {
 
 impl Client {
     fn connect(exports: Vec<Export>) -> Self {
+        Self::connect_with(exports, runcvm_nfs::Peers::default())
+    }
+
+    fn connect_with(exports: Vec<Export>, peers: runcvm_nfs::Peers) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = runcvm_nfs::serve(listener, exports, runcvm_nfs::Peers::default()).unwrap();
+        let server = runcvm_nfs::serve(listener, exports, peers).unwrap();
         Self {
             stream: TcpStream::connect(server.address).unwrap(),
             xid: 0,
@@ -145,6 +149,43 @@ fn export(name: &str, path: &Path, read_only: bool) -> Export {
 
 fn require_root() {
     runcvm_test_infra::tier::require_root("the NFS protocol tests (credentials)");
+}
+
+/// A non-root workload's volumes: the guest's root, or any id but the
+/// workload's, acts as nobody.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn ids_other_than_the_workloads_act_as_nobody() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let peers = runcvm_nfs::Peers {
+        ids: Some(runcvm_nfs::KnownIds {
+            uids: vec![1000],
+            gids: vec![1001],
+        }),
+        ..runcvm_nfs::Peers::default()
+    };
+    let mut client = Client::connect_with(vec![export("/data", dir.path(), false)], peers);
+    let root = client.mount("/data");
+    client.as_user(0, 0);
+    let by_root = client.create(&root, "by-root").unwrap();
+    assert_eq!(
+        client.getattr(&by_root).map(|a| (a.uid, a.gid)).unwrap(),
+        (65534, 65534)
+    );
+    client.as_user(1000, 1001);
+    let mine = client.create(&root, "mine").unwrap();
+    assert_eq!(client.getattr(&mine).map(|a| (a.uid, a.gid)).unwrap(), (1000, 1001));
+    // A root-only file stays out of the guest root's reach.
+    std::fs::write(dir.path().join("secret"), b"s").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(dir.path().join("secret")).unwrap().uid(), 0);
 }
 
 #[test]
@@ -277,10 +318,12 @@ fn only_admitted_peers_are_served() {
         runcvm_nfs::Peers {
             addresses: vec![],
             privileged_port: true,
+            ids: None,
         },
         runcvm_nfs::Peers {
             addresses: vec!["10.0.0.5".parse().unwrap()],
             privileged_port: false,
+            ids: None,
         },
     ] {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

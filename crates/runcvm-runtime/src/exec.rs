@@ -56,9 +56,11 @@ pub fn rewrite(process_file: &Path, launch_path: &Path) -> Result<(), ExecError>
     rewrite_exec_process(&mut value, &client_args(&process, &launch), &file)?;
     let (uid, gid, groups) = target_user(&process, &launch);
     if uid != 0 || gid != 0 || !groups.is_empty() {
-        // The client switches to the workload's user for `---` itself; a pod
-        // that dropped every capability would leave it unable to. setuid to
-        // a non-root user clears them all before the command runs.
+        // The client runs as root (it must reach the launcher's 0700
+        // folder) and switches to the workload's user for `---` itself; a
+        // pod that dropped every capability would leave it unable to. The
+        // switch clears them all, and `---` runs with no_new_privs, so no
+        // set-user-ID binary raises them again.
         add_capabilities(&mut value, &["CAP_SETUID", "CAP_SETGID"]);
     }
     let temp = process_file.with_extension("runcvm-tmp");
@@ -132,6 +134,9 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
     // The env (secrets and all) stays off the command line, which anyone on
     // the node can read: runc gives the client `process.env`, and the client
     // hands its own environment on.
+    if process.no_new_privileges {
+        args.push("--no-new-privileges".to_owned());
+    }
     args.push("--inherit-env".to_owned());
     if !process.env.iter().any(|e| e.starts_with("HOME=")) {
         args.push("--no-home".to_owned());

@@ -448,21 +448,37 @@ fn a_restricted_pod_runs_and_beside_the_launcher_is_the_workloads_user() {
     let f = Fixture::start(Handler::RUNCVM);
     let cri = ok(f.node.cri());
     let pod = ok(cri.run_pod_sandbox(&f.pod("restricted")));
+    let volume = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(volume.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
     let mut spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
         .run_as_user(1000)
         .run_as_group(1000)
-        .shell("id -u; echo ready; sleep 600");
+        .mount(volume.path(), "/data", false)
+        .shell("id -u; grep NoNewPrivs /proc/self/status; echo x > /data/mine; echo ready; sleep 600");
     let linux = spec.config.linux.get_or_insert_with(Default::default);
-    linux.security_context.get_or_insert_with(Default::default).capabilities = Some(k8s_cri::v1::Capability {
+    let security = linux.security_context.get_or_insert_with(Default::default);
+    security.capabilities = Some(k8s_cri::v1::Capability {
         drop_capabilities: vec!["ALL".into()],
         ..Default::default()
     });
+    // allowPrivilegeEscalation: false
+    security.no_new_privs = true;
     let id = ok(cri.run_container(&pod, &spec));
     let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
     assert!(
         lines.iter().any(|l| l.stream == Stream::Stdout && l.line == "1000"),
         "{lines:?}"
     );
+    // In the guest too, set-user-ID binaries raise nothing.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.line.starts_with("NoNewPrivs:") && l.line.ends_with('1')),
+        "{lines:?}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let mine = std::fs::metadata(volume.path().join("mine")).expect("the workload's file on the host");
+    assert_eq!((mine.uid(), mine.gid()), (1000, 1000));
     let beside = ok(cri.exec_sync(
         &id,
         &[

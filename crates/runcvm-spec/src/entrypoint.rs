@@ -27,6 +27,11 @@ pub struct Entrypoint {
     /// Whether the process wants a terminal (`process.terminal`).
     #[serde(default)]
     pub terminal: bool,
+    /// `process.noNewPrivileges` (`allowPrivilegeEscalation: false`): the
+    /// process, in the guest, gains nothing from set-user-ID binaries or file
+    /// capabilities.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_privileges: bool,
 }
 
 /// Why an entrypoint file could not be used.
@@ -60,6 +65,7 @@ impl Entrypoint {
             gid: 0,
             additional_gids: Vec::new(),
             terminal: false,
+            no_new_privileges: false,
         }
     }
 
@@ -118,12 +124,13 @@ mod tests {
             gid in any::<u32>(),
             additional_gids in prop::collection::vec(any::<u32>(), 0..4),
             terminal in any::<bool>(),
+            no_new_privileges in any::<bool>(),
         ) {
             let mut cwd = b"/".to_vec();
             cwd.extend(cwd_tail.0);
             let original = Entrypoint {
                 version: ENTRYPOINT_VERSION,
-                args, env, cwd: ByteString(cwd), uid, gid, additional_gids, terminal,
+                args, env, cwd: ByteString(cwd), uid, gid, additional_gids, terminal, no_new_privileges,
             };
             let back = Entrypoint::from_json(&original.to_json()).unwrap();
             prop_assert_eq!(back, original);

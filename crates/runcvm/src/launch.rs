@@ -93,6 +93,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
         pod_network: Some(pod_network),
         volumes: &volumes,
         volumes_optional,
+        volume_ids: crate::run::workload_ids(&launch.process),
         size: crate::resources::VmSize {
             cpus: launch.cpus,
             memory_mib: launch.memory_mib,

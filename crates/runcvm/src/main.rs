@@ -167,6 +167,10 @@ struct ExecArgs {
     /// secrets, without putting it on a command line.
     #[arg(long, conflicts_with = "env")]
     inherit_env: bool,
+    /// CMD gains nothing from set-user-ID binaries or file capabilities in
+    /// the guest (the container's `noNewPrivileges`).
+    #[arg(long)]
+    no_new_privileges: bool,
     /// With `--inherit-env`: leave out `HOME` (runc sets it for the client,
     /// root, when the exec's env has none; the guest's user is another).
     #[arg(long, requires = "inherit_env")]
@@ -196,6 +200,7 @@ fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, Str
         process.env = with_default_path(&inherited)?;
     }
     process.terminal = args.tty;
+    process.no_new_privileges = args.no_new_privileges;
     process.validate().map_err(|e| e.to_string())?;
     Ok(process)
 }
@@ -217,6 +222,10 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
         command.pre_exec(move || {
             // Out of the bounding set first (that needs the launcher's
             // privileges), so not even a root command gets it back.
+            // No set-user-ID binary or file capability raises it again.
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             // Nothing ambient carries over either.
             if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
                 let e = std::io::Error::last_os_error();

@@ -103,6 +103,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         pod_network: pod_options,
         volumes: &request.volumes,
         volumes_optional,
+        volume_ids: request.entrypoint.as_ref().and_then(workload_ids),
         size,
         accel,
         boot_timeout,
@@ -115,6 +116,17 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     })
 }
 
+/// The ids a non-root workload's volumes serve: its uid, its gid and its
+/// groups (`fsGroup` among them in Kubernetes). `None` for root.
+pub(crate) fn workload_ids(process: &Entrypoint) -> Option<runcvm_nfs::KnownIds> {
+    (process.uid != 0).then(|| runcvm_nfs::KnownIds {
+        uids: vec![process.uid],
+        gids: std::iter::once(process.gid)
+            .chain(process.additional_gids.iter().copied())
+            .collect(),
+    })
+}
+
 /// What booting needs once the root disk exists: shared by `runcvm run`
 /// and the Kubernetes launcher.
 pub(crate) struct Boot<'a> {
@@ -123,6 +135,9 @@ pub(crate) struct Boot<'a> {
     pub pod_network: Option<runcvm_net::TakeOverOptions>,
     pub volumes: &'a [crate::volumes::VolumeSpec],
     pub volumes_optional: bool,
+    /// The workload's ids when it is not root: the only ones its volumes
+    /// serve (see `runcvm_nfs::KnownIds`).
+    pub volume_ids: Option<runcvm_nfs::KnownIds>,
     pub size: crate::resources::VmSize,
     pub accel: runcvm_vmm::Accel,
     pub boot_timeout: std::time::Duration,
@@ -143,7 +158,12 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<i32> {
         None => None,
     };
     let (exports, copies) = crate::volumes::split(boot.volumes)?;
-    let served = crate::volumes::serve(&exports, boot.volumes_optional, pod.as_ref().map(|p| &p.guest))?;
+    let served = crate::volumes::serve(
+        &exports,
+        boot.volumes_optional,
+        pod.as_ref().map(|p| &p.guest),
+        boot.volume_ids.clone(),
+    )?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::host_tsc_khz();
     runcvm_log::debug!("host TSC {tsc_khz} kHz");

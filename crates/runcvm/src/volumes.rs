@@ -86,7 +86,12 @@ pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_pr
 
 /// Starts the server for `exports` (none: no server). The port is chosen by
 /// the kernel.
-pub fn serve(exports: &[Export], optional: bool, guest: Option<&runcvm_spec::GuestNetwork>) -> anyhow::Result<Served> {
+pub fn serve(
+    exports: &[Export],
+    optional: bool,
+    guest: Option<&runcvm_spec::GuestNetwork>,
+    ids: Option<runcvm_nfs::KnownIds>,
+) -> anyhow::Result<Served> {
     if exports.is_empty() {
         return Ok(Served::default());
     }
@@ -99,6 +104,7 @@ pub fn serve(exports: &[Export], optional: bool, guest: Option<&runcvm_spec::Gue
             .map(|g| g.addresses.iter().map(|a| a.ip).collect())
             .unwrap_or_default(),
         privileged_port: true,
+        ids,
     };
     let server = runcvm_nfs::serve(listener, exports.to_vec(), peers)?;
     runcvm_log::debug!("NFS server on {} for {} volumes", server.address, exports.len());

@@ -83,6 +83,12 @@ pub enum CreateError {
         source_path: String,
         kind: &'static str,
     },
+    /// a volume over runcvm's own mounts
+    #[error("mount {destination}: {reserved} is runcvm's own in every runcvm container; mount the volume elsewhere")]
+    ReservedMount {
+        destination: String,
+        reserved: &'static str,
+    },
     /// a mount source is missing
     #[error("mount {destination}: cannot inspect its source {source_path}")]
     MountSource {
@@ -241,7 +247,8 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
                 what: "runtime config",
                 source,
             })?;
-        rewrite_config(&mut value, &launcher_rewrite(request, &state), &file)?;
+        let serves_folders = volumes.iter().any(|v| v.kind == VolumeKind::Folder);
+        rewrite_config(&mut value, &launcher_rewrite(request, &state, serves_folders), &file)?;
         write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
     if let Err(e) = result {
@@ -304,7 +311,11 @@ fn write_state(
     })
 }
 
-fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path) -> LauncherRewrite {
+fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, serves_folders: bool) -> LauncherRewrite {
+    let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
+    if serves_folders {
+        capabilities.extend(runcvm_spec::oci::VOLUME_SERVER_CAPABILITIES.map(str::to_owned));
+    }
     let devices = [KVM, TUN]
         .into_iter()
         .filter_map(|path| {
@@ -323,6 +334,7 @@ fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path) -> LauncherRewrit
             "launch".to_owned(),
             CONTAINER_STATE_DIR.to_owned(),
         ],
+        capabilities,
         devices,
         mounts: vec![
             AddedMount {
@@ -356,6 +368,17 @@ pub fn guest_volumes(mounts: &[OciMount]) -> Result<Vec<LaunchVolume>, CreateErr
             .any(|top| destination == *top || destination.starts_with(&format!("{top}/")));
         if !is_bind || own || GIVEN_BY_THE_NETWORK.contains(&destination) || destination.is_empty() {
             continue;
+        }
+        // runcvm's own mounts cover these: a volume there would hand the
+        // guest the state folder (its disk, its sockets) or the install.
+        let reserved = [CONTAINER_STATE_DIR, CONTAINER_INSTALL_ROOT]
+            .iter()
+            .find(|top| destination == **top || destination.starts_with(&format!("{top}/")));
+        if let Some(reserved) = reserved {
+            return Err(CreateError::ReservedMount {
+                destination: destination.to_owned(),
+                reserved,
+            });
         }
         let source = mount.source.clone().unwrap_or_default();
         let meta = std::fs::metadata(&source).map_err(|e| CreateError::MountSource {

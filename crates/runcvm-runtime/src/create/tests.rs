@@ -182,6 +182,13 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
     );
     assert_refused(&fx, "cannot inspect its source /nonexistent/x");
 
+    let fx = fixture(&workload_config());
+    with_mounts(
+        &fx,
+        json!([{"destination": "/.runcvm/x", "type": "bind", "source": "/tmp", "options": ["rbind"]}]),
+    );
+    assert_refused(&fx, "mount /.runcvm/x: /.runcvm is runcvm's own");
+
     let mut config = workload_config();
     config["process"]["env"] = json!(["RUNCVM_ACCEL=warp"]);
     assert_refused(&fixture(&config), "RUNCVM_ACCEL=\"warp\"");

@@ -18,10 +18,15 @@ pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
 /// The CRI annotation naming a container's pod sandbox.
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
-/// The capability the launcher needs beyond a container's defaults: it
-/// builds `br-eth0` and `tap-eth0`, moves addresses and installs the
-/// nftables guard in the pod's network namespace.
+/// The capability the launcher always needs: it builds `br-eth0` and
+/// `tap-eth0`, moves addresses and installs the nftables guard in the pod's
+/// network namespace.
 pub const LAUNCHER_CAPABILITY: &str = "CAP_NET_ADMIN";
+/// What the launcher needs besides when it serves folders to the guest: its
+/// NFS server acts with each request's uid and gid (`setfsuid`,
+/// `setfsgid`, `setgroups`). Containers have both by default; a pod that
+/// dropped them would otherwise get volumes that refuse every request.
+pub const VOLUME_SERVER_CAPABILITIES: [&str; 2] = ["CAP_SETUID", "CAP_SETGID"];
 
 /// The annotation `rewrite_config` adds: a bundle that has it was rewritten
 /// already and must not be rewritten again.
@@ -88,6 +93,8 @@ pub struct OciConfig {
 pub struct OciProcess {
     #[serde(default)]
     pub terminal: bool,
+    #[serde(default)]
+    pub no_new_privileges: bool,
     #[serde(default)]
     pub user: OciUser,
     #[serde(default)]
@@ -253,6 +260,7 @@ impl OciProcess {
         entrypoint.gid = self.user.gid;
         entrypoint.additional_gids = self.user.additional_gids.clone();
         entrypoint.terminal = self.terminal;
+        entrypoint.no_new_privileges = self.no_new_privileges;
         entrypoint
     }
 }
@@ -280,6 +288,8 @@ pub struct AddedMount {
 pub struct LauncherRewrite {
     /// The launcher's argv, paths as the container sees them.
     pub args: Vec<String>,
+    /// Capabilities added to the sets the process has.
+    pub capabilities: Vec<String>,
     pub devices: Vec<CharDevice>,
     pub mounts: Vec<AddedMount>,
     /// Added to the memory limit (and the swap limit, if set), if there is
@@ -331,8 +341,10 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
             let list = list
                 .as_array_mut()
                 .ok_or_else(|| shape("process.capabilities", "an object of arrays"))?;
-            if !list.iter().any(|c| c == LAUNCHER_CAPABILITY) {
-                list.push(json!(LAUNCHER_CAPABILITY));
+            for capability in &rewrite.capabilities {
+                if !list.iter().any(|c| c == capability) {
+                    list.push(json!(capability));
+                }
             }
         }
     }

@@ -42,6 +42,7 @@ fn cri_config() -> Value {
 fn rewrite() -> LauncherRewrite {
     LauncherRewrite {
         args: vec!["/opt/runcvm/bin/runcvm".into(), "launch".into(), "/.runcvm".into()],
+        capabilities: vec![LAUNCHER_CAPABILITY.into()],
         devices: vec![CharDevice {
             path: "/dev/kvm".into(),
             major: 10,
@@ -69,6 +70,7 @@ fn the_typed_view_reads_what_cri_writes() {
     assert_eq!((entrypoint.uid, entrypoint.gid), (1000, 1000));
     assert_eq!(entrypoint.additional_gids, vec![1000, 44]);
     assert_eq!(entrypoint.cwd, ByteString::from("/work"));
+    assert!(entrypoint.no_new_privileges, "noNewPrivileges reaches the guest");
     entrypoint.validate().unwrap();
 }
 

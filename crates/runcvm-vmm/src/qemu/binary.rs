@@ -85,7 +85,7 @@ mod tests {
         assert_eq!(qemu.path(), layout.program);
         let command = qemu.command();
         assert_eq!(command.get_program(), layout.loader.as_os_str());
-        assert_eq!(command.get_args().nth(2), Some(layout.program.as_os_str()));
+        assert_eq!(command.get_args().nth(3), Some(layout.program.as_os_str()));
         assert_eq!(
             QemuBinary::direct("/usr/bin/qemu".into()).command().get_args().count(),
             0

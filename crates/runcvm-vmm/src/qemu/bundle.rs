@@ -88,6 +88,8 @@ impl BundledQemu {
         CommandPrefix {
             program: self.loader.clone(),
             args: vec![
+                // Not the image's /etc/ld.so.cache: only the bundle's libraries.
+                "--inhibit-cache".into(),
                 "--library-path".into(),
                 self.library_path.clone().into(),
                 self.program.clone().into(),
@@ -123,6 +125,7 @@ mod tests {
         assert_eq!(
             args,
             [
+                "--inhibit-cache",
                 "--library-path",
                 "/opt/runcvm/qemu/lib",
                 "/opt/runcvm/qemu/bin/qemu-system-x86_64",
