@@ -14,6 +14,38 @@ pub fn guard_host_identity() -> Result<(), NetlinkError> {
     guard_table().install()
 }
 
+/// The nftables table (family netdev, on `tap-eth0`'s ingress) that holds
+/// the VM to its own MAC and addresses.
+pub const SOURCE_TABLE: &str = "runcvm-vm-source";
+
+/// Frames from the VM leave with its MAC and addresses, or are dropped: the
+/// guest's root (which a non-root pod never has under runc) cannot forge
+/// another pod's identity on the pod network.
+pub fn hold_the_vm_to_its_identity(guest: &runcvm_spec::GuestNetwork) -> Result<(), NetlinkError> {
+    source_table(guest).install()
+}
+
+/// The table [`hold_the_vm_to_its_identity`] installs.
+pub fn source_table(guest: &runcvm_spec::GuestNetwork) -> nft::Table {
+    let v4: Vec<std::net::Ipv4Addr> = guest
+        .addresses
+        .iter()
+        .filter_map(|a| match a.ip {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<std::net::Ipv6Addr> = guest
+        .addresses
+        .iter()
+        .filter_map(|a| match a.ip {
+            std::net::IpAddr::V6(ip) => Some(ip),
+            std::net::IpAddr::V4(_) => None,
+        })
+        .collect();
+    nft::ingress_source_filter(SOURCE_TABLE, runcvm_spec::net::TAP_NAME, guest.mac.0, &v4, &v6)
+}
+
 /// The table [`guard_host_identity`] installs.
 pub fn guard_table() -> nft::Table {
     nft::bridge_input_drop(GUARD_TABLE, POD_INTERFACE, HOST_IDENTITY_IP)

@@ -7,6 +7,9 @@
 //! same pod) replaces the table instead of failing or duplicating rules.
 
 use crate::message::{MessageBuilder, NLM_F_CREATE, NLM_F_REQUEST};
+
+/// `NLM_F_APPEND` of a new-object request: at the end of the list.
+const NLM_F_APPEND: u16 = 0x800;
 use crate::socket::{CHANGE, NETLINK_NETFILTER, NetlinkError, NetlinkSocket};
 use std::net::Ipv4Addr;
 
@@ -59,9 +62,17 @@ const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
 const NF_DROP: u32 = 0;
+const NF_ACCEPT: u32 = 1;
 const IFNAMSIZ: usize = 16;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+/// Where the source address is: IPv4 header, ARP (sender hardware and
+/// protocol address, Ethernet/IPv4), IPv6 header.
+const IPV4_SADDR_OFFSET: u32 = 12;
+const ARP_SHA_OFFSET: u32 = 8;
+const ARP_SPA_OFFSET: u32 = 14;
+const IPV6_SADDR_OFFSET: u32 = 8;
 /// IPv4 destination address in the IP header.
 const IPV4_DADDR_OFFSET: u32 = 16;
 /// Target protocol address in an Ethernet/IPv4 ARP packet.
@@ -123,6 +134,7 @@ pub enum Expr {
     CmpEq(Vec<u8>),
     CmpNeq(Vec<u8>),
     Drop,
+    Accept,
 }
 
 impl Expr {
@@ -142,7 +154,8 @@ impl Expr {
             Self::NetworkPayload { offset, len } => payload(builder, NFT_PAYLOAD_NETWORK_HEADER, *offset, *len),
             Self::CmpEq(data) => cmp(builder, NFT_CMP_EQ, data),
             Self::CmpNeq(data) => cmp(builder, NFT_CMP_NEQ, data),
-            Self::Drop => drop_verdict(builder),
+            Self::Drop => verdict(builder, NF_DROP),
+            Self::Accept => verdict(builder, NF_ACCEPT),
         }
     }
 }
@@ -188,7 +201,9 @@ impl Table {
             (chain, true),
         ];
         for expressions in &self.rules {
-            let mut rule = nft_message(family, NFT_MSG_NEWRULE, CHANGE | NLM_F_CREATE)
+            // Appended, so the rules run in the order given (without
+            // NLM_F_APPEND each new rule goes first).
+            let mut rule = nft_message(family, NFT_MSG_NEWRULE, CHANGE | NLM_F_CREATE | NLM_F_APPEND)
                 .attr_str(NFTA_RULE_TABLE, &self.name)
                 .attr_str(NFTA_RULE_CHAIN, CHAIN)
                 .begin_nested(NFTA_RULE_EXPRESSIONS);
@@ -251,6 +266,82 @@ pub fn bridge_input_drop(table: &str, port: &str, ip: Ipv4Addr) -> Table {
     }
 }
 
+/// What a VM may send: frames entering from `device` (its tap, at ingress)
+/// leave with the VM's own MAC and addresses, or not at all. ARP must name
+/// the MAC and one of `ipv4`; IPv4 and IPv6 must come from the VM's
+/// addresses (IPv6 also from `fe80::/64` and `::`, which neighbour discovery
+/// uses); any other EtherType is dropped.
+pub fn ingress_source_filter(
+    table: &str,
+    device: &str,
+    mac: [u8; 6],
+    ipv4: &[Ipv4Addr],
+    ipv6: &[std::net::Ipv6Addr],
+) -> Table {
+    let protocol = |p: u16| [Expr::MetaProtocol, Expr::CmpEq(p.to_be_bytes().to_vec())];
+    let from = |p: u16, offset: u32, address: Vec<u8>| {
+        let mut rule = protocol(p).to_vec();
+        let len = u32::try_from(address.len()).expect("an address is short");
+        rule.extend([Expr::NetworkPayload { offset, len }, Expr::CmpEq(address), Expr::Accept]);
+        rule
+    };
+    let drop_rest = |p: u16| {
+        let mut rule = protocol(p).to_vec();
+        rule.push(Expr::Drop);
+        rule
+    };
+    let mut rules = vec![vec![
+        Expr::LinkPayload { offset: 6, len: 6 },
+        Expr::CmpNeq(mac.to_vec()),
+        Expr::Drop,
+    ]];
+    rules.extend(
+        ipv4.iter()
+            .map(|a| from(ETH_P_IP, IPV4_SADDR_OFFSET, a.octets().to_vec())),
+    );
+    rules.push(drop_rest(ETH_P_IP));
+    let mut arp_sha = protocol(ETH_P_ARP).to_vec();
+    arp_sha.extend([
+        Expr::NetworkPayload {
+            offset: ARP_SHA_OFFSET,
+            len: 6,
+        },
+        Expr::CmpNeq(mac.to_vec()),
+        Expr::Drop,
+    ]);
+    rules.push(arp_sha);
+    rules.extend(
+        ipv4.iter()
+            .map(|a| from(ETH_P_ARP, ARP_SPA_OFFSET, a.octets().to_vec())),
+    );
+    rules.push(drop_rest(ETH_P_ARP));
+    rules.extend(
+        ipv6.iter()
+            .map(|a| from(ETH_P_IPV6, IPV6_SADDR_OFFSET, a.octets().to_vec())),
+    );
+    let mut link_local = protocol(ETH_P_IPV6).to_vec();
+    link_local.extend([
+        Expr::NetworkPayload {
+            offset: IPV6_SADDR_OFFSET,
+            len: 8,
+        },
+        Expr::CmpEq(vec![0xfe, 0x80, 0, 0, 0, 0, 0, 0]),
+        Expr::Accept,
+    ]);
+    rules.push(link_local);
+    rules.push(from(ETH_P_IPV6, IPV6_SADDR_OFFSET, vec![0; 16]));
+    rules.push(drop_rest(ETH_P_IPV6));
+    rules.push(vec![Expr::Drop]);
+    Table {
+        family: Family::Netdev,
+        name: table.to_owned(),
+        hook: Hook::Ingress {
+            device: device.to_owned(),
+        },
+        rules,
+    }
+}
+
 fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     let id = res_id.to_be_bytes();
     [family, 0, id[0], id[1]]
@@ -297,12 +388,12 @@ fn cmp(builder: MessageBuilder, op: u32, data: &[u8]) -> MessageBuilder {
     })
 }
 
-fn drop_verdict(builder: MessageBuilder) -> MessageBuilder {
+fn verdict(builder: MessageBuilder, code: u32) -> MessageBuilder {
     expression(builder, "immediate", |b| {
         b.attr_be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
             .begin_nested(NFTA_IMMEDIATE_DATA)
             .begin_nested(NFTA_DATA_VERDICT)
-            .attr_be32(NFTA_VERDICT_CODE, NF_DROP)
+            .attr_be32(NFTA_VERDICT_CODE, code)
             .end_nested()
             .end_nested()
     })
@@ -312,6 +403,42 @@ fn drop_verdict(builder: MessageBuilder) -> MessageBuilder {
 mod tests {
     use super::*;
     use crate::message::{attributes, parse_messages};
+
+    #[test]
+    fn the_vm_source_filter_checks_the_mac_first_and_drops_the_rest_last() {
+        let mac = [0x0a, 0x58, 0x0a, 0x58, 0, 5];
+        let table = ingress_source_filter("t", "tap-eth0", mac, &["10.88.0.5".parse().unwrap()], &[]);
+        assert_eq!(table.family, Family::Netdev);
+        assert_eq!(
+            table.hook,
+            Hook::Ingress {
+                device: "tap-eth0".into()
+            }
+        );
+        assert_eq!(
+            table.rules[0],
+            [
+                Expr::LinkPayload { offset: 6, len: 6 },
+                Expr::CmpNeq(mac.to_vec()),
+                Expr::Drop
+            ]
+        );
+        assert_eq!(
+            table.rules[1].last(),
+            Some(&Expr::Accept),
+            "the VM's IPv4 address passes"
+        );
+        assert_eq!(
+            table.rules.last(),
+            Some(&vec![Expr::Drop]),
+            "any other EtherType is dropped"
+        );
+        // Rules are appended, so they run in this order.
+        let batch = table.batch();
+        let rule = batch[5].0.clone().build(1);
+        let flags = u16::from_ne_bytes([rule[6], rule[7]]);
+        assert_ne!(flags & NLM_F_APPEND, 0);
+    }
 
     #[test]
     fn batch_is_framed_and_replaces_the_table() {

@@ -37,6 +37,8 @@ pub fn take_over(options: TakeOverOptions) -> anyhow::Result<PodNetwork> {
     guard_host_identity().context("cannot guard 169.254.1.254 from the pod's neighbours")?;
     let mut netlink = NetlinkSocket::route()?;
     let take = runcvm_net::take_over(&mut netlink, &DevNetTun, options)?;
+    runcvm_net::guard::hold_the_vm_to_its_identity(&take.guest)
+        .context("cannot hold the VM to its own MAC and addresses on tap-eth0")?;
     runcvm_log::info!("{}", take.swap_line());
     let mut files = Vec::new();
     for path in POD_FILES {

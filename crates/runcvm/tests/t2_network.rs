@@ -184,6 +184,28 @@ fn anti_spoofing_passes_the_swapped_mac_and_drops_a_foreign_one() {
     }
 }
 
+/// The guest's root cannot speak for another address or MAC on the pod
+/// network: what leaves `tap-eth0` carries the VM's own.
+#[test]
+#[ignore = "T2: boots real VMs in network namespaces; run scripts/test.sh"]
+fn the_vm_cannot_forge_another_address_or_mac() {
+    let t2 = t2();
+    let net = PodNet::build(PodNetOptions::new(Style::Bridge));
+    let script = format!(
+        "ping -c 1 -W 3 {gw} >/dev/null && echo real-ok; \
+         ip addr add 10.88.0.77/24 dev eth0; \
+         ping -c 2 -W 1 -I 10.88.0.77 {gw} >/dev/null && echo forged-address-through || echo forged-address-dropped; \
+         ip addr del 10.88.0.77/24 dev eth0; \
+         ip link set dev eth0 address 0a:58:0a:58:00:66; ip neigh flush dev eth0; \
+         ping -c 2 -W 1 {gw} >/dev/null && echo forged-mac-through || echo forged-mac-dropped",
+        gw = net.gateway
+    );
+    let (output, _, _) = run_pod_vm(&t2, &net, &[], &script);
+    assert!(output.contains("real-ok\n"), "{output}");
+    assert!(output.contains("forged-address-dropped\n"), "{output}");
+    assert!(output.contains("forged-mac-dropped\n"), "{output}");
+}
+
 #[test]
 #[ignore = "T2: boots real VMs in network namespaces; run scripts/test.sh"]
 fn a_restarted_vm_in_the_same_pod_gets_the_same_identity() {
