@@ -61,34 +61,14 @@ pub fn rewrite(process_file: &Path, launch_path: &Path) -> Result<(), ExecError>
         // pod that dropped every capability would leave it unable to. The
         // switch clears them all, and `---` runs with no_new_privs, so no
         // set-user-ID binary raises them again.
-        add_capabilities(&mut value, &["CAP_SETUID", "CAP_SETGID"]);
+        if let Some(object) = value.as_object_mut() {
+            runcvm_spec::oci::add_capabilities(object, &["CAP_SETUID", "CAP_SETGID"], &file)?;
+        }
     }
     let temp = process_file.with_extension("runcvm-tmp");
     std::fs::write(&temp, serde_json::to_vec(&value).expect("JSON values serialize"))
         .and_then(|()| std::fs::rename(&temp, process_file))
         .map_err(io("write", process_file))
-}
-
-/// Adds `names` to the capability sets the process has.
-fn add_capabilities(process: &mut serde_json::Value, names: &[&str]) {
-    let Some(capabilities) = process
-        .as_object_mut()
-        .map(|p| p.entry("capabilities").or_insert_with(|| serde_json::json!({})))
-        .and_then(serde_json::Value::as_object_mut)
-    else {
-        return;
-    };
-    for set in ["bounding", "effective", "permitted"] {
-        // containerd leaves an empty set out (a pod that dropped ALL).
-        let list = capabilities.entry(set).or_insert_with(|| serde_json::json!([]));
-        if let Some(list) = list.as_array_mut() {
-            for name in names {
-                if !list.iter().any(|c| c == name) {
-                    list.push(serde_json::Value::from(*name));
-                }
-            }
-        }
-    }
 }
 
 /// The user an exec runs as: `process.json`'s, or the workload's when that

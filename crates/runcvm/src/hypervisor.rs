@@ -138,14 +138,15 @@ pub fn locate_firecracker(install_root: Option<&Path>) -> Result<FirecrackerBina
 mod tests {
     use super::*;
 
-    fn installed() -> Result<FirecrackerBinary, LaunchError> {
+    /// An executable file where a Firecracker binary would be; the folder
+    /// goes when the returned guard does.
+    fn installed() -> (tempfile::TempDir, Result<FirecrackerBinary, LaunchError>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("firecracker");
         std::fs::write(&path, b"#!/bin/true\n").unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let binary = FirecrackerBinary::at(&path);
-        std::mem::forget(dir);
-        binary
+        (dir, binary)
     }
 
     fn missing() -> Result<FirecrackerBinary, LaunchError> {
@@ -154,7 +155,7 @@ mod tests {
 
     #[test]
     fn auto_takes_firecracker_only_with_its_binary_and_kvm() {
-        let decision = decide(HypervisorChoice::Auto, installed(), Accel::Kvm).unwrap();
+        let decision = decide(HypervisorChoice::Auto, installed().1, Accel::Kvm).unwrap();
         assert!(matches!(decision.hypervisor, Hypervisor::Firecracker(_)));
         assert_eq!(decision.why_not_firecracker, None);
 
@@ -164,14 +165,14 @@ mod tests {
         assert!(why.starts_with("Firecracker not found at "), "{why}");
         assert!(why.contains("/nonexistent/firecracker"), "{why}");
 
-        let decision = decide(HypervisorChoice::Auto, installed(), Accel::Tcg).unwrap();
+        let decision = decide(HypervisorChoice::Auto, installed().1, Accel::Tcg).unwrap();
         assert_eq!(decision.hypervisor, Hypervisor::Qemu);
         assert!(decision.why_not_firecracker.unwrap().contains("TCG"));
     }
 
     #[test]
     fn an_explicit_choice_is_honoured_or_refused_clearly() {
-        let decision = decide(HypervisorChoice::Qemu, installed(), Accel::Kvm).unwrap();
+        let decision = decide(HypervisorChoice::Qemu, installed().1, Accel::Kvm).unwrap();
         assert_eq!(
             (decision.hypervisor, decision.why_not_firecracker),
             (Hypervisor::Qemu, None)
@@ -181,7 +182,7 @@ mod tests {
             err.to_string()
                 .starts_with("RUNCVM_HYPERVISOR=firecracker, but Firecracker cannot be used: ")
         );
-        let err = decide(HypervisorChoice::Firecracker, installed(), Accel::Tcg).unwrap_err();
+        let err = decide(HypervisorChoice::Firecracker, installed().1, Accel::Tcg).unwrap_err();
         assert!(matches!(err, HypervisorError::NoKvm));
     }
 

@@ -118,7 +118,7 @@ pub enum CreateError {
     Disk { rootfs: PathBuf, reason: anyhow::Error },
     /// writing the launch file
     #[error("{reason:#}")]
-    Launch { path: PathBuf, reason: anyhow::Error },
+    Launch { reason: anyhow::Error },
     /// writing a file
     #[error("cannot write {path}")]
     Write {
@@ -302,13 +302,10 @@ fn write_state(
     };
     let json = launch.to_json();
     let path = state.join(LAUNCH_FILE);
-    guest_disk::write_private(&path, &json).map_err(|reason| CreateError::Launch { path, reason })?;
+    guest_disk::write_private(&path, &json).map_err(|reason| CreateError::Launch { reason })?;
     let node_copy = node_launch_file(request.state_root, request.id);
     let _ = std::fs::remove_file(&node_copy);
-    guest_disk::write_private(&node_copy, &json).map_err(|reason| CreateError::Launch {
-        path: node_copy,
-        reason,
-    })
+    guest_disk::write_private(&node_copy, &json).map_err(|reason| CreateError::Launch { reason })
 }
 
 fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, serves_folders: bool) -> LauncherRewrite {

@@ -332,22 +332,7 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
     let mut env = vec![json!(LAUNCHER_PATH)];
     env.extend(kept);
     process.insert("env".into(), Value::Array(env));
-    if let Some(capabilities) = process.get_mut("capabilities") {
-        let capabilities = capabilities
-            .as_object_mut()
-            .ok_or_else(|| shape("process.capabilities", "an object"))?;
-        for set in CAPABILITY_SETS {
-            let list = capabilities.entry(set).or_insert_with(|| json!([]));
-            let list = list
-                .as_array_mut()
-                .ok_or_else(|| shape("process.capabilities", "an object of arrays"))?;
-            for capability in &rewrite.capabilities {
-                if !list.iter().any(|c| c == capability) {
-                    list.push(json!(capability));
-                }
-            }
-        }
-    }
+    add_capabilities(process, &rewrite.capabilities, file)?;
 
     let annotations = root.entry("annotations").or_insert_with(|| json!({}));
     annotations
@@ -410,6 +395,36 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
             if let Some(limit) = memory.get(key).and_then(Value::as_i64).filter(|l| *l > 0) {
                 let raised = limit.saturating_add(i64::try_from(rewrite.memory_overhead_bytes).unwrap_or(i64::MAX));
                 memory.insert(key.into(), json!(raised));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds `names` to the bounding, effective and permitted sets of a process
+/// object that has capabilities (containerd leaves an empty set out, as for
+/// a pod that dropped ALL). Without a `capabilities` object runc leaves the
+/// process every capability, so there is nothing to add.
+pub fn add_capabilities(
+    process: &mut serde_json::Map<String, Value>,
+    names: &[impl AsRef<str>],
+    file: &str,
+) -> Result<(), OciError> {
+    let shape = |expected| OciError::Shape {
+        file: file.to_owned(),
+        field: "process.capabilities",
+        expected,
+    };
+    let Some(capabilities) = process.get_mut("capabilities") else {
+        return Ok(());
+    };
+    let capabilities = capabilities.as_object_mut().ok_or_else(|| shape("an object"))?;
+    for set in CAPABILITY_SETS {
+        let list = capabilities.entry(set).or_insert_with(|| json!([]));
+        let list = list.as_array_mut().ok_or_else(|| shape("an object of arrays"))?;
+        for name in names {
+            if !list.iter().any(|c| c == name.as_ref()) {
+                list.push(json!(name.as_ref()));
             }
         }
     }
