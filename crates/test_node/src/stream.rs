@@ -162,18 +162,18 @@ pub fn exec(stream: TcpStream, url: &str, input: &StreamInput, timeout: Duration
             Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
                 break;
             }
-            // We closed first and the server still had frames in flight:
-            // the session is over either way.
-            Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ReceivedAfterClosing))
-                if input.close_after_stdin =>
-            {
+            // A frame after a close frame, ours or the server's: containerd's
+            // server closes from one goroutine while another may still flush
+            // an output channel, so its close can overtake a last frame. The
+            // session is over either way; what came before the close is kept.
+            Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ReceivedAfterClosing)) => {
                 break;
             }
             Err(e) => return Err(e).context("reading the exec session"),
         }
     }
     if !(input.close_after_stdin && output.status.is_empty()) {
-        output.exit_code = exit_code(&output.status)?;
+        output.exit_code = exit_code(&output.status).with_context(|| format!("the session gave {output:?}"))?;
     }
     Ok(output)
 }
@@ -208,6 +208,57 @@ mod tests {
         assert_eq!(exit_code(failure).expect("code"), 3);
         assert!(exit_code(r#"{"status":"Failure","message":"boom"}"#).is_err());
         assert!(exit_code("").is_err());
+    }
+
+    /// An unmasked server frame: FIN, `opcode`, a payload under 126 bytes.
+    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0x80 | opcode, u8::try_from(payload.len()).expect("short payload")];
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// The server's side of the handshake: it agrees to [`PROTOCOL`].
+    #[expect(clippy::result_large_err, reason = "the callback's type is tungstenite's")]
+    fn agree_to_the_protocol(
+        _: &tungstenite::handshake::server::Request,
+        mut response: tungstenite::handshake::server::Response,
+    ) -> Result<tungstenite::handshake::server::Response, tungstenite::handshake::server::ErrorResponse> {
+        response
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", PROTOCOL.parse().expect("header"));
+        Ok(response)
+    }
+
+    #[test]
+    fn a_frame_after_the_servers_close_ends_the_session_keeping_what_came_before() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/exec/token", listener.local_addr().expect("address"));
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().expect("accept");
+            let mut socket = tungstenite::accept_hdr(tcp, agree_to_the_protocol).expect("handshake");
+            let raw = socket.get_mut();
+            let mut status = vec![ERROR];
+            status.extend_from_slice(br#"{"metadata":{},"status":"Success"}"#);
+            for frame in [
+                server_frame(0x2, b"\x01out"),
+                server_frame(0x2, &status),
+                server_frame(0x8, &[]),
+                server_frame(0x2, b"\x01late"),
+            ] {
+                raw.write_all(&frame).expect("frame");
+            }
+            // Keep the connection open until the client has read it all.
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let tcp = TcpStream::connect(host_port(&url).expect("address")).expect("connect");
+        let output = exec(tcp, &url, &StreamInput::default(), Duration::from_secs(10)).expect("session");
+        assert_eq!(
+            (output.stdout_text().as_str(), output.exit_code),
+            ("out", 0),
+            "{output:?}"
+        );
+        server.join().expect("server");
     }
 
     #[test]
