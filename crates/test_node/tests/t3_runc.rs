@@ -344,8 +344,7 @@ fn a_missing_executable_fails_the_start_with_the_runtimes_message() {
 #[test]
 #[ignore = "T3: runs a private containerd as root; run scripts/test.sh"]
 fn a_node_tears_down_completely() {
-    let path;
-    let netns;
+    let (path, netns, node_netns);
     {
         let f = Fixture::start();
         let cri = ok(f.node.cri());
@@ -353,11 +352,14 @@ fn a_node_tears_down_completely() {
         ok(cri.run_container(&pod, &ContainerSpec::new("app", BUSYBOX_IMAGE).shell("sleep 600")));
         path = f.node.path().to_owned();
         netns = f.node.pod_netns();
+        node_netns = ok(f.node.netns_path());
     }
     assert!(!path.exists(), "{} is still there", path.display());
     assert!(runcvm_test_node::host::mounts_under(&path).is_empty());
     assert!(netns.iter().all(|p| !p.exists()), "{netns:?}");
-    assert!(runcvm_test_infra::netns::leftover_namespaces().is_empty());
+    // The node's own namespace; not every namespace of this process: a
+    // test running beside this one has its own node.
+    assert!(!node_netns.exists(), "{} is still there", node_netns.display());
     let sock = path.join("containerd.sock");
     assert!(runcvm_test_node::host::shims_of(&sock).is_empty());
     assert!(runcvm_test_node::host::processes_mentioning(&path.to_string_lossy()).is_empty());
@@ -485,7 +487,7 @@ fn an_installer_may_edit_the_config_between_prepare_and_launch() {
 #[ignore = "T3: runs a private containerd as root; run scripts/test.sh"]
 fn a_node_whose_containerd_died_still_tears_down_completely() {
     let marker = format!("rcvm-t3-marker-{}", std::process::id());
-    let (path, netns, socket, pod_id);
+    let (path, netns, node_netns, socket, pod_id);
     {
         let f = Fixture::start();
         let cri = ok(f.node.cri());
@@ -500,6 +502,7 @@ fn a_node_whose_containerd_died_still_tears_down_completely() {
         runcvm_test_node::host::kill(pid);
         path = f.node.path().to_owned();
         netns = f.node.pod_netns();
+        node_netns = ok(f.node.netns_path());
         socket = f.node.socket().to_owned();
     }
     assert!(
@@ -510,7 +513,9 @@ fn a_node_whose_containerd_died_still_tears_down_completely() {
     assert!(runcvm_test_node::host::mounts_under(&path).is_empty());
     assert!(!path.exists(), "{} is still there", path.display());
     assert!(netns.iter().all(|p| !p.exists()), "{netns:?}");
-    assert!(runcvm_test_infra::netns::leftover_namespaces().is_empty());
+    // The node's own namespace; not every namespace of this process: a
+    // test running beside this one has its own node.
+    assert!(!node_netns.exists(), "{} is still there", node_netns.display());
     // What the killed shim and the skipped CNI DEL left outside the folder.
     let cni_cache: Vec<String> = std::fs::read_dir("/var/lib/cni/results")
         .map(|entries| {
