@@ -1,13 +1,13 @@
 //! The `[VM-START]` entry runner (the guide's `runcvm-vm-start`): runs `/.runcvm/entrypoint` exactly as the
 //! container would have run it, and waits for it while reaping orphans.
 
-use crate::lookup;
+use crate::{caps, lookup};
 use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use runcvm_log::LogLevel;
 use runcvm_proto::{ExitStatus, TerminalSize};
-use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint};
+use runcvm_spec::{CapabilityMasks, ENTRYPOINT_PATH, Entrypoint};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -81,6 +81,9 @@ pub fn start_entrypoint(with_stdin: bool, size: Option<TerminalSize>) -> Workloa
         entrypoint.additional_gids,
         entrypoint.env.len()
     );
+    if let Some(capabilities) = &entrypoint.capabilities {
+        vm_start!(Debug, "capabilities {}", capabilities.to_flags().join(" "));
+    }
     match start(&entrypoint, with_stdin, size) {
         Ok(started) => Workload::Running(started),
         Err(failure) => {
@@ -118,6 +121,7 @@ enum Step {
     Uid,
     Cwd,
     Exec,
+    Capabilities,
 }
 
 impl Step {
@@ -130,6 +134,7 @@ impl Step {
             Self::Uid,
             Self::Cwd,
             Self::Exec,
+            Self::Capabilities,
         ]
         .into_iter()
         .find(|s| *s as u8 == value)
@@ -171,6 +176,17 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSiz
     // runc creates a missing working directory rather than failing.
     let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
     let groups: Vec<Gid> = entrypoint.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    let capabilities = entrypoint.capabilities.as_ref().map(|wanted| {
+        let (masks, unknown) = wanted.masks();
+        if !unknown.is_empty() {
+            vm_start!(
+                Warn,
+                "ignoring capabilities this guest does not know: {}",
+                unknown.join(", ")
+            );
+        }
+        (masks, caps::last_capability())
+    });
     // stdout and stderr leave the guest over the control channel, apart;
     // or, when the process wants a terminal, all three are one pty.
     let pipe = || {
@@ -209,6 +225,7 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSiz
                 gid: Gid::from_raw(entrypoint.gid),
                 groups: &groups,
                 no_new_privileges: entrypoint.no_new_privileges,
+                capabilities,
                 io: &io.child,
             });
             let mut report = [0u8; 5];
@@ -356,6 +373,9 @@ struct ChildSetup<'a> {
     gid: Gid,
     groups: &'a [Gid],
     no_new_privileges: bool,
+    /// The process's capabilities, and the kernel's last one; None keeps
+    /// init's.
+    capabilities: Option<(CapabilityMasks, u32)>,
     io: &'a ChildEnds,
 }
 
@@ -383,6 +403,11 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     {
         return (Step::Stdio, e);
     }
+    if let Some((masks, last)) = &setup.capabilities {
+        if let Err(e) = caps::before_user_change(masks, *last) {
+            return (Step::Capabilities, e);
+        }
+    }
     if let Err(e) = nix::unistd::setgroups(setup.groups) {
         return (Step::Groups, e);
     }
@@ -391,6 +416,11 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     }
     if let Err(e) = nix::unistd::setuid(setup.uid) {
         return (Step::Uid, e);
+    }
+    if let Some((masks, last)) = &setup.capabilities {
+        if let Err(e) = caps::after_user_change(masks, *last) {
+            return (Step::Capabilities, e);
+        }
     }
     if let Err(e) = nix::unistd::chdir(setup.cwd.as_c_str()) {
         return (Step::Cwd, e);
@@ -450,6 +480,17 @@ fn describe_failure(
             format!("setgroups {:?}: {reason}", entrypoint.additional_gids),
         ),
         Step::Stdio => (RUNNER_FAILED, format!("cannot set up stdio: {reason}")),
+        Step::Capabilities => (
+            RUNNER_FAILED,
+            format!(
+                "cannot apply the process's capabilities ({}): {reason}",
+                entrypoint
+                    .capabilities
+                    .as_ref()
+                    .map(|c| c.to_flags().join(" "))
+                    .unwrap_or_default()
+            ),
+        ),
         Step::Session => (RUNNER_FAILED, format!("setsid: {reason}")),
     };
     StartFailure { code, message }

@@ -5,6 +5,7 @@
 //! `[VM-START]` runner, reaps every zombie, reports the workload's exit status
 //! over the control channel and reboots, which ends the VMM.
 
+mod caps;
 mod console;
 mod control;
 mod entry;

@@ -3,9 +3,9 @@
 //! (`runcvm exec`) in the container, which hands argv, env, cwd, user and
 //! terminal to the guest over the launcher's exec socket.
 
-use runcvm_spec::ContainerLaunch;
 use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR};
 use runcvm_spec::oci::{OciError, OciProcess, rewrite_exec_process};
+use runcvm_spec::{ContainerLaunch, ProcessCapabilities};
 use std::path::{Path, PathBuf};
 
 /// Why an exec cannot be prepared.
@@ -117,6 +117,9 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
     if process.no_new_privileges {
         args.push("--no-new-privileges".to_owned());
     }
+    for set in process.capabilities.iter().flat_map(ProcessCapabilities::to_flags) {
+        args.extend(["--caps".to_owned(), set]);
+    }
     args.push("--inherit-env".to_owned());
     if !process.env.iter().any(|e| e.starts_with("HOME=")) {
         args.push("--no-home".to_owned());
@@ -160,6 +163,21 @@ mod tests {
             client_args(&p, &launch()).join(" "),
             "/opt/runcvm/bin/runcvm exec -i -w /work -u 1000:2000 --group-add 44 --inherit-env --no-home /.runcvm -- sh -c id"
         );
+    }
+
+    #[test]
+    fn the_execs_capabilities_reach_the_guest_every_set_named() {
+        let p =
+            process(r#"{"args":["id"],"capabilities":{"bounding":["CAP_CHOWN","CAP_KILL"],"effective":["CAP_KILL"]}}"#);
+        let args = client_args(&p, &launch()).join(" ");
+        assert!(
+            args.contains(
+                "--caps bounding=CAP_CHOWN,CAP_KILL --caps effective=CAP_KILL --caps permitted= --caps inheritable= --caps ambient= "
+            ),
+            "{args}"
+        );
+        let without = process(r#"{"args":["id"]}"#);
+        assert!(!client_args(&without, &launch()).join(" ").contains("--caps"));
     }
 
     #[test]

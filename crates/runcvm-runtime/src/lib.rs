@@ -158,6 +158,16 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     };
     read.map_err(|e| context(&e))?;
     let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
+    let launch_path = create::node_launch_file(state_root, id);
+    let launch = std::fs::read(&launch_path)
+        .map_err(|e| {
+            format!(
+                "runcvm: cannot update container {id}: reading {}: {e}",
+                launch_path.display()
+            )
+        })
+        .and_then(|bytes| runcvm_spec::ContainerLaunch::from_json(&bytes).map_err(|e| context(&e)))?;
+    update::check_memory_floor(&resources, launch.memory_mib).map_err(|e| context(&e))?;
     update::add_overhead(&mut resources, runcvm::resources::MEMORY_OVERHEAD_MIB << 20);
     let mut child = std::process::Command::new(runc.path())
         .arg0("runc")

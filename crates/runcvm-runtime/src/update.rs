@@ -1,9 +1,41 @@
 //! `update` of a workload container: kubelet's new limits (in-place resize,
 //! the CPU manager) arrive as runc's `--resources` JSON. The memory limit
 //! is the workload's; the cgroup must keep the launcher's overhead on top,
-//! as `create` set it.
+//! as `create` set it; and the VM's memory, fixed at boot, is a floor the
+//! limit may not go under.
 
 use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+/// Why an update is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// a new memory limit below the memory the VM booted with
+    #[error(
+        "a memory limit of {limit_mib} MiB is below the {guest_mib} MiB the VM booted with: a VM keeps its memory \
+         until it restarts, so the lower limit would OOM-kill it; keep the limit at {guest_mib} MiB or more, or \
+         restart the container with the new limit"
+    )]
+    BelowGuestMemory { limit_mib: u64, guest_mib: u32 },
+}
+
+/// Refuses a memory limit (0 and -1 mean none) under `guest_mib`.
+pub fn check_memory_floor(resources: &Value, guest_mib: u32) -> Result<(), UpdateError> {
+    let limit = resources
+        .get("memory")
+        .and_then(|memory| memory.get("limit"))
+        .and_then(Value::as_i64)
+        .and_then(|limit| u64::try_from(limit).ok())
+        .filter(|limit| *limit > 0);
+    match limit {
+        Some(limit) if limit < u64::from(guest_mib) * MIB => Err(UpdateError::BelowGuestMemory {
+            limit_mib: limit / MIB,
+            guest_mib,
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// Adds `overhead_bytes` to the memory limit and the swap limit where they
 /// are set (0 and -1 mean none and stay so).
@@ -51,6 +83,21 @@ pub fn resources_from_stdin(raw: &[std::ffi::OsString]) -> Vec<std::ffi::OsStrin
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_limit_under_the_guests_memory_is_refused_others_pass() {
+        let limit = |bytes: i64| json!({"memory": {"limit": bytes}, "cpu": {"quota": 50_000}});
+        let refused = check_memory_floor(&limit(128 << 20), 256).unwrap_err().to_string();
+        assert!(
+            refused.contains("128 MiB is below the 256 MiB the VM booted with"),
+            "{refused}"
+        );
+        check_memory_floor(&limit(256 << 20), 256).unwrap();
+        check_memory_floor(&limit(1 << 30), 256).unwrap();
+        check_memory_floor(&limit(-1), 256).unwrap();
+        check_memory_floor(&limit(0), 256).unwrap();
+        check_memory_floor(&json!({"cpu": {"quota": 1}}), 256).unwrap();
+    }
 
     #[test]
     fn the_overhead_stays_on_top_of_new_limits() {

@@ -297,6 +297,58 @@ fn terminals_reach_the_workload_and_execs(handler: Handler) {
     assert_eq!(plain.stdout_text(), "not a tty\n", "{plain:?}");
 }
 
+/// `securityContext.capabilities`: the workload and its execs hold exactly
+/// the pod's capabilities, by the same numbers as under runc (in the VM the
+/// guest applies them; the launcher's own are not the workload's).
+fn capabilities_are_the_pods(handler: Handler) {
+    /// CAP_KILL (5) and CAP_NET_BIND_SERVICE (10).
+    const KILL_AND_BIND: &str = "0000000000000420";
+    /// containerd's default set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+    /// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT,
+    /// MKNOD, AUDIT_WRITE, SETFCAP.
+    const DEFAULT_SET: &str = "00000000a80425fb";
+    const SCRIPT: &str = "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status; echo ready; sleep 600";
+    let status = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("Cap"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let expected = |set: &str| {
+        [
+            format!("CapPrm:\t{set}"),
+            format!("CapEff:\t{set}"),
+            format!("CapBnd:\t{set}"),
+            "CapAmb:\t0000000000000000".to_owned(),
+        ]
+    };
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    // A pod each: runcvm runs one VM container per pod.
+    for (name, spec, set) in [
+        (
+            "narrow",
+            ContainerSpec::new("narrow", BUSYBOX_IMAGE)
+                .capabilities(&["KILL", "NET_BIND_SERVICE"], &["ALL"])
+                .shell(SCRIPT),
+            KILL_AND_BIND,
+        ),
+        (
+            "default",
+            ContainerSpec::new("default", BUSYBOX_IMAGE).shell(SCRIPT),
+            DEFAULT_SET,
+        ),
+    ] {
+        let pod = ok(cri.run_pod_sandbox(&f.pod(name)));
+        let id = ok(cri.run_container(&pod, &spec));
+        let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+        let logged: Vec<String> = lines.iter().map(|l| l.line.clone()).collect();
+        assert_eq!(status(&logged.join("\n")), expected(set), "{name}: {lines:?}");
+        let exec = ok(cri.exec_sync(&id, &["grep", "-E", "^Cap(Prm|Eff|Bnd|Amb)", "/proc/self/status"], 30));
+        assert_eq!(status(&exec.stdout_text()), expected(set), "{name} exec: {exec:?}");
+    }
+}
+
 macro_rules! both_handlers {
     ($($scenario:ident),* $(,)?) => {
         mod runcvm {
@@ -330,4 +382,5 @@ both_handlers!(
     a_removed_pod_leaves_nothing,
     runs_under_the_runtime_default_seccomp_profile,
     terminals_reach_the_workload_and_execs,
+    capabilities_are_the_pods,
 );

@@ -264,6 +264,21 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
     ok(cri.update_memory_limit(&id, 320 << 20));
     let limit: u64 = support::read_number(&limit_file);
     assert_eq!(limit, (320 << 20) + overhead, "after UpdateContainerResources");
+    // Under the VM's memory, fixed at boot, a resize is refused and the
+    // cgroup keeps its limit.
+    let refused = cri
+        .update_memory_limit(&id, 128 << 20)
+        .expect_err("a limit under the guest's memory is refused");
+    assert!(
+        format!("{refused:#}").contains("128 MiB is below the 256 MiB the VM booted with"),
+        "{refused:#}"
+    );
+    let limit: u64 = support::read_number(&limit_file);
+    assert_eq!(
+        limit,
+        (320 << 20) + overhead,
+        "after a refused UpdateContainerResources"
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! The guest's `[VM-START]` runner execs exactly this (argv, env, cwd, user),
 //! never through a shell, so nothing is re-parsed on the way.
 
-use crate::ByteString;
+use crate::{ByteString, ProcessCapabilities};
 use serde::{Deserialize, Serialize};
 
 /// The format version written by this build; readers refuse other versions.
@@ -32,6 +32,11 @@ pub struct Entrypoint {
     /// capabilities.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_new_privileges: bool,
+    /// `process.capabilities`: what the process may do in the guest, applied
+    /// as runc applies it. None leaves the process what the guest's init
+    /// has, as runc does for a spec without the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<ProcessCapabilities>,
 }
 
 /// Why an entrypoint file could not be used.
@@ -66,6 +71,7 @@ impl Entrypoint {
             additional_gids: Vec::new(),
             terminal: false,
             no_new_privileges: false,
+            capabilities: None,
         }
     }
 
@@ -125,12 +131,15 @@ mod tests {
             additional_gids in prop::collection::vec(any::<u32>(), 0..4),
             terminal in any::<bool>(),
             no_new_privileges in any::<bool>(),
+            bounding in prop::collection::vec("CAP_[A-Z_]{1,12}", 0..4),
+            with_capabilities in any::<bool>(),
         ) {
             let mut cwd = b"/".to_vec();
             cwd.extend(cwd_tail.0);
             let original = Entrypoint {
                 version: ENTRYPOINT_VERSION,
                 args, env, cwd: ByteString(cwd), uid, gid, additional_gids, terminal, no_new_privileges,
+                capabilities: with_capabilities.then(|| ProcessCapabilities { bounding, ..Default::default() }),
             };
             let back = Entrypoint::from_json(&original.to_json()).unwrap();
             prop_assert_eq!(back, original);

@@ -3,6 +3,7 @@
 //! versioned serde types; nothing touches the system.
 
 pub mod bytes;
+pub mod caps;
 pub mod entrypoint;
 pub mod launch;
 pub mod net;
@@ -10,6 +11,7 @@ pub mod oci;
 pub mod plan;
 
 pub use bytes::ByteString;
+pub use caps::{CapabilityMasks, ProcessCapabilities};
 pub use entrypoint::{Entrypoint, EntrypointError};
 pub use launch::{ContainerLaunch, LaunchVolume, VolumeKind};
 pub use net::{GuestNetwork, GuestRoute, GuestVolume, IpPrefix, MacAddr};

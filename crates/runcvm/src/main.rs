@@ -171,6 +171,12 @@ struct ExecArgs {
     /// the guest (the container's `noNewPrivileges`).
     #[arg(long)]
     no_new_privileges: bool,
+    /// One capability set of CMD in the guest, `SET=CAP_A,CAP_B` (SET is
+    /// bounding, effective, permitted, inheritable or ambient; a set not
+    /// given is empty). Without any, CMD has what guest init has, as runc
+    /// leaves a process without `capabilities` in its spec.
+    #[arg(long = "caps", value_name = "SET=CAPS")]
+    capabilities: Vec<String>,
     /// With `--inherit-env`: leave out `HOME` (runc sets it for the client,
     /// root, when the exec's env has none; the guest's user is another).
     #[arg(long, requires = "inherit_env")]
@@ -201,6 +207,13 @@ fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, Str
     }
     process.terminal = args.tty;
     process.no_new_privileges = args.no_new_privileges;
+    if !args.capabilities.is_empty() {
+        let mut capabilities = runcvm_spec::ProcessCapabilities::default();
+        for flag in &args.capabilities {
+            capabilities.set_from_flag(flag)?;
+        }
+        process.capabilities = Some(capabilities);
+    }
     process.validate().map_err(|e| e.to_string())?;
     Ok(process)
 }

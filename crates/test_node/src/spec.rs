@@ -272,6 +272,17 @@ impl ContainerSpec {
         self
     }
 
+    /// `securityContext.capabilities`: names without `CAP_`, `ALL` allowed.
+    pub fn capabilities(mut self, add: &[&str], drop: &[&str]) -> Self {
+        let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        self.security().capabilities = Some(cri::Capability {
+            add_capabilities: owned(add),
+            drop_capabilities: owned(drop),
+            ..Default::default()
+        });
+        self
+    }
+
     pub fn tty(mut self, tty: bool) -> Self {
         self.config.tty = tty;
         self

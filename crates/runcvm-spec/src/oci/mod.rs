@@ -6,7 +6,7 @@
 //! round trip would drop every field this build does not know, and the
 //! runtime must hand runc everything the caller wrote.
 
-use crate::{ByteString, Entrypoint};
+use crate::{ByteString, Entrypoint, ProcessCapabilities};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -103,6 +103,8 @@ pub struct OciProcess {
     pub env: Vec<String>,
     #[serde(default)]
     pub cwd: String,
+    #[serde(default)]
+    pub capabilities: Option<ProcessCapabilities>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -261,6 +263,7 @@ impl OciProcess {
         entrypoint.additional_gids = self.user.additional_gids.clone();
         entrypoint.terminal = self.terminal;
         entrypoint.no_new_privileges = self.no_new_privileges;
+        entrypoint.capabilities = self.capabilities.clone();
         entrypoint
     }
 }

@@ -71,6 +71,12 @@ fn the_typed_view_reads_what_cri_writes() {
     assert_eq!(entrypoint.additional_gids, vec![1000, 44]);
     assert_eq!(entrypoint.cwd, ByteString::from("/work"));
     assert!(entrypoint.no_new_privileges, "noNewPrivileges reaches the guest");
+    let capabilities = entrypoint
+        .capabilities
+        .clone()
+        .expect("the capabilities reach the guest");
+    assert_eq!(capabilities.bounding, ["CAP_CHOWN", "CAP_KILL"]);
+    assert!(capabilities.ambient.is_empty() && capabilities.inheritable.is_empty());
     entrypoint.validate().unwrap();
 }
 
