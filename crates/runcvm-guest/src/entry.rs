@@ -1,13 +1,14 @@
 //! The `[VM-START]` entry runner (the guide's `runcvm-vm-start`): runs `/.runcvm/entrypoint` exactly as the
 //! container would have run it, and waits for it while reaping orphans.
 
-use crate::{caps, lookup};
+use crate::caps::{self, CapPlan, CapStep};
+use crate::lookup;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use runcvm_log::LogLevel;
 use runcvm_proto::{ExitStatus, TerminalSize};
-use runcvm_spec::{CapabilityMasks, ENTRYPOINT_PATH, Entrypoint};
+use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -121,7 +122,22 @@ enum Step {
     Uid,
     Cwd,
     Exec,
-    Capabilities,
+    CapBounding,
+    CapKeep,
+    CapSets,
+    CapAmbient,
+    NoNewPrivileges,
+}
+
+impl From<CapStep> for Step {
+    fn from(step: CapStep) -> Self {
+        match step {
+            CapStep::Bounding => Self::CapBounding,
+            CapStep::KeepCaps => Self::CapKeep,
+            CapStep::Sets => Self::CapSets,
+            CapStep::Ambient => Self::CapAmbient,
+        }
+    }
 }
 
 impl Step {
@@ -134,7 +150,11 @@ impl Step {
             Self::Uid,
             Self::Cwd,
             Self::Exec,
-            Self::Capabilities,
+            Self::CapBounding,
+            Self::CapKeep,
+            Self::CapSets,
+            Self::CapAmbient,
+            Self::NoNewPrivileges,
         ]
         .into_iter()
         .find(|s| *s as u8 == value)
@@ -177,15 +197,11 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSiz
     let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
     let groups: Vec<Gid> = entrypoint.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
     let capabilities = entrypoint.capabilities.as_ref().map(|wanted| {
-        let (masks, unknown) = wanted.masks();
-        if !unknown.is_empty() {
-            vm_start!(
-                Warn,
-                "ignoring capabilities this guest does not know: {}",
-                unknown.join(", ")
-            );
+        let (plan, warnings) = caps::plan(wanted);
+        for warning in warnings {
+            vm_start!(Warn, "{warning}");
         }
-        (masks, caps::last_capability())
+        plan
     });
     // stdout and stderr leave the guest over the control channel, apart;
     // or, when the process wants a terminal, all three are one pty.
@@ -373,9 +389,8 @@ struct ChildSetup<'a> {
     gid: Gid,
     groups: &'a [Gid],
     no_new_privileges: bool,
-    /// The process's capabilities, and the kernel's last one; None keeps
-    /// init's.
-    capabilities: Option<(CapabilityMasks, u32)>,
+    /// The process's capabilities; None keeps init's.
+    capabilities: Option<CapPlan>,
     io: &'a ChildEnds,
 }
 
@@ -403,9 +418,12 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     {
         return (Step::Stdio, e);
     }
-    if let Some((masks, last)) = &setup.capabilities {
-        if let Err(e) = caps::before_user_change(masks, *last) {
-            return (Step::Capabilities, e);
+    // As runc: the working directory first as root, which may enter where
+    // the user may not; again after the user change if that failed.
+    let entered = nix::unistd::chdir(setup.cwd.as_c_str()).is_ok();
+    if let Some(plan) = &setup.capabilities {
+        if let Err((step, e)) = caps::before_user_change(plan) {
+            return (Step::from(step), e);
         }
     }
     if let Err(e) = nix::unistd::setgroups(setup.groups) {
@@ -417,17 +435,23 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     if let Err(e) = nix::unistd::setuid(setup.uid) {
         return (Step::Uid, e);
     }
-    if let Some((masks, last)) = &setup.capabilities {
-        if let Err(e) = caps::after_user_change(masks, *last) {
-            return (Step::Capabilities, e);
+    if let Some(plan) = &setup.capabilities {
+        if let Err((step, e)) = caps::after_user_change(plan) {
+            return (Step::from(step), e);
         }
     }
-    if let Err(e) = nix::unistd::chdir(setup.cwd.as_c_str()) {
-        return (Step::Cwd, e);
+    if !entered {
+        if let Err(e) = nix::unistd::chdir(setup.cwd.as_c_str()) {
+            return (Step::Cwd, e);
+        }
     }
-    // SAFETY: prctl with integer arguments only; async-signal-safe.
-    if setup.no_new_privileges && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return (Step::Uid, Errno::last());
+    if setup.no_new_privileges {
+        const UNUSED: libc::c_ulong = 0;
+        // SAFETY: prctl with integer arguments only (each a full unsigned
+        // long: the kernel refuses non-zero unused ones); async-signal-safe.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, UNUSED, UNUSED, UNUSED) } != 0 {
+            return (Step::NoNewPrivileges, Errno::last());
+        }
     }
     match nix::unistd::execve(setup.program, setup.argv, setup.envp) {
         Err(e) => (Step::Exec, e),
@@ -480,17 +504,19 @@ fn describe_failure(
             format!("setgroups {:?}: {reason}", entrypoint.additional_gids),
         ),
         Step::Stdio => (RUNNER_FAILED, format!("cannot set up stdio: {reason}")),
-        Step::Capabilities => (
-            RUNNER_FAILED,
-            format!(
-                "cannot apply the process's capabilities ({}): {reason}",
-                entrypoint
-                    .capabilities
-                    .as_ref()
-                    .map(|c| c.to_flags().join(" "))
-                    .unwrap_or_default()
-            ),
-        ),
+        Step::CapBounding | Step::CapKeep | Step::CapSets | Step::CapAmbient => {
+            let cap_step = match step {
+                Step::CapBounding => CapStep::Bounding,
+                Step::CapKeep => CapStep::KeepCaps,
+                Step::CapAmbient => CapStep::Ambient,
+                _ => CapStep::Sets,
+            };
+            (
+                RUNNER_FAILED,
+                format!("applying the process's capabilities: {}: {reason}", cap_step.describe()),
+            )
+        }
+        Step::NoNewPrivileges => (RUNNER_FAILED, format!("setting no_new_privs: {reason}")),
         Step::Session => (RUNNER_FAILED, format!("setsid: {reason}")),
     };
     StartFailure { code, message }

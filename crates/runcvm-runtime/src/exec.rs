@@ -117,7 +117,9 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
     if process.no_new_privileges {
         args.push("--no-new-privileges".to_owned());
     }
-    for set in process.capabilities.iter().flat_map(ProcessCapabilities::to_flags) {
+    // An exec without capabilities gets the container's, as under runc.
+    let capabilities = process.capabilities.as_ref().or(launch.process.capabilities.as_ref());
+    for set in capabilities.into_iter().flat_map(ProcessCapabilities::to_flags) {
         args.extend(["--caps".to_owned(), set]);
     }
     args.push("--inherit-env".to_owned());
@@ -178,6 +180,16 @@ mod tests {
         );
         let without = process(r#"{"args":["id"]}"#);
         assert!(!client_args(&without, &launch()).join(" ").contains("--caps"));
+        let mut narrow = launch();
+        narrow.process.capabilities = Some(ProcessCapabilities {
+            bounding: vec!["CAP_KILL".into()],
+            ..Default::default()
+        });
+        let args = client_args(&without, &narrow).join(" ");
+        assert!(
+            args.contains("--caps bounding=CAP_KILL --caps effective= "),
+            "an exec without capabilities gets the container's: {args}"
+        );
     }
 
     #[test]

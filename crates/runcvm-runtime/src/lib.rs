@@ -158,16 +158,26 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     };
     read.map_err(|e| context(&e))?;
     let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
-    let launch_path = create::node_launch_file(state_root, id);
-    let launch = std::fs::read(&launch_path)
-        .map_err(|e| {
-            format!(
-                "runcvm: cannot update container {id}: reading {}: {e}",
+    if let Some(limit) = update::memory_limit(&resources) {
+        let launch_path = create::node_launch_file(state_root, id);
+        match std::fs::read(&launch_path) {
+            Ok(bytes) => {
+                let launch = runcvm_spec::ContainerLaunch::from_json(&bytes).map_err(|e| context(&e))?;
+                update::check_memory_floor(limit, launch.memory_mib).map_err(|e| context(&e))?;
+            }
+            // A container an older build created has no node-side copy.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => runcvm_log::warn!(
+                "container {id} has no {}: its new memory limit is not checked against the VM's memory",
                 launch_path.display()
-            )
-        })
-        .and_then(|bytes| runcvm_spec::ContainerLaunch::from_json(&bytes).map_err(|e| context(&e)))?;
-    update::check_memory_floor(&resources, launch.memory_mib).map_err(|e| context(&e))?;
+            ),
+            Err(e) => {
+                return Err(format!(
+                    "runcvm: cannot update container {id}: cannot read {}: {e}",
+                    launch_path.display()
+                ));
+            }
+        }
+    }
     update::add_overhead(&mut resources, runcvm::resources::MEMORY_OVERHEAD_MIB << 20);
     let mut child = std::process::Command::new(runc.path())
         .arg0("runc")

@@ -20,21 +20,26 @@ pub enum UpdateError {
     BelowGuestMemory { limit_mib: u64, guest_mib: u32 },
 }
 
-/// Refuses a memory limit (0 and -1 mean none) under `guest_mib`.
-pub fn check_memory_floor(resources: &Value, guest_mib: u32) -> Result<(), UpdateError> {
-    let limit = resources
+/// The new memory limit in bytes, if the update sets one (0 and -1 mean
+/// none).
+pub fn memory_limit(resources: &Value) -> Option<u64> {
+    resources
         .get("memory")
         .and_then(|memory| memory.get("limit"))
         .and_then(Value::as_i64)
         .and_then(|limit| u64::try_from(limit).ok())
-        .filter(|limit| *limit > 0);
-    match limit {
-        Some(limit) if limit < u64::from(guest_mib) * MIB => Err(UpdateError::BelowGuestMemory {
+        .filter(|limit| *limit > 0)
+}
+
+/// Refuses a memory limit under `guest_mib`.
+pub fn check_memory_floor(limit: u64, guest_mib: u32) -> Result<(), UpdateError> {
+    if limit < u64::from(guest_mib) * MIB {
+        return Err(UpdateError::BelowGuestMemory {
             limit_mib: limit / MIB,
             guest_mib,
-        }),
-        _ => Ok(()),
+        });
     }
+    Ok(())
 }
 
 /// Adds `overhead_bytes` to the memory limit and the swap limit where they
@@ -87,16 +92,17 @@ mod tests {
     #[test]
     fn a_limit_under_the_guests_memory_is_refused_others_pass() {
         let limit = |bytes: i64| json!({"memory": {"limit": bytes}, "cpu": {"quota": 50_000}});
-        let refused = check_memory_floor(&limit(128 << 20), 256).unwrap_err().to_string();
+        assert_eq!(memory_limit(&limit(128 << 20)), Some(128 << 20));
+        for none in [limit(-1), limit(0), json!({"cpu": {"quota": 1}})] {
+            assert_eq!(memory_limit(&none), None, "{none}");
+        }
+        let refused = check_memory_floor(128 << 20, 256).unwrap_err().to_string();
         assert!(
             refused.contains("128 MiB is below the 256 MiB the VM booted with"),
             "{refused}"
         );
-        check_memory_floor(&limit(256 << 20), 256).unwrap();
-        check_memory_floor(&limit(1 << 30), 256).unwrap();
-        check_memory_floor(&limit(-1), 256).unwrap();
-        check_memory_floor(&limit(0), 256).unwrap();
-        check_memory_floor(&json!({"cpu": {"quota": 1}}), 256).unwrap();
+        check_memory_floor(256 << 20, 256).unwrap();
+        check_memory_floor(1 << 30, 256).unwrap();
     }
 
     #[test]

@@ -25,7 +25,9 @@ fn workload_runs_with_the_pod_ip_and_logs_by_stream(handler: Handler) {
     let pod_ip = ok(cri.pod_sandbox_status(&pod.id)).ip;
     let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell(SERVE);
     let id = ok(cri.run_container(&pod, &spec));
-    let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    // stderr is copied apart from stdout: `ready` does not mean it is in.
+    let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "err-line", Duration::from_secs(5));
 
     let stdout = support::lines_of(&lines, Stream::Stdout);
     let kernel = stdout.first().copied().unwrap_or_default();
@@ -47,7 +49,7 @@ fn workload_runs_with_the_pod_ip_and_logs_by_stream(handler: Handler) {
     assert_eq!(stderr, ["err-line"], "{lines:?}");
 
     // The pod IP answers, from the VM.
-    let got = f.node_sh(&format!("busybox nc -w 5 {pod_ip} 8080 </dev/null"));
+    let got = f.fetch_from_node(&pod_ip, 8080);
     assert_eq!(got.trim(), "hello");
     ok(cri.stop_container(&id, 5));
 }
@@ -197,7 +199,7 @@ fn a_restart_keeps_ip_and_mac_and_traffic_works(handler: Handler) {
             "attempt {attempt}: {lines:?}"
         );
         identities.push(stdout[2].clone());
-        let got = f.node_sh(&format!("busybox nc -w 5 {pod_ip} 8080 </dev/null"));
+        let got = f.fetch_from_node(&pod_ip, 8080);
         assert_eq!(got.trim(), "hello", "attempt {attempt}");
         ok(cri.stop_container(&id, 5));
     }
@@ -307,6 +309,7 @@ fn capabilities_are_the_pods(handler: Handler) {
     /// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT,
     /// MKNOD, AUDIT_WRITE, SETFCAP.
     const DEFAULT_SET: &str = "00000000a80425fb";
+    const NONE: &str = "0000000000000000";
     const SCRIPT: &str = "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status; echo ready; sleep 600";
     let status = |text: &str| -> Vec<String> {
         text.lines()
@@ -314,38 +317,40 @@ fn capabilities_are_the_pods(handler: Handler) {
             .map(str::to_owned)
             .collect()
     };
-    let expected = |set: &str| {
+    // (permitted and effective, bounding): a process that is not root keeps
+    // only its bounding set across exec, having no ambient capabilities.
+    let expected = |(held, bounding): (&str, &str)| {
         [
-            format!("CapPrm:\t{set}"),
-            format!("CapEff:\t{set}"),
-            format!("CapBnd:\t{set}"),
-            "CapAmb:\t0000000000000000".to_owned(),
+            format!("CapPrm:\t{held}"),
+            format!("CapEff:\t{held}"),
+            format!("CapBnd:\t{bounding}"),
+            format!("CapAmb:\t{NONE}"),
         ]
+    };
+    let narrow = |name: &str| {
+        ContainerSpec::new(name, BUSYBOX_IMAGE)
+            .capabilities(&["KILL", "NET_BIND_SERVICE"], &["ALL"])
+            .shell(SCRIPT)
     };
     let f = Fixture::start(handler);
     let cri = ok(f.node.cri());
     // A pod each: runcvm runs one VM container per pod.
-    for (name, spec, set) in [
-        (
-            "narrow",
-            ContainerSpec::new("narrow", BUSYBOX_IMAGE)
-                .capabilities(&["KILL", "NET_BIND_SERVICE"], &["ALL"])
-                .shell(SCRIPT),
-            KILL_AND_BIND,
-        ),
+    for (name, spec, sets) in [
+        ("narrow", narrow("narrow"), (KILL_AND_BIND, KILL_AND_BIND)),
         (
             "default",
             ContainerSpec::new("default", BUSYBOX_IMAGE).shell(SCRIPT),
-            DEFAULT_SET,
+            (DEFAULT_SET, DEFAULT_SET),
         ),
+        ("nonroot", narrow("nonroot").run_as_user(1000), (NONE, KILL_AND_BIND)),
     ] {
         let pod = ok(cri.run_pod_sandbox(&f.pod(name)));
         let id = ok(cri.run_container(&pod, &spec));
         let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
         let logged: Vec<String> = lines.iter().map(|l| l.line.clone()).collect();
-        assert_eq!(status(&logged.join("\n")), expected(set), "{name}: {lines:?}");
+        assert_eq!(status(&logged.join("\n")), expected(sets), "{name}: {lines:?}");
         let exec = ok(cri.exec_sync(&id, &["grep", "-E", "^Cap(Prm|Eff|Bnd|Amb)", "/proc/self/status"], 30));
-        assert_eq!(status(&exec.stdout_text()), expected(set), "{name} exec: {exec:?}");
+        assert_eq!(status(&exec.stdout_text()), expected(sets), "{name} exec: {exec:?}");
     }
 }
 

@@ -50,9 +50,10 @@ const NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// The number of capability `name` (`CAP_…`, any case), if this build knows it.
+/// The number of capability `name` (`CAP_…`, exactly as the kernel spells
+/// it, as runc matches it), if this build knows it.
 pub fn capability_number(name: &str) -> Option<u32> {
-    let position = NAMES.iter().position(|known| known.eq_ignore_ascii_case(name))?;
+    let position = NAMES.iter().position(|known| *known == name)?;
     u32::try_from(position).ok()
 }
 
@@ -156,7 +157,8 @@ mod tests {
     fn names_map_to_the_kernels_numbers() {
         assert_eq!(capability_number("CAP_CHOWN"), Some(0));
         assert_eq!(capability_number("CAP_NET_ADMIN"), Some(12));
-        assert_eq!(capability_number("cap_sys_admin"), Some(21));
+        assert_eq!(capability_number("CAP_SYS_ADMIN"), Some(21));
+        assert_eq!(capability_number("cap_sys_admin"), None, "runc matches names exactly");
         assert_eq!(capability_number("CAP_CHECKPOINT_RESTORE"), Some(40));
         assert_eq!(capability_number("CAP_NOT_A_THING"), None);
     }

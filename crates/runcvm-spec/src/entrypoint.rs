@@ -34,7 +34,8 @@ pub struct Entrypoint {
     pub no_new_privileges: bool,
     /// `process.capabilities`: what the process may do in the guest, applied
     /// as runc applies it. None leaves the process what the guest's init
-    /// has, as runc does for a spec without the object.
+    /// has (every capability, as root): `runcvm run` and `runcvm exec`
+    /// without `--caps`. From an OCI bundle it is always set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<ProcessCapabilities>,
 }

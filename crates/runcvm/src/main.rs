@@ -173,8 +173,9 @@ struct ExecArgs {
     no_new_privileges: bool,
     /// One capability set of CMD in the guest, `SET=CAP_A,CAP_B` (SET is
     /// bounding, effective, permitted, inheritable or ambient; a set not
-    /// given is empty). Without any, CMD has what guest init has, as runc
-    /// leaves a process without `capabilities` in its spec.
+    /// given is empty). Without any, CMD has what guest init has (every
+    /// capability, as root). `runcvm-runtime` always passes the exec's sets,
+    /// or the container's.
     #[arg(long = "caps", value_name = "SET=CAPS")]
     capabilities: Vec<String>,
     /// With `--inherit-env`: leave out `HOME` (runc sets it for the client,
@@ -225,6 +226,12 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
     use std::os::unix::process::CommandExt;
     /// `CAP_NET_ADMIN` in `<linux/capability.h>`.
     const CAP_NET_ADMIN: libc::c_ulong = 12;
+    // prctl's arguments as full unsigned longs: the kernel refuses non-zero
+    // unused ones, and a variadic literal is only an int.
+    const NONE: libc::c_ulong = 0;
+    const ONE: libc::c_ulong = 1;
+    /// `PR_CAP_AMBIENT_CLEAR_ALL`.
+    const CLEAR_ALL: libc::c_ulong = 4;
     let mut command = std::process::Command::new(program);
     command.args(rest);
     let user = process.user;
@@ -236,17 +243,17 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
             // Out of the bounding set first (that needs the launcher's
             // privileges), so not even a root command gets it back.
             // No set-user-ID binary or file capability raises it again.
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, ONE, NONE, NONE, NONE) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // Nothing ambient carries over either.
-            if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 {
+            if libc::prctl(libc::PR_CAP_AMBIENT, CLEAR_ALL, NONE, NONE, NONE) != 0 {
                 let e = std::io::Error::last_os_error();
                 if e.raw_os_error() != Some(libc::EINVAL) {
                     return Err(e);
                 }
             }
-            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0) != 0 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_ADMIN, NONE, NONE, NONE) != 0 {
                 let e = std::io::Error::last_os_error();
                 // EINVAL: no such capability; EPERM: a caller without
                 // CAP_SETPCAP, which cannot pass the capability on either.

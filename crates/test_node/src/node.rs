@@ -111,6 +111,7 @@ impl Node {
             std::fs::create_dir_all(folder)?;
         }
         std::fs::create_dir_all(base.join("logs"))?;
+        crate::teardown::LIVE_NODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut node = Self {
             config_path: base.join("config.toml"),
             log_path: base.join("containerd.log"),

@@ -10,12 +10,16 @@ use crate::host;
 use crate::node::Node;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Where containerd 1.6 puts shim sockets, whatever its state folder.
 const SHIM_SOCKETS: &str = "/run/containerd/s";
 /// libcni's cache of ADD results, used for DEL.
 const CNI_RESULTS: &str = "/var/lib/cni/results";
+
+/// Nodes of this process not yet torn down.
+pub(crate) static LIVE_NODES: AtomicUsize = AtomicUsize::new(0);
 
 impl Node {
     /// Everything still present of the pods or containers `ids`: processes
@@ -182,9 +186,13 @@ impl Node {
             }
         }
         // Drop the folders if nothing else uses them (none existed before
-        // the first node ran here).
-        for dir in [SHIM_SOCKETS, "/run/containerd", CNI_RESULTS, "/var/lib/cni"] {
-            let _ = std::fs::remove_dir(dir);
+        // the first node ran here); only with the last node of this process,
+        // since a node beside this one may be between making a folder and
+        // putting its first file in.
+        if LIVE_NODES.fetch_sub(1, Ordering::SeqCst) == 1 {
+            for dir in [SHIM_SOCKETS, "/run/containerd", CNI_RESULTS, "/var/lib/cni"] {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 

@@ -496,8 +496,11 @@ fn a_node_whose_containerd_died_still_tears_down_completely() {
         let script = format!("sleep 600; echo {marker}");
         ok(cri.run_container(&pod, &ContainerSpec::new("app", BUSYBOX_IMAGE).shell(&script)));
         // Not "exactly one": for a moment the shell's fork for `sleep` carries
-        // the same command line.
-        assert!(!runcvm_test_node::host::processes_mentioning(&marker).is_empty());
+        // the same command line. Waited for: StartContainer returns before
+        // runc's init has exec'd the shell.
+        assert!(runcvm_test_infra::wait_until(Duration::from_secs(5), || {
+            !runcvm_test_node::host::processes_mentioning(&marker).is_empty()
+        }));
         let pid = i32::try_from(f.node.containerd_pid().expect("containerd runs")).expect("pid");
         runcvm_test_node::host::kill(pid);
         path = f.node.path().to_owned();

@@ -153,6 +153,18 @@ impl Fixture {
         let out = self.node.netns().expect("the node's netns").sh(script);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// What a TCP connection from the node to `ip:port` reads, retried for
+    /// up to 10 s until it reads something: the workload prints `ready`
+    /// before its listener is up, and a refused connection costs it nothing.
+    pub fn fetch_from_node(&self, ip: &str, port: u16) -> String {
+        let mut got = String::new();
+        runcvm_test_infra::wait_until(Duration::from_secs(10), || {
+            got = self.node_sh(&format!("busybox nc -w 5 {ip} {port} </dev/null"));
+            !got.is_empty()
+        });
+        got
+    }
 }
 
 impl Drop for Fixture {

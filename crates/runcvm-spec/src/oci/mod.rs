@@ -263,7 +263,9 @@ impl OciProcess {
         entrypoint.additional_gids = self.user.additional_gids.clone();
         entrypoint.terminal = self.terminal;
         entrypoint.no_new_privileges = self.no_new_privileges;
-        entrypoint.capabilities = self.capabilities.clone();
+        // runc gives a process without `capabilities` none at all; so does
+        // the guest.
+        entrypoint.capabilities = Some(self.capabilities.clone().unwrap_or_default());
         entrypoint
     }
 }
@@ -405,9 +407,9 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
 }
 
 /// Adds `names` to the bounding, effective and permitted sets of a process
-/// object that has capabilities (containerd leaves an empty set out, as for
-/// a pod that dropped ALL). Without a `capabilities` object runc leaves the
-/// process every capability, so there is nothing to add.
+/// object (containerd leaves an empty set out, as for a pod that dropped
+/// ALL). A process without a `capabilities` object gets one: runc gives such
+/// a process no capability at all.
 pub fn add_capabilities(
     process: &mut serde_json::Map<String, Value>,
     names: &[impl AsRef<str>],
@@ -418,9 +420,7 @@ pub fn add_capabilities(
         field: "process.capabilities",
         expected,
     };
-    let Some(capabilities) = process.get_mut("capabilities") else {
-        return Ok(());
-    };
+    let capabilities = process.entry("capabilities").or_insert_with(|| json!({}));
     let capabilities = capabilities.as_object_mut().ok_or_else(|| shape("an object"))?;
     for set in CAPABILITY_SETS {
         let list = capabilities.entry(set).or_insert_with(|| json!([]));

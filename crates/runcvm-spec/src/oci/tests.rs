@@ -77,6 +77,12 @@ fn the_typed_view_reads_what_cri_writes() {
         .expect("the capabilities reach the guest");
     assert_eq!(capabilities.bounding, ["CAP_CHOWN", "CAP_KILL"]);
     assert!(capabilities.ambient.is_empty() && capabilities.inheritable.is_empty());
+    let bare = OciProcess::parse(br#"{"args":["sh"]}"#, "p").unwrap().entrypoint();
+    assert_eq!(
+        bare.capabilities,
+        Some(ProcessCapabilities::default()),
+        "no capabilities object: none at all, as under runc"
+    );
     entrypoint.validate().unwrap();
 }
 
@@ -164,6 +170,16 @@ fn the_rewrite_changes_what_it_must_and_keeps_everything_else() {
     ] {
         assert_eq!(config.pointer(pointer), original.pointer(pointer), "{pointer}");
     }
+}
+
+#[test]
+fn a_process_without_capabilities_gets_the_launchers_alone() {
+    let mut process = json!({"args": ["sh"]});
+    add_capabilities(process.as_object_mut().unwrap(), &[LAUNCHER_CAPABILITY], "p").unwrap();
+    for set in ["bounding", "effective", "permitted"] {
+        assert_eq!(process["capabilities"][set], json!([LAUNCHER_CAPABILITY]), "{set}");
+    }
+    assert!(process["capabilities"].get("ambient").is_none());
 }
 
 #[test]
