@@ -516,4 +516,29 @@ fn a_restricted_pod_runs_and_beside_the_launcher_is_the_workloads_user() {
     }
     let in_vm = ok(cri.exec_sync(&id, &["id", "-u"], 30));
     assert_eq!(in_vm.stdout_text(), "1000\n", "{in_vm:?}");
+    // The VMM, which the guest would attack, holds no capability at all,
+    // though the launcher has what it needs.
+    let vmm = ok(cri.exec_sync(
+        &id,
+        &[
+            "---",
+            "sh",
+            "-c",
+            // By its command line: QEMU runs through the bundle's loader,
+            // whose name is the process's. `[m]` keeps this shell out.
+            "for p in /proc/[0-9]*; do grep -q 'qemu-syste[m]' $p/cmdline 2>/dev/null && \
+             grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs)' $p/status; done",
+        ],
+        30,
+    ));
+    let text = vmm.stdout_text();
+    assert_eq!(text.lines().count(), 6, "one VMM's five sets and no_new_privs: {vmm:?}");
+    for line in text.lines() {
+        let expected = if line.starts_with("NoNewPrivs") {
+            "1"
+        } else {
+            "0000000000000000"
+        };
+        assert!(line.ends_with(expected), "the VMM: {text}");
+    }
 }

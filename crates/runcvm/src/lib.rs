@@ -17,6 +17,7 @@ pub mod run;
 pub mod run_dir;
 pub mod terminal;
 pub mod vm;
+pub mod vmm_privileges;
 pub mod volumes;
 
 /// Exit code when runcvm itself fails (not the workload), as `docker run`

@@ -232,14 +232,20 @@ pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
         // Its own process group: a terminal's Ctrl-C reaches the launcher,
         // which decides what the VM gets.
         .process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches only the child.
+    if !crate::vmm_privileges::can_drop_all() {
+        runcvm_log::warn!(
+            "the VMM keeps this launcher's capabilities: dropping them needs CAP_SETPCAP, which this process lacks"
+        );
+    }
+    // SAFETY: prctl and capset are async-signal-safe and touch only the
+    // child.
     unsafe {
         command.pre_exec(|| {
             // A launcher killed with SIGKILL must not leave a VMM behind.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            crate::vmm_privileges::drop_all_in_child()
         });
     }
     runcvm_log::debug!(

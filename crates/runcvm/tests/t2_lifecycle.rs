@@ -328,6 +328,54 @@ fn exec_runs_in_the_vm_with_its_own_env_cwd_user_and_stdin() {
     stop(run, child);
 }
 
+/// The `Cap*` and `NoNewPrivs` lines of `/proc/PID/status`, by name.
+fn privileges_of(pid: &str) -> Vec<(String, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("Cap") || l.starts_with("NoNewPrivs"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, value)| (name.to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+/// The VMM a guest would attack holds no capability, not even as root.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn the_vmm_runs_without_any_capability() {
+    let t2 = t2();
+    let (run, child) = long_running(&t2);
+    let parent = child.id().to_string();
+    let vmm = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status
+                .lines()
+                .any(|l| l.split_whitespace().eq(["PPid:", parent.as_str()]))
+                && (status.starts_with("Name:\tqemu-system") || status.starts_with("Name:\tfirecracker"))
+        })
+        .unwrap_or_else(|| panic!("no VMM among the children of {parent}"));
+    let privileges = privileges_of(&vmm);
+    let zero = "0000000000000000".to_owned();
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            privileges.contains(&(set.to_owned(), zero.clone())),
+            "{set} of the VMM (pid {vmm}): {privileges:?}"
+        );
+    }
+    assert!(
+        privileges.contains(&("NoNewPrivs".to_owned(), "1".to_owned())),
+        "{privileges:?}"
+    );
+    // The launcher itself keeps what it needs.
+    let launcher = privileges_of(&parent);
+    assert!(!launcher.contains(&("CapEff".to_owned(), zero)), "{launcher:?}");
+    stop(run, child);
+}
+
 #[test]
 #[ignore = "T2: boots real VMs; run scripts/test.sh"]
 fn exec_of_a_missing_program_answers_127_at_once() {

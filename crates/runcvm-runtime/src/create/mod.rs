@@ -309,7 +309,10 @@ fn write_state(
 }
 
 fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, serves_folders: bool) -> LauncherRewrite {
-    let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
+    let mut capabilities = vec![
+        runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned(),
+        runcvm_spec::oci::VMM_CONFINEMENT_CAPABILITY.to_owned(),
+    ];
     if serves_folders {
         capabilities.extend(runcvm_spec::oci::VOLUME_SERVER_CAPABILITIES.map(str::to_owned));
     }
