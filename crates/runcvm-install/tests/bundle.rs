@@ -416,6 +416,10 @@ fn the_bundle_boots_the_guest_kernel_inside_a_busybox_rootfs() {
             "-display",
             "none",
             "-no-reboot",
+            // The seccomp filter every VM runs under: the bundle carries
+            // the library it needs.
+            "-sandbox",
+            runcvm_vmm::qemu::SANDBOX,
             "-chardev",
             "stdio,id=console,signal=off",
             "-serial",

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 /// Overrides the QEMU binary (default: `qemu-system-x86_64` from `PATH`).
 pub const QEMU_ENV: &str = "RUNCVM_QEMU";
 
+/// QEMU's `-sandbox` value: every optional deny on.
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 /// A virtio-net NIC backed by an existing tap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nic {
@@ -59,6 +62,11 @@ impl QemuConfig {
             &mut args,
             &["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"],
         );
+        // QEMU's own seccomp filter: no obsolete system calls, no
+        // privilege changes, no new processes, no scheduler or NUMA
+        // changes. The guest attacks QEMU; this narrows what a QEMU it took
+        // over could ask the kernel for.
+        push(&mut args, &["-sandbox", SANDBOX]);
         // The console is QEMU's stdout; stdin is not read (signal=off keeps
         // Ctrl-C from killing QEMU behind the launcher's back).
         push(
@@ -150,6 +158,7 @@ mod tests {
         let argv = joined(&config());
         assert!(argv.starts_with("-M microvm,acpi=off,x-option-roms=off -accel tcg -cpu max -smp 2 -m 512 "));
         assert!(argv.contains("-no-reboot"));
+        assert!(argv.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
         assert!(argv.contains("-serial chardev:console"));
         assert!(argv.contains("-append console=ttyS0 reboot=t "));
         assert!(!argv.contains("pci=off"), "the kernel has no PCI to turn off");

@@ -6,7 +6,7 @@ mod binary;
 pub mod bundle;
 mod probe;
 
-pub use argv::{Nic, QEMU_ENV, QemuConfig};
+pub use argv::{Nic, QEMU_ENV, QemuConfig, SANDBOX};
 pub use binary::QemuBinary;
 pub use bundle::BundledQemu;
 pub use probe::{KvmProbe, probe_kvm};
