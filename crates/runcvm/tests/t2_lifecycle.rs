@@ -473,22 +473,40 @@ fn a_terminal_workload_gets_a_pty_and_stdin_reaches_it() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     // A terminal turns \n into \r\n, as it would in a container.
     assert_eq!(out.stdout_text(), "/dev/pts/0\r\nall-tty\r\n24 80\r\n");
-    let mut child = RuncvmRun::new(&t2)
-        .args(["run", "-i"])
-        .arg(&t2.rootfs)
-        .args(["--", "sh", "-c", "read line; echo got:$line; cat | wc -c"])
+    // Bound, not a temporary: its state folder must outlive the run.
+    let run = RuncvmRun::new(&t2).args(["run", "-i"]).arg(&t2.rootfs).args([
+        "--",
+        "sh",
+        "-c",
+        "read line; echo got:$line; cat | wc -c",
+    ]);
+    let mut child = run
         .command()
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    {
+    let written = {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"first line\n").unwrap();
-        stdin.write_all(&[b'z'; 100_000]).unwrap();
-    }
+        stdin
+            .write_all(b"first line\n")
+            .and_then(|()| stdin.write_all(&[b'z'; 100_000]))
+    };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "got:first line\n100000\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        written.is_ok(),
+        "writing stdin: {written:?}; {:?}; stderr: {stderr}",
+        out.status
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "got:first line\n100000\n",
+        "{stderr}"
+    );
+    run.assert_nothing_left();
 }
 
 /// Our terminal's size reaches the guest's terminal, and follows it.
