@@ -83,6 +83,9 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     for file in &files {
         system::write_file(&file.path, file.content.as_bytes())?;
     }
+    if plan.read_only_root {
+        mounts::make_root_read_only()?;
+    }
     let status = match entry::start_entrypoint(stdin, terminal_size) {
         entry::Workload::Ended(status) => status,
         entry::Workload::Running(started) => {

@@ -119,3 +119,14 @@ fn mount_one(m: &Mount) -> anyhow::Result<()> {
     runcvm_log::debug!("mounted {} on {}", m.fstype, m.target);
     Ok(())
 }
+
+/// Makes the root file system read-only for everything after it (the
+/// workload, exec sessions): a read-only flag on the mount, as runc sets it
+/// for `readonly` roots. The file systems mounted on top stay as they are.
+pub fn make_root_read_only() -> anyhow::Result<()> {
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .context("cannot make the root file system read-only (the container asks for a read-only root)")?;
+    runcvm_log::debug!("the root file system is read-only");
+    Ok(())
+}

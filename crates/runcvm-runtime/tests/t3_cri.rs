@@ -142,6 +142,37 @@ fn volumes_hold_what_the_workload_wrote(handler: Handler) {
     );
 }
 
+/// `readOnlyRootFilesystem`: the workload and its execs cannot write to the
+/// root, while a volume and `/dev/shm` take writes.
+fn a_read_only_root_refuses_writes_but_volumes_take_them(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let host = tempfile::tempdir().expect("tempdir");
+    let pod = ok(cri.run_pod_sandbox(&f.pod("readonly")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .read_only_root()
+        .mount(host.path(), "/data", false)
+        .shell(
+            "touch /root-file 2>/dev/null && echo root-writable || echo root-read-only; \
+             echo v > /data/f && echo volume-writable; echo s > /dev/shm/f && echo shm-writable; \
+             echo ready; sleep 600",
+        );
+    let id = ok(cri.run_container(&pod, &spec));
+    let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    assert_eq!(
+        support::lines_of(&lines, Stream::Stdout),
+        ["root-read-only", "volume-writable", "shm-writable", "ready"],
+        "{lines:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("f")).expect("f on the host"),
+        "v\n"
+    );
+    let exec = ok(cri.exec_sync(&id, &["touch", "/exec-file"], 30));
+    assert_ne!(exec.exit_code, 0, "{exec:?}");
+    assert!(exec.stderr_text().contains("Read-only file system"), "{exec:?}");
+}
+
 /// Runs `script` (which prints `ready` once its trap is set) and stops it
 /// with a grace period; returns its status and how long the stop took.
 fn stop_with_grace(f: &Fixture, name: &str, script: &str, grace: i64) -> (runcvm_test_node::ContainerInfo, Duration) {
@@ -388,4 +419,5 @@ both_handlers!(
     runs_under_the_runtime_default_seccomp_profile,
     terminals_reach_the_workload_and_execs,
     capabilities_are_the_pods,
+    a_read_only_root_refuses_writes_but_volumes_take_them,
 );

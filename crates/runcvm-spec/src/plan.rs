@@ -15,6 +15,11 @@ pub struct LaunchPlan {
     /// The container's hostname, set in the guest before the workload starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// The root file system is read-only for the workload
+    /// (`readOnlyRootFilesystem`, `docker run --read-only`): init makes it so
+    /// once it has written its own files there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root: bool,
 }
 
 /// Why a plan file could not be used.
@@ -35,6 +40,7 @@ impl Default for LaunchPlan {
         Self {
             version: PLAN_VERSION,
             hostname: None,
+            read_only_root: false,
         }
     }
 }
@@ -63,6 +69,7 @@ mod tests {
     fn round_trips_and_refuses_unknown_fields() {
         let plan = LaunchPlan {
             hostname: Some("pod-a".into()),
+            read_only_root: true,
             ..LaunchPlan::default()
         };
         assert_eq!(LaunchPlan::from_json(&plan.to_json()).unwrap(), plan);

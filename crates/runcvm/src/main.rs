@@ -345,6 +345,10 @@ struct RunArgs {
     /// Hostname of the guest.
     #[arg(long)]
     hostname: Option<String>,
+    /// Make the root file system read-only for the workload (volumes,
+    /// `/tmp`, `/run` and `/dev/shm` stay writable).
+    #[arg(long)]
+    read_only: bool,
     /// Free space on the root disk beyond the rootfs, in MiB.
     #[arg(long, default_value_t = runcvm::guest_disk::DEFAULT_HEADROOM_MIB)]
     disk_headroom: u64,
@@ -401,6 +405,7 @@ impl RunArgs {
             entrypoint: (!self.no_entrypoint).then_some(entrypoint),
             plan: LaunchPlan {
                 hostname: self.hostname,
+                read_only_root: self.read_only,
                 ..LaunchPlan::default()
             },
             size: runcvm::resources::Overrides {

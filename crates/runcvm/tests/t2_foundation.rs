@@ -203,6 +203,24 @@ fn hostname_is_set() {
     assert_eq!(out.stdout_text(), "pod-a\n");
 }
 
+/// `--read-only` (Kubernetes' `readOnlyRootFilesystem`): the root refuses
+/// the workload's writes; the guest's own tmpfs mounts do not. Without it,
+/// the root takes them.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn a_read_only_root_refuses_the_workloads_writes() {
+    let t2 = t2();
+    let script = "touch /root-file 2>&1; echo root=$?; touch /tmp/f /dev/shm/f && echo tmpfs-writable";
+    let out = run_in_vm(&t2, &["--read-only"], &["sh", "-c", script]).run();
+    let text = out.stdout_text();
+    assert!(
+        text.contains("Read-only file system\nroot=1\ntmpfs-writable\n"),
+        "{text}"
+    );
+    let out = run_in_vm(&t2, &[], &["sh", "-c", script]).run();
+    assert_eq!(out.stdout_text(), "root=0\ntmpfs-writable\n");
+}
+
 #[test]
 #[ignore = "T2: boots real VMs; run scripts/test.sh"]
 fn container_mounts_are_in_place() {

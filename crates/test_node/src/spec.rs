@@ -272,6 +272,12 @@ impl ContainerSpec {
         self
     }
 
+    /// `securityContext.readOnlyRootFilesystem`.
+    pub fn read_only_root(mut self) -> Self {
+        self.security().readonly_rootfs = true;
+        self
+    }
+
     /// `securityContext.capabilities`: names without `CAP_`, `ALL` allowed.
     pub fn capabilities(mut self, add: &[&str], drop: &[&str]) -> Self {
         let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();

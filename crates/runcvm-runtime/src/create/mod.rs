@@ -280,6 +280,7 @@ fn write_state(
     });
     let plan = LaunchPlan {
         hostname: hostname.clone(),
+        read_only_root: config.root.as_ref().is_some_and(|root| root.readonly),
         ..LaunchPlan::default()
     };
     let init = request.install.guest_init();
