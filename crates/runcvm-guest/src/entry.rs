@@ -1,14 +1,14 @@
 //! The `[VM-START]` entry runner (the guide's `runcvm-vm-start`): runs `/.runcvm/entrypoint` exactly as the
 //! container would have run it, and waits for it while reaping orphans.
 
-use crate::caps::{self, CapPlan, CapStep};
+use crate::caps::{self, CapStep};
 use crate::lookup;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use runcvm_log::LogLevel;
 use runcvm_proto::{ExitStatus, TerminalSize};
-use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint};
+use runcvm_spec::{CapabilityMasks, ENTRYPOINT_PATH, Entrypoint};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -197,11 +197,11 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSiz
     let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
     let groups: Vec<Gid> = entrypoint.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
     let capabilities = entrypoint.capabilities.as_ref().map(|wanted| {
-        let (plan, warnings) = caps::plan(wanted);
+        let (masks, warnings) = caps::plan(wanted);
         for warning in warnings {
             vm_start!(Warn, "{warning}");
         }
-        plan
+        masks
     });
     // stdout and stderr leave the guest over the control channel, apart;
     // or, when the process wants a terminal, all three are one pty.
@@ -390,7 +390,7 @@ struct ChildSetup<'a> {
     groups: &'a [Gid],
     no_new_privileges: bool,
     /// The process's capabilities; None keeps init's.
-    capabilities: Option<CapPlan>,
+    capabilities: Option<CapabilityMasks>,
     io: &'a ChildEnds,
 }
 
@@ -421,8 +421,8 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     // As runc: the working directory first as root, which may enter where
     // the user may not; again after the user change if that failed.
     let entered = nix::unistd::chdir(setup.cwd.as_c_str()).is_ok();
-    if let Some(plan) = &setup.capabilities {
-        if let Err((step, e)) = caps::before_user_change(plan) {
+    if let Some(masks) = &setup.capabilities {
+        if let Err((step, e)) = caps::before_user_change(masks) {
             return (Step::from(step), e);
         }
     }
@@ -435,8 +435,8 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     if let Err(e) = nix::unistd::setuid(setup.uid) {
         return (Step::Uid, e);
     }
-    if let Some(plan) = &setup.capabilities {
-        if let Err((step, e)) = caps::after_user_change(plan) {
+    if let Some(masks) = &setup.capabilities {
+        if let Err((step, e)) = caps::after_user_change(masks) {
             return (Step::from(step), e);
         }
     }
@@ -446,11 +446,8 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
         }
     }
     if setup.no_new_privileges {
-        const UNUSED: libc::c_ulong = 0;
-        // SAFETY: prctl with integer arguments only (each a full unsigned
-        // long: the kernel refuses non-zero unused ones); async-signal-safe.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, UNUSED, UNUSED, UNUSED) } != 0 {
-            return (Step::NoNewPrivileges, Errno::last());
+        if let Err(e) = runcvm_spec::caps::sys::set_no_new_privileges() {
+            return (Step::NoNewPrivileges, Errno::from_raw(e));
         }
     }
     match nix::unistd::execve(setup.program, setup.argv, setup.envp) {

@@ -3,7 +3,6 @@
 //! versioned serde types; nothing touches the system.
 
 pub mod bytes;
-pub mod caps;
 pub mod entrypoint;
 pub mod launch;
 pub mod net;
@@ -11,11 +10,13 @@ pub mod oci;
 pub mod plan;
 
 pub use bytes::ByteString;
-pub use caps::{CapabilityMasks, ProcessCapabilities};
 pub use entrypoint::{Entrypoint, EntrypointError};
 pub use launch::{ContainerLaunch, LaunchVolume, VolumeKind};
 pub use net::{GuestNetwork, GuestRoute, GuestVolume, IpPrefix, MacAddr};
 pub use plan::{LaunchPlan, PlanError};
+/// A process's capabilities, as the entrypoint carries them.
+pub use runcvm_caps as caps;
+pub use runcvm_caps::{CapabilityMasks, ProcessCapabilities};
 
 /// The folder in the root disk that holds runcvm's files (reserved: a rootfs
 /// that already has it is refused).

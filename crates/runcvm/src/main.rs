@@ -223,15 +223,10 @@ fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, Str
 /// `--group-add` name (the workload's, in Kubernetes), and never with the
 /// capability the launcher alone needs.
 fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessArgs) -> std::process::Command {
+    use runcvm_spec::caps::sys;
     use std::os::unix::process::CommandExt;
     /// `CAP_NET_ADMIN` in `<linux/capability.h>`.
-    const CAP_NET_ADMIN: libc::c_ulong = 12;
-    // prctl's arguments as full unsigned longs: the kernel refuses non-zero
-    // unused ones, and a variadic literal is only an int.
-    const NONE: libc::c_ulong = 0;
-    const ONE: libc::c_ulong = 1;
-    /// `PR_CAP_AMBIENT_CLEAR_ALL`.
-    const CLEAR_ALL: libc::c_ulong = 4;
+    const CAP_NET_ADMIN: u32 = 12;
     let mut command = std::process::Command::new(program);
     command.args(rest);
     let user = process.user;
@@ -240,27 +235,16 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
     // change only the child; `groups` outlives the call it is read in.
     unsafe {
         command.pre_exec(move || {
-            // Out of the bounding set first (that needs the launcher's
-            // privileges), so not even a root command gets it back.
-            // No set-user-ID binary or file capability raises it again.
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, ONE, NONE, NONE, NONE) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Nothing ambient carries over either.
-            if libc::prctl(libc::PR_CAP_AMBIENT, CLEAR_ALL, NONE, NONE, NONE) != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EINVAL) {
-                    return Err(e);
-                }
-            }
-            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_ADMIN, NONE, NONE, NONE) != 0 {
-                let e = std::io::Error::last_os_error();
-                // EINVAL: no such capability; EPERM: a caller without
-                // CAP_SETPCAP, which cannot pass the capability on either.
-                if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) {
-                    return Err(e);
-                }
-            }
+            let failed = std::io::Error::from_raw_os_error;
+            // No set-user-ID binary or file capability raises anything
+            // again, and nothing ambient carries over.
+            sys::set_no_new_privileges().map_err(failed)?;
+            sys::clear_ambient().map_err(failed)?;
+            // Out of the bounding set before the user changes (that needs
+            // the launcher's privileges), so not even a root command gets
+            // it back. Not permitted: a caller without CAP_SETPCAP, which
+            // cannot pass the capability on either.
+            sys::drop_from_bounding(!(1 << CAP_NET_ADMIN)).map_err(failed)?;
             // Already the workload's user (an exec containerd started so):
             // nothing to switch, and no right to.
             let switch = user.is_some_and(|(uid, gid)| libc::getuid() != uid || libc::getgid() != gid);

@@ -8,14 +8,12 @@
 //! Emptying the bounding set needs `CAP_SETPCAP`, which `runcvm-runtime`
 //! adds to the launcher for this alone.
 
+use runcvm_spec::CapabilityMasks;
+use runcvm_spec::caps::sys;
 use std::io;
 
 /// `CAP_SETPCAP` in `<linux/capability.h>`.
 const CAP_SETPCAP: u32 = 8;
-/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
-const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-/// `PR_CAP_AMBIENT_CLEAR_ALL`.
-const AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
 
 /// Whether this process may empty a child's bounding set (it has
 /// `CAP_SETPCAP` in its effective set); when it may not, the VMM keeps the
@@ -29,62 +27,14 @@ pub fn can_drop_all() -> bool {
         .is_some_and(|mask| mask & (1 << CAP_SETPCAP) != 0)
 }
 
-fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<()> {
-    // Every argument a full unsigned long: the kernel refuses non-zero
-    // unused ones, and a variadic literal would be an int.
-    const UNUSED: libc::c_ulong = 0;
-    // SAFETY: prctl with integer arguments only; async-signal-safe.
-    if unsafe { libc::prctl(option, arg2, UNUSED, UNUSED, UNUSED) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// In the child, between fork and exec (system calls only): gives up every
 /// capability. The bounding set goes first, while `CAP_SETPCAP` is still
-/// effective; without it the drop stops there and the rest still happens.
+/// effective; without it the drop is skipped (the parent warned) and the
+/// rest still happens.
 pub fn drop_all_in_child() -> io::Result<()> {
-    prctl(libc::PR_SET_NO_NEW_PRIVS, 1)?;
-    for number in 0..64u8 {
-        match prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(number)) {
-            Ok(()) => {}
-            // EINVAL: past the kernel's last capability. EPERM: no
-            // CAP_SETPCAP (the parent warned).
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    // EINVAL: a kernel without ambient capabilities has none to clear.
-    if let Err(e) = prctl(libc::PR_CAP_AMBIENT, AMBIENT_CLEAR_ALL)
-        && e.raw_os_error() != Some(libc::EINVAL)
-    {
-        return Err(e);
-    }
-    let header = CapHeader {
-        version: CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let empty = [CapData::default(), CapData::default()];
-    // SAFETY: capset reads one header and, for version 3, two data words
-    // per set; both live on this stack frame for the whole call.
-    if unsafe { libc::syscall(libc::SYS_capset, &raw const header, empty.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `struct __user_cap_header_struct`.
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-/// `struct __user_cap_data_struct`.
-#[repr(C)]
-#[derive(Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
+    let failed = io::Error::from_raw_os_error;
+    sys::set_no_new_privileges().map_err(failed)?;
+    sys::drop_from_bounding(0).map_err(failed)?;
+    sys::clear_ambient().map_err(failed)?;
+    sys::set(&CapabilityMasks::default()).map_err(failed)
 }

@@ -1,6 +1,5 @@
-//! A process's Linux capabilities as OCI's `process.capabilities` gives them
-//! (names per set), and the bit masks the guest applies before it execs the
-//! process, as runc does in a container.
+//! A process's capabilities as OCI's `process.capabilities` gives them
+//! (names per set), their numbers, and the bit masks that are applied.
 
 use serde::{Deserialize, Serialize};
 
