@@ -83,14 +83,15 @@ pub struct CapabilityMasks {
 }
 
 impl ProcessCapabilities {
-    /// The masks, and the names no set could use because this build does not
-    /// know them (runc skips those with a warning too).
-    pub fn masks(&self) -> (CapabilityMasks, Vec<String>) {
+    /// The masks on a kernel whose last capability is `last`, and the names
+    /// no set could use because this build or that kernel does not know them
+    /// (runc skips those with a warning too).
+    pub fn masks(&self, last: u32) -> (CapabilityMasks, Vec<String>) {
         let mut unknown = Vec::new();
         let mut mask = |names: &[String]| {
             names.iter().fold(0u64, |bits, name| match capability_number(name) {
-                Some(number) => bits | (1u64 << number),
-                None => {
+                Some(number) if number <= last => bits | (1u64 << number),
+                _ => {
                     if !unknown.contains(name) {
                         unknown.push(name.clone());
                     }
@@ -165,16 +166,25 @@ mod tests {
     #[test]
     fn sets_become_masks_and_unknown_names_are_named() {
         let caps = ProcessCapabilities {
-            bounding: vec!["CAP_CHOWN".into(), "CAP_KILL".into(), "CAP_FUTURE".into()],
+            bounding: vec![
+                "CAP_CHOWN".into(),
+                "CAP_KILL".into(),
+                "CAP_FUTURE".into(),
+                "CAP_BPF".into(),
+            ],
             effective: vec!["CAP_KILL".into()],
             ambient: vec!["CAP_FUTURE".into()],
             ..Default::default()
         };
-        let (masks, unknown) = caps.masks();
-        assert_eq!(masks.bounding, 0b10_0001);
+        let (masks, unknown) = caps.masks(40);
+        assert_eq!(masks.bounding, (1 << 39) | 0b10_0001);
         assert_eq!(masks.effective, 0b10_0000);
         assert_eq!((masks.permitted, masks.ambient), (0, 0));
         assert_eq!(unknown, ["CAP_FUTURE"]);
+        // A kernel older than CAP_BPF (39) does not know it either.
+        let (masks, unknown) = caps.masks(38);
+        assert_eq!(masks.bounding, 0b10_0001);
+        assert_eq!(unknown, ["CAP_FUTURE", "CAP_BPF"]);
     }
 
     #[test]

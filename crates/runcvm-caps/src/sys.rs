@@ -14,7 +14,7 @@ fn errno() -> i32 {
 
 /// `prctl` with every argument a full unsigned long: the kernel refuses
 /// non-zero unused arguments, and a variadic literal would be an int.
-pub fn prctl(option: libc::c_int, arg2: libc::c_ulong, arg3: libc::c_ulong) -> Result<(), i32> {
+fn prctl(option: libc::c_int, arg2: libc::c_ulong, arg3: libc::c_ulong) -> Result<(), i32> {
     const UNUSED: libc::c_ulong = 0;
     // SAFETY: prctl with integer arguments only; async-signal-safe.
     if unsafe { libc::prctl(option, arg2, arg3, UNUSED, UNUSED) } != 0 {
@@ -28,19 +28,10 @@ fn option_argument(value: libc::c_int) -> libc::c_ulong {
     libc::c_ulong::try_from(value).unwrap_or_default()
 }
 
-/// What [`drop_from_bounding`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BoundingDrop {
-    /// Every capability outside the kept mask is out.
-    Done,
-    /// The process lacks `CAP_SETPCAP`; nothing was dropped.
-    NotPermitted,
-}
-
 /// Drops from the bounding set every capability not in `keep`, up to the
 /// kernel's last one (the first number it does not know ends the loop).
-/// Needs `CAP_SETPCAP` in the effective set.
-pub fn drop_from_bounding(keep: u64) -> Result<BoundingDrop, i32> {
+/// Needs `CAP_SETPCAP` in the effective set: without it, `EPERM`.
+pub fn drop_from_bounding(keep: u64) -> Result<(), i32> {
     for number in 0..64u8 {
         if keep & (1 << number) != 0 {
             continue;
@@ -48,11 +39,10 @@ pub fn drop_from_bounding(keep: u64) -> Result<BoundingDrop, i32> {
         match prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(number), 0) {
             Ok(()) => {}
             Err(libc::EINVAL) => break,
-            Err(libc::EPERM) => return Ok(BoundingDrop::NotPermitted),
             Err(e) => return Err(e),
         }
     }
-    Ok(BoundingDrop::Done)
+    Ok(())
 }
 
 /// Keeps (or stops keeping) the permitted set across a change from uid 0.

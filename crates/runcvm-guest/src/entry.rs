@@ -1,7 +1,7 @@
 //! The `[VM-START]` entry runner (the guide's `runcvm-vm-start`): runs `/.runcvm/entrypoint` exactly as the
 //! container would have run it, and waits for it while reaping orphans.
 
-use crate::caps::{self, CapStep};
+use crate::caps;
 use crate::lookup;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -49,27 +49,35 @@ pub enum Workload {
     Absent,
 }
 
-/// Starts the entrypoint; its stdin comes from the launcher if `with_stdin`.
-pub fn start_entrypoint(with_stdin: bool, size: Option<TerminalSize>) -> Workload {
+/// Reads `/.runcvm/entrypoint`; when there is none, or it cannot be used,
+/// what became of the workload instead.
+pub fn load_entrypoint() -> Result<Entrypoint, Workload> {
     let bytes = match std::fs::read(ENTRYPOINT_PATH) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             vm_start!(Info, "No entrypoint found, sleeping");
-            return Workload::Absent;
+            return Err(Workload::Absent);
         }
         Err(e) => {
             vm_start!(Error, "cannot read {ENTRYPOINT_PATH}: {e}");
-            return Workload::Ended(ExitStatus::Code(RUNNER_FAILED));
+            return Err(Workload::Ended(ExitStatus::Code(RUNNER_FAILED)));
         }
     };
     vm_start!(Debug, "runcvm-vm-start loaded {ENTRYPOINT_PATH}");
-    let entrypoint = match Entrypoint::from_json(&bytes) {
-        Ok(entrypoint) => entrypoint,
-        Err(e) => {
-            vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", chain(&e));
-            return Workload::Ended(ExitStatus::Code(RUNNER_FAILED));
-        }
-    };
+    Entrypoint::from_json(&bytes).map_err(|e| {
+        vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", chain(&e));
+        Workload::Ended(ExitStatus::Code(RUNNER_FAILED))
+    })
+}
+
+/// Creates a missing working directory, as runc does rather than failing
+/// (before a read-only root, too). A failure shows when the process enters it.
+pub fn create_cwd(entrypoint: &Entrypoint) {
+    let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
+}
+
+/// Starts the entrypoint; its stdin comes from the launcher if `with_stdin`.
+pub fn start_entrypoint(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSize>) -> Workload {
     for (i, arg) in entrypoint.args.iter().enumerate() {
         vm_start!(Debug, "argv[{i}] = \"{arg}\"");
     }
@@ -85,7 +93,7 @@ pub fn start_entrypoint(with_stdin: bool, size: Option<TerminalSize>) -> Workloa
     if let Some(capabilities) = &entrypoint.capabilities {
         vm_start!(Debug, "capabilities {}", capabilities.to_flags().join(" "));
     }
-    match start(&entrypoint, with_stdin, size) {
+    match start(entrypoint, with_stdin, size) {
         Ok(started) => Workload::Running(started),
         Err(failure) => {
             vm_start!(Error, "unable to start container process: {}", failure.message);
@@ -112,9 +120,9 @@ pub struct StartFailure {
 }
 
 /// The step of the child's set-up that failed, reported over the pipe.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-enum Step {
+pub(crate) enum Step {
     Session = 1,
     Stdio,
     Groups,
@@ -127,17 +135,6 @@ enum Step {
     CapSets,
     CapAmbient,
     NoNewPrivileges,
-}
-
-impl From<CapStep> for Step {
-    fn from(step: CapStep) -> Self {
-        match step {
-            CapStep::Bounding => Self::CapBounding,
-            CapStep::KeepCaps => Self::CapKeep,
-            CapStep::Sets => Self::CapSets,
-            CapStep::Ambient => Self::CapAmbient,
-        }
-    }
 }
 
 impl Step {
@@ -193,8 +190,7 @@ pub fn start(entrypoint: &Entrypoint, with_stdin: bool, size: Option<TerminalSiz
         code: RUNNER_FAILED,
         message: "cwd contains a NUL byte".into(),
     })?;
-    // runc creates a missing working directory rather than failing.
-    let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
+    create_cwd(entrypoint);
     let groups: Vec<Gid> = entrypoint.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
     let capabilities = entrypoint.capabilities.as_ref().map(|wanted| {
         let (masks, warnings) = caps::plan(wanted);
@@ -422,8 +418,8 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
     // the user may not; again after the user change if that failed.
     let entered = nix::unistd::chdir(setup.cwd.as_c_str()).is_ok();
     if let Some(masks) = &setup.capabilities {
-        if let Err((step, e)) = caps::before_user_change(masks) {
-            return (Step::from(step), e);
+        if let Err(failed) = caps::before_user_change(masks) {
+            return failed;
         }
     }
     if let Err(e) = nix::unistd::setgroups(setup.groups) {
@@ -436,8 +432,8 @@ fn exec_child(setup: ChildSetup<'_>) -> (Step, Errno) {
         return (Step::Uid, e);
     }
     if let Some(masks) = &setup.capabilities {
-        if let Err((step, e)) = caps::after_user_change(masks) {
-            return (Step::from(step), e);
+        if let Err(failed) = caps::after_user_change(masks) {
+            return failed;
         }
     }
     if !entered {
@@ -501,18 +497,25 @@ fn describe_failure(
             format!("setgroups {:?}: {reason}", entrypoint.additional_gids),
         ),
         Step::Stdio => (RUNNER_FAILED, format!("cannot set up stdio: {reason}")),
-        Step::CapBounding | Step::CapKeep | Step::CapSets | Step::CapAmbient => {
-            let cap_step = match step {
-                Step::CapBounding => CapStep::Bounding,
-                Step::CapKeep => CapStep::KeepCaps,
-                Step::CapAmbient => CapStep::Ambient,
-                _ => CapStep::Sets,
-            };
-            (
-                RUNNER_FAILED,
-                format!("applying the process's capabilities: {}: {reason}", cap_step.describe()),
-            )
-        }
+        Step::CapBounding => (
+            RUNNER_FAILED,
+            format!("applying the process's capabilities: dropping from the bounding set: {reason}"),
+        ),
+        Step::CapKeep => (
+            RUNNER_FAILED,
+            format!("applying the process's capabilities: keeping them across the user change: {reason}"),
+        ),
+        Step::CapSets => (
+            RUNNER_FAILED,
+            format!(
+                "applying the process's capabilities: setting the effective, permitted and inheritable sets \
+                 (effective must be within permitted, inheritable within the bounding set): {reason}"
+            ),
+        ),
+        Step::CapAmbient => (
+            RUNNER_FAILED,
+            format!("applying the process's capabilities: raising an ambient capability: {reason}"),
+        ),
         Step::NoNewPrivileges => (RUNNER_FAILED, format!("setting no_new_privs: {reason}")),
         Step::Session => (RUNNER_FAILED, format!("setsid: {reason}")),
     };

@@ -83,10 +83,20 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     for file in &files {
         system::write_file(&file.path, file.content.as_bytes())?;
     }
+    let entrypoint = entry::load_entrypoint();
     if plan.read_only_root {
+        // runc creates a missing working directory before the root turns
+        // read-only.
+        if let Ok(entrypoint) = &entrypoint {
+            entry::create_cwd(entrypoint);
+        }
         mounts::make_root_read_only()?;
     }
-    let status = match entry::start_entrypoint(stdin, terminal_size) {
+    let workload = match entrypoint {
+        Ok(entrypoint) => entry::start_entrypoint(&entrypoint, stdin, terminal_size),
+        Err(workload) => workload,
+    };
+    let status = match workload {
         entry::Workload::Ended(status) => status,
         entry::Workload::Running(started) => {
             let pid = started.pid;

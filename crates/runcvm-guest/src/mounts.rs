@@ -125,8 +125,10 @@ fn mount_one(m: &Mount) -> anyhow::Result<()> {
 /// for `readonly` roots. The file systems mounted on top stay as they are.
 pub fn make_root_read_only() -> anyhow::Result<()> {
     let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
-    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
-        .context("cannot make the root file system read-only (the container asks for a read-only root)")?;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).context(
+        "cannot make the root file system read-only, as the container asks (readOnlyRootFilesystem, \
+             --read-only): run it without, and report this with the console lines (RUNCVM_LOG_LEVEL=DEBUG)",
+    )?;
     runcvm_log::debug!("the root file system is read-only");
     Ok(())
 }

@@ -24,18 +24,11 @@ pub enum ExecError {
     },
     #[error(transparent)]
     Oci(#[from] OciError),
-    /// the state folder's launch file is unusable
-    #[error("{path}: the container's launch file is unusable")]
-    Launch {
-        path: PathBuf,
-        #[source]
-        source: runcvm_spec::launch::LaunchError,
-    },
 }
 
-/// Rewrites `process_file` for the container whose node-side launch file
-/// is `launch_path` (out of the container's reach).
-pub fn rewrite(process_file: &Path, launch_path: &Path) -> Result<(), ExecError> {
+/// Rewrites `process_file` for the container launched as `launch` (its
+/// node-side copy, out of the container's reach).
+pub fn rewrite(process_file: &Path, launch: &ContainerLaunch) -> Result<(), ExecError> {
     let io = |action: &'static str, path: &Path| {
         let path = path.to_owned();
         move |source| ExecError::Io { action, path, source }
@@ -43,18 +36,13 @@ pub fn rewrite(process_file: &Path, launch_path: &Path) -> Result<(), ExecError>
     let bytes = std::fs::read(process_file).map_err(io("read", process_file))?;
     let file = process_file.display().to_string();
     let process = OciProcess::parse(&bytes, &file)?;
-    let launch_bytes = std::fs::read(launch_path).map_err(io("read", launch_path))?;
-    let launch = ContainerLaunch::from_json(&launch_bytes).map_err(|source| ExecError::Launch {
-        path: launch_path.to_owned(),
-        source,
-    })?;
     let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| OciError::Malformed {
         file: file.clone(),
         what: "process",
         source,
     })?;
-    rewrite_exec_process(&mut value, &client_args(&process, &launch), &file)?;
-    let (uid, gid, groups) = target_user(&process, &launch);
+    rewrite_exec_process(&mut value, &client_args(&process, launch), &file)?;
+    let (uid, gid, groups) = target_user(&process, launch);
     if uid != 0 || gid != 0 || !groups.is_empty() {
         // The client runs as root (it must reach the launcher's 0700
         // folder) and switches to the workload's user for `---` itself; a
@@ -213,18 +201,16 @@ mod tests {
     #[test]
     fn the_file_is_rewritten_in_place_keeping_other_fields() {
         let dir = tempfile::tempdir().unwrap();
-        let launch_path = dir.path().join(runcvm_spec::launch::LAUNCH_FILE);
-        std::fs::write(&launch_path, launch().to_json()).unwrap();
         let file = dir.path().join("process.json");
         std::fs::write(&file, r#"{"user":{"uid":0,"gid":0},"cwd":"/","args":["ls"],"env":[],"capabilities":{"bounding":["CAP_KILL"]},"x":1}"#).unwrap();
-        rewrite(&file, &launch_path).unwrap();
+        rewrite(&file, &launch()).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(value["args"][0], "/opt/runcvm/bin/runcvm");
         assert_eq!(value["capabilities"]["bounding"][0], "CAP_KILL");
         assert_eq!(value["x"], 1);
         std::fs::write(&file, "{").unwrap();
         assert!(
-            rewrite(&file, &launch_path)
+            rewrite(&file, &launch())
                 .unwrap_err()
                 .to_string()
                 .contains("is not a valid OCI process")

@@ -106,7 +106,8 @@ fn exec(invocation: &Invocation, state_root: &Path, id: &str) -> Result<(), Stri
         .verb_flag(&["process", "p"])
         .ok_or(exec::ExecError::NoProcessFile)
         .map_err(|e| context(&e))?;
-    exec::rewrite(Path::new(process), &create::node_launch_file(state_root, id)).map_err(|e| context(&e))
+    let launch = create::read_node_launch(state_root, id).map_err(|e| context(&e))?;
+    exec::rewrite(Path::new(process), &launch).map_err(|e| context(&e))
 }
 
 /// runc deletes; the state folder goes once runc no longer knows the
@@ -159,23 +160,13 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     read.map_err(|e| context(&e))?;
     let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
     if let Some(limit) = update::memory_limit(&resources) {
-        let launch_path = create::node_launch_file(state_root, id);
-        match std::fs::read(&launch_path) {
-            Ok(bytes) => {
-                let launch = runcvm_spec::ContainerLaunch::from_json(&bytes).map_err(|e| context(&e))?;
-                update::check_memory_floor(limit, launch.memory_mib).map_err(|e| context(&e))?;
-            }
-            // A container an older build created has no node-side copy.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => runcvm_log::warn!(
-                "container {id} has no {}: its new memory limit is not checked against the VM's memory",
-                launch_path.display()
+        match create::read_node_launch(state_root, id) {
+            Ok(launch) => update::check_memory_floor(limit, launch.memory_mib).map_err(|e| context(&e))?,
+            // A container an earlier build created has no node-side copy.
+            Err(e) if e.is_missing() => runcvm_log::warn!(
+                "container {id} has no node-side launch file: its new memory limit is not checked against the VM's memory"
             ),
-            Err(e) => {
-                return Err(format!(
-                    "runcvm: cannot update container {id}: cannot read {}: {e}",
-                    launch_path.display()
-                ));
-            }
+            Err(e) => return Err(context(&e)),
         }
     }
     update::add_overhead(&mut resources, runcvm::resources::MEMORY_OVERHEAD_MIB << 20);

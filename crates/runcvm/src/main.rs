@@ -225,8 +225,8 @@ fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, Str
 fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessArgs) -> std::process::Command {
     use runcvm_spec::caps::sys;
     use std::os::unix::process::CommandExt;
-    /// `CAP_NET_ADMIN` in `<linux/capability.h>`.
-    const CAP_NET_ADMIN: u32 = 12;
+    let launchers =
+        runcvm_spec::caps::capability_number(runcvm_spec::oci::LAUNCHER_CAPABILITY).map_or(0, |n| 1u64 << n);
     let mut command = std::process::Command::new(program);
     command.args(rest);
     let user = process.user;
@@ -244,7 +244,10 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
             // the launcher's privileges), so not even a root command gets
             // it back. Not permitted: a caller without CAP_SETPCAP, which
             // cannot pass the capability on either.
-            sys::drop_from_bounding(!(1 << CAP_NET_ADMIN)).map_err(failed)?;
+            match sys::drop_from_bounding(!launchers) {
+                Ok(()) | Err(libc::EPERM) => {}
+                Err(e) => return Err(failed(e)),
+            }
             // Already the workload's user (an exec containerd started so):
             // nothing to switch, and no right to.
             let switch = user.is_some_and(|(uid, gid)| libc::getuid() != uid || libc::getgid() != gid);

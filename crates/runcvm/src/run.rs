@@ -185,6 +185,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<i32> {
             root_disk: Some(boot.run_dir.disk()),
             nic,
             control_socket: Some(boot.run_dir.control_socket()),
+            sandbox: true,
         }),
         crate::hypervisor::Hypervisor::Firecracker(binary) => {
             let launch = runcvm_vmm::firecracker::FirecrackerLaunch {

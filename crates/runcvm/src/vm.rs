@@ -66,12 +66,13 @@ pub enum VmError {
     },
     /// the VM stopped without reporting an exit status
     #[error(
-        "the VM stopped ({vmm_status}) before the workload reported an exit status{said}\n\
+        "the VM stopped ({vmm_status}) before the workload reported an exit status{said}{hint}\n\
          last console lines:\n{tail}"
     )]
     Stopped {
         vmm_status: String,
         said: String,
+        hint: &'static str,
         tail: String,
     },
     /// guest speaks another protocol version
@@ -232,11 +233,6 @@ pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
         // Its own process group: a terminal's Ctrl-C reaches the launcher,
         // which decides what the VM gets.
         .process_group(0);
-    if !crate::vmm_privileges::can_drop_all() {
-        runcvm_log::warn!(
-            "the VMM keeps this launcher's capabilities: dropping them needs CAP_SETPCAP, which this process lacks"
-        );
-    }
     // SAFETY: prctl and capset are async-signal-safe and touch only the
     // child.
     unsafe {
@@ -474,6 +470,7 @@ impl Outcome {
         let said = vmm_errors.trim();
         Err(VmError::Stopped {
             vmm_status: self.vmm_status.map_or_else(|| "lost".to_owned(), |s| s.to_string()),
+            hint: stop_hint(self.vmm_status, said),
             said: if said.is_empty() {
                 String::new()
             } else {
@@ -648,4 +645,43 @@ fn spawn_signal_taker(events: Sender<Event>) {
             }
         }
     });
+}
+
+/// What to do about a VMM that stopped on its own, where its status or
+/// its words tell more than the console.
+fn stop_hint(status: Option<std::process::ExitStatus>, said: &str) -> &'static str {
+    use std::os::unix::process::ExitStatusExt;
+    if status.and_then(|s| s.signal()) == Some(libc::SIGSYS) {
+        "; its seccomp filter stopped it (a system call it made is not allowed): report this with the \
+         console lines (RUNCVM_LOG_LEVEL=DEBUG)"
+    } else if said.contains("-sandbox") || said.contains("seccomp") {
+        "; this QEMU cannot run under its seccomp sandbox (-sandbox): use Debian's qemu-system-x86, or \
+         one built with seccomp"
+    } else if said.contains("Permission denied") {
+        "; the VMM runs without capabilities, so root must reach its kernel, disk and sockets through \
+         ordinary permissions: keep RUNCVM_STATE_DIR and RUNCVM_KERNEL out of folders only their owner \
+         may enter"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod stop_hint_tests {
+    use super::stop_hint;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    #[test]
+    fn the_hint_follows_the_vmms_status_and_words() {
+        let sigsys = ExitStatus::from_raw(libc::SIGSYS);
+        assert!(stop_hint(Some(sigsys), "").contains("seccomp filter stopped it"));
+        let exited = ExitStatus::from_raw(1 << 8);
+        let unsandboxed = "qemu-system-x86_64: -sandbox on: seccomp support is disabled";
+        assert!(stop_hint(Some(exited), unsandboxed).contains("built with seccomp"));
+        let denied = "qemu: could not open kernel file '/home/u/vmlinux': Permission denied";
+        assert!(stop_hint(Some(exited), denied).contains("RUNCVM_KERNEL"));
+        assert_eq!(stop_hint(Some(exited), "something else"), "");
+        assert_eq!(stop_hint(None, ""), "");
+    }
 }

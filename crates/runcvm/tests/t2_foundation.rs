@@ -219,6 +219,14 @@ fn a_read_only_root_refuses_the_workloads_writes() {
     );
     let out = run_in_vm(&t2, &[], &["sh", "-c", script]).run();
     assert_eq!(out.stdout_text(), "root=0\ntmpfs-writable\n");
+    // A missing working directory is made before the root turns read-only.
+    let out = run_in_vm(
+        &t2,
+        &["--read-only", "--workdir", "/made/here"],
+        &["sh", "-c", "pwd; touch x 2>/dev/null || echo read-only"],
+    )
+    .run();
+    assert_eq!(out.stdout_text(), "/made/here\nread-only\n", "{}", out.stderr);
 }
 
 #[test]

@@ -62,16 +62,12 @@ fn run_pod_vm(t2: &T2, net: &PodNet, env: &[(&str, &str)], script: &str) -> (Str
                 // `listening` comes 0.3 s after the listener was started,
                 // not after it is up: a refused connection is tried again
                 // (it costs the one-shot listener nothing).
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                let mut stream = loop {
-                    match TcpStream::connect_timeout(&target, Duration::from_secs(10)) {
-                        Ok(stream) => break stream,
-                        Err(_) if std::time::Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                        Err(_) => return None,
-                    }
-                };
+                let mut connected = None;
+                runcvm_test_infra::wait_until(Duration::from_secs(10), || {
+                    connected = TcpStream::connect_timeout(&target, Duration::from_secs(10)).ok();
+                    connected.is_some()
+                });
+                let mut stream = connected?;
                 stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
                 let mut text = String::new();
                 stream.read_to_string(&mut text).ok()?;

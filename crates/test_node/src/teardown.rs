@@ -185,10 +185,13 @@ impl Node {
                 }
             }
         }
-        // Drop the folders if nothing else uses them (none existed before
-        // the first node ran here); only with the last node of this process,
-        // since a node beside this one may be between making a folder and
-        // putting its first file in.
+    }
+
+    /// Drops the shared folders if nothing else uses them (none existed
+    /// before the first node ran here); only with the last node of this
+    /// process, since a node beside this one may be between making a folder
+    /// and putting its first file in.
+    fn remove_shared_folders_if_last(&self) {
         if LIVE_NODES.fetch_sub(1, Ordering::SeqCst) == 1 {
             for dir in [SHIM_SOCKETS, "/run/containerd", CNI_RESULTS, "/var/lib/cni"] {
                 let _ = std::fs::remove_dir(dir);
@@ -233,6 +236,7 @@ impl Drop for Node {
         self.remove_pod_netns();
         drop(self.netns.take());
         self.remove_sandbox_files(&sandbox_ids);
+        self.remove_shared_folders_if_last();
         if let Some(dir) = self.dir.take() {
             let path = dir.path().to_owned();
             if let Err(e) = dir.close() {

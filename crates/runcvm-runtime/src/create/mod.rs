@@ -173,6 +173,42 @@ pub fn node_launch_file(state_root: &Path, id: &str) -> PathBuf {
     state_root.join("containers").join(format!("{id}.launch.json"))
 }
 
+/// A node-side launch file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeLaunchError {
+    /// the file cannot be read
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the file is not a launch file this build reads
+    #[error("{path}: the container's launch file is unusable")]
+    Unusable {
+        path: PathBuf,
+        #[source]
+        source: runcvm_spec::launch::LaunchError,
+    },
+}
+
+impl NodeLaunchError {
+    /// Whether the file is not there (a container an earlier build made).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Self::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Reads the node's own copy of a container's `launch.json`.
+pub fn read_node_launch(state_root: &Path, id: &str) -> Result<ContainerLaunch, NodeLaunchError> {
+    let path = node_launch_file(state_root, id);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(source) => return Err(NodeLaunchError::Read { path, source }),
+    };
+    ContainerLaunch::from_json(&bytes).map_err(|source| NodeLaunchError::Unusable { path, source })
+}
+
 /// Removes what `prepare` made for a container.
 pub fn remove_state(state_root: &Path, id: &str) -> std::io::Result<()> {
     let _ = std::fs::remove_file(node_launch_file(state_root, id));
@@ -310,10 +346,7 @@ fn write_state(
 }
 
 fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, serves_folders: bool) -> LauncherRewrite {
-    let mut capabilities = vec![
-        runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned(),
-        runcvm_spec::oci::VMM_CONFINEMENT_CAPABILITY.to_owned(),
-    ];
+    let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
     if serves_folders {
         capabilities.extend(runcvm_spec::oci::VOLUME_SERVER_CAPABILITIES.map(str::to_owned));
     }

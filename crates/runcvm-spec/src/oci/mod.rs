@@ -22,10 +22,6 @@ pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// `tap-eth0`, moves addresses and installs the nftables guard in the pod's
 /// network namespace.
 pub const LAUNCHER_CAPABILITY: &str = "CAP_NET_ADMIN";
-/// What the launcher needs to start the VMM with no capability at all:
-/// emptying a child's bounding set takes `CAP_SETPCAP`. The VMM, which a
-/// guest attacks, then holds none of the launcher's or the pod's.
-pub const VMM_CONFINEMENT_CAPABILITY: &str = "CAP_SETPCAP";
 /// What the launcher needs besides when it serves folders to the guest: its
 /// NFS server acts with each request's uid and gid (`setfsuid`,
 /// `setfsgid`, `setgroups`). Containers have both by default; a pod that

@@ -35,6 +35,10 @@ pub struct QemuConfig {
     /// Unix socket the launcher listens on; QEMU connects to it and exposes
     /// it to the guest as the virtio-serial port `runcvm.ctl`.
     pub control_socket: Option<PathBuf>,
+    /// Run under QEMU's seccomp filter ([`SANDBOX`]): every VM does; the
+    /// KVM probe does not, so a QEMU without seccomp is not taken for a
+    /// KVM that cannot boot.
+    pub sandbox: bool,
 }
 
 impl QemuConfig {
@@ -66,7 +70,9 @@ impl QemuConfig {
         // privilege changes, no new processes, no scheduler or NUMA
         // changes. The guest attacks QEMU; this narrows what a QEMU it took
         // over could ask the kernel for.
-        push(&mut args, &["-sandbox", SANDBOX]);
+        if self.sandbox {
+            push(&mut args, &["-sandbox", SANDBOX]);
+        }
         // The console is QEMU's stdout; stdin is not read (signal=off keeps
         // Ctrl-C from killing QEMU behind the launcher's back).
         push(
@@ -141,6 +147,7 @@ mod tests {
                 mac: "0a:58:0a:58:00:05".parse().unwrap(),
             }),
             control_socket: Some("/var/lib/runcvm/r1/control.sock".into()),
+            sandbox: true,
         }
     }
 
@@ -180,8 +187,10 @@ mod tests {
         probe.root_disk = None;
         probe.control_socket = None;
         probe.nic = None;
+        probe.sandbox = false;
         let argv = joined(&probe);
         assert!(argv.contains("-accel kvm -cpu host"));
         assert!(!argv.contains("virtio"));
+        assert!(!argv.contains("-sandbox"), "the probe asks about KVM alone");
     }
 }

@@ -45,6 +45,7 @@ pub fn probe_kvm(qemu: &super::QemuBinary, kernel: &Path, timeout: Duration) -> 
         root_disk: None,
         nic: None,
         control_socket: None,
+        sandbox: false,
     };
     let child = qemu
         .command()
