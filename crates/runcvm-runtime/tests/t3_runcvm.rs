@@ -230,6 +230,16 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
     let bounding = u64::from_str_radix(caps.stdout_text().split_whitespace().nth(1).unwrap_or(""), 16)
         .unwrap_or_else(|_| panic!("{caps:?}"));
     assert_eq!(bounding & (1 << 12), 0, "CAP_NET_ADMIN in {bounding:x}");
+    // The devices the runtime adds open read-write in the container (their
+    // cgroup rules allow `rw`, no `m`).
+    for device in ["/dev/kvm", "/dev/net/tun"].iter().filter(|d| Path::new(d).exists()) {
+        let opened = ok(cri.exec_sync(
+            &id,
+            &["---", "sh", "-c", &format!("exec 3<>{device} && echo opened")],
+            30,
+        ));
+        assert_eq!(opened.stdout_text(), "opened\n", "{device}: {opened:?}");
+    }
     let processes = support::processes_of_container(&id);
     let pid = std::fs::read_dir("/proc")
         .expect("/proc")

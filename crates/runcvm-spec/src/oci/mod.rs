@@ -385,13 +385,15 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
     let rules = rules
         .as_array_mut()
         .ok_or_else(|| shape("linux.resources.devices", "an array"))?;
+    // Read and write: the launcher opens the devices, and never makes a
+    // device node of its own (runc puts these in place).
     for device in &rewrite.devices {
         rules.push(json!({
             "allow": true,
             "type": "c",
             "major": device.major,
             "minor": device.minor,
-            "access": "rwm",
+            "access": "rw",
         }));
     }
     if let Some(memory) = resources.get_mut("memory").and_then(Value::as_object_mut) {

@@ -148,7 +148,7 @@ fn the_rewrite_changes_what_it_must_and_keeps_everything_else() {
     assert_eq!(config["linux"]["devices"][0]["path"], json!("/dev/kvm"));
     assert_eq!(
         config["linux"]["resources"]["devices"][1],
-        json!({"allow": true, "type": "c", "major": 10, "minor": 232, "access": "rwm"})
+        json!({"allow": true, "type": "c", "major": 10, "minor": 232, "access": "rw"})
     );
     assert_eq!(
         config["linux"]["resources"]["memory"]["limit"],
