@@ -42,17 +42,12 @@ pub fn check_memory_floor(limit: u64, guest_mib: u32) -> Result<(), UpdateError>
     Ok(())
 }
 
-/// Adds `overhead_bytes` to the memory limit and the swap limit where they
-/// are set (0 and -1 mean none and stay so).
+/// Adds `overhead_bytes` to the new memory limits, as `create` did
+/// (`runcvm_spec::oci::add_memory_overhead`); anything but an object is
+/// handed on as it is, for runc to refuse.
 pub fn add_overhead(resources: &mut Value, overhead_bytes: u64) {
-    let Some(memory) = resources.get_mut("memory").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let overhead = i64::try_from(overhead_bytes).unwrap_or(i64::MAX);
-    for key in ["limit", "swap"] {
-        if let Some(limit) = memory.get(key).and_then(Value::as_i64).filter(|l| *l > 0) {
-            memory.insert(key.into(), Value::from(limit.saturating_add(overhead)));
-        }
+    if let Some(resources) = resources.as_object_mut() {
+        runcvm_spec::oci::add_memory_overhead(resources, overhead_bytes);
     }
 }
 
@@ -116,6 +111,13 @@ mod tests {
         let mut none = json!({"cpu": {"shares": 2}});
         add_overhead(&mut none, 128 << 20);
         assert_eq!(none, json!({"cpu": {"shares": 2}}));
+        // cgroup v2 keys, as kubelet's MemoryQoS writes them.
+        let mut unified = json!({"unified": {"memory.high": "201326592", "memory.max": "max", "cpu.weight": "10"}});
+        add_overhead(&mut unified, 128 << 20);
+        assert_eq!(
+            unified,
+            json!({"unified": {"memory.high": (201_326_592_i64 + (128 << 20)).to_string(), "memory.max": "max", "cpu.weight": "10"}})
+        );
     }
 
     #[test]

@@ -396,16 +396,36 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
             "access": "rw",
         }));
     }
+    add_memory_overhead(resources, rewrite.memory_overhead_bytes);
+    Ok(())
+}
+
+/// Adds `overhead_bytes` to every memory limit of an OCI `linux.resources`
+/// object (or of `runc update`'s resources): `memory.limit` and
+/// `memory.swap`, and cgroup v2's `unified` `memory.max`, `memory.high` and
+/// `memory.swap.max` (kubelet's MemoryQoS sets `memory.high`). The VMM and
+/// the launcher live in the container's cgroup beside the guest's memory.
+/// A limit that means none (0, -1, `max`) stays so.
+pub fn add_memory_overhead(resources: &mut serde_json::Map<String, Value>, overhead_bytes: u64) {
+    let overhead = i64::try_from(overhead_bytes).unwrap_or(i64::MAX);
     if let Some(memory) = resources.get_mut("memory").and_then(Value::as_object_mut) {
         for key in ["limit", "swap"] {
-            // -1 and 0 mean no limit: leave them so.
             if let Some(limit) = memory.get(key).and_then(Value::as_i64).filter(|l| *l > 0) {
-                let raised = limit.saturating_add(i64::try_from(rewrite.memory_overhead_bytes).unwrap_or(i64::MAX));
-                memory.insert(key.into(), json!(raised));
+                memory.insert(key.into(), json!(limit.saturating_add(overhead)));
             }
         }
     }
-    Ok(())
+    if let Some(unified) = resources.get_mut("unified").and_then(Value::as_object_mut) {
+        for key in ["memory.max", "memory.high", "memory.swap.max"] {
+            let limit = unified
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            if let Some(limit) = limit.filter(|l| *l > 0) {
+                unified.insert(key.into(), json!(limit.saturating_add(overhead).to_string()));
+            }
+        }
+    }
 }
 
 /// Adds `names` to the bounding, effective and permitted sets of a process
