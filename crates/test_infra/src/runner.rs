@@ -178,6 +178,35 @@ impl RuncvmRun {
     }
 }
 
+impl Drop for RuncvmRun {
+    /// A test that fails half-way leaves nothing of its run running: every
+    /// process whose environment names this run's state folder (`runcvm`,
+    /// `runcvm exec` clients) or whose command line does (the VMM) is
+    /// killed. After a test that stopped its run, there is none.
+    fn drop(&mut self) {
+        let state = self.state.path().as_os_str().as_encoded_bytes();
+        let mut in_env = b"RUNCVM_STATE_DIR=".to_vec();
+        in_env.extend_from_slice(state);
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<libc::pid_t>().ok()) else {
+                continue;
+            };
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let ours = environ.split(|b| *b == 0).any(|e| e == in_env.as_slice())
+                || cmdline.windows(state.len()).any(|w| w == state);
+            if ours {
+                // SAFETY: kill has no memory preconditions; the pid was just
+                // seen running with this run's state folder.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 fn read_all(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
