@@ -7,8 +7,8 @@
 mod support;
 
 use runcvm_test_node::crilog::{self, Stream};
-use runcvm_test_node::{BUSYBOX_IMAGE, ContainerSpec, ContainerState, StreamInput};
-use std::time::{Duration, Instant};
+use runcvm_test_node::{BUSYBOX_IMAGE, ContainerSpec, StreamInput};
+use std::time::Duration;
 use support::{Fixture, Handler, host_kernel, ok};
 
 const BOOT: Duration = Duration::from_secs(60);
@@ -181,12 +181,7 @@ fn stop_with_grace(f: &Fixture, name: &str, script: &str, grace: i64) -> (runcvm
     let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell(script);
     let id = ok(cri.run_container(&pod, &spec));
     f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
-    let began = Instant::now();
-    ok(cri.stop_container(&id, grace));
-    let elapsed = began.elapsed();
-    let info = ok(cri.container_status(&id));
-    assert_eq!(info.state, ContainerState::ContainerExited, "{info:?}");
-    (info, elapsed)
+    ok(cri.stop_container_timed(&id, grace))
 }
 
 fn stop_honours_the_term_trap_and_the_grace_period(handler: Handler) {

@@ -371,6 +371,19 @@ impl Cri {
         Ok(())
     }
 
+    /// StopContainer with `timeout_secs` of grace, then the container's
+    /// status (which must be exited) and how long the stop took.
+    pub fn stop_container_timed(&self, id: &str, timeout_secs: i64) -> Result<(ContainerInfo, Duration)> {
+        let began = std::time::Instant::now();
+        self.stop_container(id, timeout_secs)?;
+        let elapsed = began.elapsed();
+        let info = self.container_status(id)?;
+        if info.state != ContainerState::ContainerExited {
+            anyhow::bail!("container {id} is {:?} after StopContainer: {info:?}", info.state);
+        }
+        Ok((info, elapsed))
+    }
+
     pub fn remove_container(&self, id: &str) -> Result<()> {
         let request = cri::RemoveContainerRequest {
             container_id: id.to_owned(),

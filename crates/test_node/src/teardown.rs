@@ -223,6 +223,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // A failing test shows what containerd said before it goes.
+        if std::thread::panicking() {
+            eprintln!("containerd log ({}):\n{}", self.log_path().display(), self.log_tail(80));
+        }
         if self.containerd.is_some() {
             self.remove_all_pods();
         }

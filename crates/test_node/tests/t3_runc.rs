@@ -28,18 +28,6 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "containerd log ({}):\n{}",
-                self.node.log_path().display(),
-                self.node.log_tail(60)
-            );
-        }
-    }
-}
-
 /// Unwraps, panicking with the whole error chain.
 fn ok<T>(result: anyhow::Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("{e:#}"))
@@ -250,12 +238,7 @@ fn stop_with_grace(f: &Fixture, name: &str, script: &str, grace: i64) -> (runcvm
         crilog::read(&log).is_ok_and(|lines| lines.iter().any(|l| l.line == "ready"))
     });
     assert!(ready, "the workload never printed ready");
-    let began = Instant::now();
-    ok(cri.stop_container(&id, grace));
-    let elapsed = began.elapsed();
-    let info = ok(cri.container_status(&id));
-    assert_eq!(info.state, ContainerState::ContainerExited, "{info:?}");
-    (info, elapsed)
+    ok(cri.stop_container_timed(&id, grace))
 }
 
 #[test]

@@ -167,18 +167,6 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "containerd log ({}):\n{}",
-                self.node.log_path().display(),
-                self.node.log_tail(80)
-            );
-        }
-    }
-}
-
 /// seccomp `RuntimeDefault`, kubelet's `seccompProfile: {type: RuntimeDefault}`.
 fn runtime_default() -> Option<k8s_cri::v1::SecurityProfile> {
     Some(k8s_cri::v1::SecurityProfile {
