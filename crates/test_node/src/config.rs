@@ -1,9 +1,11 @@
-//! The files a private containerd runs from: its `config.toml` (version 2:
-//! own root, state and socket, the CRI plugin with the local pause image,
+//! The files a private containerd runs from: its `config.toml` (own root,
+//! state and socket, the CRI plugin with the local pause image,
 //! `restrict_oom_score_adj`, a loopback stream server, overlayfs, CNI from
 //! `/usr/lib/cni` with a private conf folder, `runc` as the default runtime
-//! plus the caller's handlers and `imports`) and the CNI bridge conflist.
+//! plus the caller's handlers and `imports`; version 2 for containerd 1.6,
+//! version 3, with the same meaning, for 2.x) and the CNI bridge conflist.
 
+use crate::containerd::ContainerdVersion;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -72,14 +74,53 @@ impl NodeLayout {
     }
 }
 
-/// Renders containerd's `config.toml`.
+/// The CRI plugin holding the runtime handlers, per config version.
+const CRI_V2: &str = "plugins.\"io.containerd.grpc.v1.cri\"";
+/// containerd 2.x splits the CRI plugin: runtimes, CNI and the like here,
+/// images in [`CRI_IMAGES_V3`], the streaming server in [`CRI_V2`]'s name.
+const CRI_RUNTIME_V3: &str = "plugins.\"io.containerd.cri.v1.runtime\"";
+const CRI_IMAGES_V3: &str = "plugins.\"io.containerd.cri.v1.images\"";
+
+/// The table whose `NAME` sub-tables are the runtime handlers:
+/// `plugins."io.containerd.grpc.v1.cri".containerd.runtimes` (version 2) or
+/// `plugins."io.containerd.cri.v1.runtime".containerd.runtimes` (version 3).
+pub fn runtimes_table(version: ContainerdVersion) -> String {
+    let cri = match version {
+        ContainerdVersion::V1_6 => CRI_V2,
+        ContainerdVersion::V2 => CRI_RUNTIME_V3,
+    };
+    format!("{cri}.containerd.runtimes")
+}
+
+/// One handler's tables (`runtimes.NAME` and `runtimes.NAME.options`) as
+/// the config of `version` holds them, as an installer would append them.
+pub fn handler_toml(version: ContainerdVersion, handler: &RuntimeHandler, runc_root: &Path) -> String {
+    let mut out = String::new();
+    let cri = match version {
+        ContainerdVersion::V1_6 => CRI_V2,
+        ContainerdVersion::V2 => CRI_RUNTIME_V3,
+    };
+    write_handler(&mut out, cri, handler, runc_root);
+    out
+}
+
+/// Renders containerd's `config.toml` for `version`.
 pub fn containerd_toml(
+    version: ContainerdVersion,
     layout: &NodeLayout,
     sandbox_image: &str,
     handlers: &[RuntimeHandler],
     imports: &[PathBuf],
 ) -> String {
-    let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+    match version {
+        ContainerdVersion::V1_6 => version_2(layout, sandbox_image, handlers, imports),
+        ContainerdVersion::V2 => version_3(layout, sandbox_image, handlers, imports),
+    }
+}
+
+/// containerd 1.6's config.
+fn version_2(layout: &NodeLayout, sandbox_image: &str, handlers: &[RuntimeHandler], imports: &[PathBuf]) -> String {
+    let cri = CRI_V2;
     let mut out = String::new();
     let _ = writeln!(out, "version = 2");
     let _ = writeln!(out, "root = {}", quote_path(&layout.root));
@@ -126,6 +167,75 @@ pub fn containerd_toml(
     }
     let _ = writeln!(out, "\n[{cri}.cni]");
     let _ = writeln!(out, "  bin_dir = {}", quote(CNI_BIN_DIR));
+    let _ = writeln!(out, "  conf_dir = {}", quote_path(&layout.cni_conf_dir));
+    let _ = writeln!(out, "  max_conf_num = 1");
+    out
+}
+
+/// containerd 2.x's config: what [`version_2`] says, in version 3's plugin
+/// names, plus what keeps 2.x's new host-wide defaults off the host.
+fn version_3(layout: &NodeLayout, sandbox_image: &str, handlers: &[RuntimeHandler], imports: &[PathBuf]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "version = 3");
+    let _ = writeln!(out, "root = {}", quote_path(&layout.root));
+    let _ = writeln!(out, "state = {}", quote_path(&layout.state));
+    if !imports.is_empty() {
+        let list: Vec<_> = imports.iter().map(|p| quote_path(p)).collect();
+        let _ = writeln!(out, "imports = [{}]", list.join(", "));
+    }
+    // The same useless snapshotters and tracing (2.x has no aufs, and adds
+    // blockfile and erofs).
+    let _ = writeln!(
+        out,
+        "disabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \
+         \"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.snapshotter.v1.blockfile\", \
+         \"io.containerd.snapshotter.v1.erofs\", \"io.containerd.tracing.processor.v1.otlp\", \
+         \"io.containerd.internal.v1.tracing\"]"
+    );
+    let _ = writeln!(out, "\n[grpc]\n  address = {}", quote_path(&layout.socket));
+    let _ = writeln!(
+        out,
+        "\n[ttrpc]\n  address = {}",
+        quote_path(&layout.socket.with_extension("sock.ttrpc"))
+    );
+    let _ = writeln!(out, "\n[debug]\n  address = \"\"");
+    let _ = writeln!(out, "\n[metrics]\n  address = \"\"");
+    let _ = writeln!(
+        out,
+        "\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = {}",
+        quote_path(&layout.root.join("opt"))
+    );
+    // 2.x turns NRI on by default, with a socket in /var/run/nri shared by
+    // every containerd of the host; 1.6 has none.
+    let _ = writeln!(out, "\n[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true");
+    // 2.x's image verifiers default to /opt/containerd/image-verifier/bin.
+    let _ = writeln!(
+        out,
+        "\n[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = {}",
+        quote_path(&layout.root.join("image-verifier"))
+    );
+    // The streaming server keeps the CRI plugin's old name.
+    let _ = writeln!(out, "\n[{CRI_V2}]");
+    let _ = writeln!(out, "  stream_server_address = \"127.0.0.1\"");
+    let _ = writeln!(out, "  stream_server_port = \"0\"");
+    let _ = writeln!(out, "\n[{CRI_IMAGES_V3}]");
+    let _ = writeln!(out, "  snapshotter = \"overlayfs\"");
+    let _ = writeln!(out, "\n[{CRI_IMAGES_V3}.pinned_images]");
+    let _ = writeln!(out, "  sandbox = {}", quote(sandbox_image));
+    let cri = CRI_RUNTIME_V3;
+    let _ = writeln!(out, "\n[{cri}]");
+    let _ = writeln!(out, "  restrict_oom_score_adj = true");
+    let _ = writeln!(out, "  enable_selinux = false");
+    let _ = writeln!(out, "  disable_apparmor = true");
+    let _ = writeln!(out, "  enable_cdi = false");
+    let _ = writeln!(out, "\n[{cri}.containerd]");
+    let _ = writeln!(out, "  default_runtime_name = \"runc\"");
+    let runc = RuntimeHandler::new("runc", "runc");
+    for handler in std::iter::once(&runc).chain(handlers) {
+        write_handler(&mut out, cri, handler, &layout.runc_root);
+    }
+    let _ = writeln!(out, "\n[{cri}.cni]");
+    let _ = writeln!(out, "  bin_dirs = [{}]", quote(CNI_BIN_DIR));
     let _ = writeln!(out, "  conf_dir = {}", quote_path(&layout.cni_conf_dir));
     let _ = writeln!(out, "  max_conf_num = 1");
     out
@@ -199,6 +309,7 @@ mod tests {
         let mut runcvm = RuntimeHandler::new("runcvm", "/opt/runcvm/bin/runcvm-runtime");
         runcvm.pod_annotations.push("io.runcvm/*".to_owned());
         let toml = containerd_toml(
+            ContainerdVersion::V1_6,
             &layout,
             "runcvm.test/pause:1",
             &[runcvm],
@@ -221,6 +332,83 @@ mod tests {
             assert!(toml.contains(needle), "{needle:?} missing from:\n{toml}");
         }
         assert!(!toml.contains("169.254"));
+        assert!(!toml.contains("io.containerd.cri.v1"), "{toml}");
+    }
+
+    #[test]
+    fn the_version_3_config_says_the_same_in_containerd_2_names() {
+        let layout = NodeLayout::under(Path::new("/tmp/n"), "10.88.91.0/24");
+        let mut runcvm = RuntimeHandler::new("runcvm", "/opt/runcvm/bin/runcvm-runtime");
+        runcvm.pod_annotations.push("io.runcvm/*".to_owned());
+        runcvm.extra_toml = "privileged_without_host_devices = true".to_owned();
+        let toml = containerd_toml(
+            ContainerdVersion::V2,
+            &layout,
+            "runcvm.test/pause:1",
+            &[runcvm],
+            &[PathBuf::from("/tmp/d.toml")],
+        );
+        for needle in [
+            "version = 3\n",
+            "root = \"/tmp/n/root\"\n",
+            "state = \"/tmp/n/state\"\n",
+            "imports = [\"/tmp/d.toml\"]\n",
+            "[grpc]\n  address = \"/tmp/n/containerd.sock\"\n",
+            "[ttrpc]\n  address = \"/tmp/n/containerd.sock.ttrpc\"\n",
+            "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"/tmp/n/root/opt\"\n",
+            "[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n",
+            "[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = \"/tmp/n/root/image-verifier\"\n",
+            "[plugins.\"io.containerd.grpc.v1.cri\"]\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n",
+            "[plugins.\"io.containerd.cri.v1.images\"]\n  snapshotter = \"overlayfs\"\n",
+            "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"runcvm.test/pause:1\"\n",
+            "[plugins.\"io.containerd.cri.v1.runtime\"]\n  restrict_oom_score_adj = true\n",
+            "  enable_cdi = false\n",
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n  default_runtime_name = \"runc\"\n",
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.\"runc\"]\n  runtime_type = \"io.containerd.runc.v2\"\n",
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.\"runcvm\"]\n  runtime_type = \"io.containerd.runc.v2\"\n  \
+             pod_annotations = [\"io.runcvm/*\"]\n  privileged_without_host_devices = true\n",
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.\"runcvm\".options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n  Root = \"/tmp/n/state/runc/runcvm\"\n",
+            "[plugins.\"io.containerd.cri.v1.runtime\".cni]\n  bin_dirs = [\"/usr/lib/cni\"]\n  conf_dir = \"/tmp/n/cni/net.d\"\n  max_conf_num = 1\n",
+        ] {
+            assert!(toml.contains(needle), "{needle:?} missing from:\n{toml}");
+        }
+        // Nothing of version 2's layout is left (the streaming server's
+        // table is the only one under the old CRI name).
+        for gone in [
+            "sandbox_image",
+            "bin_dir = \"/usr/lib/cni\"",
+            "grpc.v1.cri\".containerd",
+            "grpc.v1.cri\".cni",
+            "aufs",
+        ] {
+            assert!(!toml.contains(gone), "{gone:?} in:\n{toml}");
+        }
+    }
+
+    #[test]
+    fn handler_tables_follow_the_config_version() {
+        let handler = RuntimeHandler::new("added", "runc");
+        let root = Path::new("/tmp/n/state/runc");
+        for version in [ContainerdVersion::V1_6, ContainerdVersion::V2] {
+            let table = runtimes_table(version);
+            let text = handler_toml(version, &handler, root);
+            assert!(
+                text.starts_with(&format!(
+                    "\n[{table}.\"added\"]\n  runtime_type = \"io.containerd.runc.v2\"\n"
+                )),
+                "{text}"
+            );
+            assert!(
+                text.ends_with(&format!(
+                    "[{table}.\"added\".options]\n  BinaryName = \"runc\"\n  Root = \"/tmp/n/state/runc/added\"\n"
+                )),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            runtimes_table(ContainerdVersion::V2),
+            "plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes"
+        );
     }
 
     #[test]

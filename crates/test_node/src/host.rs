@@ -112,6 +112,22 @@ pub fn shims_of(socket: &Path) -> Vec<Process> {
     })
 }
 
+/// Where containerd (1.6 and 2.x) puts shim sockets, whatever its state
+/// folder.
+pub const SHIM_SOCKETS: &str = "/run/containerd/s";
+
+/// The sockets a shim of sandbox `id` serving the containerd at `socket`
+/// may listen on in [`SHIM_SOCKETS`]: sha256 of `SOCKET/k8s.io/ID`, and,
+/// with containerd 2.x, whose shim started with `-debug` (a node logs at
+/// debug) also has a debug socket, of `SOCKET/k8s.io/ID/debug`.
+pub fn shim_sockets(socket: &Path, id: &str) -> [PathBuf; 2] {
+    let key = format!("{}/{}/{id}", socket.display(), crate::config::CRI_NAMESPACE);
+    [key.clone(), format!("{key}/debug")].map(|key| {
+        let hash = crate::layer::sha256_digest(key.as_bytes());
+        Path::new(SHIM_SOCKETS).join(hash.trim_start_matches("sha256:"))
+    })
+}
+
 /// SIGKILLs `pid`.
 pub fn kill(pid: i32) {
     // SAFETY: kill(2) has no memory effects; a stale pid gives ESRCH.

@@ -1,5 +1,6 @@
 //! T3 harness: a private containerd node driven over CRI exactly as kubelet
-//! drives it. [`Node`] starts containerd 1.6 in its own network namespace
+//! drives it. [`Node`] starts containerd (1.6, or 2.x with
+//! `RUNCVM_T3_CONTAINERD=2`: see [`containerd`]) in its own network namespace
 //! with a generated config (runc plus the caller's runtime handlers), imports
 //! locally built busybox and pause images, and tears everything down on
 //! drop; [`Cri`] is a blocking CRI v1 client; [`stream`] runs streaming
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod config;
+pub mod containerd;
 pub mod cri;
 pub mod crilog;
 pub mod host;
@@ -39,6 +41,7 @@ mod teardown;
 pub mod tier;
 
 pub use config::RuntimeHandler;
+pub use containerd::ContainerdVersion;
 pub use cri::{ContainerInfo, ContainerState, Cri, ExecOutput, ExecStreams, Pod, PodStatus};
 pub use crilog::{LogLine, Stream};
 pub use image::{BUSYBOX_IMAGE, Image, ImageConfig, PAUSE_IMAGE};

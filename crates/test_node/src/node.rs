@@ -3,9 +3,12 @@
 //! (`rcvm-t-…-node`; containerd, its shims, the CNI bridge and the streaming
 //! server all live there), the start (`nsenter --net=… containerd
 //! --config …`, then the local images imported into `k8s.io`), and the
-//! CRI client. The teardown is in [`crate::teardown`] and runs on drop.
+//! CRI client. Which containerd (1.6 or 2.x) is [`NodeOptions::containerd`],
+//! `RUNCVM_T3_CONTAINERD` unless a test says otherwise. The teardown is in
+//! [`crate::teardown`] and runs on drop.
 
 use crate::config::{self, NodeLayout, RuntimeHandler};
+use crate::containerd::ContainerdVersion;
 use crate::cri::{Cri, NetnsRecord};
 use crate::image::{self, Image};
 use crate::spec::PodSpec;
@@ -20,6 +23,9 @@ use std::time::{Duration, Instant};
 /// How to build a node.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
+    /// Which containerd runs, with which config version; by default the
+    /// one `RUNCVM_T3_CONTAINERD` names ([`ContainerdVersion::selected`]).
+    pub containerd: ContainerdVersion,
     /// Runtime handlers besides `runc` (the default one).
     pub runtimes: Vec<RuntimeHandler>,
     /// Drop-in files for the generated config's `imports`.
@@ -41,6 +47,7 @@ pub struct NodeOptions {
 impl Default for NodeOptions {
     fn default() -> Self {
         Self {
+            containerd: ContainerdVersion::selected(),
             runtimes: Vec::new(),
             imports: Vec::new(),
             config_file: None,
@@ -53,6 +60,11 @@ impl Default for NodeOptions {
 }
 
 impl NodeOptions {
+    pub fn containerd(mut self, version: ContainerdVersion) -> Self {
+        self.containerd = version;
+        self
+    }
+
     pub fn runtime(mut self, handler: RuntimeHandler) -> Self {
         self.runtimes.push(handler);
         self
@@ -104,6 +116,7 @@ impl Node {
     /// the image archive; containerd is not started. The caller may change
     /// [`Self::config_path`] (as an installer would) before [`Self::launch`].
     pub fn prepare(options: NodeOptions) -> Result<Self> {
+        options.containerd.check()?;
         let dir = tempfile::Builder::new().prefix("rcvm-t-node-").tempdir()?;
         let base = dir.path().to_owned();
         let layout = NodeLayout::under(&base, &options.pod_subnet);
@@ -133,6 +146,7 @@ impl Node {
 
     fn write_files(&self) -> Result<()> {
         let toml = config::containerd_toml(
+            self.options.containerd,
             &self.layout,
             image::PAUSE_IMAGE,
             &self.options.runtimes,
@@ -193,10 +207,15 @@ impl Node {
             .clone()
             .unwrap_or_else(|| self.config_path.clone());
         let netns = self.netns.as_ref().context("no namespace")?;
-        let child = Command::new("nsenter")
+        let binaries = self.options.containerd.binaries();
+        let mut command = Command::new("nsenter");
+        if let Some(path) = binaries.path_env() {
+            command.env("PATH", path);
+        }
+        let child = command
             .arg(format!("--net={}", netns.path().display()))
             .arg("--")
-            .arg("containerd")
+            .arg(&binaries.containerd)
             .arg("--config")
             .arg(&config)
             .arg("--log-level")
@@ -278,14 +297,20 @@ impl Node {
         Ok(())
     }
 
-    /// `ctr --address SOCKET -n k8s.io`, to add arguments to.
+    /// `ctr --address SOCKET -n k8s.io`, to add arguments to (the `ctr`
+    /// of the node's containerd).
     pub fn ctr(&self) -> Command {
-        let mut command = Command::new("ctr");
+        let mut command = Command::new(self.options.containerd.binaries().ctr);
         command
             .arg("--address")
             .arg(&self.layout.socket)
             .args(["-n", config::CRI_NAMESPACE]);
         command
+    }
+
+    /// Which containerd the node runs.
+    pub fn containerd_version(&self) -> ContainerdVersion {
+        self.options.containerd
     }
 
     /// The CRI client.

@@ -13,8 +13,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Where containerd 1.6 puts shim sockets, whatever its state folder.
-const SHIM_SOCKETS: &str = "/run/containerd/s";
 /// libcni's cache of ADD results, used for DEL.
 const CNI_RESULTS: &str = "/var/lib/cni/results";
 
@@ -168,14 +166,16 @@ impl Node {
     }
 
     /// What a sandbox whose shim or CNI DEL never ran leaves outside the
-    /// node's folder: the shim's socket in `/run/containerd/s` (named by
-    /// sha256 of `SOCKET/k8s.io/ID`) and libcni's cached results in
-    /// `/var/lib/cni/results` (`NETWORK-ID-IFNAME`).
+    /// node's folder: the shim's sockets in `/run/containerd/s` (named by
+    /// sha256 of `SOCKET/k8s.io/ID`, and with containerd 2.x, whose shim
+    /// started with `-debug` (the node logs at debug) also listens on a
+    /// debug socket, of `SOCKET/k8s.io/ID/debug`) and libcni's cached
+    /// results in `/var/lib/cni/results` (`NETWORK-ID-IFNAME`).
     fn remove_sandbox_files(&self, sandbox_ids: &[String]) {
         for id in sandbox_ids {
-            let key = format!("{}/{}/{id}", self.layout.socket.display(), crate::config::CRI_NAMESPACE);
-            let hash = crate::layer::sha256_digest(key.as_bytes());
-            let _ = std::fs::remove_file(Path::new(SHIM_SOCKETS).join(hash.trim_start_matches("sha256:")));
+            for path in host::shim_sockets(&self.layout.socket, id) {
+                let _ = std::fs::remove_file(path);
+            }
         }
         if let Ok(entries) = std::fs::read_dir(CNI_RESULTS) {
             for entry in entries.flatten() {
@@ -193,7 +193,7 @@ impl Node {
     /// and putting its first file in.
     fn remove_shared_folders_if_last(&self) {
         if LIVE_NODES.fetch_sub(1, Ordering::SeqCst) == 1 {
-            for dir in [SHIM_SOCKETS, "/run/containerd", CNI_RESULTS, "/var/lib/cni"] {
+            for dir in [host::SHIM_SOCKETS, "/run/containerd", CNI_RESULTS, "/var/lib/cni"] {
                 let _ = std::fs::remove_dir(dir);
             }
         }

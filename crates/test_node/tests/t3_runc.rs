@@ -1,10 +1,12 @@
 //! T3 with the plain `runc` handler: the harness itself, proven against a
-//! real containerd 1.6 driven over CRI as kubelet drives it. Run with
+//! real containerd driven over CRI as kubelet drives it: 1.6 by default,
+//! 2.x with `RUNCVM_T3_CONTAINERD=2`. Run with
 //! `cargo test -p runcvm-test-node --test t3_runc -- --ignored --test-threads 1`.
 
 use runcvm_test_node::crilog::{self, Stream};
 use runcvm_test_node::{
-    BUSYBOX_IMAGE, ContainerSpec, ContainerState, Node, NodeOptions, RuntimeHandler, StreamInput, require_t3,
+    BUSYBOX_IMAGE, ContainerSpec, ContainerState, ContainerdVersion, Node, NodeOptions, RuntimeHandler, StreamInput,
+    config, require_t3,
 };
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,8 @@ impl Fixture {
         let began = Instant::now();
         let node = Node::start(NodeOptions::default()).unwrap_or_else(|e| panic!("node start: {e:#}"));
         eprintln!(
-            "node ready in {:?} (containerd up and images imported in {:?}) at {}",
+            "containerd {} node ready in {:?} (containerd up and images imported in {:?}) at {}",
+            node.containerd_version().label(),
             began.elapsed(),
             node.start_time().unwrap_or_default(),
             node.path().display()
@@ -40,7 +43,10 @@ fn a_pod_sandbox_runs_and_gets_an_ip_from_the_bridge_subnet() {
     let cri = ok(f.node.cri());
     let version = ok(cri.version());
     assert_eq!(version.runtime_name, "containerd");
-    assert!(version.runtime_version.starts_with("1.6"), "{version:?}");
+    // The containerd RUNCVM_T3_CONTAINERD picked, speaking CRI v1 either way.
+    let prefix = f.node.containerd_version().runtime_version_prefix();
+    assert!(version.runtime_version.starts_with(prefix), "{version:?}");
+    assert_eq!(version.runtime_api_version, "v1", "{version:?}");
     assert_eq!(ok(cri.runtime_handlers()), vec!["runc".to_owned()]);
 
     let pod = ok(cri.run_pod_sandbox(&f.node.pod("web")));
@@ -411,10 +417,14 @@ fn an_extra_handler_surfaces_the_runtimes_json_error_message() {
     eprintln!("StartContainer error: {text}");
     let calls = std::fs::read_to_string(scratch.path().join("calls.log")).expect("calls");
     eprintln!("runtime calls:\n{calls}");
-    assert!(
-        text.ends_with("OCI runtime create failed: fake: the VM could not boot (see section 9): unknown"),
-        "{text}"
-    );
+    // The runtime's last JSON error line, after the shim's prefix. containerd
+    // 1.6 adds the gRPC code's name (`: unknown`) as it passes the shim's
+    // error on; 2.x passes the message on as the shim gave it.
+    let expected = match f.node.containerd_version() {
+        ContainerdVersion::V1_6 => "OCI runtime create failed: fake: the VM could not boot (see section 9): unknown",
+        ContainerdVersion::V2 => "OCI runtime create failed: fake: the VM could not boot (see section 9)",
+    };
+    assert!(text.ends_with(expected), "{text}");
     let info = ok(cri.container_status(&id));
     assert_eq!((info.reason.as_str(), info.exit_code), ("StartError", 128), "{info:?}");
     assert!(text.ends_with(&info.message), "{info:?}");
@@ -424,24 +434,67 @@ fn an_extra_handler_surfaces_the_runtimes_json_error_message() {
     assert!(calls.contains(&format!("/k8s.io/{id}/log.json")), "{calls}");
 }
 
+/// A drop-in (a file in `imports`) holding only a handler's tables. In
+/// containerd 1.6 an imported file's plugin section replaces the main
+/// file's whole section: the CRI plugin then lacks the main file's `runc`
+/// and does not load. containerd 2.0 merges plugin sections key by key
+/// (its release notes: "Allow sections of Plugins to be merged, and not
+/// overwritten as entire sections", #9982): the handler joins the main
+/// file's, whose other settings (the local sandbox image, CNI) still hold.
 #[test]
 #[ignore = "T3: runs a private containerd as root; run scripts/test.sh"]
-fn a_drop_in_cri_section_replaces_the_main_ones_in_containerd_1_6() {
+fn a_drop_in_handler_replaces_the_cri_section_in_1_6_and_merges_into_it_in_2() {
     require_t3();
     let scratch = tempfile::tempdir().expect("tempdir");
     let drop_in = scratch.path().join("fake.toml");
+    let version = ContainerdVersion::selected();
+    let handler = RuntimeHandler::new("fake", "runc");
+    // Its runc keeps state under `runc_root/fake` (the shim adds `k8s.io`).
+    let runc_root = scratch.path().join("runc");
     std::fs::write(
         &drop_in,
-        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.fake]\n  runtime_type = \"io.containerd.runc.v2\"\n",
+        format!(
+            "version = {}\n{}",
+            version.config_version(),
+            config::handler_toml(version, &handler, &runc_root)
+        ),
     )
     .expect("write the drop-in");
-    let err = Node::start(NodeOptions::default().import(&drop_in)).expect_err("the CRI plugin cannot load");
-    let text = format!("{err:#}");
-    assert!(
-        text.contains("no corresponding runtime configured in `containerd.runtimes` for `containerd` `default_runtime_name = \\\"runc\\\""),
-        "{text}"
-    );
-    assert!(text.contains("the CRI plugin did not load"), "{text}");
+    let options = NodeOptions::default().import(&drop_in);
+    match version {
+        ContainerdVersion::V1_6 => {
+            let err = Node::start(options).expect_err("the CRI plugin cannot load");
+            let text = format!("{err:#}");
+            assert!(
+                text.contains("no corresponding runtime configured in `containerd.runtimes` for `containerd` `default_runtime_name = \\\"runc\\\""),
+                "{text}"
+            );
+            assert!(text.contains("the CRI plugin did not load"), "{text}");
+        }
+        ContainerdVersion::V2 => {
+            let f = Fixture {
+                node: ok(Node::start(options)),
+            };
+            let cri = ok(f.node.cri());
+            let mut handlers = ok(cri.runtime_handlers());
+            handlers.sort();
+            assert_eq!(handlers, ["fake", "runc"]);
+            // The pod's sandbox is the main file's local pause image (no
+            // registry is reachable) on the main file's CNI network.
+            let pod = ok(cri.run_pod_sandbox(&f.node.pod("merged").runtime_handler("fake")));
+            let status = ok(cri.pod_sandbox_status(&pod.id));
+            assert!(status.ip.starts_with("10.88.91."), "{status:?}");
+            let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo via-drop-in");
+            let id = ok(cri.run_container(&pod, &spec));
+            assert_eq!(ok(cri.wait_exited(&id, Duration::from_secs(20))).exit_code, 0);
+            // The drop-in's own options: runc's state under its Root.
+            let state = runc_root.join("fake/k8s.io").join(&pod.id);
+            assert!(state.is_dir(), "no {}", state.display());
+            ok(cri.stop_pod_sandbox(&pod.id));
+            ok(cri.remove_pod_sandbox(&pod.id));
+            f.node.assert_nothing_left(&[&pod.id, &id]);
+        }
+    }
 }
 
 #[test]
@@ -452,12 +505,13 @@ fn an_installer_may_edit_the_config_between_prepare_and_launch() {
     let mut node = ok(Node::prepare(NodeOptions::default()));
     // As an installer that edits the main file must in containerd 1.6 (a
     // drop-in's CRI section would replace the main one): add a handler
-    // table, here to a copy run with `use_config_file`.
+    // table in the config's own version, here to a copy run with
+    // `use_config_file`.
     let mut config = std::fs::read_to_string(node.config_path()).expect("the generated config");
-    config.push_str(&format!(
-        "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.added]\n  runtime_type = \"io.containerd.runc.v2\"\n\
-         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.added.options]\n  BinaryName = \"runc\"\n  Root = \"{}\"\n",
-        node.layout().runc_root.join("added").display()
+    config.push_str(&config::handler_toml(
+        node.containerd_version(),
+        &RuntimeHandler::new("added", "runc"),
+        &node.layout().runc_root,
     ));
     let edited = scratch.path().join("config.toml");
     std::fs::write(&edited, config).expect("write the edited config");
@@ -522,10 +576,8 @@ fn a_node_whose_containerd_died_still_tears_down_completely() {
         })
         .unwrap_or_default();
     assert!(cni_cache.iter().all(|name| !name.contains(&pod_id)), "{cni_cache:?}");
-    let key = format!("{}/k8s.io/{pod_id}", socket.display());
-    let shim_socket = runcvm_test_node::layer::sha256_digest(key.as_bytes()).replace("sha256:", "/run/containerd/s/");
-    assert!(
-        !std::path::Path::new(&shim_socket).exists(),
-        "{shim_socket} is still there"
-    );
+    // The shim's socket (and, with containerd 2.x, its debug socket).
+    for shim_socket in runcvm_test_node::host::shim_sockets(&socket, &pod_id) {
+        assert!(!shim_socket.exists(), "{} is still there", shim_socket.display());
+    }
 }
