@@ -5,9 +5,14 @@
 #   T1  root: pod network plumbing in network namespaces, the NFS server
 #       at the protocol level; no VM
 #   T2  real VMs under QEMU (TCG here), the built kernel, a busybox rootfs
-#   T3  a Kubernetes node: a private containerd 1.6 + runc + CNI plugins in
+#   T3  a Kubernetes node: a private containerd + runc + CNI plugins in
 #       its own network namespace, pods driven over CRI as kubelet drives
-#       them, with a fresh `runcvm install` of this build as the handler
+#       them, with a fresh `runcvm install` of this build as the handler;
+#       run twice, on containerd 1.6 (Debian 12's) and on containerd 2.x
+#       (from the CRI conformance kit in ../shared/conformance)
+#   T4  Kubernetes' CRI validation suite (critest, from the same kit) against
+#       containerd 2.x and 1.6 with that handler; only the listed, explained
+#       failures may fail
 # A tier that cannot run fails; it is never skipped.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -15,6 +20,18 @@ cd "$repo"
 
 step "host packages"
 scripts/setup-host.sh
+# containerd 2.x for T3, and critest and its images for T4: the conformance
+# kit beside the repository unpacks them into its cache (never installed;
+# idempotent). It needs root, as T3 does.
+kit_setup="$repo/../shared/conformance/setup.sh"
+if [ "$(id -u)" = 0 ]; then
+  step "containerd 2.x, critest and its images for T3 and T4 (the CRI conformance kit's setup)"
+  if [ ! -f "$kit_setup" ]; then
+    echo "test.sh: $kit_setup is missing: T3 on containerd 2.x takes containerd 2.x from the CRI conformance kit in ../shared/conformance beside the repository" >&2
+    exit 1
+  fi
+  bash "$kit_setup"
+fi
 step "guest kernel"
 kernel/build.sh
 step "build"
@@ -64,8 +81,23 @@ else
   echo "test.sh: the Firecracker suite did not run: $(grep '^hypervisor:' <<<"$doctor" || echo 'runcvm doctor said nothing')"
 fi
 
-step "T3: a Kubernetes node (containerd + runc + CNI), pods over CRI"
+step "T3: the bundled QEMU chrooted into a busybox rootfs (no containerd: runs once)"
 cargo test --locked -p runcvm-install --test bundle -- --ignored --test-threads 2
-cargo test --locked -p runcvm-test-node --test t3_runc -- --ignored --test-threads 2
-cargo test --locked -p runcvm-runtime --test t3_cri -- --ignored --test-threads 2
-cargo test --locked -p runcvm-runtime --test t3_runcvm -- --ignored --test-threads 2
+
+# The node suites, on the containerd RUNCVM_T3_CONTAINERD names.
+t3_suites() {
+  cargo test --locked -p runcvm-test-node --test t3_runc -- --ignored --test-threads 2
+  cargo test --locked -p runcvm-runtime --test t3_cri -- --ignored --test-threads 2
+  cargo test --locked -p runcvm-runtime --test t3_runcvm -- --ignored --test-threads 2
+}
+
+step "T3 on containerd 1.6: a Kubernetes node (containerd + runc + CNI), pods over CRI"
+RUNCVM_T3_CONTAINERD=1.6 t3_suites
+
+step "T3 on containerd 2.x: the same suites on the conformance kit's containerd 2.x (version-3 config)"
+RUNCVM_T3_CONTAINERD=2 t3_suites
+
+step "T4: the CRI validation suite (critest) with the runcvm handler, on containerd 2.x and 1.6"
+# One run at a time (the kit's netns and lock); the expected failures are
+# crates/runcvm-runtime/tests/t4/expected-failures.txt, each with its reason.
+cargo test --locked -p runcvm-runtime --test t4_conformance -- --ignored --test-threads 1 --nocapture

@@ -6,11 +6,32 @@
 //! ambient capabilities it will refuse) is worked out by [`plan`], which
 //! may allocate and log.
 
-use crate::entry::Step;
-use nix::errno::Errno;
-use runcvm_spec::caps::{capability_number, sys};
-use runcvm_spec::{CapabilityMasks, ProcessCapabilities};
+use runcvm_caps::{CapabilityMasks, ProcessCapabilities, capability_number, sys};
 use std::sync::OnceLock;
+
+/// Which part of applying the capabilities failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapStep {
+    Bounding,
+    Keep,
+    Sets,
+    Ambient,
+}
+
+impl CapStep {
+    /// What the step does, in a failure message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Bounding => "dropping from the bounding set",
+            Self::Keep => "keeping them across the user change",
+            Self::Sets => {
+                "setting the effective, permitted and inheritable sets (effective must be within permitted, \
+                 inheritable within the bounding set)"
+            }
+            Self::Ambient => "raising an ambient capability",
+        }
+    }
+}
 
 /// The masks for `wanted` on the running kernel, and the warnings to log:
 /// names neither this build nor the kernel knows (runc skips those with a
@@ -59,20 +80,20 @@ fn last_capability() -> u32 {
 /// Before the user changes: drops from the bounding set what the plan
 /// leaves out, and keeps the permitted set across `setuid` so the sets can
 /// be applied after it.
-pub fn before_user_change(masks: &CapabilityMasks) -> Result<(), (Step, Errno)> {
-    let errno = |step| move |e| (step, Errno::from_raw(e));
-    sys::drop_from_bounding(masks.bounding).map_err(errno(Step::CapBounding))?;
-    sys::keep_across_user_change(true).map_err(errno(Step::CapKeep))
+pub fn before_user_change(masks: &CapabilityMasks) -> Result<(), (CapStep, i32)> {
+    let failed = |step| move |errno| (step, errno);
+    sys::drop_from_bounding(masks.bounding).map_err(failed(CapStep::Bounding))?;
+    sys::keep_across_user_change(true).map_err(failed(CapStep::Keep))
 }
 
 /// After the user changes: effective, permitted and inheritable as planned,
 /// then the ambient set (the plan holds only what the kernel accepts).
-pub fn after_user_change(masks: &CapabilityMasks) -> Result<(), (Step, Errno)> {
-    let errno = |step| move |e| (step, Errno::from_raw(e));
-    sys::keep_across_user_change(false).map_err(errno(Step::CapKeep))?;
-    sys::set(masks).map_err(errno(Step::CapSets))?;
-    sys::clear_ambient().map_err(errno(Step::CapAmbient))?;
-    sys::raise_ambient(masks.ambient).map_err(errno(Step::CapAmbient))
+pub fn after_user_change(masks: &CapabilityMasks) -> Result<(), (CapStep, i32)> {
+    let failed = |step| move |errno| (step, errno);
+    sys::keep_across_user_change(false).map_err(failed(CapStep::Keep))?;
+    sys::set(masks).map_err(failed(CapStep::Sets))?;
+    sys::clear_ambient().map_err(failed(CapStep::Ambient))?;
+    sys::raise_ambient(masks.ambient).map_err(failed(CapStep::Ambient))
 }
 
 #[cfg(test)]

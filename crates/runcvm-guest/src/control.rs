@@ -3,8 +3,9 @@
 //! order; under Firecracker, which has no virtio-serial, a vsock connection
 //! to the host (CID 2) on port 1024.
 
+use crate::sessions::Sessions;
 use anyhow::Context;
-use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream};
+use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream, WORKLOAD_SESSION};
 use runcvm_spec::{CONTROL_PORT_NAME, CONTROL_VSOCK_PORT};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -57,32 +58,49 @@ impl ControlPort {
     }
 
     /// Serves the launcher from a thread of its own once the workload runs
-    /// (or, with none, while init sleeps): signals go to the workload (with
-    /// none running, a stop signal ends the VM), exec sessions start, and
-    /// their stdin is fed.
-    pub fn serve_launcher(&self, workload: Option<nix::unistd::Pid>) -> anyhow::Result<()> {
+    /// (or, with none, while init sleeps): signals go to the workload or an
+    /// exec's process (with no workload, a stop signal ends the VM), exec
+    /// sessions and port-forward connections start, and their input is fed.
+    pub fn serve_launcher(&self, sessions: Arc<Sessions>, workload: Option<nix::unistd::Pid>) -> anyhow::Result<()> {
         let mut reader = self.file.try_clone().context("cannot share the control port")?;
         let writer = self.writer();
         std::thread::Builder::new().name("launcher".into()).spawn(move || {
             loop {
-                match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
-                    Ok(Some(Frame::Message(HostMessage::Signal { signal }))) => deliver(signal, workload, &writer),
-                    Ok(Some(Frame::Message(HostMessage::Exec {
-                        session,
-                        process,
-                        terminal_size,
-                    }))) => crate::exec::start(session, &process, terminal_size),
-                    Ok(Some(Frame::Message(HostMessage::CloseStdin { session }))) => crate::exec::close_stdin(session),
-                    Ok(Some(Frame::Message(HostMessage::Resize { session, rows, cols }))) => {
-                        crate::exec::resize(session, rows, cols)
-                    }
+                let message = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
+                    Ok(Some(Frame::Message(message))) => message,
                     Ok(Some(Frame::Data {
                         session,
                         stream: Stream::Stdin,
                         bytes,
-                    })) => crate::exec::stdin(session, &bytes),
-                    Ok(Some(other)) => runcvm_log::warn!("unexpected control frame {other:?}"),
+                    })) => {
+                        sessions.stdin(session, &bytes);
+                        continue;
+                    }
+                    Ok(Some(other)) => {
+                        runcvm_log::warn!("unexpected control frame {other:?}");
+                        continue;
+                    }
                     Ok(None) | Err(_) => return,
+                };
+                match message {
+                    HostMessage::Signal {
+                        signal,
+                        session: WORKLOAD_SESSION,
+                    } => deliver(signal, workload, &writer, &sessions),
+                    HostMessage::Signal { signal, session } => match nix::sys::signal::Signal::try_from(signal) {
+                        Ok(signal) => sessions.signal(session, signal),
+                        Err(_) => runcvm_log::warn!("the launcher sent unknown signal {signal}"),
+                    },
+                    HostMessage::KillSession { session } => sessions.kill(session),
+                    HostMessage::Exec {
+                        session,
+                        process,
+                        terminal_size,
+                    } => sessions.start(session, &process, terminal_size),
+                    HostMessage::Connect { session, port, ipv6 } => sessions.connect(session, port, ipv6),
+                    HostMessage::CloseStdin { session } => sessions.close_stdin(session),
+                    HostMessage::Resize { session, rows, cols } => sessions.resize(session, rows, cols),
+                    HostMessage::Start { .. } => runcvm_log::warn!("the launcher sent Start twice"),
                 }
             }
         })?;
@@ -99,7 +117,7 @@ impl ControlPort {
     }
 }
 
-fn deliver(signal: i32, workload: Option<nix::unistd::Pid>, writer: &SharedWriter) {
+fn deliver(signal: i32, workload: Option<nix::unistd::Pid>, writer: &SharedWriter, sessions: &Sessions) {
     let Ok(signal) = nix::sys::signal::Signal::try_from(signal) else {
         runcvm_log::warn!("the launcher sent unknown signal {signal}");
         return;
@@ -111,8 +129,15 @@ fn deliver(signal: i32, workload: Option<nix::unistd::Pid>, writer: &SharedWrite
         }
         None if crate::system::STOPS_INIT.contains(&signal) => {
             let status = runcvm_proto::ExitStatus::Signal(signal as i32);
-            let _ = send_on(writer, &GuestMessage::Exit { status });
-            crate::system::power_off(Some(status));
+            let _ = send_on(
+                writer,
+                &GuestMessage::Exit {
+                    status,
+                    oom_killed: false,
+                    files: Vec::new(),
+                },
+            );
+            crate::system::power_off(Some(status), Some(sessions));
         }
         None => runcvm_log::debug!("{signal} ignored: no workload is running"),
     }

@@ -1,25 +1,44 @@
 //! `runcvm-init`: PID 1 in the guest.
 //!
-//! It makes the guest look like a container's world (mounts, hostname, lo),
-//! hands the console to the workload, runs `/.runcvm/entrypoint` through the
-//! `[VM-START]` runner, reaps every zombie, reports the workload's exit status
-//! over the control channel and reboots, which ends the VMM.
+//! It makes the guest look like a container's world (mounts, hostname, lo,
+//! sysctls), hands the console to the workload, runs `/.runcvm/entrypoint`
+//! through the `[VM-START]` runner in the container's own namespaces and
+//! cgroup, reaps every zombie, reports the workload's exit status over the
+//! control channel and reboots, which ends the VMM.
+//!
+//! Module graph, one way: `main` owns the control port, the container and
+//! the sessions; `control` feeds the sessions; `sessions` and `entry` start
+//! processes through `spawn`, a leaf that knows `container` (the
+//! namespaces and mounts a process is put into) and `caps`; `reaper` hands
+//! statuses to whoever `main` names.
 
 mod caps;
 mod console;
+mod container;
 mod control;
 mod entry;
-mod exec;
+mod forward;
 mod lookup;
 mod mounts;
 mod net;
 mod output;
+mod reaper;
+mod sessions;
+mod spawn;
 mod system;
 mod volumes;
 
+use container::Container;
 use runcvm_log::{Epoch, LogLevel};
-use runcvm_proto::{ExitStatus, GuestMessage, HostMessage, WORKLOAD_SESSION};
+use runcvm_proto::{ExitStatus, GuestFile, GuestMessage, HostMessage, WORKLOAD_SESSION};
 use runcvm_spec::{LaunchPlan, PLAN_PATH};
+use sessions::Sessions;
+use std::sync::Arc;
+
+/// The most of one writable file the guest sends back at exit, and of all
+/// of them: they travel in one control frame of at most 1 MiB.
+const MAX_RELAYED_FILE: usize = 256 * 1024;
+const MAX_RELAYED_TOTAL: usize = 768 * 1024;
 
 fn main() {
     let level = LogLevel::from_env();
@@ -38,19 +57,21 @@ fn main() {
     if let Err(e) = dev_mounted {
         runcvm_log::error!("{e:#}");
     }
-    let status = match boot() {
+    let mut sessions = None;
+    let status = match boot(&mut sessions) {
         Ok(status) => status,
         Err(e) => {
             runcvm_log::error!("{e:#}");
             None
         }
     };
-    system::power_off(status);
+    system::power_off(status, sessions.as_deref());
 }
 
 /// Everything between the console and the power-off; returns the status to
-/// report, or `None` when none can be reported.
-fn boot() -> anyhow::Result<Option<ExitStatus>> {
+/// report, or `None` when none can be reported. `sessions` is where the
+/// sessions end up, so the power-off can close them.
+fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<ExitStatus>> {
     mounts::mount_container_filesystems()?;
     runcvm_log::debug!(
         "kernel command line: {}",
@@ -60,9 +81,9 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     if let Some(hostname) = &plan.hostname {
         system::set_hostname(hostname)?;
     }
+    system::set_sysctls(&plan.sysctls)?;
     system::bring_up_loopback()?;
     let mut control = control::ControlPort::open()?;
-    exec::init(control.writer());
     control.send(&GuestMessage::Ready {
         version: runcvm_proto::PROTOCOL_VERSION,
     })?;
@@ -83,43 +104,91 @@ fn boot() -> anyhow::Result<Option<ExitStatus>> {
     for file in &files {
         system::write_file(&file.path, file.content.as_bytes())?;
     }
-    let entrypoint = entry::load_entrypoint();
-    if plan.read_only_root {
-        // runc creates a missing working directory before the root turns
-        // read-only.
-        if let Ok(entrypoint) = &entrypoint {
-            entry::create_cwd(entrypoint);
+    let writable: Vec<&str> = files.iter().filter(|f| f.writable).map(|f| f.path.as_str()).collect();
+    let (workload, container) = match entry::load_entrypoint() {
+        Ok(entrypoint) => {
+            let container = Arc::new(Container::prepare(&plan)?);
+            let workload = entry::start_entrypoint(&entrypoint, &container, stdin, terminal_size);
+            (workload, Some(container))
         }
-        mounts::make_root_read_only()?;
-    }
-    let workload = match entrypoint {
-        Ok(entrypoint) => entry::start_entrypoint(&entrypoint, stdin, terminal_size),
-        Err(workload) => workload,
+        Err(workload) => {
+            if plan.read_only_root {
+                mounts::make_root_read_only()?;
+            }
+            (workload, None)
+        }
     };
+    let sessions = Sessions::new(control.writer(), container.clone());
+    *sessions_slot = Some(Arc::clone(&sessions));
     let status = match workload {
         entry::Workload::Ended(status) => status,
         entry::Workload::Running(started) => {
             let pid = started.pid;
-            let pumps = exec::attach(WORKLOAD_SESSION, started);
-            control.serve_launcher(Some(pid))?;
-            let status = entry::wait_for(pid);
+            let pumps = sessions.attach(WORKLOAD_SESSION, started);
+            control.serve_launcher(Arc::clone(&sessions), Some(pid))?;
+            let status = reaper::wait_for(pid, |pid, status| sessions.reaped(pid, status))
+                .unwrap_or(ExitStatus::Code(spawn::RUNNER_FAILED));
             // What the workload left running goes now (as a container's
             // processes do when its init ends), so the pipes reach EOF and
             // all output is sent before the exit status.
-            system::kill_all();
+            system::kill_all(Some(&sessions));
             for pump in pumps {
                 let _ = pump.join();
             }
             status
         }
         entry::Workload::Absent => {
-            control.serve_launcher(None)?;
-            entry::sleep_forever()
+            control.serve_launcher(Arc::clone(&sessions), None)?;
+            sleep_forever(&sessions)
         }
     };
-    runcvm_log::debug!("workload ended: {status:?}");
-    control.send(&GuestMessage::Exit { status })?;
+    let oom_killed = container.as_ref().is_some_and(|c| c.oom_kills() > 0);
+    runcvm_log::debug!(
+        "workload ended: {status:?}{}",
+        if oom_killed { ", OOM-killed" } else { "" }
+    );
+    control.send(&GuestMessage::Exit {
+        status,
+        oom_killed,
+        files: relayed_files(&writable),
+    })?;
     Ok(Some(status))
+}
+
+/// The writable single-file volumes as the workload left them, for the
+/// launcher to write back (the termination message among them).
+fn relayed_files(paths: &[&str]) -> Vec<GuestFile> {
+    let mut total = 0;
+    let mut files = Vec::new();
+    for path in paths {
+        match std::fs::read(path) {
+            Ok(content) if content.len() > MAX_RELAYED_FILE || total + content.len() > MAX_RELAYED_TOTAL => {
+                runcvm_log::warn!(
+                    "{path} holds {} bytes, more than runcvm relays back to the node ({MAX_RELAYED_FILE} per file, {MAX_RELAYED_TOTAL} in all): the node keeps its content from the start",
+                    content.len()
+                );
+            }
+            Ok(content) => {
+                total += content.len();
+                files.push(GuestFile {
+                    path: (*path).to_owned(),
+                    content: content.into(),
+                    writable: true,
+                });
+            }
+            Err(e) => runcvm_log::debug!("{path} is not relayed back: {e}"),
+        }
+    }
+    files
+}
+
+/// Reaps for ever: exec sessions into a sleeping guest still end.
+fn sleep_forever(sessions: &Sessions) -> ! {
+    loop {
+        reaper::reap_all(|pid, status| sessions.reaped(pid, status));
+        // No child right now; an exec may start one at any moment.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn read_plan() -> anyhow::Result<LaunchPlan> {

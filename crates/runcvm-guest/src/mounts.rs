@@ -94,6 +94,18 @@ pub fn mount_container_filesystems() -> anyhow::Result<()> {
     for m in CONTAINER_MOUNTS {
         mount_one(m)?;
     }
+    // The cgroup v2 hierarchy, where init keeps the workload's cgroup; a
+    // kernel without it runs the workload without one.
+    let cgroups = Mount {
+        target: crate::container::CGROUP_ROOT,
+        fstype: "cgroup2",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+        dir_mode: 0o555,
+    };
+    if let Err(e) = mount_one(&cgroups) {
+        runcvm_log::debug!("{e:#}");
+    }
     for (target, link) in DEV_LINKS {
         if Path::new(link).symlink_metadata().is_err() {
             std::os::unix::fs::symlink(target, link).with_context(|| format!("cannot link {link} to {target}"))?;

@@ -1,6 +1,10 @@
 //! The guest's `eth0` takes on the pod's identity: the VMM already gave the
 //! NIC the pod's real MAC; init adds the addresses, MTU and routes the pod
 //! had, and the route to the host identity 169.254.1.254 (guide, section 3).
+//! The routing table comes out as the pod's: an address the pod had
+//! without the kernel's prefix route (CNI's ptp) is added without it, so
+//! the pod's own route for that subnet, through the gateway, goes in as it
+//! was rather than colliding with the kernel's.
 
 use anyhow::Context;
 use runcvm_netlink::route::{LinkChange, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RTPROT_STATIC};
@@ -38,6 +42,7 @@ pub fn configure(network: &GuestNetwork) -> anyhow::Result<()> {
                 ip: address.ip,
                 prefix_len: address.len,
                 scope: RT_SCOPE_UNIVERSE,
+                no_prefix_route: network.without_prefix_route.contains(address),
             },
         )?;
         runcvm_log::debug!("{POD_INTERFACE}: address {address}");
@@ -52,6 +57,7 @@ pub fn configure(network: &GuestNetwork) -> anyhow::Result<()> {
         metric: None,
         oif: eth0.index,
         protocol: RTPROT_STATIC,
+        prefsrc: None,
     };
     netlink.add_route(&identity)?;
     for route in &network.routes {
@@ -68,12 +74,14 @@ pub fn configure(network: &GuestNetwork) -> anyhow::Result<()> {
             metric: route.metric,
             oif: eth0.index,
             protocol: RTPROT_STATIC,
+            prefsrc: route.source,
         })?;
         runcvm_log::debug!(
-            "{POD_INTERFACE}: route {}{}{}",
+            "{POD_INTERFACE}: route {}{}{}{}",
             route.destination,
             route.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
-            if route.onlink { " onlink" } else { "" }
+            if route.onlink { " onlink" } else { "" },
+            route.source.map(|s| format!(" src {s}")).unwrap_or_default()
         );
     }
     runcvm_log::debug!(

@@ -1,5 +1,6 @@
-//! Small system calls of init: hostname, loopback, power-off.
+//! Small system calls of init: hostname, sysctls, loopback, power-off.
 
+use crate::sessions::Sessions;
 use anyhow::Context;
 use runcvm_proto::ExitStatus;
 
@@ -7,6 +8,31 @@ pub fn set_hostname(hostname: &str) -> anyhow::Result<()> {
     nix::unistd::sethostname(hostname).with_context(|| format!("cannot set the hostname to {hostname:?}"))?;
     runcvm_log::debug!("hostname {hostname}");
     Ok(())
+}
+
+/// Sets the pod's sysctls (`kernel.shm_rmid_forced` is
+/// `/proc/sys/kernel/shm_rmid_forced`), as runc sets them before the
+/// container starts; one the guest kernel lacks fails the start, as under
+/// runc.
+pub fn set_sysctls(sysctls: &std::collections::BTreeMap<String, String>) -> anyhow::Result<()> {
+    for (name, value) in sysctls {
+        let path = sysctl_path(name);
+        std::fs::write(&path, value.as_bytes()).with_context(|| {
+            format!(
+                "cannot set the pod's sysctl {name}={value} ({}): remove it from the pod or use another runtime class",
+                path.display()
+            )
+        })?;
+        runcvm_log::debug!("sysctl {name} = {value}");
+    }
+    Ok(())
+}
+
+/// The file of a dotted sysctl name; a slash in it is a dot in the path
+/// (`net.ipv4.conf.eth0/1.rp_filter`), as sysctl(8) reads names.
+fn sysctl_path(name: &str) -> std::path::PathBuf {
+    let parts: Vec<String> = name.split('.').map(|part| part.replace('/', ".")).collect();
+    std::path::Path::new("/proc/sys").join(parts.join("/"))
 }
 
 /// `IFF_UP` as the `c_short` that `ifreq` holds (libc has it as `c_int`).
@@ -68,23 +94,29 @@ pub const STOPS_INIT: [nix::sys::signal::Signal; 4] = [
 ];
 
 /// Kills every process but init and reaps them: orphans the workload left
-/// behind must not outlive it.
-pub fn kill_all() {
+/// behind must not outlive it, nor may its exec sessions.
+pub fn kill_all(sessions: Option<&Sessions>) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    // No exec session starts from here on, so one kill reaches everything.
-    // (kill(-1) cannot tell when nothing is left: it counts kernel threads
-    // as signalled.)
-    crate::exec::close();
+    // No exec session starts from here on, so one kill reaches everything
+    // (the container's PID namespace is below init's). kill(-1) cannot tell
+    // when nothing is left: it counts kernel threads as signalled.
+    if let Some(sessions) = sessions {
+        sessions.close();
+    }
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    crate::entry::reap_all();
+    crate::reaper::reap_all(|pid, status| {
+        if let Some(sessions) = sessions {
+            sessions.reaped(pid, status);
+        }
+    });
 }
 
 /// Ends the VM: stops every process, flushes the disk, reboots. With
 /// `-no-reboot` (QEMU) and `reboot=k` (Firecracker) a reboot ends the VMM,
 /// which is how the launcher learns the guest is gone.
-pub fn power_off(status: Option<ExitStatus>) -> ! {
-    kill_all();
+pub fn power_off(status: Option<ExitStatus>, sessions: Option<&Sessions>) -> ! {
+    kill_all(sessions);
     crate::console::hand_back();
     nix::unistd::sync();
     runcvm_log::debug!("powering off (workload status {status:?})");
@@ -92,4 +124,21 @@ pub fn power_off(status: Option<ExitStatus>) -> ! {
     // reboot(2) does not return for PID 1 unless it failed; the kernel
     // panics when init exits, and panic=-1 reboots too.
     std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_names_map_to_their_files() {
+        assert_eq!(
+            sysctl_path("kernel.shm_rmid_forced"),
+            std::path::Path::new("/proc/sys/kernel/shm_rmid_forced")
+        );
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth0/1.rp_filter"),
+            std::path::Path::new("/proc/sys/net/ipv4/conf/eth0.1/rp_filter")
+        );
+    }
 }

@@ -2,14 +2,13 @@
 //! that the bundled QEMU starts, register the handler, and write the
 //! manifest (also when a step failed, so uninstall can undo the rest).
 
-use crate::containerd::{self, Facts, RegisterPlan};
+use crate::containerd::{self, ConfigVersion, Facts, RegisterPlan, RegisterRequest};
 use crate::files::{self, Copied};
 use crate::manifest::Manifest;
 use crate::qemu::{self, QemuSources};
 use crate::report::{ContainerdChange, FileChange, InstallReport, InstalledFile, QemuSummary};
 use crate::{
-    BINARIES, BundledQemu, InstallError, InstallOptions, MANIFEST_NAME, RUNTIME_BINARY, Registration, View, absolute,
-    io_error,
+    BINARIES, BundledQemu, InstallError, InstallOptions, MANIFEST_NAME, RUNTIME_BINARY, View, absolute, io_error,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,33 +31,44 @@ pub fn install(options: &InstallOptions) -> Result<InstallReport, InstallError> 
     let previous = Manifest::load(&manifest_path)?;
     let mut manifest = previous.clone().unwrap_or_else(|| Manifest::new(node_root.clone()));
     manifest.root = node_root;
-    if let Some(record) = &manifest.containerd {
-        if record.path != node_config {
+    let recorded =
+        (manifest.containerd.as_ref().map(|r| &r.path)).or(manifest.containerd_drop_in.as_ref().map(|r| &r.config));
+    if let Some(recorded) = recorded {
+        if *recorded != node_config {
             return Err(InstallError::ConfigElsewhere {
-                recorded: record.path.clone(),
+                recorded: recorded.clone(),
                 requested: node_config,
             });
         }
     }
     let current = read_config(&config)?;
-    let plan = containerd::plan_register(
-        current.as_deref(),
-        manifest.containerd.as_ref(),
-        &binary_name,
-        node_config.clone(),
-    )
-    .map_err(|source| InstallError::Config {
+    let request = RegisterRequest {
+        current: current.as_deref(),
+        previous: manifest.containerd.as_ref(),
+        previous_drop_in: manifest.containerd_drop_in.as_ref(),
+        binary_name: &binary_name,
+        config: &node_config,
+    };
+    let config_error = |source| InstallError::Config {
         path: config.clone(),
         source,
-    })?;
-    let warnings = warnings(&plan.facts, &config, &node_config, &view);
+    };
+    let drop_in_current = match containerd::drop_in_target(&request).map_err(config_error)? {
+        Some(drop_in) => read_config(&view.local(&drop_in))?,
+        None => None,
+    };
+    let plan = containerd::plan_register(&request, drop_in_current.as_deref()).map_err(config_error)?;
+    let drop_in = plan.drop_in.as_ref().map(|d| d.record.path.clone());
+    let mut warnings = warnings(&plan.facts, &config, &node_config, drop_in.as_deref(), &view);
 
     let mut files = Vec::new();
     let result = copy_all(&sources, &root, &view, &mut manifest, &mut files)
         .and_then(|()| check_bundle(&root))
-        .and_then(|version| register(&config, &view, &plan, &mut manifest).map(|()| version));
+        .and_then(|version| {
+            register(&config, &view, &plan, &mut manifest, &mut warnings).map(|moved| (version, moved))
+        });
     let saved = save_manifest(&manifest_path, &manifest, previous.as_ref());
-    let version = result?;
+    let (version, moved_from) = result?;
     saved?;
 
     Ok(InstallReport {
@@ -71,12 +81,16 @@ pub fn install(options: &InstallOptions) -> Result<InstallReport, InstallError> 
             firmware: sources.qemu.firmware.iter().map(|(name, _)| name.clone()).collect(),
         },
         containerd: ContainerdChange {
+            file: drop_in.as_ref().map_or_else(|| config.clone(), |path| view.local(path)),
+            drop_in: drop_in.is_some(),
             config,
+            version: plan.facts.version,
             binary_name,
             registration: plan.outcome,
             created: current.is_none(),
             systemd_cgroup: plan.facts.systemd_cgroup,
             restated_runc: plan.facts.restates_runc,
+            moved_from,
         },
         warnings,
         root,
@@ -272,18 +286,66 @@ fn read_config(config: &Path) -> Result<Option<String>, InstallError> {
     }
 }
 
-fn register(config: &Path, view: &View, plan: &RegisterPlan, manifest: &mut Manifest) -> Result<(), InstallError> {
+/// Writes what the plan says: the drop-in first, then the main config, then
+/// the removal of a drop-in that no longer holds the handler, each recorded
+/// in the manifest as soon as it is on disk. Returns the file an earlier
+/// registration was taken out of, if the handler moved.
+fn register(
+    config: &Path,
+    view: &View,
+    plan: &RegisterPlan,
+    manifest: &mut Manifest,
+    warnings: &mut Vec<String>,
+) -> Result<Option<PathBuf>, InstallError> {
+    let mut moved_from = None;
+    if let Some(drop_in) = &plan.drop_in {
+        let mut record = drop_in.record.clone();
+        if drop_in.write {
+            let local = view.local(&record.path);
+            if let Some(parent) = local.parent() {
+                for created in files::create_dirs(parent).map_err(io_error("create", parent))? {
+                    record.created_dirs.push(view.node(&created)?);
+                }
+            }
+            files::write_file(&local, record.text.as_bytes()).map_err(io_error("write", &local))?;
+        }
+        manifest.containerd_drop_in = Some(record);
+    }
     let mut record = plan.record.clone();
-    if plan.outcome != Registration::Unchanged {
-        if let Some(parent) = config.parent() {
+    if plan.write_main {
+        if let (Some(parent), Some(record)) = (config.parent(), record.as_mut()) {
             for created in files::create_dirs(parent).map_err(io_error("create", parent))? {
                 record.created_dirs.push(view.node(&created)?);
             }
         }
         files::write_file(config, plan.text.as_bytes()).map_err(io_error("write", config))?;
+        if plan.drop_in.is_some() {
+            moved_from = Some(config.to_owned());
+        }
     }
-    manifest.containerd = Some(record);
-    Ok(())
+    manifest.containerd = record;
+    if let Some(stale) = &plan.stale_drop_in {
+        let local = view.local(&stale.path);
+        match files::read_if_exists(&local).map_err(io_error("read", &local))? {
+            Some(text) if text == stale.text.as_bytes() => {
+                files::remove_file(&local).map_err(io_error("remove", &local))?;
+                for dir in stale.created_dirs.iter().rev() {
+                    let dir = view.local(dir);
+                    files::remove_empty_dir(&dir).map_err(io_error("remove", &dir))?;
+                }
+                moved_from = Some(local);
+            }
+            Some(_) => warnings.push(format!(
+                "{} held the runcvm handler before and was edited since, so it was left: remove it, or containerd reads its runcvm runtime too",
+                local.display()
+            )),
+            None => {}
+        }
+        if plan.drop_in.is_none() {
+            manifest.containerd_drop_in = None;
+        }
+    }
+    Ok(moved_from)
 }
 
 fn save_manifest(path: &Path, manifest: &Manifest, previous: Option<&Manifest>) -> Result<(), InstallError> {
@@ -295,7 +357,7 @@ fn save_manifest(path: &Path, manifest: &Manifest, previous: Option<&Manifest>) 
 }
 
 /// Conditions of the node that keep the handler from working.
-fn warnings(facts: &Facts, config: &Path, node_config: &Path, view: &View) -> Vec<String> {
+fn warnings(facts: &Facts, config: &Path, node_config: &Path, drop_in: Option<&Path>, view: &View) -> Vec<String> {
     let mut warnings = Vec::new();
     let shown = config.display();
     if facts.cri_disabled {
@@ -303,6 +365,7 @@ fn warnings(facts: &Facts, config: &Path, node_config: &Path, view: &View) -> Ve
             "{shown} disables the CRI plugin (disabled_plugins): the kubelet cannot use this containerd until it is enabled"
         ));
     }
+    let containerd_2 = facts.version == ConfigVersion::V3;
     for import in &facts.imports {
         let named = Path::new(import);
         let node_path = if named.is_absolute() {
@@ -311,14 +374,24 @@ fn warnings(facts: &Facts, config: &Path, node_config: &Path, view: &View) -> Ve
             node_config.parent().unwrap_or(Path::new("/")).join(named)
         };
         let Some(candidates) = expand(&view.local(&node_path)) else {
-            warnings.push(format!(
-                "cannot check the import {import:?} of {shown}: a file it names that configures the CRI plugin would hide the runcvm handler"
-            ));
+            if !containerd_2 {
+                warnings.push(format!(
+                    "cannot check the import {import:?} of {shown}: a file it names that configures the CRI plugin would hide the runcvm handler"
+                ));
+            }
             continue;
         };
         for file in candidates {
+            if drop_in.is_some_and(|d| view.local(d) == file) {
+                continue;
+            }
             let text = std::fs::read_to_string(&file).unwrap_or_default();
-            if containerd::configures_cri(&text) {
+            if containerd_2 && containerd::defines_handler(&text) {
+                warnings.push(format!(
+                    "{} (imported by {shown}) also defines a runtime named runcvm, which containerd 2.x merges with runcvm's: remove it there",
+                    file.display()
+                ));
+            } else if !containerd_2 && containerd::configures_cri(&text) {
                 warnings.push(format!(
                     "{} (imported by {shown}) configures the CRI plugin, and containerd 1.x lets an imported file replace the main file's whole CRI section, runcvm handler included: move those settings into {shown}",
                     file.display()
@@ -395,8 +468,37 @@ mod tests {
             imports: vec![format!("{}/*.toml", conf_d.display()), "missing.toml".into()],
             ..Facts::default()
         };
-        let warnings = warnings(&facts, &config, &config, &View::new(None).unwrap());
+        let warnings = warnings(&facts, &config, &config, None, &View::new(None).unwrap());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("mirrors.toml"), "{warnings:?}");
+    }
+
+    #[test]
+    fn containerd_2_imports_that_define_runcvm_are_warned_about_not_the_drop_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf_d = dir.path().join("conf.d");
+        std::fs::create_dir(&conf_d).unwrap();
+        let handler = "version = 3\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runcvm]\n";
+        std::fs::write(conf_d.join("old.toml"), handler).unwrap();
+        std::fs::write(conf_d.join("runcvm.toml"), handler).unwrap();
+        // Configuring CRI is fine on containerd 2.x: imports are merged.
+        std::fs::write(
+            conf_d.join("mirrors.toml"),
+            "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/x'\n",
+        )
+        .unwrap();
+        let config = dir.path().join("config.toml");
+        let facts = Facts {
+            version: ConfigVersion::V3,
+            imports: vec!["conf.d/*.toml".into()],
+            ..Facts::default()
+        };
+        let drop_in = conf_d.join("runcvm.toml");
+        let warnings = warnings(&facts, &config, &config, Some(&drop_in), &View::new(None).unwrap());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("old.toml") && warnings[0].contains("containerd 2.x merges"),
+            "{warnings:?}"
+        );
     }
 }

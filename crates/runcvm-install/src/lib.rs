@@ -10,10 +10,13 @@
 //! ROOT/install-manifest.json                     what install created or changed
 //! ```
 //!
-//! and registers the handler `runcvm` by appending one block to containerd's
-//! main config (not a drop-in named by `imports`: containerd 1.x lets an
-//! imported file replace the main file's whole CRI section). Nothing needs
-//! containerd running; containerd reads the handler when it restarts.
+//! and registers the handler `runcvm` with containerd: for containerd 1.x
+//! (config version 1 or 2) by appending one block to the main config (not a
+//! drop-in named by `imports`: containerd 1.x lets an imported file replace
+//! the main file's whole CRI section); for containerd 2.x (version 3) by
+//! writing a drop-in where the main config's `imports` names a folder for
+//! one, else by the same block. Nothing needs containerd running; containerd
+//! reads the handler when it restarts.
 //! Uninstall removes what the manifest lists and puts the config back byte
 //! for byte (or, if it was edited since, takes out only the block). Files
 //! that were there before install stay. docs/install.md has the details.
@@ -24,15 +27,14 @@ mod install;
 mod manifest;
 mod qemu;
 mod report;
-mod toml_scan;
 mod uninstall;
 
-pub use containerd::{ConfigError, HANDLER, RUNTIME_TYPE, Registration};
+pub use containerd::{ConfigError, ConfigVersion, HANDLER, RUNTIME_TYPE, Registration, TERMINATION_MESSAGE_ANNOTATION};
 pub use install::install;
 pub use qemu::{DEFAULT_FIRMWARE_DIRS, DEFAULT_MODULE_DIR, FIRMWARE, TCG_MODULE};
 pub use report::{
-    ContainerdChange, ContainerdRemoval, FileChange, InstallReport, InstalledFile, QemuSummary, UninstallReport,
-    Unregistered,
+    ContainerdChange, ContainerdRemoval, DropInRemoval, DropInRemoved, FileChange, InstallReport, InstalledFile,
+    QemuSummary, UninstallReport, Unregistered,
 };
 pub use runcvm_vmm::qemu::bundle::{BundledQemu, CommandPrefix, LOADER_NAME, MODULE_DIR_ENV, QEMU_DIR, QEMU_NAME};
 pub use uninstall::uninstall;

@@ -2,14 +2,24 @@
 //! created or changed, so that uninstall undoes that and nothing else. Paths
 //! are the node's (see `--host-root-prefix`), so a node installed from the
 //! installer pod can be uninstalled from the node, and back.
+//!
+//! Format 2 adds the containerd 2.x drop-in (`containerd_drop_in`). A
+//! manifest without one is still written as format 1, exactly as earlier
+//! builds wrote it, and a format 1 manifest reads as one without a drop-in,
+//! so installs of earlier builds uninstall as before and the other way
+//! round. A runcvm that knows only format 1 refuses format 2 rather than
+//! leave a drop-in behind.
 
-use crate::containerd::ConfigRecord;
+use crate::containerd::{ConfigRecord, DropInRecord};
 use crate::{InstallError, io_error};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The manifest's format; a newer one is refused.
-pub(crate) const FORMAT: u32 = 1;
+/// The newest manifest format this runcvm reads and writes; a newer one is
+/// refused.
+pub(crate) const FORMAT: u32 = 2;
+/// The format of a manifest without a drop-in.
+const FORMAT_WITHOUT_DROP_IN: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Manifest {
@@ -23,19 +33,23 @@ pub(crate) struct Manifest {
     /// Files that existed before install and that install overwrote;
     /// uninstall leaves them.
     pub replaced_files: Vec<PathBuf>,
-    /// The edit of containerd's config.
+    /// The block in containerd's main config.
     pub containerd: Option<ConfigRecord>,
+    /// The drop-in holding the handler (containerd 2.x), instead of a block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerd_drop_in: Option<DropInRecord>,
 }
 
 impl Manifest {
     pub(crate) fn new(root: PathBuf) -> Self {
         Self {
-            format: FORMAT,
+            format: FORMAT_WITHOUT_DROP_IN,
             root,
             created_dirs: Vec::new(),
             created_files: Vec::new(),
             replaced_files: Vec::new(),
             containerd: None,
+            containerd_drop_in: None,
         }
     }
 
@@ -48,11 +62,11 @@ impl Manifest {
             path: path.to_owned(),
             source,
         })?;
-        if manifest.format > FORMAT {
+        if !(1..=FORMAT).contains(&manifest.format) {
             return Err(InstallError::Manifest {
                 path: path.to_owned(),
                 source: serde::de::Error::custom(format!(
-                    "format {} is newer than this runcvm's {FORMAT}: use the runcvm that installed it",
+                    "format {} is not one this runcvm reads (1 to {FORMAT}): use the runcvm that installed it",
                     manifest.format
                 )),
             });
@@ -60,8 +74,17 @@ impl Manifest {
         Ok(Some(manifest))
     }
 
+    /// The manifest as written: in the oldest format that holds it.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let written = Self {
+            format: if self.containerd_drop_in.is_some() {
+                FORMAT
+            } else {
+                FORMAT_WITHOUT_DROP_IN
+            },
+            ..self.clone()
+        };
+        let mut bytes = serde_json::to_vec_pretty(&written).unwrap_or_default();
         bytes.push(b'\n');
         bytes
     }
@@ -111,11 +134,59 @@ mod tests {
     fn a_newer_format_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.json");
-        let mut manifest = Manifest::new("/opt/runcvm".into());
-        manifest.format = FORMAT + 1;
-        std::fs::write(&path, manifest.to_bytes()).unwrap();
+        let text = String::from_utf8(Manifest::new("/opt/runcvm".into()).to_bytes()).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("\"format\": 1", &format!("\"format\": {}", FORMAT + 1)),
+        )
+        .unwrap();
         let err = Manifest::load(&path).unwrap_err();
         assert!(matches!(err, InstallError::Manifest { .. }), "{err}");
+        assert!(format!("{:?}", std::error::Error::source(&err)).contains("not one this runcvm reads"));
         assert_eq!(Manifest::load(&dir.path().join("none")).unwrap(), None);
+    }
+
+    /// What the first format looked like, as an earlier build wrote it.
+    const FORMAT_1: &str = r#"{
+  "format": 1,
+  "root": "/opt/runcvm",
+  "created_dirs": ["/opt/runcvm"],
+  "created_files": ["/opt/runcvm/bin/runcvm"],
+  "replaced_files": [],
+  "containerd": {
+    "path": "/etc/containerd/config.toml",
+    "created": false,
+    "created_dirs": [],
+    "original": "version = 2\n",
+    "offset": 12,
+    "inserted": "\n# runcvm: end\n"
+  }
+}
+"#;
+
+    #[test]
+    fn format_1_is_read_and_written_while_there_is_no_drop_in() {
+        let manifest: Manifest = serde_json::from_str(FORMAT_1).unwrap();
+        assert_eq!(manifest.containerd_drop_in, None);
+        assert_eq!(manifest.containerd.as_ref().unwrap().offset, 12);
+        let written = String::from_utf8(manifest.to_bytes()).unwrap();
+        assert!(
+            written.contains("\"format\": 1") && !written.contains("drop_in"),
+            "{written}"
+        );
+        let with_drop_in = Manifest {
+            containerd: None,
+            containerd_drop_in: Some(DropInRecord {
+                config: "/etc/containerd/config.toml".into(),
+                path: "/etc/containerd/conf.d/runcvm.toml".into(),
+                created_dirs: vec!["/etc/containerd/conf.d".into()],
+                text: "version = 3\n".into(),
+            }),
+            ..manifest
+        };
+        let written = String::from_utf8(with_drop_in.to_bytes()).unwrap();
+        assert!(written.contains("\"format\": 2"), "{written}");
+        let again: Manifest = serde_json::from_str(&written).unwrap();
+        assert_eq!(again.containerd_drop_in, with_drop_in.containerd_drop_in);
     }
 }

@@ -1,7 +1,7 @@
 //! What install and uninstall did, for the user: each report prints as the
 //! lines `runcvm install` / `runcvm uninstall` show.
 
-use crate::Registration;
+use crate::{ConfigVersion, Registration};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -40,18 +40,40 @@ pub struct QemuSummary {
 /// What install did to containerd's config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerdChange {
-    /// The config as this process sees it.
+    /// The main config, as this process sees it.
     pub config: PathBuf,
+    /// The file that registers the handler: the main config, or the drop-in.
+    pub file: PathBuf,
+    /// `file` is a drop-in the main config imports (containerd 2.x); the
+    /// main config was not changed.
+    pub drop_in: bool,
+    /// The main config's version, hence the containerd it is for.
+    pub version: ConfigVersion,
     /// `options.BinaryName` as written (the node's path).
     pub binary_name: String,
     pub registration: Registration,
-    /// The config file did not exist and was created.
+    /// The main config did not exist and was created.
     pub created: bool,
     /// `SystemdCgroup = true` was set, as on the default runtime.
     pub systemd_cgroup: bool,
     /// The config named no runtime, so the block restates containerd's
-    /// built-in `runc` (naming any runtime replaces the built-in list).
+    /// built-in `runc` (containerd 1.x replaces its built-in list with the
+    /// config's).
     pub restated_runc: bool,
+    /// Where an earlier install had registered the handler, when that is
+    /// not `file`: its block was taken out, or its drop-in removed.
+    pub moved_from: Option<PathBuf>,
+}
+
+impl ContainerdChange {
+    /// "config version 3, for containerd 2.x".
+    fn version_note(&self) -> String {
+        format!(
+            "config version {}, for containerd {}",
+            self.version.number(),
+            self.version.containerd()
+        )
+    }
 }
 
 /// What `runcvm install` did.
@@ -121,34 +143,41 @@ impl fmt::Display for InstallReport {
             self.root.join(crate::QEMU_DIR).display()
         )?;
         let c = &self.containerd;
-        let config = c.config.display();
+        let file = c.file.display();
         let systemd = if c.systemd_cgroup {
             ", SystemdCgroup = true like the default runtime"
         } else {
             ""
         };
+        let details = format!("{}; BinaryName = {}{systemd}", c.version_note(), c.binary_name);
         match c.registration {
-            Registration::Added if c.created => writeln!(
+            Registration::Added if c.drop_in => writeln!(
                 f,
-                "  containerd: created {config} registering handler runcvm (BinaryName = {}{systemd})",
-                c.binary_name
+                "  containerd: wrote {file} registering handler runcvm ({details}); {} imports it and was not changed",
+                c.config.display()
             )?,
-            Registration::Added => writeln!(
+            Registration::Added if c.created => {
+                writeln!(f, "  containerd: created {file} registering handler runcvm ({details})")?
+            }
+            Registration::Added => writeln!(f, "  containerd: registered handler runcvm in {file} ({details})")?,
+            Registration::Updated => writeln!(f, "  containerd: updated handler runcvm in {file} ({details})")?,
+            Registration::Unchanged => writeln!(
                 f,
-                "  containerd: registered handler runcvm in {config} (BinaryName = {}{systemd})",
-                c.binary_name
+                "  containerd: handler runcvm already registered in {file} ({})",
+                c.version_note()
             )?,
-            Registration::Updated => writeln!(
+        }
+        if let Some(from) = &c.moved_from {
+            writeln!(
                 f,
-                "  containerd: updated handler runcvm in {config} (BinaryName = {}{systemd})",
-                c.binary_name
-            )?,
-            Registration::Unchanged => writeln!(f, "  containerd: handler runcvm already registered in {config}")?,
+                "  containerd: the handler was registered in {} before; that registration was taken out",
+                from.display()
+            )?;
         }
         if c.restated_runc && c.registration != Registration::Unchanged {
             writeln!(
                 f,
-                "  containerd: the block also restates the default runtime runc, because a config that names any runtime replaces containerd's built-in list"
+                "  containerd: the block also restates the default runtime runc, because containerd 1.x replaces its built-in runtimes with a config's"
             )?;
         }
         for warning in &self.warnings {
@@ -190,6 +219,24 @@ pub struct ContainerdRemoval {
     pub outcome: Unregistered,
 }
 
+/// What uninstall did with the drop-in install wrote (containerd 2.x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropInRemoved {
+    /// It held the bytes install wrote: it is gone.
+    Removed,
+    /// It was edited since install: it was left as it is.
+    KeptEdited,
+    /// It no longer exists.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropInRemoval {
+    /// The drop-in as this process sees it.
+    pub path: PathBuf,
+    pub outcome: DropInRemoved,
+}
+
 /// What `runcvm uninstall` did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UninstallReport {
@@ -202,7 +249,10 @@ pub struct UninstallReport {
     pub removed_dirs: Vec<PathBuf>,
     /// Folders install created that now hold files it did not put there.
     pub kept_dirs: Vec<PathBuf>,
+    /// The block in the main config.
     pub containerd: Option<ContainerdRemoval>,
+    /// The drop-in.
+    pub drop_in: Option<DropInRemoval>,
 }
 
 impl fmt::Display for UninstallReport {
@@ -223,29 +273,44 @@ impl fmt::Display for UninstallReport {
         for file in &self.missing_files {
             writeln!(f, "  {} was already gone", file.display())?;
         }
-        let Some(removal) = &self.containerd else {
+        if self.containerd.is_none() && self.drop_in.is_none() {
             return write!(f, "  containerd: install had not registered the handler");
-        };
-        let config = removal.config.display();
-        match removal.outcome {
-            Unregistered::Restored => writeln!(f, "  containerd: {config} is back to its bytes from before install")?,
-            Unregistered::Deleted => writeln!(f, "  containerd: removed {config}, which install had created")?,
-            Unregistered::BlockRemoved => writeln!(
-                f,
-                "  containerd: {config} changed since install, so only the runcvm block was taken out; the rest is as you left it"
-            )?,
-            Unregistered::NotFound => {
-                return write!(
-                    f,
-                    "  containerd: the runcvm block is no longer in {config}; left the file as it is"
-                );
-            }
-            Unregistered::Missing => return write!(f, "  containerd: {config} no longer exists"),
         }
-        write!(
-            f,
-            "restart containerd to drop the handler: systemctl restart containerd"
-        )
+        let mut lines = Vec::new();
+        let mut changed = false;
+        if let Some(removal) = &self.containerd {
+            let config = removal.config.display();
+            changed |= matches!(
+                removal.outcome,
+                Unregistered::Restored | Unregistered::Deleted | Unregistered::BlockRemoved
+            );
+            lines.push(match removal.outcome {
+                Unregistered::Restored => format!("  containerd: {config} is back to its bytes from before install"),
+                Unregistered::Deleted => format!("  containerd: removed {config}, which install had created"),
+                Unregistered::BlockRemoved => format!(
+                    "  containerd: {config} changed since install, so only the runcvm block was taken out; the rest is as you left it"
+                ),
+                Unregistered::NotFound => {
+                    format!("  containerd: the runcvm block is no longer in {config}; left the file as it is")
+                }
+                Unregistered::Missing => format!("  containerd: {config} no longer exists"),
+            });
+        }
+        if let Some(removal) = &self.drop_in {
+            let path = removal.path.display();
+            changed |= removal.outcome == DropInRemoved::Removed;
+            lines.push(match removal.outcome {
+                DropInRemoved::Removed => format!("  containerd: removed {path}, which install had written"),
+                DropInRemoved::KeptEdited => format!(
+                    "  containerd: {path} was edited since install, so it was left; it still registers handler runcvm: remove it by hand"
+                ),
+                DropInRemoved::Missing => format!("  containerd: {path} no longer exists"),
+            });
+        }
+        if changed {
+            lines.push("restart containerd to drop the handler: systemctl restart containerd".into());
+        }
+        write!(f, "{}", lines.join("\n"))
     }
 }
 

@@ -12,7 +12,8 @@
 #![allow(clippy::unwrap_used)]
 
 use runcvm_install::{
-    BundledQemu, FileChange, InstallOptions, InstallReport, MANIFEST_NAME, Registration, UninstallOptions, Unregistered,
+    BundledQemu, ConfigVersion, DropInRemoved, FileChange, InstallOptions, InstallReport, MANIFEST_NAME, Registration,
+    UninstallOptions, Unregistered,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -285,6 +286,213 @@ fn the_installer_pod_writes_the_nodes_paths() {
     })
     .unwrap();
     assert!(!host.join("opt").exists() && !host.join("etc").exists());
+}
+
+/// A containerd 2.2-style main config: version 3, importing conf.d.
+const V3_CONF_D: &str = "version = 3\r\nimports = [\"conf.d/*.toml\"]\r\n\r\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]\r\n  SystemdCgroup = true\r\n";
+
+#[test]
+fn a_containerd_2_config_importing_conf_d_gets_a_drop_in_that_uninstall_removes() {
+    let work = scratch();
+    let options = test_options(work.path(), None);
+    let config = options.containerd_config.clone();
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, V3_CONF_D).unwrap();
+    let drop_in = config.parent().unwrap().join("conf.d/runcvm.toml");
+
+    let report = runcvm_install::install(&options).unwrap();
+    println!("{report}");
+    let c = &report.containerd;
+    assert_eq!(
+        (c.registration, c.drop_in, c.file.as_path()),
+        (Registration::Added, true, drop_in.as_path())
+    );
+    assert_eq!(c.version, ConfigVersion::V3);
+    assert!(c.systemd_cgroup && !c.restated_runc);
+    let shown = report.to_string();
+    assert!(
+        shown.contains(&format!(
+            "containerd: wrote {} registering handler runcvm (config version 3, for containerd 2.x;",
+            drop_in.display()
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("{} imports it and was not changed", config.display())),
+        "{shown}"
+    );
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        V3_CONF_D.as_bytes(),
+        "the main config is untouched"
+    );
+    let written = std::fs::read_to_string(&drop_in).unwrap();
+    assert!(written.contains("\nversion = 3\n"), "{written}");
+    let binary_name = format!("BinaryName = \"{}\"", options.root.join("bin/runcvm-runtime").display());
+    assert!(written.contains(&binary_name), "{written}");
+    let manifest = std::fs::read_to_string(options.root.join(MANIFEST_NAME)).unwrap();
+    assert!(
+        manifest.contains("\"format\": 2") && manifest.contains("containerd_drop_in"),
+        "{manifest}"
+    );
+
+    // A second install changes nothing.
+    let again = runcvm_install::install(&options).unwrap();
+    assert!(!again.changed(), "{again}");
+    assert!(again.to_string().contains(&format!(
+        "already registered in {} (config version 3, for containerd 2.x)",
+        drop_in.display()
+    )));
+
+    // Uninstall removes the drop-in and the conf.d it created, and only that.
+    let removed = runcvm_install::uninstall(&UninstallOptions {
+        root: options.root.clone(),
+        host_root_prefix: None,
+    })
+    .unwrap();
+    println!("{removed}");
+    assert_eq!(removed.containerd, None);
+    assert_eq!(removed.drop_in.as_ref().unwrap().outcome, DropInRemoved::Removed);
+    assert!(removed.to_string().contains("systemctl restart containerd"));
+    assert!(!drop_in.parent().unwrap().exists());
+    assert_eq!(std::fs::read(&config).unwrap(), V3_CONF_D.as_bytes());
+    assert_eq!(files_under(config.parent().unwrap()), [config]);
+}
+
+#[test]
+fn a_containerd_2_config_without_imports_gets_the_block_and_back_its_bytes() {
+    let work = scratch();
+    let options = test_options(work.path(), None);
+    let config = options.containerd_config.clone();
+    let text = "version = 3\n\n[plugins.'io.containerd.cri.v1.runtime'.containerd]\n  default_runtime_name = 'runc'\n";
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, text).unwrap();
+    let report = runcvm_install::install(&options).unwrap();
+    assert!(!report.containerd.drop_in && !report.containerd.restated_runc);
+    assert!(
+        report.to_string().contains(&format!(
+            "registered handler runcvm in {} (config version 3, for containerd 2.x;",
+            config.display()
+        )),
+        "{report}"
+    );
+    let installed = std::fs::read_to_string(&config).unwrap();
+    assert!(installed.starts_with(text));
+    assert!(
+        installed.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm]"),
+        "{installed}"
+    );
+    // An existing conf.d is not used unless the config imports it.
+    assert!(!config.parent().unwrap().join("conf.d").exists());
+    let removed = runcvm_install::uninstall(&UninstallOptions {
+        root: options.root.clone(),
+        host_root_prefix: None,
+    })
+    .unwrap();
+    assert_eq!(removed.containerd.unwrap().outcome, Unregistered::Restored);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+}
+
+#[test]
+fn the_installer_pod_writes_the_drop_in_at_the_nodes_path() {
+    let work = scratch();
+    let host = work.path().join("host");
+    let base = test_options(work.path(), None);
+    let options = InstallOptions {
+        root: host.join("opt/runcvm"),
+        containerd_config: host.join("etc/containerd/config.toml"),
+        host_root_prefix: Some(host.clone()),
+        ..base
+    };
+    std::fs::create_dir_all(host.join("etc/containerd/conf.d")).unwrap();
+    std::fs::write(
+        &options.containerd_config,
+        "version = 3\nimports = ['/etc/containerd/conf.d/*.toml']\n",
+    )
+    .unwrap();
+    let report = runcvm_install::install(&options).unwrap();
+    assert_eq!(report.containerd.file, host.join("etc/containerd/conf.d/runcvm.toml"));
+    let manifest = std::fs::read_to_string(options.root.join(MANIFEST_NAME)).unwrap();
+    assert!(
+        manifest.contains("\"/etc/containerd/conf.d/runcvm.toml\""),
+        "{manifest}"
+    );
+    assert!(!manifest.contains(host.to_str().unwrap()), "{manifest}");
+    runcvm_install::uninstall(&UninstallOptions {
+        root: options.root.clone(),
+        host_root_prefix: Some(host.clone()),
+    })
+    .unwrap();
+    assert!(
+        host.join("etc/containerd/conf.d").is_dir(),
+        "conf.d was there before install"
+    );
+    assert_eq!(
+        files_under(&host.join("etc")),
+        std::slice::from_ref(&options.containerd_config)
+    );
+}
+
+#[test]
+fn the_handler_follows_the_config_between_the_main_file_and_the_drop_in() {
+    let work = scratch();
+    let options = test_options(work.path(), None);
+    let config = options.containerd_config.clone();
+    let conf_d = config.parent().unwrap().join("conf.d");
+    let plain = "version = 3\n";
+    let importing = "version = 3\nimports = ['conf.d/*.toml']\n";
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, plain).unwrap();
+    runcvm_install::install(&options).unwrap();
+    let with_block = std::fs::read_to_string(&config).unwrap();
+    assert!(with_block.contains("# runcvm: end"));
+
+    // The user makes the config import conf.d: the block leaves for a drop-in.
+    std::fs::write(&config, with_block.replacen(plain, importing, 1)).unwrap();
+    let moved = runcvm_install::install(&options).unwrap();
+    assert_eq!(moved.containerd.registration, Registration::Updated);
+    assert_eq!(moved.containerd.moved_from.as_deref(), Some(config.as_path()));
+    assert!(moved.to_string().contains("that registration was taken out"), "{moved}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), importing);
+    assert!(conf_d.join("runcvm.toml").is_file());
+
+    // And back: the drop-in, and the conf.d install made for it, go.
+    std::fs::write(&config, plain).unwrap();
+    let back = runcvm_install::install(&options).unwrap();
+    assert_eq!(
+        back.containerd.moved_from.as_deref(),
+        Some(conf_d.join("runcvm.toml").as_path())
+    );
+    assert!(!conf_d.exists());
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), with_block);
+
+    let removed = runcvm_install::uninstall(&UninstallOptions {
+        root: options.root.clone(),
+        host_root_prefix: None,
+    })
+    .unwrap();
+    assert_eq!(removed.containerd.unwrap().outcome, Unregistered::Restored);
+    assert_eq!(removed.drop_in, None);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), plain);
+}
+
+#[test]
+fn a_config_version_no_containerd_reads_is_refused_before_anything_is_written() {
+    let work = scratch();
+    let options = test_options(work.path(), None);
+    std::fs::create_dir_all(options.containerd_config.parent().unwrap()).unwrap();
+    std::fs::write(&options.containerd_config, "version = 4\n").unwrap();
+    let err = runcvm_install::install(&options).unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(
+        chain.starts_with(&format!(
+            "cannot register the runcvm handler in {}: line 1 has `version = 4`",
+            options.containerd_config.display()
+        )),
+        "{chain}"
+    );
+    assert!(chain.contains("containerd 2.x reads version 3"), "{chain}");
+    assert!(!options.root.exists());
 }
 
 #[test]

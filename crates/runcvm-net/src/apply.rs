@@ -154,6 +154,7 @@ fn wire(
         ip: IpAddr::V4(HOST_IDENTITY_IP),
         prefix_len: 32,
         scope: RT_SCOPE_UNIVERSE,
+        no_prefix_route: false,
     };
     if !netlink.addresses(bridge.index)?.iter().any(|a| a.ip == identity.ip) {
         netlink.add_address(bridge.index, &identity)?;
@@ -232,6 +233,7 @@ fn wire(
                 metric: None,
                 oif: bridge.index,
                 protocol: RTPROT_STATIC,
+                prefsrc: None,
             })?;
         }
     }
@@ -279,6 +281,7 @@ mod tests {
                     ip: ip.parse().unwrap(),
                     prefix_len: len,
                     scope: 0,
+                    no_prefix_route: false,
                 },
             ));
             ns.addresses.push((
@@ -287,6 +290,7 @@ mod tests {
                     ip: "fe80::1".parse().unwrap(),
                     prefix_len: 64,
                     scope: RT_SCOPE_LINK,
+                    no_prefix_route: false,
                 },
             ));
             ns.routes.push(Route {
@@ -298,6 +302,7 @@ mod tests {
                 metric: None,
                 oif: eth0,
                 protocol: 3,
+                prefsrc: None,
             });
             ns
         }

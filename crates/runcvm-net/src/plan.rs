@@ -66,6 +66,21 @@ pub fn guest_network(observation: &Observation) -> Result<GuestNetwork, NetError
         .filter(|a| a.scope == RT_SCOPE_UNIVERSE && !is_link_local(a.ip))
         .map(|a| IpPrefix::new(a.ip, a.prefix_len))
         .collect();
+    // The kernel's prefix route for an address, unless the CNI plugin
+    // removed it (ptp routes the pod's subnet through the gateway instead):
+    // then the guest must add the address without it, or its own route
+    // would collide with the pod's.
+    let without_prefix_route = addresses
+        .iter()
+        .filter(|a| {
+            let subnet = a.network();
+            !observation
+                .routes
+                .iter()
+                .any(|r| r.protocol == RTPROT_KERNEL && r.dst == subnet && r.dst_len == a.len)
+        })
+        .copied()
+        .collect();
     let mut routes: Vec<GuestRoute> = observation
         .routes
         .iter()
@@ -76,6 +91,7 @@ pub fn guest_network(observation: &Observation) -> Result<GuestNetwork, NetError
             // A gateway outside every prefix is reachable only on-link.
             onlink: r.onlink || r.gateway.is_some_and(|g| needs_onlink(g, &addresses)),
             metric: r.metric,
+            source: r.prefsrc,
         })
         .collect();
     // Routes to networks first, so every gateway is reachable when the
@@ -85,6 +101,7 @@ pub fn guest_network(observation: &Observation) -> Result<GuestNetwork, NetError
         mac,
         mtu: observation.link.mtu,
         addresses,
+        without_prefix_route,
         routes,
     })
 }
@@ -126,6 +143,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             prefix_len: len,
             scope,
+            no_prefix_route: false,
         }
     }
 
@@ -143,6 +161,7 @@ mod tests {
             metric: None,
             oif: 2,
             protocol,
+            prefsrc: None,
         }
     }
 
@@ -177,6 +196,44 @@ mod tests {
                 "0.0.0.0/0 Some(10.244.0.1) false".to_owned()
             ]
         );
+    }
+
+    /// CNI's ptp plugin (kindnet uses it): a /24 whose kernel prefix route
+    /// was replaced by one through the gateway, with a preferred source.
+    #[test]
+    fn ptp_pod_keeps_its_subnet_route_through_the_gateway() {
+        let mut via_gateway = route("10.78.0.0", 24, Some("10.78.0.1"), false, BOOT);
+        via_gateway.prefsrc = Some("10.78.0.5".parse().unwrap());
+        let observation = Observation {
+            link: link([0x0a, 0x58, 0x0a, 0x4e, 0x00, 0x05], 1500),
+            addresses: vec![address("10.78.0.5", 24, 0)],
+            routes: vec![
+                route("10.78.0.1", 32, None, false, BOOT),
+                via_gateway,
+                route("0.0.0.0", 0, Some("10.78.0.1"), false, BOOT),
+            ],
+        };
+        let guest = guest_network(&observation).unwrap();
+        assert_eq!(guest.without_prefix_route, vec!["10.78.0.5/24".parse().unwrap()]);
+        let routes: Vec<String> = guest
+            .routes
+            .iter()
+            .map(|r| format!("{} {:?} {:?}", r.destination, r.gateway, r.source))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "10.78.0.1/32 None None",
+                "10.78.0.0/24 Some(10.78.0.1) Some(10.78.0.5)",
+                "0.0.0.0/0 Some(10.78.0.1) None"
+            ]
+        );
+        // A bridge-style pod keeps its prefix route: nothing to leave out.
+        let bridged = Observation {
+            routes: vec![route("10.78.0.0", 24, None, false, RTPROT_KERNEL)],
+            ..observation
+        };
+        assert!(guest_network(&bridged).unwrap().without_prefix_route.is_empty());
     }
 
     /// Calico and the AWS VPC CNI: a /32 with an on-link gateway 169.254.1.1.

@@ -1,6 +1,8 @@
 //! nf_tables over netlink, as much as runcvm needs: a table with one base
-//! chain of drop rules, such as the bridge-family table that drops what the
-//! pod's neighbours send to the host identity ([`bridge_input_drop`]).
+//! chain of rules, such as the bridge-family table that drops what the
+//! pod's neighbours send to the host identity ([`bridge_input_drop`]), and
+//! the inet-family NAT table that sends the pod's loopback connections to
+//! the port-forward listener ([`loopback_redirect`]).
 //!
 //! The batch is `add table; delete table; add table; add chain; add rules`,
 //! applied atomically, so installing it again (a container restart in the
@@ -20,10 +22,17 @@ const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFPROTO_INET: u8 = 1;
+const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_BRIDGE: u8 = 7;
 const NFPROTO_NETDEV: u8 = 5;
+const NFPROTO_IPV6: u8 = 10;
 const NF_BR_LOCAL_IN: u32 = 1;
 const NF_NETDEV_INGRESS: u32 = 0;
+const NF_INET_LOCAL_OUT: u32 = 3;
+/// `NF_IP_PRI_NAT_DST`: where destination NAT runs.
+const NF_IP_PRI_NAT_DST: i32 = -100;
+const IPPROTO_TCP: u8 = 6;
 const NFTA_HOOK_DEV: u16 = 3;
 const NFT_PAYLOAD_LL_HEADER: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
@@ -45,6 +54,10 @@ const NFTA_META_DREG: u16 = 1;
 const NFTA_META_KEY: u16 = 2;
 const NFT_META_PROTOCOL: u32 = 1;
 const NFT_META_IIFNAME: u32 = 6;
+const NFT_META_NFPROTO: u32 = 15;
+const NFT_META_L4PROTO: u32 = 16;
+const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
+const NFTA_REDIR_REG_PROTO_MAX: u16 = 2;
 const NFTA_CMP_SREG: u16 = 1;
 const NFTA_CMP_OP: u16 = 2;
 const NFTA_CMP_DATA: u16 = 3;
@@ -75,6 +88,8 @@ const ARP_SPA_OFFSET: u32 = 14;
 const IPV6_SADDR_OFFSET: u32 = 8;
 /// IPv4 destination address in the IP header.
 const IPV4_DADDR_OFFSET: u32 = 16;
+/// IPv6 destination address in the IPv6 header.
+const IPV6_DADDR_OFFSET: u32 = 24;
 /// Target protocol address in an Ethernet/IPv4 ARP packet.
 const ARP_TPA_OFFSET: u32 = 24;
 
@@ -85,6 +100,8 @@ pub enum Family {
     Bridge,
     /// Hooks on one device; `ingress` sees every frame it receives.
     Netdev,
+    /// IPv4 and IPv6 together.
+    Inet,
 }
 
 impl Family {
@@ -93,6 +110,7 @@ impl Family {
         match self {
             Self::Bridge => "bridge",
             Self::Netdev => "netdev",
+            Self::Inet => "inet",
         }
     }
 
@@ -100,6 +118,7 @@ impl Family {
         match self {
             Self::Bridge => NFPROTO_BRIDGE,
             Self::Netdev => NFPROTO_NETDEV,
+            Self::Inet => NFPROTO_INET,
         }
     }
 }
@@ -111,6 +130,20 @@ pub enum Hook {
     BridgeInput,
     /// `netdev ... hook ingress device DEV`.
     Ingress { device: String },
+    /// `inet ... type nat hook output priority dstnat`: connections this
+    /// namespace makes, before routing.
+    NatOutput,
+}
+
+impl Hook {
+    /// The hook's number, priority and chain type.
+    fn chain(&self) -> (u32, i32, &'static str) {
+        match self {
+            Self::BridgeInput => (NF_BR_LOCAL_IN, 0, "filter"),
+            Self::Ingress { .. } => (NF_NETDEV_INGRESS, 0, "filter"),
+            Self::NatOutput => (NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST, "nat"),
+        }
+    }
 }
 
 /// One expression of a rule; registers are implicit (every load goes to
@@ -121,6 +154,10 @@ pub enum Expr {
     MetaIifname,
     /// `meta protocol` (the EtherType, network byte order).
     MetaProtocol,
+    /// `meta nfproto`: IPv4 or IPv6, in an inet table (one byte).
+    MetaNfproto,
+    /// `meta l4proto`: the transport protocol (one byte).
+    MetaL4proto,
     /// Bytes of the link-layer header (`ether saddr` is offset 6, length 6).
     LinkPayload {
         offset: u32,
@@ -133,6 +170,11 @@ pub enum Expr {
     },
     CmpEq(Vec<u8>),
     CmpNeq(Vec<u8>),
+    /// Loads these bytes into register 1.
+    Immediate(Vec<u8>),
+    /// `redirect to :PORT`, the port (two bytes, network order) in
+    /// register 1.
+    RedirectToPort,
     Drop,
     Accept,
 }
@@ -150,6 +192,18 @@ impl Expr {
         match self {
             Self::MetaIifname => meta(builder, NFT_META_IIFNAME),
             Self::MetaProtocol => meta(builder, NFT_META_PROTOCOL),
+            Self::MetaNfproto => meta(builder, NFT_META_NFPROTO),
+            Self::MetaL4proto => meta(builder, NFT_META_L4PROTO),
+            Self::Immediate(data) => expression(builder, "immediate", |b| {
+                b.attr_be32(NFTA_IMMEDIATE_DREG, NFT_REG_1)
+                    .begin_nested(NFTA_IMMEDIATE_DATA)
+                    .attr(NFTA_DATA_VALUE, data)
+                    .end_nested()
+            }),
+            Self::RedirectToPort => expression(builder, "redir", |b| {
+                b.attr_be32(NFTA_REDIR_REG_PROTO_MIN, NFT_REG_1)
+                    .attr_be32(NFTA_REDIR_REG_PROTO_MAX, NFT_REG_1)
+            }),
             Self::LinkPayload { offset, len } => payload(builder, NFT_PAYLOAD_LL_HEADER, *offset, *len),
             Self::NetworkPayload { offset, len } => payload(builder, NFT_PAYLOAD_NETWORK_HEADER, *offset, *len),
             Self::CmpEq(data) => cmp(builder, NFT_CMP_EQ, data),
@@ -179,20 +233,17 @@ impl Table {
         let family = self.family.number();
         let marker = |kind| MessageBuilder::new(kind, NLM_F_REQUEST).header(&nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
         let table = |kind, flags| nft_message(family, kind, flags).attr_str(NFTA_TABLE_NAME, &self.name);
-        let (hooknum, device) = match &self.hook {
-            Hook::BridgeInput => (NF_BR_LOCAL_IN, None),
-            Hook::Ingress { device } => (NF_NETDEV_INGRESS, Some(device)),
-        };
+        let (hooknum, priority, chain_type) = self.hook.chain();
         let mut chain = nft_message(family, NFT_MSG_NEWCHAIN, CHANGE | NLM_F_CREATE)
             .attr_str(NFTA_CHAIN_TABLE, &self.name)
             .attr_str(NFTA_CHAIN_NAME, CHAIN)
             .begin_nested(NFTA_CHAIN_HOOK)
             .attr_be32(NFTA_HOOK_HOOKNUM, hooknum)
-            .attr_be32(NFTA_HOOK_PRIORITY, 0);
-        if let Some(device) = device {
+            .attr_be32(NFTA_HOOK_PRIORITY, u32::from_be_bytes(priority.to_be_bytes()));
+        if let Hook::Ingress { device } = &self.hook {
             chain = chain.attr_str(NFTA_HOOK_DEV, device);
         }
-        let chain = chain.end_nested().attr_str(NFTA_CHAIN_TYPE, "filter");
+        let chain = chain.end_nested().attr_str(NFTA_CHAIN_TYPE, chain_type);
         let mut messages = vec![
             (marker(NFNL_MSG_BATCH_BEGIN), false),
             (table(NFT_MSG_NEWTABLE, CHANGE | NLM_F_CREATE), true),
@@ -342,6 +393,35 @@ pub fn ingress_source_filter(
     }
 }
 
+/// Connections this namespace makes to its loopback (127.0.0.0/8, ::1),
+/// over TCP, go to `port` on the loopback instead, where their original
+/// destination can still be read (`SO_ORIGINAL_DST`).
+pub fn loopback_redirect(table: &str, port: u16) -> Table {
+    let rule = |nfproto: u8, offset: u32, address: &[u8]| {
+        let len = u32::try_from(address.len()).expect("an address is short");
+        vec![
+            Expr::MetaNfproto,
+            Expr::CmpEq(vec![nfproto]),
+            Expr::MetaL4proto,
+            Expr::CmpEq(vec![IPPROTO_TCP]),
+            Expr::NetworkPayload { offset, len },
+            Expr::CmpEq(address.to_vec()),
+            Expr::Immediate(port.to_be_bytes().to_vec()),
+            Expr::RedirectToPort,
+        ]
+    };
+    Table {
+        family: Family::Inet,
+        name: table.to_owned(),
+        hook: Hook::NatOutput,
+        rules: vec![
+            // 127.0.0.0/8: the first byte is enough.
+            rule(NFPROTO_IPV4, IPV4_DADDR_OFFSET, &[127]),
+            rule(NFPROTO_IPV6, IPV6_DADDR_OFFSET, &std::net::Ipv6Addr::LOCALHOST.octets()),
+        ],
+    }
+}
+
 fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     let id = res_id.to_be_bytes();
     [family, 0, id[0], id[1]]
@@ -438,6 +518,36 @@ mod tests {
         let rule = batch[5].0.clone().build(1);
         let flags = u16::from_ne_bytes([rule[6], rule[7]]);
         assert_ne!(flags & NLM_F_APPEND, 0);
+    }
+
+    #[test]
+    fn the_loopback_redirect_is_an_inet_nat_chain_on_output() {
+        let table = loopback_redirect("runcvm-port-forward", 40123);
+        let batch = table.batch();
+        let chain = parse_messages(&batch[4].0.clone().build(1)).unwrap().remove(0);
+        assert_eq!(chain.payload[0], NFPROTO_INET);
+        let attrs = &chain.payload[4..];
+        let kind = crate::message::find_attribute(attrs, NFTA_CHAIN_TYPE).unwrap();
+        assert_eq!(crate::message::as_string(kind), "nat");
+        let hook = crate::message::find_attribute(attrs, NFTA_CHAIN_HOOK).unwrap();
+        let priority = crate::message::find_attribute(hook, NFTA_HOOK_PRIORITY).unwrap();
+        assert_eq!(priority, (-100i32).to_be_bytes());
+        let rule = parse_messages(&batch[5].0.clone().build(1)).unwrap().remove(0);
+        let expressions = attributes(&rule.payload[4..])
+            .find(|(k, _)| *k == NFTA_RULE_EXPRESSIONS)
+            .unwrap()
+            .1;
+        let names: Vec<String> = attributes(expressions)
+            .map(|(_, elem)| crate::message::as_string(crate::message::find_attribute(elem, NFTA_EXPR_NAME).unwrap()))
+            .collect();
+        assert_eq!(
+            names,
+            ["meta", "cmp", "meta", "cmp", "payload", "cmp", "immediate", "redir"]
+        );
+        assert!(
+            rule.payload.windows(2).any(|w| w == 40123u16.to_be_bytes()),
+            "the port, in network order"
+        );
     }
 
     #[test]

@@ -34,11 +34,15 @@ const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 /// Skip duplicate address detection: the guest's address is the pod's own.
 const IFA_F_NODAD: u8 = 0x02;
+const IFA_FLAGS: u16 = 8;
+/// The kernel adds no prefix route for the address.
+const IFA_F_NOPREFIXROUTE: u32 = 0x200;
 
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PRIORITY: u16 = 6;
+const RTA_PREFSRC: u16 = 7;
 const RTA_TABLE: u16 = 15;
 const RTNH_F_ONLINK: u32 = 4;
 pub const RT_TABLE_MAIN: u32 = 254;
@@ -74,6 +78,9 @@ pub struct Address {
     pub ip: IpAddr,
     pub prefix_len: u8,
     pub scope: u8,
+    /// Added without the prefix route the kernel would add with it
+    /// (`noprefixroute`), as CNI's ptp plugin leaves a pod's address.
+    pub no_prefix_route: bool,
 }
 
 /// A route in the main table.
@@ -92,6 +99,8 @@ pub struct Route {
     /// Who made it: [`RTPROT_KERNEL`] for prefix routes the kernel adds
     /// itself with an address, [`RTPROT_STATIC`] for runcvm's.
     pub protocol: u8,
+    /// The source address it prefers (`src`).
+    pub prefsrc: Option<IpAddr>,
 }
 
 impl Route {
@@ -229,12 +238,16 @@ fn parse_address(payload: &[u8]) -> Option<(u32, Address)> {
     let attrs = &payload[8..];
     // IFA_LOCAL is the interface's own address on point-to-point links.
     let raw = message::find_attribute(attrs, IFA_LOCAL).or_else(|| message::find_attribute(attrs, IFA_ADDRESS))?;
+    let flags = message::find_attribute(attrs, IFA_FLAGS)
+        .and_then(as_u32)
+        .unwrap_or(u32::from(header[2]));
     Some((
         index,
         Address {
             ip: parse_ip(family, raw)?,
             prefix_len: header[1],
             scope: header[3],
+            no_prefix_route: flags & IFA_F_NOPREFIXROUTE != 0,
         },
     ))
 }
@@ -259,6 +272,7 @@ fn parse_route(payload: &[u8]) -> Option<(u8, u32, Route)> {
         metric: None,
         oif: 0,
         protocol: header[5],
+        prefsrc: None,
     };
     for (kind, value) in attributes(&payload[12..]) {
         match kind {
@@ -266,6 +280,7 @@ fn parse_route(payload: &[u8]) -> Option<(u8, u32, Route)> {
             RTA_GATEWAY => route.gateway = parse_ip(family, value),
             RTA_OIF => route.oif = as_u32(value)?,
             RTA_PRIORITY => route.metric = as_u32(value),
+            RTA_PREFSRC => route.prefsrc = parse_ip(family, value),
             RTA_TABLE => table = as_u32(value)?,
             _ => {}
         }
@@ -402,6 +417,9 @@ impl RouteNetlink for NetlinkSocket {
         if let Some(metric) = route.metric {
             request = request.attr_u32(RTA_PRIORITY, metric);
         }
+        if let Some(source) = &route.prefsrc {
+            request = request.attr(RTA_PREFSRC, &ip_bytes(source));
+        }
         request = request.attr_u32(RTA_OIF, route.oif);
         let via = route.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
         self.change(&format!("add route {}/{}{via}", route.dst, route.dst_len), request)
@@ -427,10 +445,16 @@ fn address_message(kind: u16, flags: u16, index: u32, address: &Address) -> Mess
     let mut header = vec![family, address.prefix_len, nodad, address.scope];
     header.extend_from_slice(&index.to_ne_bytes());
     let bytes = ip_bytes(&address.ip);
-    MessageBuilder::new(kind, flags)
+    let message = MessageBuilder::new(kind, flags)
         .header(&header)
         .attr(IFA_LOCAL, &bytes)
-        .attr(IFA_ADDRESS, &bytes)
+        .attr(IFA_ADDRESS, &bytes);
+    if address.no_prefix_route {
+        // The header's flags byte has no room for it.
+        message.attr_u32(IFA_FLAGS, IFA_F_NOPREFIXROUTE | u32::from(nodad))
+    } else {
+        message
+    }
 }
 
 #[cfg(test)]
@@ -494,10 +518,24 @@ mod tests {
             ip: "fd00::5".parse().unwrap(),
             prefix_len: 64,
             scope: 0,
+            no_prefix_route: false,
         };
         let msg = address_message(RTM_NEWADDR, CHANGE, 4, &address).build(1);
         assert_eq!(&msg[16..20], &[AF_INET6, 64, IFA_F_NODAD, 0]);
         let (index, parsed) = parse_address(&msg[16..]).unwrap();
         assert_eq!((index, parsed), (4, address));
+    }
+
+    #[test]
+    fn an_address_without_its_prefix_route_says_so_in_ifa_flags() {
+        let address = Address {
+            ip: "10.78.0.5".parse().unwrap(),
+            prefix_len: 24,
+            scope: 0,
+            no_prefix_route: true,
+        };
+        let msg = address_message(RTM_NEWADDR, CHANGE, 4, &address).build(1);
+        let (_, parsed) = parse_address(&msg[16..]).unwrap();
+        assert_eq!(parsed, address);
     }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -33,9 +33,27 @@ pub enum GuestMessage {
     /// Init is running and has mounted what it needs; the boot watchdog stops.
     Ready { version: u32 },
     /// The workload ended; init powers the VM off next.
-    Exit { status: ExitStatus },
+    Exit {
+        status: ExitStatus,
+        /// The guest's OOM killer ended a process of the container (the
+        /// workload's cgroup counted an OOM kill).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oom_killed: bool,
+        /// The writable single-file volumes (`Start.files` marked
+        /// `writable`) as the workload left them: the termination message
+        /// among them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<GuestFile>,
+    },
     /// An exec session's process ended; all its output was sent before.
     ExecExit { session: u32, status: ExitStatus },
+    /// A connection of [`HostMessage::Connect`] ended: the guest side closed
+    /// (its data all sent before), or could not connect (`error`).
+    Disconnected {
+        session: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// Messages from the launcher to guest init.
@@ -64,8 +82,27 @@ pub enum HostMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         terminal_size: Option<TerminalSize>,
     },
-    /// A signal the launcher received, for the workload.
-    Signal { signal: i32 },
+    /// A signal for a session's process: the workload's (session 0, a
+    /// signal the launcher received), or an exec's (its client received it).
+    Signal {
+        signal: i32,
+        #[serde(default, skip_serializing_if = "is_workload")]
+        session: u32,
+    },
+    /// Ends an exec session whose client went away (an `ExecSync` that timed
+    /// out, say): SIGKILL to its process group.
+    KillSession { session: u32 },
+    /// Connects `session` to `port` on the guest's loopback (`kubectl
+    /// port-forward`): 127.0.0.1 first, or ::1 first with `ipv6`, then the
+    /// other. Data frames of the session carry the bytes (`Stdin` to the
+    /// guest, `Stdout` back), `CloseStdin` ends the host's side, and
+    /// `Disconnected` the guest's.
+    Connect {
+        session: u32,
+        port: u16,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ipv6: bool,
+    },
     /// Run another process in the guest (`runcvm exec`); its output comes
     /// back as data frames of `session`, then `ExecExit`.
     Exec {
@@ -95,6 +132,14 @@ pub struct TerminalSize {
 pub struct GuestFile {
     pub path: String,
     pub content: ByteString,
+    /// The guest sends the file back in `Exit`, as the workload left it: a
+    /// writable single-file volume, such as the termination message file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable: bool,
+}
+
+fn is_workload(session: &u32) -> bool {
+    *session == WORKLOAD_SESSION
 }
 
 /// How the workload ended.
@@ -275,9 +320,21 @@ mod tests {
             },
             GuestMessage::Exit {
                 status: ExitStatus::Code(42),
+                oom_killed: false,
+                files: vec![],
             },
             GuestMessage::Exit {
                 status: ExitStatus::Signal(9),
+                oom_killed: true,
+                files: vec![GuestFile {
+                    path: "/dev/termination-log".into(),
+                    content: "done\n".into(),
+                    writable: true,
+                }],
+            },
+            GuestMessage::Disconnected {
+                session: 3,
+                error: Some("connection refused".into()),
             },
         ];
         let mut wire = Vec::new();
@@ -290,6 +347,29 @@ mod tests {
             assert_eq!(&got, message);
         }
         assert!(read_message::<GuestMessage>(&mut reader).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_workload_signal_keeps_its_old_shape_and_sessions_are_named() {
+        let workload = HostMessage::Signal {
+            signal: 15,
+            session: WORKLOAD_SESSION,
+        };
+        assert_eq!(
+            serde_json::to_string(&workload).unwrap(),
+            r#"{"type":"signal","signal":15}"#
+        );
+        let exec: HostMessage = serde_json::from_str(r#"{"type":"signal","signal":2,"session":4}"#).unwrap();
+        assert_eq!(exec, HostMessage::Signal { signal: 2, session: 4 });
+        let connect: HostMessage = serde_json::from_str(r#"{"type":"connect","session":5,"port":80}"#).unwrap();
+        assert_eq!(
+            connect,
+            HostMessage::Connect {
+                session: 5,
+                port: 80,
+                ipv6: false
+            }
+        );
     }
 
     #[test]
@@ -331,11 +411,13 @@ mod tests {
                 mac: "0a:58:0a:58:00:05".parse().unwrap(),
                 mtu: 1450,
                 addresses: vec!["10.88.0.5/24".parse().unwrap()],
+                without_prefix_route: vec![],
                 routes: vec![],
             }),
             files: vec![GuestFile {
                 path: "/etc/hosts".into(),
                 content: "127.0.0.1 localhost\n".into(),
+                writable: false,
             }],
             volumes: vec![GuestVolume {
                 path: "/data".into(),

@@ -146,6 +146,8 @@ mod tests {
             memory_mib: 256,
             accel: "tcg".into(),
             volumes: vec![],
+            network_namespace: None,
+            termination_message_path: None,
         }
     }
 

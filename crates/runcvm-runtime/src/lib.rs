@@ -69,11 +69,15 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         return Ok(None);
     }
     let install = install::Install::locate().map_err(|e| context(&e))?;
+    let node = create::namespaces::NodeNamespaces::of_this_node();
     let request = CreateRequest {
         bundle: &bundle,
         id,
         install: &install,
         state_root,
+        node: &node,
+        log: invocation.log.as_deref(),
+        log_json: invocation.log_json,
     };
     create::prepare(&request, &config).map_err(|e| context(&e))?;
     // A create that fails leaves nothing: no state, the bundle as it was.

@@ -10,10 +10,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Appends one error line to `log` (if given) and writes it to stderr.
 pub fn error(log: Option<&Path>, json: bool, message: &str) {
     runcvm_log::error!("{message}");
+    append(log, json, "error", message);
+}
+
+/// Appends one warning line to `log`, and nowhere else: at `create` the
+/// runtime's stderr is the container's, and a node's condition does not
+/// belong in every pod's log. Without a log file it goes to stderr.
+pub fn warning(log: Option<&Path>, json: bool, message: &str) {
+    if log.is_none() {
+        runcvm_log::warn!("{message}");
+    }
+    append(log, json, "warning", message);
+}
+
+fn append(log: Option<&Path>, json: bool, level: &str, message: &str) {
     let Some(log) = log else {
         return;
     };
-    let line = format_line(json, "error", message, &rfc3339(SystemTime::now()));
+    let line = format_line(json, level, message, &rfc3339(SystemTime::now()));
     let appended = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -1,8 +1,9 @@
 //! T3: pods through CRI, as kubelet drives them, on a private containerd
-//! 1.6 whose `runcvm` handler is a fresh `runcvm install` of this build. Each
-//! scenario runs with `runcvm` and, for contrast, with plain `runc`: the
-//! Kubernetes-visible behaviour must match; only the kernel differs. Run
-//! with `cargo test -p runcvm-runtime --test t3_cri -- --ignored`.
+//! (1.6, or 2.x with `RUNCVM_T3_CONTAINERD=2`) whose `runcvm` handler is a
+//! fresh `runcvm install` of this build. Each scenario runs with `runcvm`
+//! and, for contrast, with plain `runc`: the Kubernetes-visible behaviour
+//! must match; only the kernel differs. Run with
+//! `cargo test -p runcvm-runtime --test t3_cri -- --ignored`.
 
 mod support;
 

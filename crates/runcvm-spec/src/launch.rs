@@ -31,6 +31,25 @@ pub struct ContainerLaunch {
     pub accel: String,
     /// The container's mounts the guest gets, at the same paths.
     pub volumes: Vec<LaunchVolume>,
+    /// The pod's network namespace, as the runtime checked on the node that
+    /// it is not the node's: the launcher takes over `eth0` only there.
+    /// `None` when runc made a new namespace for the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_namespace: Option<NamespaceId>,
+    /// The file kubelet reads the container's termination message from
+    /// (`terminationMessagePath`, from kubelet's annotation when containerd
+    /// passes it on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_message_path: Option<String>,
+}
+
+/// A namespace as the kernel tells it apart: the device and inode of its
+/// nsfs file (`/proc/PID/ns/net`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceId {
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// One mount of the container that the guest gets too.
@@ -98,6 +117,11 @@ mod tests {
                 read_only: true,
                 kind: VolumeKind::Folder,
             }],
+            network_namespace: Some(NamespaceId {
+                dev: 4,
+                ino: 4_026_532_000,
+            }),
+            termination_message_path: Some("/dev/termination-log".into()),
         };
         assert_eq!(ContainerLaunch::from_json(&launch.to_json()).unwrap(), launch);
         let mut other = serde_json::to_value(&launch).unwrap();

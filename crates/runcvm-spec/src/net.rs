@@ -76,6 +76,20 @@ impl IpPrefix {
         Self { ip, len }
     }
 
+    /// The prefix's first address (`10.0.0.0` of `10.0.0.5/24`).
+    pub fn network(&self) -> IpAddr {
+        match self.ip {
+            IpAddr::V4(ip) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len.min(32))).unwrap_or(0);
+                IpAddr::V4((u32::from(ip) & mask).into())
+            }
+            IpAddr::V6(ip) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.len.min(128))).unwrap_or(0);
+                IpAddr::V6((u128::from(ip) & mask).into())
+            }
+        }
+    }
+
     /// Whether `other` lies in this prefix.
     pub fn contains(&self, other: IpAddr) -> bool {
         match (self.ip, other) {
@@ -168,6 +182,9 @@ pub struct GuestRoute {
     pub onlink: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<u32>,
+    /// The source address it prefers (`src`), as CNI's ptp plugin sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
 }
 
 /// The pod's network identity, which the guest's `eth0` takes on.
@@ -178,6 +195,11 @@ pub struct GuestNetwork {
     pub mac: MacAddr,
     pub mtu: u32,
     pub addresses: Vec<IpPrefix>,
+    /// Those of `addresses` the pod had without the prefix route the
+    /// kernel adds with an address: CNI's ptp plugin replaces it with a
+    /// route through the gateway. The guest adds them the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without_prefix_route: Vec<IpPrefix>,
     pub routes: Vec<GuestRoute>,
 }
 

@@ -3,7 +3,9 @@
 //! Later issues add the network and volumes here; every addition is a new
 //! optional field or a version bump, never a silent change of meaning.
 
+use runcvm_seccomp::SeccompProfile;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The format version written by this build.
 pub const PLAN_VERSION: u32 = 1;
@@ -20,6 +22,35 @@ pub struct LaunchPlan {
     /// once it has written its own files there.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only_root: bool,
+    /// Kernel parameters set before the workload starts: the pod's sysctls
+    /// (`kernel.shm_rmid_forced`, `net.ipv4.ip_unprivileged_port_start`…),
+    /// by their dotted names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// The workload is PID 1 of a PID namespace of its own (CRI's CONTAINER
+    /// mode, what kubelet asks for unless the pod shares its processes);
+    /// otherwise it shares guest init's, where PID 1 is init, as a pod's
+    /// containers share the pause container's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_pid_namespace: bool,
+    /// Paths hidden from the workload and its execs (`maskedPaths`): a file
+    /// becomes `/dev/null`, a folder an empty read-only tmpfs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked_paths: Vec<String>,
+    /// Paths the workload and its execs see read-only (`readonlyPaths`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readonly_paths: Vec<String>,
+    /// `/sys` and `/sys/fs/cgroup` are read-only to the workload, as runc
+    /// mounts them for a container that is not privileged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sys_read_only: bool,
+    /// The container's seccomp profile, for the workload and every exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SeccompProfile>,
+    /// The container's memory limit in bytes, held in the guest by the
+    /// workload's cgroup (its `memory.max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// Why a plan file could not be used.
@@ -41,6 +72,13 @@ impl Default for LaunchPlan {
             version: PLAN_VERSION,
             hostname: None,
             read_only_root: false,
+            sysctls: BTreeMap::new(),
+            own_pid_namespace: false,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
+            sys_read_only: false,
+            seccomp: None,
+            memory_limit_bytes: None,
         }
     }
 }
@@ -70,7 +108,21 @@ mod tests {
         let plan = LaunchPlan {
             hostname: Some("pod-a".into()),
             read_only_root: true,
-            ..LaunchPlan::default()
+            sysctls: [("kernel.shm_rmid_forced".to_owned(), "1".to_owned())].into(),
+            own_pid_namespace: true,
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            sys_read_only: true,
+            seccomp: Some(SeccompProfile {
+                default_action: runcvm_seccomp::Action::Allow,
+                default_errno_ret: None,
+                architectures: Vec::new(),
+                flags: Vec::new(),
+                listener_path: None,
+                syscalls: Vec::new(),
+            }),
+            memory_limit_bytes: Some(15 << 20),
+            version: PLAN_VERSION,
         };
         assert_eq!(LaunchPlan::from_json(&plan.to_json()).unwrap(), plan);
         assert!(LaunchPlan::from_json(br#"{"version":1,"extra":1}"#).is_err());

@@ -35,30 +35,48 @@ pub enum AccelError {
 
 /// The acceleration for this run; `auto` ending on TCG says why in one WARN.
 pub fn resolve(choice: AccelChoice, qemu: &QemuBinary, kernel: &Path, state_dir: &Path) -> Result<Accel, AccelError> {
-    let accel = match choice {
-        AccelChoice::Tcg => Accel::Tcg,
+    let (accel, fallback) = decide(choice, qemu, kernel, state_dir)?;
+    if let Some(why) = fallback {
+        runcvm_log::warn!("{why}");
+    }
+    Ok(accel)
+}
+
+/// [`resolve`] without the log line: the acceleration, and why `auto` fell
+/// back to TCG if it did, for the caller to report where it belongs (the
+/// runtime writes it to containerd's log, not into every pod's).
+pub fn decide(
+    choice: AccelChoice,
+    qemu: &QemuBinary,
+    kernel: &Path,
+    state_dir: &Path,
+) -> Result<(Accel, Option<String>), AccelError> {
+    let decided = match choice {
+        AccelChoice::Tcg => (Accel::Tcg, None),
         AccelChoice::Kvm => match kvm_verdict(qemu, kernel, state_dir) {
             None => return Err(AccelError::NoKvmDevice),
             Some(KvmProbe::CannotBoot(reason)) => return Err(AccelError::KvmCannotBoot(reason)),
-            Some(KvmProbe::Boots) => Accel::Kvm,
+            Some(KvmProbe::Boots) => (Accel::Kvm, None),
         },
         AccelChoice::Auto => match kvm_verdict(qemu, kernel, state_dir) {
-            None => {
-                runcvm_log::warn!("{KVM_DEVICE} is missing; running the VM under TCG (software emulation, slower)");
-                Accel::Tcg
-            }
-            Some(KvmProbe::CannotBoot(reason)) => {
-                runcvm_log::warn!(
+            None => (
+                Accel::Tcg,
+                Some(format!(
+                    "{KVM_DEVICE} is missing; running the VM under TCG (software emulation, slower)"
+                )),
+            ),
+            Some(KvmProbe::CannotBoot(reason)) => (
+                Accel::Tcg,
+                Some(format!(
                     "KVM cannot boot the guest on this host ({reason}); running the VM under TCG \
                      (software emulation, slower). Set RUNCVM_ACCEL=tcg to skip this check"
-                );
-                Accel::Tcg
-            }
-            Some(KvmProbe::Boots) => Accel::Kvm,
+                )),
+            ),
+            Some(KvmProbe::Boots) => (Accel::Kvm, None),
         },
     };
-    runcvm_log::debug!("acceleration {accel} (asked for {choice:?})");
-    Ok(accel)
+    runcvm_log::debug!("acceleration {} (asked for {choice:?})", decided.0);
+    Ok(decided)
 }
 
 /// The boot watchdog: `RUNCVM_BOOT_TIMEOUT`, else 30 s under TCG and 5 s

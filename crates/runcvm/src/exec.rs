@@ -6,161 +6,27 @@
 //! each client a session on the control channel and relays both ways, so
 //! many execs run at once over the one channel.
 
-use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, Stream};
-use std::collections::HashMap;
+use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream};
 use std::io::BufReader;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
-/// The launcher's writing half of the control channel, shared with the
-/// supervisor.
-pub type GuestWriter = Arc<Mutex<UnixStream>>;
+/// How long a client waits for the launcher's socket: an exec right after
+/// the container started (an exec probe) may come before the launcher has
+/// its VMM running. The launcher then holds it until the guest is up,
+/// bounded by the boot timeout.
+const SOCKET_WAIT: Duration = Duration::from_secs(60);
 
-/// The launcher's side of every exec session.
-#[derive(Debug, Default)]
-pub struct ExecHub {
-    /// Set once the guest runs its workload; execs before that are refused.
-    guest: Mutex<Option<GuestWriter>>,
-    clients: Mutex<HashMap<u32, UnixStream>>,
-    next_session: AtomicU32,
-}
-
-/// Sends one message to the guest under the writer's lock.
-pub(crate) fn send_guest(guest: &GuestWriter, message: &HostMessage) -> std::io::Result<()> {
-    let mut stream = guest
-        .lock()
-        .map_err(|_| std::io::Error::other("control channel writer poisoned"))?;
-    runcvm_proto::write_message(&mut *stream, message)
-}
-
-impl ExecHub {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            next_session: AtomicU32::new(1),
-            ..Self::default()
-        })
-    }
-
-    /// The guest is ready for exec sessions.
-    pub fn set_guest(&self, guest: GuestWriter) {
-        if let Ok(mut slot) = self.guest.lock() {
-            *slot = Some(guest);
-        }
-    }
-
-    /// Accepts clients on `listener` from a thread of its own.
-    pub fn serve(self: &Arc<Self>, listener: UnixListener) {
-        let hub = Arc::clone(self);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().map_while(Result::ok) {
-                let hub = Arc::clone(&hub);
-                std::thread::spawn(move || hub.client(stream));
-            }
-        });
-    }
-
-    fn client(&self, stream: UnixStream) {
-        let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
-            return;
-        };
-        let (process, terminal_size) = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
-            Ok(Some(Frame::Message(HostMessage::Exec {
-                process, terminal_size, ..
-            }))) => (process, terminal_size),
-            _ => return,
-        };
-        let guest = self.guest.lock().ok().and_then(|g| g.clone());
-        let Some(guest) = guest else {
-            let mut stream = stream;
-            let _ = runcvm_proto::write_data(
-                &mut stream,
-                0,
-                Stream::Stderr,
-                b"runcvm exec: the VM is not running its workload yet\n",
-            );
-            let _ = runcvm_proto::write_message(
-                &mut stream,
-                &GuestMessage::ExecExit {
-                    session: 0,
-                    status: ExitStatus::Code(125),
-                },
-            );
-            return;
-        };
-        let session = self.next_session.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut clients) = self.clients.lock() {
-            clients.insert(session, stream);
-        }
-        runcvm_log::debug!(
-            "exec session {session}: {}",
-            process
-                .args
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        if send_guest(
-            &guest,
-            &HostMessage::Exec {
-                session,
-                process,
-                terminal_size,
-            },
-        )
-        .is_err()
-        {
-            self.exited(session, ExitStatus::Code(125));
-            return;
-        }
-        loop {
-            match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
-                Ok(Some(Frame::Data {
-                    stream: Stream::Stdin,
-                    bytes,
-                    ..
-                })) => {
-                    let Ok(mut port) = guest.lock() else { return };
-                    if runcvm_proto::write_data(&mut *port, session, Stream::Stdin, &bytes).is_err() {
-                        return;
-                    }
-                }
-                Ok(Some(Frame::Message(HostMessage::CloseStdin { .. }))) => {
-                    let _ = send_guest(&guest, &HostMessage::CloseStdin { session });
-                }
-                Ok(Some(Frame::Message(HostMessage::Resize { rows, cols, .. }))) => {
-                    let _ = send_guest(&guest, &HostMessage::Resize { session, rows, cols });
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
-                    let _ = send_guest(&guest, &HostMessage::CloseStdin { session });
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Output of `session` from the guest, to its client.
-    pub fn output(&self, session: u32, stream: Stream, bytes: &[u8]) {
-        let client = self
-            .clients
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&session).and_then(|s| s.try_clone().ok()));
-        if let Some(mut client) = client {
-            let _ = runcvm_proto::write_data(&mut client, 0, stream, bytes);
-        }
-    }
-
-    /// The end of `session`: its status to the client, which is then done.
-    pub fn exited(&self, session: u32, status: ExitStatus) {
-        let client = self.clients.lock().ok().and_then(|mut c| c.remove(&session));
-        if let Some(mut client) = client {
-            let _ = runcvm_proto::write_message(&mut client, &GuestMessage::ExecExit { session: 0, status });
-        }
-    }
-}
+/// The signals a client passes to its process in the guest, as containerd's
+/// shim signals an exec's process under runc.
+const PASSED_SIGNALS: [nix::sys::signal::Signal; 6] = [
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+    nix::sys::signal::Signal::SIGUSR1,
+    nix::sys::signal::Signal::SIGUSR2,
+];
 
 /// Finds a run's exec socket: `TARGET` is the pid of its `runcvm run`, its
 /// run folder, or the socket itself.
@@ -209,8 +75,59 @@ fn follow_window_size(mut stream: UnixStream) {
     });
 }
 
+/// Connects to the launcher's socket, waiting for it to appear (see
+/// [`SOCKET_WAIT`]).
+fn connect(socket: &std::path::Path) -> anyhow::Result<UnixStream> {
+    let deadline = Instant::now() + SOCKET_WAIT;
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot reach the VM at {} (waited up to {} s for it)",
+                    socket.display(),
+                    SOCKET_WAIT.as_secs()
+                )));
+            }
+        }
+    }
+}
+
+/// Passes the signals this client receives to its process in the guest.
+fn pass_signals(mut stream: UnixStream) {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for signal in PASSED_SIGNALS {
+        set.add(signal);
+    }
+    // SIGWINCH too, which only a terminal's thread waits for: no thread may
+    // take it with its default action (ignore) instead.
+    let mut blocked = set;
+    blocked.add(nix::sys::signal::Signal::SIGWINCH);
+    let _ = blocked.thread_block();
+    std::thread::spawn(move || {
+        while let Ok(signal) = set.wait() {
+            let message = HostMessage::Signal {
+                signal: signal as i32,
+                session: 0,
+            };
+            if runcvm_proto::write_message(&mut stream, &message).is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// Runs `process` in the VM behind `socket`, relaying this process's stdin
-/// (if `interactive`), stdout and stderr; returns the exit code.
+/// (if `interactive`), stdout and stderr, and its signals; returns the exit
+/// code.
 pub fn run_client(
     socket: &std::path::Path,
     process: runcvm_spec::Entrypoint,
@@ -218,8 +135,8 @@ pub fn run_client(
 ) -> anyhow::Result<i32> {
     use anyhow::Context;
     use std::io::{Read, Write};
-    let mut stream =
-        UnixStream::connect(socket).with_context(|| format!("cannot reach the VM at {}", socket.display()))?;
+    let mut stream = connect(socket)?;
+    pass_signals(stream.try_clone()?);
     let terminal = process.terminal;
     let terminal_size = terminal.then(crate::terminal::current_size);
     runcvm_proto::write_message(

@@ -103,12 +103,17 @@ pub fn decide(
 }
 
 /// [`decide`] for this process: `RUNCVM_HYPERVISOR`, Firecracker from
-/// `RUNCVM_FIRECRACKER` or `install_root/bin/firecracker`. Logs the INFO
-/// line when `auto` ends on QEMU.
-pub fn resolve(install_root: Option<&Path>, accel: Accel) -> Result<Hypervisor, HypervisorError> {
+/// `RUNCVM_FIRECRACKER` or `install_root/bin/firecracker`. Logs at
+/// `notice` (INFO for `runcvm run`; DEBUG in a pod, whose log is the
+/// workload's) why `auto` ends on QEMU.
+pub fn resolve(
+    install_root: Option<&Path>,
+    accel: Accel,
+    notice: runcvm_log::LogLevel,
+) -> Result<Hypervisor, HypervisorError> {
     let decision = decide_here(install_root, accel)?;
     if let Some(why) = &decision.why_not_firecracker {
-        runcvm_log::info!("{why}; running the VM on QEMU");
+        runcvm_log::write(notice, format_args!("{why}; running the VM on QEMU"));
     }
     runcvm_log::debug!("hypervisor {}", decision.hypervisor.name());
     Ok(decision.hypervisor)

@@ -69,7 +69,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
     };
     let boot_timeout = accel::boot_timeout(accel)?;
     let volumes_optional = crate::volumes::failure_is_optional()?;
-    let pod_network = crate::pod_network::preflight()?;
+    let pod_network = crate::pod_network::preflight_checked(launch.network_namespace)?;
     let kernel = GuestKernel::locate()?;
     // Only the install's QEMU: nothing the image or the pod names.
     let install_root = locate::install_root().context("cannot tell the install runcvm runs from")?;
@@ -79,7 +79,11 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
             install_root.display()
         )
     })?;
-    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel)?;
+    // A pod's log is the workload's: why QEMU shows at DEBUG.
+    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel, runcvm_log::LogLevel::Debug)?;
+    if accel == Accel::Tcg {
+        runcvm_log::debug!("the VM runs under TCG, as runcvm-runtime decided at create");
+    }
     let volumes: Vec<VolumeSpec> = launch.volumes.iter().map(volume_spec).collect();
     let run_dir = RunDir::adopt(state_dir);
     runcvm_log::debug!(
@@ -88,9 +92,10 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
         launch.memory_mib,
         volumes.len()
     );
-    boot(&Boot {
+    let ended = boot(&Boot {
         run_dir: &run_dir,
         pod_network: Some(pod_network),
+        kubernetes: true,
         volumes: &volumes,
         volumes_optional,
         volume_ids: crate::run::workload_ids(&launch.process),
@@ -109,21 +114,48 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
         interactive: true,
         terminal: launch.process.terminal,
         started,
-    })
+    })?;
+    crate::volumes::write_back(&volumes, &ended.files);
+    if ended.oom_killed {
+        runcvm_log::info!("the guest's OOM killer ended the container's process");
+        if let Some(path) = termination_message_file(&launch) {
+            crate::oom::note_in_termination_message(&path);
+        }
+    }
+    Ok(ended.status.container_code())
+}
+
+/// The file kubelet reads the termination message from: kubelet's
+/// annotation names it when containerd passes it on; otherwise the default
+/// path, if the container has a writable file there.
+fn termination_message_file(launch: &ContainerLaunch) -> Option<std::path::PathBuf> {
+    const DEFAULT: &str = "/dev/termination-log";
+    let path = launch.termination_message_path.as_deref().unwrap_or(DEFAULT);
+    launch
+        .volumes
+        .iter()
+        .any(|v| v.path == path && v.kind == VolumeKind::File && !v.read_only)
+        .then(|| path.into())
 }
 
 /// The container sees each volume at its path, which is where it is
-/// served from.
+/// served from. runc made a read-only volume's bind mount read-only in the
+/// launcher's view too, and left the mounts under it as they are (a
+/// read-only volume is not recursively read-only unless asked): where there
+/// are such mounts, the server relies on the kernel's read-only mount
+/// rather than refusing every write under the volume, so a writable tmpfs
+/// under it stays writable, as under runc.
 fn volume_spec(volume: &LaunchVolume) -> VolumeSpec {
     match volume.kind {
         VolumeKind::Folder => VolumeSpec::Shared(runcvm_nfs::Export {
             name: volume.path.clone(),
             path: volume.path.clone().into(),
-            read_only: volume.read_only,
+            read_only: volume.read_only && !crate::volumes::has_mounts_below(std::path::Path::new(&volume.path)),
         }),
         VolumeKind::File => VolumeSpec::Copied {
             host: volume.path.clone().into(),
             path: volume.path.clone(),
+            writable: !volume.read_only,
         },
     }
 }

@@ -8,6 +8,7 @@ use runcvm_net::{DevNetTun, TakeOverOptions};
 use runcvm_netlink::NetlinkSocket;
 use runcvm_proto::GuestFile;
 use runcvm_spec::GuestNetwork;
+use runcvm_spec::launch::NamespaceId;
 use runcvm_spec::net::TAP_NAME;
 use runcvm_vmm::qemu::Nic;
 use std::path::Path;
@@ -30,8 +31,9 @@ pub struct PodNetwork {
     pub files: Vec<GuestFile>,
 }
 
-/// Takes over the pod's network with options from [`preflight`].
-pub fn take_over(options: TakeOverOptions) -> anyhow::Result<PodNetwork> {
+/// Takes over the pod's network with options from [`preflight`]; the swap
+/// line is logged at `notice`.
+pub fn take_over(options: TakeOverOptions, notice: runcvm_log::LogLevel) -> anyhow::Result<PodNetwork> {
     let started = Instant::now();
     // First, so the pod's neighbours never see an unguarded moment.
     guard_host_identity().context("cannot guard 169.254.1.254 from the pod's neighbours")?;
@@ -39,13 +41,14 @@ pub fn take_over(options: TakeOverOptions) -> anyhow::Result<PodNetwork> {
     let take = runcvm_net::take_over(&mut netlink, &DevNetTun, options)?;
     runcvm_net::guard::hold_the_vm_to_its_identity(&take.guest)
         .context("cannot hold the VM to its own MAC and addresses on tap-eth0")?;
-    runcvm_log::info!("{}", take.swap_line());
+    runcvm_log::write(notice, format_args!("{}", take.swap_line()));
     let mut files = Vec::new();
     for path in POD_FILES {
         match std::fs::read(path) {
             Ok(content) => files.push(GuestFile {
                 path: path.to_owned(),
                 content: content.into(),
+                writable: false,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("cannot read {path} to hand it to the guest")),
@@ -116,6 +119,41 @@ pub fn preflight() -> anyhow::Result<TakeOverOptions> {
     Ok(options)
 }
 
+/// [`preflight`] for a Kubernetes container: the namespace must be the one
+/// `runcvm-runtime` proved on the node to be the pod's own (it compared it
+/// with the node's before anything was touched). PID 1's namespace says
+/// nothing here: in a pod that shares its PID namespace, PID 1 is the pause
+/// container, which is in the pod's network namespace too. A launch file
+/// without the record (runc made a fresh namespace for the container, or an
+/// earlier build wrote it) falls back to [`preflight`]'s check.
+pub fn preflight_checked(checked: Option<NamespaceId>) -> anyhow::Result<TakeOverOptions> {
+    let Some(checked) = checked else {
+        return preflight();
+    };
+    let options = options()?;
+    let mine = namespace_identity(Path::new("/proc/self/ns/net"))
+        .context("cannot tell which network namespace the launcher runs in")?;
+    if mine != checked {
+        anyhow::bail!(
+            "the launcher runs in network namespace {}:{}, not in the pod's ({}:{}) that runcvm-runtime checked at create: \
+             refusing to take over its eth0",
+            mine.dev,
+            mine.ino,
+            checked.dev,
+            checked.ino
+        );
+    }
+    Ok(options)
+}
+
+fn namespace_identity(path: &Path) -> std::io::Result<NamespaceId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| NamespaceId {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
 fn options() -> anyhow::Result<TakeOverOptions> {
     Ok(TakeOverOptions {
         swap_macs: parse_mac_swap(std::env::var(MAC_SWAP_ENV).ok().as_deref())?,
@@ -136,6 +174,18 @@ mod tests {
             "a container's entrypoint is PID 1 in its pod's namespace"
         );
         assert!(!shares_init_namespace(ns, Path::new("/nonexistent"), 4242));
+    }
+
+    #[test]
+    fn a_container_takes_over_only_the_namespace_the_runtime_checked() {
+        let here = namespace_identity(Path::new("/proc/self/ns/net")).unwrap();
+        assert!(preflight_checked(Some(here)).is_ok());
+        let elsewhere = NamespaceId {
+            dev: here.dev,
+            ino: here.ino + 1,
+        };
+        let error = preflight_checked(Some(elsewhere)).unwrap_err().to_string();
+        assert!(error.contains("not in the pod's"), "{error}");
     }
 
     #[test]

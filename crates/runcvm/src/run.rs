@@ -86,7 +86,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     // Before any work that a refused acceleration would waste.
     let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
     let boot_timeout = accel::boot_timeout(accel)?;
-    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel)?;
+    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel, LogLevel::Info)?;
     RunDir::sweep_stale(&state_dir);
     let run_dir = RunDir::create(&state_dir)?;
     runcvm_log::debug!("run folder {}", run_dir.path().display());
@@ -98,9 +98,10 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     };
     guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib).context("cannot build the root disk")?;
 
-    boot(&Boot {
+    let ended = boot(&Boot {
         run_dir: &run_dir,
         pod_network: pod_options,
+        kubernetes: false,
         volumes: &request.volumes,
         volumes_optional,
         volume_ids: request.entrypoint.as_ref().and_then(workload_ids),
@@ -113,7 +114,9 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         interactive: request.interactive,
         terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
         started,
-    })
+    })?;
+    crate::volumes::write_back(&request.volumes, &ended.files);
+    Ok(ended.status.container_code())
 }
 
 /// The ids a non-root workload's volumes serve: its uid, its gid and its
@@ -133,6 +136,10 @@ pub(crate) struct Boot<'a> {
     pub run_dir: &'a RunDir,
     /// Take over the pod network, with these options.
     pub pod_network: Option<runcvm_net::TakeOverOptions>,
+    /// A Kubernetes container: `kubectl port-forward` connections are
+    /// carried into the guest (with the pod network), and a guest OOM kill
+    /// is mirrored in the container's cgroup for the node (`oom.rs`).
+    pub kubernetes: bool,
     pub volumes: &'a [crate::volumes::VolumeSpec],
     pub volumes_optional: bool,
     /// The workload's ids when it is not root: the only ones its volumes
@@ -150,12 +157,25 @@ pub(crate) struct Boot<'a> {
 }
 
 /// Takes over the pod network, serves the volumes, runs the VM and returns
-/// the workload's exit code.
-pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<i32> {
+/// how the workload ended.
+pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
     let level = runcvm_log::level();
     let pod = match boot.pod_network {
-        Some(options) => Some(crate::pod_network::take_over(options)?),
+        // A pod's log is the workload's: the swap line is there at DEBUG.
+        Some(options) => Some(crate::pod_network::take_over(
+            options,
+            if boot.kubernetes {
+                LogLevel::Debug
+            } else {
+                LogLevel::Info
+            },
+        )?),
         None => None,
+    };
+    let port_forward = if boot.kubernetes && pod.is_some() {
+        Some(crate::port_forward::PortForward::set_up()?)
+    } else {
+        None
     };
     let (exports, copies) = crate::volumes::split(boot.volumes)?;
     let served = crate::volumes::serve(
@@ -212,7 +232,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<i32> {
     let _raw = (boot.interactive && boot.terminal)
         .then(crate::terminal::RawMode::on_stdin)
         .flatten();
-    let status = crate::vm::run(VmLaunch {
+    let ended = crate::vm::run(VmLaunch {
         vmm,
         boot_timeout: boot.boot_timeout,
         show_boot: level >= LogLevel::Debug,
@@ -232,10 +252,17 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<i32> {
         exec_socket: Some(boot.run_dir.exec_socket()),
         forward_stdin: boot.interactive,
         terminal: boot.terminal,
+        port_forward,
+        mirror_oom_limit: if boot.kubernetes {
+            crate::resources::current_limits().memory_bytes
+        } else {
+            None
+        },
     })?;
     runcvm_log::debug!(
-        "workload {status:?}; run took {:.3} s in all",
+        "workload {:?}; run took {:.3} s in all",
+        ended.status,
         boot.started.elapsed().as_secs_f64()
     );
-    Ok(status.container_code())
+    Ok(ended)
 }

@@ -3,7 +3,7 @@
 //! the workload's exit status or one clear error.
 
 use crate::console::ConsoleFilter;
-use crate::exec::{ExecHub, GuestWriter, send_guest as send};
+use crate::hub::{GuestWriter, SessionHub, send_guest as send};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, PROTOCOL_VERSION, Stream, WORKLOAD_SESSION};
@@ -203,6 +203,21 @@ pub struct VmLaunch {
     pub forward_stdin: bool,
     /// The workload has a terminal in the guest: sizes follow ours.
     pub terminal: bool,
+    /// Where `kubectl port-forward` connects in the pod's network namespace.
+    pub port_forward: Option<crate::port_forward::PortForward>,
+    /// The container cgroup's memory limit, where a guest OOM kill is to be
+    /// mirrored for the node (`oom.rs`); `None` mirrors nothing.
+    pub mirror_oom_limit: Option<u64>,
+}
+
+/// How the workload ended, as the guest reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadEnd {
+    pub status: ExitStatus,
+    /// The guest's OOM killer ended a process of the container.
+    pub oom_killed: bool,
+    /// The writable single-file volumes as the workload left them.
+    pub files: Vec<runcvm_proto::GuestFile>,
 }
 
 /// Blocks the forwarded signals in the calling thread (and so in every
@@ -216,7 +231,7 @@ pub fn block_forwarded_signals() {
     let _ = set.thread_block();
 }
 
-pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
+pub fn run(mut launch: VmLaunch) -> Result<WorkloadEnd, VmError> {
     let (events, inbox) = mpsc::channel();
     let listener = match &launch.vmm.control_socket {
         Some(path) => Some(UnixListener::bind(path).map_err(|source| VmError::ControlSocket {
@@ -260,12 +275,15 @@ pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
         reaped: Arc::new(AtomicBool::new(false)),
     };
 
-    let hub = ExecHub::new();
+    let hub = SessionHub::new();
     if let Some(path) = &launch.exec_socket {
         match UnixListener::bind(path) {
             Ok(listener) => hub.serve(listener),
             Err(e) => runcvm_log::warn!("runcvm exec is unavailable: cannot listen on {}: {e}", path.display()),
         }
+    }
+    if let Some(port_forward) = launch.port_forward.take() {
+        port_forward.serve(&hub);
     }
     let console = Arc::new(Mutex::new(ConsoleFilter::new(launch.show_boot)));
     let console_done = spawn_console_pump(child.stdout.take(), Arc::clone(&console));
@@ -296,6 +314,8 @@ pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
     drop(events);
 
     let outcome = supervise(launch, &vmm, &inbox, started, &hub);
+    // Sessions still waiting for the guest wait no longer.
+    hub.set_gone();
     // All console output is shown before the launcher reports or exits.
     let _ = console_done.join();
     let tail = console.lock().map(|c| c.tail()).unwrap_or_default();
@@ -306,7 +326,7 @@ pub fn run(mut launch: VmLaunch) -> Result<ExitStatus, VmError> {
 /// What the event loop saw.
 #[derive(Debug, Default)]
 struct Outcome {
-    status: Option<ExitStatus>,
+    ended: Option<WorkloadEnd>,
     timed_out: bool,
     interrupted: Option<Signal>,
     volume_server: Option<String>,
@@ -314,7 +334,7 @@ struct Outcome {
     vmm_status: Option<std::process::ExitStatus>,
 }
 
-fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Instant, hub: &ExecHub) -> Outcome {
+fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Instant, hub: &SessionHub) -> Outcome {
     let mut outcome = Outcome::default();
     // Cleared once the guest is ready, or once the boot has timed out.
     let mut boot_deadline = Some(started + launch.boot_timeout);
@@ -357,13 +377,29 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                     None => {}
                 }
             }
-            Ok(Event::Guest(GuestMessage::Exit { status })) => {
-                runcvm_log::debug!("workload exited: {status:?}");
-                outcome.status = Some(status);
+            Ok(Event::Guest(GuestMessage::Exit {
+                status,
+                oom_killed,
+                files,
+            })) => {
+                runcvm_log::debug!(
+                    "workload exited: {status:?}{}",
+                    if oom_killed { ", OOM-killed in the guest" } else { "" }
+                );
+                // While the VMM still holds the guest's memory, so little
+                // is left to fill.
+                if let (true, Some(limit)) = (oom_killed, launch.mirror_oom_limit) {
+                    crate::oom::mirror_in_cgroup(limit);
+                }
+                outcome.ended = Some(WorkloadEnd {
+                    status,
+                    oom_killed,
+                    files,
+                });
                 shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
             }
-            // Exec exits go straight to their clients; none reach here.
-            Ok(Event::Guest(GuestMessage::ExecExit { .. })) => {}
+            // Session ends go straight to the hub; none reach here.
+            Ok(Event::Guest(GuestMessage::ExecExit { .. } | GuestMessage::Disconnected { .. })) => {}
             Ok(Event::ControlClosed(reason)) => {
                 runcvm_log::debug!("control channel closed: {reason}");
                 control_open = false;
@@ -380,7 +416,7 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
             Ok(Event::Signal(Signal::SIGWINCH)) if launch.terminal => {
                 // Our terminal changed size: so does the workload's (once
                 // Start went out; before, the guest expects nothing else).
-                let started = guest_ready && outcome.status.is_none();
+                let started = guest_ready && outcome.ended.is_none();
                 if let (Some(writer), Some((rows, cols)), true) =
                     (writer.as_ref(), crate::terminal::stdin_size(), started)
                 {
@@ -396,9 +432,14 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
             }
             Ok(Event::Signal(signal)) => {
                 let forwarded = match writer.as_ref() {
-                    Some(writer) if guest_ready && outcome.status.is_none() => {
-                        send(writer, &HostMessage::Signal { signal: signal as i32 }).is_ok()
-                    }
+                    Some(writer) if guest_ready && outcome.ended.is_none() => send(
+                        writer,
+                        &HostMessage::Signal {
+                            signal: signal as i32,
+                            session: WORKLOAD_SESSION,
+                        },
+                    )
+                    .is_ok(),
                     _ => false,
                 };
                 if forwarded {
@@ -421,7 +462,7 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
             }
             Err(RecvTimeoutError::Timeout) if drain_deadline.is_some() => return outcome,
             Err(RecvTimeoutError::Timeout) => {
-                if outcome.status.is_none() {
+                if outcome.ended.is_none() {
                     outcome.timed_out = true;
                 } else {
                     runcvm_log::warn!(
@@ -439,12 +480,12 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
 }
 
 impl Outcome {
-    fn finish(self, launch: &VmLaunch, tail: Vec<String>, vmm_errors: String) -> Result<ExitStatus, VmError> {
+    fn finish(self, launch: &VmLaunch, tail: Vec<String>, vmm_errors: String) -> Result<WorkloadEnd, VmError> {
         if let Some(guest) = self.version {
             return Err(VmError::Version { guest });
         }
-        if let Some(status) = self.status {
-            return Ok(status);
+        if let Some(ended) = self.ended {
+            return Ok(ended);
         }
         if let Some(signal) = self.interrupted {
             return Err(VmError::Interrupted(signal));
@@ -547,7 +588,7 @@ fn spawn_stderr_collector(
     })
 }
 
-fn spawn_control_reader(listener: UnixListener, events: Sender<Event>, hub: Arc<ExecHub>) {
+fn spawn_control_reader(listener: UnixListener, events: Sender<Event>, hub: Arc<SessionHub>) {
     std::thread::spawn(move || {
         let (stream, _) = match listener.accept() {
             Ok(connection) => connection,
@@ -569,6 +610,9 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>, hub: Arc<
         loop {
             match runcvm_proto::read_frame::<GuestMessage>(&mut reader) {
                 Ok(Some(Frame::Message(GuestMessage::ExecExit { session, status }))) => hub.exited(session, status),
+                Ok(Some(Frame::Message(GuestMessage::Disconnected { session, error }))) => {
+                    hub.disconnected(session, error);
+                }
                 Ok(Some(Frame::Message(message))) => {
                     if events.send(Event::Guest(message)).is_err() {
                         return;

@@ -20,11 +20,17 @@ pub struct Served {
 pub const VOLUME_FAILURE_ENV: &str = "RUNCVM_VOLUME_FAILURE";
 
 /// What `--volume` names: a shared folder, or a single file copied into the
-/// guest at boot (changes to it after the start are not seen).
+/// guest at boot (changes to it on the host after the start are not seen);
+/// a writable one is copied back when the workload ends (a termination
+/// message file, say).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VolumeSpec {
     Shared(Export),
-    Copied { host: std::path::PathBuf, path: String },
+    Copied {
+        host: std::path::PathBuf,
+        path: String,
+        writable: bool,
+    },
 }
 
 /// Whether a failed mount may be skipped, from `RUNCVM_VOLUME_FAILURE`.
@@ -61,7 +67,7 @@ pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_pr
         }
         match spec {
             VolumeSpec::Shared(export) => exports.push(export.clone()),
-            VolumeSpec::Copied { host, path } => {
+            VolumeSpec::Copied { host, path, writable } => {
                 let content = std::fs::read(host)
                     .with_context(|| format!("cannot read {} to copy it to {path}", host.display()))?;
                 copied += content.len();
@@ -76,6 +82,7 @@ pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_pr
                 copies.push(runcvm_proto::GuestFile {
                     path: path.clone(),
                     content: content.into(),
+                    writable: *writable,
                 });
             }
         }
@@ -123,6 +130,56 @@ pub fn serve(
     })
 }
 
+/// Writes the writable single files the guest sent back at its end to
+/// their host files, where they changed. Only files named by `specs` are
+/// written: the guest names paths, and the guest is not trusted to name
+/// any other.
+pub fn write_back(specs: &[VolumeSpec], files: &[runcvm_proto::GuestFile]) {
+    for file in files {
+        let host = specs.iter().find_map(|spec| match spec {
+            VolumeSpec::Copied {
+                host,
+                path,
+                writable: true,
+            } if *path == file.path => Some(host),
+            _ => None,
+        });
+        let Some(host) = host else {
+            runcvm_log::warn!(
+                "the guest sent back {}, which is no writable file volume: ignored",
+                file.path
+            );
+            continue;
+        };
+        if std::fs::read(host).is_ok_and(|now| now == file.content.as_bytes()) {
+            continue;
+        }
+        match std::fs::write(host, file.content.as_bytes()) {
+            Ok(()) => runcvm_log::debug!("{} written back from the guest", host.display()),
+            Err(e) => runcvm_log::warn!("cannot write {} back from the guest: {e}", host.display()),
+        }
+    }
+}
+
+/// Whether anything is mounted below `folder` in this mount namespace.
+pub fn has_mounts_below(folder: &std::path::Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mount_points_below(&mountinfo, folder)
+}
+
+fn mount_points_below(mountinfo: &str, folder: &std::path::Path) -> bool {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        // Octal escapes (a space is \040) do not matter for a prefix test
+        // of a path that has none; a path with them compares unescaped.
+        .map(|point| point.replace("\\040", " "))
+        .any(|point| {
+            let point = std::path::Path::new(&point);
+            point != folder && point.starts_with(folder)
+        })
+}
+
 /// Parses `HOST:GUEST[:ro]`; a host file (not a folder) is copied at boot.
 pub fn parse_volume(spec: &str) -> Result<VolumeSpec, String> {
     let bad = || format!("--volume {spec:?} is not HOST_PATH:CONTAINER_PATH[:ro]");
@@ -141,6 +198,7 @@ pub fn parse_volume(spec: &str) -> Result<VolumeSpec, String> {
         return Ok(VolumeSpec::Copied {
             host: path,
             path: guest.to_owned(),
+            writable: !read_only,
         });
     }
     if !path.is_dir() {
@@ -184,6 +242,56 @@ mod tests {
     }
 
     #[test]
+    fn mounts_below_a_volume_are_found_and_the_volume_itself_is_not_one() {
+        let mountinfo = "22 1 8:1 / / rw - ext4 /dev/vda rw\n\
+                         30 22 0:40 / /mnt rw - tmpfs none rw\n\
+                         31 30 0:41 / /mnt/tmpfs rw - tmpfs none rw\n\
+                         32 22 0:42 / /mnt2 ro - tmpfs none rw\n";
+        assert!(mount_points_below(mountinfo, std::path::Path::new("/mnt")));
+        assert!(!mount_points_below(mountinfo, std::path::Path::new("/mnt2")));
+        assert!(!mount_points_below(mountinfo, std::path::Path::new("/mnt/tmpfs")));
+    }
+
+    #[test]
+    fn only_writable_file_volumes_are_written_back_and_only_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, secret) = (dir.path().join("termination-log"), dir.path().join("token"));
+        std::fs::write(&log, b"").unwrap();
+        std::fs::write(&secret, b"s3cret").unwrap();
+        let specs = [
+            VolumeSpec::Copied {
+                host: log.clone(),
+                path: "/dev/termination-log".into(),
+                writable: true,
+            },
+            VolumeSpec::Copied {
+                host: secret.clone(),
+                path: "/var/run/token".into(),
+                writable: false,
+            },
+        ];
+        let sent = |path: &str, content: &str| runcvm_proto::GuestFile {
+            path: path.into(),
+            content: content.as_bytes().to_vec().into(),
+            writable: true,
+        };
+        write_back(
+            &specs,
+            &[
+                sent("/dev/termination-log", "done: 42 rows"),
+                sent("/var/run/token", "forged"),
+                sent("/etc/passwd", "forged"),
+            ],
+        );
+        assert_eq!(std::fs::read(&log).unwrap(), b"done: 42 rows");
+        assert_eq!(
+            std::fs::read(&secret).unwrap(),
+            b"s3cret",
+            "a read-only volume is never written"
+        );
+    }
+
+    #[test]
     fn single_files_too_large_to_copy_and_repeated_paths_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big");
@@ -191,6 +299,7 @@ mod tests {
         let err = split(&[VolumeSpec::Copied {
             host: big,
             path: "/big".into(),
+            writable: false,
         }])
         .unwrap_err()
         .to_string();

@@ -115,6 +115,8 @@ impl Rig {
             exec_socket: None,
             forward_stdin: false,
             terminal: false,
+            port_forward: None,
+            mirror_oom_limit: None,
         }
     }
 
@@ -150,7 +152,9 @@ fn path_text(path: PathBuf) -> String {
 fn the_guest_exit_status_is_the_result_and_firecracker_gets_its_config() {
     setup();
     let rig = Rig::new();
-    let status = run(rig.vm("normal", "code:7", BOOT_TIMEOUT)).expect("the workload's status");
+    let status = run(rig.vm("normal", "code:7", BOOT_TIMEOUT))
+        .expect("the workload's status")
+        .status;
     assert_eq!(status, ExitStatus::Code(7));
     assert_eq!(status.container_code(), 7);
 
@@ -211,7 +215,9 @@ fn the_guest_exit_status_is_the_result_and_firecracker_gets_its_config() {
 fn a_signal_status_reaches_the_container_code() {
     setup();
     let rig = Rig::new();
-    let status = run(rig.vm("normal", "signal:15", BOOT_TIMEOUT)).expect("the workload's status");
+    let status = run(rig.vm("normal", "signal:15", BOOT_TIMEOUT))
+        .expect("the workload's status")
+        .status;
     assert_eq!(status, ExitStatus::Signal(15));
     assert_eq!(status.container_code(), 143);
 }
@@ -230,7 +236,9 @@ fn sockets_left_by_an_earlier_run_are_replaced() {
                 .is_socket()
         );
     }
-    let status = run(rig.vm("normal", "code:0", BOOT_TIMEOUT)).expect("the workload's status");
+    let status = run(rig.vm("normal", "code:0", BOOT_TIMEOUT))
+        .expect("the workload's status")
+        .status;
     assert_eq!(status, ExitStatus::Code(0));
 }
 

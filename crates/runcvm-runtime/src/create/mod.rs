@@ -4,7 +4,11 @@
 //! in the container's state folder; then `config.json` is rewritten so the
 //! container's process is the launcher.
 
+mod guest_plan;
+pub mod namespaces;
+
 use crate::install::Install;
+use namespaces::{NamespaceError, NodeNamespaces};
 use runcvm::guest_disk::{self, GuestFiles};
 use runcvm::resources::{Limits, Overrides, vm_size};
 use runcvm::run_dir::RunDir;
@@ -20,8 +24,14 @@ use std::path::{Path, PathBuf};
 /// Mount destinations the guest gets another way: the pod's name files come
 /// with the network take-over.
 const GIVEN_BY_THE_NETWORK: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
-/// The smallest memory limit a container may have: all of it is the guest's.
+/// The smallest guest: a container with a lower memory limit gets a guest
+/// of this size, and the guest holds the workload to the limit (its
+/// cgroup's `memory.max`).
 const MIN_GUEST_MIB: u64 = 64;
+/// kubelet's annotation naming the termination message file, which
+/// containerd passes into the spec when the handler lists it in
+/// `container_annotations` (`runcvm install` does).
+const TERMINATION_MESSAGE_PATH_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
 /// Devices the launcher opens: KVM (when the node has it) and the tap.
 const KVM: &str = "/dev/kvm";
 const TUN: &str = "/dev/net/tun";
@@ -59,16 +69,17 @@ pub enum CreateError {
         "the container runs in a user namespace (hostUsers: false), which runcvm does not support yet: the launcher must own the pod's network; drop hostUsers: false or use another runtime class"
     )]
     UserNamespace,
-    /// a memory limit too small for a guest
+    /// a seccomp profile the guest cannot apply
+    #[error("the container's seccomp profile cannot be applied in the VM")]
+    Seccomp(#[source] runcvm_seccomp::SeccompError),
+    /// mounts that propagate back to the node
     #[error(
-        "the container's memory limit of {limit_mib} MiB is below the {MIN_GUEST_MIB} MiB a guest needs: raise resources.limits.memory"
+        "mount {0}: Bidirectional mount propagation (rshared) cannot work across a VM: mounts made in the guest stay in the guest's kernel and never reach the node; use HostToContainer or None, or another runtime class"
     )]
-    TooLittleMemory { limit_mib: u64 },
-    /// the container joins the host's network
-    #[error(
-        "the container uses the node's network namespace (hostNetwork): runcvm gives the VM the pod's own eth0, so it needs a pod network namespace; drop hostNetwork or use another runtime class"
-    )]
-    HostNetwork,
+    SharedPropagation(String),
+    /// the container joins one of the node's namespaces (its own message)
+    #[error(transparent)]
+    Namespaces(#[from] NamespaceError),
     /// host devices asked for
     #[error(
         "the container asks for host devices ({0}): a VM cannot use the node's devices; remove them (or privileged: true) or use another runtime class"
@@ -160,6 +171,11 @@ pub struct CreateRequest<'a> {
     pub install: &'a Install,
     /// The node's state folder (`/var/lib/runcvm`).
     pub state_root: &'a Path,
+    /// The node's own namespaces, which no workload container may join.
+    pub node: &'a NodeNamespaces,
+    /// The runtime's `--log` file and its format, for warnings.
+    pub log: Option<&'a Path>,
+    pub log_json: bool,
 }
 
 /// The per-container state folder on the node (the container's `/.runcvm`).
@@ -237,9 +253,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         path: config_path.clone(),
         source,
     })?;
-    if config.network_namespace().is_none() {
-        return Err(CreateError::HostNetwork);
-    }
+    let pod_namespaces = namespaces::check(config, request.node, namespaces::identify)?;
     let user_namespace = config
         .linux
         .as_ref()
@@ -247,36 +261,57 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     if user_namespace {
         return Err(CreateError::UserNamespace);
     }
-    if let Some(limit) = config.memory_limit()
-        && limit < MIN_GUEST_MIB << 20
+    let drop_host_devices = host_devices(config)?;
+    if let Some(mount) = config
+        .mounts
+        .iter()
+        .find(|m| m.options.iter().any(|o| o == "rshared" || o == "shared"))
     {
-        return Err(CreateError::TooLittleMemory { limit_mib: limit >> 20 });
-    }
-    if let Some(linux) = &config.linux
-        && !linux.devices.is_empty()
-    {
-        let paths: Vec<&str> = linux.devices.iter().map(|d| d.path.as_str()).collect();
-        return Err(CreateError::HostDevices(paths.join(", ")));
+        return Err(CreateError::SharedPropagation(mount.destination.clone()));
     }
     let volumes = guest_volumes(&config.mounts)?;
-    // The cgroup gets the overhead on top of the limit; the guest gets the
-    // limit itself.
+    let plan = guest_plan::plan(config, request.bundle, pod_namespaces)?;
+    // The guest gets the limit (at least the smallest guest), the cgroup
+    // the overhead on top.
     let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
+    let guest_bytes = config.memory_limit().map(|limit| limit.max(MIN_GUEST_MIB << 20));
     let limits = Limits {
         millicpus: config.cpu_limit().map(|cpus| u64::from(cpus) * 1000),
-        memory_bytes: config.memory_limit().map(|limit| limit + overhead),
+        memory_bytes: guest_bytes.map(|bytes| bytes + overhead),
     };
+    // What the cgroup limit is raised by: the overhead, and what a limit
+    // below the smallest guest lacks.
+    let raised_by = overhead
+        + guest_bytes
+            .zip(config.memory_limit())
+            .map_or(0, |(guest, limit)| guest - limit);
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
     let size = vm_size(limits, Overrides::default(), host_cpus)?;
     let choice: AccelChoice =
         env_value(&process.env, runcvm_vmm::accel::ACCEL_ENV).map_or(Ok(AccelChoice::Auto), str::parse)?;
     let qemu = request.install.qemu();
-    let accel = runcvm::accel::resolve(choice, &qemu, &request.install.kernel(), request.state_root)?;
+    let (accel, fallback) = runcvm::accel::decide(choice, &qemu, &request.install.kernel(), request.state_root)?;
+    if let Some(why) = fallback {
+        // A node's condition, not the pod's: containerd's log, not the
+        // pod's (the runtime's stderr is the container's at create).
+        crate::report::warning(request.log, request.log_json, &why);
+    }
 
     let state = state_folder(request.state_root, request.id);
     let made = make_state_folder(&state);
     let result = made.and_then(|()| {
-        write_state(request, config, &entrypoint, &state, &volumes, &size, accel)?;
+        let launch = ContainerLaunch {
+            version: LAUNCH_VERSION,
+            process: entrypoint.clone(),
+            hostname: plan.hostname.clone(),
+            cpus: size.cpus,
+            memory_mib: size.memory_mib,
+            accel: accel.as_str().to_owned(),
+            volumes: volumes.clone(),
+            network_namespace: pod_namespaces.network,
+            termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
+        };
+        write_state(request, config, &plan, &launch, &state)?;
         let mut value: serde_json::Value =
             serde_json::from_slice(&bundle.bytes).map_err(|source| runcvm_spec::oci::OciError::Malformed {
                 file: file.clone(),
@@ -284,7 +319,8 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
                 source,
             })?;
         let serves_folders = volumes.iter().any(|v| v.kind == VolumeKind::Folder);
-        rewrite_config(&mut value, &launcher_rewrite(request, &state, serves_folders), &file)?;
+        let rewrite = launcher_rewrite(request, &state, serves_folders, raised_by, drop_host_devices);
+        rewrite_config(&mut value, &rewrite, &file)?;
         write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
     if let Err(e) = result {
@@ -299,44 +335,22 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
 fn write_state(
     request: &CreateRequest<'_>,
     config: &OciConfig,
-    entrypoint: &runcvm_spec::Entrypoint,
+    plan: &LaunchPlan,
+    launch: &ContainerLaunch,
     state: &Path,
-    volumes: &[LaunchVolume],
-    size: &runcvm::resources::VmSize,
-    accel: runcvm_vmm::Accel,
 ) -> Result<(), CreateError> {
     let rootfs = request
         .bundle
         .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));
-    // Containers of a pod share the sandbox's UTS namespace, so CRI leaves
-    // `hostname` unset and gives the pod's name in HOSTNAME instead.
-    let hostname = config.hostname.clone().or_else(|| {
-        let env = config.process.as_ref().map_or(&[][..], |p| p.env.as_slice());
-        env_value(env, "HOSTNAME").map(str::to_owned)
-    });
-    let plan = LaunchPlan {
-        hostname: hostname.clone(),
-        read_only_root: config.root.as_ref().is_some_and(|root| root.readonly),
-        ..LaunchPlan::default()
-    };
     let init = request.install.guest_init();
     let files = GuestFiles {
         init: &init,
-        entrypoint: Some(entrypoint),
-        plan: &plan,
+        entrypoint: Some(&launch.process),
+        plan,
     };
     let headroom = runcvm::guest_disk::DEFAULT_HEADROOM_MIB;
     guest_disk::build(&RunDir::adopt(state), &rootfs, &files, headroom)
         .map_err(|reason| CreateError::Disk { rootfs, reason })?;
-    let launch = ContainerLaunch {
-        version: LAUNCH_VERSION,
-        process: entrypoint.clone(),
-        hostname,
-        cpus: size.cpus,
-        memory_mib: size.memory_mib,
-        accel: accel.as_str().to_owned(),
-        volumes: volumes.to_vec(),
-    };
     let json = launch.to_json();
     let path = state.join(LAUNCH_FILE);
     guest_disk::write_private(&path, &json).map_err(|reason| CreateError::Launch { reason })?;
@@ -345,7 +359,35 @@ fn write_state(
     guest_disk::write_private(&node_copy, &json).map_err(|reason| CreateError::Launch { reason })
 }
 
-fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, serves_folders: bool) -> LauncherRewrite {
+/// Whether the container's host devices are to be left out: `Ok(true)` for
+/// a privileged container, which containerd gives every device of the node
+/// (unless the handler sets `privileged_without_host_devices`, as `runcvm
+/// install` does); a VM has devices of its own and cannot use the node's,
+/// so they are dropped. Devices asked for one by one (a device plugin's)
+/// are refused: the pod would run without what it asked for.
+fn host_devices(config: &OciConfig) -> Result<bool, CreateError> {
+    let devices = config.linux.as_ref().map_or(&[][..], |l| l.devices.as_slice());
+    if devices.is_empty() {
+        return Ok(false);
+    }
+    if config.all_devices_allowed() {
+        runcvm_log::info!(
+            "a privileged container: the node's {} devices are left out (the VM has its own)",
+            devices.len()
+        );
+        return Ok(true);
+    }
+    let paths: Vec<&str> = devices.iter().map(|d| d.path.as_str()).collect();
+    Err(CreateError::HostDevices(paths.join(", ")))
+}
+
+fn launcher_rewrite(
+    request: &CreateRequest<'_>,
+    state: &Path,
+    serves_folders: bool,
+    memory_raised_by: u64,
+    drop_host_devices: bool,
+) -> LauncherRewrite {
     let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
     if serves_folders {
         capabilities.extend(runcvm_spec::oci::VOLUME_SERVER_CAPABILITIES.map(str::to_owned));
@@ -384,22 +426,31 @@ fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, serves_folders: b
                 exec: false,
             },
         ],
-        memory_overhead_bytes: runcvm::resources::MEMORY_OVERHEAD_MIB << 20,
+        memory_overhead_bytes: memory_raised_by,
+        drop_host_devices,
     }
 }
 
 /// The container's bind mounts the guest gets at the same paths: folders
-/// shared, regular files copied. The kernel's file systems, `/dev` and the
-/// pod's name files are the guest's own.
+/// shared, regular files copied (and, if writable, copied back when the
+/// workload ends). The kernel's file systems, the folders under `/dev` and
+/// the pod's name files are the guest's own.
 pub fn guest_volumes(mounts: &[OciMount]) -> Result<Vec<LaunchVolume>, CreateError> {
     let mut volumes = Vec::new();
     for mount in mounts {
         let is_bind =
             mount.kind.as_deref() == Some("bind") || mount.options.iter().any(|o| o == "bind" || o == "rbind");
         let destination = mount.destination.trim_end_matches('/');
-        let own = ["/proc", "/sys", "/dev"]
-            .iter()
-            .any(|top| destination == *top || destination.starts_with(&format!("{top}/")));
+        let under = |tops: &[&str]| {
+            tops.iter()
+                .any(|top| destination == *top || destination.starts_with(&format!("{top}/")))
+        };
+        // The kernel's file systems are the guest's own; so are the folders
+        // under /dev (its shm, mqueue), but not a file bound there: kubelet
+        // puts the termination message file at /dev/termination-log.
+        let dev_file = under(&["/dev"])
+            && std::fs::metadata(mount.source.as_deref().unwrap_or_default()).is_ok_and(|m| m.is_file());
+        let own = under(&["/proc", "/sys"]) || (under(&["/dev"]) && !dev_file);
         if !is_bind || own || GIVEN_BY_THE_NETWORK.contains(&destination) || destination.is_empty() {
             continue;
         }
@@ -449,7 +500,7 @@ pub fn guest_volumes(mounts: &[OciMount]) -> Result<Vec<LaunchVolume>, CreateErr
 }
 
 /// The value of `name` in an OCI env list (the last one wins, as in a shell).
-fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
+pub(crate) fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
     env.iter()
         .rev()
         .find_map(|entry| entry.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))

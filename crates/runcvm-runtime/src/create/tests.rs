@@ -52,7 +52,7 @@ fn workload_config() -> serde_json::Value {
         "hostname": "pod-a",
         "mounts": [],
         "annotations": {"io.kubernetes.cri.container-type": "container"},
-        "linux": {"namespaces": [{"type": "network", "path": "/proc/1/ns/net"}], "resources": {"memory": {"limit": 268435456}}},
+        "linux": {"namespaces": [{"type": "network", "path": "/proc/self/ns/net"}, {"type": "pid"}, {"type": "ipc"}], "resources": {"memory": {"limit": 268435456}}},
         "x-extension": true
     })
 }
@@ -65,6 +65,9 @@ fn prepare_in(fx: &Fixture, id: &str) -> Result<PathBuf, CreateError> {
             id,
             install: &fx.install,
             state_root: &fx.state_root,
+            node: &namespaces::NodeNamespaces::default(),
+            log: None,
+            log_json: false,
         },
         &config,
     )
@@ -98,9 +101,16 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
         (launch.process.uid, launch.accel.as_str(), launch.memory_mib),
         (1000, "tcg", 256)
     );
+    // kubelet's termination message file is shared (copied back at the
+    // end); /proc and the pod's name files are the guest's own.
     assert_eq!(
         launch.volumes,
         [
+            LaunchVolume {
+                path: "/dev/termination-log".into(),
+                read_only: false,
+                kind: VolumeKind::File
+            },
             LaunchVolume {
                 path: "/data".into(),
                 read_only: true,
@@ -198,23 +208,66 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
     assert_refused(&fixture(&config), "no arguments");
 
     let mut config = workload_config();
-    config["linux"]["resources"]["memory"]["limit"] = json!(48 << 20);
+    config["mounts"] =
+        json!([{"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind", "rshared"]}]);
     assert_refused(
         &fixture(&config),
-        "memory limit of 48 MiB is below the 64 MiB a guest needs",
+        "mount /mnt: Bidirectional mount propagation (rshared)",
     );
+
+    let mut config = workload_config();
+    config["linux"]["seccomp"] =
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NEW_LISTENER"]});
+    assert_refused(&fixture(&config), "seccomp profile cannot be applied in the VM");
 
     let mut config = workload_config();
     config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     assert_refused(&fixture(&config), "user namespace (hostUsers: false)");
 
     let mut config = workload_config();
-    config["linux"]["namespaces"] = json!([{"type": "network", "path": "/proc/1/ns/net"}, {"type": "user"}]);
+    config["linux"]["namespaces"] =
+        json!([{"type": "network", "path": "/proc/self/ns/net"}, {"type": "pid"}, {"type": "ipc"}, {"type": "user"}]);
     assert_refused(&fixture(&config), "user namespace (hostUsers: false)");
 
     let mut config = workload_config();
     config["annotations"]["run.runcvm.launcher"] = json!("rewritten");
     assert_refused(&fixture(&config), "was rewritten by runcvm already");
+}
+
+#[test]
+fn a_limit_below_the_smallest_guest_gets_the_smallest_guest_and_is_held_in_it() {
+    let mut config = workload_config();
+    config["linux"]["resources"]["memory"]["limit"] = json!(15 << 20);
+    let fx = fixture(&config);
+    let state = prepare_in(&fx, "small").unwrap();
+    let launch = read_node_launch(&fx.state_root, "small").unwrap();
+    assert_eq!(launch.memory_mib, 64);
+    let rewritten: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        rewritten["linux"]["resources"]["memory"]["limit"],
+        json!((64 + 128) << 20),
+        "the cgroup holds the smallest guest and the overhead"
+    );
+    assert!(state.join("disk.ext4").exists());
+}
+
+#[test]
+fn a_privileged_container_loses_the_nodes_devices_but_a_device_request_is_refused() {
+    let mut config = workload_config();
+    config["linux"]["devices"] = json!([{"path": "/dev/sda", "type": "b", "major": 8, "minor": 0}]);
+    config["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    let fx = fixture(&config);
+    prepare_in(&fx, "privileged").unwrap();
+    let rewritten: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.bundle.join("config.json")).unwrap()).unwrap();
+    let paths: Vec<&str> = rewritten["linux"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(!paths.contains(&"/dev/sda"), "{paths:?}");
 }
 
 #[test]

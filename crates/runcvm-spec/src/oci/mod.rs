@@ -147,6 +147,15 @@ pub struct OciLinux {
     #[serde(default)]
     pub devices: Vec<OciDevice>,
     pub resources: Option<OciResources>,
+    /// Kernel parameters; containerd writes the pod's into the sandbox's
+    /// spec only.
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, String>,
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
+    pub seccomp: Option<runcvm_seccomp::SeccompProfile>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -166,6 +175,22 @@ pub struct OciDevice {
 pub struct OciResources {
     pub memory: Option<OciMemory>,
     pub cpu: Option<OciCpu>,
+    /// The device cgroup's rules.
+    #[serde(default)]
+    pub devices: Vec<OciDeviceRule>,
+}
+
+/// One device cgroup rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OciDeviceRule {
+    #[serde(default)]
+    pub allow: bool,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub major: Option<i64>,
+    pub minor: Option<i64>,
+    #[serde(default)]
+    pub access: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -225,6 +250,34 @@ impl OciConfig {
             .iter()
             .find(|ns| ns.kind == "network")
             .map(|ns| ns.path.as_deref())
+    }
+
+    /// Whether the device cgroup lets the container use every device: a
+    /// privileged container (containerd's `WithAllDevicesAllowed`).
+    pub fn all_devices_allowed(&self) -> bool {
+        let rules = self
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .map_or(&[][..], |r| r.devices.as_slice());
+        rules.iter().any(|rule| {
+            rule.allow
+                && rule.kind.as_deref().is_none_or(|k| k == "a")
+                && rule.major.is_none()
+                && rule.minor.is_none()
+                && rule
+                    .access
+                    .as_deref()
+                    .is_some_and(|a| a.contains('r') && a.contains('w') && a.contains('m'))
+        })
+    }
+
+    /// Whether `/sys` is mounted read-only (as for a container that is not
+    /// privileged).
+    pub fn sys_read_only(&self) -> bool {
+        self.mounts
+            .iter()
+            .any(|m| m.destination == "/sys" && m.options.iter().any(|o| o == "ro"))
     }
 
     /// The memory limit in bytes, if any (CRI writes 0 for none).
@@ -300,6 +353,9 @@ pub struct LauncherRewrite {
     /// Added to the memory limit (and the swap limit, if set), if there is
     /// one: the VMM and the launcher live in the container's cgroup too.
     pub memory_overhead_bytes: u64,
+    /// Leaves out the node's devices a privileged container was given: the
+    /// VM cannot use them, and the launcher needs none of them.
+    pub drop_host_devices: bool,
 }
 
 /// Rewrites `config.json` so the container runs the launcher: argv, root
@@ -362,6 +418,9 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
 
     let linux = root.entry("linux").or_insert_with(|| json!({}));
     let linux = linux.as_object_mut().ok_or_else(|| shape("linux", "an object"))?;
+    if rewrite.drop_host_devices {
+        linux.insert("devices".into(), json!([]));
+    }
     let devices = linux.entry("devices").or_insert_with(|| json!([]));
     let devices = devices
         .as_array_mut()

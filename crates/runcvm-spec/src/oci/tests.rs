@@ -55,6 +55,7 @@ fn rewrite() -> LauncherRewrite {
             exec: true,
         }],
         memory_overhead_bytes: 64 << 20,
+        drop_host_devices: false,
     }
 }
 
@@ -218,4 +219,27 @@ fn an_exec_process_runs_the_client_as_root_keeping_env_and_terminal() {
     assert_eq!(process["terminal"], json!(true));
     assert_eq!(process["env"], json!(["A=1"]));
     assert_eq!(process["capabilities"], json!({"bounding": []}));
+}
+
+#[test]
+fn a_privileged_containers_host_devices_are_left_out_and_it_is_told_apart() {
+    let mut value = cri_config();
+    value["linux"]["devices"] = json!([{"path": "/dev/sda", "type": "b", "major": 8, "minor": 0}]);
+    value["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    let typed: OciConfig = serde_json::from_value(value.clone()).unwrap();
+    assert!(typed.all_devices_allowed());
+    let mut dropping = rewrite();
+    dropping.drop_host_devices = true;
+    rewrite_config(&mut value, &dropping, "config.json").unwrap();
+    let paths: Vec<&str> = value["linux"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/dev/kvm"], "only the launcher's own devices");
+    let narrow: OciConfig =
+        serde_json::from_value(json!({"linux": {"resources": {"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]}}}))
+            .unwrap();
+    assert!(!narrow.all_devices_allowed());
 }

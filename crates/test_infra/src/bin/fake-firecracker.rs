@@ -451,6 +451,13 @@ fn play_guest_init(
     if !matches!(start, HostMessage::Start { .. }) {
         return Err("the launcher did not answer Ready with Start".to_owned());
     }
-    runcvm_proto::write_message(&mut stream, &GuestMessage::Exit { status })
-        .map_err(|e| format!("cannot write to the control channel: {e}"))
+    runcvm_proto::write_message(
+        &mut stream,
+        &GuestMessage::Exit {
+            status,
+            oom_killed: false,
+            files: Vec::new(),
+        },
+    )
+    .map_err(|e| format!("cannot write to the control channel: {e}"))
 }

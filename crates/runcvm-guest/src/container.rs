@@ -1,0 +1,390 @@
+//! The container's own world inside the guest, as runc builds it on a node:
+//! a cgroup that holds the workload and its execs (its memory limit, its
+//! OOM kills), its own mount namespace (a fresh `/proc` when it has its own
+//! PID namespace, `/sys` and `/sys/fs/cgroup` read-only unless privileged,
+//! the masked and read-only paths, a read-only root), its own cgroup
+//! namespace, and its own PID namespace in CRI's CONTAINER mode. Guest init
+//! stays outside all of it, so it keeps writing sysctls, cgroup files and
+//! the root disk whatever the workload is allowed.
+//!
+//! The workload's namespaces are made in its child ([`Confinement::Create`]);
+//! exec sessions join them ([`Confinement::Join`]). A PID namespace can only
+//! be entered by a new process, so the forking thread switches the PID
+//! namespace its children get, forks, and switches back
+//! ([`Confinement::fork_into_pid_namespace`]).
+
+use anyhow::Context;
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, Pid};
+use runcvm_spec::LaunchPlan;
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Where init mounts the cgroup v2 hierarchy.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// The workload's cgroup, below the root.
+const WORKLOAD_CGROUP: &str = "workload";
+/// Controllers handed down to the workload's cgroup, where the kernel has
+/// them.
+const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "io"];
+
+/// How a process is placed into the container.
+#[derive(Debug)]
+pub enum Confinement<'a> {
+    /// Init's own world: a guest without a workload.
+    Guest,
+    /// The workload: its namespaces are made in its child.
+    Create(&'a ContainerSetup),
+    /// An exec session: the workload's namespaces and cgroup, joined.
+    Join(&'a Joined),
+}
+
+/// What the workload's child sets up, prepared before the fork.
+#[derive(Debug)]
+pub struct ContainerSetup {
+    pub own_pid_namespace: bool,
+    /// `cgroup.procs` of the workload's cgroup, when the guest has cgroups.
+    pub cgroup_procs: Option<CString>,
+    /// The container's mounts, in order, in its new mount namespace.
+    pub mounts: Vec<MountOp>,
+    /// Init's own PID namespace, to switch back to after a fork.
+    init_pid_namespace: OwnedFd,
+}
+
+/// The running workload's namespaces, for exec sessions.
+#[derive(Debug)]
+pub struct Joined {
+    /// Its PID namespace when it has its own.
+    pub pid: Option<OwnedFd>,
+    pub mount: OwnedFd,
+    pub cgroup: OwnedFd,
+    pub cgroup_procs: Option<CString>,
+    init_pid_namespace: OwnedFd,
+}
+
+impl Confinement<'_> {
+    /// Runs `fork` so that the child lands in the container's PID namespace
+    /// (a new one for the workload in CONTAINER mode, the workload's for an
+    /// exec); the calling thread's own is untouched afterwards.
+    pub fn fork_into_pid_namespace(&self, fork: impl FnOnce() -> nix::Result<ForkResult>) -> nix::Result<ForkResult> {
+        let (target, back) = match self {
+            Self::Create(setup) if setup.own_pid_namespace => (None, &setup.init_pid_namespace),
+            Self::Join(Joined {
+                pid: Some(pid),
+                init_pid_namespace,
+                ..
+            }) => (Some(pid), init_pid_namespace),
+            _ => return fork(),
+        };
+        match target {
+            None => nix::sched::unshare(CloneFlags::CLONE_NEWPID)?,
+            Some(pid) => nix::sched::setns(pid, CloneFlags::CLONE_NEWPID)?,
+        }
+        let forked = fork();
+        // The parent's thread gets its own back; the child's children
+        // belong where the child is.
+        if !matches!(forked, Ok(ForkResult::Child))
+            && let Err(e) = nix::sched::setns(back, CloneFlags::CLONE_NEWPID)
+        {
+            // The fork happened all the same: its result must reach the
+            // caller, which owns the child.
+            runcvm_log::error!("cannot return to init's PID namespace after a fork: {e}");
+        }
+        forked
+    }
+}
+
+/// One mount of the container's view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    /// A `/proc` of the container's own PID namespace.
+    Proc,
+    /// The cgroup v2 hierarchy as seen from the container's cgroup namespace.
+    Cgroup { read_only: bool },
+    /// An existing mount made read-only (`/sys`, `/`).
+    RemountReadOnly(CString),
+    /// `maskedPaths`: a file becomes `/dev/null`, a folder an empty
+    /// read-only tmpfs; a path that does not exist is skipped.
+    Mask(CString),
+    /// `readonlyPaths`: bound onto itself read-only; missing is skipped.
+    ReadOnly(CString),
+}
+
+const HARDENED: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+
+impl MountOp {
+    /// Applies the mount (in the child, between fork and exec).
+    pub fn apply(&self) -> Result<(), Errno> {
+        use nix::mount::mount;
+        let none: Option<&str> = None;
+        match self {
+            Self::Proc => mount(Some("proc"), "/proc", Some("proc"), HARDENED, none),
+            Self::Cgroup { read_only } => {
+                let flags = if *read_only {
+                    HARDENED | MsFlags::MS_RDONLY
+                } else {
+                    HARDENED
+                };
+                // Init's mount of the one cgroup2 superblock is in the way
+                // (the kernel refuses a superblock on its own root): the
+                // container's view replaces it.
+                match nix::mount::umount2(CGROUP_ROOT, nix::mount::MntFlags::MNT_DETACH) {
+                    Ok(()) | Err(Errno::EINVAL) => {}
+                    Err(e) => return Err(e),
+                }
+                mount(Some("cgroup2"), CGROUP_ROOT, Some("cgroup2"), flags, none)
+            }
+            Self::RemountReadOnly(path) => remount_read_only(path),
+            Self::Mask(path) => match mount(Some("/dev/null"), path.as_c_str(), none, MsFlags::MS_BIND, none) {
+                Err(Errno::ENOENT) => Ok(()),
+                Err(Errno::ENOTDIR) => mount(Some("tmpfs"), path.as_c_str(), Some("tmpfs"), MsFlags::MS_RDONLY, none),
+                other => other,
+            },
+            Self::ReadOnly(path) => {
+                let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+                match mount(Some(path.as_c_str()), path.as_c_str(), none, bind, none) {
+                    Err(Errno::ENOENT) => Ok(()),
+                    Err(e) => Err(e),
+                    Ok(()) => remount_read_only(path),
+                }
+            }
+        }
+    }
+
+    /// The mount in a failure message.
+    pub fn describe(&self) -> String {
+        let text = |path: &CString| path.to_string_lossy().into_owned();
+        match self {
+            Self::Proc => "mounting /proc for its PID namespace".to_owned(),
+            Self::Cgroup { .. } => format!("mounting cgroup2 on {CGROUP_ROOT}"),
+            Self::RemountReadOnly(path) => format!("making {} read-only", text(path)),
+            Self::Mask(path) => format!("masking {}", text(path)),
+            Self::ReadOnly(path) => format!("making {} read-only (readonlyPaths)", text(path)),
+        }
+    }
+}
+
+/// Makes the mount at `path` read-only, keeping its nosuid, nodev and
+/// noexec (a remount that dropped them would be refused where they are
+/// locked, and would loosen them elsewhere).
+fn remount_read_only(path: &CString) -> Result<(), Errno> {
+    use nix::sys::statvfs::FsFlags;
+    let kept = nix::sys::statvfs::statvfs(path.as_c_str())?.flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (has, keep) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if kept.contains(has) {
+            flags |= keep;
+        }
+    }
+    nix::mount::mount(None::<&str>, path.as_c_str(), None::<&str>, flags, None::<&str>)
+}
+
+/// The container's mounts for `plan`, in the order they are made.
+pub fn mount_ops(plan: &LaunchPlan, cgroups: bool) -> anyhow::Result<Vec<MountOp>> {
+    let path = |p: &str| CString::new(p).with_context(|| format!("the path {p:?} has a NUL byte"));
+    let mut ops = Vec::new();
+    if plan.own_pid_namespace {
+        ops.push(MountOp::Proc);
+    }
+    if cgroups {
+        ops.push(MountOp::Cgroup {
+            read_only: plan.sys_read_only,
+        });
+    }
+    if plan.sys_read_only {
+        ops.push(MountOp::RemountReadOnly(path("/sys")?));
+    }
+    for masked in &plan.masked_paths {
+        ops.push(MountOp::Mask(path(masked)?));
+    }
+    for read_only in &plan.readonly_paths {
+        ops.push(MountOp::ReadOnly(path(read_only)?));
+    }
+    if plan.read_only_root {
+        ops.push(MountOp::RemountReadOnly(path("/")?));
+    }
+    Ok(ops)
+}
+
+/// The container as init keeps it: what its processes are started with,
+/// and once the workload runs, its namespaces.
+#[derive(Debug)]
+pub struct Container {
+    pub setup: ContainerSetup,
+    pub seccomp: Option<runcvm_seccomp::Filter>,
+    cgroup: Option<PathBuf>,
+    joined: Mutex<Option<Arc<Joined>>>,
+}
+
+impl Container {
+    /// Makes the workload's cgroup (with its memory limit) and compiles its
+    /// seccomp profile; the namespaces come with the workload.
+    pub fn prepare(plan: &LaunchPlan) -> anyhow::Result<Self> {
+        let cgroup = make_workload_cgroup(plan.memory_limit_bytes)?;
+        let seccomp = match &plan.seccomp {
+            Some(profile) => {
+                let filter = runcvm_seccomp::compile(profile).context("cannot use the container's seccomp profile")?;
+                if !filter.skipped_names.is_empty() {
+                    runcvm_log::debug!(
+                        "seccomp: skipping calls x86_64 does not have: {}",
+                        filter.skipped_names.join(", ")
+                    );
+                }
+                Some(filter)
+            }
+            None => None,
+        };
+        let cgroup_procs = match &cgroup {
+            Some(dir) => Some(CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())?),
+            None => None,
+        };
+        Ok(Self {
+            setup: ContainerSetup {
+                own_pid_namespace: plan.own_pid_namespace,
+                cgroup_procs,
+                mounts: mount_ops(plan, cgroup.is_some())?,
+                init_pid_namespace: open_namespace(Path::new("/proc/self/ns/pid"))?,
+            },
+            seccomp,
+            cgroup,
+            joined: Mutex::new(None),
+        })
+    }
+
+    /// Records the running workload's namespaces for exec sessions.
+    pub fn started(&self, workload: Pid) {
+        let joined = (|| -> anyhow::Result<Joined> {
+            let ns = |kind: &str| open_namespace(&PathBuf::from(format!("/proc/{workload}/ns/{kind}")));
+            Ok(Joined {
+                pid: if self.setup.own_pid_namespace {
+                    Some(ns("pid")?)
+                } else {
+                    None
+                },
+                mount: ns("mnt")?,
+                cgroup: ns("cgroup")?,
+                cgroup_procs: self.setup.cgroup_procs.clone(),
+                init_pid_namespace: self.setup.init_pid_namespace.try_clone()?,
+            })
+        })();
+        match joined {
+            Ok(joined) => {
+                if let Ok(mut slot) = self.joined.lock() {
+                    *slot = Some(Arc::new(joined));
+                }
+            }
+            // It ended at once: nothing can be exec'd into it anyway.
+            Err(e) => runcvm_log::debug!("cannot record the workload's namespaces: {e:#}"),
+        }
+    }
+
+    /// The running workload's namespaces, if it started.
+    pub fn joined(&self) -> Option<Arc<Joined>> {
+        self.joined.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// How many processes the guest's OOM killer ended in the container.
+    pub fn oom_kills(&self) -> u64 {
+        let Some(dir) = &self.cgroup else { return 0 };
+        std::fs::read_to_string(dir.join("memory.events"))
+            .ok()
+            .and_then(|events| oom_kills_in(&events))
+            .unwrap_or(0)
+    }
+}
+
+fn open_namespace(path: &Path) -> anyhow::Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The `oom_kill` count of a `memory.events` file.
+fn oom_kills_in(events: &str) -> Option<u64> {
+    events
+        .lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|count| count.trim().parse().ok())
+}
+
+/// Makes the workload's cgroup under the cgroup v2 root init mounted, hands
+/// it the controllers the kernel has, and sets its memory limit. `None`
+/// when the guest has no cgroup v2 (a kernel built without it).
+fn make_workload_cgroup(memory_limit: Option<u64>) -> anyhow::Result<Option<PathBuf>> {
+    let root = Path::new(CGROUP_ROOT);
+    if !root.join("cgroup.subtree_control").exists() {
+        runcvm_log::warn!("the guest kernel has no cgroup v2: the container's memory limit is the VM's size alone");
+        return Ok(None);
+    }
+    for controller in CONTROLLERS {
+        if let Err(e) = std::fs::write(root.join("cgroup.subtree_control"), format!("+{controller}")) {
+            runcvm_log::debug!("cgroup controller {controller} is not available: {e}");
+        }
+    }
+    let dir = root.join(WORKLOAD_CGROUP);
+    match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("cannot create the container's cgroup {}", dir.display()));
+        }
+        _ => {}
+    }
+    if let Some(limit) = memory_limit {
+        std::fs::write(dir.join("memory.max"), limit.to_string())
+            .with_context(|| format!("cannot set the container's memory limit in {}", dir.display()))?;
+        runcvm_log::debug!("container memory limit {} MiB", limit >> 20);
+    }
+    Ok(Some(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mounts_follow_the_plan_in_order() {
+        let plan = LaunchPlan {
+            own_pid_namespace: true,
+            sys_read_only: true,
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            read_only_root: true,
+            ..LaunchPlan::default()
+        };
+        let c = |p: &str| CString::new(p).unwrap();
+        assert_eq!(
+            mount_ops(&plan, true).unwrap(),
+            vec![
+                MountOp::Proc,
+                MountOp::Cgroup { read_only: true },
+                MountOp::RemountReadOnly(c("/sys")),
+                MountOp::Mask(c("/proc/kcore")),
+                MountOp::ReadOnly(c("/proc/sys")),
+                MountOp::RemountReadOnly(c("/")),
+            ]
+        );
+        assert_eq!(mount_ops(&LaunchPlan::default(), false).unwrap(), vec![]);
+        assert_eq!(
+            mount_ops(&LaunchPlan::default(), true).unwrap(),
+            vec![MountOp::Cgroup { read_only: false }],
+            "a privileged container's cgroup is writable"
+        );
+    }
+
+    #[test]
+    fn oom_kills_are_read_from_memory_events() {
+        let events = "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kills_in(events), Some(1));
+        assert_eq!(oom_kills_in("low 0\n"), None);
+    }
+}
