@@ -50,6 +50,20 @@ pub fn hand_over(level: LogLevel) {
     let _ = writeln!(std::io::stderr().lock(), "\n{CONSOLE_HANDOVER_LINE}");
 }
 
+/// Below DEBUG, keeps the kernel's warnings off the console too, leaving
+/// its errors: for a pod, whose log is the workload's (a TCG guest's clock
+/// warnings would otherwise join it).
+pub fn quiet_kernel(level: LogLevel) {
+    if level < LogLevel::Debug {
+        const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
+        const KERN_ERR_AND_ABOVE: libc::c_int = 4;
+        // SAFETY: this klogctl action reads no buffer; it only sets a level.
+        unsafe {
+            libc::klogctl(SYSLOG_ACTION_CONSOLE_LEVEL, std::ptr::null_mut(), KERN_ERR_AND_ABOVE);
+        }
+    }
+}
+
 /// Marks where init's lines end and the kernel's shutdown lines begin; see
 /// [`CONSOLE_HANDBACK`].
 pub fn hand_back() {

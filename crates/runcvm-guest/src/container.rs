@@ -51,6 +51,8 @@ pub struct ContainerSetup {
     pub cgroup_procs: Option<CString>,
     /// The container's mounts, in order, in its new mount namespace.
     pub mounts: Vec<MountOp>,
+    /// The pod's user namespace, entered last, once the mounts are made.
+    pub user_namespace: Option<OwnedFd>,
     /// Init's own PID namespace, to switch back to after a fork.
     init_pid_namespace: OwnedFd,
 }
@@ -63,6 +65,7 @@ pub struct Joined {
     pub mount: OwnedFd,
     pub cgroup: OwnedFd,
     pub cgroup_procs: Option<CString>,
+    pub user_namespace: Option<OwnedFd>,
     init_pid_namespace: OwnedFd,
 }
 
@@ -251,6 +254,10 @@ impl Container {
                 own_pid_namespace: plan.own_pid_namespace,
                 cgroup_procs,
                 mounts: mount_ops(plan, cgroup.is_some())?,
+                user_namespace: match &plan.user_namespace {
+                    Some(userns) => Some(make_user_namespace(userns)?),
+                    None => None,
+                },
                 init_pid_namespace: open_namespace(Path::new("/proc/self/ns/pid"))?,
             },
             seccomp,
@@ -272,6 +279,10 @@ impl Container {
                 mount: ns("mnt")?,
                 cgroup: ns("cgroup")?,
                 cgroup_procs: self.setup.cgroup_procs.clone(),
+                user_namespace: match &self.setup.user_namespace {
+                    Some(fd) => Some(fd.try_clone()?),
+                    None => None,
+                },
                 init_pid_namespace: self.setup.init_pid_namespace.try_clone()?,
             })
         })();
@@ -298,6 +309,76 @@ impl Container {
             .ok()
             .and_then(|events| oom_kills_in(&events))
             .unwrap_or(0)
+    }
+}
+
+/// A user namespace with the pod's mappings, held by a descriptor: a child
+/// makes it (`unshare`), init writes its maps (only a process outside may
+/// map more than its own id), and the child ends; the descriptor keeps the
+/// namespace for the workload and its execs to enter.
+fn make_user_namespace(userns: &runcvm_spec::UserNamespace) -> anyhow::Result<OwnedFd> {
+    use nix::unistd::{ForkResult, fork, pipe2, read, write};
+    let flags = nix::fcntl::OFlag::O_CLOEXEC;
+    let (made_read, made_write) = pipe2(flags).context("cannot create a pipe")?;
+    let (done_read, done_write) = pipe2(flags).context("cannot create a pipe")?;
+    // SAFETY: the child makes two system calls and exits; it allocates
+    // nothing and touches nothing of the parent's.
+    match unsafe { fork() }.context("cannot fork for the pod's user namespace")? {
+        ForkResult::Child => {
+            drop(made_read);
+            drop(done_write);
+            let errno = match nix::sched::unshare(CloneFlags::CLONE_NEWUSER) {
+                Ok(()) => 0,
+                Err(e) => e as i32,
+            };
+            let _ = write(&made_write, &errno.to_be_bytes());
+            // Wait until init has what it needs (it closes its end).
+            let _ = read(&done_read, &mut [0u8]);
+            // SAFETY: _exit ends the child without the parent's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(made_write);
+            drop(done_read);
+            let mut errno = [0u8; 4];
+            let made = read(&made_read, &mut errno);
+            let result = (|| {
+                match made {
+                    Ok(4) if errno == [0; 4] => {}
+                    Ok(4) => anyhow::bail!(
+                        "cannot make the pod's user namespace: {}",
+                        Errno::from_raw(i32::from_be_bytes(errno))
+                    ),
+                    _ => anyhow::bail!("cannot make the pod's user namespace: its maker ended"),
+                }
+                let lines =
+                    |ranges: &[runcvm_spec::IdMapping]| ranges.iter().map(|r| r.map_line() + "\n").collect::<String>();
+                for (file, ranges) in [("uid_map", &userns.uid_mappings), ("gid_map", &userns.gid_mappings)] {
+                    let path = format!("/proc/{child}/{file}");
+                    std::fs::write(&path, lines(ranges)).with_context(|| format!("cannot write {path}"))?;
+                }
+                open_namespace(&PathBuf::from(format!("/proc/{child}/ns/user")))
+            })();
+            drop(done_write);
+            let _ = nix::sys::wait::waitpid(child, None);
+            let fd = result?;
+            runcvm_log::debug!(
+                "the pod's user namespace: uid {}, gid {}",
+                userns
+                    .uid_mappings
+                    .iter()
+                    .map(|r| r.map_line())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                userns
+                    .gid_mappings
+                    .iter()
+                    .map(|r| r.map_line())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(fd)
+        }
     }
 }
 

@@ -78,6 +78,9 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
         std::fs::read_to_string("/proc/cmdline").unwrap_or_default().trim()
     );
     let plan = read_plan()?;
+    if plan.quiet_kernel {
+        console::quiet_kernel(runcvm_log::level());
+    }
     if let Some(hostname) = &plan.hostname {
         system::set_hostname(hostname)?;
     }
@@ -101,8 +104,14 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
         net::configure(network)?;
     }
     volumes::mount_all(&volumes)?;
+    // In a pod with its own user namespace, the pod's files belong to its
+    // root, as id-mapped mounts of them would under runc.
+    let owner = plan
+        .user_namespace
+        .as_ref()
+        .and_then(runcvm_spec::UserNamespace::root_outside);
     for file in &files {
-        system::write_file(&file.path, file.content.as_bytes())?;
+        system::write_file(&file.path, file.content.as_bytes(), owner)?;
     }
     let writable: Vec<&str> = files.iter().filter(|f| f.writable).map(|f| f.path.as_str()).collect();
     let (workload, container) = match entry::load_entrypoint() {

@@ -455,6 +455,12 @@ fn enter_container(confinement: &Confinement<'_>) -> Result<(), Report> {
                     index: u16::try_from(index).unwrap_or(u16::MAX),
                 })?;
             }
+            // Last: the mounts above need the node's root, which a user
+            // namespace's root is not.
+            if let Some(userns) = &setup.user_namespace {
+                nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER)
+                    .map_err(|e| Report::new(Step::Namespaces, e))?;
+            }
             Ok(())
         }
         Confinement::Join(joined) => {
@@ -467,6 +473,10 @@ fn enter_container(confinement: &Confinement<'_>) -> Result<(), Report> {
             ];
             for (fd, kind) in namespaces {
                 nix::sched::setns(fd, kind).map_err(|e| Report::new(Step::Namespaces, e))?;
+            }
+            if let Some(userns) = &joined.user_namespace {
+                nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER)
+                    .map_err(|e| Report::new(Step::Namespaces, e))?;
             }
             Ok(())
         }

@@ -70,8 +70,9 @@ pub fn bring_up_loopback() -> anyhow::Result<()> {
 }
 
 /// Writes a file the container expects (`/etc/resolv.conf`, ...), replacing
-/// whatever the image had there, a symlink included.
-pub fn write_file(path: &str, content: &[u8]) -> anyhow::Result<()> {
+/// whatever the image had there, a symlink included; `owner` (uid, gid)
+/// takes it over.
+pub fn write_file(path: &str, content: &[u8], owner: Option<(u32, u32)>) -> anyhow::Result<()> {
     let path = std::path::Path::new(path);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -80,6 +81,10 @@ pub fn write_file(path: &str, content: &[u8]) -> anyhow::Result<()> {
         std::fs::remove_file(path).with_context(|| format!("cannot replace the symlink {}", path.display()))?;
     }
     std::fs::write(path, content).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {} to the pod's root", path.display()))?;
+    }
     runcvm_log::debug!("wrote {} ({} bytes)", path.display(), content.len());
     Ok(())
 }

@@ -213,7 +213,9 @@ fn neighbours_cannot_reach_the_host_identity() {
                     "neigh add {HOST_IDENTITY_IP} lladdr {bridge_mac} dev eth0 nud permanent"
                 ));
             }
-            Style::PointToPoint => {
+            // Routed like the point-to-point pod (ptp's node side is the
+            // same: a /32 route per pod on its veth).
+            Style::PointToPoint | Style::Ptp => {
                 net.node
                     .ip(&format!("route add {HOST_IDENTITY_IP}/32 dev {}", net.node_port));
                 net.node.ip(&format!(

@@ -25,8 +25,8 @@ pub fn fattr(stat: &FileStat) -> fattr3 {
         type_: kind,
         mode: stat.st_mode & 0o7777,
         nlink: u32::try_from(stat.st_nlink).unwrap_or(u32::MAX),
-        uid: stat.st_uid,
-        gid: stat.st_gid,
+        uid: crate::idmap::client_uid(stat.st_uid),
+        gid: crate::idmap::client_gid(stat.st_gid),
         size: u64::try_from(stat.st_size).unwrap_or(0),
         used: u64::try_from(stat.st_blocks).unwrap_or(0) * 512,
         rdev: specdata3 {

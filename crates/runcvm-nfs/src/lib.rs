@@ -14,11 +14,13 @@
 
 mod attrs;
 mod creds;
+mod idmap;
 mod mount;
 mod nfs;
 pub mod rpc;
 mod tree;
 
+pub use idmap::{IdMap, IdRange};
 pub use tree::Export;
 
 use nfs3_types::rpc::accept_stat_data;
@@ -62,6 +64,9 @@ pub struct Peers {
     pub privileged_port: bool,
     /// The only ids requests may act as; `None`: any.
     pub ids: Option<KnownIds>,
+    /// The pod's user namespace mappings, applied as an id-mapped mount
+    /// would (`idmap.rs`); `None`: ids pass as they are.
+    pub id_map: Option<IdMap>,
 }
 
 /// The ids of a workload that is not root: a request in any other uid or
@@ -117,9 +122,11 @@ fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>, peers: &Peers) ->
             Ok((stream, _)) => {
                 let tree = Arc::clone(tree);
                 let ids = peers.ids.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("nfs-conn".into())
-                    .spawn(move || serve_connection(&tree, stream, ids.as_ref()));
+                let id_map = peers.id_map.clone();
+                let spawned = std::thread::Builder::new().name("nfs-conn".into()).spawn(move || {
+                    idmap::activate(id_map);
+                    serve_connection(&tree, stream, ids.as_ref());
+                });
                 if let Err(e) = spawned {
                     runcvm_log::warn!("nfs: cannot start a connection thread: {e}");
                 }
@@ -159,8 +166,14 @@ fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>
             runcvm_log::debug!("nfs: dropped a malformed call from {peer}");
             break;
         };
+        let caller = &mut call.caller;
+        caller.uid = idmap::node_uid(caller.uid);
+        caller.gid = idmap::node_gid(caller.gid);
+        for group in &mut caller.groups {
+            *group = idmap::node_gid(*group);
+        }
         if let Some(ids) = ids {
-            ids.squash(&mut call.caller);
+            ids.squash(caller);
         }
         let reply = answer(tree, &mut call);
         if rpc::write_record(&mut writer, &reply).is_err() {

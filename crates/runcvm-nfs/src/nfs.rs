@@ -156,16 +156,7 @@ fn apply_sattr(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3>
         let dir = tree.open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
         let name = OsStr::from_bytes(&name);
         if uid.is_some() || gid.is_some() {
-            let uid = if let Nfs3Option::Some(u) = uid {
-                Some(Uid::from_raw(u))
-            } else {
-                None
-            };
-            let gid = if let Nfs3Option::Some(g) = gid {
-                Some(Gid::from_raw(g))
-            } else {
-                None
-            };
+            let (uid, gid) = owner(attrs);
             fchownat(&dir, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
         }
         if let Nfs3Option::Some(mode) = attrs.mode {
@@ -174,6 +165,19 @@ fn apply_sattr(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3>
         set_times(&dir, name, attrs)?;
     }
     Ok(())
+}
+
+/// The owner a SETATTR asks for, in the node's ids (`idmap.rs`).
+fn owner(attrs: &sattr3) -> (Option<Uid>, Option<Gid>) {
+    let uid = match attrs.uid {
+        Nfs3Option::Some(u) => Some(Uid::from_raw(crate::idmap::node_uid(u))),
+        Nfs3Option::None => None,
+    };
+    let gid = match attrs.gid {
+        Nfs3Option::Some(g) => Some(Gid::from_raw(crate::idmap::node_gid(g))),
+        Nfs3Option::None => None,
+    };
+    (uid, gid)
 }
 
 /// chmod of the inode `node` names now, held open without following any
@@ -200,16 +204,7 @@ fn chmod_node(tree: &Tree, node: &Node, mode: u32) -> Result<(), nfsstat3> {
 fn apply_at_root(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3> {
     let root = tree.open(node, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
     let here = OsStr::new(".");
-    let uid = if let Nfs3Option::Some(u) = attrs.uid {
-        Some(Uid::from_raw(u))
-    } else {
-        None
-    };
-    let gid = if let Nfs3Option::Some(g) = attrs.gid {
-        Some(Gid::from_raw(g))
-    } else {
-        None
-    };
+    let (uid, gid) = owner(attrs);
     if uid.is_some() || gid.is_some() {
         fchownat(&root, here, uid, gid, AtFlags::empty()).map_err(status)?;
     }

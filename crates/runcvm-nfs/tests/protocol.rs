@@ -11,6 +11,7 @@ use nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
 use runcvm_nfs::{Export, rpc};
 use std::io::Cursor;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 struct Client {
@@ -149,6 +150,48 @@ fn export(name: &str, path: &Path, read_only: bool) -> Export {
 
 fn require_root() {
     runcvm_test_infra::tier::require_root("the NFS protocol tests (credentials)");
+}
+
+/// A pod with its own user namespace (`hostUsers: false`): its volumes'
+/// ids as an id-mapped mount of the pod's shows them.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn a_pods_user_namespace_sees_its_volumes_as_an_id_mapped_mount_shows_them() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("app-owned"), b"x").unwrap();
+    std::os::unix::fs::chown(dir.path().join("app-owned"), Some(1000), Some(1000)).unwrap();
+    let range = runcvm_nfs::IdRange {
+        node: 0,
+        client: 65536,
+        size: 65536,
+    };
+    let peers = runcvm_nfs::Peers {
+        id_map: Some(runcvm_nfs::IdMap {
+            uids: vec![range],
+            gids: vec![range],
+        }),
+        ..runcvm_nfs::Peers::default()
+    };
+    let mut client = Client::connect_with(vec![export("/data", dir.path(), false)], peers);
+    let root = client.mount("/data");
+    // The node's root owns the folder: the pod's root (65536 to the guest
+    // kernel) sees it as its own and writes there; the file is the node's
+    // root's on the node.
+    assert_eq!(client.getattr(&root).map(|a| (a.uid, a.gid)).unwrap(), (65536, 65536));
+    client.as_user(65536, 65536);
+    let made = client.create(&root, "by-pod-root").unwrap();
+    assert_eq!(client.getattr(&made).map(|a| (a.uid, a.gid)).unwrap(), (65536, 65536));
+    let on_node = std::fs::metadata(dir.path().join("by-pod-root")).unwrap();
+    assert_eq!((on_node.uid(), on_node.gid()), (0, 0));
+    let app = client.lookup(&root, "app-owned").unwrap();
+    assert_eq!(client.getattr(&app).map(|a| a.uid).unwrap(), 65536 + 1000);
+    // The guest's own root is outside the pod's mapping: nobody, who may
+    // not write in a folder only root may.
+    client.as_user(0, 0);
+    assert!(client.create(&root, "by-guest-root").is_err());
+    assert!(!dir.path().join("by-guest-root").exists());
 }
 
 /// A non-root workload's volumes: the guest's root, or any id but the
@@ -319,11 +362,13 @@ fn only_admitted_peers_are_served() {
             addresses: vec![],
             privileged_port: true,
             ids: None,
+            id_map: None,
         },
         runcvm_nfs::Peers {
             addresses: vec!["10.0.0.5".parse().unwrap()],
             privileged_port: false,
             ids: None,
+            id_map: None,
         },
     ] {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -148,6 +148,7 @@ mod tests {
             volumes: vec![],
             network_namespace: None,
             termination_message_path: None,
+            user_namespace: None,
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod create;
 pub mod exec;
+pub mod features;
 pub mod install;
 pub mod report;
 pub mod runc;
@@ -33,6 +34,7 @@ pub fn dispatch(invocation: &Invocation) -> i32 {
     let state_root = runcvm::run_dir::RunDir::state_dir();
     let id = invocation.container_id().map(|id| id.to_string_lossy().into_owned());
     let outcome = match (invocation.verb.as_deref(), id) {
+        (Some("features"), _) => features(invocation, &runc),
         (Some("create" | "run"), Some(id)) => create(invocation, &runc, &state_root, &id),
         (Some("exec"), Some(id)) => exec(invocation, &state_root, &id).map(|()| None),
         (Some("delete"), Some(id)) => delete(invocation, &runc, &state_root, &id),
@@ -44,6 +46,22 @@ pub fn dispatch(invocation: &Invocation) -> i32 {
         Ok(None) => fail(format!("runcvm: {}", chain(&runc.exec(&invocation.raw)))),
         Err(message) => fail(message),
     }
+}
+
+/// runc's `features`, with what runcvm adds (`features.rs`).
+fn features(invocation: &Invocation, runc: &Runc) -> Outcome {
+    use std::io::Write;
+    let output = std::process::Command::new(runc.path())
+        .args(&invocation.raw)
+        .output()
+        .map_err(|e| format!("runcvm: cannot run {} features: {e}", runc.path().display()))?;
+    let _ = std::io::stderr().write_all(&output.stderr);
+    if !output.status.success() {
+        let _ = std::io::stdout().write_all(&output.stdout);
+        return Ok(Some(output.status.code().unwrap_or(FAILURE)));
+    }
+    let _ = std::io::stdout().write_all(&features::with_user_namespaces(&output.stdout));
+    Ok(Some(0))
 }
 
 /// `Ok(None)`: hand the invocation to runc as it is.

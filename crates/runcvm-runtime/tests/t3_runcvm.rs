@@ -411,7 +411,8 @@ fn install_registers_the_handler_and_uninstall_restores_the_config_byte_for_byte
 
 /// The verbs containerd passes through unchanged reach runc: pause and
 /// resume freeze and thaw the VM's processes, ps lists the launcher and
-/// QEMU, features is runc's.
+/// QEMU; features is runc's with id-mapped mounts and the user namespace
+/// added (runcvm maps ids itself: docs/kubernetes.md, user namespaces).
 #[test]
 #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
 fn pause_resume_ps_and_features_are_runcs() {
@@ -451,10 +452,24 @@ fn pause_resume_ps_and_features_are_runcs() {
 
     let features = |binary: &Path| {
         let out = Command::new(binary).arg("features").output().expect("features");
-        (out.status.code(), out.stdout)
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("features are JSON")
     };
-    let runc = which_runc();
-    assert_eq!(features(&install_root().join("bin/runcvm-runtime")), features(&runc));
+    let mut runc = features(&which_runc());
+    let runcvm = features(&install_root().join("bin/runcvm-runtime"));
+    assert_eq!(
+        runcvm["linux"]["mountExtensions"]["idmap"]["enabled"],
+        serde_json::json!(true)
+    );
+    assert!(
+        runcvm["linux"]["namespaces"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n == "user"))
+    );
+    // Everything else is runc's own answer.
+    runc["linux"]["mountExtensions"]["idmap"] = runcvm["linux"]["mountExtensions"]["idmap"].clone();
+    runc["linux"]["namespaces"] = runcvm["linux"]["namespaces"].clone();
+    assert_eq!(runcvm, runc);
 }
 
 fn which_runc() -> std::path::PathBuf {

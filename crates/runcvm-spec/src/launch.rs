@@ -41,6 +41,10 @@ pub struct ContainerLaunch {
     /// passes it on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_message_path: Option<String>,
+    /// The pod's user namespace: the volumes' server maps ids as an
+    /// id-mapped mount of the pod's would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<crate::UserNamespace>,
 }
 
 /// A namespace as the kernel tells it apart: the device and inode of its
@@ -122,6 +126,7 @@ mod tests {
                 ino: 4_026_532_000,
             }),
             termination_message_path: Some("/dev/termination-log".into()),
+            user_namespace: None,
         };
         assert_eq!(ContainerLaunch::from_json(&launch.to_json()).unwrap(), launch);
         let mut other = serde_json::to_value(&launch).unwrap();

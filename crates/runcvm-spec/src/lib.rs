@@ -13,7 +13,7 @@ pub use bytes::ByteString;
 pub use entrypoint::{Entrypoint, EntrypointError};
 pub use launch::{ContainerLaunch, LaunchVolume, VolumeKind};
 pub use net::{GuestNetwork, GuestRoute, GuestVolume, IpPrefix, MacAddr};
-pub use plan::{LaunchPlan, PlanError};
+pub use plan::{IdMapping, LaunchPlan, PlanError, UserNamespace};
 /// A process's capabilities, as the entrypoint carries them.
 pub use runcvm_caps as caps;
 pub use runcvm_caps::{CapabilityMasks, ProcessCapabilities};

@@ -51,6 +51,60 @@ pub struct LaunchPlan {
     /// workload's cgroup (its `memory.max`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+    /// Below DEBUG the console carries the kernel's errors, not its
+    /// warnings: a pod's log is the workload's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet_kernel: bool,
+    /// The pod's user namespace (`hostUsers: false`): the workload and its
+    /// execs run in one with these mappings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<UserNamespace>,
+}
+
+/// A user namespace's mappings, as the pod's OCI spec gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserNamespace {
+    pub uid_mappings: Vec<IdMapping>,
+    pub gid_mappings: Vec<IdMapping>,
+}
+
+/// One range of a mapping: `size` ids from `container_id` inside the
+/// namespace are as many from `host_id` outside it (the guest kernel's ids,
+/// as the node's would be under runc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+impl IdMapping {
+    /// The outside id of `inside`, if this range maps it.
+    pub fn to_host(&self, inside: u32) -> Option<u32> {
+        let offset = inside.checked_sub(self.container_id).filter(|o| *o < self.size)?;
+        self.host_id.checked_add(offset)
+    }
+
+    /// The inside id of `outside`, if this range maps it.
+    pub fn to_container(&self, outside: u32) -> Option<u32> {
+        let offset = outside.checked_sub(self.host_id).filter(|o| *o < self.size)?;
+        self.container_id.checked_add(offset)
+    }
+
+    /// The line of `/proc/PID/uid_map` (and `gid_map`) for this range.
+    pub fn map_line(&self) -> String {
+        format!("{} {} {}", self.container_id, self.host_id, self.size)
+    }
+}
+
+impl UserNamespace {
+    /// The outside ids of the inside root, as `/proc/PID/uid_map` maps them.
+    pub fn root_outside(&self) -> Option<(u32, u32)> {
+        let map = |ranges: &[IdMapping]| ranges.iter().find_map(|r| r.to_host(0));
+        Some((map(&self.uid_mappings)?, map(&self.gid_mappings)?))
+    }
 }
 
 /// Why a plan file could not be used.
@@ -79,6 +133,8 @@ impl Default for LaunchPlan {
             sys_read_only: false,
             seccomp: None,
             memory_limit_bytes: None,
+            quiet_kernel: false,
+            user_namespace: None,
         }
     }
 }
@@ -104,6 +160,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mappings_translate_both_ways_and_only_inside_their_range() {
+        let range = IdMapping {
+            container_id: 0,
+            host_id: 65536,
+            size: 65536,
+        };
+        assert_eq!(range.to_host(0), Some(65536));
+        assert_eq!(range.to_host(1000), Some(66536));
+        assert_eq!(range.to_host(65536), None);
+        assert_eq!(range.to_container(65536 + 7), Some(7));
+        assert_eq!(range.to_container(0), None);
+        assert_eq!(range.map_line(), "0 65536 65536");
+    }
+
+    #[test]
     fn round_trips_and_refuses_unknown_fields() {
         let plan = LaunchPlan {
             hostname: Some("pod-a".into()),
@@ -122,6 +193,19 @@ mod tests {
                 syscalls: Vec::new(),
             }),
             memory_limit_bytes: Some(15 << 20),
+            quiet_kernel: true,
+            user_namespace: Some(UserNamespace {
+                uid_mappings: vec![IdMapping {
+                    container_id: 0,
+                    host_id: 65536,
+                    size: 65536,
+                }],
+                gid_mappings: vec![IdMapping {
+                    container_id: 0,
+                    host_id: 65536,
+                    size: 65536,
+                }],
+            }),
             version: PLAN_VERSION,
         };
         assert_eq!(LaunchPlan::from_json(&plan.to_json()).unwrap(), plan);

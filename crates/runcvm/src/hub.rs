@@ -254,15 +254,22 @@ impl SessionHub {
             runcvm_log::debug!("port-forward session {session}: {error}");
         }
         let connection = self.connections.lock().ok().and_then(|mut c| c.remove(&session));
-        if let Some(connection) = connection {
-            // What the workload sent has been written; a failed connect
-            // resets, as a refused connection would.
-            let how = if error.is_some() {
-                Shutdown::Both
-            } else {
-                Shutdown::Write
+        let Some(connection) = connection else { return };
+        if error.is_some() {
+            // Nothing listens there in the guest: reset, so the client
+            // (containerd's port-forward) sees the connection refused
+            // rather than a clean end.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
             };
-            let _ = connection.shutdown(how);
+            let _ = nix::sys::socket::setsockopt(&connection, nix::sys::socket::sockopt::Linger, &linger);
+            // Wakes the thread reading the client, whose descriptor is the
+            // last; its close sends the reset.
+            let _ = connection.shutdown(Shutdown::Read);
+        } else {
+            // What the workload sent has been written.
+            let _ = connection.shutdown(Shutdown::Write);
         }
     }
 }

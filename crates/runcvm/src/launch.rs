@@ -99,6 +99,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
         volumes: &volumes,
         volumes_optional,
         volume_ids: crate::run::workload_ids(&launch.process),
+        volume_id_map: launch.user_namespace.as_ref().map(crate::volumes::id_map),
         size: crate::resources::VmSize {
             cpus: launch.cpus,
             memory_mib: launch.memory_mib,

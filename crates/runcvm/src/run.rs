@@ -105,6 +105,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         volumes: &request.volumes,
         volumes_optional,
         volume_ids: request.entrypoint.as_ref().and_then(workload_ids),
+        volume_id_map: None,
         size,
         accel,
         boot_timeout,
@@ -145,6 +146,8 @@ pub(crate) struct Boot<'a> {
     /// The workload's ids when it is not root: the only ones its volumes
     /// serve (see `runcvm_nfs::KnownIds`).
     pub volume_ids: Option<runcvm_nfs::KnownIds>,
+    /// A pod's user namespace mappings, for its volumes' ids.
+    pub volume_id_map: Option<runcvm_nfs::IdMap>,
     pub size: crate::resources::VmSize,
     pub accel: runcvm_vmm::Accel,
     pub boot_timeout: std::time::Duration,
@@ -183,6 +186,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
         boot.volumes_optional,
         pod.as_ref().map(|p| &p.guest),
         boot.volume_ids.clone(),
+        boot.volume_id_map.clone(),
     )?;
     let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::host_tsc_khz();

@@ -98,6 +98,7 @@ pub fn serve(
     optional: bool,
     guest: Option<&runcvm_spec::GuestNetwork>,
     ids: Option<runcvm_nfs::KnownIds>,
+    id_map: Option<runcvm_nfs::IdMap>,
 ) -> anyhow::Result<Served> {
     if exports.is_empty() {
         return Ok(Served::default());
@@ -112,6 +113,7 @@ pub fn serve(
             .unwrap_or_default(),
         privileged_port: true,
         ids,
+        id_map,
     };
     let server = runcvm_nfs::serve(listener, exports.to_vec(), peers)?;
     runcvm_log::debug!("NFS server on {} for {} volumes", server.address, exports.len());
@@ -158,6 +160,25 @@ pub fn write_back(specs: &[VolumeSpec], files: &[runcvm_proto::GuestFile]) {
             Ok(()) => runcvm_log::debug!("{} written back from the guest", host.display()),
             Err(e) => runcvm_log::warn!("cannot write {} back from the guest: {e}", host.display()),
         }
+    }
+}
+
+/// The volumes' id mapping for a pod with its own user namespace: what an
+/// id-mapped mount of the pod's would show (`runcvm_nfs::IdMap`).
+pub fn id_map(userns: &runcvm_spec::UserNamespace) -> runcvm_nfs::IdMap {
+    let ranges = |mappings: &[runcvm_spec::IdMapping]| {
+        mappings
+            .iter()
+            .map(|m| runcvm_nfs::IdRange {
+                node: m.container_id,
+                client: m.host_id,
+                size: m.size,
+            })
+            .collect()
+    };
+    runcvm_nfs::IdMap {
+        uids: ranges(&userns.uid_mappings),
+        gids: ranges(&userns.gid_mappings),
     }
 }
 

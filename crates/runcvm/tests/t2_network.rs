@@ -153,6 +153,53 @@ fn point_to_point_pod_both_ways() {
     both_ways(PodNetOptions::new(Style::PointToPoint));
 }
 
+/// CNI's ptp plugin: the guest's routing table is the pod's (the subnet
+/// through the gateway, no kernel prefix route, the pod's address as
+/// source), where adding the kernel's route too once failed the start.
+#[test]
+#[ignore = "T2: boots real VMs in network namespaces; run scripts/test.sh"]
+fn ptp_pod_both_ways_with_the_pods_routing_table() {
+    let options = PodNetOptions::new(Style::Ptp);
+    both_ways(options);
+    let t2 = t2();
+    let net = PodNet::build(options);
+    let pod_routes = net.pod.sh_checked("ip -4 route show");
+    let (output, _, code) = run_pod_vm(&t2, &net, &[], "ip -4 route show; echo listening");
+    assert_eq!(code, Some(0), "{output}");
+    // The same routes, whoever made them (`proto`).
+    let normal = |line: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut kept = Vec::new();
+        let mut at = 0;
+        while at < words.len() {
+            if words[at] == "proto" {
+                at += 2;
+            } else {
+                kept.push(words[at]);
+                at += 1;
+            }
+        }
+        kept.join(" ")
+    };
+    for line in pod_routes.lines() {
+        assert!(
+            output.lines().any(|guest| normal(guest) == normal(line)),
+            "the guest lacks the pod's route {line:?}:\n{output}"
+        );
+    }
+    let guest: Vec<String> = output.lines().map(normal).collect();
+    assert!(
+        guest
+            .iter()
+            .any(|l| l == "10.88.3.0/24 via 10.88.3.1 dev eth0 src 10.88.3.5"),
+        "{output}"
+    );
+    assert!(
+        !guest.iter().any(|l| l.starts_with("10.88.3.0/24 dev eth0")),
+        "the kernel's prefix route came back:\n{output}"
+    );
+}
+
 #[test]
 #[ignore = "T2: boots real VMs in network namespaces; run scripts/test.sh"]
 fn overlay_mtu_dual_stack_pod_both_ways() {

@@ -9,6 +9,10 @@
 //!   veth answers ARP by proxy_arp and routes the /32 to the pod. The node
 //!   owns 169.254.1.1 (on lo) so the gateway answers pings, and serves on
 //!   10.88.255.1.
+//! - [`Style::Ptp`] (CNI's `ptp` plugin, which kindnet uses): the pod holds
+//!   10.88.3.5/24, but its kernel prefix route is replaced by routes through
+//!   the gateway 10.88.3.1 with the pod's address as source; each node-side
+//!   veth holds 10.88.3.1/32 and the node routes the pod's /32 to it.
 //!
 //! Options add IPv6 (dual stack), a lower MTU, and cloud-style anti-spoofing:
 //! the node drops frames from the pod whose source MAC is not the pod's.
@@ -21,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr};
 pub enum Style {
     Bridge,
     PointToPoint,
+    Ptp,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +160,40 @@ impl PodNet {
                     "169.254.1.1",
                     ("10.88.255.1", "fd00:88:ff::1"),
                     "cali-pod",
+                )
+            }
+            Style::Ptp => {
+                node.ip("addr add 10.88.255.1/32 dev lo");
+                for (port, ns, ip, mac) in [
+                    ("ptp-pod", &pod, "10.88.3.5", mac_text(POD_MAC)),
+                    ("ptp-nbr", &neighbour, "10.88.3.9", NEIGHBOUR_MAC.to_owned()),
+                ] {
+                    node.ip(&format!(
+                        "link add {port} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {}",
+                        ns.name()
+                    ));
+                    node.ip(&format!("addr add 10.88.3.1/32 dev {port}"));
+                    node.ip(&format!("link set {port} up"));
+                    node.ip(&format!("route add {ip}/32 dev {port} src 10.88.3.1"));
+                    ns.ip(&format!("link set eth0 address {mac}"));
+                    ns.ip(&format!("addr add {ip}/24 dev eth0"));
+                    ns.ip("link set eth0 up");
+                    // As the plugin does: the kernel's prefix route goes,
+                    // the subnet is routed through the gateway.
+                    ns.ip("route del 10.88.3.0/24 dev eth0");
+                    ns.ip(&format!("route add 10.88.3.1/32 dev eth0 scope link src {ip}"));
+                    ns.ip(&format!("route add 10.88.3.0/24 via 10.88.3.1 dev eth0 src {ip}"));
+                    ns.ip("route add default via 10.88.3.1 dev eth0");
+                }
+                Self::finish(
+                    options,
+                    node,
+                    pod,
+                    neighbour,
+                    ("10.88.3.5", 24, "fd00:88:3::5"),
+                    "10.88.3.1",
+                    ("10.88.255.1", "fd00:88:ff::1"),
+                    "ptp-pod",
                 )
             }
         };

@@ -3,7 +3,8 @@
 //! `restrict_oom_score_adj`, a loopback stream server, overlayfs, CNI from
 //! `/usr/lib/cni` with a private conf folder, `runc` as the default runtime
 //! plus the caller's handlers and `imports`; version 2 for containerd 1.6,
-//! version 3, with the same meaning, for 2.x) and the CNI bridge conflist.
+//! version 3, with the same meaning, for 2.x) and the CNI conflist (the
+//! bridge plugin, or `ptp`: [`Cni`]).
 
 use crate::containerd::ContainerdVersion;
 use std::fmt::Write as _;
@@ -17,6 +18,20 @@ pub const CRI_NAMESPACE: &str = "k8s.io";
 pub const CNI_NETWORK: &str = "runcvm-test";
 /// The bridge the CNI plugin creates inside the node's own namespace.
 pub const CNI_BRIDGE: &str = "cni0";
+
+/// Which CNI plugin wires the node's pods (with host-local IPAM on the
+/// node's pod subnet either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cni {
+    /// `bridge`: every pod's veth a port of [`CNI_BRIDGE`], whose address is
+    /// the pods' gateway; the pod's address has its subnet route on-link.
+    #[default]
+    Bridge,
+    /// `ptp`: a point-to-point veth per pod, the gateway's address on the
+    /// node's end; in the pod the kernel's subnet route is replaced by one
+    /// via the gateway (`SUBNET via GATEWAY`) and a host route to it.
+    Ptp,
+}
 
 /// An extra CRI runtime handler (`runtimes.NAME`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +72,12 @@ pub struct NodeLayout {
     /// runc_root/NAME/k8s.io` to the runtime.
     pub runc_root: PathBuf,
     pub pod_subnet: String,
+    /// The CNI plugin of the conflist ([`cni_conflist`]).
+    pub cni: Cni,
 }
 
 impl NodeLayout {
-    /// Everything under `base`.
+    /// Everything under `base`, with the bridge plugin.
     pub fn under(base: &Path, pod_subnet: &str) -> Self {
         Self {
             root: base.join("root"),
@@ -70,7 +87,14 @@ impl NodeLayout {
             cni_data_dir: base.join("cni/data"),
             runc_root: base.join("state/runc"),
             pod_subnet: pod_subnet.to_owned(),
+            cni: Cni::Bridge,
         }
+    }
+
+    /// The same with `cni` as the plugin.
+    pub fn with_cni(mut self, cni: Cni) -> Self {
+        self.cni = cni;
+        self
     }
 }
 
@@ -257,26 +281,36 @@ fn write_handler(out: &mut String, cri: &str, handler: &RuntimeHandler, runc_roo
     let _ = writeln!(out, "  Root = {}", quote_path(&runc_root.join(&handler.name)));
 }
 
-/// The CNI conflist: a bridge (`cni0`, the pods' gateway) with host-local
-/// IPAM keeping its leases in the node's own folder.
+/// The CNI conflist: a bridge (`cni0`, the pods' gateway) or `ptp` (the
+/// gateway on each pod's node-side veth), with host-local IPAM on the pod
+/// subnet keeping its leases in the node's own folder.
 pub fn cni_conflist(layout: &NodeLayout) -> String {
     let gateway = gateway_of(&layout.pod_subnet);
-    serde_json::json!({
-        "cniVersion": "0.4.0",
-        "name": CNI_NETWORK,
-        "plugins": [{
+    let ipam = serde_json::json!({
+        "type": "host-local",
+        "dataDir": layout.cni_data_dir,
+        "ranges": [[{ "subnet": layout.pod_subnet, "gateway": gateway }]],
+        "routes": [{ "dst": "0.0.0.0/0" }],
+    });
+    let plugin = match layout.cni {
+        Cni::Bridge => serde_json::json!({
             "type": "bridge",
             "bridge": CNI_BRIDGE,
             "isGateway": true,
             "ipMasq": false,
             "hairpinMode": true,
-            "ipam": {
-                "type": "host-local",
-                "dataDir": layout.cni_data_dir,
-                "ranges": [[{ "subnet": layout.pod_subnet, "gateway": gateway }]],
-                "routes": [{ "dst": "0.0.0.0/0" }],
-            },
-        }],
+            "ipam": ipam,
+        }),
+        Cni::Ptp => serde_json::json!({
+            "type": "ptp",
+            "ipMasq": false,
+            "ipam": ipam,
+        }),
+    };
+    serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": CNI_NETWORK,
+        "plugins": [plugin],
     })
     .to_string()
 }
@@ -419,5 +453,22 @@ mod tests {
         assert_eq!(bridge["type"], "bridge");
         assert_eq!(bridge["ipam"]["dataDir"], "/tmp/n/cni/data");
         assert_eq!(bridge["ipam"]["ranges"][0][0]["gateway"], "10.88.91.1");
+    }
+
+    #[test]
+    fn the_ptp_conflist_has_the_same_ipam_and_no_bridge() {
+        let layout = NodeLayout::under(Path::new("/tmp/n"), "10.88.92.0/24").with_cni(Cni::Ptp);
+        let list: serde_json::Value = serde_json::from_str(&cni_conflist(&layout)).expect("json");
+        assert_eq!(list["name"], CNI_NETWORK);
+        let plugins = list["plugins"].as_array().expect("plugins");
+        assert_eq!(plugins.len(), 1);
+        let ptp = &plugins[0];
+        assert_eq!(ptp["type"], "ptp");
+        assert_eq!(ptp["ipMasq"], false);
+        assert!(ptp.get("bridge").is_none(), "{ptp}");
+        assert_eq!(ptp["ipam"]["type"], "host-local");
+        assert_eq!(ptp["ipam"]["dataDir"], "/tmp/n/cni/data");
+        assert_eq!(ptp["ipam"]["ranges"][0][0]["subnet"], "10.88.92.0/24");
+        assert_eq!(ptp["ipam"]["ranges"][0][0]["gateway"], "10.88.92.1");
     }
 }

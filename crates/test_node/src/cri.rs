@@ -341,6 +341,19 @@ impl Cri {
         Ok(response.url)
     }
 
+    /// `PortForward`: the URL of a session forwarding `ports` of the pod
+    /// (see [`crate::portforward`]).
+    pub fn port_forward(&self, pod_id: &str, ports: &[u16]) -> Result<String> {
+        let request = cri::PortForwardRequest {
+            pod_sandbox_id: pod_id.to_owned(),
+            port: ports.iter().map(|p| i32::from(*p)).collect(),
+        };
+        let response = self.call("PortForward", |c| async move {
+            RuntimeServiceClient::new(c).port_forward(request).await
+        })?;
+        Ok(response.url)
+    }
+
     /// `UpdateContainerResources`: a new memory limit in bytes (in-place
     /// resize, as kubelet sends it).
     pub fn update_memory_limit(&self, id: &str, bytes: i64) -> Result<()> {

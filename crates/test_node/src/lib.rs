@@ -4,7 +4,8 @@
 //! with a generated config (runc plus the caller's runtime handlers), imports
 //! locally built busybox and pause images, and tears everything down on
 //! drop; [`Cri`] is a blocking CRI v1 client; [`stream`] runs streaming
-//! execs over WebSocket; [`crilog`] parses container log files;
+//! execs over WebSocket, [`portforward`] port-forward sessions; [`crilog`]
+//! parses container log files;
 //! [`require_t3`] fails (never skips) when a prerequisite is missing.
 //!
 //! ```no_run
@@ -35,18 +36,20 @@ pub mod host;
 pub mod image;
 pub mod layer;
 pub mod node;
+pub mod portforward;
 pub mod spec;
 pub mod stream;
 mod teardown;
 pub mod tier;
 
-pub use config::RuntimeHandler;
+pub use config::{Cni, RuntimeHandler};
 pub use containerd::ContainerdVersion;
 pub use cri::{ContainerInfo, ContainerState, Cri, ExecOutput, ExecStreams, Pod, PodStatus};
 pub use crilog::{LogLine, Stream};
 pub use image::{BUSYBOX_IMAGE, Image, ImageConfig, PAUSE_IMAGE};
 pub use layer::Compression;
 pub use node::{Node, NodeOptions};
-pub use spec::{ContainerSpec, PodSpec};
+pub use portforward::Forwarded;
+pub use spec::{ContainerSpec, Namespace, NamespaceMode, PodSpec, Seccomp};
 pub use stream::{StreamInput, StreamOutput};
 pub use tier::require_t3;

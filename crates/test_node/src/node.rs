@@ -7,10 +7,11 @@
 //! `RUNCVM_T3_CONTAINERD` unless a test says otherwise. The teardown is in
 //! [`crate::teardown`] and runs on drop.
 
-use crate::config::{self, NodeLayout, RuntimeHandler};
+use crate::config::{self, Cni, NodeLayout, RuntimeHandler};
 use crate::containerd::ContainerdVersion;
 use crate::cri::{Cri, NetnsRecord};
 use crate::image::{self, Image};
+use crate::portforward::{self, Forwarded};
 use crate::spec::PodSpec;
 use crate::stream::{self, StreamInput, StreamOutput};
 use anyhow::{Context, Result, bail};
@@ -35,9 +36,11 @@ pub struct NodeOptions {
     pub config_file: Option<PathBuf>,
     /// Images imported besides the busybox and pause ones.
     pub images: Vec<Image>,
-    /// The pods' subnet on the node's bridge. The bridge lives in the
-    /// node's own namespace, so no host route can clash with it.
+    /// The pods' subnet on the node's bridge (or ptp links). They live in
+    /// the node's own namespace, so no host route can clash with it.
     pub pod_subnet: String,
+    /// The CNI plugin wiring the pods: the bridge by default.
+    pub cni: Cni,
     /// containerd's log level (`debug` shows the shim's and the runtime's errors).
     pub log_level: String,
     /// How long containerd may take to answer and import the images.
@@ -53,6 +56,7 @@ impl Default for NodeOptions {
             config_file: None,
             images: Vec::new(),
             pod_subnet: "10.88.91.0/24".to_owned(),
+            cni: Cni::Bridge,
             log_level: "debug".to_owned(),
             start_timeout: Duration::from_secs(30),
         }
@@ -82,6 +86,14 @@ impl NodeOptions {
 
     pub fn image(mut self, image: Image) -> Self {
         self.images.push(image);
+        self
+    }
+
+    /// The CNI plugin and the pods' subnet (an IPv4 `/24` whose `.1` is
+    /// the gateway).
+    pub fn cni(mut self, cni: Cni, pod_subnet: &str) -> Self {
+        self.cni = cni;
+        pod_subnet.clone_into(&mut self.pod_subnet);
         self
     }
 }
@@ -119,7 +131,7 @@ impl Node {
         options.containerd.check()?;
         let dir = tempfile::Builder::new().prefix("rcvm-t-node-").tempdir()?;
         let base = dir.path().to_owned();
-        let layout = NodeLayout::under(&base, &options.pod_subnet);
+        let layout = NodeLayout::under(&base, &options.pod_subnet).with_cni(options.cni);
         for folder in [&layout.root, &layout.state, &layout.cni_conf_dir, &layout.cni_data_dir] {
             std::fs::create_dir_all(folder)?;
         }
@@ -342,6 +354,32 @@ impl Node {
         let url = self.cri()?.exec(container_id, cmd, streams)?;
         let socket = stream::connect_in(&self.netns_path()?, &url)?;
         stream::exec(socket, &url, input, timeout).with_context(|| format!("exec session {url}"))
+    }
+
+    /// Forwards one connection to `port` of pod `pod_id` through CRI
+    /// `PortForward` and the streaming server, as `kubectl port-forward`
+    /// does: sends `request`, returns what came back until the pod's side
+    /// closed (see [`crate::portforward`]).
+    pub fn port_forward(&self, pod_id: &str, port: u16, request: &[u8], timeout: Duration) -> Result<Forwarded> {
+        let url = self.cri()?.port_forward(pod_id, &[port])?;
+        let socket = stream::connect_in(&self.netns_path()?, &url)?;
+        portforward::forward(socket, &url, port, request, timeout)
+            .with_context(|| format!("port-forward session {url}"))
+    }
+
+    /// An empty termination message file for container `container` of
+    /// `pod`, made as kubelet makes it (mode 0666, under the pod's folder:
+    /// `pods/UID/containers/NAME/termination-log` in the node's folder);
+    /// give it to [`crate::ContainerSpec::termination_message_file`].
+    pub fn termination_message_file(&self, pod: &PodSpec, container: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let uid = pod.config.metadata.as_ref().map_or("", |m| m.uid.as_str());
+        let dir = self.path().join("pods").join(uid).join("containers").join(container);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = dir.join("termination-log");
+        std::fs::write(&file, b"").with_context(|| format!("creating {}", file.display()))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))?;
+        Ok(file)
     }
 
     /// The node's folder.

@@ -10,6 +10,8 @@ use k8s_cri::v1::security_profile::ProfileType;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use k8s_cri::v1::NamespaceMode;
+
 /// The paths kubelet masks in every unprivileged container.
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
@@ -36,10 +38,60 @@ fn namespaces() -> cri::NamespaceOption {
 }
 
 fn unconfined() -> Option<cri::SecurityProfile> {
-    Some(cri::SecurityProfile {
-        profile_type: ProfileType::Unconfined.into(),
-        localhost_ref: String::new(),
-    })
+    Some(Seccomp::Unconfined.profile())
+}
+
+/// kubelet's annotation naming the termination message file's path in the
+/// container, and its policy.
+pub const TERMINATION_MESSAGE_PATH_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
+pub const TERMINATION_MESSAGE_POLICY_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePolicy";
+/// Where kubelet puts the termination message file by default.
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+
+/// A seccomp profile as a pod's `securityContext.seccompProfile` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seccomp {
+    /// `Unconfined` (the harness's default, as kubelet's without a profile).
+    Unconfined,
+    /// `RuntimeDefault`: containerd's default profile.
+    RuntimeDefault,
+    /// `Localhost`: a profile file containerd reads, by absolute path (what
+    /// kubelet passes after joining its seccomp folder).
+    Localhost(PathBuf),
+}
+
+impl Seccomp {
+    /// CRI's `SecurityProfile`.
+    pub fn profile(&self) -> cri::SecurityProfile {
+        let (kind, localhost_ref) = match self {
+            Self::Unconfined => (ProfileType::Unconfined, String::new()),
+            Self::RuntimeDefault => (ProfileType::RuntimeDefault, String::new()),
+            Self::Localhost(path) => (ProfileType::Localhost, path.to_string_lossy().into_owned()),
+        };
+        cri::SecurityProfile {
+            profile_type: kind.into(),
+            localhost_ref,
+        }
+    }
+}
+
+/// Which of the three namespaces a mode applies to.
+fn set_mode(options: &mut cri::NamespaceOption, kind: Namespace, mode: NamespaceMode) {
+    let mode = i32::from(mode);
+    match kind {
+        Namespace::Network => options.network = mode,
+        Namespace::Pid => options.pid = mode,
+        Namespace::Ipc => options.ipc = mode,
+    }
+}
+
+/// The namespaces CRI lets a pod choose: the pod's own, each container's,
+/// or the node's (`hostNetwork`, `hostPID`, `hostIPC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    Network,
+    Pid,
+    Ipc,
 }
 
 /// A pod sandbox to run: its `PodSandboxConfig` and runtime handler.
@@ -132,6 +184,54 @@ impl PodSpec {
     /// default, leaving the cgroup to the OCI runtime's default.
     pub fn cgroup_parent(mut self, parent: &str) -> Self {
         parent.clone_into(&mut self.linux().cgroup_parent);
+        self
+    }
+
+    fn security(&mut self) -> &mut cri::LinuxSandboxSecurityContext {
+        self.linux().security_context.get_or_insert_with(Default::default)
+    }
+
+    /// The pod's namespace options (network, PID, IPC), as kubelet sends them.
+    pub fn namespace_options(&self) -> cri::NamespaceOption {
+        self.config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default()
+    }
+
+    /// One namespace's mode: `Node` is `hostNetwork`, `hostPID` or
+    /// `hostIPC`; `Pod` for the PID namespace is `shareProcessNamespace`.
+    /// Give each container the same ([`ContainerSpec::namespaces_of`]), as
+    /// kubelet does. A hostNetwork pod has no hostname of its own: kubelet
+    /// leaves it empty (the pod shares the node's UTS namespace, where runc
+    /// cannot set one), and so does this.
+    pub fn namespace_mode(mut self, kind: Namespace, mode: NamespaceMode) -> Self {
+        let options = self.security().namespace_options.get_or_insert_with(namespaces);
+        set_mode(options, kind, mode);
+        if (kind, mode) == (Namespace::Network, NamespaceMode::Node) {
+            self.config.hostname.clear();
+        }
+        self
+    }
+
+    /// A sysctl of the pod (`securityContext.sysctls`).
+    pub fn sysctl(mut self, key: &str, value: &str) -> Self {
+        self.linux().sysctls.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// A sandbox that may hold privileged containers (kubelet sets it when
+    /// any container of the pod is privileged).
+    pub fn privileged(mut self, privileged: bool) -> Self {
+        self.security().privileged = privileged;
+        self
+    }
+
+    /// The pod's seccomp profile (the sandbox's).
+    pub fn seccomp(mut self, profile: &Seccomp) -> Self {
+        self.security().seccomp = Some(profile.profile());
         self
     }
 
@@ -289,6 +389,57 @@ impl ContainerSpec {
         self
     }
 
+    /// One namespace's mode, as [`PodSpec::namespace_mode`].
+    pub fn namespace_mode(mut self, kind: Namespace, mode: NamespaceMode) -> Self {
+        let options = self.security().namespace_options.get_or_insert_with(namespaces);
+        set_mode(options, kind, mode);
+        self
+    }
+
+    /// The pod's namespace modes, as kubelet derives a container's from its
+    /// pod (`hostNetwork`, `hostPID`, `hostIPC`, `shareProcessNamespace`).
+    pub fn namespaces_of(mut self, pod: &PodSpec) -> Self {
+        self.security().namespace_options = Some(pod.namespace_options());
+        self
+    }
+
+    /// `securityContext.privileged` (the pod's sandbox must be privileged too).
+    pub fn privileged(mut self, privileged: bool) -> Self {
+        self.security().privileged = privileged;
+        self
+    }
+
+    /// A path masked besides kubelet's defaults ([`MASKED_PATHS`]).
+    pub fn masked_path(mut self, path: &str) -> Self {
+        self.security().masked_paths.push(path.to_owned());
+        self
+    }
+
+    /// A path made read-only besides kubelet's defaults ([`READONLY_PATHS`]).
+    pub fn readonly_path(mut self, path: &str) -> Self {
+        self.security().readonly_paths.push(path.to_owned());
+        self
+    }
+
+    /// The container's seccomp profile.
+    pub fn seccomp(mut self, profile: &Seccomp) -> Self {
+        self.security().seccomp = Some(profile.profile());
+        self
+    }
+
+    /// The termination message file as kubelet gives it: `host_file` (which
+    /// must exist; see [`crate::Node::termination_message_file`]) bound
+    /// writable at [`TERMINATION_MESSAGE_PATH`], with kubelet's annotations.
+    pub fn termination_message_file(mut self, host_file: &Path) -> Self {
+        self.config.mounts.push(cri::Mount {
+            container_path: TERMINATION_MESSAGE_PATH.to_owned(),
+            host_path: host_file.to_string_lossy().into_owned(),
+            ..Default::default()
+        });
+        self.annotation(TERMINATION_MESSAGE_PATH_ANNOTATION, TERMINATION_MESSAGE_PATH)
+            .annotation(TERMINATION_MESSAGE_POLICY_ANNOTATION, "File")
+    }
+
     pub fn tty(mut self, tty: bool) -> Self {
         self.config.tty = tty;
         self
@@ -355,5 +506,81 @@ mod tests {
         );
         let sec = linux.security_context.as_ref().expect("security");
         assert!(sec.masked_paths.iter().any(|p| p == "/proc/kcore"));
+    }
+
+    #[test]
+    fn namespaces_sysctls_and_privileges_are_set_as_kubelet_sets_them() {
+        let pod = PodSpec::new("host")
+            .namespace_mode(Namespace::Network, NamespaceMode::Node)
+            .namespace_mode(Namespace::Pid, NamespaceMode::Pod)
+            .sysctl("kernel.shm_rmid_forced", "1")
+            .privileged(true)
+            .seccomp(&Seccomp::RuntimeDefault);
+        let ns = pod.namespace_options();
+        assert_eq!(
+            (ns.network, ns.pid, ns.ipc),
+            (
+                i32::from(NamespaceMode::Node),
+                i32::from(NamespaceMode::Pod),
+                i32::from(NamespaceMode::Pod)
+            )
+        );
+        assert_eq!(pod.config.hostname, "", "a hostNetwork pod has the node's hostname");
+        assert_eq!(
+            PodSpec::new("own")
+                .namespace_mode(Namespace::Pid, NamespaceMode::Pod)
+                .config
+                .hostname,
+            "own"
+        );
+        let linux = pod.config.linux.as_ref().expect("linux");
+        assert_eq!(linux.sysctls["kernel.shm_rmid_forced"], "1");
+        let ctx = linux.security_context.as_ref().expect("ctx");
+        assert!(ctx.privileged);
+        let seccomp = ctx.seccomp.as_ref().expect("seccomp");
+        assert_eq!(seccomp.profile_type, i32::from(ProfileType::RuntimeDefault));
+
+        let c = ContainerSpec::new("app", "runcvm.test/busybox:1")
+            .namespaces_of(&pod)
+            .namespace_mode(Namespace::Ipc, NamespaceMode::Node)
+            .privileged(true)
+            .masked_path("/etc/group")
+            .readonly_path("/home/app")
+            .seccomp(&Seccomp::Localhost(PathBuf::from("/profiles/no-chmod.json")))
+            .termination_message_file(Path::new("/node/pods/x/termination-log"));
+        let sec = c
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .expect("security");
+        let ns = sec.namespace_options.as_ref().expect("ns");
+        assert_eq!(
+            (ns.network, ns.pid, ns.ipc),
+            (
+                i32::from(NamespaceMode::Node),
+                i32::from(NamespaceMode::Pod),
+                i32::from(NamespaceMode::Node)
+            )
+        );
+        assert!(sec.privileged);
+        // The extra paths come after kubelet's defaults.
+        assert_eq!(sec.masked_paths.len(), MASKED_PATHS.len() + 1);
+        assert_eq!(sec.masked_paths.last().map(String::as_str), Some("/etc/group"));
+        assert_eq!(sec.readonly_paths.last().map(String::as_str), Some("/home/app"));
+        let seccomp = sec.seccomp.as_ref().expect("seccomp");
+        assert_eq!(
+            (seccomp.profile_type, seccomp.localhost_ref.as_str()),
+            (i32::from(ProfileType::Localhost), "/profiles/no-chmod.json")
+        );
+        let mount = c.config.mounts.last().expect("the termination message mount");
+        assert_eq!(
+            (mount.container_path.as_str(), mount.host_path.as_str(), mount.readonly),
+            ("/dev/termination-log", "/node/pods/x/termination-log", false)
+        );
+        assert_eq!(
+            c.config.annotations[TERMINATION_MESSAGE_PATH_ANNOTATION],
+            "/dev/termination-log"
+        );
     }
 }

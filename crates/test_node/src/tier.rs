@@ -19,8 +19,9 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("ip", "apt-get install iproute2"),
 ];
 
-/// The CNI plugins a node needs in [`crate::config::CNI_BIN_DIR`].
-pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
+/// The CNI plugins a node needs in [`crate::config::CNI_BIN_DIR`] (`ptp`
+/// for a node with [`crate::config::Cni::Ptp`]).
+pub const CNI_PLUGINS: &[&str] = &["bridge", "ptp", "host-local", "loopback"];
 
 /// Where `name` is on `PATH` (or `/usr/sbin`, `/sbin`).
 pub fn find_tool(name: &str) -> Option<PathBuf> {

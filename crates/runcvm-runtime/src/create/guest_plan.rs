@@ -7,13 +7,40 @@
 
 use super::CreateError;
 use super::namespaces::PodNamespaces;
-use runcvm_spec::LaunchPlan;
 use runcvm_spec::oci::{CRI_SANDBOX_ID, ContainerRole, OciConfig};
+use runcvm_spec::{LaunchPlan, UserNamespace};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The pod's user namespace (`hostUsers: false`), if the container has one:
+/// a `user` namespace entry or mappings, which must then both be there.
+pub fn user_namespace(config: &OciConfig) -> Result<Option<UserNamespace>, CreateError> {
+    let Some(linux) = &config.linux else { return Ok(None) };
+    let wanted = !linux.uid_mappings.is_empty()
+        || !linux.gid_mappings.is_empty()
+        || linux.namespaces.iter().any(|ns| ns.kind == "user");
+    if !wanted {
+        return Ok(None);
+    }
+    if linux.uid_mappings.is_empty() {
+        return Err(CreateError::UserNamespaceMappings("uid"));
+    }
+    if linux.gid_mappings.is_empty() {
+        return Err(CreateError::UserNamespaceMappings("gid"));
+    }
+    Ok(Some(UserNamespace {
+        uid_mappings: linux.uid_mappings.iter().copied().map(Into::into).collect(),
+        gid_mappings: linux.gid_mappings.iter().copied().map(Into::into).collect(),
+    }))
+}
+
 /// The plan for `config`, the container in `bundle`.
-pub fn plan(config: &OciConfig, bundle: &Path, pod: PodNamespaces) -> Result<LaunchPlan, CreateError> {
+pub fn plan(
+    config: &OciConfig,
+    bundle: &Path,
+    pod: PodNamespaces,
+    user_namespace: Option<UserNamespace>,
+) -> Result<LaunchPlan, CreateError> {
     let linux = config.linux.clone().unwrap_or_default();
     if let Some(profile) = &linux.seccomp {
         runcvm_seccomp::compile(profile).map_err(CreateError::Seccomp)?;
@@ -31,6 +58,8 @@ pub fn plan(config: &OciConfig, bundle: &Path, pod: PodNamespaces) -> Result<Lau
         sys_read_only: config.sys_read_only(),
         seccomp: linux.seccomp,
         memory_limit_bytes: config.memory_limit(),
+        quiet_kernel: true,
+        user_namespace,
         ..LaunchPlan::default()
     })
 }
@@ -117,7 +146,7 @@ mod tests {
             }
         }))
         .unwrap();
-        let plan = plan(&config, &bundle, namespaces(true)).unwrap();
+        let plan = plan(&config, &bundle, namespaces(true), None).unwrap();
         assert_eq!(plan.hostname.as_deref(), Some("pod-a"));
         assert!(plan.read_only_root && plan.own_pid_namespace && plan.sys_read_only);
         assert_eq!(plan.sysctls["kernel.shm_rmid_forced"], "1");
@@ -135,7 +164,7 @@ mod tests {
                                   "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}
         }))
         .unwrap();
-        let error = crate::chain(&plan(&config, Path::new("/nonexistent/b"), namespaces(false)).unwrap_err());
+        let error = crate::chain(&plan(&config, Path::new("/nonexistent/b"), namespaces(false), None).unwrap_err());
         assert!(
             error.contains("cannot be applied in the VM") && error.contains("SCMP_ACT_NOTIFY"),
             "{error}"

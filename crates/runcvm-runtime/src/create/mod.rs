@@ -64,11 +64,11 @@ pub enum CreateError {
         "{0} was rewritten by runcvm already (annotation {REWRITTEN_ANNOTATION}): create each container from a fresh bundle"
     )]
     AlreadyRewritten(PathBuf),
-    /// user namespaces
+    /// user namespace mappings that cannot be used
     #[error(
-        "the container runs in a user namespace (hostUsers: false), which runcvm does not support yet: the launcher must own the pod's network; drop hostUsers: false or use another runtime class"
+        "the container runs in a user namespace (hostUsers: false) without {0} mappings: runcvm runs the workload in a user namespace of its own in the guest and needs the pod's mappings for it"
     )]
-    UserNamespace,
+    UserNamespaceMappings(&'static str),
     /// a seccomp profile the guest cannot apply
     #[error("the container's seccomp profile cannot be applied in the VM")]
     Seccomp(#[source] runcvm_seccomp::SeccompError),
@@ -254,13 +254,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         source,
     })?;
     let pod_namespaces = namespaces::check(config, request.node, namespaces::identify)?;
-    let user_namespace = config
-        .linux
-        .as_ref()
-        .is_some_and(|l| !l.uid_mappings.is_empty() || l.namespaces.iter().any(|ns| ns.kind == "user"));
-    if user_namespace {
-        return Err(CreateError::UserNamespace);
-    }
+    let user_namespace = guest_plan::user_namespace(config)?;
     let drop_host_devices = host_devices(config)?;
     if let Some(mount) = config
         .mounts
@@ -270,7 +264,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         return Err(CreateError::SharedPropagation(mount.destination.clone()));
     }
     let volumes = guest_volumes(&config.mounts)?;
-    let plan = guest_plan::plan(config, request.bundle, pod_namespaces)?;
+    let plan = guest_plan::plan(config, request.bundle, pod_namespaces, user_namespace.clone())?;
     // The guest gets the limit (at least the smallest guest), the cgroup
     // the overhead on top.
     let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
@@ -310,6 +304,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             volumes: volumes.clone(),
             network_namespace: pod_namespaces.network,
             termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
+            user_namespace: user_namespace.clone(),
         };
         write_state(request, config, &plan, &launch, &state)?;
         let mut value: serde_json::Value =
@@ -319,7 +314,8 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
                 source,
             })?;
         let serves_folders = volumes.iter().any(|v| v.kind == VolumeKind::Folder);
-        let rewrite = launcher_rewrite(request, &state, serves_folders, raised_by, drop_host_devices);
+        let mut rewrite = launcher_rewrite(request, &state, serves_folders, raised_by, drop_host_devices);
+        rewrite.drop_user_namespace = user_namespace.is_some();
         rewrite_config(&mut value, &rewrite, &file)?;
         write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
@@ -428,6 +424,7 @@ fn launcher_rewrite(
         ],
         memory_overhead_bytes: memory_raised_by,
         drop_host_devices,
+        drop_user_namespace: false,
     }
 }
 

@@ -222,12 +222,18 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
 
     let mut config = workload_config();
     config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    assert_refused(&fixture(&config), "user namespace (hostUsers: false)");
+    assert_refused(
+        &fixture(&config),
+        "user namespace (hostUsers: false) without gid mappings",
+    );
 
     let mut config = workload_config();
     config["linux"]["namespaces"] =
         json!([{"type": "network", "path": "/proc/self/ns/net"}, {"type": "pid"}, {"type": "ipc"}, {"type": "user"}]);
-    assert_refused(&fixture(&config), "user namespace (hostUsers: false)");
+    assert_refused(
+        &fixture(&config),
+        "user namespace (hostUsers: false) without uid mappings",
+    );
 
     let mut config = workload_config();
     config["annotations"]["run.runcvm.launcher"] = json!("rewritten");
@@ -250,6 +256,36 @@ fn a_limit_below_the_smallest_guest_gets_the_smallest_guest_and_is_held_in_it() 
         "the cgroup holds the smallest guest and the overhead"
     );
     assert!(state.join("disk.ext4").exists());
+}
+
+#[test]
+fn a_user_namespace_goes_to_the_guest_and_out_of_the_launchers_config() {
+    let mut config = workload_config();
+    config["linux"]["namespaces"] = json!([
+        {"type": "network", "path": "/proc/self/ns/net"}, {"type": "pid"}, {"type": "ipc"},
+        {"type": "user", "path": "/proc/self/ns/user"}
+    ]);
+    config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 65536, "size": 65536}]);
+    config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 65536, "size": 65536}]);
+    let fx = fixture(&config);
+    prepare_in(&fx, "userns").unwrap();
+    let launch = read_node_launch(&fx.state_root, "userns").unwrap();
+    let userns = launch.user_namespace.expect("the mappings reach the launcher");
+    assert_eq!(userns.uid_mappings[0].host_id, 65536);
+    let rewritten: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.bundle.join("config.json")).unwrap()).unwrap();
+    assert!(rewritten["linux"].get("uidMappings").is_none());
+    let kinds: Vec<&str> = rewritten["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["network", "pid", "ipc"],
+        "the launcher stays in the node's user namespace"
+    );
 }
 
 #[test]

@@ -112,8 +112,13 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start(handler: Handler) -> Self {
+        Self::start_with(handler, NodeOptions::default())
+    }
+
+    /// A node from `options` (a CNI plugin, say), with the `runcvm` handler
+    /// added for a VM handler.
+    pub fn start_with(handler: Handler, mut options: NodeOptions) -> Self {
         require_t3();
-        let mut options = NodeOptions::default();
         if handler.vm {
             options = options.runtime(RuntimeHandler::new("runcvm", install_root().join("bin/runcvm-runtime")));
         }

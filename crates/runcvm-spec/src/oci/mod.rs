@@ -143,7 +143,9 @@ pub struct OciLinux {
     pub namespaces: Vec<OciNamespace>,
     /// User namespace mappings (`hostUsers: false`).
     #[serde(default)]
-    pub uid_mappings: Vec<serde_json::Value>,
+    pub uid_mappings: Vec<OciIdMapping>,
+    #[serde(default)]
+    pub gid_mappings: Vec<OciIdMapping>,
     #[serde(default)]
     pub devices: Vec<OciDevice>,
     pub resources: Option<OciResources>,
@@ -156,6 +158,26 @@ pub struct OciLinux {
     #[serde(default)]
     pub readonly_paths: Vec<String>,
     pub seccomp: Option<runcvm_seccomp::SeccompProfile>,
+}
+
+/// One range of `uidMappings` or `gidMappings`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct OciIdMapping {
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    pub size: u32,
+}
+
+impl From<OciIdMapping> for crate::IdMapping {
+    fn from(m: OciIdMapping) -> Self {
+        Self {
+            container_id: m.container_id,
+            host_id: m.host_id,
+            size: m.size,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -356,6 +378,11 @@ pub struct LauncherRewrite {
     /// Leaves out the node's devices a privileged container was given: the
     /// VM cannot use them, and the launcher needs none of them.
     pub drop_host_devices: bool,
+    /// Leaves out the user namespace, its mappings and the mounts' id
+    /// mappings: the guest runs the workload in the pod's user namespace,
+    /// and the launcher stays in the node's, which owns the devices and the
+    /// pod's network it needs.
+    pub drop_user_namespace: bool,
 }
 
 /// Rewrites `config.json` so the container runs the launcher: argv, root
@@ -403,6 +430,15 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
 
     let mounts = root.entry("mounts").or_insert_with(|| json!([]));
     let mounts = mounts.as_array_mut().ok_or_else(|| shape("mounts", "an array"))?;
+    if rewrite.drop_user_namespace {
+        for mount in mounts.iter_mut().filter_map(Value::as_object_mut) {
+            mount.remove("uidMappings");
+            mount.remove("gidMappings");
+            if let Some(options) = mount.get_mut("options").and_then(Value::as_array_mut) {
+                options.retain(|o| o != "idmap" && o != "ridmap");
+            }
+        }
+    }
     for mount in &rewrite.mounts {
         let mut options = vec!["rbind", if mount.read_only { "ro" } else { "rw" }, "nosuid", "nodev"];
         if !mount.exec {
@@ -420,6 +456,13 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
     let linux = linux.as_object_mut().ok_or_else(|| shape("linux", "an object"))?;
     if rewrite.drop_host_devices {
         linux.insert("devices".into(), json!([]));
+    }
+    if rewrite.drop_user_namespace {
+        linux.remove("uidMappings");
+        linux.remove("gidMappings");
+        if let Some(namespaces) = linux.get_mut("namespaces").and_then(Value::as_array_mut) {
+            namespaces.retain(|ns| ns.get("type").and_then(Value::as_str) != Some("user"));
+        }
     }
     let devices = linux.entry("devices").or_insert_with(|| json!([]));
     let devices = devices

@@ -56,6 +56,7 @@ fn rewrite() -> LauncherRewrite {
         }],
         memory_overhead_bytes: 64 << 20,
         drop_host_devices: false,
+        drop_user_namespace: false,
     }
 }
 
@@ -242,4 +243,27 @@ fn a_privileged_containers_host_devices_are_left_out_and_it_is_told_apart() {
         serde_json::from_value(json!({"linux": {"resources": {"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]}}}))
             .unwrap();
     assert!(!narrow.all_devices_allowed());
+}
+
+#[test]
+fn a_user_namespace_is_left_to_the_guest() {
+    let mut value = cri_config();
+    value["linux"]["namespaces"] =
+        json!([{"type": "network", "path": "/proc/7/ns/net"}, {"type": "user", "path": "/proc/7/ns/user"}]);
+    value["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 65536, "size": 65536}]);
+    value["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 65536, "size": 65536}]);
+    value["mounts"] = json!([{"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "idmap"],
+                              "uidMappings": [{"containerID": 0, "hostID": 65536, "size": 65536}]}]);
+    let typed: OciConfig = serde_json::from_value(value.clone()).unwrap();
+    assert_eq!(typed.linux.as_ref().unwrap().uid_mappings[0].host_id, 65536);
+    let mut dropping = rewrite();
+    dropping.drop_user_namespace = true;
+    rewrite_config(&mut value, &dropping, "config.json").unwrap();
+    assert_eq!(
+        value["linux"]["namespaces"],
+        json!([{"type": "network", "path": "/proc/7/ns/net"}])
+    );
+    assert!(value["linux"].get("uidMappings").is_none() && value["linux"].get("gidMappings").is_none());
+    assert_eq!(value["mounts"][0]["options"], json!(["rbind"]));
+    assert!(value["mounts"][0].get("uidMappings").is_none());
 }
