@@ -35,17 +35,9 @@ pub fn take_over() {
 /// Below DEBUG the kernel then keeps to errors and warnings on the console,
 /// as `quiet` would, so its lines do not mix with init's own.
 pub fn hand_over(level: LogLevel) {
+    const KERN_WARNING_AND_ABOVE: libc::c_int = 5;
     if level < LogLevel::Debug {
-        const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
-        const KERN_WARNING_AND_ABOVE: libc::c_int = 5;
-        // SAFETY: this klogctl action reads no buffer; it only sets a level.
-        unsafe {
-            libc::klogctl(
-                SYSLOG_ACTION_CONSOLE_LEVEL,
-                std::ptr::null_mut(),
-                KERN_WARNING_AND_ABOVE,
-            );
-        }
+        set_console_level(KERN_WARNING_AND_ABOVE);
     }
     let _ = writeln!(std::io::stderr().lock(), "\n{CONSOLE_HANDOVER_LINE}");
 }
@@ -54,13 +46,18 @@ pub fn hand_over(level: LogLevel) {
 /// its errors: for a pod, whose log is the workload's (a TCG guest's clock
 /// warnings would otherwise join it).
 pub fn quiet_kernel(level: LogLevel) {
+    const KERN_ERR_AND_ABOVE: libc::c_int = 4;
     if level < LogLevel::Debug {
-        const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
-        const KERN_ERR_AND_ABOVE: libc::c_int = 4;
-        // SAFETY: this klogctl action reads no buffer; it only sets a level.
-        unsafe {
-            libc::klogctl(SYSLOG_ACTION_CONSOLE_LEVEL, std::ptr::null_mut(), KERN_ERR_AND_ABOVE);
-        }
+        set_console_level(KERN_ERR_AND_ABOVE);
+    }
+}
+
+/// The kernel prints on the console what is more urgent than `level`.
+fn set_console_level(level: libc::c_int) {
+    const SYSLOG_ACTION_CONSOLE_LEVEL: libc::c_int = 8;
+    // SAFETY: this klogctl action reads no buffer; it only sets a level.
+    unsafe {
+        libc::klogctl(SYSLOG_ACTION_CONSOLE_LEVEL, std::ptr::null_mut(), level);
     }
 }
 

@@ -90,12 +90,18 @@ impl Confinement<'_> {
         let forked = fork();
         // The parent's thread gets its own back; the child's children
         // belong where the child is.
-        if !matches!(forked, Ok(ForkResult::Child))
+        if let Ok(ForkResult::Parent { child }) = forked
             && let Err(e) = nix::sched::setns(back, CloneFlags::CLONE_NEWPID)
         {
-            // The fork happened all the same: its result must reach the
-            // caller, which owns the child.
-            runcvm_log::error!("cannot return to init's PID namespace after a fork: {e}");
+            // This thread could start no thread of its own any more (a new
+            // thread must share its PID namespace for children): undo the
+            // fork and fail.
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            return Err(e);
+        }
+        if forked.is_err() {
+            let _ = nix::sched::setns(back, CloneFlags::CLONE_NEWPID);
         }
         forked
     }
@@ -104,6 +110,9 @@ impl Confinement<'_> {
 /// One mount of the container's view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountOp {
+    /// Every mount private to the new namespace, so nothing done in it
+    /// reaches init's (as runc makes the container's root `rslave`).
+    Private,
     /// A `/proc` of the container's own PID namespace.
     Proc,
     /// The cgroup v2 hierarchy as seen from the container's cgroup namespace.
@@ -125,6 +134,7 @@ impl MountOp {
         use nix::mount::mount;
         let none: Option<&str> = None;
         match self {
+            Self::Private => mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none),
             Self::Proc => mount(Some("proc"), "/proc", Some("proc"), HARDENED, none),
             Self::Cgroup { read_only } => {
                 let flags = if *read_only {
@@ -162,6 +172,7 @@ impl MountOp {
     pub fn describe(&self) -> String {
         let text = |path: &CString| path.to_string_lossy().into_owned();
         match self {
+            Self::Private => "making its mounts private".to_owned(),
             Self::Proc => "mounting /proc for its PID namespace".to_owned(),
             Self::Cgroup { .. } => format!("mounting cgroup2 on {CGROUP_ROOT}"),
             Self::RemountReadOnly(path) => format!("making {} read-only", text(path)),
@@ -193,7 +204,7 @@ fn remount_read_only(path: &CString) -> Result<(), Errno> {
 /// The container's mounts for `plan`, in the order they are made.
 pub fn mount_ops(plan: &LaunchPlan, cgroups: bool) -> anyhow::Result<Vec<MountOp>> {
     let path = |p: &str| CString::new(p).with_context(|| format!("the path {p:?} has a NUL byte"));
-    let mut ops = Vec::new();
+    let mut ops = vec![MountOp::Private];
     if plan.own_pid_namespace {
         ops.push(MountOp::Proc);
     }
@@ -205,11 +216,12 @@ pub fn mount_ops(plan: &LaunchPlan, cgroups: bool) -> anyhow::Result<Vec<MountOp
     if plan.sys_read_only {
         ops.push(MountOp::RemountReadOnly(path("/sys")?));
     }
-    for masked in &plan.masked_paths {
-        ops.push(MountOp::Mask(path(masked)?));
-    }
+    // runc's order: read-only paths, then masked ones.
     for read_only in &plan.readonly_paths {
         ops.push(MountOp::ReadOnly(path(read_only)?));
+    }
+    for masked in &plan.masked_paths {
+        ops.push(MountOp::Mask(path(masked)?));
     }
     if plan.read_only_root {
         ops.push(MountOp::RemountReadOnly(path("/")?));
@@ -225,13 +237,14 @@ pub struct Container {
     pub seccomp: Option<runcvm_seccomp::Filter>,
     cgroup: Option<PathBuf>,
     joined: Mutex<Option<Arc<Joined>>>,
+    pod_root: Option<(u32, u32)>,
 }
 
 impl Container {
     /// Makes the workload's cgroup (with its memory limit) and compiles its
     /// seccomp profile; the namespaces come with the workload.
     pub fn prepare(plan: &LaunchPlan) -> anyhow::Result<Self> {
-        let cgroup = make_workload_cgroup(plan.memory_limit_bytes)?;
+        let cgroup = make_workload_cgroup(plan.memory_limit_bytes, plan.memory_oom_group)?;
         let seccomp = match &plan.seccomp {
             Some(profile) => {
                 let filter = runcvm_seccomp::compile(profile).context("cannot use the container's seccomp profile")?;
@@ -263,6 +276,10 @@ impl Container {
             seccomp,
             cgroup,
             joined: Mutex::new(None),
+            pod_root: plan
+                .user_namespace
+                .as_ref()
+                .and_then(runcvm_spec::UserNamespace::root_outside),
         })
     }
 
@@ -300,6 +317,12 @@ impl Container {
     /// The running workload's namespaces, if it started.
     pub fn joined(&self) -> Option<Arc<Joined>> {
         self.joined.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// The pod's root as the guest kernel knows it, in a pod with a user
+    /// namespace of its own.
+    pub fn pod_root(&self) -> Option<(u32, u32)> {
+        self.pod_root
     }
 
     /// How many processes the guest's OOM killer ended in the container.
@@ -402,7 +425,7 @@ fn oom_kills_in(events: &str) -> Option<u64> {
 /// Makes the workload's cgroup under the cgroup v2 root init mounted, hands
 /// it the controllers the kernel has, and sets its memory limit. `None`
 /// when the guest has no cgroup v2 (a kernel built without it).
-fn make_workload_cgroup(memory_limit: Option<u64>) -> anyhow::Result<Option<PathBuf>> {
+fn make_workload_cgroup(memory_limit: Option<u64>, oom_group: bool) -> anyhow::Result<Option<PathBuf>> {
     let root = Path::new(CGROUP_ROOT);
     if !root.join("cgroup.subtree_control").exists() {
         runcvm_log::warn!("the guest kernel has no cgroup v2: the container's memory limit is the VM's size alone");
@@ -425,6 +448,10 @@ fn make_workload_cgroup(memory_limit: Option<u64>) -> anyhow::Result<Option<Path
             .with_context(|| format!("cannot set the container's memory limit in {}", dir.display()))?;
         runcvm_log::debug!("container memory limit {} MiB", limit >> 20);
     }
+    if oom_group {
+        std::fs::write(dir.join("memory.oom.group"), "1")
+            .with_context(|| format!("cannot set memory.oom.group in {}", dir.display()))?;
+    }
     Ok(Some(dir))
 }
 
@@ -446,18 +473,22 @@ mod tests {
         assert_eq!(
             mount_ops(&plan, true).unwrap(),
             vec![
+                MountOp::Private,
                 MountOp::Proc,
                 MountOp::Cgroup { read_only: true },
                 MountOp::RemountReadOnly(c("/sys")),
-                MountOp::Mask(c("/proc/kcore")),
                 MountOp::ReadOnly(c("/proc/sys")),
+                MountOp::Mask(c("/proc/kcore")),
                 MountOp::RemountReadOnly(c("/")),
             ]
         );
-        assert_eq!(mount_ops(&LaunchPlan::default(), false).unwrap(), vec![]);
+        assert_eq!(
+            mount_ops(&LaunchPlan::default(), false).unwrap(),
+            vec![MountOp::Private]
+        );
         assert_eq!(
             mount_ops(&LaunchPlan::default(), true).unwrap(),
-            vec![MountOp::Cgroup { read_only: false }],
+            vec![MountOp::Private, MountOp::Cgroup { read_only: false }],
             "a privileged container's cgroup is writable"
         );
     }

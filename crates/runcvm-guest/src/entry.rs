@@ -49,9 +49,19 @@ pub fn load_entrypoint() -> Result<Entrypoint, Workload> {
 }
 
 /// Creates a missing working directory, as runc does rather than failing
-/// (before a read-only root, too). A failure shows when the process enters it.
-pub fn create_cwd(entrypoint: &Entrypoint) {
-    let _ = std::fs::create_dir_all(entrypoint.cwd.as_os_str());
+/// (before a read-only root, too), owned by the container's root (`owner`
+/// in a pod with a user namespace of its own). A failure shows when the
+/// process enters it.
+pub fn create_cwd(entrypoint: &Entrypoint, owner: Option<(u32, u32)>) {
+    let cwd = std::path::Path::new(entrypoint.cwd.as_os_str());
+    if cwd.exists() {
+        return;
+    }
+    if std::fs::create_dir_all(cwd).is_ok()
+        && let Some((uid, gid)) = owner
+    {
+        let _ = std::os::unix::fs::chown(cwd, Some(uid), Some(gid));
+    }
 }
 
 /// The capability masks for a process, with a `[VM-START]` warning for what
@@ -90,7 +100,7 @@ pub fn start_entrypoint(
     if let Some(capabilities) = &entrypoint.capabilities {
         vm_start!(Debug, "capabilities {}", capabilities.to_flags().join(" "));
     }
-    create_cwd(entrypoint);
+    create_cwd(entrypoint, container.pod_root());
     let started = spawn::start(&spawn::Spawn {
         process: entrypoint,
         with_stdin,
@@ -98,6 +108,7 @@ pub fn start_entrypoint(
         capabilities: capability_masks(entrypoint),
         confinement: Confinement::Create(&container.setup),
         seccomp: container.seccomp.as_ref(),
+        create_cwd: false,
     });
     match started {
         Ok(started) => {

@@ -23,6 +23,7 @@ mod mounts;
 mod net;
 mod output;
 mod reaper;
+mod relay;
 mod sessions;
 mod spawn;
 mod system;
@@ -30,15 +31,10 @@ mod volumes;
 
 use container::Container;
 use runcvm_log::{Epoch, LogLevel};
-use runcvm_proto::{ExitStatus, GuestFile, GuestMessage, HostMessage, WORKLOAD_SESSION};
+use runcvm_proto::{ExitStatus, GuestMessage, HostMessage, WORKLOAD_SESSION};
 use runcvm_spec::{LaunchPlan, PLAN_PATH};
 use sessions::Sessions;
 use std::sync::Arc;
-
-/// The most of one writable file the guest sends back at exit, and of all
-/// of them: they travel in one control frame of at most 1 MiB.
-const MAX_RELAYED_FILE: usize = 256 * 1024;
-const MAX_RELAYED_TOTAL: usize = 768 * 1024;
 
 fn main() {
     let level = LogLevel::from_env();
@@ -84,7 +80,6 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
     if let Some(hostname) = &plan.hostname {
         system::set_hostname(hostname)?;
     }
-    system::set_sysctls(&plan.sysctls)?;
     system::bring_up_loopback()?;
     let mut control = control::ControlPort::open()?;
     control.send(&GuestMessage::Ready {
@@ -103,6 +98,9 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
     if let Some(network) = &network {
         net::configure(network)?;
     }
+    // As on a node, where CNI has set the namespace up before the sandbox's
+    // sysctls apply (a sysctl may turn off what the network needs).
+    system::set_sysctls(&plan.sysctls)?;
     volumes::mount_all(&volumes)?;
     // In a pod with its own user namespace, the pod's files belong to its
     // root, as id-mapped mounts of them would under runc.
@@ -110,8 +108,12 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
         .user_namespace
         .as_ref()
         .and_then(runcvm_spec::UserNamespace::root_outside);
+    if let Some(owner) = owner {
+        // init's tmpfs mounts, which the pod's root must be able to use.
+        system::give_to(mounts::POD_WRITABLE, owner)?;
+    }
     for file in &files {
-        system::write_file(&file.path, file.content.as_bytes(), owner)?;
+        system::write_file(&file.path, file.content.as_bytes(), file.mode, owner)?;
     }
     let writable: Vec<&str> = files.iter().filter(|f| f.writable).map(|f| f.path.as_str()).collect();
     let (workload, container) = match entry::load_entrypoint() {
@@ -159,36 +161,9 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
     control.send(&GuestMessage::Exit {
         status,
         oom_killed,
-        files: relayed_files(&writable),
+        files: relay::read_back(&writable),
     })?;
     Ok(Some(status))
-}
-
-/// The writable single-file volumes as the workload left them, for the
-/// launcher to write back (the termination message among them).
-fn relayed_files(paths: &[&str]) -> Vec<GuestFile> {
-    let mut total = 0;
-    let mut files = Vec::new();
-    for path in paths {
-        match std::fs::read(path) {
-            Ok(content) if content.len() > MAX_RELAYED_FILE || total + content.len() > MAX_RELAYED_TOTAL => {
-                runcvm_log::warn!(
-                    "{path} holds {} bytes, more than runcvm relays back to the node ({MAX_RELAYED_FILE} per file, {MAX_RELAYED_TOTAL} in all): the node keeps its content from the start",
-                    content.len()
-                );
-            }
-            Ok(content) => {
-                total += content.len();
-                files.push(GuestFile {
-                    path: (*path).to_owned(),
-                    content: content.into(),
-                    writable: true,
-                });
-            }
-            Err(e) => runcvm_log::debug!("{path} is not relayed back: {e}"),
-        }
-    }
-    files
 }
 
 /// Reaps for ever: exec sessions into a sleeping guest still end.

@@ -70,6 +70,10 @@ const CONTAINER_MOUNTS: &[Mount] = &[
     },
 ];
 
+/// The folders init mounts that the container's root owns: in a pod with a
+/// user namespace of its own they go to the pod's root.
+pub const POD_WRITABLE: &[&str] = &["/run", "/dev/shm", "/dev/mqueue"];
+
 /// The links runc creates in a container's `/dev`.
 const DEV_LINKS: &[(&str, &str)] = &[
     ("/proc/self/fd", "/dev/fd"),

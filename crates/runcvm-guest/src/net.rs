@@ -89,5 +89,22 @@ pub fn configure(network: &GuestNetwork) -> anyhow::Result<()> {
         network.mtu,
         network.mac
     );
+    keep_users_off_the_host_identity()
+}
+
+/// The launcher's services on 169.254.1.254 (the volumes' NFS server) are
+/// for the guest's kernel. The server admits only privileged source ports,
+/// which no user but root could bind, until a pod's sysctl
+/// (`net.ipv4.ip_unprivileged_port_start=0`, containerd 2's default) lets
+/// anyone: so only sockets of uid 0 (the kernel's NFS client, and root)
+/// may send there at all.
+fn keep_users_off_the_host_identity() -> anyhow::Result<()> {
+    runcvm_netlink::nft::only_root_sends_to(GUEST_GUARD_TABLE, HOST_IDENTITY_IP)
+        .install()
+        .context("cannot keep the guest's users off 169.254.1.254")?;
+    runcvm_log::debug!("only root and the kernel may send to {HOST_IDENTITY_IP}");
     Ok(())
 }
+
+/// The guest's nftables table that guards the host identity.
+const GUEST_GUARD_TABLE: &str = "runcvm-guest";

@@ -143,7 +143,6 @@ impl Sessions {
             Some(joined) => Confinement::Join(joined),
             None => Confinement::Guest,
         };
-        crate::entry::create_cwd(process);
         spawn::start(&spawn::Spawn {
             process,
             with_stdin: true,
@@ -151,6 +150,7 @@ impl Sessions {
             capabilities: crate::entry::capability_masks(process),
             confinement,
             seccomp: self.container.as_ref().and_then(|c| c.seccomp.as_ref()),
+            create_cwd: true,
         })
     }
 

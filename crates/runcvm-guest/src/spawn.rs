@@ -16,6 +16,7 @@ use runcvm_seccomp::Filter;
 use runcvm_spec::{CapabilityMasks, Entrypoint};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 
 /// Exit code when the runner itself fails, as a container runtime's own
 /// failures are reported (docker's 125).
@@ -93,8 +94,8 @@ impl Step {
     ];
 
     fn code(self) -> u8 {
-        let at = Self::ALL.iter().position(|s| *s == self).unwrap_or(6);
-        u8::try_from(at + 1).unwrap_or(0)
+        let at = Self::ALL.iter().position(|s| *s == self).expect("every step is in ALL");
+        u8::try_from(at + 1).expect("fewer than 255 steps")
     }
 
     fn from_code(value: u8) -> Self {
@@ -158,6 +159,9 @@ pub struct Spawn<'a> {
     pub capabilities: Option<CapabilityMasks>,
     pub confinement: Confinement<'a>,
     pub seccomp: Option<&'a Filter>,
+    /// Creates a missing working directory in the container's view (an
+    /// exec's: the workload's is made before the root turns read-only).
+    pub create_cwd: bool,
 }
 
 /// Starts the process with its stdout and stderr on pipes (or one pty).
@@ -200,6 +204,7 @@ pub fn start(spawn: &Spawn<'_>) -> Result<Started, StartFailure> {
         io: &io.child,
         confinement: &spawn.confinement,
         seccomp: spawn.seccomp,
+        create_cwd: spawn.create_cwd,
     };
     let forked = spawn.confinement.fork_into_pid_namespace(|| {
         // SAFETY: init has threads (pumps, the launcher's reader), so the
@@ -282,8 +287,10 @@ impl ChildIo {
                 "/dev/null",
                 nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
                 nix::sys::stat::Mode::empty(),
-            );
-            (null.ok(), None)
+            )
+            // Else the process would read init's console.
+            .map_err(|e| StartFailure::runner(format!("cannot open /dev/null for stdin: {e}")))?;
+            (Some(null), None)
         };
         Ok(Self {
             child: ChildEnds {
@@ -357,6 +364,7 @@ struct ChildSetup<'a> {
     io: &'a ChildEnds,
     confinement: &'a Confinement<'a>,
     seccomp: Option<&'a Filter>,
+    create_cwd: bool,
 }
 
 /// In the child: the container's cgroup and namespaces, stdio, mounts,
@@ -387,6 +395,11 @@ fn exec_child(setup: &ChildSetup<'_>) -> Report {
     }
     if let Err(report) = enter_container(setup.confinement) {
         return report;
+    }
+    if setup.create_cwd {
+        // Where the container's view allows it: not on a read-only root or
+        // under a read-only path; a failure shows at chdir.
+        let _ = std::fs::create_dir_all(std::ffi::OsStr::from_bytes(setup.cwd.as_bytes()));
     }
     // As runc: the working directory first as root, which may enter where
     // the user may not; again after the user change if that failed.

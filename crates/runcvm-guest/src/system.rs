@@ -16,6 +16,10 @@ pub fn set_hostname(hostname: &str) -> anyhow::Result<()> {
 /// runc.
 pub fn set_sysctls(sysctls: &std::collections::BTreeMap<String, String>) -> anyhow::Result<()> {
     for (name, value) in sysctls {
+        let plain = |part: &str| !part.is_empty() && part != "." && part != ".." && !part.contains('\0');
+        if !name.split('.').all(|part| plain(&part.replace('/', "."))) {
+            anyhow::bail!("the pod's sysctl name {name:?} is not a sysctl's: remove it from the pod");
+        }
         let path = sysctl_path(name);
         std::fs::write(&path, value.as_bytes()).with_context(|| {
             format!(
@@ -70,9 +74,9 @@ pub fn bring_up_loopback() -> anyhow::Result<()> {
 }
 
 /// Writes a file the container expects (`/etc/resolv.conf`, ...), replacing
-/// whatever the image had there, a symlink included; `owner` (uid, gid)
-/// takes it over.
-pub fn write_file(path: &str, content: &[u8], owner: Option<(u32, u32)>) -> anyhow::Result<()> {
+/// whatever the image had there, a symlink included; with `mode`, as the
+/// node has it, and with `owner` (uid, gid) taking it over.
+pub fn write_file(path: &str, content: &[u8], mode: Option<u32>, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
     let path = std::path::Path::new(path);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -81,11 +85,25 @@ pub fn write_file(path: &str, content: &[u8], owner: Option<(u32, u32)>) -> anyh
         std::fs::remove_file(path).with_context(|| format!("cannot replace the symlink {}", path.display()))?;
     }
     std::fs::write(path, content).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
+            .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    }
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
             .with_context(|| format!("cannot give {} to the pod's root", path.display()))?;
     }
     runcvm_log::debug!("wrote {} ({} bytes)", path.display(), content.len());
+    Ok(())
+}
+
+/// Gives folders init made to the pod's root (a pod in a user namespace of
+/// its own, whose root is not the guest's).
+pub fn give_to(folders: &[&str], (uid, gid): (u32, u32)) -> anyhow::Result<()> {
+    for folder in folders {
+        std::os::unix::fs::chown(folder, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give {folder} to the pod's root"))?;
+    }
     Ok(())
 }
 

@@ -54,6 +54,7 @@ const NFTA_META_DREG: u16 = 1;
 const NFTA_META_KEY: u16 = 2;
 const NFT_META_PROTOCOL: u32 = 1;
 const NFT_META_IIFNAME: u32 = 6;
+const NFT_META_SKUID: u32 = 10;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
@@ -133,6 +134,8 @@ pub enum Hook {
     /// `inet ... type nat hook output priority dstnat`: connections this
     /// namespace makes, before routing.
     NatOutput,
+    /// `inet ... type filter hook output`: what this namespace sends.
+    FilterOutput,
 }
 
 impl Hook {
@@ -142,6 +145,7 @@ impl Hook {
             Self::BridgeInput => (NF_BR_LOCAL_IN, 0, "filter"),
             Self::Ingress { .. } => (NF_NETDEV_INGRESS, 0, "filter"),
             Self::NatOutput => (NF_INET_LOCAL_OUT, NF_IP_PRI_NAT_DST, "nat"),
+            Self::FilterOutput => (NF_INET_LOCAL_OUT, 0, "filter"),
         }
     }
 }
@@ -158,6 +162,9 @@ pub enum Expr {
     MetaNfproto,
     /// `meta l4proto`: the transport protocol (one byte).
     MetaL4proto,
+    /// `meta skuid`: the uid owning the sending socket (four bytes, host
+    /// order); a packet without a socket matches no comparison.
+    MetaSkuid,
     /// Bytes of the link-layer header (`ether saddr` is offset 6, length 6).
     LinkPayload {
         offset: u32,
@@ -194,6 +201,7 @@ impl Expr {
             Self::MetaProtocol => meta(builder, NFT_META_PROTOCOL),
             Self::MetaNfproto => meta(builder, NFT_META_NFPROTO),
             Self::MetaL4proto => meta(builder, NFT_META_L4PROTO),
+            Self::MetaSkuid => meta(builder, NFT_META_SKUID),
             Self::Immediate(data) => expression(builder, "immediate", |b| {
                 b.attr_be32(NFTA_IMMEDIATE_DREG, NFT_REG_1)
                     .begin_nested(NFTA_IMMEDIATE_DATA)
@@ -422,6 +430,30 @@ pub fn loopback_redirect(table: &str, port: u16) -> Table {
     }
 }
 
+/// Only sockets of uid 0 (the kernel's, such as the NFS client's, and
+/// root's) may send to `ip`: inside a guest, the launcher's services on the
+/// host identity are for the guest's kernel, whatever source ports a pod's
+/// sysctl lets other users bind.
+pub fn only_root_sends_to(table: &str, ip: Ipv4Addr) -> Table {
+    Table {
+        family: Family::Inet,
+        name: table.to_owned(),
+        hook: Hook::FilterOutput,
+        rules: vec![vec![
+            Expr::MetaNfproto,
+            Expr::CmpEq(vec![NFPROTO_IPV4]),
+            Expr::NetworkPayload {
+                offset: IPV4_DADDR_OFFSET,
+                len: 4,
+            },
+            Expr::CmpEq(ip.octets().to_vec()),
+            Expr::MetaSkuid,
+            Expr::CmpNeq(0u32.to_ne_bytes().to_vec()),
+            Expr::Drop,
+        ]],
+    }
+}
+
 fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     let id = res_id.to_be_bytes();
     [family, 0, id[0], id[1]]
@@ -548,6 +580,18 @@ mod tests {
             rule.payload.windows(2).any(|w| w == 40123u16.to_be_bytes()),
             "the port, in network order"
         );
+    }
+
+    #[test]
+    fn only_root_sends_to_the_host_identity_is_a_filter_on_output() {
+        let table = only_root_sends_to("runcvm-guest", Ipv4Addr::new(169, 254, 1, 254));
+        assert_eq!((table.family, &table.hook), (Family::Inet, &Hook::FilterOutput));
+        assert_eq!(table.rules[0].last(), Some(&Expr::Drop));
+        assert!(table.rules[0].contains(&Expr::MetaSkuid));
+        let batch = table.batch();
+        let chain = parse_messages(&batch[4].0.clone().build(1)).unwrap().remove(0);
+        let kind = crate::message::find_attribute(&chain.payload[4..], NFTA_CHAIN_TYPE).unwrap();
+        assert_eq!(crate::message::as_string(kind), "filter");
     }
 
     #[test]

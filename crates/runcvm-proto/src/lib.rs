@@ -136,6 +136,11 @@ pub struct GuestFile {
     /// writable single-file volume, such as the termination message file.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub writable: bool,
+    /// Its mode on the node, which the guest's copy takes (kubelet makes
+    /// the termination message file 0666, so a non-root workload can write
+    /// it); absent: 0644.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 fn is_workload(session: &u32) -> bool {
@@ -330,6 +335,7 @@ mod tests {
                     path: "/dev/termination-log".into(),
                     content: "done\n".into(),
                     writable: true,
+                    mode: None,
                 }],
             },
             GuestMessage::Disconnected {
@@ -418,6 +424,7 @@ mod tests {
                 path: "/etc/hosts".into(),
                 content: "127.0.0.1 localhost\n".into(),
                 writable: false,
+                mode: Some(0o644),
             }],
             volumes: vec![GuestVolume {
                 path: "/data".into(),

@@ -121,6 +121,9 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
     if !process.env.iter().any(|e| e.starts_with("HOME=")) {
         args.push("--no-home".to_owned());
     }
+    if launch.user_namespace.is_some() {
+        args.push("--no-outside".to_owned());
+    }
     args.push(CONTAINER_STATE_DIR.to_owned());
     args.push("--".to_owned());
     args.extend(process.args.iter().cloned());
@@ -163,6 +166,23 @@ mod tests {
             client_args(&p, &launch()).join(" "),
             "/opt/runcvm/bin/runcvm exec -i -w /work -u 1000:2000 --group-add 44 --inherit-env --no-home /.runcvm -- sh -c id"
         );
+    }
+
+    #[test]
+    fn a_pod_with_its_own_user_namespace_gets_no_way_outside_the_vm() {
+        let mut userns = launch();
+        let range = runcvm_spec::IdMapping {
+            container_id: 0,
+            host_id: 65536,
+            size: 65536,
+        };
+        userns.user_namespace = Some(runcvm_spec::UserNamespace {
+            uid_mappings: vec![range],
+            gid_mappings: vec![range],
+        });
+        let p = process(r#"{"args":["---","ip","addr"]}"#);
+        assert!(client_args(&p, &userns).contains(&"--no-outside".to_owned()));
+        assert!(!client_args(&p, &launch()).contains(&"--no-outside".to_owned()));
     }
 
     #[test]

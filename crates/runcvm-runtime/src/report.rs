@@ -23,6 +23,11 @@ pub fn warning(log: Option<&Path>, json: bool, message: &str) {
     append(log, json, "warning", message);
 }
 
+/// Appends one info line to `log`, and nowhere else (see [`warning`]).
+pub fn info(log: Option<&Path>, json: bool, message: &str) {
+    append(log, json, "info", message);
+}
+
 fn append(log: Option<&Path>, json: bool, level: &str, message: &str) {
     let Some(log) = log else {
         return;

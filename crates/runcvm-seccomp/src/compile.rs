@@ -3,6 +3,9 @@
 //!
 //! What a call gets, as runc with libseccomp decides it:
 //! - a call of another architecture: killed (the guest runs x86_64 only);
+//! - a call numbered above every call the profile names, when the default
+//!   action would refuse it: `ENOSYS`, as runc's stub answers calls newer
+//!   than the profile, so programs fall back as on a kernel without them;
 //! - the call's first unconditional rule, if it has one;
 //! - else its first rule, in profile order, whose argument conditions all
 //!   hold;
@@ -29,6 +32,7 @@ const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 /// Calls at and above this number are the x32 ABI's.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const ERRNO_EPERM: u32 = 1;
+const ERRNO_ENOSYS: u32 = 38;
 
 // Classic BPF opcodes (linux/bpf_common.h).
 const BPF_LD_W_ABS: u16 = 0x20;
@@ -151,6 +155,16 @@ fn handlers(profile: &SeccompProfile, default: u32) -> Result<(BTreeMap<u32, Han
     Ok((by_number, skipped))
 }
 
+/// The highest call number the profile names (whatever its rule).
+pub(crate) fn newest_named(profile: &SeccompProfile) -> Option<u32> {
+    profile
+        .syscalls
+        .iter()
+        .flat_map(|rule| rule.names.iter())
+        .filter_map(|name| syscall_number(name))
+        .max()
+}
+
 /// Compiles `profile`; fails on what the guest cannot honour (a seccomp
 /// agent, unknown flags) and on a program over the kernel's limit.
 pub fn compile(profile: &SeccompProfile) -> Result<Filter, SeccompError> {
@@ -165,6 +179,12 @@ pub fn compile(profile: &SeccompProfile) -> Result<Filter, SeccompError> {
     code.load(DATA_NR);
     code.branch_unless(BPF_JMP_JGE_K, X32_SYSCALL_BIT);
     code.ret(default);
+    if !matches!(profile.default_action, Action::Allow | Action::Log)
+        && let Some(newest) = newest_named(profile)
+    {
+        code.branch_unless(BPF_JMP_JGT_K, newest);
+        code.ret(RET_ERRNO | ERRNO_ENOSYS);
+    }
     let entries: Vec<(u32, &Handler)> = handlers.iter().map(|(n, h)| (*n, h)).collect();
     let mut blocks = Vec::new();
     code.dispatch(&entries, default, &mut blocks);
@@ -271,7 +291,8 @@ impl Code {
         self.pending_after(after);
     }
 
-    /// Places `label` one instruction from now.
+    /// Places `label` one instruction from now: the caller pushes exactly
+    /// one op next (a `ret` or a `ja`).
     fn pending_after(&mut self, label: usize) {
         self.labels[label] = Some(self.ops.len() + 1);
     }

@@ -79,6 +79,10 @@ fn reference(profile: &SeccompProfile, call: &Call) -> u32 {
     if call.nr >= 0x4000_0000 {
         return default;
     }
+    let refusing = !matches!(profile.default_action, Action::Allow | Action::Log);
+    if refusing && compile::newest_named(profile).is_some_and(|newest| call.nr > newest) {
+        return 0x0005_0026;
+    }
     let rules: Vec<&SyscallRule> = profile
         .syscalls
         .iter()
@@ -247,7 +251,24 @@ fn every_known_call_allowed_stays_far_under_the_kernels_limit() {
     for (name, number) in table::SYSCALLS {
         assert_eq!(run(&filter.program, &call(*number, [0; 6])), 0x7fff_0000, "{name}");
     }
-    assert_eq!(run(&filter.program, &call(463, [0; 6])), 0x0005_0001);
+    // Past every call the profile names: ENOSYS, as runc's stub answers.
+    assert_eq!(run(&filter.program, &call(463, [0; 6])), 0x0005_0026);
+}
+
+#[test]
+fn calls_newer_than_the_profile_are_enosys_unless_the_default_allows() {
+    let refusing = profile(Action::Errno, vec![rule(&["read", "openat"], Action::Allow, vec![])]);
+    let filter = compile(&refusing).unwrap();
+    assert_eq!(run(&filter.program, &call(nr("openat"), [0; 6])), 0x7fff_0000);
+    assert_eq!(run(&filter.program, &call(nr("clone3"), [0; 6])), 0x0005_0026);
+    assert_eq!(
+        run(&filter.program, &call(nr("mkdir"), [0; 6])),
+        0x0005_0001,
+        "older: the default"
+    );
+    let allowing = profile(Action::Allow, vec![rule(&["mkdir"], Action::Errno, vec![])]);
+    let filter = compile(&allowing).unwrap();
+    assert_eq!(run(&filter.program, &call(nr("clone3"), [0; 6])), 0x7fff_0000);
 }
 
 fn arb_action() -> impl Strategy<Value = Action> {

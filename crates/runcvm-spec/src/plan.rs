@@ -51,6 +51,10 @@ pub struct LaunchPlan {
     /// workload's cgroup (its `memory.max`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+    /// An OOM kill in the container ends all its processes (its cgroup's
+    /// `memory.oom.group`, from the container's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_oom_group: bool,
     /// Below DEBUG the console carries the kernel's errors, not its
     /// warnings: a pod's log is the workload's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -133,6 +137,7 @@ impl Default for LaunchPlan {
             sys_read_only: false,
             seccomp: None,
             memory_limit_bytes: None,
+            memory_oom_group: false,
             quiet_kernel: false,
             user_namespace: None,
         }
@@ -193,6 +198,7 @@ mod tests {
                 syscalls: Vec::new(),
             }),
             memory_limit_bytes: Some(15 << 20),
+            memory_oom_group: true,
             quiet_kernel: true,
             user_namespace: Some(UserNamespace {
                 uid_mappings: vec![IdMapping {

@@ -60,14 +60,15 @@ pub fn locate_socket(target: &str, state_dir: &std::path::Path) -> anyhow::Resul
 }
 
 /// Sends our terminal's new size on every SIGWINCH.
-fn follow_window_size(mut stream: UnixStream) {
+fn follow_window_size(writer: ClientWriter) {
     let mut set = nix::sys::signal::SigSet::empty();
     set.add(nix::sys::signal::Signal::SIGWINCH);
     let _ = set.thread_block();
     std::thread::spawn(move || {
         while set.wait().is_ok() {
             if let Some((rows, cols)) = crate::terminal::stdin_size() {
-                if runcvm_proto::write_message(&mut stream, &HostMessage::Resize { session: 0, rows, cols }).is_err() {
+                let resize = HostMessage::Resize { session: 0, rows, cols };
+                if send_frame(&writer, |s| runcvm_proto::write_message(s, &resize)).is_err() {
                     return;
                 }
             }
@@ -101,8 +102,23 @@ fn connect(socket: &std::path::Path) -> anyhow::Result<UnixStream> {
     }
 }
 
+/// The client's writing half: stdin, signals and window sizes come from
+/// three threads, and each frame must go out whole.
+type ClientWriter = std::sync::Arc<std::sync::Mutex<UnixStream>>;
+
+/// Writes one frame under the writer's lock.
+fn send_frame(
+    writer: &ClientWriter,
+    write: impl FnOnce(&mut UnixStream) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut stream = writer
+        .lock()
+        .map_err(|_| std::io::Error::other("the exec client's writer is poisoned"))?;
+    write(&mut stream)
+}
+
 /// Passes the signals this client receives to its process in the guest.
-fn pass_signals(mut stream: UnixStream) {
+fn pass_signals(writer: ClientWriter) {
     let mut set = nix::sys::signal::SigSet::empty();
     for signal in PASSED_SIGNALS {
         set.add(signal);
@@ -118,7 +134,7 @@ fn pass_signals(mut stream: UnixStream) {
                 signal: signal as i32,
                 session: 0,
             };
-            if runcvm_proto::write_message(&mut stream, &message).is_err() {
+            if send_frame(&writer, |s| runcvm_proto::write_message(s, &message)).is_err() {
                 return;
             }
         }
@@ -135,36 +151,41 @@ pub fn run_client(
 ) -> anyhow::Result<i32> {
     use anyhow::Context;
     use std::io::{Read, Write};
-    let mut stream = connect(socket)?;
-    pass_signals(stream.try_clone()?);
+    let stream = connect(socket)?;
+    let writer: ClientWriter = std::sync::Arc::new(std::sync::Mutex::new(stream.try_clone()?));
     let terminal = process.terminal;
     let terminal_size = terminal.then(crate::terminal::current_size);
-    runcvm_proto::write_message(
-        &mut stream,
-        &HostMessage::Exec {
-            session: 0,
-            process,
-            terminal_size,
-        },
-    )?;
+    send_frame(&writer, |s| {
+        runcvm_proto::write_message(
+            s,
+            &HostMessage::Exec {
+                session: 0,
+                process,
+                terminal_size,
+            },
+        )
+    })?;
+    pass_signals(std::sync::Arc::clone(&writer));
     let _raw = (terminal && interactive)
         .then(crate::terminal::RawMode::on_stdin)
         .flatten();
     if terminal {
-        follow_window_size(stream.try_clone()?);
+        follow_window_size(std::sync::Arc::clone(&writer));
     }
-    let mut input = stream.try_clone()?;
+    let input = std::sync::Arc::clone(&writer);
     std::thread::spawn(move || {
         if interactive {
             let mut buf = vec![0u8; runcvm_proto::MAX_DATA];
             let mut stdin = std::io::stdin().lock();
             while let Ok(n) = stdin.read(&mut buf) {
-                if n == 0 || runcvm_proto::write_data(&mut input, 0, Stream::Stdin, &buf[..n]).is_err() {
+                if n == 0 || send_frame(&input, |s| runcvm_proto::write_data(s, 0, Stream::Stdin, &buf[..n])).is_err() {
                     break;
                 }
             }
         }
-        let _ = runcvm_proto::write_message(&mut input, &HostMessage::CloseStdin { session: 0 });
+        let _ = send_frame(&input, |s| {
+            runcvm_proto::write_message(s, &HostMessage::CloseStdin { session: 0 })
+        });
     });
     let mut reader = BufReader::new(stream);
     loop {

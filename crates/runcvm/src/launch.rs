@@ -116,8 +116,9 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
         terminal: launch.process.terminal,
         started,
     })?;
-    crate::volumes::write_back(&volumes, &ended.files);
-    if ended.oom_killed {
+    // The node reports OOMKilled when the kill was mirrored; otherwise (no
+    // memory limit to fill) the termination message says it.
+    if ended.oom_killed && !ended.oom_reported {
         runcvm_log::info!("the guest's OOM killer ended the container's process");
         if let Some(path) = termination_message_file(&launch) {
             crate::oom::note_in_termination_message(&path);

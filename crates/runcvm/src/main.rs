@@ -182,6 +182,12 @@ struct ExecArgs {
     /// root, when the exec's env has none; the guest's user is another).
     #[arg(long, requires = "inherit_env")]
     no_home: bool,
+    /// Refuse `---`: the container runs in a user namespace of its own in
+    /// the guest, whose ids mean nothing beside the launcher, where `---`
+    /// would run CMD as the node's ids (`runcvm-runtime` passes it for a
+    /// pod with `hostUsers: false`).
+    #[arg(long)]
+    no_outside: bool,
     #[command(flatten)]
     process: ProcessArgs,
     /// The `runcvm run` to exec into: its pid or run folder.
@@ -268,6 +274,13 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
 fn run_exec(args: &ExecArgs) -> i32 {
     // The escape hatch: `--- CMD` runs in the container (here), not the VM.
     if args.command.first().is_some_and(|a| a == "---") {
+        if args.no_outside {
+            runcvm_log::error!(
+                "`---` is refused in a pod with a user namespace of its own (hostUsers: false): beside the launcher its \
+                 ids would be the node's; use kubectl exec without `---`"
+            );
+            return runcvm::RUNTIME_FAILURE;
+        }
         let Some((program, rest)) = args.command[1..].split_first() else {
             runcvm_log::error!("`---` needs a command after it");
             return runcvm::RUNTIME_FAILURE;

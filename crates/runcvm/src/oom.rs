@@ -7,14 +7,19 @@
 //! `memory.events`). A guest's OOM kill happens in the guest's kernel, where
 //! the shim cannot see it; the exit code (137) alone reads as `Error`.
 //!
-//! So the launcher mirrors it: while the VMM still holds the guest's
-//! memory, a child process marked as the first to go (`oom_score_adj`
-//! 1000) fills what is left of the container's cgroup until the node's
-//! kernel OOM-kills it there. That is a real OOM kill in the container's
-//! own cgroup, where the shim looks, and it costs the node nothing beyond
-//! the pod's own limit: the cgroup bounds it, and the container is ending.
-//! Without a memory limit on the cgroup there is nothing to fill, and only
-//! the termination message says what happened.
+//! So the launcher mirrors it: once the relayed files are written back, and
+//! while the VMM still holds the guest's memory, a child process marked to
+//! go first (`oom_score_adj` 1000) fills what is left of the container's
+//! cgroup until the node's kernel OOM-kills there. That is a real OOM kill
+//! in the container's own cgroup, where the shim looks, and it costs the
+//! node nothing beyond the pod's own limit: the cgroup bounds it, and the
+//! container is ending. The kernel may pick another of the cgroup's
+//! processes instead (QEMU, whose memory is larger, where the pod's
+//! processes have an `oom_score_adj` near 1000 too), or all of them (cgroup
+//! v2's `memory.oom.group`, which kubelet sets): the event is the same, and
+//! the workload had already ended. Without a memory limit on the cgroup
+//! there is nothing to fill, and the termination message says what
+//! happened instead.
 
 use std::path::Path;
 

@@ -49,6 +49,7 @@ pub fn take_over(options: TakeOverOptions, notice: runcvm_log::LogLevel) -> anyh
                 path: path.to_owned(),
                 content: content.into(),
                 writable: false,
+                mode: None,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("cannot read {path} to hand it to the guest")),
@@ -85,10 +86,8 @@ fn refuse_the_hosts_namespace() -> anyhow::Result<()> {
 }
 
 fn shares_init_namespace(mine: &Path, init: &Path, pid: u32) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let identity = |path: &Path| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
-    let mine = identity(mine);
-    pid != 1 && mine.is_some() && mine == identity(init)
+    let mine = namespace_identity(mine).ok();
+    pid != 1 && mine.is_some() && mine == namespace_identity(init).ok()
 }
 
 fn parse_mac_swap(value: Option<&str>) -> anyhow::Result<bool> {

@@ -116,7 +116,6 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
         started,
     })?;
-    crate::volumes::write_back(&request.volumes, &ended.files);
     Ok(ended.status.container_code())
 }
 
@@ -262,6 +261,10 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
         } else {
             None
         },
+        on_exit: Some(crate::vm::ExitHook(Box::new({
+            let volumes = boot.volumes.to_vec();
+            move |ended| crate::volumes::write_back(&volumes, &ended.files)
+        }))),
     })?;
     runcvm_log::debug!(
         "workload {:?}; run took {:.3} s in all",

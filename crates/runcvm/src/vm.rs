@@ -208,6 +208,19 @@ pub struct VmLaunch {
     /// The container cgroup's memory limit, where a guest OOM kill is to be
     /// mirrored for the node (`oom.rs`); `None` mirrors nothing.
     pub mirror_oom_limit: Option<u64>,
+    /// What to do with the workload's end first, before a mirrored OOM
+    /// kill could end the launcher (`memory.oom.group` kills the whole
+    /// cgroup): write the relayed files back.
+    pub on_exit: Option<ExitHook>,
+}
+
+/// A callback for the workload's end.
+pub struct ExitHook(pub Box<dyn Fn(&WorkloadEnd) + Send>);
+
+impl std::fmt::Debug for ExitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExitHook")
+    }
 }
 
 /// How the workload ended, as the guest reported it.
@@ -218,6 +231,9 @@ pub struct WorkloadEnd {
     pub oom_killed: bool,
     /// The writable single-file volumes as the workload left them.
     pub files: Vec<runcvm_proto::GuestFile>,
+    /// The OOM kill was mirrored in the container's cgroup, so the node
+    /// reports `OOMKilled` (`oom.rs`).
+    pub oom_reported: bool,
 }
 
 /// Blocks the forwarded signals in the calling thread (and so in every
@@ -377,6 +393,8 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                     None => {}
                 }
             }
+            // The first only: a guest that says it twice changes nothing.
+            Ok(Event::Guest(GuestMessage::Exit { .. })) if outcome.ended.is_some() => {}
             Ok(Event::Guest(GuestMessage::Exit {
                 status,
                 oom_killed,
@@ -386,16 +404,21 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                     "workload exited: {status:?}{}",
                     if oom_killed { ", OOM-killed in the guest" } else { "" }
                 );
-                // While the VMM still holds the guest's memory, so little
-                // is left to fill.
-                if let (true, Some(limit)) = (oom_killed, launch.mirror_oom_limit) {
-                    crate::oom::mirror_in_cgroup(limit);
-                }
-                outcome.ended = Some(WorkloadEnd {
+                let mut ended = WorkloadEnd {
                     status,
                     oom_killed,
                     files,
-                });
+                    oom_reported: false,
+                };
+                if let Some(hook) = &launch.on_exit {
+                    (hook.0)(&ended);
+                }
+                // While the VMM still holds the guest's memory, so little
+                // is left to fill.
+                if let (true, Some(limit)) = (oom_killed, launch.mirror_oom_limit) {
+                    ended.oom_reported = crate::oom::mirror_in_cgroup(limit);
+                }
+                outcome.ended = Some(ended);
                 shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
             }
             // Session ends go straight to the hub; none reach here.

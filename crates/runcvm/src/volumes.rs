@@ -70,6 +70,9 @@ pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_pr
             VolumeSpec::Copied { host, path, writable } => {
                 let content = std::fs::read(host)
                     .with_context(|| format!("cannot read {} to copy it to {path}", host.display()))?;
+                let mode = std::fs::metadata(host)
+                    .ok()
+                    .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
                 copied += content.len();
                 if copied > MAX_COPIED_BYTES {
                     anyhow::bail!(
@@ -83,6 +86,7 @@ pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_pr
                     path: path.clone(),
                     content: content.into(),
                     writable: *writable,
+                    mode,
                 });
             }
         }
@@ -216,10 +220,12 @@ pub fn parse_volume(spec: &str) -> Result<VolumeSpec, String> {
     }
     let path = std::path::PathBuf::from(host);
     if path.is_file() {
+        // `runcvm run` hands a file in and never writes the host's back:
+        // only a Kubernetes container's writable file volumes go back.
         return Ok(VolumeSpec::Copied {
             host: path,
             path: guest.to_owned(),
-            writable: !read_only,
+            writable: false,
         });
     }
     if !path.is_dir() {
@@ -295,6 +301,7 @@ mod tests {
             path: path.into(),
             content: content.as_bytes().to_vec().into(),
             writable: true,
+            mode: None,
         };
         write_back(
             &specs,

@@ -117,6 +117,7 @@ impl Rig {
             terminal: false,
             port_forward: None,
             mirror_oom_limit: None,
+            on_exit: None,
         }
     }
 

@@ -34,19 +34,24 @@ pub fn user_namespace(config: &OciConfig) -> Result<Option<UserNamespace>, Creat
     }))
 }
 
-/// The plan for `config`, the container in `bundle`.
+/// The plan for `config`, the container in `bundle`; `warn` reports what
+/// is left out (to containerd's log: the runtime's stderr is the pod's).
 pub fn plan(
     config: &OciConfig,
     bundle: &Path,
     pod: PodNamespaces,
     user_namespace: Option<UserNamespace>,
+    warn: &dyn Fn(&str),
 ) -> Result<LaunchPlan, CreateError> {
     let linux = config.linux.clone().unwrap_or_default();
     if let Some(profile) = &linux.seccomp {
         runcvm_seccomp::compile(profile).map_err(CreateError::Seccomp)?;
     }
     // The pod's sysctls, then the container's own over them.
-    let mut sysctls = sandbox_sysctls(config, bundle);
+    let mut sysctls = sandbox_sysctls(config, bundle).unwrap_or_else(|why| {
+        warn(&format!("{why}: the pod's sysctls are not applied in the VM"));
+        BTreeMap::new()
+    });
     sysctls.extend(linux.sysctl);
     Ok(LaunchPlan {
         hostname: hostname(config),
@@ -58,6 +63,7 @@ pub fn plan(
         sys_read_only: config.sys_read_only(),
         seccomp: linux.seccomp,
         memory_limit_bytes: config.memory_limit(),
+        memory_oom_group: config.memory_oom_group(),
         quiet_kernel: true,
         user_namespace,
         ..LaunchPlan::default()
@@ -77,35 +83,21 @@ pub fn hostname(config: &OciConfig) -> Option<String> {
 /// spec only (the containers join its namespaces, where runc set them); a
 /// VM has its own kernel, which must get them too. The sandbox's bundle is
 /// the container bundle's sibling, named by the sandbox id.
-fn sandbox_sysctls(config: &OciConfig, bundle: &Path) -> BTreeMap<String, String> {
+fn sandbox_sysctls(config: &OciConfig, bundle: &Path) -> Result<BTreeMap<String, String>, String> {
     let Some(sandbox) = config.annotations.get(CRI_SANDBOX_ID) else {
-        return BTreeMap::new();
+        return Ok(BTreeMap::new());
     };
     let path = match bundle.parent() {
         Some(parent) if !sandbox.contains('/') && sandbox != ".." => parent.join(sandbox).join("config.json"),
-        _ => return BTreeMap::new(),
+        _ => return Err(format!("the sandbox id {sandbox:?} names no bundle")),
     };
-    let read = std::fs::read(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| OciConfig::parse(&bytes, &path.display().to_string()).map_err(|e| e.to_string()));
-    match read {
-        Ok(sandbox) if sandbox.role() == ContainerRole::Sandbox => {
-            sandbox.linux.map(|linux| linux.sysctl).unwrap_or_default()
-        }
-        Ok(_) => {
-            runcvm_log::warn!(
-                "{} is not the pod sandbox's config: the pod's sysctls are not applied in the VM",
-                path.display()
-            );
-            BTreeMap::new()
-        }
-        Err(e) => {
-            runcvm_log::warn!(
-                "cannot read the pod sandbox's config ({e}): the pod's sysctls are not applied in the VM"
-            );
-            BTreeMap::new()
-        }
+    let bytes =
+        std::fs::read(&path).map_err(|e| format!("cannot read the pod sandbox's config {}: {e}", path.display()))?;
+    let sandbox = OciConfig::parse(&bytes, &path.display().to_string()).map_err(|e| e.to_string())?;
+    if sandbox.role() != ContainerRole::Sandbox {
+        return Err(format!("{} is not the pod sandbox's config", path.display()));
     }
+    Ok(sandbox.linux.map(|linux| linux.sysctl).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -146,7 +138,7 @@ mod tests {
             }
         }))
         .unwrap();
-        let plan = plan(&config, &bundle, namespaces(true), None).unwrap();
+        let plan = plan(&config, &bundle, namespaces(true), None, &|w| panic!("{w}")).unwrap();
         assert_eq!(plan.hostname.as_deref(), Some("pod-a"));
         assert!(plan.read_only_root && plan.own_pid_namespace && plan.sys_read_only);
         assert_eq!(plan.sysctls["kernel.shm_rmid_forced"], "1");
@@ -164,7 +156,8 @@ mod tests {
                                   "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}
         }))
         .unwrap();
-        let error = crate::chain(&plan(&config, Path::new("/nonexistent/b"), namespaces(false), None).unwrap_err());
+        let error =
+            crate::chain(&plan(&config, Path::new("/nonexistent/b"), namespaces(false), None, &|_| {}).unwrap_err());
         assert!(
             error.contains("cannot be applied in the VM") && error.contains("SCMP_ACT_NOTIFY"),
             "{error}"

@@ -256,6 +256,13 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     let pod_namespaces = namespaces::check(config, request.node, namespaces::identify)?;
     let user_namespace = guest_plan::user_namespace(config)?;
     let drop_host_devices = host_devices(config)?;
+    if drop_host_devices {
+        crate::report::info(
+            request.log,
+            request.log_json,
+            "a privileged container: the node's devices are left out (the VM has its own)",
+        );
+    }
     if let Some(mount) = config
         .mounts
         .iter()
@@ -264,7 +271,8 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         return Err(CreateError::SharedPropagation(mount.destination.clone()));
     }
     let volumes = guest_volumes(&config.mounts)?;
-    let plan = guest_plan::plan(config, request.bundle, pod_namespaces, user_namespace.clone())?;
+    let warn = |message: &str| crate::report::warning(request.log, request.log_json, message);
+    let plan = guest_plan::plan(config, request.bundle, pod_namespaces, user_namespace.clone(), &warn)?;
     // The guest gets the limit (at least the smallest guest), the cgroup
     // the overhead on top.
     let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
@@ -314,8 +322,11 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
                 source,
             })?;
         let serves_folders = volumes.iter().any(|v| v.kind == VolumeKind::Folder);
-        let mut rewrite = launcher_rewrite(request, &state, serves_folders, raised_by, drop_host_devices);
-        rewrite.drop_user_namespace = user_namespace.is_some();
+        let drops = Drops {
+            host_devices: drop_host_devices,
+            user_namespace: user_namespace.is_some(),
+        };
+        let rewrite = launcher_rewrite(request, &state, serves_folders, raised_by, drops);
         rewrite_config(&mut value, &rewrite, &file)?;
         write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
@@ -367,14 +378,17 @@ fn host_devices(config: &OciConfig) -> Result<bool, CreateError> {
         return Ok(false);
     }
     if config.all_devices_allowed() {
-        runcvm_log::info!(
-            "a privileged container: the node's {} devices are left out (the VM has its own)",
-            devices.len()
-        );
         return Ok(true);
     }
     let paths: Vec<&str> = devices.iter().map(|d| d.path.as_str()).collect();
     Err(CreateError::HostDevices(paths.join(", ")))
+}
+
+/// What the launcher's config leaves out of the container's.
+#[derive(Debug, Clone, Copy)]
+struct Drops {
+    host_devices: bool,
+    user_namespace: bool,
 }
 
 fn launcher_rewrite(
@@ -382,7 +396,7 @@ fn launcher_rewrite(
     state: &Path,
     serves_folders: bool,
     memory_raised_by: u64,
-    drop_host_devices: bool,
+    drops: Drops,
 ) -> LauncherRewrite {
     let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
     if serves_folders {
@@ -423,8 +437,8 @@ fn launcher_rewrite(
             },
         ],
         memory_overhead_bytes: memory_raised_by,
-        drop_host_devices,
-        drop_user_namespace: false,
+        drop_host_devices: drops.host_devices,
+        drop_user_namespace: drops.user_namespace,
     }
 }
 

@@ -200,6 +200,9 @@ pub struct OciResources {
     /// The device cgroup's rules.
     #[serde(default)]
     pub devices: Vec<OciDeviceRule>,
+    /// cgroup v2 files to set (`memory.oom.group`, which kubelet sets).
+    #[serde(default)]
+    pub unified: BTreeMap<String, String>,
 }
 
 /// One device cgroup rule.
@@ -292,6 +295,16 @@ impl OciConfig {
                     .as_deref()
                     .is_some_and(|a| a.contains('r') && a.contains('w') && a.contains('m'))
         })
+    }
+
+    /// Whether an OOM kill in the container ends all of it (cgroup v2's
+    /// `memory.oom.group`, which kubelet sets unless told otherwise).
+    pub fn memory_oom_group(&self) -> bool {
+        self.linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .and_then(|r| r.unified.get("memory.oom.group"))
+            .is_some_and(|v| v.trim() == "1")
     }
 
     /// Whether `/sys` is mounted read-only (as for a container that is not
