@@ -258,3 +258,37 @@ fn bad_pod_networks_are_named() {
     let err = take_over(&net.pod).unwrap_err().to_string();
     assert!(err.contains("stray") && err.contains("section 5"), "{err}");
 }
+
+/// `kubectl port-forward` in a runcvm pod: a TCP connection to the pod
+/// namespace's loopback, IPv4 or IPv6, on any port, reaches the launcher's
+/// one listener, which still reads the port it was for (`SO_ORIGINAL_DST`)
+/// and so carries it to that port in the guest.
+#[test]
+#[ignore = "T1: needs root and network namespaces; run scripts/test.sh"]
+fn loopback_connections_reach_one_listener_with_their_port() {
+    use nix::sys::socket::{getsockopt, sockopt};
+    tier::require_root("T1 (network namespaces)");
+    let ns = Netns::create("pf");
+    ns.ip("link set lo up");
+    ns.enter(|| {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let v6 = TcpListener::bind(("::1", port)).unwrap();
+        runcvm_netlink::nft::loopback_redirect("runcvm-port-forward", port)
+            .install()
+            .unwrap();
+        let _to_v4 = TcpStream::connect("127.0.0.1:8080").unwrap();
+        let (accepted, _) = v4.accept().unwrap();
+        let original = getsockopt(&accepted, sockopt::OriginalDst).unwrap();
+        assert_eq!(u16::from_be(original.sin_port), 8080);
+        let _to_v6 = TcpStream::connect("[::1]:9090").unwrap();
+        let (accepted, _) = v6.accept().unwrap();
+        let original = getsockopt(&accepted, sockopt::Ip6tOriginalDst).unwrap();
+        assert_eq!(u16::from_be(original.sin6_port), 9090);
+        // Its own port is its own: connected straight, the port reads back.
+        let _direct = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (accepted, _) = v4.accept().unwrap();
+        let original = getsockopt(&accepted, sockopt::OriginalDst).unwrap();
+        assert_eq!(u16::from_be(original.sin_port), port);
+    });
+}
