@@ -381,29 +381,6 @@ fn capabilities_are_the_pods(handler: Handler) {
     }
 }
 
-macro_rules! both_handlers {
-    ($($scenario:ident),* $(,)?) => {
-        mod runcvm {
-            $(
-                #[test]
-                #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
-                fn $scenario() {
-                    super::$scenario(super::Handler::RUNCVM);
-                }
-            )*
-        }
-        mod runc {
-            $(
-                #[test]
-                #[ignore = "T3: a private containerd; run scripts/test.sh"]
-                fn $scenario() {
-                    super::$scenario(super::Handler::RUNC);
-                }
-            )*
-        }
-    };
-}
-
 both_handlers!(
     workload_runs_with_the_pod_ip_and_logs_by_stream,
     exec_sync_runs_as_the_workload,

@@ -16,7 +16,7 @@ use runcvm_test_node::{
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{Fixture, Handler, ok};
+use support::{Fixture, Handler, assert_start_refused, ok};
 
 const BOOT: Duration = Duration::from_secs(60);
 
@@ -49,29 +49,6 @@ fn remove_pod(f: &Fixture, pod: &Pod, containers: &[&str]) {
     for id in containers {
         assert!(!support::state_folder(id).exists(), "state folder of {id} left behind");
     }
-}
-
-/// StartContainer of `spec` in `pod` is refused with the runtime's
-/// `expected` reason, also in containerd's log, and leaves no state folder.
-/// Returns the container's id.
-fn assert_start_refused(f: &Fixture, pod: &Pod, spec: &ContainerSpec, expected: &str) -> String {
-    let cri = ok(f.node.cri());
-    let id = ok(cri.create_container(pod, spec));
-    let err = format!("{:#}", cri.start_container(&id).expect_err("the start is refused"));
-    assert!(
-        err.contains("OCI runtime create failed: runcvm: cannot create container"),
-        "{err}"
-    );
-    assert!(err.contains(expected), "{err}");
-    assert!(
-        !f.node.log_lines_with(expected).is_empty(),
-        "containerd's log does not carry {expected:?}"
-    );
-    assert!(
-        !support::state_folder(&id).exists(),
-        "a refused create left its state folder"
-    );
-    id
 }
 
 /// What the node's namespace shows of its `eth0`: addresses, link (MAC,
@@ -679,29 +656,6 @@ fn a_privileged_container_can_make_a_bridge(handler: Handler) {
     let none = sh(&f, &id, "ip link show foobar");
     assert_ne!(none.exit_code, 0, "{none:?}");
     remove_pod(&f, &plain, &[&id]);
-}
-
-macro_rules! both_handlers {
-    ($($scenario:ident),* $(,)?) => {
-        mod runcvm {
-            $(
-                #[test]
-                #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
-                fn $scenario() {
-                    super::$scenario(super::Handler::RUNCVM);
-                }
-            )*
-        }
-        mod runc {
-            $(
-                #[test]
-                #[ignore = "T3: a private containerd; run scripts/test.sh"]
-                fn $scenario() {
-                    super::$scenario(super::Handler::RUNC);
-                }
-            )*
-        }
-    };
 }
 
 both_handlers!(

@@ -17,27 +17,12 @@ use support::{Fixture, Handler, install_root, ok};
 
 const BOOT: Duration = Duration::from_secs(60);
 
-/// StartContainer (where containerd, 1.6 and 2.x alike, runs the
-/// runtime's `create`) fails with `expected` in its error and in
-/// containerd's log, and the container leaves no state folder.
+/// A pod `pod_name` whose container `spec` the runtime refuses with
+/// `expected`; nothing of it is left.
 fn assert_start_refused(f: &Fixture, spec: &ContainerSpec, pod_name: &str, expected: &str) {
     let cri = ok(f.node.cri());
     let pod = ok(cri.run_pod_sandbox(&f.pod(pod_name)));
-    let id = ok(cri.create_container(&pod, spec));
-    let err = format!("{:#}", cri.start_container(&id).expect_err("the start is refused"));
-    assert!(
-        err.contains("OCI runtime create failed: runcvm: cannot create container"),
-        "{err}"
-    );
-    assert!(err.contains(expected), "{err}");
-    assert!(
-        !f.node.log_lines_with(expected).is_empty(),
-        "containerd's log does not carry {expected:?}"
-    );
-    assert!(
-        !support::state_folder(&id).exists(),
-        "a refused create left its state folder"
-    );
+    let id = support::assert_start_refused(f, &pod, spec, expected);
     ok(cri.stop_pod_sandbox(&pod.id));
     ok(cri.remove_pod_sandbox(&pod.id));
     f.node.assert_nothing_left(&[&pod.id, &id]);

@@ -147,32 +147,20 @@ fn version_2(layout: &NodeLayout, sandbox_image: &str, handlers: &[RuntimeHandle
     let cri = CRI_V2;
     let mut out = String::new();
     let _ = writeln!(out, "version = 2");
-    let _ = writeln!(out, "root = {}", quote_path(&layout.root));
-    let _ = writeln!(out, "state = {}", quote_path(&layout.state));
-    if !imports.is_empty() {
-        let list: Vec<_> = imports.iter().map(|p| quote_path(p)).collect();
-        let _ = writeln!(out, "imports = [{}]", list.join(", "));
-    }
     // Snapshotters and tracing that are useless here. (The v1 linux runtime
     // must stay: without it the tasks service, and so CRI, does not load.)
-    let _ = writeln!(
-        out,
-        "disabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \
-         \"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.snapshotter.v1.aufs\", \
-         \"io.containerd.tracing.processor.v1.otlp\", \"io.containerd.internal.v1.tracing\"]"
-    );
-    let _ = writeln!(out, "\n[grpc]\n  address = {}", quote_path(&layout.socket));
-    let _ = writeln!(
-        out,
-        "\n[ttrpc]\n  address = {}",
-        quote_path(&layout.socket.with_extension("sock.ttrpc"))
-    );
-    let _ = writeln!(out, "\n[debug]\n  address = \"\"");
-    let _ = writeln!(out, "\n[metrics]\n  address = \"\"");
-    let _ = writeln!(
-        out,
-        "\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = {}",
-        quote_path(&layout.root.join("opt"))
+    head(
+        &mut out,
+        layout,
+        imports,
+        &[
+            "io.containerd.snapshotter.v1.btrfs",
+            "io.containerd.snapshotter.v1.zfs",
+            "io.containerd.snapshotter.v1.devmapper",
+            "io.containerd.snapshotter.v1.aufs",
+            "io.containerd.tracing.processor.v1.otlp",
+            "io.containerd.internal.v1.tracing",
+        ],
     );
     let _ = writeln!(out, "\n[{cri}]");
     let _ = writeln!(out, "  sandbox_image = {}", quote(sandbox_image));
@@ -184,38 +172,28 @@ fn version_2(layout: &NodeLayout, sandbox_image: &str, handlers: &[RuntimeHandle
     let _ = writeln!(out, "  enable_cdi = false");
     let _ = writeln!(out, "\n[{cri}.containerd]");
     let _ = writeln!(out, "  snapshotter = \"overlayfs\"");
-    let _ = writeln!(out, "  default_runtime_name = \"runc\"");
-    let runc = RuntimeHandler::new("runc", "runc");
-    for handler in std::iter::once(&runc).chain(handlers) {
-        write_handler(&mut out, cri, handler, &layout.runc_root);
-    }
-    let _ = writeln!(out, "\n[{cri}.cni]");
-    let _ = writeln!(out, "  bin_dir = {}", quote(CNI_BIN_DIR));
-    let _ = writeln!(out, "  conf_dir = {}", quote_path(&layout.cni_conf_dir));
-    let _ = writeln!(out, "  max_conf_num = 1");
+    tail(
+        &mut out,
+        cri,
+        layout,
+        handlers,
+        &format!("bin_dir = {}", quote(CNI_BIN_DIR)),
+    );
     out
 }
 
-/// containerd 2.x's config: what [`version_2`] says, in version 3's plugin
-/// names, plus what keeps 2.x's new host-wide defaults off the host.
-fn version_3(layout: &NodeLayout, sandbox_image: &str, handlers: &[RuntimeHandler], imports: &[PathBuf]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "version = 3");
+/// What both versions' configs start with: the node's own folders and
+/// socket, `imports`, the plugins that are useless here, no debug or
+/// metrics listener, the `opt` plugin's folder.
+fn head(out: &mut String, layout: &NodeLayout, imports: &[PathBuf], disabled: &[&str]) {
     let _ = writeln!(out, "root = {}", quote_path(&layout.root));
     let _ = writeln!(out, "state = {}", quote_path(&layout.state));
     if !imports.is_empty() {
         let list: Vec<_> = imports.iter().map(|p| quote_path(p)).collect();
         let _ = writeln!(out, "imports = [{}]", list.join(", "));
     }
-    // The same useless snapshotters and tracing (2.x has no aufs, and adds
-    // blockfile and erofs).
-    let _ = writeln!(
-        out,
-        "disabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \
-         \"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.snapshotter.v1.blockfile\", \
-         \"io.containerd.snapshotter.v1.erofs\", \"io.containerd.tracing.processor.v1.otlp\", \
-         \"io.containerd.internal.v1.tracing\"]"
-    );
+    let disabled: Vec<String> = disabled.iter().map(|p| quote(p)).collect();
+    let _ = writeln!(out, "disabled_plugins = [{}]", disabled.join(", "));
     let _ = writeln!(out, "\n[grpc]\n  address = {}", quote_path(&layout.socket));
     let _ = writeln!(
         out,
@@ -228,6 +206,29 @@ fn version_3(layout: &NodeLayout, sandbox_image: &str, handlers: &[RuntimeHandle
         out,
         "\n[plugins.\"io.containerd.internal.v1.opt\"]\n  path = {}",
         quote_path(&layout.root.join("opt"))
+    );
+}
+
+/// containerd 2.x's config: what [`version_2`] says, in version 3's plugin
+/// names, plus what keeps 2.x's new host-wide defaults off the host.
+fn version_3(layout: &NodeLayout, sandbox_image: &str, handlers: &[RuntimeHandler], imports: &[PathBuf]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "version = 3");
+    // The same useless snapshotters and tracing (2.x has no aufs, and adds
+    // blockfile and erofs).
+    head(
+        &mut out,
+        layout,
+        imports,
+        &[
+            "io.containerd.snapshotter.v1.btrfs",
+            "io.containerd.snapshotter.v1.zfs",
+            "io.containerd.snapshotter.v1.devmapper",
+            "io.containerd.snapshotter.v1.blockfile",
+            "io.containerd.snapshotter.v1.erofs",
+            "io.containerd.tracing.processor.v1.otlp",
+            "io.containerd.internal.v1.tracing",
+        ],
     );
     // 2.x turns NRI on by default, with a socket in /var/run/nri shared by
     // every containerd of the host; 1.6 has none.
@@ -253,16 +254,30 @@ fn version_3(layout: &NodeLayout, sandbox_image: &str, handlers: &[RuntimeHandle
     let _ = writeln!(out, "  disable_apparmor = true");
     let _ = writeln!(out, "  enable_cdi = false");
     let _ = writeln!(out, "\n[{cri}.containerd]");
+    tail(
+        &mut out,
+        cri,
+        layout,
+        handlers,
+        &format!("bin_dirs = [{}]", quote(CNI_BIN_DIR)),
+    );
+    out
+}
+
+/// What both versions' configs end with, under their CRI runtime plugin
+/// `cri`: runc as the default handler, then `handlers`, then CNI from the
+/// node's folder (`cni_bin_dir` is the line naming the plugins' folder,
+/// whose key each version spells its own way).
+fn tail(out: &mut String, cri: &str, layout: &NodeLayout, handlers: &[RuntimeHandler], cni_bin_dir: &str) {
     let _ = writeln!(out, "  default_runtime_name = \"runc\"");
     let runc = RuntimeHandler::new("runc", "runc");
     for handler in std::iter::once(&runc).chain(handlers) {
-        write_handler(&mut out, cri, handler, &layout.runc_root);
+        write_handler(out, cri, handler, &layout.runc_root);
     }
     let _ = writeln!(out, "\n[{cri}.cni]");
-    let _ = writeln!(out, "  bin_dirs = [{}]", quote(CNI_BIN_DIR));
+    let _ = writeln!(out, "  {cni_bin_dir}");
     let _ = writeln!(out, "  conf_dir = {}", quote_path(&layout.cni_conf_dir));
     let _ = writeln!(out, "  max_conf_num = 1");
-    out
 }
 
 fn write_handler(out: &mut String, cri: &str, handler: &RuntimeHandler, runc_root: &Path) {
@@ -361,7 +376,7 @@ mod tests {
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"runc\"]\n  runtime_type = \"io.containerd.runc.v2\"\n",
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"runcvm\".options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n  Root = \"/tmp/n/state/runc/runcvm\"\n",
             "  pod_annotations = [\"io.runcvm/*\"]\n",
-            "  conf_dir = \"/tmp/n/cni/net.d\"\n",
+            "[plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"/tmp/n/cni/net.d\"\n  max_conf_num = 1\n",
         ] {
             assert!(toml.contains(needle), "{needle:?} missing from:\n{toml}");
         }

@@ -172,25 +172,14 @@ mod tests {
         assert!(Demux::new(8080).take(&[2, 0, 0]).is_err());
     }
 
-    /// The server's side of the handshake: it agrees to [`PROTOCOL`].
-    #[expect(clippy::result_large_err, reason = "the callback's type is tungstenite's")]
-    fn agree_to_the_protocol(
-        _: &tungstenite::handshake::server::Request,
-        mut response: tungstenite::handshake::server::Response,
-    ) -> Result<tungstenite::handshake::server::Response, tungstenite::handshake::server::ErrorResponse> {
-        response
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", PROTOCOL.parse().expect("header"));
-        Ok(response)
-    }
-
     #[test]
     fn a_session_sends_the_request_and_reads_the_reply_until_the_close() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/portforward/token", listener.local_addr().expect("address"));
         let server = std::thread::spawn(move || {
             let (tcp, _) = listener.accept().expect("accept");
-            let mut socket = tungstenite::accept_hdr(tcp, agree_to_the_protocol).expect("handshake");
+            let mut socket =
+                tungstenite::accept_hdr(tcp, crate::stream::tests::agree_to_the_protocol).expect("handshake");
             for channel in [DATA, ERROR] {
                 let prefix = [channel, 0x90, 0x1f];
                 socket.send(Message::Binary(prefix.to_vec().into())).expect("prefix");

@@ -198,7 +198,7 @@ pub fn exit_code(status: &str) -> Result<i32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -217,9 +217,10 @@ mod tests {
         frame
     }
 
-    /// The server's side of the handshake: it agrees to [`PROTOCOL`].
+    /// The server's side of the handshake: it agrees to [`PROTOCOL`]
+    /// (port-forward's tests answer with it too).
     #[expect(clippy::result_large_err, reason = "the callback's type is tungstenite's")]
-    fn agree_to_the_protocol(
+    pub(crate) fn agree_to_the_protocol(
         _: &tungstenite::handshake::server::Request,
         mut response: tungstenite::handshake::server::Response,
     ) -> Result<tungstenite::handshake::server::Response, tungstenite::handshake::server::ErrorResponse> {

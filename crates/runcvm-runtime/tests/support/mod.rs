@@ -29,6 +29,53 @@ impl Handler {
     };
 }
 
+/// Each scenario `fn(Handler)` as a test with the `runcvm` handler (module
+/// `runcvm`) and one with `runc` (module `runc`).
+#[macro_export]
+macro_rules! both_handlers {
+    ($($scenario:ident),* $(,)?) => {
+        mod runcvm {
+            $(
+                #[test]
+                #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+                fn $scenario() {
+                    super::$scenario(super::Handler::RUNCVM);
+                }
+            )*
+        }
+        mod runc {
+            $(
+                #[test]
+                #[ignore = "T3: a private containerd; run scripts/test.sh"]
+                fn $scenario() {
+                    super::$scenario(super::Handler::RUNC);
+                }
+            )*
+        }
+    };
+}
+
+/// StartContainer of `spec` in `pod` (where containerd, 1.6 and 2.x alike,
+/// runs the runtime's `create`) is refused with the runtime's `expected`
+/// reason, also in containerd's log, and leaves no state folder. Returns
+/// the container's id.
+pub fn assert_start_refused(f: &Fixture, pod: &Pod, spec: &ContainerSpec, expected: &str) -> String {
+    let cri = ok(f.node.cri());
+    let id = ok(cri.create_container(pod, spec));
+    let err = format!("{:#}", cri.start_container(&id).expect_err("the start is refused"));
+    assert!(
+        err.contains("OCI runtime create failed: runcvm: cannot create container"),
+        "{err}"
+    );
+    assert!(err.contains(expected), "{err}");
+    assert!(
+        !f.node.log_lines_with(expected).is_empty(),
+        "containerd's log does not carry {expected:?}"
+    );
+    assert!(!state_folder(&id).exists(), "a refused create left its state folder");
+    id
+}
+
 /// Unwraps, panicking with the whole error chain.
 pub fn ok<T>(result: anyhow::Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("{e:#}"))
