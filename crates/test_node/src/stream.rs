@@ -152,6 +152,13 @@ pub fn exec(stream: TcpStream, url: &str, input: &StreamInput, timeout: Duration
             Ok(Message::Close(_)) => {}
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
+            // The server's close came with the end of the connection, and
+            // the reply the client owes it could not be written: over too.
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) =>
+            {
+                break;
+            }
             Err(tungstenite::Error::Io(e))
                 if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
             {
