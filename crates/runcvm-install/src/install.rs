@@ -7,6 +7,7 @@ use crate::files::{self, Copied};
 use crate::manifest::Manifest;
 use crate::qemu::{self, QemuSources};
 use crate::report::{ContainerdChange, FileChange, InstallReport, InstalledFile, QemuSummary};
+use crate::settings::SETTINGS_FILE;
 use crate::{
     BINARIES, BundledQemu, InstallError, InstallOptions, MANIFEST_NAME, RUNTIME_BINARY, View, absolute, io_error,
 };
@@ -102,14 +103,17 @@ struct Sources {
     binaries: Vec<(&'static str, PathBuf)>,
     /// Firecracker's static release binary, if given.
     firecracker: Option<PathBuf>,
-    /// Holds the hardened loader until it is installed.
+    /// Holds the hardened loader and the settings file until they are
+    /// installed.
     _staging: tempfile::TempDir,
+    settings: PathBuf,
     kernel: PathBuf,
     qemu: QemuSources,
 }
 
 impl Sources {
     fn find(options: &InstallOptions) -> Result<Self, InstallError> {
+        options.settings.validate().map_err(InstallError::Settings)?;
         let dir = match &options.binaries_from {
             Some(dir) => dir.clone(),
             None => std::env::current_exe()
@@ -162,10 +166,13 @@ impl Sources {
         let staged = staging.path().join(runcvm_vmm::qemu::bundle::LOADER_NAME);
         std::fs::write(&staged, hardened).map_err(io_error("write", &staged))?;
         qemu.loader = staged;
+        let settings = staging.path().join("runcvm.toml");
+        std::fs::write(&settings, options.settings.to_toml()).map_err(io_error("write", &settings))?;
         Ok(Self {
             binaries,
             firecracker,
             _staging: staging,
+            settings,
             kernel,
             qemu,
         })
@@ -187,6 +194,8 @@ impl Sources {
             ));
         }
         copies.push((self.kernel.clone(), root.join("kernel/vmlinux"), 0o644));
+        // Root's alone: the settings decide how every guest boots.
+        copies.push((self.settings.clone(), root.join(SETTINGS_FILE), 0o600));
         copies.push((self.qemu.program.clone(), bundle.program.clone(), 0o755));
         copies.push((self.qemu.loader.clone(), bundle.loader.clone(), 0o755));
         let in_dir = |dir: &Path, list: &[(String, PathBuf)]| {
@@ -222,6 +231,10 @@ fn copy_all(
     let dirs = [
         root.join("bin"),
         root.join("kernel"),
+        root.join(SETTINGS_FILE)
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default(),
         bundle.program.parent().map(Path::to_owned).unwrap_or_default(),
         bundle.library_path.clone(),
         bundle.module_dir.clone(),

@@ -7,6 +7,7 @@
 //! ROOT/bin/{runcvm,runcvm-runtime,runcvm-init}   static binaries, from a build
 //! ROOT/kernel/vmlinux                            the guest kernel (kernel/build.sh)
 //! ROOT/qemu/{bin,lib,modules,share}              QEMU that runs in any image (see BundledQemu)
+//! ROOT/etc/runcvm.toml                           the node's settings for its pods (settings.rs)
 //! ROOT/install-manifest.json                     what install created or changed
 //! ```
 //!
@@ -27,6 +28,7 @@ mod install;
 mod manifest;
 mod qemu;
 mod report;
+pub mod settings;
 mod uninstall;
 
 pub use containerd::{ConfigError, ConfigVersion, HANDLER, RUNTIME_TYPE, Registration, TERMINATION_MESSAGE_ANNOTATION};
@@ -83,6 +85,9 @@ pub struct InstallOptions {
     /// `containerd_config` must lie under it; the paths written to
     /// containerd's config and the manifest are the node's (prefix removed).
     pub host_root_prefix: Option<PathBuf>,
+    /// The node's settings for its pods (`--hypervisor`, `--kernel-arg`),
+    /// written to `ROOT/etc/runcvm.toml`.
+    pub settings: settings::NodeSettings,
 }
 
 impl Default for InstallOptions {
@@ -97,6 +102,7 @@ impl Default for InstallOptions {
             qemu_module_dir: DEFAULT_MODULE_DIR.into(),
             firmware_dirs: DEFAULT_FIRMWARE_DIRS.iter().map(PathBuf::from).collect(),
             host_root_prefix: None,
+            settings: settings::NodeSettings::default(),
         }
     }
 }
@@ -143,6 +149,9 @@ pub enum InstallError {
     /// the host's loader cannot be hardened
     #[error("cannot bundle the loader {path}: {reason}")]
     Loader { path: PathBuf, reason: String },
+    /// the node's settings cannot be used
+    #[error("cannot use the settings given")]
+    Settings(#[source] settings::SettingsError),
     /// the Firecracker binary given cannot be used
     #[error("--firecracker: {0}")]
     Firecracker(#[source] runcvm_vmm::firecracker::LaunchError),

@@ -11,11 +11,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use runcvm_install::settings::{HypervisorSetting, NodeSettings, SETTINGS_FILE};
 use runcvm_install::{
     BundledQemu, ConfigVersion, DropInRemoved, FileChange, InstallOptions, InstallReport, MANIFEST_NAME, Registration,
     UninstallOptions, Unregistered,
 };
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
@@ -103,6 +105,11 @@ fn a_tempdir_install_runs_qemu_through_its_loader_and_uninstalls_cleanly() {
         assert!(root.join("bin").join(name).is_file(), "{name}");
     }
     assert!(root.join("kernel/vmlinux").is_file());
+    // The node's settings: root's alone, the defaults without flags.
+    let settings_file = root.join(SETTINGS_FILE);
+    let mode = std::fs::metadata(&settings_file).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(NodeSettings::read(&root).unwrap(), NodeSettings::default());
     let bundle = BundledQemu::at(&root).expect("the bundle is complete");
     assert!(bundle.module_dir.join(runcvm_install::TCG_MODULE).is_file());
     for name in runcvm_install::FIRMWARE {
@@ -187,6 +194,38 @@ fn a_tempdir_install_runs_qemu_through_its_loader_and_uninstalls_cleanly() {
         "{again}"
     );
     assert_eq!(std::fs::read_to_string(&options.containerd_config).unwrap(), config);
+
+    // Other flags rewrite the settings, and only them.
+    let settings = NodeSettings {
+        hypervisor: HypervisorSetting::Qemu,
+        kernel_args: vec!["loglevel=4".into()],
+    };
+    let reconfigured = runcvm_install::install(&InstallOptions {
+        settings: settings.clone(),
+        ..options.clone()
+    })
+    .unwrap();
+    let changed: Vec<_> = reconfigured
+        .files
+        .iter()
+        .filter(|f| f.change != FileChange::Unchanged)
+        .map(|f| (f.path.clone(), f.change))
+        .collect();
+    assert_eq!(changed, [(settings_file.clone(), FileChange::Updated)]);
+    assert_eq!(NodeSettings::read(&root).unwrap(), settings);
+    let bad = InstallOptions {
+        settings: NodeSettings {
+            kernel_args: vec!["init=/bin/sh".into()],
+            ..NodeSettings::default()
+        },
+        ..options.clone()
+    };
+    let err = runcvm_install::install(&bad).unwrap_err();
+    assert!(
+        runcvm::error_chain(&err).contains("would replace runcvm's init"),
+        "{err}"
+    );
+    assert_eq!(NodeSettings::read(&root).unwrap(), settings);
 
     // Uninstall removes all of it, the config it created included.
     let removed = runcvm_install::uninstall(&UninstallOptions {

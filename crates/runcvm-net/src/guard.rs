@@ -18,32 +18,28 @@ pub fn guard_host_identity() -> Result<(), NetlinkError> {
 /// the VM to its own MAC and addresses.
 pub const SOURCE_TABLE: &str = "runcvm-vm-source";
 
-/// Frames from the VM leave with its MAC and addresses, or are dropped: the
-/// guest's root (which a non-root pod never has under runc) cannot forge
-/// another pod's identity on the pod network.
+/// Frames from the VM leave with its MAC and addresses, as a host's, or are
+/// dropped (`vm_filter`): the guest's root (which a non-root pod never has
+/// under runc) cannot forge another pod's identity on the pod network, nor
+/// speak as its router or DHCP server.
 pub fn hold_the_vm_to_its_identity(guest: &runcvm_spec::GuestNetwork) -> Result<(), NetlinkError> {
     source_table(guest).install()
 }
 
 /// The table [`hold_the_vm_to_its_identity`] installs.
 pub fn source_table(guest: &runcvm_spec::GuestNetwork) -> nft::Table {
-    let v4: Vec<std::net::Ipv4Addr> = guest
-        .addresses
-        .iter()
-        .filter_map(|a| match a.ip {
-            std::net::IpAddr::V4(ip) => Some(ip),
-            std::net::IpAddr::V6(_) => None,
-        })
-        .collect();
-    let v6: Vec<std::net::Ipv6Addr> = guest
-        .addresses
-        .iter()
-        .filter_map(|a| match a.ip {
-            std::net::IpAddr::V6(ip) => Some(ip),
-            std::net::IpAddr::V4(_) => None,
-        })
-        .collect();
-    nft::ingress_source_filter(SOURCE_TABLE, runcvm_spec::net::TAP_NAME, guest.mac.0, &v4, &v6)
+    let mut vm = crate::vm_filter::VmIdentity {
+        mac: guest.mac.0,
+        ipv4: Vec::new(),
+        ipv6: Vec::new(),
+    };
+    for address in &guest.addresses {
+        match address.ip {
+            std::net::IpAddr::V4(ip) => vm.ipv4.push(ip),
+            std::net::IpAddr::V6(ip) => vm.ipv6.push(ip),
+        }
+    }
+    crate::vm_filter::vm_source_filter(SOURCE_TABLE, runcvm_spec::net::TAP_NAME, &vm)
 }
 
 /// The table [`guard_host_identity`] installs.

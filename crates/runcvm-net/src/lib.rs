@@ -13,7 +13,8 @@
 //! ```
 //!
 //! [`guard`] drops what the pod's neighbours send to 169.254.1.254, so only
-//! the guest reaches the services there.
+//! the guest reaches the services there, and holds the VM to its own
+//! identity on the pod network ([`vm_filter`]).
 
 pub mod apply;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod observe;
 pub mod plan;
 pub mod record;
 pub mod tap;
+pub mod vm_filter;
 
 pub use apply::{TakeOver, TakeOverOptions, take_over};
 pub use error::NetError;

@@ -32,7 +32,6 @@ const NF_NETDEV_INGRESS: u32 = 0;
 const NF_INET_LOCAL_OUT: u32 = 3;
 /// `NF_IP_PRI_NAT_DST`: where destination NAT runs.
 const NF_IP_PRI_NAT_DST: i32 = -100;
-const IPPROTO_TCP: u8 = 6;
 const NFTA_HOOK_DEV: u16 = 3;
 const NFT_PAYLOAD_LL_HEADER: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
@@ -71,6 +70,7 @@ const NFTA_PAYLOAD_BASE: u16 = 2;
 const NFTA_PAYLOAD_OFFSET: u16 = 3;
 const NFTA_PAYLOAD_LEN: u16 = 4;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFT_REG_VERDICT: u32 = 0;
@@ -78,21 +78,40 @@ const NFT_REG_1: u32 = 1;
 const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 const IFNAMSIZ: usize = 16;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86dd;
-/// Where the source address is: IPv4 header, ARP (sender hardware and
-/// protocol address, Ethernet/IPv4), IPv6 header.
-const IPV4_SADDR_OFFSET: u32 = 12;
-const ARP_SHA_OFFSET: u32 = 8;
-const ARP_SPA_OFFSET: u32 = 14;
-const IPV6_SADDR_OFFSET: u32 = 8;
-/// IPv4 destination address in the IP header.
-const IPV4_DADDR_OFFSET: u32 = 16;
-/// IPv6 destination address in the IPv6 header.
-const IPV6_DADDR_OFFSET: u32 = 24;
-/// Target protocol address in an Ethernet/IPv4 ARP packet.
-const ARP_TPA_OFFSET: u32 = 24;
+pub use header::*;
+
+/// Where rules look in a frame: EtherTypes, protocol numbers and header
+/// offsets.
+pub mod header {
+    pub const ETH_P_IP: u16 = 0x0800;
+    pub const ETH_P_ARP: u16 = 0x0806;
+    pub const ETH_P_IPV6: u16 = 0x86dd;
+    pub const IPPROTO_ICMP: u8 = 1;
+    pub const IPPROTO_TCP: u8 = 6;
+    pub const IPPROTO_UDP: u8 = 17;
+    pub const IPPROTO_ICMPV6: u8 = 58;
+    /// The source MAC in the Ethernet header.
+    pub const ETH_SADDR_OFFSET: u32 = 6;
+    /// Source addresses: IPv4 header, ARP (sender hardware and protocol
+    /// address, Ethernet/IPv4), IPv6 header.
+    pub const IPV4_SADDR_OFFSET: u32 = 12;
+    pub const ARP_SHA_OFFSET: u32 = 8;
+    pub const ARP_SPA_OFFSET: u32 = 14;
+    pub const IPV6_SADDR_OFFSET: u32 = 8;
+    /// IPv4 destination address in the IP header.
+    pub const IPV4_DADDR_OFFSET: u32 = 16;
+    /// IPv6 destination address in the IPv6 header.
+    pub const IPV6_DADDR_OFFSET: u32 = 24;
+    /// Target protocol address in an Ethernet/IPv4 ARP packet.
+    pub const ARP_TPA_OFFSET: u32 = 24;
+    /// A UDP header's source port.
+    pub const UDP_SPORT_OFFSET: u32 = 0;
+    /// An ICMP or ICMPv6 message's type.
+    pub const ICMP_TYPE_OFFSET: u32 = 0;
+    /// The target address of an ICMPv6 Neighbor Solicitation or
+    /// Advertisement (RFC 4861, 4.3 and 4.4).
+    pub const ND_TARGET_OFFSET: u32 = 8;
+}
 
 /// A protocol family's tables: the hook numbers differ per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +194,13 @@ pub enum Expr {
         offset: u32,
         len: u32,
     },
+    /// Bytes of the transport header (found past IPv6 extension headers);
+    /// a packet without one, or a fragment after the first, breaks the
+    /// rule: it matches nothing.
+    TransportPayload {
+        offset: u32,
+        len: u32,
+    },
     CmpEq(Vec<u8>),
     CmpNeq(Vec<u8>),
     /// Loads these bytes into register 1.
@@ -214,6 +240,7 @@ impl Expr {
             }),
             Self::LinkPayload { offset, len } => payload(builder, NFT_PAYLOAD_LL_HEADER, *offset, *len),
             Self::NetworkPayload { offset, len } => payload(builder, NFT_PAYLOAD_NETWORK_HEADER, *offset, *len),
+            Self::TransportPayload { offset, len } => payload(builder, NFT_PAYLOAD_TRANSPORT_HEADER, *offset, *len),
             Self::CmpEq(data) => cmp(builder, NFT_CMP_EQ, data),
             Self::CmpNeq(data) => cmp(builder, NFT_CMP_NEQ, data),
             Self::Drop => verdict(builder, NF_DROP),
@@ -322,82 +349,6 @@ pub fn bridge_input_drop(table: &str, port: &str, ip: Ipv4Addr) -> Table {
         name: table.to_owned(),
         hook: Hook::BridgeInput,
         rules: vec![rule(ETH_P_IP, IPV4_DADDR_OFFSET), rule(ETH_P_ARP, ARP_TPA_OFFSET)],
-    }
-}
-
-/// What a VM may send: frames entering from `device` (its tap, at ingress)
-/// leave with the VM's own MAC and addresses, or not at all. ARP must name
-/// the MAC and one of `ipv4`; IPv4 and IPv6 must come from the VM's
-/// addresses (IPv6 also from `fe80::/64` and `::`, which neighbour discovery
-/// uses); any other EtherType is dropped.
-pub fn ingress_source_filter(
-    table: &str,
-    device: &str,
-    mac: [u8; 6],
-    ipv4: &[Ipv4Addr],
-    ipv6: &[std::net::Ipv6Addr],
-) -> Table {
-    let protocol = |p: u16| [Expr::MetaProtocol, Expr::CmpEq(p.to_be_bytes().to_vec())];
-    let from = |p: u16, offset: u32, address: Vec<u8>| {
-        let mut rule = protocol(p).to_vec();
-        let len = u32::try_from(address.len()).expect("an address is short");
-        rule.extend([Expr::NetworkPayload { offset, len }, Expr::CmpEq(address), Expr::Accept]);
-        rule
-    };
-    let drop_rest = |p: u16| {
-        let mut rule = protocol(p).to_vec();
-        rule.push(Expr::Drop);
-        rule
-    };
-    let mut rules = vec![vec![
-        Expr::LinkPayload { offset: 6, len: 6 },
-        Expr::CmpNeq(mac.to_vec()),
-        Expr::Drop,
-    ]];
-    rules.extend(
-        ipv4.iter()
-            .map(|a| from(ETH_P_IP, IPV4_SADDR_OFFSET, a.octets().to_vec())),
-    );
-    rules.push(drop_rest(ETH_P_IP));
-    let mut arp_sha = protocol(ETH_P_ARP).to_vec();
-    arp_sha.extend([
-        Expr::NetworkPayload {
-            offset: ARP_SHA_OFFSET,
-            len: 6,
-        },
-        Expr::CmpNeq(mac.to_vec()),
-        Expr::Drop,
-    ]);
-    rules.push(arp_sha);
-    rules.extend(
-        ipv4.iter()
-            .map(|a| from(ETH_P_ARP, ARP_SPA_OFFSET, a.octets().to_vec())),
-    );
-    rules.push(drop_rest(ETH_P_ARP));
-    rules.extend(
-        ipv6.iter()
-            .map(|a| from(ETH_P_IPV6, IPV6_SADDR_OFFSET, a.octets().to_vec())),
-    );
-    let mut link_local = protocol(ETH_P_IPV6).to_vec();
-    link_local.extend([
-        Expr::NetworkPayload {
-            offset: IPV6_SADDR_OFFSET,
-            len: 8,
-        },
-        Expr::CmpEq(vec![0xfe, 0x80, 0, 0, 0, 0, 0, 0]),
-        Expr::Accept,
-    ]);
-    rules.push(link_local);
-    rules.push(from(ETH_P_IPV6, IPV6_SADDR_OFFSET, vec![0; 16]));
-    rules.push(drop_rest(ETH_P_IPV6));
-    rules.push(vec![Expr::Drop]);
-    Table {
-        family: Family::Netdev,
-        name: table.to_owned(),
-        hook: Hook::Ingress {
-            device: device.to_owned(),
-        },
-        rules,
     }
 }
 
@@ -515,42 +466,6 @@ fn verdict(builder: MessageBuilder, code: u32) -> MessageBuilder {
 mod tests {
     use super::*;
     use crate::message::{attributes, parse_messages};
-
-    #[test]
-    fn the_vm_source_filter_checks_the_mac_first_and_drops_the_rest_last() {
-        let mac = [0x0a, 0x58, 0x0a, 0x58, 0, 5];
-        let table = ingress_source_filter("t", "tap-eth0", mac, &["10.88.0.5".parse().unwrap()], &[]);
-        assert_eq!(table.family, Family::Netdev);
-        assert_eq!(
-            table.hook,
-            Hook::Ingress {
-                device: "tap-eth0".into()
-            }
-        );
-        assert_eq!(
-            table.rules[0],
-            [
-                Expr::LinkPayload { offset: 6, len: 6 },
-                Expr::CmpNeq(mac.to_vec()),
-                Expr::Drop
-            ]
-        );
-        assert_eq!(
-            table.rules[1].last(),
-            Some(&Expr::Accept),
-            "the VM's IPv4 address passes"
-        );
-        assert_eq!(
-            table.rules.last(),
-            Some(&vec![Expr::Drop]),
-            "any other EtherType is dropped"
-        );
-        // Rules are appended, so they run in this order.
-        let batch = table.batch();
-        let rule = batch[5].0.clone().build(1);
-        let flags = u16::from_ne_bytes([rule[6], rule[7]]);
-        assert_ne!(flags & NLM_F_APPEND, 0);
-    }
 
     #[test]
     fn the_loopback_redirect_is_an_inet_nat_chain_on_output() {

@@ -148,6 +148,8 @@ mod tests {
             cpus: 1,
             memory_mib: 256,
             accel: "tcg".into(),
+            hypervisor: runcvm_spec::launch::LaunchHypervisor::Qemu,
+            kernel_args: vec![],
             volumes: vec![],
             network_namespace: None,
             termination_message_path: None,

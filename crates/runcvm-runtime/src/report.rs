@@ -16,10 +16,19 @@ pub fn error(log: Option<&Path>, json: bool, message: &str) {
 /// Appends one warning line to `log`, and nowhere else: at `create` the
 /// runtime's stderr is the container's, and a node's condition does not
 /// belong in every pod's log. Without a log file it goes to stderr.
+/// containerd's shim reads the file only when a command fails, so after a
+/// successful create the line stays in the bundle's `log.json`.
 pub fn warning(log: Option<&Path>, json: bool, message: &str) {
     if log.is_none() {
         runcvm_log::warn!("{message}");
     }
+    append(log, json, "warning", message);
+}
+
+/// A warning for the pod's owner, about what the pod asked for: on stderr,
+/// which at `create` is the container's (its `kubectl logs`), and in `log`.
+pub fn pod_warning(log: Option<&Path>, json: bool, message: &str) {
+    runcvm_log::warn!("{message}");
     append(log, json, "warning", message);
 }
 

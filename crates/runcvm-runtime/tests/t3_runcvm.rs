@@ -470,6 +470,45 @@ fn which_runc() -> std::path::PathBuf {
     .expect("runc is installed")
 }
 
+/// A pod cannot change how its guest boots: `RUNCVM_KERNEL_ARGS=init=/bin/sh`
+/// in its env (as an image's `ENV` would put it there) is ignored, said
+/// once in the container's log, and the workload runs as its user under
+/// runcvm's init, with the node's kernel arguments instead.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn the_pods_env_cannot_change_how_its_guest_boots() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("bootargs")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .run_as_user(1000)
+        .run_as_group(1000)
+        .env("RUNCVM_KERNEL_ARGS", "init=/bin/sh")
+        .env("RUNCVM_HYPERVISOR", "qemu")
+        .shell("id -u; cat /proc/cmdline");
+    let id = ok(cri.run_container(&pod, &spec));
+    let info = ok(cri.wait_exited(&id, BOOT));
+    let lines = ok(crilog::read(&spec.log_file(pod.log_directory())));
+    assert_eq!(info.exit_code, 0, "{info:?} {lines:?}");
+    let stdout: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.stream == Stream::Stdout)
+        .map(|l| l.line.as_str())
+        .collect();
+    assert_eq!(stdout.first(), Some(&"1000"), "{lines:?}");
+    let cmdline = stdout.get(1).expect("the guest's command line");
+    let words: Vec<&str> = cmdline.split_whitespace().collect();
+    assert!(words.contains(&"init=/.runcvm/init"), "{cmdline}");
+    assert!(words.contains(&support::NODE_KERNEL_ARG), "{cmdline}");
+    assert!(!cmdline.contains("/bin/sh"), "{cmdline}");
+    for name in ["RUNCVM_KERNEL_ARGS", "RUNCVM_HYPERVISOR"] {
+        let note = format!("{name} in the container's env is ignored: a pod cannot change how its guest boots");
+        let said: Vec<_> = lines.iter().filter(|l| l.line.contains(&note)).collect();
+        assert_eq!(said.len(), 1, "{lines:?}");
+        assert_eq!(said[0].stream, Stream::Stderr, "{lines:?}");
+    }
+}
+
 /// A pod as the `restricted` Pod Security Standard wants it: non-root, every
 /// capability dropped. The VM runs (the launcher gets CAP_NET_ADMIN alone),
 /// and `---` runs as the workload's user with no capability at all.

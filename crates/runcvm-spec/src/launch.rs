@@ -29,6 +29,14 @@ pub struct ContainerLaunch {
     pub memory_mib: u32,
     /// `tcg` or `kvm`, decided on the node by the runtime.
     pub accel: String,
+    /// The VMM, decided on the node by the runtime from the node's
+    /// settings (never from the pod).
+    #[serde(default)]
+    pub hypervisor: LaunchHypervisor,
+    /// Words the node's settings append to the guest's kernel command line
+    /// (never the pod's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_args: Vec<String>,
     /// The container's mounts the guest gets, at the same paths.
     pub volumes: Vec<LaunchVolume>,
     /// The pod's network namespace, as the runtime checked on the node that
@@ -54,6 +62,15 @@ pub struct ContainerLaunch {
 pub struct NamespaceId {
     pub dev: u64,
     pub ino: u64,
+}
+
+/// The VMM a container's guest runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaunchHypervisor {
+    #[default]
+    Qemu,
+    Firecracker,
 }
 
 /// One mount of the container that the guest gets too.
@@ -116,6 +133,8 @@ mod tests {
             cpus: 1,
             memory_mib: 256,
             accel: "tcg".into(),
+            hypervisor: LaunchHypervisor::Firecracker,
+            kernel_args: vec!["loglevel=8".into()],
             volumes: vec![LaunchVolume {
                 path: "/data".into(),
                 read_only: true,

@@ -1,7 +1,9 @@
-//! Which VMM runs the guest: `RUNCVM_HYPERVISOR` (`auto`, `firecracker`,
-//! `qemu`). `auto` takes Firecracker when its binary is installed and KVM
-//! boots guests on this host (Firecracker has no emulation), else QEMU, and
-//! says why in one INFO line.
+//! Which VMM runs the guest: `auto`, `firecracker` or `qemu`, asked for by
+//! `RUNCVM_HYPERVISOR` for `runcvm run`, and by the node's settings
+//! (`runcvm install --hypervisor`) for a pod, whose env cannot choose.
+//! `auto` takes Firecracker when its binary is installed and KVM boots
+//! guests on this host (Firecracker has no emulation), else QEMU, and says
+//! why in one line.
 
 use runcvm_vmm::Accel;
 use runcvm_vmm::firecracker::{FirecrackerBinary, LaunchError};
@@ -10,7 +12,7 @@ use std::str::FromStr;
 
 pub const HYPERVISOR_ENV: &str = "RUNCVM_HYPERVISOR";
 
-/// What `RUNCVM_HYPERVISOR` asks for.
+/// What `RUNCVM_HYPERVISOR` or the node's settings ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HypervisorChoice {
     Auto,
@@ -37,6 +39,17 @@ impl HypervisorChoice {
     }
 }
 
+impl From<runcvm_install::settings::HypervisorSetting> for HypervisorChoice {
+    fn from(setting: runcvm_install::settings::HypervisorSetting) -> Self {
+        use runcvm_install::settings::HypervisorSetting;
+        match setting {
+            HypervisorSetting::Auto => Self::Auto,
+            HypervisorSetting::Firecracker => Self::Firecracker,
+            HypervisorSetting::Qemu => Self::Qemu,
+        }
+    }
+}
+
 /// The VMM that runs the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hypervisor {
@@ -60,13 +73,17 @@ pub enum HypervisorError {
     #[error("{HYPERVISOR_ENV}={0:?} is not a hypervisor: use auto, firecracker or qemu")]
     Unknown(String),
     /// Firecracker asked for and not installed
-    #[error("{HYPERVISOR_ENV}=firecracker, but Firecracker cannot be used: {0}; or use {HYPERVISOR_ENV}=qemu")]
-    NoFirecracker(LaunchError),
+    #[error("{by} asks for Firecracker, which cannot be used: {source}; or ask for qemu")]
+    NoFirecracker {
+        by: String,
+        #[source]
+        source: LaunchError,
+    },
     /// Firecracker asked for without KVM
     #[error(
-        "{HYPERVISOR_ENV}=firecracker needs KVM that boots guests, and this host runs the VM under TCG; use {HYPERVISOR_ENV}=qemu"
+        "{by} asks for Firecracker, which needs KVM that boots guests, and this host runs the VM under TCG; or ask for qemu"
     )]
-    NoKvm,
+    NoKvm { by: String },
 }
 
 /// The decision, and for `auto` ending on QEMU, why (for one INFO line).
@@ -76,10 +93,12 @@ pub struct Decision {
     pub why_not_firecracker: Option<String>,
 }
 
-/// Decides from what is asked, whether Firecracker is installed, and the
-/// acceleration already resolved (`Kvm` only where KVM boots guests).
+/// Decides from what is asked (by `by`, named in errors), whether
+/// Firecracker is installed, and the acceleration already resolved (`Kvm`
+/// only where KVM boots guests).
 pub fn decide(
     choice: HypervisorChoice,
+    by: &str,
     firecracker: Result<FirecrackerBinary, LaunchError>,
     accel: Accel,
 ) -> Result<Decision, HypervisorError> {
@@ -89,8 +108,11 @@ pub fn decide(
     };
     match (choice, firecracker, accel) {
         (HypervisorChoice::Qemu, _, _) => Ok(qemu(None)),
-        (HypervisorChoice::Firecracker, Err(e), _) => Err(HypervisorError::NoFirecracker(e)),
-        (HypervisorChoice::Firecracker, Ok(_), Accel::Tcg) => Err(HypervisorError::NoKvm),
+        (HypervisorChoice::Firecracker, Err(source), _) => Err(HypervisorError::NoFirecracker {
+            by: by.to_owned(),
+            source,
+        }),
+        (HypervisorChoice::Firecracker, Ok(_), Accel::Tcg) => Err(HypervisorError::NoKvm { by: by.to_owned() }),
         (HypervisorChoice::Auto, Err(e), _) => Ok(qemu(Some(e.to_string()))),
         (HypervisorChoice::Auto, Ok(_), Accel::Tcg) => Ok(qemu(Some(
             "Firecracker needs KVM that boots guests, and this host runs the VM under TCG".to_owned(),
@@ -102,18 +124,13 @@ pub fn decide(
     }
 }
 
-/// [`decide`] for this process: `RUNCVM_HYPERVISOR`, Firecracker from
-/// `RUNCVM_FIRECRACKER` or `install_root/bin/firecracker`. Logs at
-/// `notice` (INFO for `runcvm run`; DEBUG in a pod, whose log is the
-/// workload's) why `auto` ends on QEMU.
-pub fn resolve(
-    install_root: Option<&Path>,
-    accel: Accel,
-    notice: runcvm_log::LogLevel,
-) -> Result<Hypervisor, HypervisorError> {
+/// [`decide`] for `runcvm run`: `RUNCVM_HYPERVISOR`, Firecracker from
+/// `RUNCVM_FIRECRACKER` or `install_root/bin/firecracker`. Logs at INFO why
+/// `auto` ends on QEMU.
+pub fn resolve(install_root: Option<&Path>, accel: Accel) -> Result<Hypervisor, HypervisorError> {
     let decision = decide_here(install_root, accel)?;
     if let Some(why) = &decision.why_not_firecracker {
-        runcvm_log::write(notice, format_args!("{why}; running the VM on QEMU"));
+        runcvm_log::info!("{why}; running the VM on QEMU");
     }
     runcvm_log::debug!("hypervisor {}", decision.hypervisor.name());
     Ok(decision.hypervisor)
@@ -122,7 +139,11 @@ pub fn resolve(
 /// [`resolve`] without the log line.
 pub fn decide_here(install_root: Option<&Path>, accel: Accel) -> Result<Decision, HypervisorError> {
     let choice = HypervisorChoice::from_env()?;
-    decide(choice, locate_firecracker(install_root), accel)
+    let by = format!(
+        "{HYPERVISOR_ENV}={}",
+        std::env::var(HYPERVISOR_ENV).unwrap_or_default().trim()
+    );
+    decide(choice, &by, locate_firecracker(install_root), accel)
 }
 
 /// The node's install, where `runcvm run` from a build folder looks too.
@@ -143,6 +164,8 @@ pub fn locate_firecracker(install_root: Option<&Path>) -> Result<FirecrackerBina
 mod tests {
     use super::*;
 
+    const BY: &str = "RUNCVM_HYPERVISOR=firecracker";
+
     /// An executable file where a Firecracker binary would be; the folder
     /// goes when the returned guard does.
     fn installed() -> (tempfile::TempDir, Result<FirecrackerBinary, LaunchError>) {
@@ -160,35 +183,37 @@ mod tests {
 
     #[test]
     fn auto_takes_firecracker_only_with_its_binary_and_kvm() {
-        let decision = decide(HypervisorChoice::Auto, installed().1, Accel::Kvm).unwrap();
+        let decision = decide(HypervisorChoice::Auto, BY, installed().1, Accel::Kvm).unwrap();
         assert!(matches!(decision.hypervisor, Hypervisor::Firecracker(_)));
         assert_eq!(decision.why_not_firecracker, None);
 
-        let decision = decide(HypervisorChoice::Auto, missing(), Accel::Kvm).unwrap();
+        let decision = decide(HypervisorChoice::Auto, BY, missing(), Accel::Kvm).unwrap();
         assert_eq!(decision.hypervisor, Hypervisor::Qemu);
         let why = decision.why_not_firecracker.unwrap();
         assert!(why.starts_with("Firecracker not found at "), "{why}");
         assert!(why.contains("/nonexistent/firecracker"), "{why}");
 
-        let decision = decide(HypervisorChoice::Auto, installed().1, Accel::Tcg).unwrap();
+        let decision = decide(HypervisorChoice::Auto, BY, installed().1, Accel::Tcg).unwrap();
         assert_eq!(decision.hypervisor, Hypervisor::Qemu);
         assert!(decision.why_not_firecracker.unwrap().contains("TCG"));
     }
 
     #[test]
     fn an_explicit_choice_is_honoured_or_refused_clearly() {
-        let decision = decide(HypervisorChoice::Qemu, installed().1, Accel::Kvm).unwrap();
+        let decision = decide(HypervisorChoice::Qemu, BY, installed().1, Accel::Kvm).unwrap();
         assert_eq!(
             (decision.hypervisor, decision.why_not_firecracker),
             (Hypervisor::Qemu, None)
         );
-        let err = decide(HypervisorChoice::Firecracker, missing(), Accel::Kvm).unwrap_err();
+        let err = decide(HypervisorChoice::Firecracker, BY, missing(), Accel::Kvm).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("RUNCVM_HYPERVISOR=firecracker, but Firecracker cannot be used: ")
+                .starts_with("RUNCVM_HYPERVISOR=firecracker asks for Firecracker, which cannot be used: "),
+            "{err}"
         );
-        let err = decide(HypervisorChoice::Firecracker, installed().1, Accel::Tcg).unwrap_err();
-        assert!(matches!(err, HypervisorError::NoKvm));
+        assert!(err.to_string().ends_with("; or ask for qemu"), "{err}");
+        let err = decide(HypervisorChoice::Firecracker, BY, installed().1, Accel::Tcg).unwrap_err();
+        assert!(matches!(err, HypervisorError::NoKvm { .. }));
     }
 
     #[test]

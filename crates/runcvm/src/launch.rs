@@ -8,7 +8,7 @@ use crate::run_dir::RunDir;
 use crate::volumes::VolumeSpec;
 use crate::{RUNTIME_FAILURE, accel, locate};
 use anyhow::Context;
-use runcvm_spec::launch::{ContainerLaunch, LAUNCH_FILE};
+use runcvm_spec::launch::{ContainerLaunch, LAUNCH_FILE, LaunchHypervisor};
 use runcvm_spec::{LaunchVolume, VolumeKind};
 use runcvm_vmm::{Accel, GuestKernel};
 use std::os::unix::net::UnixListener;
@@ -20,21 +20,17 @@ pub const LOG_NAME_QEMU: &str = "runcvm-ctr-qemu-k8s";
 /// The launcher's name in its log lines with Firecracker (guide, section 2).
 pub const LOG_NAME_FIRECRACKER: &str = "runcvm-ctr-firecracker-k8s";
 
-/// The launcher's name for the VMM it will choose: known before logging
-/// starts, so every line carries it. An unreadable launch file or a bad
-/// choice gives the QEMU name; the launch then fails and says why.
+/// The launcher's name for the VMM the runtime chose: known before logging
+/// starts, so every line carries it. An unreadable launch file gives the
+/// QEMU name; the launch then fails and says why.
 pub fn log_name(state_dir: &Path) -> &'static str {
-    let accel = std::fs::read(state_dir.join(LAUNCH_FILE))
+    let hypervisor = std::fs::read(state_dir.join(LAUNCH_FILE))
         .ok()
         .and_then(|bytes| ContainerLaunch::from_json(&bytes).ok())
-        .map(|launch| if launch.accel == "kvm" { Accel::Kvm } else { Accel::Tcg });
-    let firecracker = accel
-        .and_then(|accel| crate::hypervisor::decide_here(locate::install_root().as_deref(), accel).ok())
-        .is_some_and(|d| matches!(d.hypervisor, crate::hypervisor::Hypervisor::Firecracker(_)));
-    if firecracker {
-        LOG_NAME_FIRECRACKER
-    } else {
-        LOG_NAME_QEMU
+        .map(|launch| launch.hypervisor);
+    match hypervisor {
+        Some(LaunchHypervisor::Firecracker) => LOG_NAME_FIRECRACKER,
+        _ => LOG_NAME_QEMU,
     }
 }
 
@@ -79,8 +75,18 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
             install_root.display()
         )
     })?;
-    // A pod's log is the workload's: why QEMU shows at DEBUG.
-    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel, runcvm_log::LogLevel::Debug)?;
+    // The runtime chose from the node's settings at create; only the
+    // install's Firecracker, as only its QEMU.
+    let hypervisor = match launch.hypervisor {
+        LaunchHypervisor::Qemu => crate::hypervisor::Hypervisor::Qemu,
+        LaunchHypervisor::Firecracker => crate::hypervisor::Hypervisor::Firecracker(
+            runcvm_vmm::firecracker::FirecrackerBinary::at(
+                &install_root.join(runcvm_vmm::firecracker::launch::FIRECRACKER_IN_ROOT),
+            )
+            .context("the runtime chose Firecracker at create")?,
+        ),
+    };
+    runcvm_log::debug!("hypervisor {}", hypervisor.name());
     if accel == Accel::Tcg {
         runcvm_log::debug!("the VM runs under TCG, as runcvm-runtime decided at create");
     }
@@ -110,6 +116,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
         kernel: &kernel.path,
         qemu,
         hypervisor,
+        kernel_args: launch.kernel_args.clone(),
         // The container's stdin is the workload's: a closed one reaches the
         // guest as end of file, as it would under runc.
         interactive: true,

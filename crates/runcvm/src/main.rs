@@ -75,6 +75,21 @@ struct InstallArgs {
     /// `/host`): the paths written for containerd are the node's.
     #[arg(long)]
     host_root_prefix: Option<PathBuf>,
+    /// The VMM of every pod on this node: auto (Firecracker where it is
+    /// installed and KVM boots guests, else QEMU), firecracker or qemu.
+    /// Pods cannot choose it.
+    #[arg(long, default_value = "auto", value_parser = parse_hypervisor_setting)]
+    hypervisor: runcvm_install::settings::HypervisorSetting,
+    /// A word appended to every pod's guest kernel command line
+    /// (repeatable); pods cannot add any.
+    #[arg(long = "kernel-arg", value_name = "WORD")]
+    kernel_args: Vec<String>,
+}
+
+fn parse_hypervisor_setting(value: &str) -> Result<runcvm_install::settings::HypervisorSetting, String> {
+    value
+        .parse()
+        .map_err(|e: runcvm_install::settings::SettingsError| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +111,10 @@ fn run_install(args: InstallArgs) -> i32 {
         qemu: args.qemu,
         firecracker: args.firecracker,
         host_root_prefix: args.host_root_prefix,
+        settings: runcvm_install::settings::NodeSettings {
+            hypervisor: args.hypervisor,
+            kernel_args: args.kernel_args,
+        },
         ..runcvm_install::InstallOptions::default()
     };
     report(runcvm_install::install(&options))

@@ -13,8 +13,9 @@ use runcvm_vmm::{AccelChoice, GuestCmdline, GuestKernel};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Extra kernel command-line words, appended last (so they win): a
-/// debugging aid, e.g. `RUNCVM_KERNEL_ARGS="loglevel=8"`.
+/// Extra kernel command-line words for `runcvm run`, appended last (so they
+/// win): a debugging aid, e.g. `RUNCVM_KERNEL_ARGS="loglevel=8"`. A pod's
+/// come from the node's settings alone.
 pub const KERNEL_ARGS_ENV: &str = "RUNCVM_KERNEL_ARGS";
 
 /// What to run and with what.
@@ -86,7 +87,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     // Before any work that a refused acceleration would waste.
     let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
     let boot_timeout = accel::boot_timeout(accel)?;
-    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel, LogLevel::Info)?;
+    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel)?;
     RunDir::sweep_stale(&state_dir);
     let run_dir = RunDir::create(&state_dir)?;
     runcvm_log::debug!("run folder {}", run_dir.path().display());
@@ -112,6 +113,11 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         kernel: &kernel.path,
         qemu: qemu_binary,
         hypervisor,
+        kernel_args: std::env::var(KERNEL_ARGS_ENV)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
         interactive: request.interactive,
         terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
         started,
@@ -153,6 +159,8 @@ pub(crate) struct Boot<'a> {
     pub kernel: &'a std::path::Path,
     pub qemu: runcvm_vmm::qemu::QemuBinary,
     pub hypervisor: crate::hypervisor::Hypervisor,
+    /// Appended last to the guest's kernel command line.
+    pub kernel_args: Vec<String>,
     pub interactive: bool,
     pub terminal: bool,
     pub started: Instant,
@@ -187,14 +195,13 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
         boot.volume_ids.clone(),
         boot.volume_id_map.clone(),
     )?;
-    let extra = std::env::var(KERNEL_ARGS_ENV).unwrap_or_default();
     let tsc_khz = runcvm_vmm::tsc::host_tsc_khz();
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
     let cmdline = GuestCmdline {
         log_level: level,
         reboot_method: QemuConfig::REBOOT_METHOD,
         tsc_khz,
-        extra: extra.split_whitespace().map(str::to_owned).collect(),
+        extra: boot.kernel_args.clone(),
     };
     let nic = pod.as_ref().map(|p| p.nic.clone());
     let vmm = match &boot.hypervisor {

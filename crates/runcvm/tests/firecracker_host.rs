@@ -26,21 +26,8 @@ use std::time::{Duration, Instant};
 /// Generous: the fake answers in milliseconds, but CI hosts are busy.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `target/<profile>/fake-firecracker`, next to the `deps` folder this test
-/// runs from.
 fn fake_firecracker() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let fake = profile.join("fake-firecracker");
-    assert!(
-        fake.is_file(),
-        "{} is missing: run `cargo build -p runcvm-test-infra` first (`cargo test --workspace` builds it)",
-        fake.display()
-    );
-    fake
+    runcvm_test_infra::built_binary("fake-firecracker")
 }
 
 /// A run folder with a fake ELF kernel and an empty root disk, under /tmp

@@ -261,6 +261,104 @@ fn the_vm_cannot_forge_another_address_or_mac() {
     assert!(output.contains("forged-mac-dropped\n"), "{output}");
 }
 
+/// The guest's root speaks on the pod network only as a host with the VM's
+/// identity (`vm_filter`): at a bridge neighbour, its Router Advertisement,
+/// Redirects, a Neighbor Advertisement for the neighbour's address, a
+/// message from a link-local address that is not its own, and DHCP and
+/// DHCPv6 server traffic never arrive, while its own neighbour discovery,
+/// echo and Neighbor Advertisement do. Each forged message is otherwise a
+/// host's (the VM's MAC and addresses), so each is stopped by its own rule.
+#[test]
+#[ignore = "T2: boots real VMs in network namespaces; run scripts/test.sh"]
+fn the_vm_cannot_speak_as_a_router_or_for_its_neighbours() {
+    use runcvm_test_infra::capture::{Capture, Seen};
+    let t2 = t2();
+    let net = PodNet::build(PodNetOptions {
+        dual_stack: true,
+        ..PodNetOptions::new(Style::Bridge)
+    });
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        runcvm_test_infra::built_binary("forge-frames"),
+        tools.path().join("forge-frames"),
+    )
+    .unwrap();
+    let forge = "/tools/forge-frames";
+    let script = format!(
+        "ping -c 1 -W 5 10.88.0.6 >/dev/null && echo v4-ok; \
+         ping -c 1 -W 5 fd00:88::6 >/dev/null && echo ndp-ok; \
+         {forge} echo6 runcvm-control; {forge} na fd00:88::5; \
+         {forge} ra; {forge} redirect fd00:88::6 fd00:88::1; {forge} na fd00:88::6; \
+         ip -6 addr add fe80::bad/64 dev eth0 && sleep 2 && {forge} echo6 forged-link-local fe80::bad && echo ll-forged; \
+         {forge} dhcp6-server; {forge} dhcp4-server; {forge} redirect4 10.88.0.6 10.88.0.5; \
+         sleep 1; echo forged"
+    );
+    let capture = Capture::start(&net.neighbour);
+    let run = RuncvmRun::new(&t2)
+        .in_netns(&net.pod)
+        .args(["run", "--network", "pod", "--volume"])
+        .arg(format!("{}:/tools:ro", tools.path().display()))
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", &script])
+        .run();
+    let frames = capture.stop();
+    let output = run.stdout_text();
+    assert_eq!(run.code, Some(0), "{output}\n{}", run.stderr);
+    for line in [
+        "v4-ok",
+        "ndp-ok",
+        "sent echo6",
+        "sent na",
+        "sent ra",
+        "sent redirect",
+        "sent dhcp6-server",
+        "sent dhcp4-server",
+        "sent redirect4",
+        "ll-forged",
+        "forged",
+    ] {
+        assert!(
+            output.lines().any(|l| l == line),
+            "{line:?} missing:\n{output}\n{}",
+            run.stderr
+        );
+    }
+    let seen: Vec<Seen> = frames.iter().map(|f| runcvm_test_infra::capture::seen(f)).collect();
+    let own: std::net::Ipv6Addr = "fd00:88::5".parse().unwrap();
+    let neighbour: std::net::Ipv6Addr = "fd00:88::6".parse().unwrap();
+    let carries = |body: &[u8], text: &[u8]| body.windows(text.len()).any(|w| w == text);
+    // What a host sends arrives: the capture sees the VM.
+    assert!(
+        seen.iter()
+            .any(|s| matches!(s, Seen::Icmpv6 { kind: 128, body, .. } if carries(body, b"runcvm-control"))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| matches!(s, Seen::Icmpv6 { kind: 136, target: Some(t), .. } if *t == own)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| matches!(s, Seen::Icmpv4 { kind: 8, source, .. } if source.octets() == [10, 88, 0, 5])),
+        "{seen:?}"
+    );
+    // What a router, a server or another host would send does not.
+    let forged: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| match s {
+            Seen::Icmpv6 { kind: 134 | 137, .. } => true,
+            Seen::Icmpv6 { kind: 136, target, .. } => *target == Some(neighbour),
+            Seen::Icmpv6 { kind: 128, body, .. } => carries(body, b"forged-link-local"),
+            Seen::Udp6 { source_port } => *source_port == 547,
+            Seen::Udp4 { source_port } => *source_port == 67,
+            Seen::Icmpv4 { kind, .. } => *kind == 5,
+            Seen::Icmpv6 { .. } | Seen::Other => false,
+        })
+        .collect();
+    assert!(forged.is_empty(), "forged frames reached the neighbour: {forged:?}");
+}
+
 #[test]
 #[ignore = "T2: boots real VMs in network namespaces; run scripts/test.sh"]
 fn a_restarted_vm_in_the_same_pod_gets_the_same_identity() {

@@ -1,7 +1,9 @@
 //! Test harness for runcvm's tiers: a busybox guest rootfs, a `runcvm run`
-//! driver, network namespaces and simulated pod networks, `wait_until`, a cleanup registry, and the tier gates that fail
+//! driver, network namespaces and simulated pod networks, a packet capture,
+//! `wait_until`, a cleanup registry, and the tier gates that fail
 //! loudly (never skip) when a tier's prerequisites are missing.
 
+pub mod capture;
 pub mod cgroup;
 pub mod cleanup;
 pub mod netns;
@@ -18,6 +20,24 @@ pub use runner::{RunOutput, RuncvmRun};
 pub use tier::{T2, require_t2};
 
 use std::time::{Duration, Instant};
+
+/// A binary of this workspace's build (`target/<profile>/NAME`, beside the
+/// `deps` folder the calling test runs from), such as `forge-frames`;
+/// `cargo build --workspace` (which `scripts/test.sh` runs) makes them.
+pub fn built_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the test runs from target/<profile>/deps");
+    let binary = profile.join(name);
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {

@@ -127,7 +127,10 @@ pub fn forward(stream: TcpStream, url: &str, port: u16, request: &[u8], timeout:
             // The server's close came with the end of the connection, and
             // the reply the client owes it could not be written: over too.
             Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) =>
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
             {
                 break;
             }

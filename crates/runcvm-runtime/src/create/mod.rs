@@ -12,12 +12,15 @@ use namespaces::{NamespaceError, NodeNamespaces};
 use runcvm::guest_disk::{self, GuestFiles};
 use runcvm::resources::{Limits, Overrides, vm_size};
 use runcvm::run_dir::RunDir;
-use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR, LAUNCH_FILE, LAUNCH_VERSION};
+use runcvm_install::settings::{NodeSettings, SETTINGS_FILE};
+use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR, LAUNCH_FILE, LAUNCH_VERSION, LaunchHypervisor};
 use runcvm_spec::oci::{
     AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, REWRITTEN_ANNOTATION, rewrite_config,
 };
 use runcvm_spec::{ContainerLaunch, LaunchPlan, LaunchVolume, VolumeKind};
 use runcvm_vmm::AccelChoice;
+use runcvm_vmm::firecracker::FirecrackerBinary;
+use runcvm_vmm::firecracker::launch::FIRECRACKER_IN_ROOT;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -114,6 +117,12 @@ pub enum CreateError {
     /// bad RUNCVM_ACCEL
     #[error(transparent)]
     AccelChoice(#[from] runcvm_vmm::accel::AccelError),
+    /// the node's settings cannot be used
+    #[error(transparent)]
+    Settings(#[from] runcvm_install::settings::SettingsFileError),
+    /// the node's hypervisor cannot be had
+    #[error(transparent)]
+    Hypervisor(#[from] runcvm::hypervisor::HypervisorError),
     /// KVM asked for and not usable
     #[error(transparent)]
     Accel(#[from] runcvm::accel::AccelError),
@@ -298,6 +307,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         // pod's (the runtime's stderr is the container's at create).
         crate::report::warning(request.log, request.log_json, &why);
     }
+    let boot = node_boot(request, &process.env, accel)?;
 
     let state = state_folder(request.state_root, request.id);
     let made = make_state_folder(&state);
@@ -309,6 +319,8 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             cpus: size.cpus,
             memory_mib: size.memory_mib,
             accel: accel.as_str().to_owned(),
+            hypervisor: boot.hypervisor,
+            kernel_args: boot.kernel_args.clone(),
             volumes: volumes.clone(),
             network_namespace: pod_namespaces.network,
             termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
@@ -336,6 +348,48 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         return Err(e);
     }
     Ok(state)
+}
+
+/// How the guest boots, which the node decides alone.
+struct NodeBoot {
+    hypervisor: LaunchHypervisor,
+    kernel_args: Vec<String>,
+}
+
+/// The hypervisor and kernel arguments of the node's settings; the knobs of
+/// `runcvm run` that would choose them, found in the container's env, are
+/// ignored, said once in the container's log.
+fn node_boot(request: &CreateRequest<'_>, env: &[String], accel: runcvm_vmm::Accel) -> Result<NodeBoot, CreateError> {
+    let root = request.install.root();
+    let settings = NodeSettings::read(root)?;
+    for name in runcvm_spec::oci::NODE_ONLY_ENV {
+        if env_value(env, name).is_some() {
+            let message = format!(
+                "{name} in the container's env is ignored: a pod cannot change how its guest boots; the node's settings do ({}, written by runcvm install)",
+                root.join(SETTINGS_FILE).display()
+            );
+            crate::report::pod_warning(request.log, request.log_json, &message);
+        }
+    }
+    let by = format!(
+        "the node's setting hypervisor = \"{}\" ({})",
+        settings.hypervisor.as_str(),
+        root.join(SETTINGS_FILE).display()
+    );
+    let installed = FirecrackerBinary::at(&root.join(FIRECRACKER_IN_ROOT));
+    let has_firecracker = installed.is_ok();
+    let decision = runcvm::hypervisor::decide(settings.hypervisor.into(), &by, installed, accel)?;
+    if let (Some(why), true) = (&decision.why_not_firecracker, has_firecracker) {
+        crate::report::info(request.log, request.log_json, &format!("{why}; running the VM on QEMU"));
+    }
+    let hypervisor = match decision.hypervisor {
+        runcvm::hypervisor::Hypervisor::Qemu => LaunchHypervisor::Qemu,
+        runcvm::hypervisor::Hypervisor::Firecracker(_) => LaunchHypervisor::Firecracker,
+    };
+    Ok(NodeBoot {
+        hypervisor,
+        kernel_args: settings.kernel_args,
+    })
 }
 
 /// The launch file and the root disk.

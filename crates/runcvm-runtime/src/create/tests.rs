@@ -240,6 +240,87 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
     assert_refused(&fixture(&config), "was rewritten by runcvm already");
 }
 
+/// Writes the node's settings of `fx`'s install, as install would.
+fn settings(fx: &Fixture, text: &str, mode: u32) {
+    let path = fx.install.root().join(SETTINGS_FILE);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn the_guest_boots_as_the_node_says_whatever_the_pods_env_asks() {
+    let mut config = workload_config();
+    config["process"]["env"] = json!([
+        "PATH=/bin",
+        "RUNCVM_ACCEL=tcg",
+        "RUNCVM_KERNEL_ARGS=init=/bin/sh",
+        "RUNCVM_HYPERVISOR=firecracker"
+    ]);
+    let fx = fixture(&config);
+    settings(&fx, "hypervisor = \"qemu\"\nkernel_args = [\"loglevel=4\"]\n", 0o600);
+    let log = fx.state_root.with_file_name("runtime.log");
+    let request_config = BundleConfig::read(&fx.bundle).unwrap();
+    let state = prepare(
+        &CreateRequest {
+            bundle: &fx.bundle,
+            id: "c1",
+            install: &fx.install,
+            state_root: &fx.state_root,
+            node: &namespaces::NodeNamespaces::default(),
+            log: Some(&log),
+            log_json: false,
+        },
+        &request_config,
+    )
+    .unwrap();
+    let launch = ContainerLaunch::from_json(&std::fs::read(state.join(LAUNCH_FILE)).unwrap()).unwrap();
+    assert_eq!(launch.kernel_args, ["loglevel=4"]);
+    assert_eq!(launch.hypervisor, LaunchHypervisor::Qemu);
+    // The workload keeps its env; the launcher gets neither variable.
+    assert!(
+        launch
+            .process
+            .env
+            .contains(&runcvm_spec::ByteString::from("RUNCVM_KERNEL_ARGS=init=/bin/sh"))
+    );
+    let rewritten: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.bundle.join("config.json")).unwrap()).unwrap();
+    let env = rewritten["process"]["env"].as_array().unwrap();
+    assert!(
+        !env.iter()
+            .any(|e| e.as_str().unwrap().starts_with("RUNCVM_KERNEL_ARGS")),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter().any(|e| e.as_str().unwrap().starts_with("RUNCVM_HYPERVISOR")),
+        "{env:?}"
+    );
+    // Each is said to be ignored, once (on stderr, the container's, and in the runtime's log).
+    let log = std::fs::read_to_string(&log).unwrap();
+    for name in ["RUNCVM_KERNEL_ARGS", "RUNCVM_HYPERVISOR"] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(name)).collect();
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(
+            lines[0].contains("is ignored: a pod cannot change how its guest boots"),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn node_settings_that_are_wrong_or_writable_by_others_refuse_the_pod() {
+    let fx = fixture(&workload_config());
+    settings(&fx, "kernel_args = [\"init=/bin/sh\"]\n", 0o600);
+    assert_refused(&fx, "would replace runcvm's init");
+    let fx = fixture(&workload_config());
+    settings(&fx, "hypervisor = \"qemu\"\n", 0o666);
+    assert_refused(&fx, "could be written by others than root");
+    let fx = fixture(&workload_config());
+    settings(&fx, "hypervisor = \"firecracker\"\n", 0o600);
+    assert_refused(&fx, "the node's setting hypervisor = \"firecracker\" (");
+}
+
 #[test]
 fn a_limit_below_the_smallest_guest_gets_the_smallest_guest_and_is_held_in_it() {
     let mut config = workload_config();

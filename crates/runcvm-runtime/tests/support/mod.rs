@@ -81,8 +81,12 @@ pub fn ok<T>(result: anyhow::Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+/// The kernel argument the shared install's node settings give every guest.
+pub const NODE_KERNEL_ARG: &str = "runcvm.t3_node_setting=1";
+
 /// The install every test of this binary shares, made once per run under
-/// cargo's scratch folder for integration tests (replaced by the next run).
+/// cargo's scratch folder for integration tests (replaced by the next run),
+/// with [`NODE_KERNEL_ARG`] in its node settings.
 pub fn install_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
@@ -97,6 +101,10 @@ pub fn install_root() -> &'static Path {
             root: root.clone(),
             containerd_config: scratch.join("unused-containerd-config.toml"),
             binaries_from: Some(binaries),
+            settings: runcvm_install::settings::NodeSettings {
+                kernel_args: vec![NODE_KERNEL_ARG.to_owned()],
+                ..runcvm_install::settings::NodeSettings::default()
+            },
             ..runcvm_install::InstallOptions::default()
         };
         if let Err(e) = runcvm_install::install(&options) {

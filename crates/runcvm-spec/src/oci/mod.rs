@@ -32,21 +32,26 @@ pub const VOLUME_SERVER_CAPABILITIES: [&str; 2] = ["CAP_SETUID", "CAP_SETGID"];
 /// already and must not be rewritten again.
 pub const REWRITTEN_ANNOTATION: &str = "run.runcvm.launcher";
 
-/// The pod's variables the launcher keeps: the knobs of a run. Nothing else
-/// of the pod's env reaches the launcher, which runs as root with
-/// `CAP_NET_ADMIN`: not what chooses binaries (`RUNCVM_QEMU`, `PATH`), not
-/// what the dynamic loader reads (`LD_PRELOAD`). The workload keeps its
-/// whole env in the guest.
-pub const LAUNCHER_ENV: [&str; 8] = [
+/// The pod's variables the launcher keeps: the knobs of a run that change
+/// nothing but the pod's own speed, waits and verbosity, or whether it
+/// starts without a volume. Nothing else of the pod's env reaches the
+/// launcher, which runs as root with `CAP_NET_ADMIN`: not what chooses
+/// binaries (`RUNCVM_QEMU`, `PATH`), not what the dynamic loader reads
+/// (`LD_PRELOAD`), not what changes how the guest boots
+/// ([`NODE_ONLY_ENV`]). The workload keeps its whole env in the guest.
+pub const LAUNCHER_ENV: [&str; 6] = [
     "RUNCVM_LOG_LEVEL",
     "RUNCVM_ACCEL",
-    "RUNCVM_HYPERVISOR",
     "RUNCVM_BOOT_TIMEOUT",
     "RUNCVM_NET_WAIT",
     "RUNCVM_MAC_SWAP",
     "RUNCVM_VOLUME_FAILURE",
-    "RUNCVM_KERNEL_ARGS",
 ];
+/// `runcvm run`'s knobs that change how the guest boots: in a pod, the
+/// node's settings decide these, and the pod's env is ignored (an image's
+/// `ENV RUNCVM_KERNEL_ARGS=init=/bin/sh` would make its shell the guest's
+/// PID 1, as root, before the pod's user or capabilities apply).
+pub const NODE_ONLY_ENV: [&str; 2] = ["RUNCVM_KERNEL_ARGS", "RUNCVM_HYPERVISOR"];
 /// The launcher's `PATH`: its own install, then the usual folders.
 pub const LAUNCHER_PATH: &str = "PATH=/opt/runcvm/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

@@ -8,7 +8,7 @@ fn cri_config() -> Value {
         "process": {
             "user": {"uid": 1000, "gid": 1000, "additionalGids": [1000, 44]},
             "args": ["/bin/sh", "-c", "echo hi"],
-            "env": ["PATH=/bin", "A=b c", "RUNCVM_QEMU=/image/evil", "LD_PRELOAD=/app/x.so", "RUNCVM_LOG_LEVEL=DEBUG"],
+            "env": ["PATH=/bin", "A=b c", "RUNCVM_QEMU=/image/evil", "LD_PRELOAD=/app/x.so", "RUNCVM_LOG_LEVEL=DEBUG", "RUNCVM_KERNEL_ARGS=init=/bin/sh", "RUNCVM_HYPERVISOR=qemu"],
             "cwd": "/work",
             "capabilities": {
                 "bounding": ["CAP_CHOWN", "CAP_KILL"],
@@ -123,8 +123,9 @@ fn the_rewrite_changes_what_it_must_and_keeps_everything_else() {
     );
     assert_eq!(config["process"]["user"], json!({"uid": 0, "gid": 0}));
     assert_eq!(config["process"]["cwd"], json!("/"));
-    // The pod's env may not choose what the root launcher executes: only the
-    // run's knobs are kept, with the launcher's own PATH (no LD_PRELOAD).
+    // The pod's env may not choose what the root launcher executes, nor how
+    // the guest boots: only the run's knobs are kept, with the launcher's
+    // own PATH (no LD_PRELOAD, no kernel arguments, no hypervisor).
     assert_eq!(
         config["process"]["env"],
         json!([LAUNCHER_PATH, "RUNCVM_LOG_LEVEL=DEBUG"])
