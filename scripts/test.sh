@@ -69,6 +69,8 @@ cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_network -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_volumes -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_lifecycle -- --ignored --test-threads 2
+# The launcher's Firecracker path with the fake, as the VMM user (root only).
+cargo test --locked -p runcvm --test firecracker_host -- --ignored --test-threads 2
 
 step "T2 on Firecracker, where a Firecracker binary and a KVM that boots guests are present"
 # The machine's own choice, whatever this shell's RUNCVM_* say.

@@ -1,6 +1,7 @@
 //! The node's settings for its pods' VMs, `ROOT/etc/runcvm.toml`: what a
 //! pod must not decide for itself because it changes how the guest boots
-//! (the VMM, the kernel command line). `runcvm install` writes the file
+//! (the VMM, the kernel command line) or what the VMM may do on the node
+//! (the user it runs as). `runcvm install` writes the file
 //! from its flags, owned by root and readable by root alone;
 //! `runcvm-runtime` reads it at every create and refuses to start pods on a
 //! file anyone else could have written.
@@ -9,6 +10,7 @@
 //! `ENV RUNCVM_KERNEL_ARGS=init=/bin/sh` would otherwise make its shell the
 //! guest's PID 1, as root, before any of the pod's restrictions apply.
 
+use runcvm_spec::VmmUser;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -59,6 +61,8 @@ pub struct NodeSettings {
     pub hypervisor: HypervisorSetting,
     /// Words appended to every guest's kernel command line.
     pub kernel_args: Vec<String>,
+    /// The unprivileged user and group every VMM runs as.
+    pub vmm_user: VmmUser,
 }
 
 /// A setting that cannot be used.
@@ -81,8 +85,11 @@ pub enum SettingsError {
     #[error("not TOML: {0}")]
     Toml(String),
     /// a key this build does not know
-    #[error("unknown setting `{0}`: runcvm knows `hypervisor` and `kernel_args`")]
+    #[error("unknown setting `{0}`: runcvm knows `hypervisor`, `kernel_args`, `vmm_uid` and `vmm_gid`")]
     Unknown(String),
+    /// the VMM would run as root
+    #[error("`{0}` is 0: the VMM must not run as root; give an id no user or group of the node has")]
+    RootVmm(&'static str),
     /// a value of the wrong type
     #[error("`{key}` must be {expected}")]
     Type { key: &'static str, expected: &'static str },
@@ -170,6 +177,8 @@ impl NodeSettings {
                     }
                     settings.kernel_args = words;
                 }
+                "vmm_uid" => settings.vmm_user.uid = id(item, "vmm_uid")?,
+                "vmm_gid" => settings.vmm_user.gid = id(item, "vmm_gid")?,
                 other => return Err(SettingsError::Unknown(other.to_owned())),
             }
         }
@@ -178,8 +187,14 @@ impl NodeSettings {
     }
 
     /// Refuses kernel arguments that are not single words, or that would
-    /// hand PID 1 to something other than runcvm's init.
+    /// hand PID 1 to something other than runcvm's init, and a VMM of root.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.vmm_user.uid == 0 {
+            return Err(SettingsError::RootVmm("vmm_uid"));
+        }
+        if self.vmm_user.gid == 0 {
+            return Err(SettingsError::RootVmm("vmm_gid"));
+        }
         for word in &self.kernel_args {
             let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\'';
             if word.is_empty() || word.chars().any(bad_char) {
@@ -202,14 +217,28 @@ impl NodeSettings {
             .collect();
         format!(
             "# runcvm's settings for this node's pods, read by runcvm-runtime at every create.\n\
-             # Written by `runcvm install` from its flags (--hypervisor, --kernel-arg); rerun it to\n\
-             # change them. Pods cannot: their env and annotations never reach these.\n\
+             # Written by `runcvm install` from its flags (--hypervisor, --kernel-arg, --vmm-user);\n\
+             # rerun it to change them. Pods cannot: their env and annotations never reach these.\n\
              hypervisor = \"{}\"\n\
-             kernel_args = [{}]\n",
+             kernel_args = [{}]\n\
+             vmm_uid = {}\n\
+             vmm_gid = {}\n",
             self.hypervisor.as_str(),
-            words.join(", ")
+            words.join(", "),
+            self.vmm_user.uid,
+            self.vmm_user.gid
         )
     }
+}
+
+/// A user or group id: a whole number a `u32` holds.
+fn id(item: &toml_edit::Item, key: &'static str) -> Result<u32, SettingsError> {
+    item.as_integer()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or(SettingsError::Type {
+            key,
+            expected: "a user or group id (0 to 4294967295)",
+        })
 }
 
 #[cfg(test)]
@@ -222,6 +251,7 @@ mod tests {
         let settings = NodeSettings {
             hypervisor: HypervisorSetting::Qemu,
             kernel_args: vec!["loglevel=8".into(), "mitigations=auto,nosmt".into(), "a\\b".into()],
+            vmm_user: VmmUser { uid: 70000, gid: 70001 },
         };
         assert_eq!(NodeSettings::parse(&settings.to_toml()).unwrap(), settings);
         assert_eq!(
@@ -262,7 +292,26 @@ mod tests {
         let unknown = NodeSettings::parse("hypervisor = \"qemu\"\nkernel_arg = []").unwrap_err();
         assert_eq!(
             unknown.to_string(),
-            "unknown setting `kernel_arg`: runcvm knows `hypervisor` and `kernel_args`"
+            "unknown setting `kernel_arg`: runcvm knows `hypervisor`, `kernel_args`, `vmm_uid` and `vmm_gid`"
+        );
+        let root = NodeSettings::parse("vmm_uid = 0").unwrap_err();
+        assert!(
+            root.to_string()
+                .starts_with("`vmm_uid` is 0: the VMM must not run as root"),
+            "{root}"
+        );
+        assert!(matches!(
+            NodeSettings::parse("vmm_gid = -1"),
+            Err(SettingsError::Type { .. })
+        ));
+        assert_eq!(
+            NodeSettings::parse("vmm_uid = 4000000000\nvmm_gid = 7")
+                .unwrap()
+                .vmm_user,
+            VmmUser {
+                uid: 4_000_000_000,
+                gid: 7
+            }
         );
         let wrong = NodeSettings::parse("kernel_args = \"loglevel=8\"").unwrap_err();
         assert_eq!(wrong.to_string(), "`kernel_args` must be an array of strings");

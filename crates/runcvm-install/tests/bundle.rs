@@ -199,6 +199,7 @@ fn a_tempdir_install_runs_qemu_through_its_loader_and_uninstalls_cleanly() {
     let settings = NodeSettings {
         hypervisor: HypervisorSetting::Qemu,
         kernel_args: vec!["loglevel=4".into()],
+        vmm_user: runcvm_spec::VmmUser { uid: 70000, gid: 70001 },
     };
     let reconfigured = runcvm_install::install(&InstallOptions {
         settings: settings.clone(),

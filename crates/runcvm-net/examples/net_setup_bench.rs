@@ -13,7 +13,7 @@ fn take_over_once(net: &PodNet) -> Duration {
         let started = Instant::now();
         guard_host_identity().expect("guard");
         let mut netlink = NetlinkSocket::route().expect("netlink");
-        runcvm_net::take_over(&mut netlink, &DevNetTun, TakeOverOptions::default()).expect("take over");
+        runcvm_net::take_over(&mut netlink, &DevNetTun::default(), TakeOverOptions::default()).expect("take over");
         started.elapsed()
     })
 }

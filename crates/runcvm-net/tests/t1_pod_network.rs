@@ -20,7 +20,7 @@ fn take_over(ns: &Netns) -> Result<TakeOver, NetError> {
             wait: Duration::from_secs(1),
             swap_macs: true,
         };
-        runcvm_net::take_over(&mut netlink, &DevNetTun, options)
+        runcvm_net::take_over(&mut netlink, &DevNetTun::default(), options)
     })
 }
 

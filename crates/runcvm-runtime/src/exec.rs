@@ -150,6 +150,7 @@ mod tests {
             accel: "tcg".into(),
             hypervisor: runcvm_spec::launch::LaunchHypervisor::Qemu,
             kernel_args: vec![],
+            vmm_user: runcvm_spec::VmmUser::DEFAULT,
             volumes: vec![],
             network_namespace: None,
             termination_message_path: None,

@@ -510,8 +510,9 @@ fn the_pods_env_cannot_change_how_its_guest_boots() {
 }
 
 /// A pod as the `restricted` Pod Security Standard wants it: non-root, every
-/// capability dropped. The VM runs (the launcher gets CAP_NET_ADMIN alone),
-/// and `---` runs as the workload's user with no capability at all.
+/// capability dropped. The VM runs (the launcher gets CAP_NET_ADMIN,
+/// CAP_SETUID and CAP_SETGID alone), `---` runs as the workload's user with
+/// no capability at all, and the VMM as the VMM user with none either.
 #[test]
 #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
 fn a_restricted_pod_runs_and_beside_the_launcher_is_the_workloads_user() {
@@ -598,4 +599,31 @@ fn a_restricted_pod_runs_and_beside_the_launcher_is_the_workloads_user() {
         };
         assert!(line.ends_with(expected), "the VMM: {text}");
     }
+    // Nor is it root: it runs as the node's VMM user (the default, 65520),
+    // in no supplementary group.
+    let ids = ok(cri.exec_sync(
+        &id,
+        &[
+            "---",
+            "sh",
+            "-c",
+            "for p in /proc/[0-9]*; do grep -qE 'qemu-syste[m]|firecracke[r]' $p/cmdline 2>/dev/null && \
+             grep -E '^(Uid|Gid|Groups):' $p/status; done",
+        ],
+        30,
+    ));
+    let normal: Vec<String> = ids
+        .stdout_text()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        normal,
+        [
+            "Uid: 65520 65520 65520 65520",
+            "Gid: 65520 65520 65520 65520",
+            "Groups:"
+        ],
+        "{ids:?}"
+    );
 }

@@ -37,6 +37,9 @@ pub struct ContainerLaunch {
     /// (never the pod's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_args: Vec<String>,
+    /// Who the VMM runs as, from the node's settings.
+    #[serde(default)]
+    pub vmm_user: VmmUser,
     /// The container's mounts the guest gets, at the same paths.
     pub volumes: Vec<LaunchVolume>,
     /// The pod's network namespace, as the runtime checked on the node that
@@ -62,6 +65,28 @@ pub struct ContainerLaunch {
 pub struct NamespaceId {
     pub dev: u64,
     pub ino: u64,
+}
+
+/// The unprivileged user and group the VMM runs as, never root: what a
+/// guest that broke out of its VMM would be on the node. Not a user of the
+/// node (Debian reserves 65000-65533 and allocates none there; kubelet maps
+/// pods' user namespaces from 65536 up); the node's settings may name
+/// another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmmUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl VmmUser {
+    pub const DEFAULT: Self = Self { uid: 65520, gid: 65520 };
+}
+
+impl Default for VmmUser {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// The VMM a container's guest runs on.
@@ -135,6 +160,7 @@ mod tests {
             accel: "tcg".into(),
             hypervisor: LaunchHypervisor::Firecracker,
             kernel_args: vec!["loglevel=8".into()],
+            vmm_user: VmmUser { uid: 70000, gid: 70001 },
             volumes: vec![LaunchVolume {
                 path: "/data".into(),
                 read_only: true,

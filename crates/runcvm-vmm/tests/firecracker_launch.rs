@@ -121,12 +121,13 @@ fn a_kernel_that_is_not_an_elf_vmlinux_is_refused() {
 }
 
 #[test]
-fn the_configuration_file_is_private_and_complete() {
+fn the_configuration_file_is_the_vmm_groups_alone_and_complete() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(dir.path(), &dir.path().join("vmlinux"));
     let path = dir.path().join("firecracker.json");
     write_config(&config, &path).unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    // Read by the VMM's group (its folder is shared with that group alone).
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
     let back: FirecrackerConfig = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(back, config);
     let error = write_config(&config, &dir.path().join("no/such/dir.json")).unwrap_err();

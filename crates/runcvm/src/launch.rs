@@ -117,6 +117,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
         qemu,
         hypervisor,
         kernel_args: launch.kernel_args.clone(),
+        vmm_user: crate::vmm_privileges::for_euid(nix::unistd::geteuid().as_raw(), launch.vmm_user),
         // The container's stdin is the workload's: a closed one reaches the
         // guest as end of file, as it would under runc.
         interactive: true,

@@ -84,6 +84,21 @@ struct InstallArgs {
     /// (repeatable); pods cannot add any.
     #[arg(long = "kernel-arg", value_name = "WORD")]
     kernel_args: Vec<String>,
+    /// The unprivileged user and group every VMM runs as: ids no user or
+    /// group of the node has [default: 65520:65520].
+    #[arg(long, value_name = "UID:GID", value_parser = parse_vmm_user)]
+    vmm_user: Option<runcvm_spec::VmmUser>,
+}
+
+fn parse_vmm_user(value: &str) -> Result<runcvm_spec::VmmUser, String> {
+    let ids = value
+        .split_once(':')
+        .and_then(|(uid, gid)| Some((uid.parse().ok()?, gid.parse().ok()?)));
+    match ids {
+        Some((0, _) | (_, 0)) => Err("the VMM must not run as root (0)".to_owned()),
+        Some((uid, gid)) => Ok(runcvm_spec::VmmUser { uid, gid }),
+        None => Err(format!("{value:?} is not UID:GID (two whole numbers)")),
+    }
 }
 
 fn parse_hypervisor_setting(value: &str) -> Result<runcvm_install::settings::HypervisorSetting, String> {
@@ -114,6 +129,7 @@ fn run_install(args: InstallArgs) -> i32 {
         settings: runcvm_install::settings::NodeSettings {
             hypervisor: args.hypervisor,
             kernel_args: args.kernel_args,
+            vmm_user: args.vmm_user.unwrap_or_default(),
         },
         ..runcvm_install::InstallOptions::default()
     };

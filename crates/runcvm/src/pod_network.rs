@@ -32,13 +32,20 @@ pub struct PodNetwork {
 }
 
 /// Takes over the pod's network with options from [`preflight`]; the swap
-/// line is logged at `notice`.
-pub fn take_over(options: TakeOverOptions, notice: runcvm_log::LogLevel) -> anyhow::Result<PodNetwork> {
+/// line is logged at `notice`; the tap belongs to `vmm_user`, if given.
+pub fn take_over(
+    options: TakeOverOptions,
+    notice: runcvm_log::LogLevel,
+    vmm_user: Option<runcvm_spec::VmmUser>,
+) -> anyhow::Result<PodNetwork> {
     let started = Instant::now();
     // First, so the pod's neighbours never see an unguarded moment.
     guard_host_identity().context("cannot guard 169.254.1.254 from the pod's neighbours")?;
     let mut netlink = NetlinkSocket::route()?;
-    let take = runcvm_net::take_over(&mut netlink, &DevNetTun, options)?;
+    let taps = DevNetTun {
+        owner: vmm_user.map(|user| (user.uid, user.gid)),
+    };
+    let take = runcvm_net::take_over(&mut netlink, &taps, options)?;
     runcvm_net::guard::hold_the_vm_to_its_identity(&take.guest)
         .context("cannot hold the VM to its own MAC and addresses on tap-eth0")?;
     runcvm_log::write(notice, format_args!("{}", take.swap_line()));

@@ -90,6 +90,12 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel)?;
     RunDir::sweep_stale(&state_dir);
     let run_dir = RunDir::create(&state_dir)?;
+    let vmm_user = crate::vmm_privileges::for_euid(nix::unistd::geteuid().as_raw(), node_vmm_user());
+    if vmm_user.is_some() {
+        let runs = state_dir.join("runs");
+        crate::vmm_privileges::open_for_passage(&[&state_dir, &runs])
+            .with_context(|| format!("cannot let the VMM's user pass through {}", runs.display()))?;
+    }
     runcvm_log::debug!("run folder {}", run_dir.path().display());
 
     let files = guest_disk::GuestFiles {
@@ -118,11 +124,21 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
             .split_whitespace()
             .map(str::to_owned)
             .collect(),
+        vmm_user,
         interactive: request.interactive,
         terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
         started,
     })?;
     Ok(ended.status.container_code())
+}
+
+/// The VMM user of the node's settings (`runcvm install --vmm-user`), else
+/// the default: `runcvm run` on a node uses the node's.
+fn node_vmm_user() -> runcvm_spec::VmmUser {
+    locate::install_root()
+        .and_then(|root| runcvm_install::settings::NodeSettings::read(&root).ok())
+        .map(|settings| settings.vmm_user)
+        .unwrap_or_default()
 }
 
 /// The ids a non-root workload's volumes serve: its uid, its gid and its
@@ -161,6 +177,8 @@ pub(crate) struct Boot<'a> {
     pub hypervisor: crate::hypervisor::Hypervisor,
     /// Appended last to the guest's kernel command line.
     pub kernel_args: Vec<String>,
+    /// Who the VMM runs as (`vmm_privileges::for_euid`).
+    pub vmm_user: Option<runcvm_spec::VmmUser>,
     pub interactive: bool,
     pub terminal: bool,
     pub started: Instant,
@@ -179,6 +197,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
             } else {
                 LogLevel::Info
             },
+            boot.vmm_user,
         )?),
         None => None,
     };
@@ -204,19 +223,46 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
         extra: boot.kernel_args.clone(),
     };
     let nic = pod.as_ref().map(|p| p.nic.clone());
+    // A container's folder was shared with the VMM's group at create.
+    match boot.vmm_user {
+        Some(user) if !boot.kubernetes => {
+            crate::vmm_privileges::share_run_folder(boot.run_dir.path(), &boot.run_dir.disk(), user)
+                .with_context(|| format!("cannot share {} with the VMM's group", boot.run_dir.path().display()))?;
+        }
+        Some(_) => {}
+        None => std::fs::create_dir_all(boot.run_dir.vmm_dir())
+            .with_context(|| format!("cannot create {}", boot.run_dir.vmm_dir().display()))?,
+    }
+    if let Some(user) = boot.vmm_user {
+        crate::vmm_privileges::prepare_launcher(user)
+            .context("cannot join the VMM's group (the launcher needs CAP_SETGID, and setgroups)")?;
+    }
+    let vmm_dir = boot.run_dir.vmm_dir();
     let vmm = match &boot.hypervisor {
-        crate::hypervisor::Hypervisor::Qemu => crate::vm::VmmProcess::qemu(&QemuConfig {
-            binary: boot.qemu.clone(),
-            accel: boot.accel,
-            vcpus: boot.size.cpus,
-            memory_mib: boot.size.memory_mib,
-            kernel: boot.kernel.to_owned(),
-            cmdline,
-            root_disk: Some(boot.run_dir.disk()),
-            nic,
-            control_socket: Some(boot.run_dir.control_socket()),
-            sandbox: true,
-        }),
+        crate::hypervisor::Hypervisor::Qemu => {
+            // QEMU gets the tap attached: it need not open /dev/net/tun.
+            let tap = match &nic {
+                Some(nic) => Some(
+                    runcvm_net::tap::attach(&nic.tap)
+                        .map_err(|reason| anyhow::anyhow!("cannot attach to {} for QEMU: {reason}", nic.tap))?,
+                ),
+                None => None,
+            };
+            let config = QemuConfig {
+                binary: boot.qemu.clone(),
+                accel: boot.accel,
+                vcpus: boot.size.cpus,
+                memory_mib: boot.size.memory_mib,
+                kernel: boot.kernel.to_owned(),
+                cmdline,
+                root_disk: Some(boot.run_dir.disk()),
+                nic,
+                tap_fd: tap.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+                control_socket: Some(boot.run_dir.control_socket()),
+                sandbox: true,
+            };
+            crate::vm::VmmProcess::qemu(&config, tap.into_iter().collect())
+        }
         crate::hypervisor::Hypervisor::Firecracker(binary) => {
             let launch = runcvm_vmm::firecracker::FirecrackerLaunch {
                 kernel: boot.kernel.to_owned(),
@@ -226,15 +272,14 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
                 nic,
                 vcpus: boot.size.cpus,
                 memory_mib: boot.size.memory_mib,
-                vsock_uds: Some(boot.run_dir.path().join("vsock.sock")),
+                vsock_uds: Some(vmm_dir.join("vsock.sock")),
                 logs: runcvm_vmm::firecracker::FirecrackerLogs {
-                    log_path: boot.run_dir.path().join("firecracker.log"),
+                    log_path: vmm_dir.join("firecracker.log"),
                     level,
-                    metrics_path: (level >= LogLevel::Debug).then(|| boot.run_dir.path().join("firecracker.metrics")),
+                    metrics_path: (level >= LogLevel::Debug).then(|| vmm_dir.join("firecracker.metrics")),
                 },
             };
-            crate::vm::VmmProcess::firecracker(binary, &launch, boot.run_dir.path())
-                .context("cannot prepare Firecracker")?
+            crate::vm::VmmProcess::firecracker(binary, &launch, &vmm_dir).context("cannot prepare Firecracker")?
         }
     };
     runcvm_log::debug!("host preparation took {:.3} s", boot.started.elapsed().as_secs_f64());
@@ -272,6 +317,18 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
             let volumes = boot.volumes.to_vec();
             move |ended| crate::volumes::write_back(&volumes, &ended.files)
         }))),
+        vmm_user: boot.vmm_user,
+        vmm_groups: match boot.accel {
+            runcvm_vmm::Accel::Kvm => std::fs::metadata("/dev/kvm")
+                .ok()
+                .and_then(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    crate::vmm_privileges::kvm_group(m.mode(), m.gid())
+                })
+                .into_iter()
+                .collect(),
+            runcvm_vmm::Accel::Tcg => Vec::new(),
+        },
     })?;
     runcvm_log::debug!(
         "workload {:?}; run took {:.3} s in all",

@@ -126,8 +126,14 @@ impl RunDir {
         self.path.join("disk.ext4")
     }
 
+    /// What the VMM opens or makes, shared with its group
+    /// (`vmm_privileges`).
+    pub fn vmm_dir(&self) -> PathBuf {
+        self.path.join(crate::vmm_privileges::VMM_DIR)
+    }
+
     pub fn control_socket(&self) -> PathBuf {
-        self.path.join("control.sock")
+        self.vmm_dir().join("control.sock")
     }
 
     /// Where `runcvm exec` reaches the VM.

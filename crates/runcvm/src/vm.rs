@@ -127,10 +127,14 @@ pub struct VmmProcess {
     pub spawn_hint: &'static str,
     pub control_socket: Option<std::path::PathBuf>,
     pub accel: Accel,
+    /// Descriptors the VMM inherits under their own numbers (the tap).
+    pub inherited: Vec<std::os::fd::OwnedFd>,
 }
 
 impl VmmProcess {
-    pub fn qemu(config: &QemuConfig) -> Self {
+    /// QEMU for `config`, inheriting `inherited` (`config.tap_fd` among
+    /// them).
+    pub fn qemu(config: &QemuConfig, inherited: Vec<std::os::fd::OwnedFd>) -> Self {
         let mut command = config.binary.command();
         command.args(config.args());
         Self {
@@ -140,6 +144,7 @@ impl VmmProcess {
             spawn_hint: "install qemu-system-x86 or set RUNCVM_QEMU",
             control_socket: config.control_socket.clone(),
             accel: config.accel,
+            inherited,
         }
     }
 }
@@ -172,6 +177,7 @@ impl VmmProcess {
                 .map(|uds| vsock::guest_initiated_path(uds, vsock::CONTROL_PORT)),
             // Firecracker runs only on KVM.
             accel: Accel::Kvm,
+            inherited: Vec::new(),
         })
     }
 }
@@ -212,6 +218,12 @@ pub struct VmLaunch {
     /// kill could end the launcher (`memory.oom.group` kills the whole
     /// cgroup): write the relayed files back.
     pub on_exit: Option<ExitHook>,
+    /// Who the VMM runs as (`vmm_privileges`); `None`: as the launcher's
+    /// user, without its capabilities.
+    pub vmm_user: Option<runcvm_spec::VmmUser>,
+    /// The VMM user's supplementary groups (`/dev/kvm`'s, where only its
+    /// group may use it).
+    pub vmm_groups: Vec<u32>,
 }
 
 /// A callback for the workload's end.
@@ -250,10 +262,15 @@ pub fn block_forwarded_signals() {
 pub fn run(mut launch: VmLaunch) -> Result<WorkloadEnd, VmError> {
     let (events, inbox) = mpsc::channel();
     let listener = match &launch.vmm.control_socket {
-        Some(path) => Some(UnixListener::bind(path).map_err(|source| VmError::ControlSocket {
-            path: path.display().to_string(),
-            source,
-        })?),
+        Some(path) => {
+            let control_socket = |source| VmError::ControlSocket {
+                path: path.display().to_string(),
+                source,
+            };
+            // In `RUN/vmm/`: the VMM's group's to connect to
+            // (`vmm_privileges`).
+            Some(UnixListener::bind(path).map_err(control_socket)?)
+        }
         None => None,
     };
     let command = &mut launch.vmm.command;
@@ -264,15 +281,27 @@ pub fn run(mut launch: VmLaunch) -> Result<WorkloadEnd, VmError> {
         // Its own process group: a terminal's Ctrl-C reaches the launcher,
         // which decides what the VM gets.
         .process_group(0);
-    // SAFETY: prctl and capset are async-signal-safe and touch only the
-    // child.
+    let vmm_user = launch.vmm_user;
+    let vmm_groups = launch.vmm_groups.clone();
+    let parent = nix::unistd::getpid().as_raw();
+    let inherited: Vec<i32> = launch
+        .vmm
+        .inherited
+        .iter()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
+    // SAFETY: the closure makes system calls only (fcntl, set*id, umask,
+    // prctl, getppid, capset), which are async-signal-safe and touch only
+    // the child.
     unsafe {
-        command.pre_exec(|| {
-            // A launcher killed with SIGKILL must not leave a VMM behind.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
+        command.pre_exec(move || {
+            for fd in &inherited {
+                // The launcher's copy stays close-on-exec; the child's not.
+                if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
-            crate::vmm_privileges::drop_all_in_child()
+            crate::vmm_privileges::become_vmm_in_child(vmm_user, &vmm_groups, parent)
         });
     }
     runcvm_log::debug!(
@@ -286,6 +315,8 @@ pub fn run(mut launch: VmLaunch) -> Result<WorkloadEnd, VmError> {
         hint: launch.vmm.spawn_hint,
         source,
     })?;
+    // The VMM has its copies.
+    launch.vmm.inherited.clear();
     let vmm = Vmm {
         pid: Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
         reaped: Arc::new(AtomicBool::new(false)),
@@ -725,9 +756,9 @@ fn stop_hint(status: Option<std::process::ExitStatus>, said: &str) -> &'static s
         "; this QEMU cannot run under its seccomp sandbox (-sandbox): use Debian's qemu-system-x86, or \
          one built with seccomp"
     } else if said.contains("Permission denied") {
-        "; the VMM runs without capabilities, so root must reach its kernel, disk and sockets through \
-         ordinary permissions: keep RUNCVM_STATE_DIR and RUNCVM_KERNEL out of folders only their owner \
-         may enter"
+        "; the VMM runs as the unprivileged VMM user, without capabilities, so it must reach its kernel \
+         and devices through ordinary permissions: keep RUNCVM_KERNEL readable by all and out of \
+         folders only their owner may enter, and /dev/kvm open to the VMM user under KVM"
     } else {
         ""
     }
@@ -747,7 +778,11 @@ mod stop_hint_tests {
         let unsandboxed = "qemu-system-x86_64: -sandbox on: seccomp support is disabled";
         assert!(stop_hint(Some(exited), unsandboxed).contains("built with seccomp"));
         let denied = "qemu: could not open kernel file '/home/u/vmlinux': Permission denied";
-        assert!(stop_hint(Some(exited), denied).contains("RUNCVM_KERNEL"));
+        let hint = stop_hint(Some(exited), denied);
+        assert!(
+            hint.contains("RUNCVM_KERNEL") && hint.contains("the unprivileged VMM user"),
+            "{hint}"
+        );
         assert_eq!(stop_hint(Some(exited), "something else"), "");
         assert_eq!(stop_hint(None, ""), "");
     }

@@ -3,7 +3,9 @@
 //! runcvm-test-infra): the files `VmmProcess::firecracker` prepares, the
 //! command line, the control channel over the hybrid vsock's
 //! `<uds_path>_1024`, and how `vm::run` reports an exit status, a VMM that
-//! dies, and a guest that never reaches init. No root, no VM, no KVM.
+//! dies, and a guest that never reaches init. No root, no VM, no KVM; one
+//! test, ignored unless root runs it (`scripts/test.sh` does, under T2),
+//! runs the fake as the VMM user.
 //!
 //! The fake is a binary of another package, so Cargo's
 //! `CARGO_BIN_EXE_<name>` does not name it: it is looked up next to this
@@ -105,6 +107,8 @@ impl Rig {
             port_forward: None,
             mirror_oom_limit: None,
             on_exit: None,
+            vmm_user: None,
+            vmm_groups: Vec::new(),
         }
     }
 
@@ -196,6 +200,46 @@ fn the_guest_exit_status_is_the_result_and_firecracker_gets_its_config() {
         "the guest got the Start message"
     );
     let log = std::fs::read_to_string(rig.path("firecracker.log")).expect("the log runcvm created");
+    assert!(log.contains("Running Firecracker"), "{log:?}");
+}
+
+/// As `runcvm` runs it as root: Firecracker as the VMM user, with its files
+/// in the run folder's `vmm/`, shared with that user's group. The fake reads
+/// its configuration, the kernel, binds its sockets, writes its log,
+/// reaches the launcher's control listener and records, all as that user.
+#[test]
+#[ignore = "needs root (the fake runs as the VMM user): run scripts/test.sh"]
+fn firecracker_runs_as_the_vmm_user_on_what_is_shared_with_it() {
+    use runcvm::vmm_privileges::{prepare_launcher, share_run_folder};
+    use std::os::unix::fs::MetadataExt;
+    runcvm_test_infra::tier::require_root("Firecracker as the VMM user (setuid)");
+    setup();
+    let rig = Rig::new();
+    let user = runcvm_spec::VmmUser::DEFAULT;
+    let vmm_dir = share_run_folder(rig.run_dir(), &rig.path("disk.ext4"), user).expect("the shared folder");
+    prepare_launcher(user).expect("the launcher joins the VMM's group");
+    let mut launch = rig.launch();
+    launch.vsock_uds = Some(vmm_dir.join("vsock.sock"));
+    launch.logs.log_path = vmm_dir.join("firecracker.log");
+    let binary = FirecrackerBinary::at(&fake_firecracker()).expect("the fake is an executable file");
+    let mut vmm = VmmProcess::firecracker(&binary, &launch, &vmm_dir).expect("Firecracker's files");
+    let record = vmm_dir.join("record.json");
+    vmm.command
+        .env("FAKE_FIRECRACKER_MODE", "normal")
+        .env("FAKE_FIRECRACKER_EXIT", "code:3")
+        .env("FAKE_FIRECRACKER_RECORD", &record);
+    let mut vm = rig.vm("normal", "code:3", BOOT_TIMEOUT);
+    vm.vmm = vmm;
+    vm.vmm_user = Some(user);
+    let ended = run(vm).expect("the workload's status");
+    assert_eq!(ended.status, ExitStatus::Code(3));
+    let recorded = std::fs::metadata(&record).expect("the fake's record");
+    assert_eq!(
+        (recorded.uid(), recorded.gid()),
+        (user.uid, user.gid),
+        "the fake ran as the VMM user"
+    );
+    let log = std::fs::read_to_string(vmm_dir.join("firecracker.log")).expect("the log");
     assert!(log.contains("Running Firecracker"), "{log:?}");
 }
 

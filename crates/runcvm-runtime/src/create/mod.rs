@@ -321,6 +321,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             accel: accel.as_str().to_owned(),
             hypervisor: boot.hypervisor,
             kernel_args: boot.kernel_args.clone(),
+            vmm_user: boot.vmm_user,
             volumes: volumes.clone(),
             network_namespace: pod_namespaces.network,
             termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
@@ -333,12 +334,11 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
                 what: "runtime config",
                 source,
             })?;
-        let serves_folders = volumes.iter().any(|v| v.kind == VolumeKind::Folder);
         let drops = Drops {
             host_devices: drop_host_devices,
             user_namespace: user_namespace.is_some(),
         };
-        let rewrite = launcher_rewrite(request, &state, serves_folders, raised_by, drops);
+        let rewrite = launcher_rewrite(request, &state, raised_by, drops);
         rewrite_config(&mut value, &rewrite, &file)?;
         write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
@@ -354,6 +354,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
 struct NodeBoot {
     hypervisor: LaunchHypervisor,
     kernel_args: Vec<String>,
+    vmm_user: runcvm_spec::VmmUser,
 }
 
 /// The hypervisor and kernel arguments of the node's settings; the knobs of
@@ -389,6 +390,7 @@ fn node_boot(request: &CreateRequest<'_>, env: &[String], accel: runcvm_vmm::Acc
     Ok(NodeBoot {
         hypervisor,
         kernel_args: settings.kernel_args,
+        vmm_user: settings.vmm_user,
     })
 }
 
@@ -410,14 +412,29 @@ fn write_state(
         plan,
     };
     let headroom = runcvm::guest_disk::DEFAULT_HEADROOM_MIB;
-    guest_disk::build(&RunDir::adopt(state), &rootfs, &files, headroom)
-        .map_err(|reason| CreateError::Disk { rootfs, reason })?;
+    let run_dir = RunDir::adopt(state);
+    guest_disk::build(&run_dir, &rootfs, &files, headroom).map_err(|reason| CreateError::Disk { rootfs, reason })?;
+    // Here on the node, not in the launcher, which runs under the pod's
+    // seccomp profile.
+    if let Some(user) = runcvm::vmm_privileges::for_euid(effective_uid(), launch.vmm_user) {
+        runcvm::vmm_privileges::share_run_folder(state, &run_dir.disk(), user).map_err(|source| {
+            CreateError::Write {
+                path: state.to_owned(),
+                source,
+            }
+        })?;
+    }
     let json = launch.to_json();
     let path = state.join(LAUNCH_FILE);
     guest_disk::write_private(&path, &json).map_err(|reason| CreateError::Launch { reason })?;
     let node_copy = node_launch_file(request.state_root, request.id);
     let _ = std::fs::remove_file(&node_copy);
     guest_disk::write_private(&node_copy, &json).map_err(|reason| CreateError::Launch { reason })
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Whether the container's host devices are to be left out: `Ok(true)` for
@@ -445,17 +462,9 @@ struct Drops {
     user_namespace: bool,
 }
 
-fn launcher_rewrite(
-    request: &CreateRequest<'_>,
-    state: &Path,
-    serves_folders: bool,
-    memory_raised_by: u64,
-    drops: Drops,
-) -> LauncherRewrite {
+fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, memory_raised_by: u64, drops: Drops) -> LauncherRewrite {
     let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
-    if serves_folders {
-        capabilities.extend(runcvm_spec::oci::VOLUME_SERVER_CAPABILITIES.map(str::to_owned));
-    }
+    capabilities.extend(runcvm_spec::oci::IDENTITY_CAPABILITIES.map(str::to_owned));
     let devices = [KVM, TUN]
         .into_iter()
         .filter_map(|path| {

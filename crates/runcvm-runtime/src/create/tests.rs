@@ -96,6 +96,21 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
     let state = prepare_in(&fx, "c1").unwrap();
     assert_eq!(state, fx.state_root.join("containers/c1"));
     assert!(state.join("disk.ext4").is_file());
+    // Shared with the VMM's group on the node (by root; a runtime of
+    // another user has no VMM user to share with).
+    use std::os::unix::fs::MetadataExt;
+    let meta = |p: &Path| std::fs::metadata(p).unwrap();
+    if effective_uid() == 0 {
+        assert_eq!((meta(&state).gid(), meta(&state).mode() & 0o7777), (65520, 0o710));
+        assert_eq!(
+            (meta(&state.join("vmm")).gid(), meta(&state.join("vmm")).mode() & 0o7777),
+            (65520, 0o2770)
+        );
+        let disk = meta(&state.join("disk.ext4"));
+        assert_eq!((disk.gid(), disk.mode() & 0o777), (65520, 0o660));
+    } else {
+        assert_eq!(meta(&state).mode() & 0o7777, 0o700);
+    }
     let launch = ContainerLaunch::from_json(&std::fs::read(state.join(LAUNCH_FILE)).unwrap()).unwrap();
     assert_eq!(
         (launch.process.uid, launch.accel.as_str(), launch.memory_mib),
@@ -258,7 +273,11 @@ fn the_guest_boots_as_the_node_says_whatever_the_pods_env_asks() {
         "RUNCVM_HYPERVISOR=firecracker"
     ]);
     let fx = fixture(&config);
-    settings(&fx, "hypervisor = \"qemu\"\nkernel_args = [\"loglevel=4\"]\n", 0o600);
+    settings(
+        &fx,
+        "hypervisor = \"qemu\"\nkernel_args = [\"loglevel=4\"]\nvmm_uid = 70000\nvmm_gid = 70001\n",
+        0o600,
+    );
     let log = fx.state_root.with_file_name("runtime.log");
     let request_config = BundleConfig::read(&fx.bundle).unwrap();
     let state = prepare(
@@ -277,6 +296,7 @@ fn the_guest_boots_as_the_node_says_whatever_the_pods_env_asks() {
     let launch = ContainerLaunch::from_json(&std::fs::read(state.join(LAUNCH_FILE)).unwrap()).unwrap();
     assert_eq!(launch.kernel_args, ["loglevel=4"]);
     assert_eq!(launch.hypervisor, LaunchHypervisor::Qemu);
+    assert_eq!(launch.vmm_user, runcvm_spec::VmmUser { uid: 70000, gid: 70001 });
     // The workload keeps its env; the launcher gets neither variable.
     assert!(
         launch

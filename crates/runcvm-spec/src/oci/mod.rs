@@ -22,11 +22,13 @@ pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// `tap-eth0`, moves addresses and installs the nftables guard in the pod's
 /// network namespace.
 pub const LAUNCHER_CAPABILITY: &str = "CAP_NET_ADMIN";
-/// What the launcher needs besides when it serves folders to the guest: its
-/// NFS server acts with each request's uid and gid (`setfsuid`,
-/// `setfsgid`, `setgroups`). Containers have both by default; a pod that
-/// dropped them would otherwise get volumes that refuse every request.
-pub const VOLUME_SERVER_CAPABILITIES: [&str; 2] = ["CAP_SETUID", "CAP_SETGID"];
+/// What the launcher needs besides to change ids: the VMM's process
+/// becomes the unprivileged VMM user (and the launcher joins its group),
+/// and the volumes' NFS server acts with each request's uid and gid
+/// (`setfsuid`, `setfsgid`, `setgroups`). Containers have both by default;
+/// a pod that dropped them would otherwise get a VMM running as root and
+/// volumes that refuse every request.
+pub const IDENTITY_CAPABILITIES: [&str; 2] = ["CAP_SETUID", "CAP_SETGID"];
 
 /// The annotation `rewrite_config` adds: a bundle that has it was rewritten
 /// already and must not be rewritten again.

@@ -144,14 +144,15 @@ pub fn check_kernel(config: &FirecrackerConfig) -> Result<GuestKernel, LaunchErr
     Ok(GuestKernel::at(Path::new(&config.boot_source.kernel_image_path))?)
 }
 
-/// Writes the configuration for `--config-file` (mode 0600).
+/// Writes the configuration for `--config-file` (mode 0640: the VMM's
+/// group reads it, in a folder shared with that group alone).
 pub fn write_config(config: &FirecrackerConfig, path: &Path) -> Result<(), LaunchError> {
     let write = || -> std::io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
+            .mode(0o640)
             .open(path)?;
         file.write_all(config.to_json().as_bytes())
     };
@@ -193,7 +194,7 @@ pub fn prepare_host_files(config: &FirecrackerConfig, api_sock: &Path) -> Result
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
+            .mode(0o660)
             .open(file)
             .map_err(prepare_error(file))?;
     }

@@ -32,6 +32,10 @@ pub struct QemuConfig {
     pub root_disk: Option<PathBuf>,
     /// The VM's NIC: a tap on the host and the MAC the guest sees.
     pub nic: Option<Nic>,
+    /// The tap, already attached, as a descriptor QEMU inherits: an
+    /// unprivileged QEMU need not open `/dev/net/tun` (which a node may
+    /// keep to root) nor be the tap's owner.
+    pub tap_fd: Option<i32>,
     /// Unix socket the launcher listens on; QEMU connects to it and exposes
     /// it to the guest as the virtio-serial port `runcvm.ctl`.
     pub control_socket: Option<PathBuf>,
@@ -94,7 +98,10 @@ impl QemuConfig {
             // The tap exists already (the launcher made it persistent), so
             // QEMU needs no scripts; vhost needs /dev/vhost-net, which a
             // container may lack.
-            let netdev = format!("tap,id=net0,ifname={},script=no,downscript=no,vhost=off", nic.tap);
+            let netdev = match self.tap_fd {
+                Some(fd) => format!("tap,id=net0,fd={fd},vhost=off"),
+                None => format!("tap,id=net0,ifname={},script=no,downscript=no,vhost=off", nic.tap),
+            };
             let device = format!("virtio-net-device,netdev=net0,mac={}", nic.mac);
             args.extend(["-netdev", &netdev, "-device", &device].map(OsString::from));
         }
@@ -146,6 +153,7 @@ mod tests {
                 tap: "tap-eth0".into(),
                 mac: "0a:58:0a:58:00:05".parse().unwrap(),
             }),
+            tap_fd: None,
             control_socket: Some("/var/lib/runcvm/r1/control.sock".into()),
             sandbox: true,
         }
@@ -178,6 +186,17 @@ mod tests {
             "-chardev socket,id=control,path=/var/lib/runcvm/r1/control.sock \
              -device virtserialport,chardev=control,name=runcvm.ctl"
         ));
+    }
+
+    #[test]
+    fn an_inherited_tap_is_named_by_its_descriptor() {
+        let mut config = config();
+        config.tap_fd = Some(7);
+        let argv = joined(&config);
+        assert!(argv.contains(
+            "-netdev tap,id=net0,fd=7,vhost=off -device virtio-net-device,netdev=net0,mac=0a:58:0a:58:00:05"
+        ));
+        assert!(!argv.contains("ifname="));
     }
 
     #[test]

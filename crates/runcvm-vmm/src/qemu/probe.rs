@@ -44,6 +44,7 @@ pub fn probe_kvm(qemu: &super::QemuBinary, kernel: &Path, timeout: Duration) -> 
         },
         root_disk: None,
         nic: None,
+        tap_fd: None,
         control_socket: None,
         sandbox: false,
     };
