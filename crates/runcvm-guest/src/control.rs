@@ -73,7 +73,7 @@ impl ControlPort {
                         stream: Stream::Stdin,
                         bytes,
                     })) => {
-                        sessions.stdin(session, &bytes);
+                        sessions.stdin(session, bytes);
                         continue;
                     }
                     Ok(Some(other)) => {
@@ -99,6 +99,7 @@ impl ControlPort {
                     } => sessions.start(session, &process, terminal_size),
                     HostMessage::Connect { session, port, ipv6 } => sessions.connect(session, port, ipv6),
                     HostMessage::CloseStdin { session } => sessions.close_stdin(session),
+                    HostMessage::Credit { session, bytes } => sessions.credit(session, bytes),
                     HostMessage::Resize { session, rows, cols } => sessions.resize(session, rows, cols),
                     HostMessage::Start { .. } => runcvm_log::warn!("the launcher sent Start twice"),
                 }

@@ -10,34 +10,62 @@
 //! what the host sends meanwhile waits with the connection. Each direction
 //! ends on its own: the workload closing its side is `Disconnected`, and
 //! the host may still send until it closes its side (`CloseStdin`).
+//!
+//! Both directions keep to the session's windows (`flow`): the workload's
+//! bytes go out as the launcher grants credit, and the launcher's go to the
+//! workload through an outbox whose thread grants credit back as it writes.
 
 use crate::control::{SharedWriter, send_on};
+use runcvm_proto::flow::{Outbox, WindowBytes, Windows};
 use runcvm_proto::{GuestMessage, MAX_DATA, Stream};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 
+/// What the launcher sends to the workload's side of a connection.
+#[derive(Debug)]
+enum ToWorkload {
+    Bytes(Vec<u8>),
+    /// The launcher's side is done sending.
+    Shutdown,
+}
+
+impl WindowBytes for ToWorkload {
+    fn window_bytes(&self) -> usize {
+        match self {
+            Self::Bytes(bytes) => bytes.len(),
+            Self::Shutdown => 0,
+        }
+    }
+}
+
 /// One connection, as far as it has come.
 #[derive(Debug)]
 enum Connection {
     /// Connecting: the host's bytes so far, and whether it is done sending.
-    Connecting { queued: Vec<u8>, host_done: bool },
+    Connecting { queued: Vec<Vec<u8>>, host_done: bool },
     /// Connected; `guest_done` once the workload closed its side.
-    Open { stream: TcpStream, guest_done: bool },
+    Open {
+        stream: TcpStream,
+        outbox: Outbox<ToWorkload>,
+        guest_done: bool,
+    },
 }
 
 /// The open connections, by session.
 #[derive(Debug, Clone)]
 pub struct Connections {
     writer: SharedWriter,
+    windows: Arc<Windows>,
     open: Arc<Mutex<HashMap<u32, Connection>>>,
 }
 
 impl Connections {
-    pub fn new(writer: SharedWriter) -> Self {
+    pub fn new(writer: SharedWriter, windows: Arc<Windows>) -> Self {
         Self {
             writer,
+            windows,
             open: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -64,7 +92,7 @@ impl Connections {
         let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
         let order = if ipv6 { [v6, v4] } else { [v4, v6] };
         let connected = TcpStream::connect(order[0]).or_else(|first| TcpStream::connect(order[1]).map_err(|_| first));
-        let (mut stream, reader) = match connected.and_then(|s| s.try_clone().map(|r| (s, r))) {
+        let (stream, reader) = match connected.and_then(|s| s.try_clone().map(|r| (s, r))) {
             Ok(pair) => pair,
             Err(e) => {
                 runcvm_log::debug!("port-forward session {session}: nothing answers on port {port}: {e}");
@@ -76,20 +104,31 @@ impl Connections {
                 return;
             }
         };
-        // Hand over what came while connecting, then let sends go direct.
+        // Hand over what came while connecting, then let sends go through
+        // the connection's outbox.
         let Ok(mut open) = self.open.lock() else { return };
         let Some(Connection::Connecting { queued, host_done }) = open.remove(&session) else {
             // Aborted meanwhile.
             let _ = stream.shutdown(Shutdown::Both);
             return;
         };
-        if stream.write_all(&queued).is_err() || (host_done && stream.shutdown(Shutdown::Write).is_err()) {
+        let Ok(outbox) = self.outbox(session, &stream) else {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        };
+        let handed = queued
+            .into_iter()
+            .map(ToWorkload::Bytes)
+            .chain(host_done.then_some(ToWorkload::Shutdown))
+            .try_for_each(|item| outbox.push(item));
+        if handed.is_err() {
             let _ = stream.shutdown(Shutdown::Both);
         }
         open.insert(
             session,
             Connection::Open {
                 stream,
+                outbox,
                 guest_done: false,
             },
         );
@@ -98,16 +137,45 @@ impl Connections {
         self.pump(session, reader);
     }
 
-    /// Copies the guest side's bytes to the launcher until it closes.
+    /// The outbox that writes the launcher's bytes to `stream` and grants
+    /// credit for them.
+    fn outbox(&self, session: u32, stream: &TcpStream) -> std::io::Result<Outbox<ToWorkload>> {
+        let mut stream = stream.try_clone()?;
+        let writer = self.writer.clone();
+        Ok(Outbox::new(
+            &format!("forward-{session}"),
+            move |item| match item {
+                ToWorkload::Bytes(bytes) => stream.write_all(&bytes),
+                ToWorkload::Shutdown => stream.shutdown(Shutdown::Write),
+            },
+            move |bytes| {
+                let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+                let _ = send_on(&writer, &GuestMessage::Credit { session, bytes });
+            },
+        ))
+    }
+
+    /// Copies the guest side's bytes to the launcher, within the session's
+    /// window, until it closes.
     fn pump(&self, session: u32, mut reader: TcpStream) {
+        let window = self.windows.get(session);
         let mut buf = vec![0u8; MAX_DATA];
-        let error = loop {
+        let error = 'pump: loop {
             match reader.read(&mut buf) {
                 Ok(0) => break None,
                 Ok(n) => {
-                    let Ok(mut port) = self.writer.lock() else { return };
-                    if runcvm_proto::write_data(&mut *port, session, Stream::Stdout, &buf[..n]).is_err() {
-                        return;
+                    let mut sent = 0;
+                    while sent < n {
+                        let Some(allowed) = window.take(n - sent) else {
+                            break 'pump Some("the launcher's side went away".to_owned());
+                        };
+                        let Ok(mut port) = self.writer.lock() else { return };
+                        if runcvm_proto::write_data(&mut *port, session, Stream::Stdout, &buf[sent..sent + allowed])
+                            .is_err()
+                        {
+                            return;
+                        }
+                        sent += allowed;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -137,33 +205,32 @@ impl Connections {
     }
 
     fn forget(&self, session: u32) {
+        self.windows.close(session);
         if let Ok(mut open) = self.open.lock() {
             open.remove(&session);
         }
     }
 
-    /// Sends the host's bytes to the guest side; false if `session` is no
-    /// connection.
-    pub fn send(&self, session: u32, bytes: &[u8]) -> bool {
-        let stream = {
-            let Ok(mut open) = self.open.lock() else { return false };
-            match open.get_mut(&session) {
-                None => return false,
-                Some(Connection::Connecting { queued, .. }) => {
-                    queued.extend_from_slice(bytes);
-                    return true;
-                }
-                Some(Connection::Open { stream, .. }) => stream.try_clone(),
-            }
+    /// Queues the host's bytes for the guest side; gives them back if
+    /// `session` is no connection.
+    pub fn send(&self, session: u32, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
+        let Ok(mut open) = self.open.lock() else {
+            return Err(bytes);
         };
-        // Written out of the lock: a slow reader holds up this connection,
-        // not the bookkeeping of the others.
-        if let Ok(mut stream) = stream
-            && stream.write_all(bytes).is_err()
-        {
-            let _ = stream.shutdown(Shutdown::Both);
+        match open.get_mut(&session) {
+            None => Err(bytes),
+            Some(Connection::Connecting { queued, .. }) => {
+                queued.push(bytes);
+                Ok(())
+            }
+            Some(Connection::Open { stream, outbox, .. }) => {
+                if let Err(e) = outbox.push(ToWorkload::Bytes(bytes)) {
+                    runcvm_log::warn!("port-forward session {session}: {e}; the connection is closed");
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+                Ok(())
+            }
         }
-        true
     }
 
     /// The host's side is done sending; false if `session` is no
@@ -176,8 +243,9 @@ impl Connections {
                 *host_done = true;
                 true
             }
-            Some(Connection::Open { stream, guest_done }) => {
-                let _ = stream.shutdown(Shutdown::Write);
+            Some(Connection::Open { outbox, guest_done, .. }) => {
+                // After what is queued.
+                let _ = outbox.push(ToWorkload::Shutdown);
                 if *guest_done {
                     open.remove(&session);
                 }
@@ -189,6 +257,7 @@ impl Connections {
     /// Drops a connection whose host side went away; false if `session` is
     /// no connection.
     pub fn abort(&self, session: u32) -> bool {
+        self.windows.close(session);
         let Ok(mut open) = self.open.lock() else { return false };
         match open.remove(&session) {
             None => false,

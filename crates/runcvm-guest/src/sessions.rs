@@ -7,6 +7,11 @@
 //! Init's main thread owns `waitpid` and hands each session's exit to it
 //! through [`Sessions::reaped`]; the registry is locked across the fork, so
 //! even a process that ends at once is found there.
+//!
+//! Each session is held to its windows (`flow`): its output goes out as
+//! the launcher grants credit, and its input is queued in an outbox whose
+//! own thread writes it to the process, granting credit back as it does;
+//! so the thread reading the control channel never waits on a process.
 
 use crate::container::{Confinement, Container};
 use crate::control::{SharedWriter, send_on};
@@ -15,6 +20,7 @@ use crate::output;
 use crate::spawn::{self, StartFailure, Started};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use runcvm_proto::flow::{Outbox, Windows};
 use runcvm_proto::{ExitStatus, GuestMessage, Stream, TerminalSize};
 use runcvm_spec::Entrypoint;
 use std::collections::HashMap;
@@ -36,8 +42,10 @@ pub struct Sessions {
     exits: Mutex<HashMap<i32, Sender<ExitStatus>>>,
     /// Each session's process, for signals.
     pids: Mutex<HashMap<u32, Pid>>,
-    /// Write ends of the sessions' stdin.
-    stdins: Mutex<HashMap<u32, File>>,
+    /// The sessions' stdin: what the launcher sent, on its way to the pipe.
+    stdins: Mutex<HashMap<u32, Outbox<Vec<u8>>>>,
+    /// What each session may still send to the launcher.
+    windows: Arc<Windows>,
     /// Terminal master sides, for window sizes.
     terminals: Mutex<HashMap<u32, OwnedFd>>,
     /// Set once the workload has ended: no new session may start then, or
@@ -48,13 +56,15 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(writer: SharedWriter, container: Option<Arc<Container>>) -> Arc<Self> {
+        let windows = Arc::new(Windows::default());
         Arc::new(Self {
-            connections: Connections::new(writer.clone()),
+            connections: Connections::new(writer.clone(), Arc::clone(&windows)),
             writer,
             container,
             exits: Mutex::new(HashMap::new()),
             pids: Mutex::new(HashMap::new()),
             stdins: Mutex::new(HashMap::new()),
+            windows,
             terminals: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         })
@@ -158,25 +168,42 @@ impl Sessions {
     /// kept for the launcher's frames, and its output is pumped out. Returns
     /// the pumps, which end when all output is sent.
     pub fn attach(&self, session: u32, started: Started) -> Vec<JoinHandle<()>> {
-        if let (Some(stdin), Ok(mut stdins)) = (started.stdin, self.stdins.lock()) {
-            stdins.insert(session, File::from(stdin));
+        if let Some(stdin) = started.stdin {
+            let outbox = stdin_outbox(session, File::from(stdin), self.writer.clone());
+            if let Ok(mut stdins) = self.stdins.lock() {
+                stdins.insert(session, outbox);
+            }
         }
         if let (Some(terminal), Ok(mut terminals)) = (started.terminal, self.terminals.lock()) {
             terminals.insert(session, terminal);
         }
+        let window = self.windows.get(session);
         let mut pumps = vec![output::pump(
             started.stdout,
             session,
             Stream::Stdout,
             self.writer.clone(),
+            Arc::clone(&window),
         )];
         if let Some(stderr) = started.stderr {
-            pumps.push(output::pump(stderr, session, Stream::Stderr, self.writer.clone()));
+            pumps.push(output::pump(
+                stderr,
+                session,
+                Stream::Stderr,
+                self.writer.clone(),
+                window,
+            ));
         }
         pumps
     }
 
+    /// Credit from the launcher for `session`'s output.
+    pub fn credit(&self, session: u32, bytes: u32) {
+        self.windows.grant(session, bytes);
+    }
+
     fn forget(&self, session: u32) {
+        self.windows.close(session);
         if let Ok(mut stdins) = self.stdins.lock() {
             stdins.remove(&session);
         }
@@ -212,23 +239,23 @@ impl Sessions {
         }
     }
 
-    /// Feeds a session's stdin, or a connection's outgoing bytes.
-    pub fn stdin(&self, session: u32, bytes: &[u8]) {
-        if self.connections.send(session, bytes) {
-            return;
-        }
-        // Cloned out of the lock: a full pipe must not block other
-        // sessions' bookkeeping.
-        let file = self
-            .stdins
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&session).and_then(|f| f.try_clone().ok()));
-        if let Some(mut file) = file {
-            let _ = file.write_all(bytes);
+    /// Feeds a session's stdin, or a connection's outgoing bytes: queued,
+    /// never waited for.
+    pub fn stdin(&self, session: u32, bytes: Vec<u8>) {
+        let bytes = match self.connections.send(session, bytes) {
+            Ok(()) => return,
+            Err(bytes) => bytes,
+        };
+        let Ok(stdins) = self.stdins.lock() else { return };
+        if let Some(outbox) = stdins.get(&session)
+            && let Err(e) = outbox.push(bytes)
+        {
+            runcvm_log::warn!("session {session}: {e}; its input is dropped");
         }
     }
 
+    /// No more input for `session`: what is queued still reaches the
+    /// process, then its stdin closes.
     pub fn close_stdin(&self, session: u32) {
         if self.connections.close_write(session) {
             return;
@@ -253,6 +280,8 @@ impl Sessions {
         if self.connections.abort(session) {
             return;
         }
+        // Its output has nowhere to go any more.
+        self.windows.close(session);
         if let Some(pid) = self.pids.lock().ok().and_then(|pids| pids.get(&session).copied()) {
             runcvm_log::debug!("exec session {session}: its client went away; killing process group {pid}");
             let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
@@ -283,4 +312,19 @@ impl Sessions {
             let _ = sender.send(status);
         }
     }
+}
+
+/// The outbox of a session's stdin: its thread writes to the pipe (a
+/// process that does not read holds up only this thread) and grants the
+/// launcher credit for what it wrote. Dropping the outbox closes the pipe
+/// once what is queued is written.
+fn stdin_outbox(session: u32, mut pipe: File, writer: SharedWriter) -> Outbox<Vec<u8>> {
+    Outbox::new(
+        &format!("stdin-{session}"),
+        move |bytes: Vec<u8>| pipe.write_all(&bytes),
+        move |bytes| {
+            let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+            let _ = send_on(&writer, &GuestMessage::Credit { session, bytes });
+        },
+    )
 }

@@ -13,13 +13,15 @@
 //! version stops the VM with a clear error rather than guessing. The host
 //! answers `Start`, and the guest runs the workload and ends with `Exit`.
 
+pub mod flow;
+
 use runcvm_spec::{ByteString, Entrypoint, GuestNetwork, GuestVolume};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -54,6 +56,9 @@ pub enum GuestMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The guest passed on `bytes` of `session`'s input: the launcher may
+    /// send that many more (`flow`).
+    Credit { session: u32, bytes: u32 },
 }
 
 /// Messages from the launcher to guest init.
@@ -114,6 +119,9 @@ pub enum HostMessage {
     },
     /// No more stdin for `session` (data frames with `Stream::Stdin` carry it).
     CloseStdin { session: u32 },
+    /// The launcher passed on `bytes` of `session`'s output: the guest may
+    /// send that many more (`flow`).
+    Credit { session: u32, bytes: u32 },
     /// The terminal of `session` changed size.
     Resize { session: u32, rows: u16, cols: u16 },
 }
@@ -341,6 +349,10 @@ mod tests {
             GuestMessage::Disconnected {
                 session: 3,
                 error: Some("connection refused".into()),
+            },
+            GuestMessage::Credit {
+                session: 4,
+                bytes: 65536,
             },
         ];
         let mut wire = Vec::new();

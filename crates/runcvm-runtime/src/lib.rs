@@ -9,6 +9,7 @@ pub mod create;
 pub mod exec;
 pub mod features;
 pub mod install;
+pub mod orphans;
 pub mod report;
 pub mod runc;
 pub mod update;
@@ -81,6 +82,7 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         // runc refuses the duplicate id; the live container's state stays.
         return Ok(None);
     }
+    collect_orphans(invocation, state_root);
     let config = BundleConfig::read(&bundle).map_err(|e| context(&e))?;
     if config.role() == runcvm_spec::oci::ContainerRole::Sandbox {
         // The pause container needs nothing of runcvm's, not even the install.
@@ -103,6 +105,13 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         let _ = create::remove_state(state_root, id);
         let _ = std::fs::write(&config.path, &config.bytes);
     };
+    if let Err(e) = orphans::record_runc_root(state_root, id, &runc_root) {
+        undo();
+        return Err(format!(
+            "runcvm: cannot create container {id}: cannot write {}: {e}",
+            orphans::runc_root_record(state_root, id).display()
+        ));
+    }
     let code = runc.run(&invocation.raw).map_err(|e| {
         undo();
         context(&e)
@@ -156,6 +165,23 @@ fn delete(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         );
     }
     Ok(Some(code))
+}
+
+/// Collects the folders of containers gone without a `delete`, saying what
+/// went in the runtime's log.
+fn collect_orphans(invocation: &Invocation, state_root: &Path) {
+    for (id, verdict) in orphans::collect(state_root, std::time::SystemTime::now()) {
+        let line = match verdict {
+            orphans::Verdict::Kept => continue,
+            orphans::Verdict::Collected => {
+                format!(
+                    "removed the folder of container {id}, which is gone without a delete (runc does not know it, no launcher holds it)"
+                )
+            }
+            orphans::Verdict::Failed(e) => format!("cannot remove the folder of container {id}, which is gone: {e}"),
+        };
+        report::info(invocation.log.as_deref(), invocation.log_json, &line);
+    }
 }
 
 /// runc's state folder when `--root` is not given.

@@ -509,6 +509,50 @@ fn the_pods_env_cannot_change_how_its_guest_boots() {
     }
 }
 
+/// A node that crashes while a VM pod runs (containerd and its shims
+/// killed, the pod's processes with them, `/run` wiped, as a reboot does)
+/// leaves the container's folder without a `delete`. Once it is older than
+/// the grace period, the next create collects it, and nothing of the old
+/// pod is left: no folder, launch file or record, process, mount, network
+/// namespace (and so no tap), cgroup or runtime state.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn the_folders_of_a_crashed_nodes_containers_go_at_the_next_create() {
+    let mut f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("crashed")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo ready; sleep 600");
+    let id = ok(cri.run_container(&pod, &spec));
+    f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    let folder = support::state_folder(&id);
+    let launch_file = folder.with_file_name(format!("{id}.launch.json"));
+    let record = folder.with_file_name(format!("{id}.runc-root"));
+    assert!(folder.is_dir() && launch_file.is_file() && record.is_file());
+
+    ok(f.node.crash_and_reboot(&[&pod.id, &id]));
+    assert!(folder.is_dir(), "the crash itself removed the folder");
+    // Past the grace period (10 minutes), as a reboot takes.
+    let backdated = Command::new("touch")
+        .args(["-d", "20 minutes ago"])
+        .arg(&folder)
+        .status()
+        .expect("touch");
+    assert!(backdated.success());
+
+    let cri = ok(f.node.cri());
+    let after = ok(cri.run_pod_sandbox(&f.pod("after")));
+    let next = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo ready; sleep 600");
+    let next_id = ok(cri.run_container(&after, &next));
+    f.wait_for_line(&next.log_file(after.log_directory()), "ready", BOOT);
+    assert!(!folder.exists(), "the crashed container's folder is still there");
+    assert!(!launch_file.exists() && !record.exists());
+    f.node.assert_nothing_left(&[&pod.id, &id]);
+    // The new container's folder is its own and stays.
+    assert!(support::state_folder(&next_id).is_dir());
+    ok(cri.stop_pod_sandbox(&after.id));
+    ok(cri.remove_pod_sandbox(&after.id));
+}
+
 /// A pod as the `restricted` Pod Security Standard wants it: non-root, every
 /// capability dropped. The VM runs (the launcher gets CAP_NET_ADMIN,
 /// CAP_SETUID and CAP_SETGID alone), `---` runs as the workload's user with

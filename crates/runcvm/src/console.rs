@@ -14,6 +14,10 @@ use std::collections::VecDeque;
 
 /// How many console lines an error shows.
 pub const TAIL_LINES: usize = 20;
+/// A console line is kept to this many bytes, then cut: the guest's root
+/// may write to the console without ever ending a line, and what the
+/// launcher holds of the console stays bounded.
+pub const MAX_LINE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -121,9 +125,16 @@ impl ConsoleFilter {
 
     fn track(&mut self, byte: u8) {
         if byte != b'\n' {
+            if self.line.len() >= MAX_LINE {
+                self.end_line();
+            }
             self.line.push(byte);
             return;
         }
+        self.end_line();
+    }
+
+    fn end_line(&mut self) {
         let text = String::from_utf8_lossy(trim_line_end(&self.line)).into_owned();
         self.line.clear();
         if text.trim().is_empty() {
@@ -153,6 +164,19 @@ mod tests {
 
     fn feed_all(filter: &mut ConsoleFilter, chunks: &[&[u8]]) -> Vec<u8> {
         chunks.iter().flat_map(|c| filter.feed(c)).collect()
+    }
+
+    #[test]
+    fn a_line_without_end_is_held_in_pieces_of_bounded_size() {
+        let mut filter = ConsoleFilter::new(false);
+        feed_all(&mut filter, &[BOOT, &handover()]);
+        let endless = vec![b'x'; 10 * MAX_LINE + 7];
+        let shown = filter.feed(&endless);
+        assert_eq!(shown, endless, "still shown byte-exact");
+        assert!(filter.line.len() <= MAX_LINE);
+        let cut: Vec<String> = filter.tail().into_iter().filter(|l| l.starts_with('x')).collect();
+        assert_eq!(cut.len(), 11, "ten cut lines and the partial one");
+        assert!(cut.iter().all(|l| l.len() <= MAX_LINE));
     }
 
     #[test]

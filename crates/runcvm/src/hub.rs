@@ -10,8 +10,18 @@
 //! timeout. A client that goes away before its process ended (an `ExecSync`
 //! whose timeout passed: containerd kills the client) takes its process in
 //! the guest with it.
+//!
+//! Each session keeps to its windows (`runcvm_proto::flow`), the workload's
+//! own (session 0) too: what the guest sends for it is queued in the
+//! session's outbox, whose thread passes it to the consumer (the exec
+//! client, the port-forward connection, the launcher's stdout and stderr)
+//! and grants the guest credit for it; what the launcher sends waits for
+//! the guest's credit. So the thread that reads the control channel never
+//! waits on a consumer, and an exec client that stops reading holds up its
+//! own process alone.
 
-use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, Stream};
+use runcvm_proto::flow::{Outbox, Window, WindowBytes, Windows};
+use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, Stream, WORKLOAD_SESSION};
 use runcvm_spec::Entrypoint;
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
@@ -19,6 +29,25 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+
+/// What goes to a session's consumer, in order.
+#[derive(Debug)]
+enum Delivery {
+    Data(Stream, Vec<u8>),
+    /// An exec's end, after all its output.
+    Exit(ExitStatus),
+    /// The guest's side of a connection is done, after all its bytes.
+    Close,
+}
+
+impl WindowBytes for Delivery {
+    fn window_bytes(&self) -> usize {
+        match self {
+            Self::Data(_, bytes) => bytes.len(),
+            Self::Exit(_) | Self::Close => 0,
+        }
+    }
+}
 
 /// The launcher's writing half of the control channel, shared with the
 /// supervisor.
@@ -48,8 +77,13 @@ enum GuestState {
 pub struct SessionHub {
     guest: Mutex<GuestState>,
     guest_changed: Condvar,
-    clients: Mutex<HashMap<u32, UnixStream>>,
+    /// Exec sessions whose process still runs.
+    clients: Mutex<HashMap<u32, ()>>,
     connections: Mutex<HashMap<u32, TcpStream>>,
+    /// Each session's consumer, behind its queue.
+    outboxes: Mutex<HashMap<u32, Outbox<Delivery>>>,
+    /// What the launcher may still send to the guest, per session.
+    windows: Windows,
     next_session: AtomicU32,
 }
 
@@ -61,9 +95,44 @@ impl SessionHub {
         })
     }
 
+    /// The workload's output goes to the launcher's stdout and stderr from
+    /// now on: before `Start` goes out, after which it may come at once.
+    pub fn open_workload(&self, guest: &GuestWriter) {
+        let workload = Outbox::new(
+            "workload-output",
+            |delivery| match delivery {
+                Delivery::Data(Stream::Stdout, bytes) => write_through(&mut std::io::stdout().lock(), &bytes),
+                Delivery::Data(_, bytes) => write_through(&mut std::io::stderr().lock(), &bytes),
+                Delivery::Exit(_) | Delivery::Close => Ok(()),
+            },
+            credit_to(guest, WORKLOAD_SESSION),
+        );
+        if let Ok(mut outboxes) = self.outboxes.lock() {
+            outboxes.insert(WORKLOAD_SESSION, workload);
+        }
+    }
+
     /// The guest runs its workload: waiting sessions go ahead.
     pub fn set_guest(&self, guest: GuestWriter) {
         self.set_state(GuestState::Ready(guest));
+    }
+
+    /// The workload's output is all written out (it ended, or the VM did).
+    pub fn finish_workload(&self) {
+        let workload = self.outboxes.lock().ok().and_then(|mut o| o.remove(&WORKLOAD_SESSION));
+        if let Some(workload) = workload {
+            workload.finish();
+        }
+    }
+
+    /// What the launcher may still send to the guest for `session`.
+    pub fn window(&self, session: u32) -> Arc<Window> {
+        self.windows.get(session)
+    }
+
+    /// Credit from the guest for `session`'s input.
+    pub fn credit(&self, session: u32, bytes: u32) {
+        self.windows.grant(session, bytes);
     }
 
     /// The VM is gone (or never came up): waiting sessions fail.
@@ -119,8 +188,21 @@ impl SessionHub {
             return;
         };
         let session = self.next_session.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut clients) = self.clients.lock() {
-            clients.insert(session, stream);
+        let Ok(mut client) = stream.try_clone() else { return };
+        let outbox = Outbox::new(
+            &format!("exec-{session}"),
+            move |delivery| match delivery {
+                Delivery::Data(stream, bytes) => runcvm_proto::write_data(&mut client, 0, stream, &bytes),
+                Delivery::Exit(status) => {
+                    runcvm_proto::write_message(&mut client, &GuestMessage::ExecExit { session: 0, status })
+                }
+                Delivery::Close => Ok(()),
+            },
+            credit_to(&guest, session),
+        );
+        if let (Ok(mut clients), Ok(mut outboxes)) = (self.clients.lock(), self.outboxes.lock()) {
+            clients.insert(session, ());
+            outboxes.insert(session, outbox);
         }
         log_exec(session, &process);
         let started = send_guest(
@@ -138,8 +220,10 @@ impl SessionHub {
         self.relay_client(session, &mut reader, &guest);
     }
 
-    /// The client's frames to the guest, until it is done.
+    /// The client's frames to the guest, until it is done; its input within
+    /// the session's window.
     fn relay_client(&self, session: u32, reader: &mut BufReader<UnixStream>, guest: &GuestWriter) {
+        let window = self.windows.get(session);
         loop {
             let message = match runcvm_proto::read_frame::<HostMessage>(&mut *reader) {
                 Ok(Some(Frame::Data {
@@ -147,8 +231,7 @@ impl SessionHub {
                     bytes,
                     ..
                 })) => {
-                    let Ok(mut port) = guest.lock() else { return };
-                    if runcvm_proto::write_data(&mut *port, session, Stream::Stdin, &bytes).is_err() {
+                    if send_within(guest, &window, session, &bytes).is_err() {
                         return;
                     }
                     continue;
@@ -185,15 +268,27 @@ impl SessionHub {
                 return;
             };
             let Ok(mut reader) = stream.try_clone() else { return };
+            let Ok(mut writer) = stream.try_clone() else { return };
             let session = hub.next_session.fetch_add(1, Ordering::SeqCst);
-            if let Ok(mut connections) = hub.connections.lock() {
+            let outbox = Outbox::new(
+                &format!("forward-{session}"),
+                move |delivery| match delivery {
+                    Delivery::Data(_, bytes) => writer.write_all(&bytes),
+                    Delivery::Close => writer.shutdown(Shutdown::Write),
+                    Delivery::Exit(_) => Ok(()),
+                },
+                credit_to(&guest, session),
+            );
+            if let (Ok(mut connections), Ok(mut outboxes)) = (hub.connections.lock(), hub.outboxes.lock()) {
                 connections.insert(session, stream);
+                outboxes.insert(session, outbox);
             }
             runcvm_log::debug!("port-forward session {session}: port {port}");
             if send_guest(&guest, &HostMessage::Connect { session, port, ipv6 }).is_err() {
                 hub.disconnected(session, Some("the control channel is closed".into()));
                 return;
             }
+            let window = hub.windows.get(session);
             let mut buf = vec![0u8; runcvm_proto::MAX_DATA];
             loop {
                 match std::io::Read::read(&mut reader, &mut buf) {
@@ -202,8 +297,7 @@ impl SessionHub {
                         return;
                     }
                     Ok(n) => {
-                        let Ok(mut port) = guest.lock() else { return };
-                        if runcvm_proto::write_data(&mut *port, session, Stream::Stdin, &buf[..n]).is_err() {
+                        if send_within(&guest, &window, session, &buf[..n]).is_err() {
                             return;
                         }
                     }
@@ -217,34 +311,37 @@ impl SessionHub {
         });
     }
 
-    /// Output of `session` from the guest, to its client or connection.
-    pub fn output(&self, session: u32, stream: Stream, bytes: &[u8]) {
-        let connection = self
-            .connections
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&session).and_then(|s| s.try_clone().ok()));
-        if let Some(mut connection) = connection {
-            if connection.write_all(bytes).is_err() {
-                let _ = connection.shutdown(Shutdown::Both);
-            }
+    /// Output of `session` from the guest, queued for its consumer: the
+    /// workload's, an exec client's or a connection's. A guest that sends
+    /// past the session's window loses the session (the workload: the
+    /// output past it).
+    pub fn output(&self, session: u32, stream: Stream, bytes: Vec<u8>) {
+        let Ok(mut outboxes) = self.outboxes.lock() else { return };
+        let Some(outbox) = outboxes.get(&session) else { return };
+        let Err(overflow) = outbox.push(Delivery::Data(stream, bytes)) else {
             return;
-        }
-        let client = self
-            .clients
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&session).and_then(|s| s.try_clone().ok()));
-        if let Some(mut client) = client {
-            let _ = runcvm_proto::write_data(&mut client, 0, stream, bytes);
+        };
+        runcvm_log::warn!("session {session}: {overflow}");
+        if session != WORKLOAD_SESSION {
+            outboxes.remove(&session);
+            drop(outboxes);
+            self.windows.close(session);
+            if let GuestState::Ready(guest) = &*self.guest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+                let _ = send_guest(guest, &HostMessage::KillSession { session });
+            }
         }
     }
 
-    /// The end of `session`: its status to the client, which is then done.
+    /// The end of `session`: its status to the client after its output,
+    /// and the client is then done.
     pub fn exited(&self, session: u32, status: ExitStatus) {
-        let client = self.clients.lock().ok().and_then(|mut c| c.remove(&session));
-        if let Some(mut client) = client {
-            let _ = runcvm_proto::write_message(&mut client, &GuestMessage::ExecExit { session: 0, status });
+        self.windows.close(session);
+        let known = self.clients.lock().ok().and_then(|mut c| c.remove(&session)).is_some();
+        let outbox = self.outboxes.lock().ok().and_then(|mut o| o.remove(&session));
+        if let (true, Some(outbox)) = (known, outbox) {
+            // Dropped, not waited for: its thread writes what is queued,
+            // then ends.
+            let _ = outbox.push(Delivery::Exit(status));
         }
     }
 
@@ -253,6 +350,8 @@ impl SessionHub {
         if let Some(error) = &error {
             runcvm_log::debug!("port-forward session {session}: {error}");
         }
+        self.windows.close(session);
+        let outbox = self.outboxes.lock().ok().and_then(|mut o| o.remove(&session));
         let connection = self.connections.lock().ok().and_then(|mut c| c.remove(&session));
         let Some(connection) = connection else { return };
         if error.is_some() {
@@ -267,11 +366,42 @@ impl SessionHub {
             // Wakes the thread reading the client, whose descriptor is the
             // last; its close sends the reset.
             let _ = connection.shutdown(Shutdown::Read);
-        } else {
-            // What the workload sent has been written.
-            let _ = connection.shutdown(Shutdown::Write);
+        } else if let Some(outbox) = outbox {
+            // After what the workload sent.
+            let _ = outbox.push(Delivery::Close);
         }
     }
+}
+
+/// Grants the guest credit for what an outbox of `session` passed on.
+fn credit_to(guest: &GuestWriter, session: u32) -> impl FnMut(usize) + Send + 'static {
+    let guest = Arc::clone(guest);
+    move |bytes| {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let _ = send_guest(&guest, &HostMessage::Credit { session, bytes });
+    }
+}
+
+/// Sends `bytes` of `session`'s input to the guest as its window allows;
+/// fails once the window closes (the session is over) or the channel does.
+pub(crate) fn send_within(guest: &GuestWriter, window: &Window, session: u32, bytes: &[u8]) -> std::io::Result<()> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let allowed = window
+            .take(bytes.len() - sent)
+            .ok_or_else(|| std::io::Error::other("the session is over"))?;
+        let mut port = guest
+            .lock()
+            .map_err(|_| std::io::Error::other("control channel writer poisoned"))?;
+        runcvm_proto::write_data(&mut *port, session, Stream::Stdin, &bytes[sent..sent + allowed])?;
+        sent += allowed;
+    }
+    Ok(())
+}
+
+fn write_through(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    out.write_all(bytes)?;
+    out.flush()
 }
 
 /// Tells a client its exec cannot run.

@@ -34,6 +34,28 @@ pub fn log_name(state_dir: &Path) -> &'static str {
     }
 }
 
+/// The lock a launcher holds on its container's folder for as long as it
+/// lives: `runcvm-runtime` collects the folders of containers gone without
+/// a `delete`, never one whose launcher is alive (`orphans.rs` there).
+pub const LAUNCHER_LOCK: &str = "launcher.lock";
+
+/// Takes the folder's lock; it is released when the returned file closes,
+/// however the launcher ends.
+fn hold_the_folder(state_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = state_dir.join(LAUNCHER_LOCK);
+    let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "cannot lock {}: {} (another launcher of this container runs)",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(file)
+}
+
 /// The abstract socket a launcher holds while it owns its pod's network.
 /// Abstract sockets belong to a network namespace, and the kernel releases
 /// this one when its holder dies, however it dies.
@@ -57,6 +79,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
     let file = state_dir.join(LAUNCH_FILE);
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let launch = ContainerLaunch::from_json(&bytes).with_context(|| format!("cannot use {}", file.display()))?;
+    let _held = hold_the_folder(state_dir)?;
     let _claim = claim_pod_network()?;
     let accel = match launch.accel.as_str() {
         "kvm" => Accel::Kvm,

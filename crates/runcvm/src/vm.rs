@@ -6,7 +6,7 @@ use crate::console::ConsoleFilter;
 use crate::hub::{GuestWriter, SessionHub, send_guest as send};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
-use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, PROTOCOL_VERSION, Stream, WORKLOAD_SESSION};
+use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, PROTOCOL_VERSION, WORKLOAD_SESSION};
 use runcvm_vmm::Accel;
 use runcvm_vmm::qemu::QemuConfig;
 use std::io::{Read, Write};
@@ -361,8 +361,10 @@ pub fn run(mut launch: VmLaunch) -> Result<WorkloadEnd, VmError> {
     drop(events);
 
     let outcome = supervise(launch, &vmm, &inbox, started, &hub);
-    // Sessions still waiting for the guest wait no longer.
+    // Sessions still waiting for the guest wait no longer; what the
+    // workload sent is all written before the launcher reports.
     hub.set_gone();
+    hub.finish_workload();
     // All console output is shown before the launcher reports or exits.
     let _ = console_done.join();
     let tail = console.lock().map(|c| c.tail()).unwrap_or_default();
@@ -407,6 +409,9 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                     vmm.kill();
                     continue;
                 }
+                if let Some(writer) = &writer {
+                    hub.open_workload(writer);
+                }
                 let sent = writer.as_ref().map(|w| send(w, &launch.start));
                 match sent {
                     Some(Err(e)) => {
@@ -417,7 +422,7 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                     Some(Ok(())) => {
                         let guest = Arc::clone(writer.as_ref().expect("sent through it"));
                         if launch.forward_stdin {
-                            spawn_stdin_forwarder(Arc::clone(&guest));
+                            spawn_stdin_forwarder(Arc::clone(&guest), hub.window(WORKLOAD_SESSION));
                         }
                         hub.set_guest(guest);
                     }
@@ -452,8 +457,10 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                 outcome.ended = Some(ended);
                 shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
             }
-            // Session ends go straight to the hub; none reach here.
-            Ok(Event::Guest(GuestMessage::ExecExit { .. } | GuestMessage::Disconnected { .. })) => {}
+            // Session ends and credit go straight to the hub; none reach here.
+            Ok(Event::Guest(
+                GuestMessage::ExecExit { .. } | GuestMessage::Disconnected { .. } | GuestMessage::Credit { .. },
+            )) => {}
             Ok(Event::ControlClosed(reason)) => {
                 runcvm_log::debug!("control channel closed: {reason}");
                 control_open = false;
@@ -667,28 +674,17 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>, hub: Arc<
                 Ok(Some(Frame::Message(GuestMessage::Disconnected { session, error }))) => {
                     hub.disconnected(session, error);
                 }
+                Ok(Some(Frame::Message(GuestMessage::Credit { session, bytes }))) => hub.credit(session, bytes),
                 Ok(Some(Frame::Message(message))) => {
                     if events.send(Event::Guest(message)).is_err() {
                         return;
                     }
                 }
-                // The workload's output, written here at once: each stream
-                // keeps its order, and a slow terminal slows the guest
-                // rather than filling memory.
-                Ok(Some(Frame::Data {
-                    session: WORKLOAD_SESSION,
-                    stream,
-                    bytes,
-                })) => {
-                    let written = match stream {
-                        Stream::Stdout => write_through(&mut std::io::stdout().lock(), &bytes),
-                        Stream::Stderr | Stream::Stdin => write_through(&mut std::io::stderr().lock(), &bytes),
-                    };
-                    if let Err(e) = written {
-                        runcvm_log::debug!("cannot write the workload's {stream:?}: {e}");
-                    }
-                }
-                Ok(Some(Frame::Data { session, stream, bytes })) => hub.output(session, stream, &bytes),
+                // Every session's output, the workload's too, goes to its
+                // outbox: each stream keeps its order, and a slow consumer
+                // slows its session's sender in the guest (its window)
+                // rather than this reader or memory.
+                Ok(Some(Frame::Data { session, stream, bytes })) => hub.output(session, stream, bytes),
                 Ok(None) => {
                     let _ = events.send(Event::ControlClosed("end of stream".into()));
                     return;
@@ -702,8 +698,9 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>, hub: Arc<
     });
 }
 
-/// Copies the launcher's stdin to the workload until it ends.
-fn spawn_stdin_forwarder(guest: GuestWriter) {
+/// Copies the launcher's stdin to the workload until it ends, within the
+/// workload's window.
+fn spawn_stdin_forwarder(guest: GuestWriter, window: Arc<runcvm_proto::flow::Window>) {
     std::thread::spawn(move || {
         use std::io::Read;
         let mut buf = vec![0u8; runcvm_proto::MAX_DATA];
@@ -712,8 +709,7 @@ fn spawn_stdin_forwarder(guest: GuestWriter) {
             if n == 0 {
                 break;
             }
-            let Ok(mut port) = guest.lock() else { return };
-            if runcvm_proto::write_data(&mut *port, WORKLOAD_SESSION, Stream::Stdin, &buf[..n]).is_err() {
+            if crate::hub::send_within(&guest, &window, WORKLOAD_SESSION, &buf[..n]).is_err() {
                 return;
             }
         }

@@ -677,3 +677,114 @@ fn exec_into_a_sleeping_guest_returns() {
     );
     stop(run, child);
 }
+
+/// One stalled party never stalls the others. An exec client that stops
+/// reading (its process writes without end) holds up its own process
+/// alone: meanwhile the workload's 50 MiB of output all arrive, a second
+/// exec runs, a third (as a liveness probe's `ExecSync`) answers, and the
+/// launcher's memory stays bounded (each session's window, not the stalled
+/// output, is what it holds); when the client reads again, its session
+/// goes on.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn a_stalled_exec_client_holds_up_its_own_session_alone() {
+    use std::io::{Read, Write};
+    const FIFTY_MIB: usize = 50 << 20;
+    let t2 = t2();
+    let script = format!(
+        "echo up; while [ ! -e /tmp/go ]; do sleep 0.1; done; head -c {FIFTY_MIB} /dev/zero; \
+         echo; echo workload-done; while :; do sleep 1; done"
+    );
+    let run = RuncvmRun::new(&t2)
+        .arg("run")
+        .arg(&t2.rootfs)
+        .args(["--", "sh", "-c", &script]);
+    let mut child = run.spawn();
+    let mut stdout = child.stdout.take().unwrap();
+    let (events, inbox) = mpsc::channel::<(&'static str, usize)>();
+    std::thread::spawn(move || {
+        let mut total = 0;
+        let mut last = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            total += n;
+            last.extend_from_slice(&buf[..n]);
+            let keep = last.len().saturating_sub(64);
+            last.drain(..keep);
+            let text = String::from_utf8_lossy(&last);
+            if total < 64 && text.contains("up\n") {
+                let _ = events.send(("up", total));
+            }
+            if text.ends_with("workload-done\n") {
+                let _ = events.send(("done", total));
+            }
+        }
+    });
+    assert_eq!(inbox.recv_timeout(Duration::from_secs(60)).unwrap().0, "up");
+
+    // The stalled client: asks for a process that writes without end, and
+    // never reads what comes back.
+    let run_folder = std::fs::read_dir(run.state_dir().join("runs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut stalled = std::os::unix::net::UnixStream::connect(run_folder.join("exec.sock")).unwrap();
+    let process = runcvm_spec::Entrypoint::new(
+        vec!["sh".into(), "-c".into(), "cat /dev/zero".into()],
+        vec!["PATH=/usr/bin:/bin".into()],
+    );
+    runcvm_proto::write_message(
+        &mut stalled,
+        &runcvm_proto::HostMessage::Exec {
+            session: 0,
+            process,
+            terminal_size: None,
+        },
+    )
+    .unwrap();
+    stalled.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Another exec goes ahead, and lets the workload write its 50 MiB.
+    let go = exec(&t2, &run, &child, &["--", "touch", "/tmp/go"], None);
+    assert_eq!(go.status.code(), Some(0), "{go:?}");
+    let (what, total) = inbox
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the workload's output");
+    assert_eq!(what, "done");
+    assert_eq!(total, "up\n".len() + FIFTY_MIB + "\nworkload-done\n".len());
+    // A probe-like exec answers, the stalled session still there.
+    let probe = exec(&t2, &run, &child, &["--", "echo", "alive"], None);
+    assert_eq!(String::from_utf8_lossy(&probe.stdout), "alive\n", "{probe:?}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    println!("launcher VmRSS with a stalled session and 50 MiB through: {rss_kib} KiB");
+    assert!(rss_kib < 64 * 1024, "the launcher holds {rss_kib} KiB");
+    // The stalled client reads again: its session goes on where it was,
+    // in whole frames.
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut resumed = std::io::BufReader::new(&stalled);
+    let mut zeros = 0;
+    while zeros < 4 << 20 {
+        match runcvm_proto::read_frame::<runcvm_proto::GuestMessage>(&mut resumed).unwrap() {
+            Some(runcvm_proto::Frame::Data { bytes, .. }) => {
+                assert!(bytes.iter().all(|b| *b == 0));
+                zeros += bytes.len();
+            }
+            other => panic!("the stalled session gave {other:?}"),
+        }
+    }
+    drop(resumed);
+    drop(stalled);
+    stop(run, child);
+}

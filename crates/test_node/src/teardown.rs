@@ -70,6 +70,49 @@ impl Node {
         );
     }
 
+    /// What a crash and a reboot do to the node while the pods of `ids`
+    /// run: containerd and its shims die by SIGKILL, every process of the
+    /// pods too (as the machine stops), the mounts and the pods' network
+    /// namespaces go, and with them what lives on `/run` (containerd's
+    /// state, the OCI runtimes' state, the shims' sockets) and the cgroups;
+    /// containerd's root and everything else on disk stays. Then containerd
+    /// starts again on the same config.
+    pub fn crash_and_reboot(&mut self, ids: &[&str]) -> anyhow::Result<()> {
+        if let Some(mut child) = self.containerd.take() {
+            self.cri = None;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let sandbox_ids = self.kill_shims();
+        for id in ids {
+            let mut cgroups = host::cgroups_mentioning(id);
+            // Deepest first, so each is empty when it goes.
+            cgroups.sort_by_key(|c| std::cmp::Reverse(c.components().count()));
+            for cgroup in &cgroups {
+                for pid in std::fs::read_to_string(cgroup.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                {
+                    host::kill(pid);
+                }
+            }
+            for cgroup in &cgroups {
+                runcvm_test_infra::wait_until(Duration::from_secs(5), || std::fs::remove_dir(cgroup).is_ok());
+            }
+        }
+        if let Some(dir) = self.dir.as_ref().map(|d| d.path().to_owned()) {
+            host::unmount_all_under(&dir);
+        }
+        self.remove_pod_netns();
+        self.remove_sandbox_files(&sandbox_ids);
+        for volatile in [&self.layout.state, &self.layout.runc_root] {
+            let _ = std::fs::remove_dir_all(volatile);
+            std::fs::create_dir_all(volatile)?;
+        }
+        self.launch()
+    }
+
     /// The network namespaces containerd made for this node's pods.
     pub fn pod_netns(&self) -> Vec<PathBuf> {
         let record = self

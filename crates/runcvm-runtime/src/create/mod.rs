@@ -237,6 +237,7 @@ pub fn read_node_launch(state_root: &Path, id: &str) -> Result<ContainerLaunch, 
 /// Removes what `prepare` made for a container.
 pub fn remove_state(state_root: &Path, id: &str) -> std::io::Result<()> {
     let _ = std::fs::remove_file(node_launch_file(state_root, id));
+    let _ = std::fs::remove_file(crate::orphans::runc_root_record(state_root, id));
     match std::fs::remove_dir_all(state_folder(state_root, id)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
