@@ -13,6 +13,7 @@
 #   T4  Kubernetes' CRI validation suite (critest, from the same kit) against
 #       containerd 2.x and 1.6 with that handler; only the listed, explained
 #       failures may fail
+#   and, after T1, each fuzz target of fuzz/ for 30 s (scripts/fuzz.sh)
 # A tier that cannot run fails; it is never skipped.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -63,6 +64,9 @@ trap check_leftovers EXIT
 step "T1: pod network plumbing in network namespaces, NFS at the protocol level"
 cargo test --locked -p runcvm-net --test t1_pod_network -- --ignored --test-threads 2
 cargo test --locked -p runcvm-nfs --test protocol -- --ignored --test-threads 2
+
+step "fuzz: the NFS server, the control channel's frames, the OCI rewrites (scripts/fuzz.sh)"
+scripts/fuzz.sh
 
 step "T2: real VMs"
 cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2

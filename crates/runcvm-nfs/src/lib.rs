@@ -182,6 +182,33 @@ fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>
     }
 }
 
+/// The server as a fuzz target drives it (`fuzz/` at the repository's
+/// root): one record in, the reply out, with no connection around it.
+/// Built only with `--cfg fuzzing`, as `cargo fuzz` builds.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    /// The exports' tree, as one connection sees it.
+    #[derive(Debug)]
+    pub struct Server {
+        tree: crate::tree::Tree,
+    }
+
+    impl Server {
+        pub fn new(exports: Vec<crate::Export>) -> std::io::Result<Self> {
+            Ok(Self {
+                tree: crate::tree::Tree::new(exports)?,
+            })
+        }
+
+        /// The reply to one record (`None`: the call is malformed, and the
+        /// connection would end).
+        pub fn answer(&self, record: Vec<u8>) -> Option<Vec<u8>> {
+            let mut call = crate::rpc::parse_call(record)?;
+            Some(crate::answer(&self.tree, &mut call))
+        }
+    }
+}
+
 /// The reply record for one call.
 pub(crate) fn answer(tree: &tree::Tree, call: &mut rpc::Call) -> Vec<u8> {
     let outcome = match (call.program, call.version) {

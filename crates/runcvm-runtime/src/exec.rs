@@ -34,9 +34,19 @@ pub fn rewrite(process_file: &Path, launch: &ContainerLaunch) -> Result<(), Exec
         move |source| ExecError::Io { action, path, source }
     };
     let bytes = std::fs::read(process_file).map_err(io("read", process_file))?;
-    let file = process_file.display().to_string();
-    let process = OciProcess::parse(&bytes, &file)?;
-    let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| OciError::Malformed {
+    let rewritten = rewritten(&bytes, launch, &process_file.display().to_string())?;
+    let temp = process_file.with_extension("runcvm-tmp");
+    std::fs::write(&temp, rewritten)
+        .and_then(|()| std::fs::rename(&temp, process_file))
+        .map_err(io("write", process_file))
+}
+
+/// `process.json`'s bytes (named `file` in errors) as [`rewrite`] writes
+/// them back.
+pub fn rewritten(bytes: &[u8], launch: &ContainerLaunch, file: &str) -> Result<Vec<u8>, ExecError> {
+    let file = file.to_owned();
+    let process = OciProcess::parse(bytes, &file)?;
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|source| OciError::Malformed {
         file: file.clone(),
         what: "process",
         source,
@@ -53,10 +63,7 @@ pub fn rewrite(process_file: &Path, launch: &ContainerLaunch) -> Result<(), Exec
             runcvm_spec::oci::add_capabilities(object, &["CAP_SETUID", "CAP_SETGID"], &file)?;
         }
     }
-    let temp = process_file.with_extension("runcvm-tmp");
-    std::fs::write(&temp, serde_json::to_vec(&value).expect("JSON values serialize"))
-        .and_then(|()| std::fs::rename(&temp, process_file))
-        .map_err(io("write", process_file))
+    Ok(serde_json::to_vec(&value).expect("JSON values serialize"))
 }
 
 /// The user an exec runs as: `process.json`'s, or the workload's when that
