@@ -8,6 +8,8 @@
 #   pods, first start and restart (needs root);
 #   volumes: 256 MiB sequential write and read on NFS versus the root disk,
 #   listing 10,000 files, the launcher's RSS idle and under load (needs root);
+#   the volume server alone: RSS over 1,000,000 create/delete cycles on
+#   tmpfs (BENCH_NFS_CYCLES), READDIR of a 20,000-entry folder (needs root);
 #   lifecycle: workload stdout over the control channel versus the serial
 #   console, the exec round trip of `true`, the launcher's RSS with a VM.
 #   pod start through CRI (a private containerd node, a temporary
@@ -67,9 +69,10 @@ PY
 if [ "$(id -u)" = 0 ]; then
   cargo run --release --locked -q -p runcvm-net --example net_setup_bench
   RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example volume_bench
+  cargo run --release --locked -q -p runcvm-nfs --example volume_server_bench
   RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example lifecycle_bench
   # Installs the release runcvm, runcvm-runtime and runcvm-init built above.
   cargo run --release --locked -q -p runcvm-runtime --example pod_start_bench
 else
-  echo "network set-up, volumes, lifecycle and pod start: not measured (needs root)"
+  echo "network set-up, volumes, the volume server, lifecycle and pod start: not measured (needs root)"
 fi

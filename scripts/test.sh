@@ -64,6 +64,7 @@ trap check_leftovers EXIT
 step "T1: pod network plumbing in network namespaces, NFS at the protocol level"
 cargo test --locked -p runcvm-net --test t1_pod_network -- --ignored --test-threads 2
 cargo test --locked -p runcvm-nfs --test protocol -- --ignored --test-threads 2
+cargo test --locked -p runcvm-nfs --test connection -- --ignored --test-threads 2
 
 step "fuzz: the NFS server, the control channel's frames, the OCI rewrites (scripts/fuzz.sh)"
 scripts/fuzz.sh

@@ -1,6 +1,6 @@
 //! File attributes in NFS's terms.
 
-use crate::tree::{Node, Tree};
+use crate::tree::Node;
 use nfs3_types::nfs3::{fattr3, ftype3, nfstime3, post_op_attr, pre_op_attr, specdata3, wcc_attr, wcc_data};
 use nix::sys::stat::FileStat;
 
@@ -46,8 +46,8 @@ pub fn post_op(stat: Option<&FileStat>) -> post_op_attr {
 }
 
 /// The attributes of `node` now, if it can be read.
-pub fn post_op_of(tree: &Tree, node: &Node) -> post_op_attr {
-    post_op(tree.stat(node).ok().as_ref())
+pub fn post_op_of(node: &Node) -> post_op_attr {
+    post_op(node.stat().ok().as_ref())
 }
 
 pub fn pre_op(stat: Option<&FileStat>) -> pre_op_attr {
@@ -62,9 +62,9 @@ pub fn pre_op(stat: Option<&FileStat>) -> pre_op_attr {
 }
 
 /// Weak cache consistency data for `node` around a change.
-pub fn wcc(tree: &Tree, node: &Node, before: Option<&FileStat>) -> wcc_data {
+pub fn wcc(node: &Node, before: Option<&FileStat>) -> wcc_data {
     wcc_data {
         before: pre_op(before),
-        after: post_op_of(tree, node),
+        after: post_op_of(node),
     }
 }

@@ -13,6 +13,23 @@ thread_local! {
     static CALLER: std::cell::Cell<Option<(u32, u32)>> = const { std::cell::Cell::new(None) };
 }
 
+/// Readies the calling thread to serve requests: its own file-system
+/// context (`unshare(CLONE_FS)`) with umask 0, so a new file or folder gets
+/// exactly the mode the caller asked for, and a folder keeps the
+/// set-group-ID bit it inherits from its parent (an fsGroup volume), as
+/// under knfsd; no chmod after creation is needed, which would clear it.
+/// The rest of the launcher keeps its own umask.
+pub fn prepare_serving_thread() -> std::io::Result<()> {
+    // SAFETY: unshare(CLONE_FS) gives only this thread a private copy of
+    // its cwd, root and umask; no memory is involved.
+    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: umask only changes the (now thread-private) file mode mask.
+    unsafe { libc::umask(0) };
+    Ok(())
+}
+
 /// Restores root's credentials when dropped.
 #[derive(Debug)]
 pub struct AsCaller(());

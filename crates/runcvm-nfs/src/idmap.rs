@@ -8,8 +8,9 @@
 //! id-mapped mount applies. Ids outside the mapping are nobody, as the
 //! kernel shows them.
 //!
-//! The mapping is per connection thread, set once when the connection is
-//! accepted, so attribute encoding deep in the procedures can read it.
+//! The mapping is per serving thread (a connection's workers), set once
+//! when the thread starts, so attribute encoding deep in the procedures can
+//! read it.
 
 use std::cell::RefCell;
 
@@ -54,7 +55,7 @@ thread_local! {
     static ACTIVE: RefCell<Option<IdMap>> = const { RefCell::new(None) };
 }
 
-/// Sets the mapping of the calling connection thread.
+/// Sets the mapping of the calling serving thread.
 pub(crate) fn activate(map: Option<IdMap>) {
     ACTIVE.with(|active| *active.borrow_mut() = map);
 }

@@ -6,15 +6,21 @@
 //! server crate because those ignore the caller's credentials: here every
 //! request runs on a thread that has taken the caller's fsuid, fsgid and
 //! groups (see [`creds`]), so the host kernel enforces permissions and new
-//! files belong to the guest user who made them. Requests are read from
-//! each connection in order and answered in order.
+//! files belong to the guest user who made them. Each connection's calls
+//! are read in order by one thread and answered by a few workers of the
+//! connection's (at most [`WORKERS_PER_CONNECTION`] calls at once), each
+//! reply written as soon as it is ready: RPC matches replies to calls by
+//! xid, and one slow call (a READ that waits on its file) leaves the others
+//! to be served.
 //!
 //! TCP only; MOUNT v3 and NFS v3 share one port; no portmapper (the guest
 //! passes `port=` and `mountport=`).
 
 mod attrs;
 mod creds;
+mod handles;
 mod idmap;
+mod listing;
 mod mount;
 mod nfs;
 pub mod rpc;
@@ -25,11 +31,16 @@ pub use tree::Export;
 
 use nfs3_types::rpc::accept_stat_data;
 use std::io::BufReader;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{Receiver, TrySendError};
+use std::sync::{Arc, Mutex};
 
 const NFS_PROGRAM: u32 = nfs3_types::nfs3::PROGRAM;
 const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
+/// Calls of one connection answered at once. Beyond it the connection's
+/// reader waits for a worker before it reads on, so a connection holds at
+/// most this many calls (and one being read) however fast its client sends.
+pub const WORKERS_PER_CONNECTION: usize = 8;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -123,10 +134,9 @@ fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>, peers: &Peers) ->
                 let tree = Arc::clone(tree);
                 let ids = peers.ids.clone();
                 let id_map = peers.id_map.clone();
-                let spawned = std::thread::Builder::new().name("nfs-conn".into()).spawn(move || {
-                    idmap::activate(id_map);
-                    serve_connection(&tree, stream, ids.as_ref());
-                });
+                let spawned = std::thread::Builder::new()
+                    .name("nfs-conn".into())
+                    .spawn(move || serve_connection(&tree, stream, ids.as_ref(), id_map.as_ref()));
                 if let Err(e) = spawned {
                     runcvm_log::warn!("nfs: cannot start a connection thread: {e}");
                 }
@@ -147,37 +157,123 @@ fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>, peers: &Peers) ->
     }
 }
 
-fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>) {
+/// What the workers of one connection share.
+struct Connection<'a> {
+    tree: &'a tree::Tree,
+    ids: Option<&'a KnownIds>,
+    id_map: Option<&'a IdMap>,
+    /// Replies go out under this lock, each whole, in the order they are
+    /// ready.
+    writer: Mutex<TcpStream>,
+}
+
+/// Reads a connection's calls and hands each to a free worker, starting
+/// workers as calls find none free, up to [`WORKERS_PER_CONNECTION`]. The
+/// connection ends at the end of its stream, on a read error or on a
+/// malformed call; its workers answer what they hold, then end with it.
+fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>, id_map: Option<&IdMap>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     runcvm_log::debug!("nfs: connection from {peer}");
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(writer) = stream.try_clone() else { return };
     let _ = stream.set_nodelay(true);
-    let mut reader = BufReader::with_capacity(1 << 20, stream);
-    loop {
-        let record = match rpc::read_record(&mut reader) {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(e) => {
-                runcvm_log::debug!("nfs: connection from {peer} ended: {e}");
+    let connection = Connection {
+        tree,
+        ids,
+        id_map,
+        writer: Mutex::new(writer),
+    };
+    // Without room: a call is handed over only to a worker waiting for one,
+    // so none queue up behind busy workers.
+    let (calls, queue) = std::sync::mpsc::sync_channel::<rpc::Call>(0);
+    // Only workers hold the queue, so a reader whose workers are all gone
+    // (none could start) finds the hand-over failing instead of waiting.
+    let queue = Arc::new(Mutex::new(queue));
+    let held = Arc::downgrade(&queue);
+    let mut first = Some(queue);
+    std::thread::scope(|scope| {
+        let mut workers = 0;
+        let mut reader = BufReader::with_capacity(1 << 20, stream);
+        loop {
+            let record = match rpc::read_record(&mut reader) {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(e) => {
+                    runcvm_log::debug!("nfs: connection from {peer} ended: {e}");
+                    break;
+                }
+            };
+            let Some(call) = rpc::parse_call(record) else {
+                runcvm_log::debug!("nfs: dropped a malformed call from {peer}");
+                break;
+            };
+            let call = match calls.try_send(call) {
+                Ok(()) => continue,
+                Err(TrySendError::Full(call)) => call,
+                Err(TrySendError::Disconnected(_)) => break,
+            };
+            if workers < WORKERS_PER_CONNECTION {
+                let Some(queue) = first.take().or_else(|| held.upgrade()) else {
+                    break;
+                };
+                let connection = &connection;
+                let spawned = std::thread::Builder::new()
+                    .name("nfs-worker".into())
+                    .spawn_scoped(scope, move || work(connection, &queue));
+                match spawned {
+                    Ok(_) => workers += 1,
+                    Err(e) => runcvm_log::warn!("nfs: cannot start a worker for a connection from {peer}: {e}"),
+                }
+            }
+            if calls.send(call).is_err() {
                 break;
             }
+        }
+        // The workers see the queue closed once they are done with what
+        // they hold; the scope waits for them.
+        drop(calls);
+    });
+    runcvm_log::debug!("nfs: connection from {peer} closed");
+}
+
+/// A worker of a connection: answers the calls it is handed until the
+/// connection's reader is done.
+fn work(connection: &Connection<'_>, queue: &Mutex<Receiver<rpc::Call>>) {
+    // What a request runs with is per thread: the id mapping, and the
+    // credentials that creds::become_caller takes within a file-system
+    // context of the thread's own.
+    idmap::activate(connection.id_map.cloned());
+    if let Err(e) = creds::prepare_serving_thread() {
+        runcvm_log::warn!("nfs: cannot serve a connection: its worker has no umask of its own: {e}");
+        return;
+    }
+    loop {
+        // One worker waits on the queue at a time, the others on its lock.
+        let next = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
         };
-        let Some(mut call) = rpc::parse_call(record) else {
-            runcvm_log::debug!("nfs: dropped a malformed call from {peer}");
-            break;
-        };
+        let Ok(mut call) = next else { return };
         let caller = &mut call.caller;
         caller.uid = idmap::node_uid(caller.uid);
         caller.gid = idmap::node_gid(caller.gid);
         for group in &mut caller.groups {
             *group = idmap::node_gid(*group);
         }
-        if let Some(ids) = ids {
+        if let Some(ids) = connection.ids {
             ids.squash(caller);
         }
-        let reply = answer(tree, &mut call);
-        if rpc::write_record(&mut writer, &reply).is_err() {
-            break;
+        let reply = answer(connection.tree, &mut call);
+        let written = match connection.writer.lock() {
+            Ok(mut writer) => rpc::write_record(&mut *writer, &reply).is_ok(),
+            Err(_) => false,
+        };
+        if !written {
+            // The client is gone, or a reply went out in part: end the
+            // connection, so the reader stops reading calls none can answer.
+            if let Ok(writer) = connection.writer.lock() {
+                let _ = writer.shutdown(Shutdown::Both);
+            }
+            return;
         }
     }
 }

@@ -40,8 +40,8 @@ fn mnt(tree: &Tree, path: &[u8]) -> mountres3<'static> {
         return mountres3::Err(mountstat3::MNT3ERR_NOENT);
     };
     match tree.root(export) {
-        Ok((node, identity)) => {
-            let handle = tree.handle(&node, identity);
+        Ok(node) => {
+            let handle = tree.handle(&node);
             runcvm_log::debug!("nfs: guest mounted {}", tree.export(export).name);
             mountres3::Ok(mountres3_ok {
                 fhandle: fhandle3(handle.data),

@@ -2,13 +2,14 @@
 
 use crate::attrs::{fattr, post_op, post_op_of, wcc};
 use crate::creds::become_caller;
+use crate::listing::{after, name_cookie};
 use crate::rpc::{Call, PackDyn, args};
 use crate::tree::{Node, Tree, check_name, status};
 use nfs3_types::nfs3::*;
 use nfs3_types::xdr_codec::{List, Opaque, Void};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FchmodatFlags, FileStat, Mode, UtimensatFlags, fchmodat, fstatat, mkdirat, utimensat};
+use nix::sys::stat::{FchmodatFlags, FileStat, Mode, UtimensatFlags, fchmodat, mkdirat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, symlinkat, unlinkat};
 use std::ffi::OsStr;
@@ -17,11 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 
 /// Largest READ and WRITE the server offers.
 const MAX_IO: u32 = 1 << 20;
-/// Changes with every server start, so clients re-send unstable writes.
+
 fn write_verifier(tree: &Tree) -> writeverf3 {
-    let mut verifier = *b"runcvm\0\0";
-    verifier[4..].copy_from_slice(&tree.epoch().to_be_bytes());
-    writeverf3(verifier)
+    writeverf3(tree.write_verifier())
 }
 
 /// What a procedure answers: a body to pack, or `None` for PROC_UNAVAIL.
@@ -83,18 +82,38 @@ fn writable(tree: &Tree, node: &Node) -> Result<(), nfsstat3> {
 
 /// Opens `node` for writing as the caller; the owner of a file may write it
 /// whatever its mode (git makes objects 0444 and then writes them), as
-/// knfsd lets them.
+/// knfsd lets them. The rule is checked and applied on the inode the
+/// handle holds, so a rename on the host cannot point it at another file.
 fn open_for_write(tree: &Tree, node: &Node) -> Result<OwnedFd, nfsstat3> {
-    match tree.open(node, OFlag::O_WRONLY) {
+    match tree.reopen(node, OFlag::O_WRONLY) {
         Err(nfsstat3::NFS3ERR_ACCES) => {
-            let owner = tree.stat(node)?.st_uid;
-            if crate::creds::caller_uid() != Some(owner) {
+            let stat = node.stat()?;
+            if crate::creds::caller_uid() != Some(stat.st_uid) || stat.st_mode & libc::S_IFMT != libc::S_IFREG {
                 return Err(nfsstat3::NFS3ERR_ACCES);
             }
-            crate::creds::as_root(|| tree.open(node, OFlag::O_WRONLY))
+            match crate::creds::as_root(|| tree.reopen(node, OFlag::O_WRONLY)) {
+                // Root's open needs CAP_DAC_OVERRIDE, which a pod that
+                // dropped its capabilities does not have.
+                Err(nfsstat3::NFS3ERR_ACCES | nfsstat3::NFS3ERR_PERM) => owner_lends_itself_write(tree, node),
+                other => other,
+            }
         }
         other => other,
     }
+}
+
+/// The owner's override without CAP_DAC_OVERRIDE: as the owner, who may
+/// chmod its own file, add u+w for the open and take it back. One at a
+/// time, so two overrides never restore each other's modes.
+fn owner_lends_itself_write(tree: &Tree, node: &Node) -> Result<OwnedFd, nfsstat3> {
+    let _one_at_a_time = tree.owner_override.lock().map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
+    let mode = node.stat()?.st_mode & 0o7777;
+    chmod_node(node, mode | 0o200)?;
+    let opened = tree.reopen(node, OFlag::O_WRONLY);
+    let restored = chmod_node(node, mode);
+    let file = opened?;
+    restored?;
+    Ok(file)
 }
 
 fn is_dir(stat: &FileStat) -> bool {
@@ -112,7 +131,7 @@ fn getattr(tree: &Tree, args: GETATTR3args) -> GETATTR3res {
 
 fn setattr(tree: &Tree, args: SETATTR3args) -> SETATTR3res {
     let fail = |e, node: Option<&Node>, before: Option<&FileStat>| {
-        let obj_wcc = node.map_or_else(wcc_data::default, |n| wcc(tree, n, before));
+        let obj_wcc = node.map_or_else(wcc_data::default, |n| wcc(n, before));
         SETATTR3res::Err((e, SETATTR3resfail { obj_wcc }))
     };
     let (node, before) = match tree.resolve(&args.object) {
@@ -130,7 +149,7 @@ fn setattr(tree: &Tree, args: SETATTR3args) -> SETATTR3res {
     }
     match apply_sattr(tree, &node, &args.new_attributes) {
         Ok(()) => SETATTR3res::Ok(SETATTR3resok {
-            obj_wcc: wcc(tree, &node, Some(&before)),
+            obj_wcc: wcc(&node, Some(&before)),
         }),
         Err(e) => fail(e, Some(&node), Some(&before)),
     }
@@ -143,28 +162,14 @@ fn apply_sattr(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3>
         let file = open_for_write(tree, node)?;
         nix::unistd::ftruncate(&file, i64::try_from(size).map_err(|_| nfsstat3::NFS3ERR_FBIG)?).map_err(status)?;
     }
-    let (uid, gid) = (attrs.uid, attrs.gid);
-    if uid.is_some()
-        || gid.is_some()
-        || attrs.mode.is_some()
-        || !matches!(attrs.atime, set_atime::DONT_CHANGE)
-        || !matches!(attrs.mtime, set_mtime::DONT_CHANGE)
-    {
-        let Some((parent, name)) = node.split() else {
-            return apply_at_root(tree, node, attrs);
-        };
-        let dir = tree.open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-        let name = OsStr::from_bytes(&name);
-        if uid.is_some() || gid.is_some() {
-            let (uid, gid) = owner(attrs);
-            fchownat(&dir, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
-        }
-        if let Nfs3Option::Some(mode) = attrs.mode {
-            chmod_node(tree, node, mode)?;
-        }
-        set_times(&dir, name, attrs)?;
+    if attrs.uid.is_some() || attrs.gid.is_some() {
+        let (uid, gid) = owner(attrs);
+        fchownat(node.fd(), "", uid, gid, AtFlags::AT_EMPTY_PATH).map_err(status)?;
     }
-    Ok(())
+    if let Nfs3Option::Some(mode) = attrs.mode {
+        chmod_node(node, mode)?;
+    }
+    set_times(node, attrs)
 }
 
 /// The owner a SETATTR asks for, in the node's ids (`idmap.rs`).
@@ -180,41 +185,33 @@ fn owner(attrs: &sattr3) -> (Option<Uid>, Option<Gid>) {
     (uid, gid)
 }
 
-/// chmod of the inode `node` names now, held open without following any
-/// symlink: a name swapped for a symlink between a check and the chmod
-/// cannot send it outside the export.
-fn chmod_node(tree: &Tree, node: &Node, mode: u32) -> Result<(), nfsstat3> {
-    let fd = tree.open(node, OFlag::O_PATH)?;
-    let stat = fstatat(&fd, "", AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
-    if stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
+/// chmod of the inode `node` holds.
+fn chmod_node(node: &Node, mode: u32) -> Result<(), nfsstat3> {
+    if node.stat()?.st_mode & libc::S_IFMT == libc::S_IFLNK {
         return Err(nfsstat3::NFS3ERR_INVAL);
     }
     // An O_PATH descriptor cannot be fchmod'ed; its /proc link reaches
     // exactly the inode it holds.
-    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
     fchmodat(
         nix::fcntl::AT_FDCWD,
-        path.as_str(),
+        node.proc_path().as_str(),
         Mode::from_bits_truncate(mode & 0o7777),
         FchmodatFlags::FollowSymlink,
     )
     .map_err(status)
 }
 
-fn apply_at_root(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3> {
-    let root = tree.open(node, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-    let here = OsStr::new(".");
-    let (uid, gid) = owner(attrs);
-    if uid.is_some() || gid.is_some() {
-        fchownat(&root, here, uid, gid, AtFlags::empty()).map_err(status)?;
+/// The attributes of a new object, less its mode: the serving thread's
+/// umask is 0, so it was created with exactly the mode asked for, and a
+/// chmod now would clear a set-group-ID bit inherited from its folder.
+fn after_creation(attrs: &sattr3) -> sattr3 {
+    sattr3 {
+        mode: Nfs3Option::None,
+        ..attrs.clone()
     }
-    if let Nfs3Option::Some(mode) = attrs.mode {
-        chmod_node(tree, node, mode)?;
-    }
-    set_times(&root, here, attrs)
 }
 
-fn set_times(dir: &impl std::os::fd::AsFd, name: &OsStr, attrs: &sattr3) -> Result<(), nfsstat3> {
+fn set_times(node: &Node, attrs: &sattr3) -> Result<(), nfsstat3> {
     let spec = |seconds: u32, nanos: u32| TimeSpec::new(i64::from(seconds), i64::from(nanos));
     let omit = TimeSpec::UTIME_OMIT;
     let now = TimeSpec::UTIME_NOW;
@@ -231,11 +228,18 @@ fn set_times(dir: &impl std::os::fd::AsFd, name: &OsStr, attrs: &sattr3) -> Resu
     if atime == omit && mtime == omit {
         return Ok(());
     }
-    utimensat(dir, name, &atime, &mtime, UtimensatFlags::NoFollowSymlink).map_err(status)
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        node.proc_path().as_str(),
+        &atime,
+        &mtime,
+        UtimensatFlags::FollowSymlink,
+    )
+    .map_err(status)
 }
 
 fn lookup(tree: &Tree, args: LOOKUP3args<'_>) -> LOOKUP3res {
-    let (dir, _) = match tree.resolve(&args.what.dir) {
+    let (dir, dir_stat) = match tree.resolve(&args.what.dir) {
         Ok(found) => found,
         Err(e) => {
             return LOOKUP3res::Err((
@@ -247,22 +251,21 @@ fn lookup(tree: &Tree, args: LOOKUP3args<'_>) -> LOOKUP3res {
         }
     };
     let name = args.what.name.as_ref();
-    let target = match name {
-        b"." => Ok(dir.clone()),
-        b".." => Ok(dir.split().map_or_else(|| dir.clone(), |(parent, _)| parent)),
-        _ => check_name(name).map(|()| dir.child(name)),
+    let found = match name {
+        b"." => Ok((dir.clone(), dir_stat)),
+        b".." => tree.parent(&dir),
+        _ => check_name(name).and_then(|()| tree.lookup(&dir, name)),
     };
-    let found = target.and_then(|node| tree.identify(&node).map(|(stat, identity)| (node, stat, identity)));
     match found {
-        Ok((node, stat, identity)) => LOOKUP3res::Ok(LOOKUP3resok {
-            object: tree.handle(&node, identity),
+        Ok((node, stat)) => LOOKUP3res::Ok(LOOKUP3resok {
+            object: tree.handle(&node),
             obj_attributes: post_op(Some(&stat)),
-            dir_attributes: post_op_of(tree, &dir),
+            dir_attributes: post_op_of(&dir),
         }),
         Err(e) => LOOKUP3res::Err((
             e,
             LOOKUP3resfail {
-                dir_attributes: post_op_of(tree, &dir),
+                dir_attributes: post_op_of(&dir),
             },
         )),
     }
@@ -280,20 +283,12 @@ fn access(tree: &Tree, args: ACCESS3args) -> ACCESS3res {
             ));
         }
     };
-    // Ask the kernel as the caller: AT_EACCESS checks with the thread's
-    // current (fs) credentials; without it faccessat uses the real uid, root.
+    // Ask the kernel as the caller, of the inode itself: AT_EACCESS checks
+    // with the thread's current (fs) credentials; without it faccessat uses
+    // the real uid, root.
+    let path = node.proc_path();
     let granted = |mode: nix::unistd::AccessFlags| {
-        let flags = AtFlags::AT_SYMLINK_NOFOLLOW | AtFlags::AT_EACCESS;
-        let checked = match node.split() {
-            Some((parent, name)) => tree
-                .open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                .and_then(|dir| nix::unistd::faccessat(&dir, OsStr::from_bytes(&name), mode, flags).map_err(status)),
-            // The export root: asked of the folder itself.
-            None => tree
-                .open(&node, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                .and_then(|dir| nix::unistd::faccessat(&dir, ".", mode, flags).map_err(status)),
-        };
-        checked.is_ok()
+        nix::unistd::faccessat(nix::fcntl::AT_FDCWD, path.as_str(), mode, AtFlags::AT_EACCESS).is_ok()
     };
     use nix::unistd::AccessFlags as A;
     let read_only = tree.export(node.export).read_only;
@@ -318,9 +313,10 @@ fn access(tree: &Tree, args: ACCESS3args) -> ACCESS3res {
 
 fn readlink(tree: &Tree, args: READLINK3args) -> READLINK3res<'static> {
     let result = tree.resolve(&args.symlink).and_then(|(node, stat)| {
-        let (parent, name) = node.split().ok_or(nfsstat3::NFS3ERR_INVAL)?;
-        let dir = tree.open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-        let target = nix::fcntl::readlinkat(&dir, OsStr::from_bytes(&name)).map_err(status)?;
+        if stat.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            return Err(nfsstat3::NFS3ERR_INVAL);
+        }
+        let target = nix::fcntl::readlinkat(node.fd(), "").map_err(status)?;
         Ok((stat, target))
     });
     match result {
@@ -339,7 +335,10 @@ fn readlink(tree: &Tree, args: READLINK3args) -> READLINK3res<'static> {
 
 fn read(tree: &Tree, args: READ3args) -> READ3res<'static> {
     let result = tree.resolve(&args.file).and_then(|(node, stat)| {
-        let file = tree.open(&node, OFlag::O_RDONLY)?;
+        if is_dir(&stat) {
+            return Err(nfsstat3::NFS3ERR_ISDIR);
+        }
+        let file = tree.reopen(&node, OFlag::O_RDONLY)?;
         let count = args.count.min(MAX_IO) as usize;
         let mut data = vec![0u8; count];
         let mut filled = 0;
@@ -353,12 +352,12 @@ fn read(tree: &Tree, args: READ3args) -> READ3res<'static> {
             }
         }
         data.truncate(filled);
-        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        let size = nix::sys::stat::fstat(&file).map_or(0, |s| u64::try_from(s.st_size).unwrap_or(0));
         Ok((node, data, args.offset + filled as u64 >= size))
     });
     match result {
         Ok((node, data, eof)) => READ3res::Ok(READ3resok {
-            file_attributes: post_op_of(tree, &node),
+            file_attributes: post_op_of(&node),
             count: u32::try_from(data.len()).unwrap_or(0),
             eof,
             data: Opaque::owned(data),
@@ -370,6 +369,20 @@ fn read(tree: &Tree, args: READ3args) -> READ3res<'static> {
             },
         )),
     }
+}
+
+/// Makes what was written durable as `stable` asks; a failure is a failed
+/// write-back, which changes the write verifier.
+fn sync_as_asked(tree: &Tree, file: &OwnedFd, stable: stable_how) -> Result<stable_how, nfsstat3> {
+    let done = match stable {
+        stable_how::UNSTABLE => return Ok(stable_how::UNSTABLE),
+        stable_how::DATA_SYNC => nix::unistd::fdatasync(file).map(|()| stable_how::DATA_SYNC),
+        stable_how::FILE_SYNC => nix::unistd::fsync(file).map(|()| stable_how::FILE_SYNC),
+    };
+    done.map_err(|e| {
+        tree.write_back_failed();
+        status(e)
+    })
 }
 
 fn write(tree: &Tree, args: WRITE3args<'_>) -> WRITE3res {
@@ -397,29 +410,24 @@ fn write(tree: &Tree, args: WRITE3args<'_>) -> WRITE3res {
                 Err(e) => return Err(status(e)),
             }
         }
-        // FILE_SYNC and DATA_SYNC promise the data is on stable storage when
-        // the reply arrives; UNSTABLE waits for COMMIT (the client's fsync or
-        // close).
-        if !matches!(args.stable, stable_how::UNSTABLE) {
-            nix::unistd::fdatasync(&file).map_err(status)?;
-        }
-        Ok(written)
+        // FILE_SYNC and DATA_SYNC promise the data (and for FILE_SYNC the
+        // metadata) is on stable storage when the reply arrives; UNSTABLE
+        // waits for COMMIT (the client's fsync or close). The reply says
+        // what was done.
+        let committed = sync_as_asked(tree, &file, args.stable)?;
+        Ok((written, committed))
     });
     match result {
-        Ok(written) => WRITE3res::Ok(WRITE3resok {
-            file_wcc: wcc(tree, &node, Some(&before)),
+        Ok((written, committed)) => WRITE3res::Ok(WRITE3resok {
+            file_wcc: wcc(&node, Some(&before)),
             count: u32::try_from(written).unwrap_or(0),
-            committed: if matches!(args.stable, stable_how::UNSTABLE) {
-                stable_how::UNSTABLE
-            } else {
-                stable_how::FILE_SYNC
-            },
+            committed,
             verf: write_verifier(tree),
         }),
         Err(e) => WRITE3res::Err((
             e,
             WRITE3resfail {
-                file_wcc: wcc(tree, &node, Some(&before)),
+                file_wcc: wcc(&node, Some(&before)),
             },
         )),
     }
@@ -443,10 +451,10 @@ impl Refused {
         }
     }
 
-    fn dir_wcc(&self, tree: &Tree) -> wcc_data {
+    fn dir_wcc(&self) -> wcc_data {
         self.dir
             .as_ref()
-            .map_or_else(wcc_data::default, |found| wcc(tree, &found.0, Some(&found.1)))
+            .map_or_else(wcc_data::default, |found| wcc(&found.0, Some(&found.1)))
     }
 }
 
@@ -461,16 +469,41 @@ fn new_entry(tree: &Tree, where_: &diropargs3<'_>) -> Result<Entry, Refused> {
 }
 
 /// The reply parts every creating procedure shares.
-fn created(tree: &Tree, dir: &Node, before: &FileStat, name: &[u8]) -> (post_op_fh3, post_op_attr, wcc_data) {
-    let node = dir.child(name);
-    match tree.identify(&node) {
-        Ok((stat, identity)) => (
-            post_op_fh3::Some(tree.handle(&node, identity)),
-            post_op(Some(&stat)),
-            wcc(tree, dir, Some(before)),
+fn created(
+    tree: &Tree,
+    dir: &Node,
+    before: &FileStat,
+    new: Option<&(Node, FileStat)>,
+) -> (post_op_fh3, post_op_attr, wcc_data) {
+    match new {
+        Some((node, stat)) => (
+            post_op_fh3::Some(tree.handle(node)),
+            post_op(Some(stat)),
+            wcc(dir, Some(before)),
         ),
-        Err(_) => (post_op_fh3::None, post_op_attr::None, wcc(tree, dir, Some(before))),
+        None => (post_op_fh3::None, post_op_attr::None, wcc(dir, Some(before))),
     }
+}
+
+/// An EXCLUSIVE create's verifier as knfsd keeps it: in the new file's
+/// mtime and atime seconds (high bits clear, which some file systems
+/// cannot store), until the client's SETATTR that follows sets the real
+/// ones. A retransmitted create finds it and succeeds.
+fn verifier_times(verifier: &createverf3) -> (i64, i64) {
+    let word = |at: usize| {
+        let bytes: [u8; 4] = verifier.0[at..at + 4].try_into().unwrap_or_default();
+        i64::from(u32::from_be_bytes(bytes) & 0x7fff_ffff)
+    };
+    (word(0), word(4))
+}
+
+/// The file an earlier EXCLUSIVE create with this verifier made, if the
+/// existing `name` is it.
+fn same_exclusive_create(tree: &Tree, dir: &Node, name: &[u8], verifier: &createverf3) -> Option<(Node, FileStat)> {
+    let (node, stat) = tree.lookup(dir, name).ok()?;
+    let (mtime, atime) = verifier_times(verifier);
+    (stat.st_mode & libc::S_IFMT == libc::S_IFREG && stat.st_mtime == mtime && stat.st_atime == atime)
+        .then_some((node, stat))
 }
 
 fn create(tree: &Tree, args: CREATE3args<'_>) -> CREATE3res {
@@ -480,43 +513,50 @@ fn create(tree: &Tree, args: CREATE3args<'_>) -> CREATE3res {
             return CREATE3res::Err((
                 refused.code,
                 CREATE3resfail {
-                    dir_wcc: refused.dir_wcc(tree),
+                    dir_wcc: refused.dir_wcc(),
                 },
             ));
         }
     };
-    let (flags, attrs) = match &args.how {
-        createhow3::UNCHECKED(attrs) => (OFlag::O_CREAT, Some(attrs)),
-        createhow3::GUARDED(attrs) => (OFlag::O_CREAT | OFlag::O_EXCL, Some(attrs)),
-        // The verifier is not stored: an exclusive create is a guarded one.
-        createhow3::EXCLUSIVE(_) => (OFlag::O_CREAT | OFlag::O_EXCL, None),
+    let mode_of = |attrs: &sattr3| match attrs.mode {
+        Nfs3Option::Some(m) => m,
+        Nfs3Option::None => 0o644,
     };
-    let mode = attrs
-        .and_then(|a| {
-            if let Nfs3Option::Some(m) = a.mode {
-                Some(m)
-            } else {
-                None
+    let (flags, mode) = match &args.how {
+        createhow3::UNCHECKED(attrs) => (OFlag::O_CREAT, mode_of(attrs)),
+        createhow3::GUARDED(attrs) => (OFlag::O_CREAT | OFlag::O_EXCL, mode_of(attrs)),
+        // As knfsd: no mode until the client's SETATTR.
+        createhow3::EXCLUSIVE(_) => (OFlag::O_CREAT | OFlag::O_EXCL, 0),
+    };
+    let opened = nix::fcntl::openat(
+        dir.fd(),
+        OsStr::from_bytes(&name),
+        flags | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode & 0o7777),
+    )
+    .map_err(status);
+    let result = match (&args.how, opened) {
+        (createhow3::EXCLUSIVE(verifier), Err(nfsstat3::NFS3ERR_EXIST)) => {
+            same_exclusive_create(tree, &dir, &name, verifier).ok_or(nfsstat3::NFS3ERR_EXIST)
+        }
+        (_, Err(e)) => Err(e),
+        (how, Ok(file)) => (|| {
+            if let createhow3::EXCLUSIVE(verifier) = how {
+                let (mtime, atime) = verifier_times(verifier);
+                nix::sys::stat::futimens(&file, &TimeSpec::new(atime, 0), &TimeSpec::new(mtime, 0)).map_err(status)?;
             }
-        })
-        .unwrap_or(0o644);
-    let result = tree.open(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY).and_then(|dirfd| {
-        nix::fcntl::openat(
-            &dirfd,
-            OsStr::from_bytes(&name),
-            flags | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(mode & 0o7777),
-        )
-        .map_err(status)
-    });
-    let result = result.and_then(|_file| {
-        // The mode is applied again: the launcher's umask masked it at creation.
-        let rest = attrs.cloned().unwrap_or_default();
-        apply_sattr(tree, &dir.child(&name), &rest)
-    });
+            drop(file);
+            let (node, _) = tree.lookup(&dir, &name)?;
+            if let createhow3::UNCHECKED(attrs) | createhow3::GUARDED(attrs) = how {
+                apply_sattr(tree, &node, &after_creation(attrs))?;
+            }
+            let stat = node.stat()?;
+            Ok((node, stat))
+        })(),
+    };
     match result {
-        Ok(()) => {
-            let (obj, obj_attributes, dir_wcc) = created(tree, &dir, &before, &name);
+        Ok(new) => {
+            let (obj, obj_attributes, dir_wcc) = created(tree, &dir, &before, Some(&new));
             CREATE3res::Ok(CREATE3resok {
                 obj,
                 obj_attributes,
@@ -526,7 +566,7 @@ fn create(tree: &Tree, args: CREATE3args<'_>) -> CREATE3res {
         Err(e) => CREATE3res::Err((
             e,
             CREATE3resfail {
-                dir_wcc: wcc(tree, &dir, Some(&before)),
+                dir_wcc: wcc(&dir, Some(&before)),
             },
         )),
     }
@@ -539,7 +579,7 @@ fn mkdir(tree: &Tree, args: MKDIR3args<'_>) -> MKDIR3res {
             return MKDIR3res::Err((
                 refused.code,
                 MKDIR3resfail {
-                    dir_wcc: refused.dir_wcc(tree),
+                    dir_wcc: refused.dir_wcc(),
                 },
             ));
         }
@@ -549,23 +589,21 @@ fn mkdir(tree: &Tree, args: MKDIR3args<'_>) -> MKDIR3res {
     } else {
         0o755
     };
-    let result = tree
-        .open(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .and_then(|dirfd| {
-            mkdirat(
-                &dirfd,
-                OsStr::from_bytes(&name),
-                Mode::from_bits_truncate(mode & 0o7777),
-            )
-            .map_err(status)
-        })
-        .and_then(|()| {
-            // The mode is applied again: the launcher's umask masked it at creation.
-            apply_sattr(tree, &dir.child(&name), &args.attributes)
-        });
+    let result = mkdirat(
+        dir.fd(),
+        OsStr::from_bytes(&name),
+        Mode::from_bits_truncate(mode & 0o7777),
+    )
+    .map_err(status)
+    .and_then(|()| {
+        let (node, _) = tree.lookup(&dir, &name)?;
+        apply_sattr(tree, &node, &after_creation(&args.attributes))?;
+        let stat = node.stat()?;
+        Ok((node, stat))
+    });
     match result {
-        Ok(()) => {
-            let (obj, obj_attributes, dir_wcc) = created(tree, &dir, &before, &name);
+        Ok(new) => {
+            let (obj, obj_attributes, dir_wcc) = created(tree, &dir, &before, Some(&new));
             MKDIR3res::Ok(MKDIR3resok {
                 obj,
                 obj_attributes,
@@ -575,7 +613,7 @@ fn mkdir(tree: &Tree, args: MKDIR3args<'_>) -> MKDIR3res {
         Err(e) => MKDIR3res::Err((
             e,
             MKDIR3resfail {
-                dir_wcc: wcc(tree, &dir, Some(&before)),
+                dir_wcc: wcc(&dir, Some(&before)),
             },
         )),
     }
@@ -588,18 +626,17 @@ fn symlink(tree: &Tree, args: SYMLINK3args<'_>) -> SYMLINK3res {
             return SYMLINK3res::Err((
                 refused.code,
                 SYMLINK3resfail {
-                    dir_wcc: refused.dir_wcc(tree),
+                    dir_wcc: refused.dir_wcc(),
                 },
             ));
         }
     };
     let target = OsStr::from_bytes(args.symlink.symlink_data.0.as_ref());
-    let result = tree
-        .open(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .and_then(|dirfd| symlinkat(target, &dirfd, OsStr::from_bytes(&name)).map_err(status));
+    let result = symlinkat(target, dir.fd(), OsStr::from_bytes(&name)).map_err(status);
     match result {
         Ok(()) => {
-            let (obj, obj_attributes, dir_wcc) = created(tree, &dir, &before, &name);
+            let new = tree.lookup(&dir, &name).ok();
+            let (obj, obj_attributes, dir_wcc) = created(tree, &dir, &before, new.as_ref());
             SYMLINK3res::Ok(SYMLINK3resok {
                 obj,
                 obj_attributes,
@@ -609,7 +646,7 @@ fn symlink(tree: &Tree, args: SYMLINK3args<'_>) -> SYMLINK3res {
         Err(e) => SYMLINK3res::Err((
             e,
             SYMLINK3resfail {
-                dir_wcc: wcc(tree, &dir, Some(&before)),
+                dir_wcc: wcc(&dir, Some(&before)),
             },
         )),
     }
@@ -617,11 +654,15 @@ fn symlink(tree: &Tree, args: SYMLINK3args<'_>) -> SYMLINK3res {
 
 fn unlink(tree: &Tree, object: &diropargs3<'_>, dir_flag: UnlinkatFlags) -> Result<(Node, FileStat), Refused> {
     let (dir, before, name) = new_entry(tree, object)?;
-    let done = tree
-        .open(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .and_then(|dirfd| unlinkat(&dirfd, OsStr::from_bytes(&name), dir_flag).map_err(status));
-    match done {
-        Ok(()) => Ok((dir, before)),
+    // Held across the unlink, to forget it if that was its last name.
+    let going = tree.lookup(&dir, &name).ok();
+    match unlinkat(dir.fd(), OsStr::from_bytes(&name), dir_flag).map_err(status) {
+        Ok(()) => {
+            if let Some((node, _)) = going {
+                tree.forget_if_deleted(&node);
+            }
+            Ok((dir, before))
+        }
         Err(e) => Err(Refused::new(e, Some((dir, before)))),
     }
 }
@@ -629,12 +670,12 @@ fn unlink(tree: &Tree, object: &diropargs3<'_>, dir_flag: UnlinkatFlags) -> Resu
 fn remove(tree: &Tree, args: REMOVE3args<'_>, _: bool) -> REMOVE3res {
     match unlink(tree, &args.object, UnlinkatFlags::NoRemoveDir) {
         Ok((dir, before)) => REMOVE3res::Ok(REMOVE3resok {
-            dir_wcc: wcc(tree, &dir, Some(&before)),
+            dir_wcc: wcc(&dir, Some(&before)),
         }),
         Err(refused) => REMOVE3res::Err((
             refused.code,
             REMOVE3resfail {
-                dir_wcc: refused.dir_wcc(tree),
+                dir_wcc: refused.dir_wcc(),
             },
         )),
     }
@@ -643,12 +684,12 @@ fn remove(tree: &Tree, args: REMOVE3args<'_>, _: bool) -> REMOVE3res {
 fn rmdir(tree: &Tree, args: RMDIR3args<'_>) -> RMDIR3res {
     match unlink(tree, &args.object, UnlinkatFlags::RemoveDir) {
         Ok((dir, before)) => RMDIR3res::Ok(RMDIR3resok {
-            dir_wcc: wcc(tree, &dir, Some(&before)),
+            dir_wcc: wcc(&dir, Some(&before)),
         }),
         Err(refused) => RMDIR3res::Err((
             refused.code,
             RMDIR3resfail {
-                dir_wcc: refused.dir_wcc(tree),
+                dir_wcc: refused.dir_wcc(),
             },
         )),
     }
@@ -666,8 +707,8 @@ fn rename(tree: &Tree, args: RENAME3args<'_, '_>) -> RENAME3res {
                 .or(to.as_ref().err())
                 .map_or(nfsstat3::NFS3ERR_IO, |r| r.code);
             let side = |r: Result<Entry, Refused>| match r {
-                Ok((d, s, _)) => wcc(tree, &d, Some(&s)),
-                Err(refused) => refused.dir_wcc(tree),
+                Ok((d, s, _)) => wcc(&d, Some(&s)),
+                Err(refused) => refused.dir_wcc(),
             };
             return RENAME3res::Err((
                 code,
@@ -682,22 +723,33 @@ fn rename(tree: &Tree, args: RENAME3args<'_, '_>) -> RENAME3res {
         return RENAME3res::Err((
             nfsstat3::NFS3ERR_XDEV,
             RENAME3resfail {
-                fromdir_wcc: wcc(tree, &from_dir, Some(&from_before)),
-                todir_wcc: wcc(tree, &to_dir, Some(&to_before)),
+                fromdir_wcc: wcc(&from_dir, Some(&from_before)),
+                todir_wcc: wcc(&to_dir, Some(&to_before)),
             },
         ));
     }
-    let result = tree
-        .open(&from_dir, OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .and_then(|old| {
-            let new = tree.open(&to_dir, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-            nix::fcntl::renameat(&old, OsStr::from_bytes(&from_name), &new, OsStr::from_bytes(&to_name)).map_err(status)
-        });
-    let fromdir_wcc = wcc(tree, &from_dir, Some(&from_before));
-    let todir_wcc = wcc(tree, &to_dir, Some(&to_before));
+    // What the rename replaces, to forget it if that was its last name.
+    let replaced = tree.lookup(&to_dir, &to_name).ok();
+    let result = nix::fcntl::renameat(
+        from_dir.fd(),
+        OsStr::from_bytes(&from_name),
+        to_dir.fd(),
+        OsStr::from_bytes(&to_name),
+    )
+    .map_err(status);
+    let fromdir_wcc = wcc(&from_dir, Some(&from_before));
+    let todir_wcc = wcc(&to_dir, Some(&to_before));
     match result {
         Ok(()) => {
-            tree.renamed(&from_dir.child(&from_name), &to_dir.child(&to_name));
+            if let Some((node, _)) = replaced {
+                tree.forget_if_deleted(&node);
+            }
+            let name = |bytes: &[u8]| std::path::PathBuf::from(OsStr::from_bytes(bytes));
+            tree.renamed(
+                from_dir.export,
+                &from_dir.rel.join(name(&from_name)),
+                &to_dir.rel.join(name(&to_name)),
+            );
             RENAME3res::Ok(RENAME3resok { fromdir_wcc, todir_wcc })
         }
         Err(e) => RENAME3res::Err((e, RENAME3resfail { fromdir_wcc, todir_wcc })),
@@ -717,8 +769,8 @@ fn link(tree: &Tree, args: LINK3args<'_>) -> LINK3res {
                 .or(e.as_ref().err().map(|r| r.code))
                 .unwrap_or(nfsstat3::NFS3ERR_IO);
             let linkdir_wcc = match e {
-                Ok((d, s, _)) => wcc(tree, &d, Some(&s)),
-                Err(refused) => refused.dir_wcc(tree),
+                Ok((d, s, _)) => wcc(&d, Some(&s)),
+                Err(refused) => refused.dir_wcc(),
             };
             return LINK3res::Err((
                 code,
@@ -729,66 +781,54 @@ fn link(tree: &Tree, args: LINK3args<'_>) -> LINK3res {
             ));
         }
     };
-    let result = (|| {
-        if node.export != dir.export {
-            return Err(nfsstat3::NFS3ERR_XDEV);
-        }
-        let (source_dir, source_name) = node.split().ok_or(nfsstat3::NFS3ERR_INVAL)?;
-        let old = tree.open(&source_dir, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-        let new = tree.open(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    let result = if node.export == dir.export {
+        // The inode itself, through its /proc link: linkat's AT_EMPTY_PATH
+        // would need CAP_DAC_READ_SEARCH.
         linkat(
-            &old,
-            OsStr::from_bytes(&source_name),
-            &new,
+            nix::fcntl::AT_FDCWD,
+            node.proc_path().as_str(),
+            dir.fd(),
             OsStr::from_bytes(&name),
-            AtFlags::empty(),
+            AtFlags::AT_SYMLINK_FOLLOW,
         )
         .map_err(status)
-    })();
-    let linkdir_wcc = wcc(tree, &dir, Some(&before));
+    } else {
+        Err(nfsstat3::NFS3ERR_XDEV)
+    };
+    let linkdir_wcc = wcc(&dir, Some(&before));
     match result {
         Ok(()) => LINK3res::Ok(LINK3resok {
-            file_attributes: post_op_of(tree, &node),
+            file_attributes: post_op_of(&node),
             linkdir_wcc,
         }),
         Err(e) => LINK3res::Err((
             e,
             LINK3resfail {
-                file_attributes: post_op_of(tree, &node),
+                file_attributes: post_op_of(&node),
                 linkdir_wcc,
             },
         )),
     }
 }
 
-/// Every entry of a folder but `.` and `..`, with its cookie: a hash of
-/// its name, so the place a listing resumes from does not move when
-/// entries are added or removed between calls (as `rm -r` does while it
-/// reads). Sorted by cookie; never 0, which means "from the start".
-fn entries(tree: &Tree, dir: &Node) -> Result<Vec<(u64, Vec<u8>, u64)>, nfsstat3> {
-    let fd = tree.open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
-    let mut listing = nix::dir::Dir::from_fd(fd).map_err(status)?;
-    let mut names: Vec<(u64, Vec<u8>, u64)> = listing
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_bytes() != b"." && e.file_name().to_bytes() != b"..")
-        .map(|e| {
-            let name = e.file_name().to_bytes().to_vec();
-            (name_cookie(&name), name, e.ino())
+/// Every entry of a folder but `.` and `..`, with its cookie (`listing.rs`),
+/// sorted by cookie.
+fn entries(tree: &Tree, dir: &Node, stat: &FileStat) -> Result<std::sync::Arc<Vec<crate::listing::Entry>>, nfsstat3> {
+    let fd = tree.reopen(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+    tree.listings
+        .get(stat, || {
+            let mut listing = nix::dir::Dir::from_fd(fd)?;
+            Ok(listing
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_bytes() != b"." && e.file_name().to_bytes() != b"..")
+                .map(|e| {
+                    let name = e.file_name().to_bytes().to_vec();
+                    (name_cookie(&name), name, e.ino())
+                })
+                .collect())
         })
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-/// FNV-1a of the name, with the low bit set so it is never 0.
-fn name_cookie(name: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash | 1
+        .map_err(status)
 }
 
 fn cookie_verifier(stat: &FileStat) -> cookieverf3 {
@@ -801,11 +841,11 @@ fn cookie_verifier(stat: &FileStat) -> cookieverf3 {
 
 fn readdir(tree: &Tree, args: READDIR3args) -> READDIR3res<'static> {
     let result = tree.resolve(&args.dir).and_then(|(dir, stat)| {
-        let names = entries(tree, &dir)?;
+        let names = entries(tree, &dir, &stat)?;
         let mut budget = args.count.saturating_sub(128) as usize;
         let mut list = Vec::new();
         let mut eof = true;
-        for (cookie, name, ino) in names.into_iter().filter(|(cookie, ..)| *cookie > args.cookie) {
+        for (cookie, name, ino) in after(&names, args.cookie) {
             let size = 24 + name.len().div_ceil(4) * 4;
             if size > budget {
                 eof = false;
@@ -813,9 +853,9 @@ fn readdir(tree: &Tree, args: READDIR3args) -> READDIR3res<'static> {
             }
             budget -= size;
             list.push(entry3 {
-                fileid: ino,
-                name: filename3(Opaque::owned(name)),
-                cookie,
+                fileid: *ino,
+                name: filename3(Opaque::owned(name.clone())),
+                cookie: *cookie,
             });
         }
         Ok((stat, list, eof))
@@ -840,26 +880,25 @@ fn readdir(tree: &Tree, args: READDIR3args) -> READDIR3res<'static> {
 
 fn readdirplus(tree: &Tree, args: READDIRPLUS3args) -> READDIRPLUS3res<'static> {
     let result = tree.resolve(&args.dir).and_then(|(dir, stat)| {
-        let names = entries(tree, &dir)?;
+        let names = entries(tree, &dir, &stat)?;
         let mut budget = args.maxcount.saturating_sub(128) as usize;
         let mut list = Vec::new();
         let mut eof = true;
-        for (cookie, name, ino) in names.into_iter().filter(|(cookie, ..)| *cookie > args.cookie) {
+        for (cookie, name, ino) in after(&names, args.cookie) {
             let size = 24 + name.len().div_ceil(4) * 4 + 88 + 4 + 28;
             if size > budget {
                 eof = false;
                 break;
             }
             budget -= size;
-            let node = dir.child(&name);
-            let (attrs, handle) = match tree.identify(&node) {
-                Ok((s, identity)) => (post_op(Some(&s)), post_op_fh3::Some(tree.handle(&node, identity))),
+            let (attrs, handle) = match tree.lookup(&dir, name) {
+                Ok((node, s)) => (post_op(Some(&s)), post_op_fh3::Some(tree.handle(&node))),
                 Err(_) => (post_op_attr::None, post_op_fh3::None),
             };
             list.push(entryplus3 {
-                fileid: ino,
-                name: filename3(Opaque::owned(name)),
-                cookie,
+                fileid: *ino,
+                name: filename3(Opaque::owned(name.clone())),
+                cookie: *cookie,
                 name_attributes: attrs,
                 name_handle: handle,
             });
@@ -886,10 +925,7 @@ fn readdirplus(tree: &Tree, args: READDIRPLUS3args) -> READDIRPLUS3res<'static> 
 
 fn fsstat(tree: &Tree, args: FSSTAT3args) -> FSSTAT3res {
     let result = tree.resolve(&args.fsroot).and_then(|(node, stat)| {
-        let fd = tree
-            .open(&node, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-            .or_else(|_| tree.open(&node, OFlag::O_RDONLY))?;
-        let fs = nix::sys::statvfs::fstatvfs(&fd).map_err(status)?;
+        let fs = nix::sys::statvfs::fstatvfs(node.fd()).map_err(status)?;
         Ok((stat, fs))
     });
     match result {
@@ -966,12 +1002,12 @@ fn commit(tree: &Tree, args: COMMIT3args) -> COMMIT3res {
     let result = tree.resolve(&args.file).and_then(|(node, before)| {
         writable(tree, &node)?;
         let file = open_for_write(tree, &node)?;
-        nix::unistd::fsync(&file).map_err(status)?;
+        sync_as_asked(tree, &file, stable_how::FILE_SYNC)?;
         Ok((node, before))
     });
     match result {
         Ok((node, before)) => COMMIT3res::Ok(COMMIT3resok {
-            file_wcc: wcc(tree, &node, Some(&before)),
+            file_wcc: wcc(&node, Some(&before)),
             verf: write_verifier(tree),
         }),
         Err(e) => COMMIT3res::Err((

@@ -2,26 +2,32 @@
 //!
 //! A handle is `[epoch u32][export u32][dev u64][ino u64][birth u64]` (32
 //! bytes; the birth time tells a file from a later one that reuses its inode
-//! number); the
-//! server remembers, for each `(dev, ino)` it has handed out, the path
-//! relative to its export where it was last seen. Every use reopens that
-//! path beneath the export root with `openat2(RESOLVE_BENEATH |
-//! RESOLVE_NO_SYMLINKS)`, so nothing a guest names, and no symlink the host
-//! swaps in, reaches outside the export; and checks the inode, so a path that
-//! now holds another file answers "stale", as NFS requires. Handles from an
-//! earlier server (another epoch) are stale too.
+//! number). A request works on the objects its handles name through `O_PATH`
+//! descriptors of those very inodes ([`Node`]), never through a path walked
+//! again: what a descriptor names cannot be swapped by a rename or a
+//! symlink between a check and a use. Handles stay valid as long as their
+//! inode lives and is in the export, wherever it moves (`handles.rs` keeps
+//! the descriptors of recently used objects; a forgotten one is found again
+//! by its last path, then by searching its export, as knfsd's
+//! `no_subtree_check` finds an inode wherever it is).
+//!
+//! Names the guest gives are opened beneath their folder with `openat2`
+//! (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so nothing a guest names, and
+//! no symlink the host swaps in, reaches outside the export. Handles from an
+//! earlier server (another epoch) are stale.
 
+use crate::handles::{Bounds, Key, Table};
 use nfs3_types::nfs3::{nfs_fh3, nfsstat3};
 use nfs3_types::xdr_codec::Opaque;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FileStat, fstatat};
-use std::collections::HashMap;
+use nix::sys::stat::{FileStat, fstat, fstatat};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// `[epoch u32][export u32][dev u64][ino u64][birth u64]`.
 const HANDLE_LEN: usize = 32;
@@ -37,7 +43,7 @@ pub struct Identity {
 }
 
 /// The birth time of the inode `fd` holds, from statx.
-fn birth_of(fd: &OwnedFd) -> u64 {
+fn birth_of(fd: BorrowedFd<'_>) -> u64 {
     // SAFETY: statx is plain data; all-zero is a valid value.
     let mut buf: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx reads the empty C string and writes into `buf`, both
@@ -69,49 +75,59 @@ pub struct Export {
     pub read_only: bool,
 }
 
-/// Where an object was last seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An object of an export, held open (`O_PATH`, a symlink not followed)
+/// for the request that names it.
+#[derive(Debug, Clone)]
 pub struct Node {
     pub export: usize,
-    /// Relative to the export root; empty for the root itself.
+    /// Where it was last seen, relative to the export root (empty for the
+    /// root): a hint, never trusted without the identity.
     pub rel: PathBuf,
+    pub identity: Identity,
+    fd: Arc<OwnedFd>,
 }
 
 impl Node {
-    pub fn child(&self, name: &[u8]) -> Node {
-        Node {
-            export: self.export,
-            rel: self.rel.join(std::ffi::OsStr::from_bytes(name)),
-        }
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
-    /// The parent folder and the name in it; `None` for an export root.
-    pub fn split(&self) -> Option<(Node, Vec<u8>)> {
-        let name = self.rel.file_name()?.as_bytes().to_vec();
-        let parent = self.rel.parent().unwrap_or(Path::new("")).to_owned();
-        Some((
-            Node {
-                export: self.export,
-                rel: parent,
-            },
-            name,
-        ))
+    /// Its attributes now.
+    pub fn stat(&self) -> Result<FileStat, nfsstat3> {
+        fstat(self.fd.as_fd()).map_err(status)
+    }
+
+    /// The `/proc` link that reaches exactly this inode: for what an
+    /// `O_PATH` descriptor cannot do itself (chmod, reopening for I/O).
+    pub fn proc_path(&self) -> String {
+        format!("/proc/self/fd/{}", self.fd.as_raw_fd())
+    }
+
+    fn key(&self) -> Key {
+        (self.export, self.identity.dev, self.identity.ino)
     }
 }
 
 #[derive(Debug)]
 struct Root {
     export: Export,
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
+    identity: Identity,
 }
 
 #[derive(Debug)]
 pub struct Tree {
     roots: Vec<Root>,
     epoch: u32,
-    /// Where each handed-out object was last seen, per export: one inode can
-    /// be reached through several exports (nested or repeated volumes).
-    seen: Mutex<HashMap<(usize, u64, u64), Node>>,
+    /// Counts failed write-backs: part of the write verifier, so clients
+    /// send again what they wrote unstably before one.
+    write_failures: AtomicU32,
+    /// What the guest has handles for.
+    known: Mutex<Table>,
+    /// Folder listings being paged through.
+    pub listings: crate::listing::Listings,
+    /// One owner's write override at a time (`nfs.rs`).
+    pub owner_override: Mutex<()>,
 }
 
 /// An errno as the NFS status a client understands.
@@ -149,23 +165,82 @@ pub fn check_name(name: &[u8]) -> Result<(), nfsstat3> {
     Ok(())
 }
 
+/// Opens `path` beneath `dir` without following any symlink.
+fn open_beneath(dir: BorrowedFd<'_>, path: &Path, flags: OFlag) -> Result<OwnedFd, nfsstat3> {
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| nfsstat3::NFS3ERR_INVAL)?;
+    // SAFETY: open_how is plain data; all-zero is valid (no flags).
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = u64::try_from((flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).bits()).unwrap_or(0);
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads the NUL-terminated path and `how` (of the
+    // size passed), both alive for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(match Errno::last() {
+            // A symlink where none may be, or a path leaving the export:
+            // the path does not name an object of the export.
+            Errno::ELOOP | Errno::EXDEV => nfsstat3::NFS3ERR_STALE,
+            other => status(other),
+        });
+    }
+    // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).map_err(|_| nfsstat3::NFS3ERR_IO)?) })
+}
+
+/// The attributes and identity of what `fd` holds.
+fn identify(fd: BorrowedFd<'_>) -> Result<(FileStat, Identity), nfsstat3> {
+    let stat = fstatat(fd, "", AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
+    let identity = Identity {
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+        birth: birth_of(fd),
+    };
+    Ok((stat, identity))
+}
+
+/// Entries a search for a forgotten object looks at before it gives up.
+const SEARCH_LIMIT: usize = 1 << 20;
+
 impl Tree {
     pub fn new(exports: Vec<Export>) -> std::io::Result<Self> {
+        Self::with_bounds(exports, Bounds::for_this_process())
+    }
+
+    pub fn with_bounds(exports: Vec<Export>, bounds: Bounds) -> std::io::Result<Self> {
         let mut roots = Vec::new();
         for export in exports {
-            let fd = nix::fcntl::open(
-                &export.path,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| {
+            let cannot = |e: &dyn std::fmt::Display| {
                 std::io::Error::other(format!(
                     "cannot open the export {} ({}): {e}",
                     export.name,
                     export.path.display()
                 ))
-            })?;
-            roots.push(Root { export, fd });
+            };
+            let fd = nix::fcntl::open(
+                &export.path,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| cannot(&e))?;
+            let (_, identity) = identify(fd.as_fd()).map_err(|e| cannot(&e))?;
+            roots.push(Root {
+                export,
+                fd: Arc::new(fd),
+                identity,
+            });
         }
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -176,13 +251,26 @@ impl Tree {
         Ok(Self {
             roots,
             epoch,
-            seen: Mutex::new(HashMap::new()),
+            write_failures: AtomicU32::new(0),
+            known: Mutex::new(Table::new(bounds)),
+            listings: crate::listing::Listings::default(),
+            owner_override: Mutex::new(()),
         })
     }
 
-    /// Changes with every server start.
-    pub fn epoch(&self) -> u32 {
-        self.epoch
+    /// The write verifier: it changes with every server start and after
+    /// every failed write-back, so a client sends again what it wrote
+    /// unstably (RFC 1813 3.3.7).
+    pub fn write_verifier(&self) -> [u8; 8] {
+        let mut verifier = [0u8; 8];
+        verifier[..4].copy_from_slice(&self.epoch.to_be_bytes());
+        verifier[4..].copy_from_slice(&self.write_failures.load(Ordering::Relaxed).to_be_bytes());
+        verifier
+    }
+
+    /// A write-back failed: data written unstably may be lost.
+    pub fn write_back_failed(&self) {
+        self.write_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn export(&self, index: usize) -> &Export {
@@ -201,65 +289,74 @@ impl Tree {
             .position(|r| r.export.name.trim_end_matches('/') == name)
     }
 
-    /// Opens `node` beneath its export without following any symlink.
-    pub fn open(&self, node: &Node, flags: OFlag) -> Result<OwnedFd, nfsstat3> {
-        let root = self.roots.get(node.export).ok_or(nfsstat3::NFS3ERR_STALE)?;
-        let path = if node.rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            node.rel.as_path()
+    /// The root of an export.
+    pub fn root(&self, export: usize) -> Result<Node, nfsstat3> {
+        let root = self.roots.get(export).ok_or(nfsstat3::NFS3ERR_STALE)?;
+        Ok(Node {
+            export,
+            rel: PathBuf::new(),
+            identity: root.identity,
+            fd: Arc::clone(&root.fd),
+        })
+    }
+
+    pub fn is_root(&self, node: &Node) -> bool {
+        self.roots.get(node.export).is_some_and(|r| r.identity == node.identity)
+    }
+
+    /// The entry `name` of the folder `dir` (checked by the caller).
+    pub fn lookup(&self, dir: &Node, name: &[u8]) -> Result<(Node, FileStat), nfsstat3> {
+        let rel = Path::new(std::ffi::OsStr::from_bytes(name));
+        let fd = open_beneath(dir.fd(), rel, OFlag::O_PATH)?;
+        let (stat, identity) = identify(fd.as_fd())?;
+        let node = Node {
+            export: dir.export,
+            rel: dir.rel.join(rel),
+            identity,
+            fd: Arc::new(fd),
         };
-        let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| nfsstat3::NFS3ERR_INVAL)?;
-        // SAFETY: open_how is plain data; all-zero is valid (no flags).
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = u64::try_from((flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).bits()).unwrap_or(0);
-        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-        // SAFETY: openat2 reads the NUL-terminated path and `how` (of the
-        // size passed), both alive for the call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.fd.as_raw_fd(),
-                path.as_ptr(),
-                &raw const how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            return Err(match Errno::last() {
-                // A symlink where none may be, or a path leaving the export:
-                // the path no longer names the object the handle stood for.
-                Errno::ELOOP | Errno::EXDEV => nfsstat3::NFS3ERR_STALE,
-                other => status(other),
-            });
+        Ok((node, stat))
+    }
+
+    /// The folder holding `dir`; an export's root is its own parent.
+    pub fn parent(&self, dir: &Node) -> Result<(Node, FileStat), nfsstat3> {
+        if self.is_root(dir) {
+            return Ok((dir.clone(), dir.stat()?));
         }
-        // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).map_err(|_| nfsstat3::NFS3ERR_IO)?) })
-    }
-
-    /// The attributes of `node` itself (a symlink is not followed).
-    pub fn stat(&self, node: &Node) -> Result<FileStat, nfsstat3> {
-        let fd = self.open(node, OFlag::O_PATH)?;
-        fstatat(&fd, "", AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)
-    }
-
-    /// The attributes of `node` and its identity for a handle.
-    pub fn identify(&self, node: &Node) -> Result<(FileStat, Identity), nfsstat3> {
-        let fd = self.open(node, OFlag::O_PATH)?;
-        let stat = fstatat(&fd, "", AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
-        let identity = Identity {
-            dev: stat.st_dev,
-            ino: stat.st_ino,
-            birth: birth_of(&fd),
+        let fd = nix::fcntl::openat(
+            dir.fd(),
+            "..",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(status)?;
+        let (stat, identity) = identify(fd.as_fd())?;
+        let node = Node {
+            export: dir.export,
+            rel: dir.rel.parent().unwrap_or(Path::new("")).to_owned(),
+            identity,
+            fd: Arc::new(fd),
         };
-        Ok((stat, identity))
+        Ok((node, stat))
+    }
+
+    /// Opens the very inode `node` holds for I/O, with the thread's (the
+    /// caller's) credentials checked as for any open.
+    pub fn reopen(&self, node: &Node, flags: OFlag) -> Result<OwnedFd, nfsstat3> {
+        // No O_NOFOLLOW: the /proc link is what is followed, to the inode.
+        nix::fcntl::open(
+            node.proc_path().as_str(),
+            (flags | OFlag::O_CLOEXEC) & !OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(status)
     }
 
     /// Remembers `node` and returns its handle.
-    pub fn handle(&self, node: &Node, identity: Identity) -> nfs_fh3 {
-        let Identity { dev, ino, birth } = identity;
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.insert((node.export, dev, ino), node.clone());
+    pub fn handle(&self, node: &Node) -> nfs_fh3 {
+        let Identity { dev, ino, birth } = node.identity;
+        if let Ok(mut known) = self.known.lock() {
+            known.remember(node.key(), birth, node.rel.clone(), Arc::clone(&node.fd));
         }
         let mut bytes = Vec::with_capacity(HANDLE_LEN);
         bytes.extend_from_slice(&self.epoch.to_be_bytes());
@@ -283,53 +380,205 @@ impl Tree {
         if word(0) != self.epoch {
             return Err(nfsstat3::NFS3ERR_STALE);
         }
-        let (export, dev, ino, birth) = (word(4) as usize, long(8), long(16), long(24));
-        let node = {
-            let seen = self.seen.lock().map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
-            seen.get(&(export, dev, ino)).cloned()
+        let export = usize::try_from(word(4)).map_err(|_| nfsstat3::NFS3ERR_STALE)?;
+        let root = self.roots.get(export).ok_or(nfsstat3::NFS3ERR_STALE)?;
+        let wanted = Identity {
+            dev: long(8),
+            ino: long(16),
+            birth: long(24),
+        };
+        if wanted == root.identity {
+            let node = self.root(export)?;
+            let stat = node.stat()?;
+            return Ok((node, stat));
         }
-        .filter(|n| n.export == export)
-        .ok_or(nfsstat3::NFS3ERR_STALE)?;
-        // Gone from where it was last seen: the handle no longer names it.
-        let (stat, identity) = self.identify(&node).map_err(|e| {
-            if e == nfsstat3::NFS3ERR_NOENT {
-                nfsstat3::NFS3ERR_STALE
-            } else {
-                e
+        let key = (export, wanted.dev, wanted.ino);
+        let known = self
+            .known
+            .lock()
+            .map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?
+            .get(&key)
+            .filter(|k| k.birth == wanted.birth);
+        // Held: the inode itself, wherever it is now, unless it was deleted.
+        if let Some(fd) = known.as_ref().and_then(|k| k.fd.clone()) {
+            let (stat, identity) = identify(fd.as_fd())?;
+            if stat.st_nlink > 0 && identity == wanted {
+                let rel = known.map(|k| k.rel).unwrap_or_default();
+                return Ok((
+                    Node {
+                        export,
+                        rel,
+                        identity,
+                        fd,
+                    },
+                    stat,
+                ));
             }
-        })?;
-        // Another inode at the path, or the same number reused by a newer
-        // file: the handle does not name it.
-        if identity != (Identity { dev, ino, birth }) {
+            self.forget(&key);
             return Err(nfsstat3::NFS3ERR_STALE);
+        }
+        // Let go: where it was last seen, else wherever it is in the export.
+        let at_last_path = known.and_then(|k| {
+            let fd = open_beneath(root.fd.as_fd(), &k.rel, OFlag::O_PATH).ok()?;
+            let (stat, identity) = identify(fd.as_fd()).ok()?;
+            (identity == wanted).then_some((k.rel, fd, stat))
+        });
+        let (rel, fd, stat) = match at_last_path {
+            Some(found) => found,
+            None => crate::creds::as_root(|| self.search(export, wanted)).ok_or_else(|| {
+                self.forget(&key);
+                nfsstat3::NFS3ERR_STALE
+            })?,
+        };
+        let node = Node {
+            export,
+            rel,
+            identity: wanted,
+            fd: Arc::new(fd),
+        };
+        if let Ok(mut known) = self.known.lock() {
+            known.remember(key, wanted.birth, node.rel.clone(), Arc::clone(&node.fd));
         }
         Ok((node, stat))
     }
 
-    /// The root of an export and its identity.
-    pub fn root(&self, export: usize) -> Result<(Node, Identity), nfsstat3> {
-        let node = Node {
-            export,
-            rel: PathBuf::new(),
-        };
-        let (_, identity) = self.identify(&node)?;
-        Ok((node, identity))
-    }
-
-    /// After a rename, everything remembered under `from` lives under `to`.
-    pub fn renamed(&self, from: &Node, to: &Node) {
-        if let Ok(mut seen) = self.seen.lock() {
-            for node in seen.values_mut() {
-                if node.export == from.export {
-                    if let Ok(rest) = node.rel.strip_prefix(&from.rel) {
-                        node.rel = if rest.as_os_str().is_empty() {
-                            to.rel.clone()
-                        } else {
-                            to.rel.join(rest)
-                        };
+    /// Looks through an export, folder by folder, for the object with
+    /// `wanted`'s identity; bounded by [`SEARCH_LIMIT`] entries.
+    fn search(&self, export: usize, wanted: Identity) -> Option<(PathBuf, OwnedFd, FileStat)> {
+        let root = self.roots.get(export)?;
+        let mut folders = std::collections::VecDeque::from([PathBuf::new()]);
+        let mut seen = 0usize;
+        while let Some(folder) = folders.pop_front() {
+            let Ok(fd) = open_beneath(root.fd.as_fd(), &folder, OFlag::O_RDONLY | OFlag::O_DIRECTORY) else {
+                continue;
+            };
+            let Ok(mut listing) = nix::dir::Dir::from_fd(fd) else {
+                continue;
+            };
+            for entry in listing.iter().filter_map(Result::ok) {
+                let name = entry.file_name().to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                seen += 1;
+                if seen > SEARCH_LIMIT {
+                    return None;
+                }
+                let rel = folder.join(std::ffi::OsStr::from_bytes(name));
+                if entry.ino() == wanted.ino {
+                    if let Ok(fd) = open_beneath(root.fd.as_fd(), &rel, OFlag::O_PATH) {
+                        if let Ok((stat, identity)) = identify(fd.as_fd()) {
+                            if identity == wanted {
+                                return Some((rel, fd, stat));
+                            }
+                        }
                     }
+                }
+                let is_folder = match entry.file_type() {
+                    Some(kind) => kind == nix::dir::Type::Directory,
+                    None => open_beneath(root.fd.as_fd(), &rel, OFlag::O_PATH)
+                        .and_then(|fd| identify(fd.as_fd()))
+                        .is_ok_and(|(s, _)| s.st_mode & libc::S_IFMT == libc::S_IFDIR),
+                };
+                if is_folder {
+                    folders.push_back(rel);
                 }
             }
         }
+        None
+    }
+
+    /// Forgets an object whose last name went (REMOVE, RMDIR, a rename
+    /// over it), so its descriptor does not keep a deleted inode alive.
+    pub fn forget_if_deleted(&self, node: &Node) {
+        if node.stat().is_ok_and(|s| s.st_nlink == 0) {
+            self.forget(&node.key());
+        }
+    }
+
+    fn forget(&self, key: &Key) {
+        if let Ok(mut known) = self.known.lock() {
+            known.forget(key);
+        }
+    }
+
+    /// After a rename by the guest, what was seen under `from` is under `to`.
+    pub fn renamed(&self, export: usize, from: &Path, to: &Path) {
+        if let Ok(mut known) = self.known.lock() {
+            known.renamed(export, from, to);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tree_of(dir: &Path, bounds: Bounds) -> Tree {
+        let export = Export {
+            name: "/data".into(),
+            path: dir.to_owned(),
+            read_only: false,
+        };
+        Tree::with_bounds(vec![export], bounds).unwrap()
+    }
+
+    /// Past every bound the table let the object go; the handle still finds
+    /// it, moved on the host, by searching the export.
+    #[test]
+    fn a_forgotten_object_is_found_again_wherever_it_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        for name in ["first", "second", "third"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let tree = tree_of(dir.path(), Bounds { known: 1, pinned: 1 });
+        let root = tree.root(0).unwrap();
+        let handles: Vec<_> = ["first", "second", "third"]
+            .iter()
+            .map(|name| tree.handle(&tree.lookup(&root, name.as_bytes()).unwrap().0))
+            .collect();
+        std::fs::rename(dir.path().join("first"), dir.path().join("a/b/moved")).unwrap();
+        let (node, stat) = tree.resolve(&handles[0]).unwrap();
+        assert_eq!(node.rel, PathBuf::from("a/b/moved"));
+        assert_eq!(stat.st_size, 5);
+        std::fs::remove_file(dir.path().join("a/b/moved")).unwrap();
+        assert_eq!(tree.resolve(&handles[0]).err(), Some(nfsstat3::NFS3ERR_STALE));
+        assert!(tree.resolve(&handles[2]).is_ok());
+    }
+
+    /// A held object deleted on the host is stale, and let go.
+    #[test]
+    fn a_held_object_whose_last_name_went_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        let tree = tree_of(dir.path(), Bounds::for_this_process());
+        let root = tree.root(0).unwrap();
+        let handle = tree.handle(&tree.lookup(&root, b"f").unwrap().0);
+        std::fs::remove_file(dir.path().join("f")).unwrap();
+        assert_eq!(tree.resolve(&handle).err(), Some(nfsstat3::NFS3ERR_STALE));
+        assert_eq!(tree.known.lock().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn the_write_verifier_changes_after_a_failed_write_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = tree_of(dir.path(), Bounds::for_this_process());
+        let before = tree.write_verifier();
+        assert_eq!(before, tree.write_verifier());
+        tree.write_back_failed();
+        assert_ne!(before, tree.write_verifier());
+    }
+
+    #[test]
+    fn the_root_is_its_own_parent_and_names_stay_beneath_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("out")).unwrap();
+        let tree = tree_of(dir.path(), Bounds::for_this_process());
+        let root = tree.root(0).unwrap();
+        assert_eq!(tree.parent(&root).unwrap().0.identity, root.identity);
+        let (link, _) = tree.lookup(&root, b"out").unwrap();
+        assert_eq!(tree.lookup(&link, b"passwd").err(), Some(nfsstat3::NFS3ERR_NOTDIR));
     }
 }

@@ -4,141 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/client.rs"]
+mod client;
+
+use client::Client;
 use nfs3_types::mount::{dirpath, mountres3};
 use nfs3_types::nfs3::*;
-use nfs3_types::rpc::{accept_stat_data, auth_unix, call_body, msg_body, opaque_auth, reply_body, rpc_msg};
-use nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
+use nfs3_types::rpc::{accept_stat_data, auth_unix};
+use nfs3_types::xdr_codec::{Opaque, Unpack};
 use runcvm_nfs::{Export, rpc};
-use std::io::Cursor;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-
-struct Client {
-    stream: TcpStream,
-    xid: u32,
-    auth: auth_unix,
-}
-
-impl Client {
-    fn connect(exports: Vec<Export>) -> Self {
-        Self::connect_with(exports, runcvm_nfs::Peers::default())
-    }
-
-    fn connect_with(exports: Vec<Export>, peers: runcvm_nfs::Peers) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = runcvm_nfs::serve(listener, exports, peers).unwrap();
-        Self {
-            stream: TcpStream::connect(server.address).unwrap(),
-            xid: 0,
-            auth: auth_unix::default(),
-        }
-    }
-
-    fn as_user(&mut self, uid: u32, gid: u32) {
-        self.auth = auth_unix {
-            uid,
-            gid,
-            gids: vec![gid],
-            ..auth_unix::default()
-        };
-    }
-
-    /// Sends a call and returns the accept status and the reply body.
-    fn call(&mut self, program: u32, procedure: u32, args: &impl Pack) -> (accept_stat_data, Cursor<Vec<u8>>) {
-        self.xid += 1;
-        let message = rpc_msg {
-            xid: self.xid,
-            body: msg_body::CALL(call_body {
-                rpcvers: 2,
-                prog: program,
-                vers: 3,
-                proc: procedure,
-                cred: opaque_auth::auth_unix(&self.auth),
-                verf: opaque_auth::default(),
-            }),
-        };
-        let mut body = Vec::new();
-        message.pack(&mut body).unwrap();
-        args.pack(&mut body).unwrap();
-        rpc::write_record(&mut self.stream, &body).unwrap();
-        let record = rpc::read_record(&mut self.stream).unwrap().unwrap();
-        let mut cursor = Cursor::new(record);
-        let (reply, _) = rpc_msg::unpack(&mut cursor).unwrap();
-        assert_eq!(reply.xid, self.xid);
-        let msg_body::REPLY(reply_body::MSG_ACCEPTED(accepted)) = reply.body else {
-            panic!("call denied")
-        };
-        (accepted.reply_data, cursor)
-    }
-
-    fn nfs<T: Unpack>(&mut self, procedure: u32, args: &impl Pack) -> T {
-        let (status, mut body) = self.call(PROGRAM, procedure, args);
-        assert!(matches!(status, accept_stat_data::SUCCESS), "{status:?}");
-        T::unpack(&mut body).unwrap().0
-    }
-
-    fn mount(&mut self, export: &str) -> nfs_fh3 {
-        let path = dirpath(Opaque::owned(export.as_bytes().to_vec()));
-        let (status, mut body) = self.call(nfs3_types::mount::PROGRAM, 1, &path);
-        assert!(matches!(status, accept_stat_data::SUCCESS));
-        match mountres3::unpack(&mut body).unwrap().0 {
-            mountres3::Ok(ok) => nfs_fh3 { data: ok.fhandle.0 },
-            mountres3::Err(e) => panic!("mount {export}: {e}"),
-        }
-    }
-
-    fn lookup(&mut self, dir: &nfs_fh3, name: &str) -> Result<nfs_fh3, nfsstat3> {
-        let args = LOOKUP3args {
-            what: diropargs3 {
-                dir: dir.clone(),
-                name: filename3(Opaque::owned(name.as_bytes().to_vec())),
-            },
-        };
-        match self.nfs::<LOOKUP3res>(3, &args) {
-            Nfs3Result::Ok(ok) => Ok(ok.object),
-            Nfs3Result::Err((e, _)) => Err(e),
-        }
-    }
-
-    fn create(&mut self, dir: &nfs_fh3, name: &str) -> Result<nfs_fh3, nfsstat3> {
-        let args = CREATE3args {
-            where_: diropargs3 {
-                dir: dir.clone(),
-                name: filename3(Opaque::owned(name.as_bytes().to_vec())),
-            },
-            how: createhow3::UNCHECKED(sattr3::default()),
-        };
-        match self.nfs::<CREATE3res>(8, &args) {
-            Nfs3Result::Ok(ok) => match ok.obj {
-                Nfs3Option::Some(handle) => Ok(handle),
-                Nfs3Option::None => Err(nfsstat3::NFS3ERR_SERVERFAULT),
-            },
-            Nfs3Result::Err((e, _)) => Err(e),
-        }
-    }
-
-    fn write(&mut self, file: &nfs_fh3, data: &[u8]) -> Result<u32, nfsstat3> {
-        let args = WRITE3args {
-            file: file.clone(),
-            offset: 0,
-            count: u32::try_from(data.len()).unwrap(),
-            stable: stable_how::FILE_SYNC,
-            data: Opaque::owned(data.to_vec()),
-        };
-        match self.nfs::<WRITE3res>(7, &args) {
-            Nfs3Result::Ok(ok) => Ok(ok.count),
-            Nfs3Result::Err((e, _)) => Err(e),
-        }
-    }
-
-    fn getattr(&mut self, object: &nfs_fh3) -> Result<fattr3, nfsstat3> {
-        match self.nfs::<GETATTR3res>(1, &GETATTR3args { object: object.clone() }) {
-            Nfs3Result::Ok(ok) => Ok(ok.obj_attributes),
-            Nfs3Result::Err((e, _)) => Err(e),
-        }
-    }
-}
 
 fn export(name: &str, path: &Path, read_only: bool) -> Export {
     Export {
@@ -480,4 +357,150 @@ fn one_folder_behind_two_exports() {
     assert!(client.getattr(&b).is_ok());
     assert_eq!(client.create(&b, "x"), Err(nfsstat3::NFS3ERR_ROFS));
     assert!(client.create(&a, "x").is_ok());
+}
+
+/// An fsGroup volume: kubelet makes its folder set-group-ID and owned by
+/// the fsGroup; a folder made in it keeps the bit (knfsd creates with
+/// umask 0 and does not chmod afterwards), so files in new subfolders
+/// belong to the fsGroup too. Modes are exactly what the caller asked.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn folders_made_in_an_fs_group_volume_keep_its_group() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(0), Some(2000)).unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o2775)).unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    client.auth = auth_unix {
+        uid: 1000,
+        gid: 1000,
+        gids: vec![1000, 2000],
+        ..auth_unix::default()
+    };
+    let sub = client.mkdir(&root, "sub", 0o775).unwrap();
+    let meta = std::fs::metadata(dir.path().join("sub")).unwrap();
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o2775,
+        "the set-group-ID bit or the asked mode was lost"
+    );
+    assert_eq!(meta.gid(), 2000);
+    let created = sattr3 {
+        mode: Nfs3Option::Some(0o664),
+        ..sattr3::default()
+    };
+    client.create_how(&sub, "file", createhow3::GUARDED(created)).unwrap();
+    let meta = std::fs::metadata(dir.path().join("sub/file")).unwrap();
+    assert_eq!((meta.gid(), meta.mode() & 0o7777), (2000, 0o664));
+}
+
+/// A handle names its inode wherever it goes: a host-side rename (log
+/// rotation on a hostPath) and a hard link whose first name is removed
+/// keep writes landing in the file; only its last name going makes it stale.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn handles_follow_their_file_through_renames_and_links() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("old")).unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    let file = client.create(&root, "app.log").unwrap();
+    std::fs::rename(dir.path().join("app.log"), dir.path().join("old/app.log.1")).unwrap();
+    assert_eq!(client.write(&file, b"after the rename").unwrap(), 16);
+    assert_eq!(
+        std::fs::read(dir.path().join("old/app.log.1")).unwrap(),
+        b"after the rename"
+    );
+    std::fs::hard_link(dir.path().join("old/app.log.1"), dir.path().join("kept")).unwrap();
+    std::fs::remove_file(dir.path().join("old/app.log.1")).unwrap();
+    assert_eq!(client.write(&file, b"after the link").unwrap(), 14);
+    assert_eq!(std::fs::read(dir.path().join("kept")).unwrap(), b"after the linkme");
+    std::fs::remove_file(dir.path().join("kept")).unwrap();
+    assert_eq!(client.getattr(&file).err(), Some(nfsstat3::NFS3ERR_STALE));
+}
+
+/// The owner's write of its 0444 file works in a pod that dropped every
+/// capability (no CAP_DAC_OVERRIDE for root's open), and leaves the mode.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn the_owner_writes_its_read_only_file_without_capabilities() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // Capabilities are per thread: the server's threads, started from one
+    // that dropped them, inherit what it keeps (changing ids only); this
+    // thread keeps its own to set the scene.
+    let exports = vec![export("/data", dir.path(), false)];
+    let mut client = std::thread::spawn(move || {
+        drop_file_capabilities();
+        Client::connect(exports)
+    })
+    .join()
+    .unwrap();
+    let root = client.mount("/data");
+    client.as_user(1000, 1000);
+    let file = client.create(&root, "object").unwrap();
+    let path = dir.path().join("object");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    assert_eq!(client.write(&file, b"packed").unwrap(), 6);
+    assert_eq!(std::fs::read(&path).unwrap(), b"packed");
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o444);
+    client.as_user(1001, 1001);
+    assert_eq!(client.write(&file, b"x"), Err(nfsstat3::NFS3ERR_ACCES));
+}
+
+/// Keeps this thread's CAP_SETUID and CAP_SETGID (to act as callers), drops
+/// the rest from its effective and permitted sets.
+fn drop_file_capabilities() {
+    const VERSION_3: u32 = 0x2008_0522;
+    let keep: u32 = (1 << 7) | (1 << 6);
+    let header = [VERSION_3, 0u32];
+    // CAP_SETUID (7) and CAP_SETGID (6).
+    // effective, permitted, inheritable for capabilities 0-31, then 32-63.
+    let data = [keep, keep, 0u32, 0, 0, 0];
+    // SAFETY: capset reads the header and two data structs (the arrays
+    // above have that layout), alive for the call; it changes this thread.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, header.as_ptr(), data.as_ptr()) };
+    assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+/// EXCLUSIVE create keeps its verifier: the same create sent again (a
+/// retransmission) succeeds with the same file, another one finds it there.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn an_exclusive_create_sent_again_is_the_same_create() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    let verifier = createverf3(*b"\x81once\x00\x01\x02");
+    let first = client
+        .create_how(&root, "lock", createhow3::EXCLUSIVE(verifier))
+        .unwrap();
+    let again = client
+        .create_how(&root, "lock", createhow3::EXCLUSIVE(verifier))
+        .unwrap();
+    assert_eq!(first.data.as_ref(), again.data.as_ref());
+    let other = createverf3(*b"another!");
+    assert_eq!(
+        client.create_how(&root, "lock", createhow3::EXCLUSIVE(other)),
+        Err(nfsstat3::NFS3ERR_EXIST)
+    );
+}
+
+/// A WRITE says what it did: DATA_SYNC when only the data was synced,
+/// FILE_SYNC when the file was, UNSTABLE when nothing was.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn a_write_answers_how_stable_it_made_the_data() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    let file = client.create(&root, "data").unwrap();
+    for stable in [stable_how::UNSTABLE, stable_how::DATA_SYNC, stable_how::FILE_SYNC] {
+        assert_eq!(client.write_stable(&file, b"x", stable).unwrap(), stable);
+    }
 }

@@ -1,0 +1,110 @@
+//! The volume server's own figures, in-process over loopback (root: the
+//! server takes on the caller's credentials; `scripts/bench.sh` runs it):
+//!   - create/delete churn on tmpfs (an emptyDir of medium Memory): the
+//!     process's RSS every tenth of `BENCH_NFS_CYCLES` (default 1,000,000)
+//!     CREATE + REMOVE cycles; the handle table is bounded, so it stays flat;
+//!   - listing a folder of `BENCH_NFS_ENTRIES` (default 20,000) files page
+//!     by page with READDIR, as the guest's `ls` does: time per entry.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../tests/support/client.rs"]
+mod client;
+
+use nfs3_types::nfs3::*;
+use nfs3_types::xdr_codec::Opaque;
+use runcvm_nfs::Export;
+use std::time::Instant;
+
+fn from_env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn name(text: &str) -> filename3<'static> {
+    filename3(Opaque::owned(text.as_bytes().to_vec()))
+}
+
+fn main() {
+    let cycles = from_env("BENCH_NFS_CYCLES", 1_000_000);
+    let entries = from_env("BENCH_NFS_ENTRIES", 20_000);
+    let scratch = tempfile::tempdir_in("/dev/shm").unwrap();
+    let export = Export {
+        name: "/data".into(),
+        path: scratch.path().to_owned(),
+        read_only: false,
+    };
+    let mut client = client::Client::connect(vec![export]);
+    let root = client.mount("/data");
+
+    println!("volume server: {cycles} CREATE + REMOVE cycles on tmpfs");
+    let start = Instant::now();
+    let step = (cycles / 10).max(1);
+    let first = rss_kib();
+    let mut last = first;
+    for cycle in 0..cycles {
+        let file = format!("f{}", cycle % 1000);
+        client.create(&root, &file).unwrap();
+        let args = REMOVE3args {
+            object: diropargs3 {
+                dir: root.clone(),
+                name: name(&file),
+            },
+        };
+        assert!(matches!(client.nfs::<REMOVE3res>(12, &args), Nfs3Result::Ok(_)));
+        if (cycle + 1) % step == 0 {
+            last = rss_kib();
+            println!("  after {:>9} cycles: RSS {last} KiB", cycle + 1);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "  {:.0} cycles/s; RSS {first} KiB before, {last} KiB at the end ({:+.1}%)",
+        cycles as f64 / seconds,
+        (last as f64 - first as f64) * 100.0 / first.max(1) as f64
+    );
+
+    let folder = scratch.path().join("many");
+    std::fs::create_dir(&folder).unwrap();
+    for i in 0..entries {
+        std::fs::write(folder.join(format!("entry-{i:06}")), b"").unwrap();
+    }
+    // Listings of a folder changed within the last second are not kept.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let dir = client.lookup(&root, "many").unwrap();
+    let start = Instant::now();
+    let (mut cookie, mut cookieverf, mut listed, mut pages) = (0, cookieverf3::default(), 0, 0);
+    loop {
+        let args = READDIR3args {
+            dir: dir.clone(),
+            cookie,
+            cookieverf,
+            count: 32 * 1024,
+        };
+        let Nfs3Result::Ok(ok) = client.nfs::<READDIR3res>(16, &args) else {
+            panic!("READDIR failed")
+        };
+        pages += 1;
+        listed += ok.reply.entries.0.len();
+        cookie = ok.reply.entries.0.last().map_or(cookie, |e| e.cookie);
+        cookieverf = ok.cookieverf;
+        if ok.reply.eof {
+            break;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(listed, entries);
+    println!(
+        "volume server: READDIR of {entries} entries in {pages} pages: {:.1} ms, {:.2} µs per entry",
+        seconds * 1e3,
+        seconds * 1e6 / entries as f64
+    );
+}
