@@ -10,7 +10,9 @@
 //! (each one also pins the inode of a file deleted on the host, and the
 //! launcher has only so many descriptors); past the table's size the
 //! oldest entries are forgotten. The tree finds a forgotten object again by
-//! its last path, or by searching its export.
+//! its last path, or by searching its export. Paths are hints, and bounded
+//! too: one longer than [`MAX_HINT`] is not kept (folders nest without
+//! limit), and all of them together take at most `Bounds::path_bytes`.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -20,6 +22,9 @@ use std::sync::Arc;
 /// `(export, dev, ino)`: one inode seen through one export.
 pub type Key = (usize, u64, u64);
 
+/// The longest path kept as a hint (`PATH_MAX`).
+pub const MAX_HINT: usize = 4096;
+
 /// The table's bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -27,6 +32,8 @@ pub struct Bounds {
     pub known: usize,
     /// Descriptors pinned at most.
     pub pinned: usize,
+    /// Bytes of path hints kept at most.
+    pub path_bytes: usize,
 }
 
 impl Bounds {
@@ -46,6 +53,7 @@ impl Bounds {
         Self {
             known: 65_536,
             pinned: quarter.clamp(64, 4096),
+            path_bytes: 8 << 20,
         }
     }
 }
@@ -67,7 +75,17 @@ pub struct Table {
     bounds: Bounds,
     map: HashMap<Key, Known>,
     pinned: usize,
+    path_bytes: usize,
     clock: u64,
+}
+
+/// A path as a hint: none (empty) where it is too long to keep.
+fn hint(rel: PathBuf) -> PathBuf {
+    if rel.as_os_str().len() > MAX_HINT {
+        PathBuf::new()
+    } else {
+        rel
+    }
 }
 
 impl Table {
@@ -76,6 +94,7 @@ impl Table {
             bounds,
             map: HashMap::new(),
             pinned: 0,
+            path_bytes: 0,
             clock: 0,
         }
     }
@@ -90,14 +109,13 @@ impl Table {
         let used = self.tick();
         let known = Known {
             birth,
-            rel,
+            rel: hint(rel),
             fd: Some(fd),
             used,
         };
+        self.path_bytes += known.rel.as_os_str().len();
         if let Some(old) = self.map.insert(key, known) {
-            if old.fd.is_some() {
-                self.pinned -= 1;
-            }
+            self.let_go(&old);
         }
         self.pinned += 1;
         self.bound();
@@ -114,23 +132,32 @@ impl Table {
     /// The object is gone (deleted, or its handle is stale).
     pub fn forget(&mut self, key: &Key) {
         if let Some(old) = self.map.remove(key) {
-            if old.fd.is_some() {
-                self.pinned -= 1;
-            }
+            self.let_go(&old);
         }
+    }
+
+    /// Counts out what an entry held.
+    fn let_go(&mut self, old: &Known) {
+        if old.fd.is_some() {
+            self.pinned -= 1;
+        }
+        self.path_bytes -= old.rel.as_os_str().len();
     }
 
     /// After a rename by the guest, every path under `from` is under `to`.
     pub fn renamed(&mut self, export: usize, from: &Path, to: &Path) {
         for known in self.map.iter_mut().filter(|(key, _)| key.0 == export).map(|(_, k)| k) {
             if let Ok(rest) = known.rel.strip_prefix(from) {
-                known.rel = if rest.as_os_str().is_empty() {
+                let moved = hint(if rest.as_os_str().is_empty() {
                     to.to_owned()
                 } else {
                     to.join(rest)
-                };
+                });
+                self.path_bytes = self.path_bytes - known.rel.as_os_str().len() + moved.as_os_str().len();
+                known.rel = moved;
             }
         }
+        self.bound();
     }
 
     #[cfg(test)]
@@ -162,11 +189,15 @@ impl Table {
                 }
             }
         }
-        if self.map.len() > self.bounds.known {
+        if self.map.len() > self.bounds.known || self.path_bytes > self.bounds.path_bytes {
             let mut by_age: Vec<(u64, Key)> = self.map.iter().map(|(key, k)| (k.used, *key)).collect();
             by_age.sort_unstable();
-            let excess = self.map.len() - self.bounds.known + self.bounds.known / 4;
-            for (_, key) in by_age.into_iter().take(excess) {
+            let excess = self.map.len().saturating_sub(self.bounds.known) + self.bounds.known / 4;
+            let (known, path_bytes) = (self.bounds.known, self.bounds.path_bytes);
+            for (at, (_, key)) in by_age.into_iter().enumerate() {
+                if at >= excess && self.path_bytes <= path_bytes * 3 / 4 && self.map.len() <= known {
+                    break;
+                }
                 self.forget(&key);
             }
         }
@@ -184,7 +215,11 @@ mod tests {
 
     #[test]
     fn the_table_stays_within_its_bounds_and_keeps_the_recent() {
-        let mut table = Table::new(Bounds { known: 100, pinned: 8 });
+        let mut table = Table::new(Bounds {
+            known: 100,
+            pinned: 8,
+            path_bytes: 1 << 20,
+        });
         let fd = null();
         for ino in 0..10_000u64 {
             table.remember((0, 1, ino), 0, PathBuf::from(ino.to_string()), Arc::clone(&fd));
@@ -204,7 +239,11 @@ mod tests {
 
     #[test]
     fn a_use_keeps_an_entry_from_being_let_go() {
-        let mut table = Table::new(Bounds { known: 16, pinned: 4 });
+        let mut table = Table::new(Bounds {
+            known: 16,
+            pinned: 4,
+            path_bytes: 1 << 20,
+        });
         let fd = null();
         table.remember((0, 1, 0), 0, PathBuf::from("kept"), Arc::clone(&fd));
         for ino in 1..100u64 {
@@ -216,7 +255,11 @@ mod tests {
 
     #[test]
     fn forgetting_and_remembering_again_keep_the_pin_count_true() {
-        let mut table = Table::new(Bounds { known: 16, pinned: 16 });
+        let mut table = Table::new(Bounds {
+            known: 16,
+            pinned: 16,
+            path_bytes: 1 << 20,
+        });
         let fd = null();
         table.remember((0, 1, 1), 0, PathBuf::from("a"), Arc::clone(&fd));
         table.remember((0, 1, 1), 0, PathBuf::from("b"), Arc::clone(&fd));
@@ -228,7 +271,11 @@ mod tests {
 
     #[test]
     fn a_rename_moves_the_paths_beneath_it_and_only_in_its_export() {
-        let mut table = Table::new(Bounds { known: 16, pinned: 16 });
+        let mut table = Table::new(Bounds {
+            known: 16,
+            pinned: 16,
+            path_bytes: 1 << 20,
+        });
         let fd = null();
         table.remember((0, 1, 1), 0, PathBuf::from("a/b/c"), Arc::clone(&fd));
         table.remember((0, 1, 2), 0, PathBuf::from("ab"), Arc::clone(&fd));
@@ -237,5 +284,30 @@ mod tests {
         assert_eq!(table.get(&(0, 1, 1)).unwrap().rel, PathBuf::from("x/c"));
         assert_eq!(table.get(&(0, 1, 2)).unwrap().rel, PathBuf::from("ab"));
         assert_eq!(table.get(&(1, 1, 3)).unwrap().rel, PathBuf::from("a/b"));
+    }
+
+    #[test]
+    fn long_paths_are_not_kept_and_all_paths_stay_within_their_budget() {
+        let mut table = Table::new(Bounds {
+            known: 1000,
+            pinned: 1000,
+            path_bytes: 64 * 1024,
+        });
+        let fd = null();
+        let deep = PathBuf::from("d/".repeat(MAX_HINT));
+        table.remember((0, 1, 0), 0, deep, Arc::clone(&fd));
+        assert_eq!(table.get(&(0, 1, 0)).unwrap().rel, PathBuf::new());
+        for ino in 1..1000u64 {
+            let rel = PathBuf::from(format!("{ino}-{}", "x".repeat(1000)));
+            table.remember((0, 1, ino), 0, rel, Arc::clone(&fd));
+            assert!(table.path_bytes <= 64 * 1024, "{}", table.path_bytes);
+        }
+        let counted: usize = table.map.values().map(|k| k.rel.as_os_str().len()).sum();
+        assert_eq!(counted, table.path_bytes);
+        let last = PathBuf::from(format!("999-{}", "x".repeat(1000)));
+        table.renamed(0, &last, Path::new("y"));
+        assert_eq!(table.get(&(0, 1, 999)).unwrap().rel, PathBuf::from("y"));
+        let counted: usize = table.map.values().map(|k| k.rel.as_os_str().len()).sum();
+        assert_eq!(counted, table.path_bytes);
     }
 }

@@ -13,6 +13,13 @@
 //! xid, and one slow call (a READ that waits on its file) leaves the others
 //! to be served.
 //!
+//! What a guest can hold of the server is bounded: at most
+//! [`MAX_CONNECTIONS`] connections at once (the accept loop closes any
+//! beyond), each with at most [`WORKERS_PER_CONNECTION`] calls being
+//! answered; and a reply that the guest does not take within
+//! [`WRITE_TIMEOUT`] ends its connection, so a guest that stops reading
+//! cannot hold a connection's threads for ever.
+//!
 //! TCP only; MOUNT v3 and NFS v3 share one port; no portmapper (the guest
 //! passes `port=` and `mountport=`).
 
@@ -25,6 +32,7 @@ mod mount;
 mod nfs;
 pub mod rpc;
 mod tree;
+mod writeback;
 
 pub use idmap::{IdMap, IdRange};
 pub use tree::Export;
@@ -32,8 +40,10 @@ pub use tree::Export;
 use nfs3_types::rpc::accept_stat_data;
 use std::io::BufReader;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const NFS_PROGRAM: u32 = nfs3_types::nfs3::PROGRAM;
 const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
@@ -41,6 +51,17 @@ const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
 /// reader waits for a worker before it reads on, so a connection holds at
 /// most this many calls (and one being read) however fast its client sends.
 pub const WORKERS_PER_CONNECTION: usize = 8;
+/// Connections a server serves at once. The Linux client keeps one or two
+/// per server; each holds a thread, its workers and a 1 MiB read buffer,
+/// so beyond this the accept loop closes a new connection at once.
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long writing a reply may make no progress: a client that stops
+/// reading its replies would otherwise hold the writing worker, and through
+/// the writer's lock every other worker and the reader, for ever. A write
+/// that times out ends the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The least time between two warnings of refused connections.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,18 +146,37 @@ pub fn serve(listener: TcpListener, exports: Vec<Export>, peers: Peers) -> Resul
 
 /// Accepts until the listener fails for good; returns why.
 fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>, peers: &Peers) -> String {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut refusals = Refusals::default();
     loop {
         match listener.accept() {
             Ok((_, peer)) if !peers.admits(peer) => {
                 runcvm_log::warn!("nfs: refused a connection from {peer}: only the guest's kernel may connect");
             }
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                // Closed here, at once, when every slot is taken.
+                let Some(slot) = Slot::take(&open) else {
+                    drop(stream);
+                    if let Some(count) = refusals.note(Instant::now()) {
+                        let also = match count {
+                            1 => String::new(),
+                            _ => format!(" ({count} refused since the last such warning)"),
+                        };
+                        runcvm_log::warn!(
+                            "nfs: refused a connection from {peer}: {MAX_CONNECTIONS} connections are open already{also}"
+                        );
+                    }
+                    continue;
+                };
                 let tree = Arc::clone(tree);
                 let ids = peers.ids.clone();
                 let id_map = peers.id_map.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("nfs-conn".into())
-                    .spawn(move || serve_connection(&tree, stream, ids.as_ref(), id_map.as_ref()));
+                // A thread that cannot start drops its closure, and the slot
+                // with it.
+                let spawned = std::thread::Builder::new().name("nfs-conn".into()).spawn(move || {
+                    let _slot = slot;
+                    serve_connection(&tree, stream, ids.as_ref(), id_map.as_ref());
+                });
                 if let Err(e) = spawned {
                     runcvm_log::warn!("nfs: cannot start a connection thread: {e}");
                 }
@@ -157,8 +197,57 @@ fn accept_loop(listener: &TcpListener, tree: &Arc<tree::Tree>, peers: &Peers) ->
     }
 }
 
+/// One of a server's [`MAX_CONNECTIONS`] connections, taken while it is
+/// served (its thread holds it to its end, after its workers), given back
+/// when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A free slot of `open`, the count of slots taken; `None` if none is.
+    fn take(open: &Arc<AtomicUsize>) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_CONNECTIONS).then_some(n + 1)
+        })
+        .ok()?;
+        Some(Self(Arc::clone(open)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Connections refused for want of a slot, warned of so that a flood of
+/// them does not flood the log: the first at once, then at most one
+/// warning every [`REFUSALS_LOGGED_EVERY`], counting those in between (a
+/// count left over is told with the next refusal).
+#[derive(Debug, Default)]
+struct Refusals {
+    last_warned: Option<Instant>,
+    untold: u64,
+}
+
+impl Refusals {
+    /// Notes a refusal at `now`; returns how many refusals to warn of now,
+    /// this one included, if it is time to warn.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.untold += 1;
+        if self
+            .last_warned
+            .is_some_and(|last| now.saturating_duration_since(last) < REFUSALS_LOGGED_EVERY)
+        {
+            return None;
+        }
+        self.last_warned = Some(now);
+        Some(std::mem::take(&mut self.untold))
+    }
+}
+
 /// What the workers of one connection share.
 struct Connection<'a> {
+    peer: &'a str,
     tree: &'a tree::Tree,
     ids: Option<&'a KnownIds>,
     id_map: Option<&'a IdMap>,
@@ -169,14 +258,21 @@ struct Connection<'a> {
 
 /// Reads a connection's calls and hands each to a free worker, starting
 /// workers as calls find none free, up to [`WORKERS_PER_CONNECTION`]. The
-/// connection ends at the end of its stream, on a read error or on a
-/// malformed call; its workers answer what they hold, then end with it.
+/// connection ends at the end of its stream, on a read error, on a
+/// malformed call or when a reply cannot be written (within
+/// [`WRITE_TIMEOUT`]); its workers answer what they hold, then end with it.
 fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>, id_map: Option<&IdMap>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     runcvm_log::debug!("nfs: connection from {peer}");
+    // On the socket, so the writer's clone has it too.
+    if let Err(e) = stream.set_write_timeout(Some(WRITE_TIMEOUT)) {
+        runcvm_log::warn!("nfs: closed a connection from {peer}: cannot set its write timeout: {e}");
+        return;
+    }
     let Ok(writer) = stream.try_clone() else { return };
     let _ = stream.set_nodelay(true);
     let connection = Connection {
+        peer: &peer,
         tree,
         ids,
         id_map,
@@ -264,12 +360,14 @@ fn work(connection: &Connection<'_>, queue: &Mutex<Receiver<rpc::Call>>) {
         }
         let reply = answer(connection.tree, &mut call);
         let written = match connection.writer.lock() {
-            Ok(mut writer) => rpc::write_record(&mut *writer, &reply).is_ok(),
-            Err(_) => false,
+            Ok(mut writer) => rpc::write_record(&mut *writer, &reply),
+            Err(_) => Err(std::io::Error::other("a worker panicked while writing")),
         };
-        if !written {
-            // The client is gone, or a reply went out in part: end the
-            // connection, so the reader stops reading calls none can answer.
+        if let Err(e) = written {
+            runcvm_log::debug!("nfs: cannot reply to {}: {e}; closing the connection", connection.peer);
+            // The client is gone, a reply went out in part, or the client
+            // took none of it within the write timeout: end the connection,
+            // so the reader stops reading calls none can answer.
             if let Ok(writer) = connection.writer.lock() {
                 let _ = writer.shutdown(Shutdown::Both);
             }
@@ -321,5 +419,38 @@ pub(crate) fn answer(tree: &tree::Tree, call: &mut rpc::Call) -> Vec<u8> {
         // Arguments that did not decode, or a caller whose ids the kernel
         // refused: either way, nothing was done.
         Err(()) => rpc::reply(call.xid, accept_stat_data::GARBAGE_ARGS, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_free_again_once_dropped() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut taken: Vec<Slot> = (0..MAX_CONNECTIONS).map_while(|_| Slot::take(&open)).collect();
+        assert_eq!(taken.len(), MAX_CONNECTIONS);
+        assert!(Slot::take(&open).is_none());
+        drop(taken.pop());
+        let again = Slot::take(&open);
+        assert!(again.is_some());
+        assert!(Slot::take(&open).is_none());
+        drop(again);
+        assert_eq!(open.load(Ordering::Acquire), MAX_CONNECTIONS - 1);
+    }
+
+    #[test]
+    fn refusals_are_warned_of_at_first_then_at_most_once_a_period_with_a_count() {
+        let start = Instant::now();
+        let mut refusals = Refusals::default();
+        assert_eq!(refusals.note(start), Some(1));
+        for ms in [1, 500, 9_999] {
+            assert_eq!(refusals.note(start + Duration::from_millis(ms)), None);
+        }
+        let later = start + REFUSALS_LOGGED_EVERY;
+        assert_eq!(refusals.note(later), Some(4));
+        assert_eq!(refusals.note(later + Duration::from_secs(1)), None);
+        assert_eq!(refusals.note(later + Duration::from_secs(3600)), Some(2));
     }
 }

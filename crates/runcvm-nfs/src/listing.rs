@@ -20,8 +20,11 @@ pub type Entry = (u64, Vec<u8>, u64);
 
 /// How long after its last change a folder's listing may be kept.
 const SETTLED: Duration = Duration::from_secs(1);
-/// Listings kept at most (the folders being read right now).
+/// Listings kept at most (the folders being read right now)...
 const KEPT: usize = 16;
+/// ...and the bytes they take at most; a folder whose listing would take
+/// more than half of it is read anew for every page.
+const KEPT_BYTES: usize = 16 << 20;
 
 /// Which folder, as of which change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +70,15 @@ impl Listings {
         stat: &FileStat,
         read: impl FnOnce() -> Result<Vec<Entry>, nix::errno::Errno>,
     ) -> Result<Arc<Vec<Entry>>, nix::errno::Errno> {
+        self.get_as_of(SystemTime::now(), stat, read)
+    }
+
+    fn get_as_of(
+        &self,
+        now: SystemTime,
+        stat: &FileStat,
+        read: impl FnOnce() -> Result<Vec<Entry>, nix::errno::Errno>,
+    ) -> Result<Arc<Vec<Entry>>, nix::errno::Errno> {
         let version = Version::of(stat);
         if let Ok(mut kept) = self.kept.lock() {
             if let Some(at) = kept.iter().position(|(v, _)| *v == version) {
@@ -79,10 +91,12 @@ impl Listings {
         let mut entries = read()?;
         entries.sort_unstable();
         let listing = Arc::new(entries);
-        if version.settled(SystemTime::now()) {
+        if version.settled(now) && bytes(&listing) <= KEPT_BYTES / 2 {
             if let Ok(mut kept) = self.kept.lock() {
                 kept.retain(|(v, _)| (v.dev, v.ino) != (version.dev, version.ino));
-                if kept.len() >= KEPT {
+                while kept.len() >= KEPT
+                    || kept.iter().map(|(_, l)| bytes(l)).sum::<usize>() + bytes(&listing) > KEPT_BYTES
+                {
                     kept.remove(0);
                 }
                 kept.push((version, Arc::clone(&listing)));
@@ -90,6 +104,11 @@ impl Listings {
         }
         Ok(listing)
     }
+}
+
+/// What a listing takes in memory, about.
+fn bytes(listing: &[Entry]) -> usize {
+    listing.iter().map(|(_, name, _)| name.len() + 48).sum()
 }
 
 /// The entries after `cookie` (0: from the start).
@@ -119,31 +138,35 @@ mod tests {
     #[test]
     fn a_settled_folder_is_read_once_and_a_changed_one_again() {
         let dir = tempfile::tempdir().unwrap();
-        let old = std::time::SystemTime::now() - Duration::from_secs(60);
-        let set_old = || {
-            let times = std::fs::FileTimes::new().set_modified(old).set_accessed(old);
-            std::fs::File::open(dir.path()).unwrap().set_times(times).unwrap();
-        };
-        set_old();
         let listings = Listings::default();
         let reads = std::cell::Cell::new(0);
         let read = || {
             reads.set(reads.get() + 1);
             Ok(vec![(3, b"c".to_vec(), 1), (1, b"a".to_vec(), 2)])
         };
-        // ctime moved when the times were set: this folder only settles a
-        // second from now, so it is read for every page until then.
         let stat = stat_of(dir.path());
-        listings.get(&stat, read).unwrap();
-        listings.get(&stat, read).unwrap();
+        let changed = SystemTime::UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(stat.st_ctime).unwrap(),
+                u32::try_from(stat.st_ctime_nsec).unwrap(),
+            );
+        // Changed half a second ago: read for every page.
+        let recently = changed + SETTLED / 2;
+        listings.get_as_of(recently, &stat, read).unwrap();
+        listings.get_as_of(recently, &stat, read).unwrap();
         assert_eq!(reads.get(), 2);
-        std::thread::sleep(SETTLED);
-        let first = listings.get(&stat, read).unwrap();
+        // Settled: read once, then kept.
+        let later = changed + SETTLED * 2;
+        let first = listings.get_as_of(later, &stat, read).unwrap();
         assert_eq!(first.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 3]);
-        listings.get(&stat, read).unwrap();
+        listings.get_as_of(later, &stat, read).unwrap();
         assert_eq!(reads.get(), 3, "a settled folder's listing is kept");
+        // Changed since: its mtime and ctime moved, so it is read again.
+        std::thread::sleep(Duration::from_millis(20));
         std::fs::write(dir.path().join("new"), b"").unwrap();
-        listings.get(&stat_of(dir.path()), read).unwrap();
+        listings
+            .get_as_of(later + SETTLED * 2, &stat_of(dir.path()), read)
+            .unwrap();
         assert_eq!(reads.get(), 4, "a changed folder is read again");
     }
 

@@ -20,7 +20,18 @@ use std::os::unix::ffi::OsStrExt;
 const MAX_IO: u32 = 1 << 20;
 
 fn write_verifier(tree: &Tree) -> writeverf3 {
-    writeverf3(tree.write_verifier())
+    writeverf3(tree.writeback.verifier())
+}
+
+/// READ, WRITE, COMMIT and truncation are for regular files: a folder is
+/// `NFS3ERR_ISDIR`, anything else `NFS3ERR_INVAL` (as knfsd; opening a FIFO
+/// would wait for a writer for ever).
+fn regular(stat: &FileStat) -> Result<(), nfsstat3> {
+    match stat.st_mode & libc::S_IFMT {
+        libc::S_IFREG => Ok(()),
+        libc::S_IFDIR => Err(nfsstat3::NFS3ERR_ISDIR),
+        _ => Err(nfsstat3::NFS3ERR_INVAL),
+    }
 }
 
 /// What a procedure answers: a body to pack, or `None` for PROC_UNAVAIL.
@@ -85,10 +96,11 @@ fn writable(tree: &Tree, node: &Node) -> Result<(), nfsstat3> {
 /// knfsd lets them. The rule is checked and applied on the inode the
 /// handle holds, so a rename on the host cannot point it at another file.
 fn open_for_write(tree: &Tree, node: &Node) -> Result<OwnedFd, nfsstat3> {
+    regular(&node.stat()?)?;
     match tree.reopen(node, OFlag::O_WRONLY) {
         Err(nfsstat3::NFS3ERR_ACCES) => {
             let stat = node.stat()?;
-            if crate::creds::caller_uid() != Some(stat.st_uid) || stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+            if crate::creds::caller_uid() != Some(stat.st_uid) {
                 return Err(nfsstat3::NFS3ERR_ACCES);
             }
             match crate::creds::as_root(|| tree.reopen(node, OFlag::O_WRONLY)) {
@@ -104,16 +116,21 @@ fn open_for_write(tree: &Tree, node: &Node) -> Result<OwnedFd, nfsstat3> {
 
 /// The owner's override without CAP_DAC_OVERRIDE: as the owner, who may
 /// chmod its own file, add u+w for the open and take it back. One at a
-/// time, so two overrides never restore each other's modes.
+/// time, and never during a SETATTR's chmod, so no restore undoes another
+/// mode change. (The kernel clears set-group-ID in an owner's chmod when
+/// the owner is not in the file's group: such a file loses the bit here.)
 fn owner_lends_itself_write(tree: &Tree, node: &Node) -> Result<OwnedFd, nfsstat3> {
     let _one_at_a_time = tree.owner_override.lock().map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
     let mode = node.stat()?.st_mode & 0o7777;
     chmod_node(node, mode | 0o200)?;
     let opened = tree.reopen(node, OFlag::O_WRONLY);
-    let restored = chmod_node(node, mode);
-    let file = opened?;
-    restored?;
-    Ok(file)
+    if let Err(e) = chmod_node(node, mode) {
+        runcvm_log::warn!(
+            "nfs: cannot restore mode {mode:o} of {} after its owner's write: {e:?}; it stays writable by its owner",
+            node.rel.display()
+        );
+    }
+    opened
 }
 
 fn is_dir(stat: &FileStat) -> bool {
@@ -167,6 +184,7 @@ fn apply_sattr(tree: &Tree, node: &Node, attrs: &sattr3) -> Result<(), nfsstat3>
         fchownat(node.fd(), "", uid, gid, AtFlags::AT_EMPTY_PATH).map_err(status)?;
     }
     if let Nfs3Option::Some(mode) = attrs.mode {
+        let _not_during_an_override = tree.owner_override.lock().map_err(|_| nfsstat3::NFS3ERR_SERVERFAULT)?;
         chmod_node(node, mode)?;
     }
     set_times(node, attrs)
@@ -335,9 +353,7 @@ fn readlink(tree: &Tree, args: READLINK3args) -> READLINK3res<'static> {
 
 fn read(tree: &Tree, args: READ3args) -> READ3res<'static> {
     let result = tree.resolve(&args.file).and_then(|(node, stat)| {
-        if is_dir(&stat) {
-            return Err(nfsstat3::NFS3ERR_ISDIR);
-        }
+        regular(&stat)?;
         let file = tree.reopen(&node, OFlag::O_RDONLY)?;
         let count = args.count.min(MAX_IO) as usize;
         let mut data = vec![0u8; count];
@@ -371,20 +387,6 @@ fn read(tree: &Tree, args: READ3args) -> READ3res<'static> {
     }
 }
 
-/// Makes what was written durable as `stable` asks; a failure is a failed
-/// write-back, which changes the write verifier.
-fn sync_as_asked(tree: &Tree, file: &OwnedFd, stable: stable_how) -> Result<stable_how, nfsstat3> {
-    let done = match stable {
-        stable_how::UNSTABLE => return Ok(stable_how::UNSTABLE),
-        stable_how::DATA_SYNC => nix::unistd::fdatasync(file).map(|()| stable_how::DATA_SYNC),
-        stable_how::FILE_SYNC => nix::unistd::fsync(file).map(|()| stable_how::FILE_SYNC),
-    };
-    done.map_err(|e| {
-        tree.write_back_failed();
-        status(e)
-    })
-}
-
 fn write(tree: &Tree, args: WRITE3args<'_>) -> WRITE3res {
     let (node, before) = match tree.resolve(&args.file) {
         Ok(found) => found,
@@ -414,7 +416,7 @@ fn write(tree: &Tree, args: WRITE3args<'_>) -> WRITE3res {
         // metadata) is on stable storage when the reply arrives; UNSTABLE
         // waits for COMMIT (the client's fsync or close). The reply says
         // what was done.
-        let committed = sync_as_asked(tree, &file, args.stable)?;
+        let committed = tree.writeback.written(node.key(), file, args.stable)?;
         Ok((written, committed))
     });
     match result {
@@ -498,12 +500,46 @@ fn verifier_times(verifier: &createverf3) -> (i64, i64) {
 }
 
 /// The file an earlier EXCLUSIVE create with this verifier made, if the
-/// existing `name` is it.
+/// existing `name` is it (as knfsd: its times hold the verifier and it is
+/// still empty).
 fn same_exclusive_create(tree: &Tree, dir: &Node, name: &[u8], verifier: &createverf3) -> Option<(Node, FileStat)> {
     let (node, stat) = tree.lookup(dir, name).ok()?;
     let (mtime, atime) = verifier_times(verifier);
-    (stat.st_mode & libc::S_IFMT == libc::S_IFREG && stat.st_mtime == mtime && stat.st_atime == atime)
+    (stat.st_mode & libc::S_IFMT == libc::S_IFREG
+        && stat.st_mtime == mtime
+        && stat.st_atime == atime
+        && stat.st_size == 0)
         .then_some((node, stat))
+}
+
+/// An UNCHECKED create of a name that exists: the file it is, with only the
+/// size applied (as knfsd); anything but a regular file is `NFS3ERR_EXIST`.
+fn existing_file(tree: &Tree, dir: &Node, name: &[u8], attrs: &sattr3) -> Result<(Node, FileStat), nfsstat3> {
+    let (node, stat) = tree.lookup(dir, name)?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(nfsstat3::NFS3ERR_EXIST);
+    }
+    let size_only = sattr3 {
+        size: attrs.size,
+        ..sattr3::default()
+    };
+    apply_sattr(tree, &node, &size_only)?;
+    let stat = node.stat()?;
+    Ok((node, stat))
+}
+
+/// A new file, made with `O_EXCL` (never opening what exists, which for a
+/// FIFO would wait for a writer): its node, and its descriptor.
+fn new_file(tree: &Tree, dir: &Node, name: &[u8], mode: u32) -> Result<(Node, OwnedFd), nfsstat3> {
+    let file = nix::fcntl::openat(
+        dir.fd(),
+        OsStr::from_bytes(name),
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode & 0o7777),
+    )
+    .map_err(status)?;
+    let (node, _) = tree.lookup(dir, name)?;
+    Ok((node, file))
 }
 
 fn create(tree: &Tree, args: CREATE3args<'_>) -> CREATE3res {
@@ -522,37 +558,39 @@ fn create(tree: &Tree, args: CREATE3args<'_>) -> CREATE3res {
         Nfs3Option::Some(m) => m,
         Nfs3Option::None => 0o644,
     };
-    let (flags, mode) = match &args.how {
-        createhow3::UNCHECKED(attrs) => (OFlag::O_CREAT, mode_of(attrs)),
-        createhow3::GUARDED(attrs) => (OFlag::O_CREAT | OFlag::O_EXCL, mode_of(attrs)),
-        // As knfsd: no mode until the client's SETATTR.
-        createhow3::EXCLUSIVE(_) => (OFlag::O_CREAT | OFlag::O_EXCL, 0),
-    };
-    let opened = nix::fcntl::openat(
-        dir.fd(),
-        OsStr::from_bytes(&name),
-        flags | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(mode & 0o7777),
-    )
-    .map_err(status);
-    let result = match (&args.how, opened) {
-        (createhow3::EXCLUSIVE(verifier), Err(nfsstat3::NFS3ERR_EXIST)) => {
-            same_exclusive_create(tree, &dir, &name, verifier).ok_or(nfsstat3::NFS3ERR_EXIST)
+    let result = match &args.how {
+        createhow3::UNCHECKED(attrs) | createhow3::GUARDED(attrs) => {
+            match new_file(tree, &dir, &name, mode_of(attrs)) {
+                Ok((node, _)) => apply_sattr(tree, &node, &after_creation(attrs))
+                    .and_then(|()| node.stat())
+                    .map(|stat| (node, stat)),
+                Err(nfsstat3::NFS3ERR_EXIST) if matches!(args.how, createhow3::UNCHECKED(_)) => {
+                    existing_file(tree, &dir, &name, attrs)
+                }
+                Err(e) => Err(e),
+            }
         }
-        (_, Err(e)) => Err(e),
-        (how, Ok(file)) => (|| {
-            if let createhow3::EXCLUSIVE(verifier) = how {
+        // As knfsd: no mode until the client's SETATTR, and the verifier in
+        // the times until then.
+        createhow3::EXCLUSIVE(verifier) => match new_file(tree, &dir, &name, 0) {
+            Ok((node, file)) => {
                 let (mtime, atime) = verifier_times(verifier);
-                nix::sys::stat::futimens(&file, &TimeSpec::new(atime, 0), &TimeSpec::new(mtime, 0)).map_err(status)?;
+                let stamped = nix::sys::stat::futimens(&file, &TimeSpec::new(atime, 0), &TimeSpec::new(mtime, 0));
+                match stamped.map_err(status).and_then(|()| node.stat()) {
+                    Ok(stat) => Ok((node, stat)),
+                    Err(e) => {
+                        // A file a retransmission could not recognise would
+                        // answer every retry with NFS3ERR_EXIST.
+                        let _ = unlinkat(dir.fd(), OsStr::from_bytes(&name), UnlinkatFlags::NoRemoveDir);
+                        Err(e)
+                    }
+                }
             }
-            drop(file);
-            let (node, _) = tree.lookup(&dir, &name)?;
-            if let createhow3::UNCHECKED(attrs) | createhow3::GUARDED(attrs) = how {
-                apply_sattr(tree, &node, &after_creation(attrs))?;
+            Err(nfsstat3::NFS3ERR_EXIST) => {
+                same_exclusive_create(tree, &dir, &name, verifier).ok_or(nfsstat3::NFS3ERR_EXIST)
             }
-            let stat = node.stat()?;
-            Ok((node, stat))
-        })(),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(new) => {
@@ -842,7 +880,7 @@ fn cookie_verifier(stat: &FileStat) -> cookieverf3 {
 fn readdir(tree: &Tree, args: READDIR3args) -> READDIR3res<'static> {
     let result = tree.resolve(&args.dir).and_then(|(dir, stat)| {
         let names = entries(tree, &dir, &stat)?;
-        let mut budget = args.count.saturating_sub(128) as usize;
+        let mut budget = args.count.min(MAX_IO).saturating_sub(128) as usize;
         let mut list = Vec::new();
         let mut eof = true;
         for (cookie, name, ino) in after(&names, args.cookie) {
@@ -881,7 +919,7 @@ fn readdir(tree: &Tree, args: READDIR3args) -> READDIR3res<'static> {
 fn readdirplus(tree: &Tree, args: READDIRPLUS3args) -> READDIRPLUS3res<'static> {
     let result = tree.resolve(&args.dir).and_then(|(dir, stat)| {
         let names = entries(tree, &dir, &stat)?;
-        let mut budget = args.maxcount.saturating_sub(128) as usize;
+        let mut budget = args.maxcount.min(MAX_IO).saturating_sub(128) as usize;
         let mut list = Vec::new();
         let mut eof = true;
         for (cookie, name, ino) in after(&names, args.cookie) {
@@ -1001,14 +1039,14 @@ fn pathconf(tree: &Tree, args: PATHCONF3args) -> PATHCONF3res {
 fn commit(tree: &Tree, args: COMMIT3args) -> COMMIT3res {
     let result = tree.resolve(&args.file).and_then(|(node, before)| {
         writable(tree, &node)?;
-        let file = open_for_write(tree, &node)?;
-        sync_as_asked(tree, &file, stable_how::FILE_SYNC)?;
-        Ok((node, before))
+        regular(&before)?;
+        let verifier = tree.writeback.commit(node.key(), || open_for_write(tree, &node))?;
+        Ok((node, before, verifier))
     });
     match result {
-        Ok((node, before)) => COMMIT3res::Ok(COMMIT3resok {
+        Ok((node, before, verifier)) => COMMIT3res::Ok(COMMIT3resok {
             file_wcc: wcc(&node, Some(&before)),
-            verf: write_verifier(tree),
+            verf: writeverf3(verifier),
         }),
         Err(e) => COMMIT3res::Err((
             e,

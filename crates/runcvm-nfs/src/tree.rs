@@ -26,7 +26,6 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// `[epoch u32][export u32][dev u64][ino u64][birth u64]`.
@@ -103,7 +102,7 @@ impl Node {
         format!("/proc/self/fd/{}", self.fd.as_raw_fd())
     }
 
-    fn key(&self) -> Key {
+    pub fn key(&self) -> Key {
         (self.export, self.identity.dev, self.identity.ino)
     }
 }
@@ -119,11 +118,13 @@ struct Root {
 pub struct Tree {
     roots: Vec<Root>,
     epoch: u32,
-    /// Counts failed write-backs: part of the write verifier, so clients
-    /// send again what they wrote unstably before one.
-    write_failures: AtomicU32,
+    /// Written data's durability and the write verifier.
+    pub writeback: crate::writeback::Writeback,
     /// What the guest has handles for.
     known: Mutex<Table>,
+    /// Handles a search did not find, and for whom: stale for good, and
+    /// not worth another search of the export.
+    missed: Mutex<std::collections::VecDeque<(u32, Key, u64)>>,
     /// Folder listings being paged through.
     pub listings: crate::listing::Listings,
     /// One owner's write override at a time (`nfs.rs`).
@@ -213,6 +214,11 @@ fn identify(fd: BorrowedFd<'_>) -> Result<(FileStat, Identity), nfsstat3> {
 
 /// Entries a search for a forgotten object looks at before it gives up.
 const SEARCH_LIMIT: usize = 1 << 20;
+/// Handles a search did not find, remembered.
+const MISSES_KEPT: usize = 1024;
+/// Folders between an object and its export's root, at most, for the check
+/// that a `..` stays in the export.
+const MAX_DEPTH: usize = 4096;
 
 impl Tree {
     pub fn new(exports: Vec<Export>) -> std::io::Result<Self> {
@@ -251,26 +257,12 @@ impl Tree {
         Ok(Self {
             roots,
             epoch,
-            write_failures: AtomicU32::new(0),
+            writeback: crate::writeback::Writeback::new(epoch),
             known: Mutex::new(Table::new(bounds)),
+            missed: Mutex::new(std::collections::VecDeque::new()),
             listings: crate::listing::Listings::default(),
             owner_override: Mutex::new(()),
         })
-    }
-
-    /// The write verifier: it changes with every server start and after
-    /// every failed write-back, so a client sends again what it wrote
-    /// unstably (RFC 1813 3.3.7).
-    pub fn write_verifier(&self) -> [u8; 8] {
-        let mut verifier = [0u8; 8];
-        verifier[..4].copy_from_slice(&self.epoch.to_be_bytes());
-        verifier[4..].copy_from_slice(&self.write_failures.load(Ordering::Relaxed).to_be_bytes());
-        verifier
-    }
-
-    /// A write-back failed: data written unstably may be lost.
-    pub fn write_back_failed(&self) {
-        self.write_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn export(&self, index: usize) -> &Export {
@@ -330,6 +322,9 @@ impl Tree {
             nix::sys::stat::Mode::empty(),
         )
         .map_err(status)?;
+        if !self.within_export(dir.export, fd.as_fd())? {
+            return Err(nfsstat3::NFS3ERR_ACCES);
+        }
         let (stat, identity) = identify(fd.as_fd())?;
         let node = Node {
             export: dir.export,
@@ -338,6 +333,34 @@ impl Tree {
             fd: Arc::new(fd),
         };
         Ok((node, stat))
+    }
+
+    /// Whether the folder `fd` is the export's root or beneath it, walking up
+    /// by `..`: a folder the handle follows may have been moved out of its
+    /// export (by the host, or through another export it is also under),
+    /// and a `..` from there must not climb to the host's folders.
+    fn within_export(&self, export: usize, fd: BorrowedFd<'_>) -> Result<bool, nfsstat3> {
+        let root = self.roots.get(export).ok_or(nfsstat3::NFS3ERR_STALE)?;
+        let mut here = fd.try_clone_to_owned().map_err(|_| nfsstat3::NFS3ERR_IO)?;
+        for _ in 0..MAX_DEPTH {
+            let (_, identity) = identify(here.as_fd())?;
+            if identity == root.identity {
+                return Ok(true);
+            }
+            let up = nix::fcntl::openat(
+                here.as_fd(),
+                "..",
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(status)?;
+            if identify(up.as_fd())?.1 == identity {
+                // The top of the file system: the export's root was not on the way.
+                return Ok(false);
+            }
+            here = up;
+        }
+        Ok(false)
     }
 
     /// Opens the very inode `node` holds for I/O, with the thread's (the
@@ -425,10 +448,7 @@ impl Tree {
         });
         let (rel, fd, stat) = match at_last_path {
             Some(found) => found,
-            None => crate::creds::as_root(|| self.search(export, wanted)).ok_or_else(|| {
-                self.forget(&key);
-                nfsstat3::NFS3ERR_STALE
-            })?,
+            None => self.search_once(export, wanted)?,
         };
         let node = Node {
             export,
@@ -440,6 +460,29 @@ impl Tree {
             known.remember(key, wanted.birth, node.rel.clone(), Arc::clone(&node.fd));
         }
         Ok((node, stat))
+    }
+
+    /// [`Tree::search`], with the caller's credentials (so it enters only
+    /// the folders the caller may search), once per handle and caller: a
+    /// miss is remembered, so a forged or stale handle sent again costs
+    /// nothing.
+    fn search_once(&self, export: usize, wanted: Identity) -> Result<(PathBuf, OwnedFd, FileStat), nfsstat3> {
+        let key = (export, wanted.dev, wanted.ino);
+        let miss = (crate::creds::caller_uid().unwrap_or(u32::MAX), key, wanted.birth);
+        let missed = |m: &std::collections::VecDeque<_>| m.contains(&miss);
+        if self.missed.lock().is_ok_and(|m| missed(&m)) {
+            return Err(nfsstat3::NFS3ERR_STALE);
+        }
+        self.search(export, wanted).ok_or_else(|| {
+            self.forget(&key);
+            if let Ok(mut m) = self.missed.lock() {
+                if m.len() >= MISSES_KEPT {
+                    m.pop_front();
+                }
+                m.push_back(miss);
+            }
+            nfsstat3::NFS3ERR_STALE
+        })
     }
 
     /// Looks through an export, folder by folder, for the object with
@@ -533,7 +576,14 @@ mod tests {
         for name in ["first", "second", "third"] {
             std::fs::write(dir.path().join(name), name).unwrap();
         }
-        let tree = tree_of(dir.path(), Bounds { known: 1, pinned: 1 });
+        let tree = tree_of(
+            dir.path(),
+            Bounds {
+                known: 1,
+                pinned: 1,
+                path_bytes: 1 << 20,
+            },
+        );
         let root = tree.root(0).unwrap();
         let handles: Vec<_> = ["first", "second", "third"]
             .iter()
@@ -562,16 +612,6 @@ mod tests {
     }
 
     #[test]
-    fn the_write_verifier_changes_after_a_failed_write_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let tree = tree_of(dir.path(), Bounds::for_this_process());
-        let before = tree.write_verifier();
-        assert_eq!(before, tree.write_verifier());
-        tree.write_back_failed();
-        assert_ne!(before, tree.write_verifier());
-    }
-
-    #[test]
     fn the_root_is_its_own_parent_and_names_stay_beneath_it() {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc", dir.path().join("out")).unwrap();
@@ -580,5 +620,37 @@ mod tests {
         assert_eq!(tree.parent(&root).unwrap().0.identity, root.identity);
         let (link, _) = tree.lookup(&root, b"out").unwrap();
         assert_eq!(tree.lookup(&link, b"passwd").err(), Some(nfsstat3::NFS3ERR_NOTDIR));
+    }
+
+    /// A folder moved out of its export (here by the host; through an
+    /// outer export the guest can do it too) keeps its handle, but `..`
+    /// from it does not climb into the host's folders.
+    #[test]
+    fn dot_dot_never_leaves_the_export() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("export/d")).unwrap();
+        let tree = tree_of(&dir.path().join("export"), Bounds::for_this_process());
+        let root = tree.root(0).unwrap();
+        let (d, _) = tree.lookup(&root, b"d").unwrap();
+        assert_eq!(tree.parent(&d).unwrap().0.identity, root.identity);
+        std::fs::rename(dir.path().join("export/d"), dir.path().join("d")).unwrap();
+        assert_eq!(tree.parent(&d).err(), Some(nfsstat3::NFS3ERR_ACCES));
+    }
+
+    /// A handle nobody can find is searched for once.
+    #[test]
+    fn a_missing_handle_is_searched_for_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        let tree = tree_of(dir.path(), Bounds::for_this_process());
+        let root = tree.root(0).unwrap();
+        let (f, _) = tree.lookup(&root, b"f").unwrap();
+        let mut forged = f.identity;
+        forged.ino += 1_000_000;
+        assert_eq!(tree.search_once(0, forged).err(), Some(nfsstat3::NFS3ERR_STALE));
+        assert_eq!(tree.missed.lock().unwrap().len(), 1);
+        assert_eq!(tree.search_once(0, forged).err(), Some(nfsstat3::NFS3ERR_STALE));
+        assert_eq!(tree.missed.lock().unwrap().len(), 1);
+        assert!(tree.search_once(0, f.identity).is_ok());
     }
 }

@@ -1,21 +1,26 @@
 //! One connection to the NFS server, as the guest's kernel keeps one: its
 //! calls are answered concurrently by a bounded set of workers, which end
-//! with it; and what its bytes claim is not what the server allocates. The
-//! connection tests are root only (the server takes on callers'
-//! credentials); run through `scripts/test.sh`.
+//! with it; a server serves a bounded number of connections at once; a
+//! reply the client does not take cannot hold a connection for ever; and
+//! what its bytes claim is not what the server allocates. The connection
+//! tests are root only (the server takes on callers' credentials); run
+//! through `scripts/test.sh`.
 
 #![allow(clippy::unwrap_used)]
 
 use nfs3_types::mount::{dirpath, mountres3};
-use nfs3_types::nfs3::{GETATTR3args, LOOKUP3args, LOOKUP3res, READ3args, WRITE3args, diropargs3, filename3, nfs_fh3};
+use nfs3_types::nfs3::{
+    GETATTR3args, LOOKUP3args, LOOKUP3res, READ3args, READ3res, WRITE3args, diropargs3, filename3, nfs_fh3,
+};
 use nfs3_types::rpc::{accept_stat_data, auth_unix, call_body, msg_body, opaque_auth, reply_body, rpc_msg};
-use nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
+use nfs3_types::xdr_codec::{Opaque, Pack, Unpack, Void};
 use runcvm_nfs::{Export, rpc};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::io::{Cursor, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Cursor, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -70,10 +75,14 @@ struct Client {
 }
 
 impl Client {
+    /// A client of a new server of `exports`.
     fn connect(exports: Vec<Export>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = runcvm_nfs::serve(listener, exports, runcvm_nfs::Peers::default()).unwrap();
-        let stream = TcpStream::connect(server.address).unwrap();
+        Self::to(serve(exports))
+    }
+
+    /// A client of the server at `address`.
+    fn to(address: SocketAddr) -> Self {
+        let stream = TcpStream::connect(address).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         Self { stream }
     }
@@ -157,37 +166,96 @@ impl Client {
         };
         self.send(xid, nfs3_types::nfs3::PROGRAM, 6, &args);
     }
+
+    /// The NFS NULL procedure, which does nothing: answered, it shows the
+    /// connection is served.
+    fn null(&mut self, xid: u32) {
+        let Void = self.call(xid, nfs3_types::nfs3::PROGRAM, 0, &Void);
+    }
+}
+
+/// A server of `exports` on the loopback, as the tests start one; its
+/// address.
+fn serve(exports: Vec<Export>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    runcvm_nfs::serve(listener, exports, runcvm_nfs::Peers::default())
+        .unwrap()
+        .address
+}
+
+/// The data of a READ's reply.
+fn read_data(body: &mut Cursor<Vec<u8>>) -> Vec<u8> {
+    match READ3res::unpack(body).unwrap().0 {
+        READ3res::Ok(ok) => ok.data.as_ref().to_vec(),
+        READ3res::Err((e, _)) => panic!("READ failed: {e}"),
+    }
 }
 
 fn require_root() {
     runcvm_test_infra::tier::require_root("the NFS connection tests (credentials)");
 }
 
-/// An export holding a named pipe `slow`: the server's open of it for a
-/// READ waits until something opens it for writing.
-fn export_with_a_pipe() -> (tempfile::TempDir, Client, nfs_fh3, nfs_fh3) {
+/// What the file `slow` of [`export_with_a_slow_file`] holds.
+const SLOW_BYTES: &[u8] = b"at last";
+
+/// An export holding a regular file `slow`, the client that mounted it,
+/// the export's root, the file's handle and its path.
+fn export_with_a_slow_file() -> (tempfile::TempDir, Client, nfs_fh3, nfs_fh3, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    nix::unistd::mkfifo(
-        &dir.path().join("slow"),
-        nix::sys::stat::Mode::from_bits_truncate(0o666),
-    )
-    .unwrap();
+    let path = dir.path().join("slow");
+    std::fs::write(&path, SLOW_BYTES).unwrap();
     let mut client = Client::connect(vec![Export {
         name: "/data".into(),
         path: dir.path().to_owned(),
         read_only: false,
     }]);
     let root = client.mount("/data");
-    let pipe = client.lookup(&root, "slow");
-    (dir, client, root, pipe)
+    let file = client.lookup(&root, "slow");
+    (dir, client, root, file, path)
 }
 
-/// Opens the pipe for writing, which lets the server's open for reading
-/// return. Read and write (Linux never blocks such an open, and counts it
-/// as a writer): with a reader of its own, writing does not fail however
-/// soon the server closes its end.
-fn pipe_writer(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap()
+/// A write lease on a file, held by this process: any open of the file
+/// (the server's for a READ among them, though it is in this process too)
+/// waits until the lease is released, or for the kernel's
+/// `fs.lease-break-time` (45 s by default). Released when dropped, as
+/// closing its descriptor releases it.
+struct Lease {
+    file: std::fs::File,
+}
+
+impl Lease {
+    /// Takes a write lease on `path`, which nothing else may have open
+    /// (the server's `O_PATH` descriptors do not count).
+    fn take(path: &Path) -> Self {
+        // The kernel tells the holder to give the lease up with SIGIO,
+        // whose default action ends the process. These tests run one at a
+        // time, and no other wants SIGIO.
+        // SAFETY: SIG_IGN runs no handler, so nothing runs in a signal
+        // context.
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGIO, nix::sys::signal::SigHandler::SigIgn) }
+            .unwrap();
+        // Open for reading only: a write lease needs no open for writing
+        // but the holder's, and the holder owns the file (or has
+        // CAP_LEASE).
+        let file = std::fs::File::open(path).unwrap();
+        Self::set(&file, libc::F_WRLCK).expect("a write lease on the file (are leases enabled, fs.leases-enable?)");
+        Self { file }
+    }
+
+    fn set(file: &std::fs::File, lease: libc::c_int) -> std::io::Result<()> {
+        // SAFETY: F_SETLEASE takes an int, no memory, on a descriptor that
+        // `file` keeps open.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, lease) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Gives the lease up: the opens that wait for it go on.
+    fn release(self) {
+        Self::set(&self.file, libc::F_UNLCK).unwrap();
+    }
 }
 
 /// Threads of this process with this name.
@@ -211,44 +279,53 @@ fn threads_become(name: &str, check: impl Fn(usize) -> bool) -> usize {
     }
 }
 
-/// A READ of a named pipe that nothing writes to waits in the server's
-/// open; a GETATTR sent after it on the same connection is answered
-/// meanwhile. Served in order, as the server once did, the connection's one
-/// thread would sit in that open and the GETATTR would not even be read, so
-/// its reply would not come within the wait and the test fails. (Should the
-/// server ever refuse to READ a pipe without opening it, both replies come
-/// at once and the test still holds, though it no longer tells the two
-/// ways of serving apart.)
+/// A READ of a file on which the test holds a write lease waits in the
+/// server's open of the file until the test releases the lease; a GETATTR
+/// sent after it on the same connection is answered meanwhile, and the
+/// READ after the release, with the file's bytes. Served in order, as the
+/// server once did, the connection's one thread would sit in that open and
+/// the GETATTR would not even be read, so no reply would come while the
+/// lease is held and the test fails. (The READ must not be answered before
+/// the release either: were the lease not to hold the server's open, the
+/// test would no longer tell the two ways of serving apart, so it fails.)
 #[test]
 #[ignore = "T1: needs root; run scripts/test.sh"]
 fn a_call_that_waits_does_not_hold_up_the_calls_after_it_on_its_connection() {
     require_root();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    let (dir, mut client, root, pipe) = export_with_a_pipe();
-    client.send_read(1, &pipe);
+    let (_dir, mut client, root, file, path) = export_with_a_slow_file();
+    let lease = Lease::take(&path);
+    client.send_read(1, &file);
     client.send(2, nfs3_types::nfs3::PROGRAM, 1, &GETATTR3args { object: root });
-    let mut replied = BTreeSet::new();
-    while !replied.contains(&2) {
-        let (xid, _) = client
-            .receive()
-            .expect("the GETATTR was answered while the READ waits for a writer");
-        replied.insert(xid);
-    }
-    if !replied.contains(&1) {
-        let mut writer = pipe_writer(&dir.path().join("slow"));
-        writer.write_all(b"at last").unwrap();
-        drop(writer);
-        let (xid, _) = client
-            .receive()
-            .expect("the READ is answered once the pipe has a writer");
-        assert_eq!(xid, 1);
-    }
+    let (xid, _) = client
+        .receive()
+        .expect("the GETATTR was answered while the READ waits for the lease");
+    assert_eq!(xid, 2, "the READ was answered while the lease holds");
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        client.receive().is_none(),
+        "the READ was answered while the lease holds"
+    );
+    lease.release();
+    client.stream.set_read_timeout(Some(WAIT)).unwrap();
+    let (xid, mut body) = client
+        .receive()
+        .expect("the READ is answered once the lease is released");
+    assert_eq!(xid, 1);
+    assert_eq!(read_data(&mut body), SLOW_BYTES);
 }
 
-/// Twelve READs that all wait (on a named pipe with no writer) and a
-/// GETATTR: eight workers take eight READs, and the rest wait unread, with
-/// no ninth worker; a writer on the pipe lets every call be answered; and
-/// when the client closes the connection, its threads end.
+/// Twelve READs that all wait (on a file the test holds a write lease on)
+/// and a GETATTR: eight workers take eight READs, and the rest wait unread,
+/// with no ninth worker and no reply; once the lease is released every
+/// call is answered, each READ with the file's bytes; and when the client
+/// closes the connection, its threads end. Served one at a time, as the
+/// server once did, the connection's one thread would wait in the first
+/// READ with no workers beside it, and the test fails; with a thread per
+/// call, it fails on the ninth.
 #[test]
 #[ignore = "T1: needs root; run scripts/test.sh"]
 fn a_connection_answers_at_most_eight_calls_at_once_and_its_threads_end_with_it() {
@@ -258,9 +335,10 @@ fn a_connection_answers_at_most_eight_calls_at_once_and_its_threads_end_with_it(
     // Whatever an earlier test's connection left running, gone by now.
     let workers_before = threads_become("nfs-worker", |n| n == 0);
     let connections_before = threads_become("nfs-conn", |n| n == 0);
-    let (dir, mut client, root, pipe) = export_with_a_pipe();
+    let (_dir, mut client, root, file, path) = export_with_a_slow_file();
+    let lease = Lease::take(&path);
     for xid in 1..=12 {
-        client.send_read(xid, &pipe);
+        client.send_read(xid, &file);
     }
     client.send(13, nfs3_types::nfs3::PROGRAM, 1, &GETATTR3args { object: root });
     let busy = workers_before + runcvm_nfs::WORKERS_PER_CONNECTION;
@@ -271,26 +349,135 @@ fn a_connection_answers_at_most_eight_calls_at_once_and_its_threads_end_with_it(
         .unwrap();
     assert!(client.receive().is_none(), "a reply while every worker waits");
     assert_eq!(threads_named("nfs-worker"), busy, "a ninth worker");
-    // Data enough for every READ, and the writer kept open, so a READ that
-    // opens the pipe after it neither waits for a writer nor for data.
-    let mut writer = pipe_writer(&dir.path().join("slow"));
-    writer.write_all(&[7; 12 * 16]).unwrap();
+    lease.release();
     client.stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut replied = BTreeSet::new();
     while replied.len() < 13 {
-        let (xid, _) = client
+        let (xid, mut body) = client
             .receive()
-            .expect("every call answered once the pipe has a writer");
+            .expect("every call answered once the lease is released");
         assert!(replied.insert(xid), "call {xid} answered twice");
+        if xid != 13 {
+            assert_eq!(read_data(&mut body), SLOW_BYTES, "READ {xid}");
+        }
     }
     assert_eq!(replied, (1..=13).collect());
-    drop(writer);
     drop(client);
     assert_eq!(threads_become("nfs-worker", |n| n <= workers_before), workers_before);
     assert_eq!(
         threads_become("nfs-conn", |n| n <= connections_before),
         connections_before
     );
+}
+
+/// Whether the server at `address` closes a new connection without
+/// answering the NULL call sent on it; panics if it neither answers nor
+/// closes it within [`WAIT`].
+fn refused(address: SocketAddr) -> bool {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    // The server may have closed the connection before the call goes out.
+    let _ = rpc::write_record(&mut stream, &call_record(nfs3_types::nfs3::PROGRAM, 0, &[]));
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            panic!("the server neither answered nor closed a connection within {WAIT:?}")
+        }
+        Err(_) => true,
+    }
+}
+
+/// A server serves [`runcvm_nfs::MAX_CONNECTIONS`] connections at once:
+/// with that many open and served (each has had its NULL call answered),
+/// one more is closed without an answer to its call; once one of the first
+/// ends, a new connection is served again. Without the limit the extra
+/// connection would be answered; with a slot never given back, the last
+/// one would not.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn a_server_serves_a_bounded_number_of_connections_and_frees_a_slot_when_one_ends() {
+    require_root();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let address = serve(vec![Export {
+        name: "/data".into(),
+        path: dir.path().to_owned(),
+        read_only: false,
+    }]);
+    let mut open: Vec<Client> = (0..runcvm_nfs::MAX_CONNECTIONS)
+        .map(|_| {
+            let mut client = Client::to(address);
+            client.null(1);
+            client
+        })
+        .collect();
+    assert!(refused(address), "a connection beyond the limit was answered");
+    drop(open.pop());
+    let deadline = Instant::now() + WAIT;
+    while refused(address) {
+        assert!(
+            Instant::now() < deadline,
+            "no connection served within {WAIT:?} after one ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(open);
+}
+
+/// The write timeout of this process's socket from `local` to `peer`, as
+/// `getsockopt(SO_SNDTIMEO)` tells it; `None` if none is set, and a panic
+/// if there is no such socket.
+fn write_timeout_of_socket(local: SocketAddr, peer: SocketAddr) -> Option<Duration> {
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        if !std::fs::read_link(entry.path()).is_ok_and(|to| to.to_string_lossy().starts_with("socket:")) {
+            continue;
+        }
+        // A copy of the descriptor, closed here, to ask the socket about.
+        // SAFETY: dup takes any number and either fails or returns a new
+        // descriptor that nothing else holds.
+        let copy = unsafe { libc::dup(fd) };
+        if copy < 0 {
+            continue;
+        }
+        // SAFETY: `copy` is open (dup returned it) and owned by nothing
+        // else; it is a socket (any other kind fails the calls below).
+        let socket = TcpStream::from(unsafe { OwnedFd::from_raw_fd(copy) });
+        if socket.local_addr().ok() == Some(local) && socket.peer_addr().ok() == Some(peer) {
+            return socket.write_timeout().unwrap();
+        }
+    }
+    panic!("no socket from {local} to {peer} in this process")
+}
+
+/// The server's end of a connection has [`runcvm_nfs::WRITE_TIMEOUT`] as
+/// its write timeout (SO_SNDTIMEO): a client that stops reading its
+/// replies would otherwise hold a worker in its write, and with the
+/// writer's lock every other worker and the reader, so the connection would
+/// never end; with it the write fails and the connection ends. Waiting
+/// that long is more than a test should, so the test asks the server's
+/// socket (in this process) for its timeout.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn the_servers_end_of_a_connection_gives_up_on_a_reply_after_the_write_timeout() {
+    require_root();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let address = serve(vec![Export {
+        name: "/data".into(),
+        path: dir.path().to_owned(),
+        read_only: false,
+    }]);
+    let mut client = Client::to(address);
+    // Answered: the server has set its end up.
+    client.null(1);
+    let local = client.stream.local_addr().unwrap();
+    assert_eq!(write_timeout_of_socket(address, local), Some(runcvm_nfs::WRITE_TIMEOUT));
+    assert_eq!(write_timeout_of_socket(local, address), None, "the client's end");
 }
 
 /// XDR of an opaque: its length, the bytes, padding.

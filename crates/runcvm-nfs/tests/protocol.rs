@@ -504,3 +504,86 @@ fn a_write_answers_how_stable_it_made_the_data() {
         assert_eq!(client.write_stable(&file, b"x", stable).unwrap(), stable);
     }
 }
+
+/// Nested exports (`/a` a folder, `/b` a folder inside it): a folder of `/b`
+/// moved out of it through `/a` keeps its handle, and `..` from it is
+/// refused rather than climbing towards the host's `/`.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn dot_dot_from_a_folder_moved_out_of_its_export_goes_nowhere() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sub/d")).unwrap();
+    let mut client = Client::connect(vec![
+        export("/a", dir.path(), false),
+        export("/b", &dir.path().join("sub"), false),
+    ]);
+    let a = client.mount("/a");
+    let b = client.mount("/b");
+    let d = client.lookup(&b, "d").unwrap();
+    let sub = client.lookup(&a, "sub").unwrap();
+    let rename = RENAME3args {
+        from: diropargs3 {
+            dir: sub,
+            name: filename3(Opaque::owned(b"d".to_vec())),
+        },
+        to: diropargs3 {
+            dir: a.clone(),
+            name: filename3(Opaque::owned(b"d".to_vec())),
+        },
+    };
+    assert!(matches!(client.nfs::<RENAME3res>(14, &rename), Nfs3Result::Ok(_)));
+    assert!(client.getattr(&d).is_ok(), "the moved folder's handle still names it");
+    assert_eq!(client.lookup(&d, ".."), Err(nfsstat3::NFS3ERR_ACCES));
+}
+
+/// READ and WRITE are for regular files: a FIFO is refused at once (an
+/// open would wait for a writer, holding a worker for ever), and an
+/// UNCHECKED create over one is `NFS3ERR_EXIST`, never an open of it.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn special_files_are_not_opened_for_io() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    nix::unistd::mkfifo(
+        &dir.path().join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+    )
+    .unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    let pipe = client.lookup(&root, "pipe").unwrap();
+    let read = READ3args {
+        file: pipe.clone(),
+        offset: 0,
+        count: 10,
+    };
+    assert!(matches!(
+        client.nfs::<READ3res>(6, &read),
+        Nfs3Result::Err((nfsstat3::NFS3ERR_INVAL, _))
+    ));
+    assert_eq!(client.write(&pipe, b"x"), Err(nfsstat3::NFS3ERR_INVAL));
+    assert_eq!(client.create(&root, "pipe"), Err(nfsstat3::NFS3ERR_EXIST));
+}
+
+/// An UNCHECKED create of a file that exists is that file, with only the
+/// size applied (as knfsd): no open for writing that its mode would refuse.
+#[test]
+#[ignore = "T1: needs root; run scripts/test.sh"]
+fn an_unchecked_create_of_an_existing_file_is_that_file() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kept"), b"contents").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("kept"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o444),
+    )
+    .unwrap();
+    let mut client = Client::connect(vec![export("/data", dir.path(), false)]);
+    let root = client.mount("/data");
+    client.as_user(1000, 1000);
+    let found = client.lookup(&root, "kept").unwrap();
+    let created = client.create(&root, "kept").unwrap();
+    assert_eq!(found.data.as_ref(), created.data.as_ref());
+    assert_eq!(std::fs::read(dir.path().join("kept")).unwrap(), b"contents");
+}
