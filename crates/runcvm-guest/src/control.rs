@@ -3,6 +3,7 @@
 //! order; under Firecracker, which has no virtio-serial, a vsock connection
 //! to the host (CID 2) on port 1024.
 
+use crate::outbound::{SharedWriter, send_on};
 use crate::sessions::Sessions;
 use anyhow::Context;
 use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream, WORKLOAD_SESSION};
@@ -12,10 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const PORTS: &str = "/sys/class/virtio-ports";
-
-/// The port's writing half, shared: every frame is one write under the
-/// lock, so messages and output data never interleave.
-pub type SharedWriter = Arc<Mutex<File>>;
 
 #[derive(Debug)]
 pub struct ControlPort {
@@ -142,14 +139,6 @@ fn deliver(signal: i32, workload: Option<nix::unistd::Pid>, writer: &SharedWrite
         }
         None => runcvm_log::debug!("{signal} ignored: no workload is running"),
     }
-}
-
-/// Sends one message under the writer's lock.
-pub fn send_on(writer: &SharedWriter, message: &GuestMessage) -> anyhow::Result<()> {
-    let mut file = writer
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the control port's writer was poisoned"))?;
-    runcvm_proto::write_message(&mut *file, message).context("cannot write to the control channel")
 }
 
 /// A stream to the host's end of vsock (Firecracker's hybrid vsock hands

@@ -15,7 +15,7 @@
 //! bytes go out as the launcher grants credit, and the launcher's go to the
 //! workload through an outbox whose thread grants credit back as it writes.
 
-use crate::control::{SharedWriter, send_on};
+use crate::outbound::{SharedWriter, send_on};
 use runcvm_proto::flow::{Outbox, WindowBytes, Windows};
 use runcvm_proto::{GuestMessage, MAX_DATA, Stream};
 use std::collections::HashMap;

@@ -21,6 +21,7 @@ mod forward;
 mod lookup;
 mod mounts;
 mod net;
+mod outbound;
 mod output;
 mod reaper;
 mod relay;

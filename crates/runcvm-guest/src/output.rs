@@ -9,7 +9,7 @@
 //! the pipe fills, and the process blocks on its writes, as under runc; the
 //! other sessions go on.
 
-use crate::control::SharedWriter;
+use crate::outbound::SharedWriter;
 use runcvm_proto::flow::Window;
 use runcvm_proto::{MAX_DATA, Stream};
 use std::io::Read;

@@ -14,8 +14,8 @@
 //! so the thread reading the control channel never waits on a process.
 
 use crate::container::{Confinement, Container};
-use crate::control::{SharedWriter, send_on};
 use crate::forward::Connections;
+use crate::outbound::{SharedWriter, send_on};
 use crate::output;
 use crate::spawn::{self, StartFailure, Started};
 use nix::sys::signal::Signal;
