@@ -15,7 +15,6 @@ pub use launch::{ContainerLaunch, LaunchVolume, VmmUser, VolumeKind};
 pub use net::{GuestNetwork, GuestRoute, GuestVolume, IpPrefix, MacAddr};
 pub use plan::{IdMapping, LaunchPlan, PlanError, UserNamespace};
 /// A process's capabilities, as the entrypoint carries them.
-pub use runcvm_caps as caps;
 pub use runcvm_caps::{CapabilityMasks, ProcessCapabilities};
 
 /// The folder in the root disk that holds runcvm's files (reserved: a rootfs

@@ -39,7 +39,7 @@
 //! `runcvm run` by a user other than root has no ids to give: its VMM runs
 //! as that user, who owns the run folder.
 
-use runcvm_spec::caps::sys;
+use runcvm_caps::sys;
 use runcvm_spec::{CapabilityMasks, VmmUser};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
