@@ -43,7 +43,7 @@ pub fn load_entrypoint() -> Result<Entrypoint, Workload> {
     };
     vm_start!(Debug, "runcvm-vm-start loaded {ENTRYPOINT_PATH}");
     Entrypoint::from_json(&bytes).map_err(|e| {
-        vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", chain(&e));
+        vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", runcvm_log::error_chain(&e));
         Workload::Ended(ExitStatus::Code(RUNNER_FAILED))
     })
 }
@@ -121,14 +121,4 @@ pub fn start_entrypoint(
             Workload::Ended(ExitStatus::Code(failure.code))
         }
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }

@@ -28,7 +28,7 @@ mod install;
 mod manifest;
 mod qemu;
 mod report;
-pub mod settings;
+pub use runcvm_host::settings;
 mod uninstall;
 
 pub use containerd::{ConfigError, ConfigVersion, HANDLER, RUNTIME_TYPE, Registration, TERMINATION_MESSAGE_ANNOTATION};

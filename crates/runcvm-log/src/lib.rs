@@ -198,6 +198,23 @@ macro_rules! debug {
     ($($arg:tt)*) => { $crate::write($crate::LogLevel::Debug, format_args!($($arg)*)) };
 }
 
+/// An error and its sources, `: `-separated, each said once (a source whose
+/// text its error already includes is not repeated): the one way every
+/// component writes an error on a log line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

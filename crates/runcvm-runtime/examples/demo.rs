@@ -69,7 +69,7 @@ fn run() -> Result<()> {
         binaries_from: Some(build_dir()?),
         ..runcvm_install::InstallOptions::default()
     })
-    .map_err(|e| anyhow::anyhow!(runcvm::error_chain(&e)))?;
+    .map_err(|e| anyhow::anyhow!(runcvm_log::error_chain(&e)))?;
     println!("{report}");
     let outcome = demo_pod(&mut node);
 
@@ -81,7 +81,7 @@ fn run() -> Result<()> {
     });
     match removed {
         Ok(report) => println!("{report}"),
-        Err(e) => println!("uninstall: {}", runcvm::error_chain(&e)),
+        Err(e) => println!("uninstall: {}", runcvm_log::error_chain(&e)),
     }
     outcome
 }

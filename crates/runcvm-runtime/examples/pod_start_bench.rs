@@ -76,7 +76,7 @@ fn run() -> Result<()> {
         binaries_from: Some(binaries.clone()),
         ..runcvm_install::InstallOptions::default()
     };
-    runcvm_install::install(&options).map_err(|e| anyhow!("runcvm install: {}", runcvm::error_chain(&e)))?;
+    runcvm_install::install(&options).map_err(|e| anyhow!("runcvm install: {}", runcvm_log::error_chain(&e)))?;
     eprintln!(
         "installed the {profile} binaries of {} into {} in {:.1} s",
         binaries.display(),
@@ -349,7 +349,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 /// A runcvm container's `launch.json` on the node.
 fn launch_file(id: &str) -> Result<runcvm_spec::launch::ContainerLaunch> {
-    let path = runcvm::run_dir::RunDir::state_dir()
+    let path = runcvm_host::run_dir::RunDir::state_dir()
         .join("containers")
         .join(id)
         .join(runcvm_spec::launch::LAUNCH_FILE);

@@ -30,9 +30,9 @@ pub fn dispatch(invocation: &Invocation) -> i32 {
     };
     let runc = match Runc::locate() {
         Ok(runc) => runc,
-        Err(e) => return fail(format!("runcvm: {}", chain(&e))),
+        Err(e) => return fail(format!("runcvm: {}", runcvm_log::error_chain(&e))),
     };
-    let state_root = runcvm::run_dir::RunDir::state_dir();
+    let state_root = runcvm_host::run_dir::RunDir::state_dir();
     let id = invocation.container_id().map(|id| id.to_string_lossy().into_owned());
     let outcome = match (invocation.verb.as_deref(), id) {
         (Some("features"), _) => features(invocation, &runc),
@@ -44,7 +44,10 @@ pub fn dispatch(invocation: &Invocation) -> i32 {
     };
     match outcome {
         Ok(Some(code)) => code,
-        Ok(None) => fail(format!("runcvm: {}", chain(&runc.exec(&invocation.raw)))),
+        Ok(None) => fail(format!(
+            "runcvm: {}",
+            runcvm_log::error_chain(&runc.exec(&invocation.raw))
+        )),
         Err(message) => fail(message),
     }
 }
@@ -69,7 +72,8 @@ fn features(invocation: &Invocation, runc: &Runc) -> Outcome {
 type Outcome = Result<Option<i32>, String>;
 
 fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
-    let context = |e: &dyn std::error::Error| format!("runcvm: cannot create container {id}: {}", chain(e));
+    let context =
+        |e: &dyn std::error::Error| format!("runcvm: cannot create container {id}: {}", runcvm_log::error_chain(e));
     check_id(id).map_err(|e| context(&e))?;
     let bundle = invocation
         .verb_flag(&["bundle", "b"])
@@ -132,7 +136,8 @@ fn exec(invocation: &Invocation, state_root: &Path, id: &str) -> Result<(), Stri
     if check_id(id).is_err() || !state.is_dir() {
         return Ok(());
     }
-    let context = |e: &dyn std::error::Error| format!("runcvm: cannot exec in container {id}: {}", chain(e));
+    let context =
+        |e: &dyn std::error::Error| format!("runcvm: cannot exec in container {id}: {}", runcvm_log::error_chain(e));
     let process = invocation
         .verb_flag(&["process", "p"])
         .ok_or(exec::ExecError::NoProcessFile)
@@ -149,7 +154,7 @@ fn delete(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     }
     let code = runc
         .run(&invocation.raw)
-        .map_err(|e| format!("runcvm: {}", chain(&e)))?;
+        .map_err(|e| format!("runcvm: {}", runcvm_log::error_chain(&e)))?;
     let runc_root = invocation
         .root
         .clone()
@@ -194,7 +199,8 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     if check_id(id).is_err() || !create::state_folder(state_root, id).is_dir() {
         return Ok(None);
     }
-    let context = |e: &dyn std::error::Error| format!("runcvm: cannot update container {id}: {}", chain(e));
+    let context =
+        |e: &dyn std::error::Error| format!("runcvm: cannot update container {id}: {}", runcvm_log::error_chain(e));
     let Some(source) = invocation.verb_flag(&["resources", "r"]) else {
         // Resources given as flags (`--memory` …) are runc's to apply.
         return Ok(None);
@@ -217,7 +223,7 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
             Err(e) => return Err(context(&e)),
         }
     }
-    update::add_overhead(&mut resources, runcvm::resources::MEMORY_OVERHEAD_MIB << 20);
+    update::add_overhead(&mut resources, runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20);
     let mut child = std::process::Command::new(runc.path())
         .arg0("runc")
         .args(update::resources_from_stdin(&invocation.raw))
@@ -246,7 +252,3 @@ fn check_id(id: &str) -> Result<(), BadId> {
 #[derive(Debug, thiserror::Error)]
 #[error("container id {0:?} is not a plain name")]
 struct BadId(String);
-
-fn chain(error: &dyn std::error::Error) -> String {
-    runcvm::error_chain(error)
-}

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 /// How old an orphan must be.
 pub const GRACE: Duration = Duration::from_secs(600);
 /// The launcher's lock file in a container's folder.
-pub use runcvm::launch::LAUNCHER_LOCK;
+pub use runcvm_host::run_dir::LAUNCHER_LOCK;
 /// The record of the runc root beside a container's folder.
 const RUNC_ROOT_SUFFIX: &str = ".runc-root";
 

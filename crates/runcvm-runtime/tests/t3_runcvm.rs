@@ -253,7 +253,7 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
         .find(|p| p.exists())
         .expect("the container's memory limit file");
     let limit: u64 = support::read_number(&limit_file);
-    let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
+    let overhead = runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20;
     assert_eq!(limit, (256 << 20) + overhead, "{}", limit_file.display());
 
     // An in-place resize keeps the overhead on top of the new limit.

@@ -34,10 +34,7 @@ pub fn log_name(state_dir: &Path) -> &'static str {
     }
 }
 
-/// The lock a launcher holds on its container's folder for as long as it
-/// lives: `runcvm-runtime` collects the folders of containers gone without
-/// a `delete`, never one whose launcher is alive (`orphans.rs` there).
-pub const LAUNCHER_LOCK: &str = "launcher.lock";
+pub use runcvm_host::run_dir::LAUNCHER_LOCK;
 
 /// Takes the folder's lock; it is released when the returned file closes,
 /// however the launcher ends.

@@ -266,8 +266,7 @@ fn exec_process(args: &ExecArgs, command: &[OsString]) -> Result<Entrypoint, Str
 fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessArgs) -> std::process::Command {
     use runcvm_caps::sys;
     use std::os::unix::process::CommandExt;
-    let launchers =
-        runcvm_caps::capability_number(runcvm_spec::oci::LAUNCHER_CAPABILITY).map_or(0, |n| 1u64 << n);
+    let launchers = runcvm_caps::capability_number(runcvm_spec::oci::LAUNCHER_CAPABILITY).map_or(0, |n| 1u64 << n);
     let mut command = std::process::Command::new(program);
     command.args(rest);
     let user = process.user;

@@ -42,17 +42,8 @@
 use runcvm_caps::sys;
 use runcvm_spec::{CapabilityMasks, VmmUser};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 
-/// The VMM's folder in the run folder.
-pub const VMM_DIR: &str = "vmm";
-
-/// The VMM user for a launcher (or runtime) of effective uid `euid`: none
-/// unless root, which alone can become another user or share with one.
-pub fn for_euid(euid: u32, user: VmmUser) -> Option<VmmUser> {
-    (euid == 0).then_some(user)
-}
+pub use runcvm_host::vmm_share::{VMM_DIR, for_euid, open_for_passage, share_run_folder};
 
 /// Makes the launcher a member of the VMM's group and sets its umask to
 /// 007 (see the module docs).
@@ -74,39 +65,6 @@ fn join_group(gid: u32) -> io::Result<()> {
     let mut joined = groups;
     joined.push(gid);
     nix::unistd::setgroups(&joined).map_err(io::Error::from)
-}
-
-/// Shares the run folder `run` and its root disk with the VMM user's group
-/// (see the module docs); returns `RUN/vmm`.
-pub fn share_run_folder(run: &Path, disk: &Path, user: VmmUser) -> io::Result<PathBuf> {
-    let gid = Some(user.gid);
-    std::os::unix::fs::chown(run, None, gid)?;
-    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o710))?;
-    let vmm = run.join(VMM_DIR);
-    match std::fs::DirBuilder::new().mode(0o770).create(&vmm) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
-    }
-    std::os::unix::fs::chown(&vmm, None, gid)?;
-    std::fs::set_permissions(&vmm, std::fs::Permissions::from_mode(0o2770))?;
-    if disk.exists() {
-        std::os::unix::fs::chown(disk, None, gid)?;
-        std::fs::set_permissions(disk, std::fs::Permissions::from_mode(0o660))?;
-    }
-    Ok(vmm)
-}
-
-/// Lets anyone pass through `dirs` (never list them): the folders above a
-/// `runcvm run` folder, so the VMM's user reaches what is shared with it
-/// there.
-pub fn open_for_passage(dirs: &[&Path]) -> io::Result<()> {
-    for dir in dirs {
-        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
-        if mode & 0o001 == 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o001))?;
-        }
-    }
-    Ok(())
 }
 
 /// The supplementary group the VMM needs for `/dev/kvm` (`mode`, owned by
@@ -163,40 +121,11 @@ pub fn become_vmm_in_child(user: Option<VmmUser>, groups: &[libc::gid_t], parent
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn the_kvm_group_is_given_only_where_the_group_alone_may_use_the_device() {
         assert_eq!(kvm_group(0o20666, 104), None);
         assert_eq!(kvm_group(0o20660, 104), Some(104));
         assert_eq!(kvm_group(0o20600, 0), None);
-    }
-
-    #[test]
-    fn only_root_has_a_vmm_user_to_give() {
-        let user = VmmUser { uid: 70000, gid: 70001 };
-        assert_eq!(for_euid(0, user), Some(user));
-        assert_eq!(for_euid(1000, user), None);
-    }
-
-    #[test]
-    fn the_run_folder_is_shared_by_group_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().join("run");
-        std::fs::create_dir(&run).unwrap();
-        let disk = run.join("disk.ext4");
-        std::fs::write(&disk, b"").unwrap();
-        std::fs::write(run.join("launch.json"), b"{}").unwrap();
-        std::fs::set_permissions(run.join("launch.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        // The caller's own group: chown to it needs no privilege.
-        let gid = std::fs::metadata(&run).unwrap().gid();
-        let vmm = share_run_folder(&run, &disk, VmmUser { uid: 70000, gid }).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
-        assert_eq!(mode(&run), 0o710);
-        assert_eq!(mode(&vmm), 0o2770);
-        assert_eq!(mode(&disk), 0o660);
-        assert_eq!(mode(&run.join("launch.json")), 0o600, "the rest stays private");
-        // Again (a restart of the same container's folder): no error.
-        share_run_folder(&run, &disk, VmmUser { uid: 70000, gid }).unwrap();
     }
 }

@@ -156,8 +156,9 @@ mod tests {
                                   "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}
         }))
         .unwrap();
-        let error =
-            crate::chain(&plan(&config, Path::new("/nonexistent/b"), namespaces(false), None, &|_| {}).unwrap_err());
+        let error = runcvm_log::error_chain(
+            &plan(&config, Path::new("/nonexistent/b"), namespaces(false), None, &|_| {}).unwrap_err(),
+        );
         assert!(
             error.contains("cannot be applied in the VM") && error.contains("SCMP_ACT_NOTIFY"),
             "{error}"

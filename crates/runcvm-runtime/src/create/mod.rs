@@ -9,10 +9,10 @@ pub mod namespaces;
 
 use crate::install::Install;
 use namespaces::{NamespaceError, NodeNamespaces};
-use runcvm::guest_disk::{self, GuestFiles};
-use runcvm::resources::{Limits, Overrides, vm_size};
-use runcvm::run_dir::RunDir;
-use runcvm_install::settings::{NodeSettings, SETTINGS_FILE};
+use runcvm_host::guest_disk::{self, GuestFiles};
+use runcvm_host::resources::{Limits, Overrides, vm_size};
+use runcvm_host::run_dir::RunDir;
+use runcvm_host::settings::{NodeSettings, SETTINGS_FILE};
 use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR, LAUNCH_FILE, LAUNCH_VERSION, LaunchHypervisor};
 use runcvm_spec::oci::{
     AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, REWRITTEN_ANNOTATION, rewrite_config,
@@ -113,19 +113,19 @@ pub enum CreateError {
     },
     /// the memory limit is too small
     #[error(transparent)]
-    Memory(#[from] runcvm::resources::TooLittleMemory),
+    Memory(#[from] runcvm_host::resources::TooLittleMemory),
     /// bad RUNCVM_ACCEL
     #[error(transparent)]
     AccelChoice(#[from] runcvm_vmm::accel::AccelError),
     /// the node's settings cannot be used
     #[error(transparent)]
-    Settings(#[from] runcvm_install::settings::SettingsFileError),
+    Settings(#[from] runcvm_host::settings::SettingsFileError),
     /// the node's hypervisor cannot be had
     #[error(transparent)]
-    Hypervisor(#[from] runcvm::hypervisor::HypervisorError),
+    Hypervisor(#[from] runcvm_host::hypervisor::HypervisorError),
     /// KVM asked for and not usable
     #[error(transparent)]
-    Accel(#[from] runcvm::accel::AccelError),
+    Accel(#[from] runcvm_host::accel::AccelError),
     /// state folder
     #[error("cannot create the container's state folder {path}: make {} writable, or set RUNCVM_STATE_DIR", path.parent().map_or_else(String::new, |p| p.display().to_string()))]
     StateDir {
@@ -285,7 +285,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     let plan = guest_plan::plan(config, request.bundle, pod_namespaces, user_namespace.clone(), &warn)?;
     // The guest gets the limit (at least the smallest guest), the cgroup
     // the overhead on top.
-    let overhead = runcvm::resources::MEMORY_OVERHEAD_MIB << 20;
+    let overhead = runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20;
     let guest_bytes = config.memory_limit().map(|limit| limit.max(MIN_GUEST_MIB << 20));
     let limits = Limits {
         millicpus: config.cpu_limit().map(|cpus| u64::from(cpus) * 1000),
@@ -302,7 +302,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     let choice: AccelChoice =
         env_value(&process.env, runcvm_vmm::accel::ACCEL_ENV).map_or(Ok(AccelChoice::Auto), str::parse)?;
     let qemu = request.install.qemu();
-    let (accel, fallback) = runcvm::accel::decide(choice, &qemu, &request.install.kernel(), request.state_root)?;
+    let (accel, fallback) = runcvm_host::accel::decide(choice, &qemu, &request.install.kernel(), request.state_root)?;
     if let Some(why) = fallback {
         // A node's condition, not the pod's: containerd's log, not the
         // pod's (the runtime's stderr is the container's at create).
@@ -380,13 +380,13 @@ fn node_boot(request: &CreateRequest<'_>, env: &[String], accel: runcvm_vmm::Acc
     );
     let installed = FirecrackerBinary::at(&root.join(FIRECRACKER_IN_ROOT));
     let has_firecracker = installed.is_ok();
-    let decision = runcvm::hypervisor::decide(settings.hypervisor.into(), &by, installed, accel)?;
+    let decision = runcvm_host::hypervisor::decide(settings.hypervisor.into(), &by, installed, accel)?;
     if let (Some(why), true) = (&decision.why_not_firecracker, has_firecracker) {
         crate::report::info(request.log, request.log_json, &format!("{why}; running the VM on QEMU"));
     }
     let hypervisor = match decision.hypervisor {
-        runcvm::hypervisor::Hypervisor::Qemu => LaunchHypervisor::Qemu,
-        runcvm::hypervisor::Hypervisor::Firecracker(_) => LaunchHypervisor::Firecracker,
+        runcvm_host::hypervisor::Hypervisor::Qemu => LaunchHypervisor::Qemu,
+        runcvm_host::hypervisor::Hypervisor::Firecracker(_) => LaunchHypervisor::Firecracker,
     };
     Ok(NodeBoot {
         hypervisor,
@@ -412,13 +412,13 @@ fn write_state(
         entrypoint: Some(&launch.process),
         plan,
     };
-    let headroom = runcvm::guest_disk::DEFAULT_HEADROOM_MIB;
+    let headroom = runcvm_host::guest_disk::DEFAULT_HEADROOM_MIB;
     let run_dir = RunDir::adopt(state);
     guest_disk::build(&run_dir, &rootfs, &files, headroom).map_err(|reason| CreateError::Disk { rootfs, reason })?;
     // Here on the node, not in the launcher, which runs under the pod's
     // seccomp profile.
-    if let Some(user) = runcvm::vmm_privileges::for_euid(effective_uid(), launch.vmm_user) {
-        runcvm::vmm_privileges::share_run_folder(state, &run_dir.disk(), user).map_err(|source| {
+    if let Some(user) = runcvm_host::vmm_share::for_euid(effective_uid(), launch.vmm_user) {
+        runcvm_host::vmm_share::share_run_folder(state, &run_dir.disk(), user).map_err(|source| {
             CreateError::Write {
                 path: state.to_owned(),
                 source,

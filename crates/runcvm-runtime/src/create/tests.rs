@@ -147,7 +147,7 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
     assert_eq!(config["x-extension"], json!(true));
     assert_eq!(
         config["linux"]["resources"]["memory"]["limit"],
-        json!(268_435_456 + (runcvm::resources::MEMORY_OVERHEAD_MIB << 20))
+        json!(268_435_456 + (runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20))
     );
     let destinations: Vec<&str> = config["mounts"]
         .as_array()
@@ -172,7 +172,7 @@ fn a_sandbox_is_recognised() {
 fn assert_refused(fx: &Fixture, expected: &str) {
     let before = std::fs::read(fx.bundle.join("config.json")).unwrap();
     let err = prepare_in(fx, "bad").unwrap_err();
-    let message = crate::chain(&err);
+    let message = runcvm_log::error_chain(&err);
     assert!(message.contains(expected), "{message}");
     assert_eq!(std::fs::read(fx.bundle.join("config.json")).unwrap(), before);
     assert!(!fx.state_root.join("containers/bad").exists());

@@ -108,7 +108,7 @@ pub fn install_root() -> &'static Path {
             ..runcvm_install::InstallOptions::default()
         };
         if let Err(e) = runcvm_install::install(&options) {
-            panic!("runcvm install for T3: {}", runcvm::error_chain(&e));
+            panic!("runcvm install for T3: {}", runcvm_log::error_chain(&e));
         }
         root
     })
@@ -116,7 +116,7 @@ pub fn install_root() -> &'static Path {
 
 /// The node-side state folder of a runcvm container.
 pub fn state_folder(id: &str) -> PathBuf {
-    runcvm::run_dir::RunDir::state_dir().join("containers").join(id)
+    runcvm_host::run_dir::RunDir::state_dir().join("containers").join(id)
 }
 
 /// The command lines of the processes in a container's cgroup.

@@ -39,9 +39,9 @@ impl HypervisorChoice {
     }
 }
 
-impl From<runcvm_install::settings::HypervisorSetting> for HypervisorChoice {
-    fn from(setting: runcvm_install::settings::HypervisorSetting) -> Self {
-        use runcvm_install::settings::HypervisorSetting;
+impl From<crate::settings::HypervisorSetting> for HypervisorChoice {
+    fn from(setting: crate::settings::HypervisorSetting) -> Self {
+        use crate::settings::HypervisorSetting;
         match setting {
             HypervisorSetting::Auto => Self::Auto,
             HypervisorSetting::Firecracker => Self::Firecracker,

@@ -5,6 +5,11 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+/// The lock a launcher holds on its container's folder for as long as it
+/// lives: `runcvm-runtime` collects the folders of containers gone without
+/// a `delete`, never one whose launcher is alive (`orphans.rs` there).
+pub const LAUNCHER_LOCK: &str = "launcher.lock";
+
 /// Overrides [`DEFAULT_STATE_DIR`].
 pub const STATE_DIR_ENV: &str = "RUNCVM_STATE_DIR";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/runcvm";
@@ -129,7 +134,7 @@ impl RunDir {
     /// What the VMM opens or makes, shared with its group
     /// (`vmm_privileges`).
     pub fn vmm_dir(&self) -> PathBuf {
-        self.path.join(crate::vmm_privileges::VMM_DIR)
+        self.path.join(crate::vmm_share::VMM_DIR)
     }
 
     pub fn control_socket(&self) -> PathBuf {
