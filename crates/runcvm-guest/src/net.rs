@@ -20,7 +20,7 @@ pub fn configure(network: &GuestNetwork) -> anyhow::Result<()> {
         .with_context(|| format!("the guest has no {POD_INTERFACE}: the VMM did not attach the pod's NIC"))?;
     if eth0.mac != Some(network.mac.0) {
         runcvm_log::warn!(
-            "{POD_INTERFACE} has MAC {} instead of the pod's {}: traffic may be dropped where the network filters MACs (troubleshooting guide, section 2)",
+            "{POD_INTERFACE} has MAC {} instead of the pod's {}: traffic may be dropped where the network filters MACs (troubleshooting.md, Pod network)",
             eth0.mac
                 .map(|m| runcvm_spec::MacAddr(m).to_string())
                 .unwrap_or_default(),

@@ -1,5 +1,5 @@
 //! The container's volumes, mounted over NFS from 169.254.1.254 at their
-//! container paths (troubleshooting guide, section 3), with the kernel's NFS
+//! container paths (troubleshooting.md, Volumes), with the kernel's NFS
 //! client through mount(2): no mount helper in the image is needed.
 
 use nix::errno::Errno;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The settings file under the install root.
-pub const SETTINGS_FILE: &str = "etc/runcvm.toml";
+pub const SETTINGS_FILE: &str = runcvm_spec::layout::SETTINGS;
 
 /// Kernel parameters that would take PID 1 away from runcvm's init, which
 /// applies the pod's user, capabilities, seccomp profile and namespaces.

@@ -8,9 +8,7 @@ use crate::manifest::Manifest;
 use crate::qemu::{self, QemuSources};
 use crate::report::{ContainerdChange, FileChange, InstallReport, InstalledFile, QemuSummary};
 use crate::settings::SETTINGS_FILE;
-use crate::{
-    BINARIES, BundledQemu, InstallError, InstallOptions, MANIFEST_NAME, RUNTIME_BINARY, View, absolute, io_error,
-};
+use crate::{BINARIES, BundledQemu, InstallError, InstallOptions, MANIFEST_NAME, View, absolute, io_error};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -21,7 +19,7 @@ pub fn install(options: &InstallOptions) -> Result<InstallReport, InstallError> 
     let config = absolute(&options.containerd_config)?;
     let node_root = view.node(&root)?;
     let node_config = view.node(&config)?;
-    let runtime = node_root.join("bin").join(RUNTIME_BINARY);
+    let runtime = node_root.join(runcvm_spec::layout::RUNTIME);
     let binary_name = runtime
         .to_str()
         .ok_or_else(|| InstallError::PathNotUtf8(runtime.clone()))?
@@ -184,7 +182,13 @@ impl Sources {
         let mut copies: Vec<_> = self
             .binaries
             .iter()
-            .map(|(name, source)| (source.clone(), root.join("bin").join(name), 0o755))
+            .map(|(name, source)| {
+                (
+                    source.clone(),
+                    root.join(runcvm_spec::layout::BIN_DIR).join(name),
+                    0o755,
+                )
+            })
             .collect();
         if let Some(firecracker) = &self.firecracker {
             copies.push((
@@ -193,7 +197,11 @@ impl Sources {
                 0o755,
             ));
         }
-        copies.push((self.kernel.clone(), root.join("kernel/vmlinux"), 0o644));
+        copies.push((
+            self.kernel.clone(),
+            runcvm_spec::layout::at(root, runcvm_spec::layout::KERNEL),
+            0o644,
+        ));
         // Root's alone: the settings decide how every guest boots.
         copies.push((self.settings.clone(), root.join(SETTINGS_FILE), 0o600));
         copies.push((self.qemu.program.clone(), bundle.program.clone(), 0o755));
@@ -229,8 +237,8 @@ fn copy_all(
 ) -> Result<(), InstallError> {
     let bundle = BundledQemu::layout(root);
     let dirs = [
-        root.join("bin"),
-        root.join("kernel"),
+        root.join(runcvm_spec::layout::BIN_DIR),
+        root.join(runcvm_spec::layout::KERNEL_DIR),
         root.join(SETTINGS_FILE)
             .parent()
             .map(Path::to_owned)

@@ -44,13 +44,13 @@ pub use uninstall::uninstall;
 use std::path::{Path, PathBuf};
 
 /// The default install root.
-pub const DEFAULT_ROOT: &str = "/opt/runcvm";
+pub const DEFAULT_ROOT: &str = runcvm_spec::layout::DEFAULT_ROOT;
 /// containerd's default main config.
 pub const DEFAULT_CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 /// Where `kernel/build.sh` installs the guest kernel, and install takes it from.
-pub const DEFAULT_KERNEL: &str = "/opt/runcvm/kernel/vmlinux";
+pub const DEFAULT_KERNEL: &str = runcvm_spec::layout::DEFAULT_KERNEL;
 /// The manifest's file name in the install root.
-pub const MANIFEST_NAME: &str = "install-manifest.json";
+pub const MANIFEST_NAME: &str = runcvm_spec::layout::MANIFEST;
 /// The binaries installed to `ROOT/bin`.
 pub const BINARIES: [&str; 3] = ["runcvm", "runcvm-runtime", "runcvm-init"];
 /// The binary containerd's shim calls (`options.BinaryName`).

@@ -22,7 +22,7 @@ pub struct TakeOver {
 }
 
 impl TakeOver {
-    /// The one line that records the swap (troubleshooting guide, section 2).
+    /// The one line that records the swap (troubleshooting.md, Pod network).
     pub fn swap_line(&self) -> String {
         let swap = &self.swap;
         let addresses: Vec<String> = self.guest.addresses.iter().map(ToString::to_string).collect();

@@ -244,7 +244,10 @@ fn bad_pod_networks_are_named() {
     tier::require_root("T1 (network namespaces)");
     let empty = Netns::create("empty");
     let err = take_over(&empty).unwrap_err().to_string();
-    assert!(err.contains("no eth0") && err.contains("section 2"), "{err}");
+    assert!(
+        err.contains("no eth0") && err.contains("troubleshooting.md, Pod network"),
+        "{err}"
+    );
 
     let net = PodNet::build(PodNetOptions::new(Style::Bridge));
     net.pod.ip("addr flush dev eth0");
@@ -256,7 +259,10 @@ fn bad_pod_networks_are_named() {
     net.pod.ip("link add stray type veth peer name stray-peer");
     net.pod.ip(&format!("link set stray master {BRIDGE_NAME}"));
     let err = take_over(&net.pod).unwrap_err().to_string();
-    assert!(err.contains("stray") && err.contains("section 5"), "{err}");
+    assert!(
+        err.contains("stray") && err.contains("troubleshooting.md, Checking the network state"),
+        "{err}"
+    );
 }
 
 /// `kubectl port-forward` in a runcvm pod: a TCP connection to the pod

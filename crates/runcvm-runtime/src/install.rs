@@ -2,6 +2,7 @@
 //! `/opt/runcvm/bin/runcvm-runtime`): what the node side reads from it, and
 //! the folder every runcvm container gets read-only at `/opt/runcvm`.
 
+use runcvm_spec::layout;
 use runcvm_vmm::qemu::QemuBinary;
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,7 @@ impl Install {
                 let exe = std::env::current_exe().ok()?;
                 Some(exe.parent()?.parent()?.to_owned())
             })
-            .unwrap_or_else(|| PathBuf::from(runcvm_spec::launch::CONTAINER_INSTALL_ROOT));
+            .unwrap_or_else(|| PathBuf::from(layout::DEFAULT_ROOT));
         Self::at(root)
     }
 
@@ -44,7 +45,7 @@ impl Install {
             root: install.root.clone(),
             missing: what.to_owned(),
         };
-        for file in ["bin/runcvm", "bin/runcvm-init", "kernel/vmlinux"] {
+        for file in [layout::LAUNCHER, layout::GUEST_INIT, layout::KERNEL] {
             if !install.root.join(file).is_file() {
                 return Err(missing(file));
             }
@@ -60,11 +61,11 @@ impl Install {
     }
 
     pub fn guest_init(&self) -> PathBuf {
-        self.root.join("bin/runcvm-init")
+        layout::at(&self.root, layout::GUEST_INIT)
     }
 
     pub fn kernel(&self) -> PathBuf {
-        self.root.join("kernel/vmlinux")
+        layout::at(&self.root, layout::KERNEL)
     }
 
     pub fn qemu(&self) -> QemuBinary {

@@ -12,6 +12,7 @@ pub mod install;
 pub mod orphans;
 pub mod report;
 pub mod runc;
+pub mod state;
 pub mod update;
 
 use args::Invocation;
@@ -106,7 +107,7 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     create::prepare(&request, &config).map_err(|e| context(&e))?;
     // A create that fails leaves nothing: no state, the bundle as it was.
     let undo = || {
-        let _ = create::remove_state(state_root, id);
+        let _ = state::remove_state(state_root, id);
         let _ = std::fs::write(&config.path, &config.bytes);
     };
     if let Err(e) = orphans::record_runc_root(state_root, id, &runc_root) {
@@ -126,13 +127,13 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         undo();
     } else if over {
         // A foreground `run` is over, container and all, when runc returns.
-        let _ = create::remove_state(state_root, id);
+        let _ = state::remove_state(state_root, id);
     }
     Ok(Some(code))
 }
 
 fn exec(invocation: &Invocation, state_root: &Path, id: &str) -> Result<(), String> {
-    let state = create::state_folder(state_root, id);
+    let state = state::state_folder(state_root, id);
     if check_id(id).is_err() || !state.is_dir() {
         return Ok(());
     }
@@ -142,7 +143,7 @@ fn exec(invocation: &Invocation, state_root: &Path, id: &str) -> Result<(), Stri
         .verb_flag(&["process", "p"])
         .ok_or(exec::ExecError::NoProcessFile)
         .map_err(|e| context(&e))?;
-    let launch = create::read_node_launch(state_root, id).map_err(|e| context(&e))?;
+    let launch = state::read_node_launch(state_root, id).map_err(|e| context(&e))?;
     exec::rewrite(Path::new(process), &launch).map_err(|e| context(&e))
 }
 
@@ -159,9 +160,9 @@ fn delete(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         .root
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNC_ROOT));
-    let state = create::state_folder(state_root, id);
+    let state = state::state_folder(state_root, id);
     if !runc_root.join(id).exists()
-        && let Err(e) = create::remove_state(state_root, id)
+        && let Err(e) = state::remove_state(state_root, id)
     {
         report::error(
             invocation.log.as_deref(),
@@ -196,7 +197,7 @@ const DEFAULT_RUNC_ROOT: &str = "/run/runc";
 fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
     use std::io::{Read, Write};
     use std::os::unix::process::CommandExt;
-    if check_id(id).is_err() || !create::state_folder(state_root, id).is_dir() {
+    if check_id(id).is_err() || !state::state_folder(state_root, id).is_dir() {
         return Ok(None);
     }
     let context =
@@ -214,7 +215,7 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     read.map_err(|e| context(&e))?;
     let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
     if let Some(limit) = update::memory_limit(&resources) {
-        match create::read_node_launch(state_root, id) {
+        match state::read_node_launch(state_root, id) {
             Ok(launch) => update::check_memory_floor(limit, launch.memory_mib).map_err(|e| context(&e))?,
             // A container an earlier build created has no node-side copy.
             Err(e) if e.is_missing() => runcvm_log::warn!(

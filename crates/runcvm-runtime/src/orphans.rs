@@ -67,7 +67,7 @@ pub fn collect(state_root: &Path, now: SystemTime) -> Vec<(String, Verdict)> {
         }
         let id = entry.file_name().to_string_lossy().into_owned();
         let verdict = if is_orphan(state_root, &id, &entry.path(), now) {
-            match crate::create::remove_state(state_root, &id) {
+            match crate::state::remove_state(state_root, &id) {
                 Ok(()) => Verdict::Collected,
                 Err(e) => Verdict::Failed(e.to_string()),
             }
@@ -130,10 +130,10 @@ mod tests {
 
         /// A container's folder as create leaves it, runc knowing it or not.
         fn container(&self, id: &str, runc_knows: bool) -> PathBuf {
-            let folder = crate::create::state_folder(self.root(), id);
+            let folder = crate::state::state_folder(self.root(), id);
             std::fs::create_dir_all(&folder).unwrap();
             std::fs::write(folder.join("disk.ext4"), b"disk").unwrap();
-            std::fs::write(crate::create::node_launch_file(self.root(), id), b"{}").unwrap();
+            std::fs::write(crate::state::node_launch_file(self.root(), id), b"{}").unwrap();
             record_runc_root(self.root(), id, self.runc.path()).unwrap();
             if runc_knows {
                 std::fs::create_dir_all(self.runc.path().join(id)).unwrap();
@@ -157,7 +157,7 @@ mod tests {
         let verdicts = collect(state.root(), later());
         assert_eq!(verdict_of(&verdicts, "gone"), Verdict::Collected);
         assert!(!folder.exists());
-        assert!(!crate::create::node_launch_file(state.root(), "gone").exists());
+        assert!(!crate::state::node_launch_file(state.root(), "gone").exists());
         assert!(!runc_root_record(state.root(), "gone").exists());
     }
 

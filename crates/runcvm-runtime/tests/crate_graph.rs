@@ -45,8 +45,14 @@ fn the_runtime_does_not_link_the_launcher() {
             }
         }
     }
-    assert!(linked.contains("runcvm-host"), "the manifests were not read: {linked:?}");
+    assert!(
+        linked.contains("runcvm-host"),
+        "the manifests were not read: {linked:?}"
+    );
     for launcher_only in ["runcvm", "runcvm-net", "runcvm-nfs", "runcvm-install"] {
-        assert!(!linked.contains(launcher_only), "runcvm-runtime links {launcher_only}: {linked:?}");
+        assert!(
+            !linked.contains(launcher_only),
+            "runcvm-runtime links {launcher_only}: {linked:?}"
+        );
     }
 }

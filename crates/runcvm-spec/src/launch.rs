@@ -14,7 +14,7 @@ pub const LAUNCH_FILE: &str = "launch.json";
 /// The root disk's name in the state folder.
 pub const DISK_FILE: &str = "disk.ext4";
 /// Where the install root is mounted in every runcvm container.
-pub const CONTAINER_INSTALL_ROOT: &str = "/opt/runcvm";
+pub const CONTAINER_INSTALL_ROOT: &str = crate::layout::DEFAULT_ROOT;
 
 /// A container's launch, as the runtime decided it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 pub mod bytes;
 pub mod entrypoint;
 pub mod launch;
+pub mod layout;
 pub mod net;
 pub mod oci;
 pub mod plan;

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Where `kernel/build.sh` installs the kernel.
-pub const DEFAULT_KERNEL_PATH: &str = "/opt/runcvm/kernel/vmlinux";
+pub const DEFAULT_KERNEL_PATH: &str = runcvm_spec::layout::DEFAULT_KERNEL;
 /// Overrides [`DEFAULT_KERNEL_PATH`].
 pub const KERNEL_ENV: &str = "RUNCVM_KERNEL";
 

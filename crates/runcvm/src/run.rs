@@ -60,7 +60,7 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         .any(|v| matches!(v, crate::volumes::VolumeSpec::Shared(_)));
     if shares && !request.pod_network {
         anyhow::bail!(
-            "volumes are served over NFS on 169.254.1.254 (troubleshooting guide, section 3), which needs --network pod"
+            "volumes are served over NFS on 169.254.1.254 (troubleshooting.md, Volumes), which needs --network pod"
         );
     }
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));

@@ -83,7 +83,7 @@ pub enum VmError {
     /// the volumes' NFS server stopped
     #[error(
         "the NFS server for the volumes stopped ({reason}), so the guest could not reach its volumes; \
-         the container ends rather than hang (troubleshooting guide, section 3)"
+         the container ends rather than hang (troubleshooting.md, Volumes)"
     )]
     VolumeServer { reason: String },
     /// the launcher was told to stop

@@ -1,5 +1,5 @@
 //! The container's shared mounts, served to the guest over NFS on the host
-//! identity 169.254.1.254 (troubleshooting guide, section 3).
+//! identity 169.254.1.254 (troubleshooting.md, Volumes).
 
 use anyhow::Context;
 use runcvm_nfs::Export;
@@ -109,7 +109,7 @@ pub fn serve(
     }
     let address = SocketAddr::from((HOST_IDENTITY_IP, 0));
     let listener = TcpListener::bind(address).with_context(|| {
-        format!("cannot listen for NFS on {HOST_IDENTITY_IP} (troubleshooting guide, section 3): is br-eth0 up?")
+        format!("cannot listen for NFS on {HOST_IDENTITY_IP} (troubleshooting.md, Volumes): is br-eth0 up?")
     })?;
     let peers = runcvm_nfs::Peers {
         addresses: guest

@@ -480,6 +480,9 @@ fn a_missing_tun_device_is_named() {
         stderr.contains("cannot create tap-eth0: /dev/net/tun is missing"),
         "{stderr}"
     );
-    assert!(stderr.contains("section 5"), "{stderr}");
+    assert!(
+        stderr.contains("troubleshooting.md, Checking the network state"),
+        "{stderr}"
+    );
     run.assert_nothing_left();
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::state::read_node_launch;
 use serde_json::json;
 
 /// A fake install (the files need only exist for create) and a bundle with

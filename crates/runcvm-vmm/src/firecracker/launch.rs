@@ -33,7 +33,7 @@ use std::process::{Command, Stdio};
 /// Overrides the install's Firecracker binary.
 pub const FIRECRACKER_ENV: &str = "RUNCVM_FIRECRACKER";
 /// Firecracker's place in an install root (e.g. `/opt/runcvm/bin/firecracker`).
-pub const FIRECRACKER_IN_ROOT: &str = "bin/firecracker";
+pub const FIRECRACKER_IN_ROOT: &str = runcvm_spec::layout::FIRECRACKER;
 
 /// Why Firecracker cannot be started.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The bundle's folder in an install root.
-pub const QEMU_DIR: &str = "qemu";
+pub const QEMU_DIR: &str = runcvm_spec::layout::QEMU_DIR;
 /// The dynamic loader's file name in the bundle's library folder.
 pub const LOADER_NAME: &str = "ld-linux-x86-64.so.2";
 /// QEMU's file name in the bundle's `bin` folder.
