@@ -233,7 +233,7 @@ fn time_container(cri: &Cri, pod: &runcvm_test_node::Pod, handler: &str, debug: 
     }
     let first_line = began.elapsed().as_secs_f64();
     let accel = (handler == "runcvm")
-        .then(|| launch_file(&id).map(|l| l.accel))
+        .then(|| launch_file(&id).map(|l| l.accel.as_str().to_owned()))
         .transpose()?;
     let boot = if debug {
         let lines = crilog::read(&log)?;
@@ -426,7 +426,7 @@ fn measure_memory(cri: &Cri, pod: &runcvm_test_node::Pod) -> Result<Memory> {
             .skip(1)
             .collect::<Vec<_>>()
             .join(" "),
-        accel: launch.accel,
+        accel: launch.accel.as_str().to_owned(),
         version,
         limit: read(limit_file),
         usage_idle: read(usage_file),

@@ -154,7 +154,7 @@ mod tests {
             hostname: None,
             cpus: 1,
             memory_mib: 256,
-            accel: "tcg".into(),
+            accel: runcvm_spec::launch::LaunchAccel::Tcg,
             hypervisor: runcvm_spec::launch::LaunchHypervisor::Qemu,
             kernel_args: vec![],
             vmm_user: runcvm_spec::VmmUser::DEFAULT,

@@ -28,7 +28,7 @@ pub struct ContainerLaunch {
     pub cpus: u32,
     pub memory_mib: u32,
     /// `tcg` or `kvm`, decided on the node by the runtime.
-    pub accel: String,
+    pub accel: LaunchAccel,
     /// The VMM, decided on the node by the runtime from the node's
     /// settings (never from the pod).
     #[serde(default)]
@@ -86,6 +86,24 @@ impl VmmUser {
 impl Default for VmmUser {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+/// The acceleration a container's guest runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaunchAccel {
+    Kvm,
+    Tcg,
+}
+
+impl LaunchAccel {
+    /// As the launch file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
     }
 }
 
@@ -157,7 +175,7 @@ mod tests {
             hostname: Some("pod".into()),
             cpus: 1,
             memory_mib: 256,
-            accel: "tcg".into(),
+            accel: LaunchAccel::Tcg,
             hypervisor: LaunchHypervisor::Firecracker,
             kernel_args: vec!["loglevel=8".into()],
             vmm_user: VmmUser { uid: 70000, gid: 70001 },

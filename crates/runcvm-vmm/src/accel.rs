@@ -23,6 +23,24 @@ pub enum Accel {
     Tcg,
 }
 
+impl From<runcvm_spec::launch::LaunchAccel> for Accel {
+    fn from(accel: runcvm_spec::launch::LaunchAccel) -> Self {
+        match accel {
+            runcvm_spec::launch::LaunchAccel::Kvm => Self::Kvm,
+            runcvm_spec::launch::LaunchAccel::Tcg => Self::Tcg,
+        }
+    }
+}
+
+impl From<Accel> for runcvm_spec::launch::LaunchAccel {
+    fn from(accel: Accel) -> Self {
+        match accel {
+            Accel::Kvm => Self::Kvm,
+            Accel::Tcg => Self::Tcg,
+        }
+    }
+}
+
 impl Accel {
     pub fn as_str(self) -> &'static str {
         match self {

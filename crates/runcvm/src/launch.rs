@@ -21,17 +21,21 @@ pub const LOG_NAME_QEMU: &str = "runcvm-ctr-qemu-k8s";
 pub const LOG_NAME_FIRECRACKER: &str = "runcvm-ctr-firecracker-k8s";
 
 /// The launcher's name for the VMM the runtime chose: known before logging
-/// starts, so every line carries it. An unreadable launch file gives the
-/// QEMU name; the launch then fails and says why.
-pub fn log_name(state_dir: &Path) -> &'static str {
-    let hypervisor = std::fs::read(state_dir.join(LAUNCH_FILE))
-        .ok()
-        .and_then(|bytes| ContainerLaunch::from_json(&bytes).ok())
-        .map(|launch| launch.hypervisor);
-    match hypervisor {
-        Some(LaunchHypervisor::Firecracker) => LOG_NAME_FIRECRACKER,
-        _ => LOG_NAME_QEMU,
+/// starts, so every line carries it. (An unreadable launch file gives the
+/// QEMU name; the launch then fails and says why.)
+pub fn log_name(launch: &ContainerLaunch) -> &'static str {
+    match launch.hypervisor {
+        LaunchHypervisor::Firecracker => LOG_NAME_FIRECRACKER,
+        LaunchHypervisor::Qemu => LOG_NAME_QEMU,
     }
+}
+
+/// The container's launch file, which `runcvm-runtime create` wrote: read
+/// once, by `main`, for the log name and the launch.
+pub fn load(state_dir: &Path) -> anyhow::Result<ContainerLaunch> {
+    let file = state_dir.join(LAUNCH_FILE);
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    ContainerLaunch::from_json(&bytes).with_context(|| format!("cannot use {}", file.display()))
 }
 
 pub use runcvm_host::run_dir::LAUNCHER_LOCK;
@@ -60,8 +64,8 @@ const POD_NETWORK_CLAIM: &[u8] = b"runcvm-pod-network";
 
 /// Runs the container's VM and returns its exit code: the workload's, or
 /// [`RUNTIME_FAILURE`] after logging why the launch failed.
-pub fn launch(state_dir: &Path) -> i32 {
-    match try_launch(state_dir) {
+pub fn launch(state_dir: &Path, launch: &ContainerLaunch) -> i32 {
+    match try_launch(state_dir, launch) {
         Ok(code) => code,
         Err(e) => {
             runcvm_log::error!("{e:#}");
@@ -71,18 +75,11 @@ pub fn launch(state_dir: &Path) -> i32 {
     }
 }
 
-fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
+fn try_launch(state_dir: &Path, launch: &ContainerLaunch) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let file = state_dir.join(LAUNCH_FILE);
-    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    let launch = ContainerLaunch::from_json(&bytes).with_context(|| format!("cannot use {}", file.display()))?;
     let _held = hold_the_folder(state_dir)?;
     let _claim = claim_pod_network()?;
-    let accel = match launch.accel.as_str() {
-        "kvm" => Accel::Kvm,
-        "tcg" => Accel::Tcg,
-        other => anyhow::bail!("{}: unknown acceleration {other:?}", file.display()),
-    };
+    let accel = Accel::from(launch.accel);
     let boot_timeout = accel::boot_timeout(accel)?;
     let volumes_optional = crate::volumes::failure_is_optional()?;
     let pod_network = crate::pod_network::preflight_checked(launch.network_namespace)?;
@@ -148,7 +145,7 @@ fn try_launch(state_dir: &Path) -> anyhow::Result<i32> {
     // memory limit to fill) the termination message says it.
     if ended.oom_killed && !ended.oom_reported {
         runcvm_log::info!("the guest's OOM killer ended the container's process");
-        if let Some(path) = termination_message_file(&launch) {
+        if let Some(path) = termination_message_file(launch) {
             crate::oom::note_in_termination_message(&path);
         }
     }

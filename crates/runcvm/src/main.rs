@@ -455,11 +455,16 @@ impl RunArgs {
 }
 
 fn main() {
-    // Before any thread exists, so every thread inherits the mask and the
-    // VM supervisor alone takes the signals it forwards. (`runcvm exec`
-    // keeps the default actions: Ctrl-C ends the client.)
-    let verb = std::env::args_os().nth(1);
-    if verb.as_ref().is_some_and(|a| a == "run" || a == "launch") {
+    // Usage errors are runcvm's own failures too: 125, not clap's 2.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { runcvm::RUNTIME_FAILURE } else { 0 });
+    });
+    // Before any thread exists (parsing starts none), so every thread
+    // inherits the mask and the VM supervisor alone takes the signals it
+    // forwards. (`runcvm exec` keeps the default actions: Ctrl-C ends the
+    // client.)
+    if matches!(cli.command, Command::Run(_) | Command::Launch { .. }) {
         runcvm::vm::block_forwarded_signals();
     }
     let level = match runcvm_log::LogLevel::from_env() {
@@ -469,21 +474,18 @@ fn main() {
             std::process::exit(runcvm::RUNTIME_FAILURE);
         }
     };
-    let name = if verb.is_some_and(|a| a == "launch") {
-        let state_dir = std::env::args_os().nth(2).map_or_else(
-            || PathBuf::from(runcvm_spec::launch::CONTAINER_STATE_DIR),
-            PathBuf::from,
-        );
-        runcvm::launch::log_name(&state_dir)
-    } else {
-        "runcvm"
+    // A launcher's log lines carry the VMM its launch file names: the file
+    // is read once, here, before logging starts.
+    let launch_file = match &cli.command {
+        Command::Launch { state_dir } => Some(runcvm::launch::load(state_dir)),
+        _ => None,
+    };
+    let name = match &launch_file {
+        Some(Ok(launch)) => runcvm::launch::log_name(launch),
+        Some(Err(_)) => runcvm::launch::LOG_NAME_QEMU,
+        None => "runcvm",
     };
     runcvm_log::init(name, level);
-    // Usage errors are runcvm's own failures too: 125, not clap's 2.
-    let cli = Cli::try_parse().unwrap_or_else(|e| {
-        let _ = e.print();
-        std::process::exit(if e.use_stderr() { runcvm::RUNTIME_FAILURE } else { 0 });
-    });
     let code = match cli.command {
         Command::Exec(args) => run_exec(&args),
         Command::Inspect { target } => {
@@ -506,7 +508,14 @@ fn main() {
         }
         Command::Install(args) => run_install(args),
         Command::Uninstall(args) => run_uninstall(args),
-        Command::Launch { state_dir } => runcvm::launch::launch(&state_dir),
+        Command::Launch { state_dir } => match launch_file {
+            Some(Ok(launch)) => runcvm::launch::launch(&state_dir, &launch),
+            Some(Err(e)) => {
+                runcvm_log::error!("{e:#}");
+                runcvm::RUNTIME_FAILURE
+            }
+            None => runcvm::RUNTIME_FAILURE,
+        },
         Command::Run(args) => match args.into_request() {
             Ok(request) => runcvm::run::run(&request),
             Err(message) => {

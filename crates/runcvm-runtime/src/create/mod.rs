@@ -263,7 +263,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             hostname: plan.hostname.clone(),
             cpus: size.cpus,
             memory_mib: size.memory_mib,
-            accel: accel.as_str().to_owned(),
+            accel: accel.into(),
             hypervisor: boot.hypervisor,
             kernel_args: boot.kernel_args.clone(),
             vmm_user: boot.vmm_user,
