@@ -59,23 +59,23 @@ impl fmt::Display for Accel {
 /// RUNCVM_ACCEL={0:?} is not an acceleration: use auto, kvm or tcg
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{ACCEL_ENV}={0:?} is not an acceleration: use auto, kvm or tcg")]
-pub struct AccelError(pub String);
+pub struct UnknownAccelChoice(pub String);
 
 impl FromStr for AccelChoice {
-    type Err = AccelError;
+    type Err = UnknownAccelChoice;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Ok(Self::Auto),
             "kvm" => Ok(Self::Kvm),
             "tcg" => Ok(Self::Tcg),
-            _ => Err(AccelError(s.to_owned())),
+            _ => Err(UnknownAccelChoice(s.to_owned())),
         }
     }
 }
 
 impl AccelChoice {
-    pub fn from_env() -> Result<Self, AccelError> {
+    pub fn from_env() -> Result<Self, UnknownAccelChoice> {
         std::env::var(ACCEL_ENV).map_or(Ok(Self::Auto), |value| value.parse())
     }
 }

@@ -9,6 +9,6 @@ pub mod kernel;
 pub mod qemu;
 pub mod tsc;
 
-pub use accel::{Accel, AccelChoice, AccelError};
+pub use accel::{Accel, AccelChoice, UnknownAccelChoice};
 pub use cmdline::GuestCmdline;
 pub use kernel::{GuestKernel, KernelError};

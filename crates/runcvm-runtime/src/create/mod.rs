@@ -117,7 +117,7 @@ pub enum CreateError {
     Memory(#[from] runcvm_host::resources::TooLittleMemory),
     /// bad RUNCVM_ACCEL
     #[error(transparent)]
-    AccelChoice(#[from] runcvm_vmm::accel::AccelError),
+    AccelChoice(#[from] runcvm_vmm::accel::UnknownAccelChoice),
     /// the node's settings cannot be used
     #[error(transparent)]
     Settings(#[from] runcvm_host::settings::SettingsFileError),
