@@ -271,6 +271,12 @@ fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>
     }
     let Ok(writer) = stream.try_clone() else { return };
     let _ = stream.set_nodelay(true);
+    // The reader answers some calls itself (`answered_by_the_reader`).
+    idmap::activate(id_map.cloned());
+    if let Err(e) = creds::prepare_serving_thread() {
+        runcvm_log::warn!("nfs: cannot serve a connection: its thread has no umask of its own: {e}");
+        return;
+    }
     let connection = Connection {
         peer: &peer,
         tree,
@@ -302,6 +308,12 @@ fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>
                 runcvm_log::debug!("nfs: dropped a malformed call from {peer}");
                 break;
             };
+            if answered_by_the_reader(&call) {
+                if serve_one(&connection, call) {
+                    continue;
+                }
+                break;
+            }
             let call = match calls.try_send(call) {
                 Ok(()) => continue,
                 Err(TrySendError::Full(call)) => call,
@@ -348,32 +360,61 @@ fn work(connection: &Connection<'_>, queue: &Mutex<Receiver<rpc::Call>>) {
             Ok(queue) => queue.recv(),
             Err(_) => return,
         };
-        let Ok(mut call) = next else { return };
-        let caller = &mut call.caller;
-        caller.uid = idmap::node_uid(caller.uid);
-        caller.gid = idmap::node_gid(caller.gid);
-        for group in &mut caller.groups {
-            *group = idmap::node_gid(*group);
-        }
-        if let Some(ids) = connection.ids {
-            ids.squash(caller);
-        }
-        let reply = answer(connection.tree, &mut call);
-        let written = match connection.writer.lock() {
-            Ok(mut writer) => rpc::write_record(&mut *writer, &reply),
-            Err(_) => Err(std::io::Error::other("a worker panicked while writing")),
-        };
-        if let Err(e) = written {
-            runcvm_log::debug!("nfs: cannot reply to {}: {e}; closing the connection", connection.peer);
-            // The client is gone, a reply went out in part, or the client
-            // took none of it within the write timeout: end the connection,
-            // so the reader stops reading calls none can answer.
-            if let Ok(writer) = connection.writer.lock() {
-                let _ = writer.shutdown(Shutdown::Both);
-            }
+        let Ok(call) = next else { return };
+        if !serve_one(connection, call) {
             return;
         }
     }
+}
+
+/// Answers one call on the calling (prepared) thread and writes the reply;
+/// false once the connection is over.
+fn serve_one(connection: &Connection<'_>, mut call: rpc::Call) -> bool {
+    let caller = &mut call.caller;
+    caller.uid = idmap::node_uid(caller.uid);
+    caller.gid = idmap::node_gid(caller.gid);
+    for group in &mut caller.groups {
+        *group = idmap::node_gid(*group);
+    }
+    if let Some(ids) = connection.ids {
+        ids.squash(caller);
+    }
+    let reply = answer(connection.tree, &mut call);
+    let written = match connection.writer.lock() {
+        Ok(mut writer) => rpc::write_record(&mut *writer, &reply),
+        Err(_) => Err(std::io::Error::other("a worker panicked while writing")),
+    };
+    if let Err(e) = written {
+        runcvm_log::debug!("nfs: cannot reply to {}: {e}; closing the connection", connection.peer);
+        // The client is gone, a reply went out in part, or the client
+        // took none of it within the write timeout: end the connection,
+        // so the reader stops reading calls none can answer.
+        if let Ok(writer) = connection.writer.lock() {
+            let _ = writer.shutdown(Shutdown::Both);
+        }
+        return false;
+    }
+    true
+}
+
+/// A call the reader answers itself rather than hand to a worker: one that
+/// reads only metadata and opens nothing for I/O (a lease or a FIFO cannot
+/// hold it), so the thread hand-off, which costs more than the call on a
+/// busy node, is saved for what can wait. `ls -l` on a volume is mostly these.
+fn answered_by_the_reader(call: &rpc::Call) -> bool {
+    const NULL: u32 = 0;
+    const GETATTR: u32 = 1;
+    const LOOKUP: u32 = 3;
+    const ACCESS: u32 = 4;
+    const READLINK: u32 = 5;
+    const FSSTAT: u32 = 18;
+    const FSINFO: u32 = 19;
+    const PATHCONF: u32 = 20;
+    call.program == NFS_PROGRAM
+        && matches!(
+            call.procedure,
+            NULL | GETATTR | LOOKUP | ACCESS | READLINK | FSSTAT | FSINFO | PATHCONF
+        )
 }
 
 /// The server as a fuzz target drives it (`fuzz/` at the repository's
