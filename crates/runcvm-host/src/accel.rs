@@ -79,17 +79,17 @@ pub fn decide(
     Ok(decided)
 }
 
-/// The boot watchdog: `RUNCVM_BOOT_TIMEOUT`, else 30 s under TCG and 5 s
-/// under KVM.
-pub fn boot_timeout(accel: Accel) -> Result<Duration, AccelError> {
-    match std::env::var(BOOT_TIMEOUT_ENV) {
-        Ok(value) if !value.trim().is_empty() => value
+/// The boot watchdog: `chosen` (a binary's `RUNCVM_BOOT_TIMEOUT`), else
+/// 30 s under TCG and 5 s under KVM.
+pub fn boot_timeout(accel: Accel, chosen: Option<&str>) -> Result<Duration, AccelError> {
+    match chosen {
+        Some(value) if !value.trim().is_empty() => value
             .trim()
             .parse::<f64>()
             .ok()
             .filter(|secs| *secs > 0.0 && secs.is_finite())
             .map(Duration::from_secs_f64)
-            .ok_or(AccelError::BootTimeout(value)),
+            .ok_or_else(|| AccelError::BootTimeout(value.to_owned())),
         _ => Ok(match accel {
             Accel::Tcg => Duration::from_secs(30),
             Accel::Kvm => Duration::from_secs(5),

@@ -34,9 +34,18 @@ impl FromStr for HypervisorChoice {
 }
 
 impl HypervisorChoice {
-    pub fn from_env() -> Result<Self, HypervisorError> {
-        std::env::var(HYPERVISOR_ENV).map_or(Ok(Self::Auto), |value| value.parse())
+    /// The choice a binary's `RUNCVM_HYPERVISOR` value makes (unset: `auto`).
+    pub fn from_setting(value: Option<&str>) -> Result<Self, HypervisorError> {
+        value.map_or(Ok(Self::Auto), str::parse)
     }
+}
+
+/// What `runcvm run` was asked for: its `RUNCVM_HYPERVISOR` and
+/// `RUNCVM_FIRECRACKER` values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked<'a> {
+    pub hypervisor: Option<&'a str>,
+    pub firecracker: Option<&'a Path>,
 }
 
 impl From<crate::settings::HypervisorSetting> for HypervisorChoice {
@@ -127,8 +136,8 @@ pub fn decide(
 /// [`decide`] for `runcvm run`: `RUNCVM_HYPERVISOR`, Firecracker from
 /// `RUNCVM_FIRECRACKER` or `install_root/bin/firecracker`. Logs at INFO why
 /// `auto` ends on QEMU.
-pub fn resolve(install_root: Option<&Path>, accel: Accel) -> Result<Hypervisor, HypervisorError> {
-    let decision = decide_here(install_root, accel)?;
+pub fn resolve(asked: Asked<'_>, install_root: Option<&Path>, accel: Accel) -> Result<Hypervisor, HypervisorError> {
+    let decision = decide_here(asked, install_root, accel)?;
     if let Some(why) = &decision.why_not_firecracker {
         runcvm_log::info!("{why}; running the VM on QEMU");
     }
@@ -137,25 +146,25 @@ pub fn resolve(install_root: Option<&Path>, accel: Accel) -> Result<Hypervisor, 
 }
 
 /// [`resolve`] without the log line.
-pub fn decide_here(install_root: Option<&Path>, accel: Accel) -> Result<Decision, HypervisorError> {
-    let choice = HypervisorChoice::from_env()?;
-    let by = format!(
-        "{HYPERVISOR_ENV}={}",
-        std::env::var(HYPERVISOR_ENV).unwrap_or_default().trim()
-    );
-    decide(choice, &by, locate_firecracker(install_root), accel)
+pub fn decide_here(asked: Asked<'_>, install_root: Option<&Path>, accel: Accel) -> Result<Decision, HypervisorError> {
+    let choice = HypervisorChoice::from_setting(asked.hypervisor)?;
+    let by = format!("{HYPERVISOR_ENV}={}", asked.hypervisor.unwrap_or_default().trim());
+    decide(choice, &by, locate_firecracker(asked.firecracker, install_root), accel)
 }
 
 /// The node's install, where `runcvm run` from a build folder looks too.
-const NODE_INSTALL: &str = "/opt/runcvm";
+const NODE_INSTALL: &str = runcvm_spec::layout::DEFAULT_ROOT;
 
-/// `RUNCVM_FIRECRACKER`, else `bin/firecracker` of the install runcvm runs
-/// from, else of `/opt/runcvm`.
-pub fn locate_firecracker(install_root: Option<&Path>) -> Result<FirecrackerBinary, LaunchError> {
+/// `chosen` (`RUNCVM_FIRECRACKER`), else `bin/firecracker` of the install
+/// runcvm runs from, else of `/opt/runcvm`.
+pub fn locate_firecracker(
+    chosen: Option<&Path>,
+    install_root: Option<&Path>,
+) -> Result<FirecrackerBinary, LaunchError> {
     let node = Path::new(NODE_INSTALL);
     let own = install_root.unwrap_or(node);
-    match FirecrackerBinary::locate(own) {
-        Err(LaunchError::Missing { .. }) if own != node => FirecrackerBinary::locate(node),
+    match FirecrackerBinary::locate(chosen, own) {
+        Err(LaunchError::Missing { .. }) if own != node && chosen.is_none() => FirecrackerBinary::locate(None, node),
         found => found,
     }
 }

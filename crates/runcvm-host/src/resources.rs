@@ -158,30 +158,31 @@ pub struct Overrides {
 }
 
 impl Overrides {
-    /// `RUNCVM_CPUS` and `RUNCVM_MEMORY_MIB`.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let read = |name: &str, range: std::ops::RangeInclusive<u32>| -> anyhow::Result<Option<u32>> {
-            match std::env::var(name) {
-                Ok(value) if !value.trim().is_empty() => value
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|v| range.contains(v))
-                    .map(Some)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "{name}={value:?} is not a whole number from {} to {}",
-                            range.start(),
-                            range.end()
-                        )
-                    }),
-                _ => Ok(None),
-            }
-        };
+    /// A binary's `RUNCVM_CPUS` and `RUNCVM_MEMORY_MIB` values.
+    pub fn from_settings(cpus: Option<&str>, memory_mib: Option<&str>) -> anyhow::Result<Self> {
+        let read =
+            |name: &str, value: Option<&str>, range: std::ops::RangeInclusive<u32>| -> anyhow::Result<Option<u32>> {
+                match value {
+                    Some(value) if !value.trim().is_empty() => value
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|v| range.contains(v))
+                        .map(Some)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "{name}={value:?} is not a whole number from {} to {}",
+                                range.start(),
+                                range.end()
+                            )
+                        }),
+                    _ => Ok(None),
+                }
+            };
         // The same bounds as --cpus and --memory.
         Ok(Self {
-            cpus: read(CPUS_ENV, 1..=64)?,
-            memory_mib: read(MEMORY_ENV, 64..=u32::MAX)?,
+            cpus: read(CPUS_ENV, cpus, 1..=64)?,
+            memory_mib: read(MEMORY_ENV, memory_mib, 64..=u32::MAX)?,
         })
     }
 

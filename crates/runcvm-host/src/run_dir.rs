@@ -48,11 +48,10 @@ fn try_lock(file: &std::fs::File) -> bool {
 }
 
 impl RunDir {
-    /// The state folder in force.
-    pub fn state_dir() -> PathBuf {
-        std::env::var_os(STATE_DIR_ENV)
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from)
+    /// The state folder in force: `chosen` (a binary's `RUNCVM_STATE_DIR`),
+    /// else the default.
+    pub fn state_dir(chosen: Option<&Path>) -> PathBuf {
+        chosen.map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), Path::to_owned)
     }
 
     /// Removes the run folders of launchers that are gone: one killed with

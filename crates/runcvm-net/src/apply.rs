@@ -516,7 +516,10 @@ mod tests {
         let intruder = pod.ns.add_link("veth-x", [2, 0, 0, 0, 0, 9], 1500);
         pod.ns.links.get_mut(&intruder).unwrap().master = Some(bridge);
         let err = pod.take_over().unwrap_err().to_string();
-        assert!(err.contains("veth-x") && err.contains("section 5"), "{err}");
+        assert!(
+            err.contains("veth-x") && err.contains("troubleshooting.md, Checking the network state"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -532,7 +535,10 @@ mod tests {
         let mut pod = calico_pod();
         pod.ns.links.clear();
         let err = pod.take_over().unwrap_err().to_string();
-        assert!(err.contains("no eth0") && err.contains("section 2"), "{err}");
+        assert!(
+            err.contains("no eth0") && err.contains("troubleshooting.md, Pod network"),
+            "{err}"
+        );
         let mut pod = calico_pod();
         pod.ns.addresses.retain(|(_, a)| a.scope != 0);
         let err = pod.take_over().unwrap_err().to_string();
@@ -545,7 +551,8 @@ mod tests {
         pod.taps.fail = Some("/dev/net/tun is missing");
         let err = pod.take_over().unwrap_err().to_string();
         assert!(
-            err.contains("cannot create tap-eth0: /dev/net/tun is missing") && err.contains("section 5"),
+            err.contains("cannot create tap-eth0: /dev/net/tun is missing")
+                && err.contains("troubleshooting.md, Checking the network state"),
             "{err}"
         );
     }

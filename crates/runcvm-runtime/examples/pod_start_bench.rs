@@ -349,7 +349,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 /// A runcvm container's `launch.json` on the node.
 fn launch_file(id: &str) -> Result<runcvm_spec::launch::ContainerLaunch> {
-    let path = runcvm_host::run_dir::RunDir::state_dir()
+    let path = runcvm_runtime::settings::Settings::from_env()
+        .state_dir()
         .join("containers")
         .join(id)
         .join(runcvm_spec::launch::LAUNCH_FILE);

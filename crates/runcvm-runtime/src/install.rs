@@ -25,11 +25,11 @@ pub struct Install {
 }
 
 impl Install {
-    /// The install at `RUNCVM_INSTALL_ROOT`, else around the running binary.
-    pub fn locate() -> Result<Self, InstallError> {
-        let root = std::env::var_os(INSTALL_ROOT_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
+    /// The install at `chosen` (`RUNCVM_INSTALL_ROOT`), else around the
+    /// running binary.
+    pub fn locate(chosen: Option<&Path>) -> Result<Self, InstallError> {
+        let root = chosen
+            .map(Path::to_owned)
             .or_else(|| {
                 let exe = std::env::current_exe().ok()?;
                 Some(exe.parent()?.parent()?.to_owned())

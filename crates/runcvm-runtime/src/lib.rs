@@ -12,6 +12,7 @@ pub mod install;
 pub mod orphans;
 pub mod report;
 pub mod runc;
+pub mod settings;
 pub mod state;
 pub mod update;
 
@@ -24,20 +25,20 @@ use std::path::{Path, PathBuf};
 pub const FAILURE: i32 = 1;
 
 /// Runs one invocation and returns the exit code.
-pub fn dispatch(invocation: &Invocation) -> i32 {
+pub fn dispatch(invocation: &Invocation, settings: &settings::Settings) -> i32 {
     let fail = |message: String| {
         report::error(invocation.log.as_deref(), invocation.log_json, &message);
         FAILURE
     };
-    let runc = match Runc::locate() {
+    let runc = match Runc::locate(settings.runc.as_deref()) {
         Ok(runc) => runc,
         Err(e) => return fail(format!("runcvm: {}", runcvm_log::error_chain(&e))),
     };
-    let state_root = runcvm_host::run_dir::RunDir::state_dir();
+    let state_root = settings.state_dir();
     let id = invocation.container_id().map(|id| id.to_string_lossy().into_owned());
     let outcome = match (invocation.verb.as_deref(), id) {
         (Some("features"), _) => features(invocation, &runc),
-        (Some("create" | "run"), Some(id)) => create(invocation, &runc, &state_root, &id),
+        (Some("create" | "run"), Some(id)) => create(invocation, settings, &runc, &state_root, &id),
         (Some("exec"), Some(id)) => exec(invocation, &state_root, &id).map(|()| None),
         (Some("delete"), Some(id)) => delete(invocation, &runc, &state_root, &id),
         (Some("update"), Some(id)) => update(invocation, &runc, &state_root, &id),
@@ -72,7 +73,7 @@ fn features(invocation: &Invocation, runc: &Runc) -> Outcome {
 /// `Ok(None)`: hand the invocation to runc as it is.
 type Outcome = Result<Option<i32>, String>;
 
-fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
+fn create(invocation: &Invocation, settings: &settings::Settings, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
     let context =
         |e: &dyn std::error::Error| format!("runcvm: cannot create container {id}: {}", runcvm_log::error_chain(e));
     check_id(id).map_err(|e| context(&e))?;
@@ -93,7 +94,7 @@ fn create(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
         // The pause container needs nothing of runcvm's, not even the install.
         return Ok(None);
     }
-    let install = install::Install::locate().map_err(|e| context(&e))?;
+    let install = install::Install::locate(settings.install_root.as_deref()).map_err(|e| context(&e))?;
     let node = create::namespaces::NodeNamespaces::of_this_node();
     let request = CreateRequest {
         bundle: &bundle,

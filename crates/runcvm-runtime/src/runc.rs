@@ -43,9 +43,11 @@ pub struct Runc {
 }
 
 impl Runc {
-    pub fn locate() -> Result<Self, RuncError> {
-        if let Some(path) = std::env::var_os(RUNC_ENV).filter(|v| !v.is_empty()) {
-            let path = PathBuf::from(path);
+    /// `chosen` (`RUNCVM_RUNC`), else `runc` on `PATH` or where runc is
+    /// installed.
+    pub fn locate(chosen: Option<&Path>) -> Result<Self, RuncError> {
+        if let Some(path) = chosen {
+            let path = path.to_owned();
             return if path.is_file() {
                 Ok(Self { path })
             } else {

@@ -75,8 +75,9 @@ impl FromStr for AccelChoice {
 }
 
 impl AccelChoice {
-    pub fn from_env() -> Result<Self, UnknownAccelChoice> {
-        std::env::var(ACCEL_ENV).map_or(Ok(Self::Auto), |value| value.parse())
+    /// The choice a binary's `RUNCVM_ACCEL` value makes (unset: `auto`).
+    pub fn from_setting(value: Option<&str>) -> Result<Self, UnknownAccelChoice> {
+        value.map_or(Ok(Self::Auto), str::parse)
     }
 }
 

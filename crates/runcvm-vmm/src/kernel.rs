@@ -38,10 +38,11 @@ pub enum KernelError {
 }
 
 impl GuestKernel {
-    /// The kernel named by `RUNCVM_KERNEL`, else the default location.
-    pub fn locate() -> Result<Self, KernelError> {
-        match std::env::var_os(KERNEL_ENV).filter(|v| !v.is_empty()) {
-            Some(path) => Self::check(Path::new(&path), " (from RUNCVM_KERNEL)"),
+    /// The kernel `chosen` names (the binary's `RUNCVM_KERNEL`), else the
+    /// default location.
+    pub fn locate(chosen: Option<&Path>) -> Result<Self, KernelError> {
+        match chosen {
+            Some(path) => Self::check(path, " (from RUNCVM_KERNEL)"),
             None => Self::check(Path::new(DEFAULT_KERNEL_PATH), ""),
         }
     }

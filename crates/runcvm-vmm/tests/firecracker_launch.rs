@@ -7,9 +7,7 @@
 use runcvm_log::LogLevel;
 use runcvm_vmm::GuestCmdline;
 use runcvm_vmm::firecracker::launch::{FIRECRACKER_IN_ROOT, check_kernel, prepare_host_files, write_config};
-use runcvm_vmm::firecracker::{
-    FIRECRACKER_ENV, FirecrackerBinary, FirecrackerConfig, FirecrackerLaunch, FirecrackerLogs, LaunchError,
-};
+use runcvm_vmm::firecracker::{FirecrackerBinary, FirecrackerConfig, FirecrackerLaunch, FirecrackerLogs, LaunchError};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -81,23 +79,24 @@ fn a_binary_that_cannot_run_is_refused() {
 }
 
 #[test]
-fn the_install_root_holds_the_binary_unless_the_environment_names_one() {
+fn the_install_root_holds_the_binary_unless_one_is_chosen() {
     let root = tempfile::tempdir().unwrap();
     let expected = root.path().join(FIRECRACKER_IN_ROOT);
-    match std::env::var_os(FIRECRACKER_ENV).filter(|v| !v.is_empty()) {
-        None => {
-            let error = FirecrackerBinary::locate(root.path()).unwrap_err();
-            assert!(error.to_string().contains(&expected.display().to_string()), "{error}");
-            std::fs::create_dir_all(expected.parent().unwrap()).unwrap();
-            executable(&expected, 0o755);
-            assert_eq!(FirecrackerBinary::locate(root.path()).unwrap().path(), expected);
-        }
-        // The variable wins over the install root, and is named in errors.
-        Some(set) => match FirecrackerBinary::locate(root.path()) {
-            Ok(binary) => assert_eq!(binary.path(), Path::new(&set)),
-            Err(e) => assert!(e.to_string().contains("(from RUNCVM_FIRECRACKER)"), "{e}"),
-        },
-    }
+    let error = FirecrackerBinary::locate(None, root.path()).unwrap_err();
+    assert!(error.to_string().contains(&expected.display().to_string()), "{error}");
+    std::fs::create_dir_all(expected.parent().unwrap()).unwrap();
+    executable(&expected, 0o755);
+    assert_eq!(FirecrackerBinary::locate(None, root.path()).unwrap().path(), expected);
+    // The binary's RUNCVM_FIRECRACKER wins over the install root, and is
+    // named in errors.
+    let chosen = root.path().join("elsewhere");
+    let error = FirecrackerBinary::locate(Some(&chosen), root.path()).unwrap_err();
+    assert!(error.to_string().contains("(from RUNCVM_FIRECRACKER)"), "{error}");
+    executable(&chosen, 0o755);
+    assert_eq!(
+        FirecrackerBinary::locate(Some(&chosen), root.path()).unwrap().path(),
+        chosen
+    );
 }
 
 #[test]

@@ -1,15 +1,15 @@
 //! `runcvm doctor`: what this host gives runcvm — the guest kernel, QEMU,
 //! KVM, Firecracker — and which VMM a run would use, and why.
 
-use crate::{accel, locate, run_dir::RunDir};
+use crate::{accel, locate};
 use runcvm_vmm::{AccelChoice, GuestKernel};
 use std::fmt::Write;
 
 /// The report, one `what: finding` per line; the last line is
 /// `hypervisor: firecracker` or `hypervisor: qemu (why)`.
-pub fn report() -> String {
+pub fn report(settings: &crate::settings::Settings) -> String {
     let mut out = String::new();
-    let kernel = GuestKernel::locate();
+    let kernel = GuestKernel::locate(settings.kernel());
     let _ = writeln!(
         out,
         "kernel: {}",
@@ -17,7 +17,7 @@ pub fn report() -> String {
             .as_ref()
             .map_or_else(|e| format!("missing ({e})"), |k| k.path.display().to_string())
     );
-    let qemu = locate::qemu();
+    let qemu = locate::qemu(settings.qemu.as_deref());
     let _ = writeln!(
         out,
         "qemu: {}",
@@ -25,7 +25,7 @@ pub fn report() -> String {
             .map_or_else(|e| format!("missing ({e})"), |q| q.path().display().to_string())
     );
     let install_root = locate::install_root();
-    let firecracker = crate::hypervisor::locate_firecracker(install_root.as_deref());
+    let firecracker = crate::hypervisor::locate_firecracker(settings.firecracker.as_deref(), install_root.as_deref());
     let _ = writeln!(
         out,
         "firecracker: {}",
@@ -33,7 +33,7 @@ pub fn report() -> String {
             .as_ref()
             .map_or_else(|e| format!("missing ({e})"), |f| f.path().display().to_string())
     );
-    let choice = match AccelChoice::from_env() {
+    let choice = match AccelChoice::from_setting(settings.accel.as_deref()) {
         Ok(choice) => choice,
         Err(e) => {
             let _ = writeln!(out, "acceleration: {e}\nhypervisor: none (fix RUNCVM_ACCEL first)");
@@ -41,7 +41,7 @@ pub fn report() -> String {
         }
     };
     let accel = match (&qemu, &kernel) {
-        (Ok(qemu), Ok(kernel)) => match accel::resolve(choice, qemu, &kernel.path, &RunDir::state_dir()) {
+        (Ok(qemu), Ok(kernel)) => match accel::resolve(choice, qemu, &kernel.path, &settings.state_dir()) {
             Ok(accel) => accel,
             Err(e) => {
                 let _ = writeln!(out, "acceleration: {e}\nhypervisor: none (no acceleration can be had)");
@@ -57,7 +57,7 @@ pub fn report() -> String {
         }
     };
     let _ = writeln!(out, "acceleration: {accel}");
-    match crate::hypervisor::decide_here(install_root.as_deref(), accel) {
+    match crate::hypervisor::decide_here(settings.hypervisor_asked(), install_root.as_deref(), accel) {
         Ok(decision) => match decision.why_not_firecracker {
             Some(why) => {
                 let _ = writeln!(out, "hypervisor: {} ({why})", decision.hypervisor.name());

@@ -64,8 +64,8 @@ const POD_NETWORK_CLAIM: &[u8] = b"runcvm-pod-network";
 
 /// Runs the container's VM and returns its exit code: the workload's, or
 /// [`RUNTIME_FAILURE`] after logging why the launch failed.
-pub fn launch(state_dir: &Path, launch: &ContainerLaunch) -> i32 {
-    match try_launch(state_dir, launch) {
+pub fn launch(state_dir: &Path, launch: &ContainerLaunch, settings: &crate::settings::Settings) -> i32 {
+    match try_launch(state_dir, launch, settings) {
         Ok(code) => code,
         Err(e) => {
             runcvm_log::error!("{e:#}");
@@ -75,15 +75,15 @@ pub fn launch(state_dir: &Path, launch: &ContainerLaunch) -> i32 {
     }
 }
 
-fn try_launch(state_dir: &Path, launch: &ContainerLaunch) -> anyhow::Result<i32> {
+fn try_launch(state_dir: &Path, launch: &ContainerLaunch, settings: &crate::settings::Settings) -> anyhow::Result<i32> {
     let started = Instant::now();
     let _held = hold_the_folder(state_dir)?;
     let _claim = claim_pod_network()?;
     let accel = Accel::from(launch.accel);
-    let boot_timeout = accel::boot_timeout(accel)?;
-    let volumes_optional = crate::volumes::failure_is_optional()?;
-    let pod_network = crate::pod_network::preflight_checked(launch.network_namespace)?;
-    let kernel = GuestKernel::locate()?;
+    let boot_timeout = accel::boot_timeout(accel, settings.boot_timeout.as_deref())?;
+    let volumes_optional = crate::volumes::failure_is_optional(settings.volume_failure.as_deref())?;
+    let pod_network = crate::pod_network::preflight_checked(launch.network_namespace, settings)?;
+    let kernel = GuestKernel::locate(settings.kernel())?;
     // Only the install's QEMU: nothing the image or the pod names.
     let install_root = locate::install_root().context("cannot tell the install runcvm runs from")?;
     let qemu = runcvm_vmm::qemu::QemuBinary::bundled(&install_root).with_context(|| {

@@ -13,6 +13,7 @@ pub mod oom;
 pub mod pod_network;
 pub mod port_forward;
 pub mod run;
+pub mod settings;
 pub mod terminal;
 pub mod vm;
 pub mod vmm_privileges;

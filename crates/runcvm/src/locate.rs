@@ -26,9 +26,10 @@ pub enum LocateError {
     QemuOverride(PathBuf),
 }
 
-pub fn guest_init() -> Result<PathBuf, LocateError> {
-    let path = match std::env::var_os(INIT_ENV).filter(|v| !v.is_empty()) {
-        Some(path) => PathBuf::from(path),
+/// Guest init: `chosen` (`RUNCVM_INIT`), else beside `runcvm`.
+pub fn guest_init(chosen: Option<&Path>) -> Result<PathBuf, LocateError> {
+    let path = match chosen {
+        Some(path) => path.to_owned(),
         None => std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().map(|dir| dir.join(INIT_NAME)))
@@ -47,11 +48,12 @@ pub fn install_root() -> Option<PathBuf> {
     Some(exe.parent()?.parent()?.to_owned())
 }
 
-/// QEMU: `RUNCVM_QEMU`, else the bundle of the install runcvm runs from
-/// (the only QEMU inside a container), else `qemu-system-x86_64` on `PATH`.
-pub fn qemu() -> Result<QemuBinary, LocateError> {
-    if let Some(path) = std::env::var_os(runcvm_vmm::qemu::QEMU_ENV).filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(path);
+/// QEMU: `chosen` (`RUNCVM_QEMU`), else the bundle of the install runcvm
+/// runs from (the only QEMU inside a container), else `qemu-system-x86_64`
+/// on `PATH`.
+pub fn qemu(chosen: Option<&Path>) -> Result<QemuBinary, LocateError> {
+    if let Some(path) = chosen {
+        let path = path.to_owned();
         return if path.is_file() {
             Ok(QemuBinary::direct(path))
         } else {

@@ -305,7 +305,7 @@ fn beside_the_launcher(program: &OsString, rest: &[OsString], process: &ProcessA
     command
 }
 
-fn run_exec(args: &ExecArgs) -> i32 {
+fn run_exec(args: &ExecArgs, settings: &runcvm::settings::Settings) -> i32 {
     // The escape hatch: `--- CMD` runs in the container (here), not the VM.
     if args.command.first().is_some_and(|a| a == "---") {
         if args.no_outside {
@@ -336,7 +336,7 @@ fn run_exec(args: &ExecArgs) -> i32 {
     let outcome = exec_process(args, &args.command)
         .map_err(anyhow::Error::msg)
         .and_then(|process| {
-            let socket = runcvm::exec::locate_socket(&args.target, &runcvm::run_dir::RunDir::state_dir())?;
+            let socket = runcvm::exec::locate_socket(&args.target, &settings.state_dir())?;
             runcvm::exec::run_client(&socket, process, args.interactive)
         });
     outcome.unwrap_or_else(|e| {
@@ -486,10 +486,12 @@ fn main() {
         None => "runcvm",
     };
     runcvm_log::init(name, level);
+    // Every RUNCVM_* setting, read once (`settings.rs`).
+    let settings = runcvm::settings::Settings::from_env();
     let code = match cli.command {
-        Command::Exec(args) => run_exec(&args),
+        Command::Exec(args) => run_exec(&args, &settings),
         Command::Inspect { target } => {
-            let shown = runcvm::inspect::locate_image(&target, &runcvm::run_dir::RunDir::state_dir())
+            let shown = runcvm::inspect::locate_image(&target, &settings.state_dir())
                 .and_then(|image| runcvm::inspect::report(&image));
             match shown {
                 Ok(text) => {
@@ -503,13 +505,13 @@ fn main() {
             }
         }
         Command::Doctor => {
-            print!("{}", runcvm::doctor::report());
+            print!("{}", runcvm::doctor::report(&settings));
             0
         }
         Command::Install(args) => run_install(args),
         Command::Uninstall(args) => run_uninstall(args),
         Command::Launch { state_dir } => match launch_file {
-            Some(Ok(launch)) => runcvm::launch::launch(&state_dir, &launch),
+            Some(Ok(launch)) => runcvm::launch::launch(&state_dir, &launch, &settings),
             Some(Err(e)) => {
                 runcvm_log::error!("{e:#}");
                 runcvm::RUNTIME_FAILURE
@@ -517,7 +519,7 @@ fn main() {
             None => runcvm::RUNTIME_FAILURE,
         },
         Command::Run(args) => match args.into_request() {
-            Ok(request) => runcvm::run::run(&request),
+            Ok(request) => runcvm::run::run(&request, &settings),
             Err(message) => {
                 runcvm_log::error!("{message}");
                 runcvm::RUNTIME_FAILURE

@@ -119,8 +119,8 @@ fn parse_net_wait(value: Option<&str>) -> anyhow::Result<Duration> {
 
 /// Checks what can be checked before any work is done: the settings, and
 /// that this is not the host's own namespace.
-pub fn preflight() -> anyhow::Result<TakeOverOptions> {
-    let options = options()?;
+pub fn preflight(settings: &crate::settings::Settings) -> anyhow::Result<TakeOverOptions> {
+    let options = options(settings)?;
     refuse_the_hosts_namespace()?;
     Ok(options)
 }
@@ -132,11 +132,14 @@ pub fn preflight() -> anyhow::Result<TakeOverOptions> {
 /// container, which is in the pod's network namespace too. A launch file
 /// without the record (runc made a fresh namespace for the container, or an
 /// earlier build wrote it) falls back to [`preflight`]'s check.
-pub fn preflight_checked(checked: Option<NamespaceId>) -> anyhow::Result<TakeOverOptions> {
+pub fn preflight_checked(
+    checked: Option<NamespaceId>,
+    settings: &crate::settings::Settings,
+) -> anyhow::Result<TakeOverOptions> {
     let Some(checked) = checked else {
-        return preflight();
+        return preflight(settings);
     };
-    let options = options()?;
+    let options = options(settings)?;
     let mine = namespace_identity(Path::new("/proc/self/ns/net"))
         .context("cannot tell which network namespace the launcher runs in")?;
     if mine != checked {
@@ -160,10 +163,10 @@ fn namespace_identity(path: &Path) -> std::io::Result<NamespaceId> {
     })
 }
 
-fn options() -> anyhow::Result<TakeOverOptions> {
+fn options(settings: &crate::settings::Settings) -> anyhow::Result<TakeOverOptions> {
     Ok(TakeOverOptions {
-        swap_macs: parse_mac_swap(std::env::var(MAC_SWAP_ENV).ok().as_deref())?,
-        wait: parse_net_wait(std::env::var(NET_WAIT_ENV).ok().as_deref())?,
+        swap_macs: parse_mac_swap(settings.mac_swap.as_deref())?,
+        wait: parse_net_wait(settings.net_wait.as_deref())?,
     })
 }
 
@@ -185,12 +188,14 @@ mod tests {
     #[test]
     fn a_container_takes_over_only_the_namespace_the_runtime_checked() {
         let here = namespace_identity(Path::new("/proc/self/ns/net")).unwrap();
-        assert!(preflight_checked(Some(here)).is_ok());
+        assert!(preflight_checked(Some(here), &crate::settings::Settings::default()).is_ok());
         let elsewhere = NamespaceId {
             dev: here.dev,
             ino: here.ino + 1,
         };
-        let error = preflight_checked(Some(elsewhere)).unwrap_err().to_string();
+        let error = preflight_checked(Some(elsewhere), &crate::settings::Settings::default())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not in the pod's"), "{error}");
     }
 

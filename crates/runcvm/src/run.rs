@@ -2,6 +2,7 @@
 //! pick the acceleration, run the VM, clean up, return the exit code.
 
 use crate::run_dir::RunDir;
+use crate::settings::Settings;
 use crate::vm::{VmError, VmLaunch};
 use crate::{RUNTIME_FAILURE, accel, guest_disk, locate};
 use anyhow::Context;
@@ -40,8 +41,8 @@ pub struct RunRequest {
 
 /// Runs the request and returns the exit code for the process: the
 /// workload's, or [`RUNTIME_FAILURE`] after logging why runcvm failed.
-pub fn run(request: &RunRequest) -> i32 {
-    match try_run(request) {
+pub fn run(request: &RunRequest, settings: &Settings) -> i32 {
+    match try_run(request, settings) {
         Ok(code) => code,
         Err(e) => {
             runcvm_log::error!("{e:#}");
@@ -50,10 +51,10 @@ pub fn run(request: &RunRequest) -> i32 {
     }
 }
 
-fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
+fn try_run(request: &RunRequest, settings: &Settings) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let choice = AccelChoice::from_env()?;
-    let volumes_optional = crate::volumes::failure_is_optional()?;
+    let choice = AccelChoice::from_setting(settings.accel.as_deref())?;
+    let volumes_optional = crate::volumes::failure_is_optional(settings.volume_failure.as_deref())?;
     let shares = request
         .volumes
         .iter()
@@ -66,7 +67,10 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
     let size = crate::resources::vm_size(
         crate::resources::current_limits(),
-        request.size.or(crate::resources::Overrides::from_env()?),
+        request.size.or(crate::resources::Overrides::from_settings(
+            settings.cpus.as_deref(),
+            settings.memory_mib.as_deref(),
+        )?),
         host_cpus,
     )?;
     runcvm_log::debug!(
@@ -76,18 +80,18 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         size.origin
     );
     let pod_options = if request.pod_network {
-        Some(crate::pod_network::preflight()?)
+        Some(crate::pod_network::preflight(settings)?)
     } else {
         None
     };
-    let kernel = GuestKernel::locate()?;
-    let init = locate::guest_init()?;
-    let qemu_binary = locate::qemu()?;
-    let state_dir = RunDir::state_dir();
+    let kernel = GuestKernel::locate(settings.kernel())?;
+    let init = locate::guest_init(settings.init.as_deref())?;
+    let qemu_binary = locate::qemu(settings.qemu.as_deref())?;
+    let state_dir = settings.state_dir();
     // Before any work that a refused acceleration would waste.
     let accel = accel::resolve(choice, &qemu_binary, &kernel.path, &state_dir)?;
-    let boot_timeout = accel::boot_timeout(accel)?;
-    let hypervisor = crate::hypervisor::resolve(locate::install_root().as_deref(), accel)?;
+    let boot_timeout = accel::boot_timeout(accel, settings.boot_timeout.as_deref())?;
+    let hypervisor = crate::hypervisor::resolve(settings.hypervisor_asked(), locate::install_root().as_deref(), accel)?;
     RunDir::sweep_stale(&state_dir);
     let run_dir = RunDir::create(&state_dir)?;
     let vmm_user = crate::vmm_privileges::for_euid(nix::unistd::geteuid().as_raw(), node_vmm_user());
@@ -119,7 +123,9 @@ fn try_run(request: &RunRequest) -> anyhow::Result<i32> {
         kernel: &kernel.path,
         qemu: qemu_binary,
         hypervisor,
-        kernel_args: std::env::var(KERNEL_ARGS_ENV)
+        kernel_args: settings
+            .kernel_args
+            .as_deref()
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_owned)

@@ -33,15 +33,13 @@ pub enum VolumeSpec {
     },
 }
 
-/// Whether a failed mount may be skipped, from `RUNCVM_VOLUME_FAILURE`.
-pub fn failure_is_optional() -> anyhow::Result<bool> {
-    match std::env::var(VOLUME_FAILURE_ENV)
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        Err(_) | Ok("" | "fail") => Ok(false),
-        Ok("continue") => Ok(true),
-        Ok(other) => anyhow::bail!("{VOLUME_FAILURE_ENV}={other:?} is not fail or continue"),
+/// Whether a failed mount may be skipped, from the `RUNCVM_VOLUME_FAILURE`
+/// value.
+pub fn failure_is_optional(value: Option<&str>) -> anyhow::Result<bool> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "fail") => Ok(false),
+        Some("continue") => Ok(true),
+        Some(other) => anyhow::bail!("{VOLUME_FAILURE_ENV}={other:?} is not fail or continue"),
     }
 }
 

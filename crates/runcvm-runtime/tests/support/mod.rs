@@ -116,7 +116,10 @@ pub fn install_root() -> &'static Path {
 
 /// The node-side state folder of a runcvm container.
 pub fn state_folder(id: &str) -> PathBuf {
-    runcvm_host::run_dir::RunDir::state_dir().join("containers").join(id)
+    runcvm_runtime::settings::Settings::from_env()
+        .state_dir()
+        .join("containers")
+        .join(id)
 }
 
 /// The command lines of the processes in a container's cgroup.

@@ -86,10 +86,11 @@ pub struct FirecrackerBinary {
 }
 
 impl FirecrackerBinary {
-    /// `RUNCVM_FIRECRACKER` if set, else `<install_root>/bin/firecracker`.
-    pub fn locate(install_root: &Path) -> Result<Self, LaunchError> {
-        match std::env::var_os(FIRECRACKER_ENV).filter(|v| !v.is_empty()) {
-            Some(path) => Self::check(PathBuf::from(path), " (from RUNCVM_FIRECRACKER)"),
+    /// The binary `chosen` names (the binary's `RUNCVM_FIRECRACKER`), else
+    /// `<install_root>/bin/firecracker`.
+    pub fn locate(chosen: Option<&Path>, install_root: &Path) -> Result<Self, LaunchError> {
+        match chosen {
+            Some(path) => Self::check(path.to_owned(), " (from RUNCVM_FIRECRACKER)"),
             None => Self::check(install_root.join(FIRECRACKER_IN_ROOT), ""),
         }
     }
