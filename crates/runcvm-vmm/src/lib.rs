@@ -1,6 +1,8 @@
-//! The VMM backends and what they share: the guest kernel command line and the
-//! choice of acceleration. `qemu` builds a typed `-M microvm` argv; the
-//! Firecracker backend joins it in its own issue.
+//! The VMM backends and what they share: the guest kernel command line, the
+//! choice of acceleration, and one backend-neutral description of a guest
+//! (`vm`: `VmSpec`, and the `Backend` that turns it into a VMM ready to
+//! spawn). `qemu` builds a typed `-M microvm` argv; `firecracker` its
+//! `--config-file` JSON typed after the official API description.
 
 pub mod accel;
 pub mod cmdline;
@@ -8,6 +10,7 @@ pub mod firecracker;
 pub mod kernel;
 pub mod qemu;
 pub mod tsc;
+pub mod vm;
 
 pub use accel::{Accel, AccelChoice, UnknownAccelChoice};
 pub use cmdline::GuestCmdline;

@@ -10,6 +10,7 @@ use runcvm_log::LogLevel;
 use runcvm_proto::HostMessage;
 use runcvm_spec::{Entrypoint, LaunchPlan};
 use runcvm_vmm::qemu::QemuConfig;
+use runcvm_vmm::vm::{Backend, VmSpec};
 use runcvm_vmm::{AccelChoice, GuestCmdline, GuestKernel};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -222,12 +223,6 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
     )?;
     let tsc_khz = runcvm_vmm::tsc::host_tsc_khz();
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
-    let cmdline = GuestCmdline {
-        log_level: level,
-        reboot_method: QemuConfig::REBOOT_METHOD,
-        tsc_khz,
-        extra: boot.kernel_args.clone(),
-    };
     let nic = pod.as_ref().map(|p| p.nic.clone());
     // A container's folder was shared with the VMM's group at create.
     match boot.vmm_user {
@@ -243,51 +238,37 @@ pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
         crate::vmm_privileges::prepare_launcher(user)
             .context("cannot join the VMM's group (the launcher needs CAP_SETGID, and setgroups)")?;
     }
-    let vmm_dir = boot.run_dir.vmm_dir();
-    let vmm = match &boot.hypervisor {
-        crate::hypervisor::Hypervisor::Qemu => {
-            // QEMU gets the tap attached: it need not open /dev/net/tun.
-            let tap = match &nic {
-                Some(nic) => Some(
-                    runcvm_net::tap::attach(&nic.tap)
-                        .map_err(|reason| anyhow::anyhow!("cannot attach to {} for QEMU: {reason}", nic.tap))?,
-                ),
-                None => None,
-            };
-            let config = QemuConfig {
-                binary: boot.qemu.clone(),
-                accel: boot.accel,
-                vcpus: boot.size.cpus,
-                memory_mib: boot.size.memory_mib,
-                kernel: boot.kernel.to_owned(),
-                cmdline,
-                root_disk: Some(boot.run_dir.disk()),
-                nic,
-                tap_fd: tap.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
-                control_socket: Some(boot.run_dir.control_socket()),
-                sandbox: true,
-            };
-            crate::vm::VmmProcess::qemu(&config, tap.into_iter().collect())
-        }
-        crate::hypervisor::Hypervisor::Firecracker(binary) => {
-            let launch = runcvm_vmm::firecracker::FirecrackerLaunch {
-                kernel: boot.kernel.to_owned(),
-                cmdline,
-                root_disk: boot.run_dir.disk(),
-                extra_disks: Vec::new(),
-                nic,
-                vcpus: boot.size.cpus,
-                memory_mib: boot.size.memory_mib,
-                vsock_uds: Some(vmm_dir.join("vsock.sock")),
-                logs: runcvm_vmm::firecracker::FirecrackerLogs {
-                    log_path: vmm_dir.join("firecracker.log"),
-                    level,
-                    metrics_path: (level >= LogLevel::Debug).then(|| vmm_dir.join("firecracker.metrics")),
-                },
-            };
-            crate::vm::VmmProcess::firecracker(binary, &launch, &vmm_dir).context("cannot prepare Firecracker")?
-        }
+    let vm = VmSpec {
+        kernel: boot.kernel.to_owned(),
+        cmdline: GuestCmdline {
+            log_level: level,
+            reboot_method: QemuConfig::REBOOT_METHOD,
+            tsc_khz,
+            extra: boot.kernel_args.clone(),
+        },
+        root_disk: boot.run_dir.disk(),
+        nic,
+        vcpus: boot.size.cpus,
+        memory_mib: boot.size.memory_mib,
+        accel: boot.accel,
+        vmm_dir: boot.run_dir.vmm_dir(),
+        log_level: level,
     };
+    let backend = match &boot.hypervisor {
+        crate::hypervisor::Hypervisor::Qemu => Backend::Qemu(boot.qemu.clone()),
+        crate::hypervisor::Hypervisor::Firecracker(binary) => Backend::Firecracker(binary.clone()),
+    };
+    // QEMU gets the tap attached: it need not open /dev/net/tun.
+    let tap = match (&backend, &vm.nic) {
+        (Backend::Qemu(_), Some(nic)) => Some(
+            runcvm_net::tap::attach(&nic.tap)
+                .map_err(|reason| anyhow::anyhow!("cannot attach to {} for QEMU: {reason}", nic.tap))?,
+        ),
+        _ => None,
+    };
+    let vmm = backend
+        .prepare(&vm, tap)
+        .with_context(|| format!("cannot prepare {}", backend.name()))?;
     runcvm_log::debug!("host preparation took {:.3} s", boot.started.elapsed().as_secs_f64());
     // Keys reach the guest's terminal as typed while it runs.
     let _raw = (boot.interactive && boot.terminal)

@@ -8,7 +8,6 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, PROTOCOL_VERSION, WORKLOAD_SESSION};
 use runcvm_vmm::Accel;
-use runcvm_vmm::qemu::QemuConfig;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -113,90 +112,12 @@ enum Event {
     Signal(Signal),
 }
 
-/// A VMM ready to start: its command line, and where the guest's control
-/// connection arrives (QEMU connects to the socket; with Firecracker, the
-/// guest's vsock connection to the host arrives there).
-#[derive(Debug)]
-pub struct VmmProcess {
-    /// `QEMU` or `Firecracker`, in messages.
-    pub name: &'static str,
-    pub command: std::process::Command,
-    /// The binary proper, in messages.
-    pub binary: std::path::PathBuf,
-    /// What to do when it cannot be started.
-    pub spawn_hint: &'static str,
-    pub control_socket: Option<std::path::PathBuf>,
-    pub accel: Accel,
-    /// Descriptors the VMM inherits under their own numbers (the tap).
-    pub inherited: Vec<std::os::fd::OwnedFd>,
-}
-
-impl VmmProcess {
-    /// QEMU for `config`, inheriting `inherited` (`config.tap_fd` among
-    /// them).
-    pub fn qemu(config: &QemuConfig, inherited: Vec<std::os::fd::OwnedFd>) -> Self {
-        let mut command = config.binary.command();
-        command.args(config.args());
-        Self {
-            name: "QEMU",
-            command,
-            binary: config.binary.path().to_owned(),
-            spawn_hint: "install qemu-system-x86 or set RUNCVM_QEMU",
-            control_socket: config.control_socket.clone(),
-            accel: config.accel,
-            inherited,
-        }
-    }
-}
-
-impl VmmProcess {
-    /// Firecracker for `launch`, with its files in `run_dir`: the
-    /// configuration, the API socket, its log (and metrics at DEBUG), the
-    /// hybrid vsock whose guest-initiated connections on the control port
-    /// arrive at `vsock.sock_1024`.
-    pub fn firecracker(
-        binary: &runcvm_vmm::firecracker::FirecrackerBinary,
-        launch: &runcvm_vmm::firecracker::FirecrackerLaunch,
-        run_dir: &std::path::Path,
-    ) -> Result<Self, FirecrackerSetupError> {
-        use runcvm_vmm::firecracker::{FirecrackerConfig, launch as fc, vsock};
-        let config = FirecrackerConfig::build(launch)?;
-        fc::check_kernel(&config)?;
-        let config_file = run_dir.join("firecracker.json");
-        let api_socket = run_dir.join("firecracker.sock");
-        fc::write_config(&config, &config_file)?;
-        fc::prepare_host_files(&config, &api_socket)?;
-        Ok(Self {
-            name: "Firecracker",
-            command: binary.command(&config_file, &api_socket),
-            binary: binary.path().to_owned(),
-            spawn_hint: "check the Firecracker binary (RUNCVM_FIRECRACKER), or use RUNCVM_HYPERVISOR=qemu",
-            control_socket: launch
-                .vsock_uds
-                .as_deref()
-                .map(|uds| vsock::guest_initiated_path(uds, vsock::CONTROL_PORT)),
-            // Firecracker runs only on KVM.
-            accel: Accel::Kvm,
-            inherited: Vec::new(),
-        })
-    }
-}
-
-/// Firecracker's files could not be prepared.
-#[derive(Debug, thiserror::Error)]
-pub enum FirecrackerSetupError {
-    /// the configuration (its own message)
-    #[error(transparent)]
-    Config(#[from] runcvm_vmm::firecracker::ConfigError),
-    /// the files (their own message)
-    #[error(transparent)]
-    Files(#[from] runcvm_vmm::firecracker::LaunchError),
-}
+pub use runcvm_vmm::vm::VmmCommand;
 
 /// One VM to run.
 #[derive(Debug)]
 pub struct VmLaunch {
-    pub vmm: VmmProcess,
+    pub vmm: VmmCommand,
     pub boot_timeout: Duration,
     pub show_boot: bool,
     /// The answer to the guest's `Ready`.

@@ -1,6 +1,6 @@
 //! T0: the launcher's Firecracker path on the host, against
 //! `fake-firecracker` (a test double of Firecracker's process contract, from
-//! runcvm-test-infra): the files `VmmProcess::firecracker` prepares, the
+//! runcvm-test-infra): the files `VmmCommand::firecracker` prepares, the
 //! command line, the control channel over the hybrid vsock's
 //! `<uds_path>_1024`, and how `vm::run` reports an exit status, a VMM that
 //! dies, and a guest that never reaches init. No root, no VM, no KVM; one
@@ -15,7 +15,7 @@
 //! Each test has its own run folder and passes the fake's settings on the
 //! VMM's command (not this process's environment), so they run in parallel.
 
-use runcvm::vm::{VmError, VmLaunch, VmmProcess, block_forwarded_signals, run};
+use runcvm::vm::{VmError, VmLaunch, VmmCommand, block_forwarded_signals, run};
 use runcvm_log::LogLevel;
 use runcvm_proto::{ExitStatus, HostMessage};
 use runcvm_vmm::GuestCmdline;
@@ -90,7 +90,7 @@ impl Rig {
     /// environment.
     fn vm(&self, mode: &str, exit: &str, boot_timeout: Duration) -> VmLaunch {
         let binary = FirecrackerBinary::at(&fake_firecracker()).expect("the fake is an executable file");
-        let mut vmm = VmmProcess::firecracker(&binary, &self.launch(), self.run_dir()).expect("Firecracker's files");
+        let mut vmm = VmmCommand::firecracker(&binary, &self.launch(), self.run_dir()).expect("Firecracker's files");
         vmm.command
             .env("FAKE_FIRECRACKER_MODE", mode)
             .env("FAKE_FIRECRACKER_EXIT", exit)
@@ -222,7 +222,7 @@ fn firecracker_runs_as_the_vmm_user_on_what_is_shared_with_it() {
     launch.vsock_uds = Some(vmm_dir.join("vsock.sock"));
     launch.logs.log_path = vmm_dir.join("firecracker.log");
     let binary = FirecrackerBinary::at(&fake_firecracker()).expect("the fake is an executable file");
-    let mut vmm = VmmProcess::firecracker(&binary, &launch, &vmm_dir).expect("Firecracker's files");
+    let mut vmm = VmmCommand::firecracker(&binary, &launch, &vmm_dir).expect("Firecracker's files");
     let record = vmm_dir.join("record.json");
     vmm.command
         .env("FAKE_FIRECRACKER_MODE", "normal")

@@ -21,7 +21,7 @@ use runcvm_spec::net::POD_INTERFACE;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub use crate::qemu::Nic;
+pub use crate::vm::Nic;
 
 use super::vsock::{CONTROL_PORT, GUEST_CID, guest_initiated_path};
 

@@ -1,7 +1,7 @@
 //! The QEMU command line for one guest.
 
 use crate::{Accel, GuestCmdline};
-use runcvm_spec::{CONTROL_PORT_NAME, MacAddr};
+use runcvm_spec::CONTROL_PORT_NAME;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -11,12 +11,7 @@ pub const QEMU_ENV: &str = "RUNCVM_QEMU";
 /// QEMU's `-sandbox` value: every optional deny on.
 pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
-/// A virtio-net NIC backed by an existing tap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nic {
-    pub tap: String,
-    pub mac: MacAddr,
-}
+pub use crate::vm::Nic;
 
 /// Everything QEMU needs to run one guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
