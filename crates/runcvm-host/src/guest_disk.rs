@@ -2,11 +2,32 @@
 //! entrypoint, launch plan).
 
 use crate::run_dir::RunDir;
-use anyhow::Context;
 use runcvm_rootfs::{BuiltDisk, DiskSpec, GuestFile};
 use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint, GUEST_DIR, INIT_PATH, LaunchPlan, PLAN_PATH};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+/// Why the root disk could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestDiskError {
+    /// cannot create {path}
+    #[error("cannot create {path}")]
+    Staging {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// cannot write {path}
+    #[error("cannot write {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the disk image (its own message)
+    #[error(transparent)]
+    Image(#[from] runcvm_rootfs::DiskError),
+}
 
 /// Free space the workload gets on its root disk unless told otherwise.
 pub const DEFAULT_HEADROOM_MIB: u64 = 512;
@@ -19,9 +40,17 @@ pub struct GuestFiles<'a> {
     pub plan: &'a LaunchPlan,
 }
 
-pub fn build(run_dir: &RunDir, rootfs: &Path, files: &GuestFiles<'_>, headroom_mib: u64) -> anyhow::Result<BuiltDisk> {
+pub fn build(
+    run_dir: &RunDir,
+    rootfs: &Path,
+    files: &GuestFiles<'_>,
+    headroom_mib: u64,
+) -> Result<BuiltDisk, GuestDiskError> {
     let staging = run_dir.guest_files();
-    std::fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    std::fs::create_dir(&staging).map_err(|source| GuestDiskError::Staging {
+        path: staging.clone(),
+        source,
+    })?;
     let plan = staging.join(name_in_guest_dir(PLAN_PATH));
     write_private(&plan, &files.plan.to_json())?;
     let mut guest_files = vec![
@@ -71,7 +100,7 @@ fn name_in_guest_dir(path: &'static str) -> &'static str {
 
 /// Writes a new file only root can read: these carry the container's env,
 /// secrets included.
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), GuestDiskError> {
     use std::io::Write;
     std::fs::OpenOptions::new()
         .write(true)
@@ -79,5 +108,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .and_then(|mut file| file.write_all(bytes))
-        .with_context(|| format!("cannot write {}", path.display()))
+        .map_err(|source| GuestDiskError::Write {
+            path: path.to_owned(),
+            source,
+        })
 }

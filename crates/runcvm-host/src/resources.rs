@@ -150,6 +150,16 @@ fn min_u(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
+/// {name}={value:?} is not a whole number from {min} to {max}
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value:?} is not a whole number from {min} to {max}")]
+pub struct BadSize {
+    pub name: &'static str,
+    pub value: String,
+    pub min: u32,
+    pub max: u32,
+}
+
 /// Explicit sizes, strongest first: command-line flags, then environment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Overrides {
@@ -159,26 +169,22 @@ pub struct Overrides {
 
 impl Overrides {
     /// A binary's `RUNCVM_CPUS` and `RUNCVM_MEMORY_MIB` values.
-    pub fn from_settings(cpus: Option<&str>, memory_mib: Option<&str>) -> anyhow::Result<Self> {
-        let read =
-            |name: &str, value: Option<&str>, range: std::ops::RangeInclusive<u32>| -> anyhow::Result<Option<u32>> {
-                match value {
-                    Some(value) if !value.trim().is_empty() => value
-                        .trim()
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|v| range.contains(v))
-                        .map(Some)
-                        .ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "{name}={value:?} is not a whole number from {} to {}",
-                                range.start(),
-                                range.end()
-                            )
-                        }),
-                    _ => Ok(None),
-                }
-            };
+    pub fn from_settings(cpus: Option<&str>, memory_mib: Option<&str>) -> Result<Self, BadSize> {
+        let read = |name: &'static str, value: Option<&str>, range: std::ops::RangeInclusive<u32>| match value {
+            Some(value) if !value.trim().is_empty() => value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|v| range.contains(v))
+                .map(Some)
+                .ok_or_else(|| BadSize {
+                    name,
+                    value: value.to_owned(),
+                    min: *range.start(),
+                    max: *range.end(),
+                }),
+            _ => Ok(None),
+        };
         // The same bounds as --cpus and --memory.
         Ok(Self {
             cpus: read(CPUS_ENV, cpus, 1..=64)?,

@@ -134,12 +134,18 @@ pub enum CreateError {
         #[source]
         source: std::io::Error,
     },
-    /// the root disk
-    #[error("cannot build the container's root disk from {rootfs}: {reason:#}")]
-    Disk { rootfs: PathBuf, reason: anyhow::Error },
-    /// writing the launch file
-    #[error("{reason:#}")]
-    Launch { reason: anyhow::Error },
+    /// cannot build the container's root disk from {rootfs}
+    #[error("cannot build the container's root disk from {rootfs}")]
+    Disk {
+        rootfs: PathBuf,
+        #[source]
+        reason: runcvm_host::guest_disk::GuestDiskError,
+    },
+    /// the launch file (its own message)
+    #[error(transparent)]
+    Launch {
+        reason: runcvm_host::guest_disk::GuestDiskError,
+    },
     /// writing a file
     #[error("cannot write {path}")]
     Write {
