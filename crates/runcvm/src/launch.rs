@@ -3,10 +3,10 @@
 //! the state folder already; the launcher takes over the pod network, serves
 //! the container's volumes, runs the VM and exits with the workload's code.
 
-use crate::run::{Boot, boot};
+use crate::run::{Boot, RunFailure, boot};
 use crate::run_dir::RunDir;
 use crate::volumes::VolumeSpec;
-use crate::{RUNTIME_FAILURE, accel, locate};
+use crate::{accel, locate};
 use anyhow::Context;
 use runcvm_spec::launch::{ContainerLaunch, LAUNCH_FILE, LaunchHypervisor};
 use runcvm_spec::{LaunchVolume, VolumeKind};
@@ -63,20 +63,86 @@ fn hold_the_folder(state_dir: &Path) -> anyhow::Result<std::fs::File> {
 const POD_NETWORK_CLAIM: &[u8] = b"runcvm-pod-network";
 
 /// Runs the container's VM and returns its exit code: the workload's, or
-/// [`RUNTIME_FAILURE`] after logging why the launch failed.
+/// the failure's (`RunFailure::exit_code`) after logging it.
 pub fn launch(state_dir: &Path, launch: &ContainerLaunch, settings: &crate::settings::Settings) -> i32 {
     match try_launch(state_dir, launch, settings) {
         Ok(code) => code,
         Err(e) => {
-            runcvm_log::error!("{e:#}");
-            e.downcast_ref::<crate::vm::VmError>()
-                .map_or(RUNTIME_FAILURE, crate::vm::VmError::exit_code)
+            runcvm_log::error!("{}", runcvm_log::error_chain(&e));
+            e.exit_code()
         }
     }
 }
 
-fn try_launch(state_dir: &Path, launch: &ContainerLaunch, settings: &crate::settings::Settings) -> anyhow::Result<i32> {
+fn try_launch(
+    state_dir: &Path,
+    launch: &ContainerLaunch,
+    settings: &crate::settings::Settings,
+) -> Result<i32, RunFailure> {
     let started = Instant::now();
+    let prepared = prepare(state_dir, launch, settings)?;
+    let volumes = &prepared.volumes;
+    let run_dir = &prepared.run_dir;
+    let (accel, boot_timeout, volumes_optional) = (prepared.accel, prepared.boot_timeout, prepared.volumes_optional);
+    let ended = boot(&Boot {
+        run_dir,
+        pod_network: Some(prepared.pod_network),
+        kubernetes: true,
+        volumes,
+        volumes_optional,
+        volume_ids: crate::run::workload_ids(&launch.process),
+        volume_id_map: launch.user_namespace.as_ref().map(crate::volumes::id_map),
+        size: crate::resources::VmSize {
+            cpus: launch.cpus,
+            memory_mib: launch.memory_mib,
+            origin: "the container's limits, read by runcvm-runtime".to_owned(),
+        },
+        accel,
+        boot_timeout,
+        kernel: &prepared.kernel,
+        qemu: prepared.qemu,
+        hypervisor: prepared.hypervisor,
+        kernel_args: launch.kernel_args.clone(),
+        vmm_user: crate::vmm_privileges::for_euid(nix::unistd::geteuid().as_raw(), launch.vmm_user),
+        // The container's stdin is the workload's: a closed one reaches the
+        // guest as end of file, as it would under runc.
+        interactive: true,
+        terminal: launch.process.terminal,
+        started,
+    })?;
+    // The node reports OOMKilled when the kill was mirrored; otherwise (no
+    // memory limit to fill) the termination message says it.
+    if ended.oom_killed && !ended.oom_reported {
+        runcvm_log::info!("the guest's OOM killer ended the container's process");
+        if let Some(path) = termination_message_file(launch) {
+            crate::oom::note_in_termination_message(&path);
+        }
+    }
+    Ok(ended.status.container_code())
+}
+
+/// What the launcher prepares before the VM: the folder's lock and the pod
+/// network's claim (held while the VM runs), and every choice the boot
+/// needs.
+struct Prepared {
+    _held: std::fs::File,
+    _claim: UnixListener,
+    accel: Accel,
+    boot_timeout: std::time::Duration,
+    volumes_optional: bool,
+    pod_network: runcvm_net::TakeOverOptions,
+    kernel: std::path::PathBuf,
+    qemu: runcvm_vmm::qemu::QemuBinary,
+    hypervisor: crate::hypervisor::Hypervisor,
+    volumes: Vec<VolumeSpec>,
+    run_dir: RunDir,
+}
+
+fn prepare(
+    state_dir: &Path,
+    launch: &ContainerLaunch,
+    settings: &crate::settings::Settings,
+) -> anyhow::Result<Prepared> {
     let _held = hold_the_folder(state_dir)?;
     let _claim = claim_pod_network()?;
     let accel = Accel::from(launch.accel);
@@ -115,41 +181,19 @@ fn try_launch(state_dir: &Path, launch: &ContainerLaunch, settings: &crate::sett
         launch.memory_mib,
         volumes.len()
     );
-    let ended = boot(&Boot {
-        run_dir: &run_dir,
-        pod_network: Some(pod_network),
-        kubernetes: true,
-        volumes: &volumes,
-        volumes_optional,
-        volume_ids: crate::run::workload_ids(&launch.process),
-        volume_id_map: launch.user_namespace.as_ref().map(crate::volumes::id_map),
-        size: crate::resources::VmSize {
-            cpus: launch.cpus,
-            memory_mib: launch.memory_mib,
-            origin: "the container's limits, read by runcvm-runtime".to_owned(),
-        },
+    Ok(Prepared {
+        _held,
+        _claim,
         accel,
         boot_timeout,
-        kernel: &kernel.path,
+        volumes_optional,
+        pod_network,
+        kernel: kernel.path,
         qemu,
         hypervisor,
-        kernel_args: launch.kernel_args.clone(),
-        vmm_user: crate::vmm_privileges::for_euid(nix::unistd::geteuid().as_raw(), launch.vmm_user),
-        // The container's stdin is the workload's: a closed one reaches the
-        // guest as end of file, as it would under runc.
-        interactive: true,
-        terminal: launch.process.terminal,
-        started,
-    })?;
-    // The node reports OOMKilled when the kill was mirrored; otherwise (no
-    // memory limit to fill) the termination message says it.
-    if ended.oom_killed && !ended.oom_reported {
-        runcvm_log::info!("the guest's OOM killer ended the container's process");
-        if let Some(path) = termination_message_file(launch) {
-            crate::oom::note_in_termination_message(&path);
-        }
-    }
-    Ok(ended.status.container_code())
+        volumes,
+        run_dir,
+    })
 }
 
 /// The file kubelet reads the termination message from: kubelet's

@@ -40,20 +40,94 @@ pub struct RunRequest {
     pub volumes: Vec<crate::volumes::VolumeSpec>,
 }
 
-/// Runs the request and returns the exit code for the process: the
-/// workload's, or [`RUNTIME_FAILURE`] after logging why runcvm failed.
-pub fn run(request: &RunRequest, settings: &Settings) -> i32 {
-    match try_run(request, settings) {
-        Ok(code) => code,
-        Err(e) => {
-            runcvm_log::error!("{e:#}");
-            e.downcast_ref::<VmError>().map_or(RUNTIME_FAILURE, VmError::exit_code)
+/// Why a run ended without the workload's status, with the exit code that
+/// says so.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    /// the VM failed or was interrupted (its own message, and exit code)
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// runcvm failed before the VM ran (its own message)
+    #[error("{0:#}")]
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for RunFailure {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Runtime(error)
+    }
+}
+
+impl RunFailure {
+    /// The exit code runcvm reports for it.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Vm(e) => e.exit_code(),
+            Self::Runtime(_) => RUNTIME_FAILURE,
         }
     }
 }
 
-fn try_run(request: &RunRequest, settings: &Settings) -> anyhow::Result<i32> {
+/// Runs the request and returns the exit code for the process: the
+/// workload's, or the failure's after logging it.
+pub fn run(request: &RunRequest, settings: &Settings) -> i32 {
+    match try_run(request, settings) {
+        Ok(code) => code,
+        Err(e) => {
+            runcvm_log::error!("{}", runcvm_log::error_chain(&e));
+            e.exit_code()
+        }
+    }
+}
+
+fn try_run(request: &RunRequest, settings: &Settings) -> Result<i32, RunFailure> {
     let started = Instant::now();
+    let prepared = prepare(request, settings)?;
+    let ended = boot(&Boot {
+        run_dir: &prepared.run_dir,
+        pod_network: prepared.pod_options,
+        kubernetes: false,
+        volumes: &request.volumes,
+        volumes_optional: prepared.volumes_optional,
+        volume_ids: request.entrypoint.as_ref().and_then(workload_ids),
+        volume_id_map: None,
+        size: prepared.size,
+        accel: prepared.accel,
+        boot_timeout: prepared.boot_timeout,
+        kernel: &prepared.kernel,
+        qemu: prepared.qemu,
+        hypervisor: prepared.hypervisor,
+        kernel_args: settings
+            .kernel_args
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        vmm_user: prepared.vmm_user,
+        interactive: request.interactive,
+        terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
+        started,
+    })?;
+    Ok(ended.status.container_code())
+}
+
+/// What `runcvm run` prepares on the host before the VM: its folder and
+/// root disk, and every choice the boot needs.
+struct Prepared {
+    run_dir: RunDir,
+    pod_options: Option<runcvm_net::TakeOverOptions>,
+    volumes_optional: bool,
+    size: crate::resources::VmSize,
+    accel: runcvm_vmm::Accel,
+    boot_timeout: std::time::Duration,
+    kernel: std::path::PathBuf,
+    qemu: runcvm_vmm::qemu::QemuBinary,
+    hypervisor: crate::hypervisor::Hypervisor,
+    vmm_user: Option<runcvm_spec::VmmUser>,
+}
+
+fn prepare(request: &RunRequest, settings: &Settings) -> anyhow::Result<Prepared> {
     let choice = AccelChoice::from_setting(settings.accel.as_deref())?;
     let volumes_optional = crate::volumes::failure_is_optional(settings.volume_failure.as_deref())?;
     let shares = request
@@ -109,34 +183,18 @@ fn try_run(request: &RunRequest, settings: &Settings) -> anyhow::Result<i32> {
         plan: &request.plan,
     };
     guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib).context("cannot build the root disk")?;
-
-    let ended = boot(&Boot {
-        run_dir: &run_dir,
-        pod_network: pod_options,
-        kubernetes: false,
-        volumes: &request.volumes,
+    Ok(Prepared {
+        run_dir,
+        pod_options,
         volumes_optional,
-        volume_ids: request.entrypoint.as_ref().and_then(workload_ids),
-        volume_id_map: None,
         size,
         accel,
         boot_timeout,
-        kernel: &kernel.path,
+        kernel: kernel.path,
         qemu: qemu_binary,
         hypervisor,
-        kernel_args: settings
-            .kernel_args
-            .as_deref()
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
         vmm_user,
-        interactive: request.interactive,
-        terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
-        started,
-    })?;
-    Ok(ended.status.container_code())
+    })
 }
 
 /// The VMM user of the node's settings (`runcvm install --vmm-user`), else
@@ -193,7 +251,7 @@ pub(crate) struct Boot<'a> {
 
 /// Takes over the pod network, serves the volumes, runs the VM and returns
 /// how the workload ended.
-pub(crate) fn boot(boot: &Boot<'_>) -> anyhow::Result<crate::vm::WorkloadEnd> {
+pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure> {
     let level = runcvm_log::level();
     let pod = match boot.pod_network {
         // A pod's log is the workload's: the swap line is there at DEBUG.
