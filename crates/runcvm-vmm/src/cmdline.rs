@@ -32,6 +32,12 @@ impl GuestCmdline {
             // Skips calibrating the TSC against the PIT, which hangs about
             // one TCG boot in six.
             format!("tsc_early_khz={}", self.tsc_khz),
+            // The TSC is the host's (KVM, and TCG reads the host's too): no
+            // clocksource watchdog, which on a busy host compares it with
+            // late timer ticks, marks it unstable, falls back to jiffies and
+            // says so on the console, in the workload's stderr under
+            // `runcvm run` (as Kata's guests do).
+            "tsc=reliable".to_owned(),
             // The kernel hands unknown `KEY=value` words to init as its
             // environment, so the guest's first line already has the level.
             // No `quiet`: the boot lines reach the launcher, which hides them
@@ -60,7 +66,7 @@ mod tests {
         assert_eq!(
             info,
             "console=ttyS0 reboot=t panic=-1 root=/dev/vda rootfstype=ext4 rw \
-             init=/.runcvm/init tsc_early_khz=2596000 RUNCVM_LOG_LEVEL=INFO"
+             init=/.runcvm/init tsc_early_khz=2596000 tsc=reliable RUNCVM_LOG_LEVEL=INFO"
         );
         let debug = GuestCmdline {
             log_level: LogLevel::Debug,
