@@ -9,6 +9,7 @@
 use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream};
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a client waits for the launcher's socket: an exec right after
@@ -28,19 +29,57 @@ const PASSED_SIGNALS: [nix::sys::signal::Signal; 6] = [
     nix::sys::signal::Signal::SIGUSR2,
 ];
 
+/// Why `runcvm exec` could not run its process in the VM, or lost it.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecClientError {
+    /// {target:?} is neither the pid of a `runcvm run` nor its run folder
+    #[error("{target:?} is neither the pid of a `runcvm run` nor its run folder")]
+    BadTarget { target: String },
+    /// no VM of `runcvm run` pid {pid} under {runs}: is it running, with the
+    /// same RUNCVM_STATE_DIR?
+    #[error("no VM of `runcvm run` pid {pid} under {runs}: is it running, with the same RUNCVM_STATE_DIR?")]
+    NoRun { pid: u32, runs: PathBuf },
+    /// cannot reach the VM at {socket} (waited up to {waited_secs} s for it)
+    #[error("cannot reach the VM at {socket} (waited up to {waited_secs} s for it)")]
+    Connect {
+        socket: PathBuf,
+        waited_secs: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the connection to the launcher cannot be shared between the client's
+    /// threads (the I/O error's own message)
+    #[error(transparent)]
+    Clone(std::io::Error),
+    /// the process could not be sent to the launcher (the I/O error's own
+    /// message)
+    #[error(transparent)]
+    Send(std::io::Error),
+    /// the exec session broke off
+    #[error("the exec session broke off")]
+    SessionBroke(#[source] runcvm_proto::ProtoError),
+    /// the process's output could not be written here (the I/O error's own
+    /// message)
+    #[error(transparent)]
+    Output(std::io::Error),
+    /// the VM ended before the exec session did
+    #[error("the VM ended before the exec session did")]
+    VmEnded,
+}
+
 /// Finds a run's exec socket: `TARGET` is the pid of its `runcvm run`, its
 /// run folder, or the socket itself.
-pub fn locate_socket(target: &str, state_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    let path = std::path::Path::new(target);
+pub fn locate_socket(target: &str, state_dir: &Path) -> Result<PathBuf, ExecClientError> {
+    let path = Path::new(target);
     if path.is_dir() {
         return Ok(path.join(crate::run_dir::EXEC_SOCKET));
     }
     if path.exists() {
         return Ok(path.to_owned());
     }
-    let pid: u32 = target
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{target:?} is neither the pid of a `runcvm run` nor its run folder"))?;
+    let pid: u32 = target.parse().map_err(|_| ExecClientError::BadTarget {
+        target: target.to_owned(),
+    })?;
     let runs = state_dir.join("runs");
     let prefix = format!("{pid}-");
     std::fs::read_dir(&runs)
@@ -51,12 +90,7 @@ pub fn locate_socket(target: &str, state_dir: &std::path::Path) -> anyhow::Resul
                 .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
                 .map(|e| e.path().join(crate::run_dir::EXEC_SOCKET))
         })
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no VM of `runcvm run` pid {pid} under {}: is it running, with the same RUNCVM_STATE_DIR?",
-                runs.display()
-            )
-        })
+        .ok_or(ExecClientError::NoRun { pid, runs })
 }
 
 /// Sends our terminal's new size on every SIGWINCH.
@@ -78,7 +112,7 @@ fn follow_window_size(writer: ClientWriter) {
 
 /// Connects to the launcher's socket, waiting for it to appear (see
 /// [`SOCKET_WAIT`]).
-fn connect(socket: &std::path::Path) -> anyhow::Result<UnixStream> {
+fn connect(socket: &Path) -> Result<UnixStream, ExecClientError> {
     let deadline = Instant::now() + SOCKET_WAIT;
     loop {
         match UnixStream::connect(socket) {
@@ -91,12 +125,12 @@ fn connect(socket: &std::path::Path) -> anyhow::Result<UnixStream> {
             {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "cannot reach the VM at {} (waited up to {} s for it)",
-                    socket.display(),
-                    SOCKET_WAIT.as_secs()
-                )));
+            Err(source) => {
+                return Err(ExecClientError::Connect {
+                    socket: socket.to_owned(),
+                    waited_secs: SOCKET_WAIT.as_secs(),
+                    source,
+                });
             }
         }
     }
@@ -144,15 +178,12 @@ fn pass_signals(writer: ClientWriter) {
 /// Runs `process` in the VM behind `socket`, relaying this process's stdin
 /// (if `interactive`), stdout and stderr, and its signals; returns the exit
 /// code.
-pub fn run_client(
-    socket: &std::path::Path,
-    process: runcvm_spec::Entrypoint,
-    interactive: bool,
-) -> anyhow::Result<i32> {
-    use anyhow::Context;
+pub fn run_client(socket: &Path, process: runcvm_spec::Entrypoint, interactive: bool) -> Result<i32, ExecClientError> {
     use std::io::{Read, Write};
     let stream = connect(socket)?;
-    let writer: ClientWriter = std::sync::Arc::new(std::sync::Mutex::new(stream.try_clone()?));
+    let writer: ClientWriter = std::sync::Arc::new(std::sync::Mutex::new(
+        stream.try_clone().map_err(ExecClientError::Clone)?,
+    ));
     let terminal = process.terminal;
     let terminal_size = terminal.then(crate::terminal::current_size);
     send_frame(&writer, |s| {
@@ -164,7 +195,8 @@ pub fn run_client(
                 terminal_size,
             },
         )
-    })?;
+    })
+    .map_err(ExecClientError::Send)?;
     pass_signals(std::sync::Arc::clone(&writer));
     let _raw = (terminal && interactive)
         .then(crate::terminal::RawMode::on_stdin)
@@ -189,24 +221,26 @@ pub fn run_client(
     });
     let mut reader = BufReader::new(stream);
     loop {
-        match runcvm_proto::read_frame::<GuestMessage>(&mut reader).context("the exec session broke off")? {
+        match runcvm_proto::read_frame::<GuestMessage>(&mut reader).map_err(ExecClientError::SessionBroke)? {
             Some(Frame::Data {
                 stream: Stream::Stdout,
                 bytes,
                 ..
             }) => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(&bytes)?;
-                out.flush()?;
+                out.write_all(&bytes)
+                    .and_then(|()| out.flush())
+                    .map_err(ExecClientError::Output)?;
             }
             Some(Frame::Data { bytes, .. }) => {
                 let mut err = std::io::stderr().lock();
-                err.write_all(&bytes)?;
-                err.flush()?;
+                err.write_all(&bytes)
+                    .and_then(|()| err.flush())
+                    .map_err(ExecClientError::Output)?;
             }
             Some(Frame::Message(GuestMessage::ExecExit { status, .. })) => return Ok(status.container_code()),
             Some(Frame::Message(_)) => {}
-            None => anyhow::bail!("the VM ended before the exec session did"),
+            None => return Err(ExecClientError::VmEnded),
         }
     }
 }

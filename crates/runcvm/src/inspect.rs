@@ -3,43 +3,62 @@
 //! image, a folder holding `disk.ext4` (a run folder, a container's state
 //! folder), or a Kubernetes container id.
 
-use anyhow::Context;
-use runcvm_rootfs::{GuestEntry, find_tool};
+use runcvm_rootfs::{DiskError, GuestEntry, find_tool};
+use runcvm_spec::launch::DISK_FILE;
 use runcvm_spec::{ENTRYPOINT_PATH, GUEST_DIR, PLAN_PATH};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+/// Why a root disk could not be found or shown.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// {target:?} is neither a root disk image, nor a folder holding
+    /// disk.ext4, nor a container id with a state folder under {containers}
+    #[error(
+        "{target:?} is neither a root disk image, nor a folder holding {DISK_FILE}, nor a container id with a state folder under {containers}"
+    )]
+    NoImage { target: String, containers: PathBuf },
+    /// debugfs not found: install e2fsprogs
+    #[error("debugfs not found: install e2fsprogs")]
+    NoDebugfs,
+    /// {image} is not a regular file
+    #[error("{image} is not a regular file")]
+    NotAFile { image: PathBuf },
+    /// the image as debugfs read it (its own message)
+    #[error(transparent)]
+    Read(#[from] DiskError),
+}
+
 /// The image `target` names.
-pub fn locate_image(target: &str, state_dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn locate_image(target: &str, state_dir: &Path) -> Result<PathBuf, InspectError> {
     let path = Path::new(target);
     let kind = std::fs::symlink_metadata(path).map(|m| m.file_type());
     if kind.as_ref().is_ok_and(std::fs::FileType::is_file) {
         return Ok(path.to_owned());
     }
     if kind.as_ref().is_ok_and(std::fs::FileType::is_dir) {
-        return Ok(path.join(runcvm_spec::launch::DISK_FILE));
+        return Ok(path.join(DISK_FILE));
     }
-    let container = state_dir
-        .join("containers")
-        .join(target)
-        .join(runcvm_spec::launch::DISK_FILE);
+    let containers = state_dir.join("containers");
+    let container = containers.join(target).join(DISK_FILE);
     if !target.contains('/') && container.is_file() {
         return Ok(container);
     }
-    anyhow::bail!(
-        "{target:?} is neither a root disk image, nor a folder holding {}, nor a container id with a state folder under {}",
-        runcvm_spec::launch::DISK_FILE,
-        state_dir.join("containers").display()
-    )
+    Err(InspectError::NoImage {
+        target: target.to_owned(),
+        containers,
+    })
 }
 
 /// The listing of `/.runcvm` (`ls -l` style), then the entrypoint and the
 /// plan as stored.
-pub fn report(image: &Path) -> anyhow::Result<String> {
-    let debugfs = find_tool("debugfs").context("debugfs not found: install e2fsprogs")?;
+pub fn report(image: &Path) -> Result<String, InspectError> {
+    let debugfs = find_tool("debugfs").ok_or(InspectError::NoDebugfs)?;
     // Not through a symlink: a container can write its state folder.
     if !std::fs::symlink_metadata(image).is_ok_and(|m| m.file_type().is_file()) {
-        anyhow::bail!("{} is not a regular file", image.display());
+        return Err(InspectError::NotAFile {
+            image: image.to_owned(),
+        });
     }
     let entries = GuestEntry::list(&debugfs, image, GUEST_DIR)?;
     let mut out = format!("{} in {}\n", GUEST_DIR, image.display());

@@ -3,11 +3,11 @@
 //! the state folder already; the launcher takes over the pod network, serves
 //! the container's volumes, runs the VM and exits with the workload's code.
 
-use crate::run::{Boot, RunFailure, boot};
+use crate::failure::{RunError, RunFailure};
+use crate::run::{Boot, boot};
 use crate::run_dir::RunDir;
 use crate::volumes::VolumeSpec;
 use crate::{accel, locate};
-use anyhow::Context;
 use runcvm_spec::launch::{ContainerLaunch, LAUNCH_FILE, LaunchHypervisor};
 use runcvm_spec::{LaunchVolume, VolumeKind};
 use runcvm_vmm::{Accel, GuestKernel};
@@ -30,29 +30,51 @@ pub fn log_name(launch: &ContainerLaunch) -> &'static str {
     }
 }
 
+/// The launch file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchFileError {
+    /// cannot read {path}
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// cannot use {path}
+    #[error("cannot use {}", path.display())]
+    Use {
+        path: std::path::PathBuf,
+        #[source]
+        source: runcvm_spec::launch::LaunchError,
+    },
+}
+
 /// The container's launch file, which `runcvm-runtime create` wrote: read
 /// once, by `main`, for the log name and the launch.
-pub fn load(state_dir: &Path) -> anyhow::Result<ContainerLaunch> {
-    let file = state_dir.join(LAUNCH_FILE);
-    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    ContainerLaunch::from_json(&bytes).with_context(|| format!("cannot use {}", file.display()))
+pub fn load(state_dir: &Path) -> Result<ContainerLaunch, LaunchFileError> {
+    let path = state_dir.join(LAUNCH_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(source) => return Err(LaunchFileError::Read { path, source }),
+    };
+    ContainerLaunch::from_json(&bytes).map_err(|source| LaunchFileError::Use { path, source })
 }
 
 pub use runcvm_host::run_dir::LAUNCHER_LOCK;
 
 /// Takes the folder's lock; it is released when the returned file closes,
 /// however the launcher ends.
-fn hold_the_folder(state_dir: &Path) -> anyhow::Result<std::fs::File> {
+fn hold_the_folder(state_dir: &Path) -> Result<std::fs::File, RunError> {
     use std::os::fd::AsRawFd;
     let path = state_dir.join(LAUNCHER_LOCK);
-    let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file = match std::fs::File::create(&path) {
+        Ok(file) => file,
+        Err(source) => return Err(RunError::Create { path, source }),
+    };
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        anyhow::bail!(
-            "cannot lock {}: {} (another launcher of this container runs)",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
+        let reason = std::io::Error::last_os_error();
+        return Err(RunError::Lock { path, reason });
     }
     Ok(file)
 }
@@ -142,7 +164,7 @@ fn prepare(
     state_dir: &Path,
     launch: &ContainerLaunch,
     settings: &crate::settings::Settings,
-) -> anyhow::Result<Prepared> {
+) -> Result<Prepared, RunError> {
     let _held = hold_the_folder(state_dir)?;
     let _claim = claim_pod_network()?;
     let accel = Accel::from(launch.accel);
@@ -151,13 +173,9 @@ fn prepare(
     let pod_network = crate::pod_network::preflight_checked(launch.network_namespace, settings)?;
     let kernel = GuestKernel::locate(settings.kernel())?;
     // Only the install's QEMU: nothing the image or the pod names.
-    let install_root = locate::install_root().context("cannot tell the install runcvm runs from")?;
-    let qemu = runcvm_vmm::qemu::QemuBinary::bundled(&install_root).with_context(|| {
-        format!(
-            "the QEMU bundle under {} is incomplete: reinstall runcvm (runcvm install)",
-            install_root.display()
-        )
-    })?;
+    let install_root = locate::install_root().ok_or(RunError::NoInstallRoot)?;
+    let qemu = runcvm_vmm::qemu::QemuBinary::bundled(&install_root)
+        .ok_or_else(|| RunError::QemuBundle(install_root.clone()))?;
     // The runtime chose from the node's settings at create; only the
     // install's Firecracker, as only its QEMU.
     let hypervisor = match launch.hypervisor {
@@ -166,7 +184,7 @@ fn prepare(
             runcvm_vmm::firecracker::FirecrackerBinary::at(
                 &install_root.join(runcvm_vmm::firecracker::launch::FIRECRACKER_IN_ROOT),
             )
-            .context("the runtime chose Firecracker at create")?,
+            .map_err(RunError::Firecracker)?,
         ),
     };
     runcvm_log::debug!("hypervisor {}", hypervisor.name());
@@ -234,16 +252,14 @@ fn volume_spec(volume: &LaunchVolume) -> VolumeSpec {
 /// One VM per pod: `eth0`, the pod's IP and MAC go to a single guest. A
 /// second runcvm container in a running pod is refused here rather than
 /// taking the network from the first.
-fn claim_pod_network() -> anyhow::Result<UnixListener> {
+fn claim_pod_network() -> Result<UnixListener, RunError> {
     use std::os::linux::net::SocketAddrExt;
-    let address = std::os::unix::net::SocketAddr::from_abstract_name(POD_NETWORK_CLAIM)?;
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(POD_NETWORK_CLAIM).map_err(RunError::Claim)?;
     UnixListener::bind_addr(&address).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow::anyhow!(
-                "another runcvm container of this pod is running and owns the pod's network: runcvm runs one VM container per pod (see docs/kubernetes.md); give the other container a pod of its own"
-            )
+            RunError::PodNetworkClaimed
         } else {
-            anyhow::Error::new(e).context("cannot claim the pod's network")
+            RunError::Claim(e)
         }
     })
 }

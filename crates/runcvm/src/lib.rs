@@ -5,6 +5,7 @@
 pub mod console;
 pub mod doctor;
 pub mod exec;
+pub mod failure;
 pub mod hub;
 pub mod inspect;
 pub mod launch;

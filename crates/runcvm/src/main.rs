@@ -333,14 +333,17 @@ fn run_exec(args: &ExecArgs, settings: &runcvm::settings::Settings) -> i32 {
             }
         };
     }
-    let outcome = exec_process(args, &args.command)
-        .map_err(anyhow::Error::msg)
-        .and_then(|process| {
-            let socket = runcvm::exec::locate_socket(&args.target, &settings.state_dir())?;
-            runcvm::exec::run_client(&socket, process, args.interactive)
-        });
+    let process = match exec_process(args, &args.command) {
+        Ok(process) => process,
+        Err(message) => {
+            runcvm_log::error!("{message}");
+            return runcvm::RUNTIME_FAILURE;
+        }
+    };
+    let outcome = runcvm::exec::locate_socket(&args.target, &settings.state_dir())
+        .and_then(|socket| runcvm::exec::run_client(&socket, process, args.interactive));
     outcome.unwrap_or_else(|e| {
-        runcvm_log::error!("{e:#}");
+        runcvm_log::error!("{}", runcvm_log::error_chain(&e));
         runcvm::RUNTIME_FAILURE
     })
 }
@@ -499,7 +502,7 @@ fn main() {
                     0
                 }
                 Err(e) => {
-                    runcvm_log::error!("{e:#}");
+                    runcvm_log::error!("{}", runcvm_log::error_chain(&e));
                     runcvm::RUNTIME_FAILURE
                 }
             }
@@ -513,7 +516,7 @@ fn main() {
         Command::Launch { state_dir } => match launch_file {
             Some(Ok(launch)) => runcvm::launch::launch(&state_dir, &launch, &settings),
             Some(Err(e)) => {
-                runcvm_log::error!("{e:#}");
+                runcvm_log::error!("{}", runcvm_log::error_chain(&e));
                 runcvm::RUNTIME_FAILURE
             }
             None => runcvm::RUNTIME_FAILURE,

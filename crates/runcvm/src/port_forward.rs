@@ -12,12 +12,25 @@
 //! nothing in the pod's namespace reaches them this way.
 
 use crate::hub::SessionHub;
-use anyhow::Context;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 
 /// The nftables table in the pod's namespace (inet family).
 pub const TABLE: &str = "runcvm-port-forward";
+
+/// Why kubectl port-forward's way into the VM could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PortForwardError {
+    /// cannot listen on 127.0.0.1 for kubectl port-forward
+    #[error("cannot listen on 127.0.0.1 for kubectl port-forward")]
+    Listen(#[source] std::io::Error),
+    /// the port the IPv4 listener got (the I/O error's own message)
+    #[error(transparent)]
+    Port(std::io::Error),
+    /// cannot install the nftables redirect for kubectl port-forward
+    #[error("cannot install the nftables redirect for kubectl port-forward")]
+    Redirect(#[source] runcvm_netlink::NetlinkError),
+}
 
 /// The listeners, and the redirect to them, in the pod's namespace.
 #[derive(Debug)]
@@ -29,10 +42,9 @@ pub struct PortForward {
 impl PortForward {
     /// Listens on the loopback and installs the redirect. Without an IPv6
     /// loopback, IPv4 alone.
-    pub fn set_up() -> anyhow::Result<Self> {
-        let ipv4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .context("cannot listen on 127.0.0.1 for kubectl port-forward")?;
-        let port = ipv4.local_addr()?.port();
+    pub fn set_up() -> Result<Self, PortForwardError> {
+        let ipv4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).map_err(PortForwardError::Listen)?;
+        let port = ipv4.local_addr().map_err(PortForwardError::Port)?.port();
         let ipv6 = match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))) {
             Ok(listener) => Some(listener),
             Err(e) => {
@@ -42,7 +54,7 @@ impl PortForward {
         };
         runcvm_netlink::nft::loopback_redirect(TABLE, port)
             .install()
-            .context("cannot install the nftables redirect for kubectl port-forward")?;
+            .map_err(PortForwardError::Redirect)?;
         runcvm_log::debug!("port-forward: loopback connections go to port {port}");
         Ok(Self { ipv4, ipv6 })
     }

@@ -1,11 +1,11 @@
 //! One run from a rootfs folder: locate what is needed, build the root disk,
 //! pick the acceleration, run the VM, clean up, return the exit code.
 
+use crate::failure::{RunError, RunFailure};
 use crate::run_dir::RunDir;
 use crate::settings::Settings;
-use crate::vm::{VmError, VmLaunch};
-use crate::{RUNTIME_FAILURE, accel, guest_disk, locate};
-use anyhow::Context;
+use crate::vm::VmLaunch;
+use crate::{accel, guest_disk, locate};
 use runcvm_log::LogLevel;
 use runcvm_proto::HostMessage;
 use runcvm_spec::{Entrypoint, LaunchPlan};
@@ -38,34 +38,6 @@ pub struct RunRequest {
     /// Host folders shared into the guest over NFS, and single files
     /// copied into it at boot.
     pub volumes: Vec<crate::volumes::VolumeSpec>,
-}
-
-/// Why a run ended without the workload's status, with the exit code that
-/// says so.
-#[derive(Debug, thiserror::Error)]
-pub enum RunFailure {
-    /// the VM failed or was interrupted (its own message, and exit code)
-    #[error(transparent)]
-    Vm(#[from] VmError),
-    /// runcvm failed before the VM ran (its own message)
-    #[error("{0:#}")]
-    Runtime(anyhow::Error),
-}
-
-impl From<anyhow::Error> for RunFailure {
-    fn from(error: anyhow::Error) -> Self {
-        Self::Runtime(error)
-    }
-}
-
-impl RunFailure {
-    /// The exit code runcvm reports for it.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Self::Vm(e) => e.exit_code(),
-            Self::Runtime(_) => RUNTIME_FAILURE,
-        }
-    }
 }
 
 /// Runs the request and returns the exit code for the process: the
@@ -127,7 +99,7 @@ struct Prepared {
     vmm_user: Option<runcvm_spec::VmmUser>,
 }
 
-fn prepare(request: &RunRequest, settings: &Settings) -> anyhow::Result<Prepared> {
+fn prepare(request: &RunRequest, settings: &Settings) -> Result<Prepared, RunError> {
     let choice = AccelChoice::from_setting(settings.accel.as_deref())?;
     let volumes_optional = crate::volumes::failure_is_optional(settings.volume_failure.as_deref())?;
     let shares = request
@@ -135,9 +107,7 @@ fn prepare(request: &RunRequest, settings: &Settings) -> anyhow::Result<Prepared
         .iter()
         .any(|v| matches!(v, crate::volumes::VolumeSpec::Shared(_)));
     if shares && !request.pod_network {
-        anyhow::bail!(
-            "volumes are served over NFS on 169.254.1.254 (troubleshooting.md, Volumes), which needs --network pod"
-        );
+        return Err(RunError::VolumesNeedThePodNetwork);
     }
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
     let size = crate::resources::vm_size(
@@ -172,8 +142,10 @@ fn prepare(request: &RunRequest, settings: &Settings) -> anyhow::Result<Prepared
     let vmm_user = crate::vmm_privileges::for_euid(nix::unistd::geteuid().as_raw(), node_vmm_user());
     if vmm_user.is_some() {
         let runs = state_dir.join("runs");
-        crate::vmm_privileges::open_for_passage(&[&state_dir, &runs])
-            .with_context(|| format!("cannot let the VMM's user pass through {}", runs.display()))?;
+        crate::vmm_privileges::open_for_passage(&[&state_dir, &runs]).map_err(|source| RunError::Passage {
+            path: runs.clone(),
+            source,
+        })?;
     }
     runcvm_log::debug!("run folder {}", run_dir.path().display());
 
@@ -182,7 +154,7 @@ fn prepare(request: &RunRequest, settings: &Settings) -> anyhow::Result<Prepared
         entrypoint: request.entrypoint.as_ref(),
         plan: &request.plan,
     };
-    guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib).context("cannot build the root disk")?;
+    guest_disk::build(&run_dir, &request.rootfs, &files, request.headroom_mib).map_err(RunError::Disk)?;
     Ok(Prepared {
         run_dir,
         pod_options,
@@ -285,16 +257,21 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
     // A container's folder was shared with the VMM's group at create.
     match boot.vmm_user {
         Some(user) if !boot.kubernetes => {
-            crate::vmm_privileges::share_run_folder(boot.run_dir.path(), &boot.run_dir.disk(), user)
-                .with_context(|| format!("cannot share {} with the VMM's group", boot.run_dir.path().display()))?;
+            crate::vmm_privileges::share_run_folder(boot.run_dir.path(), &boot.run_dir.disk(), user).map_err(
+                |source| RunError::Share {
+                    path: boot.run_dir.path().to_owned(),
+                    source,
+                },
+            )?;
         }
         Some(_) => {}
-        None => std::fs::create_dir_all(boot.run_dir.vmm_dir())
-            .with_context(|| format!("cannot create {}", boot.run_dir.vmm_dir().display()))?,
+        None => std::fs::create_dir_all(boot.run_dir.vmm_dir()).map_err(|source| RunError::Create {
+            path: boot.run_dir.vmm_dir(),
+            source,
+        })?,
     }
     if let Some(user) = boot.vmm_user {
-        crate::vmm_privileges::prepare_launcher(user)
-            .context("cannot join the VMM's group (the launcher needs CAP_SETGID, and setgroups)")?;
+        crate::vmm_privileges::prepare_launcher(user).map_err(RunError::JoinGroup)?;
     }
     let vm = VmSpec {
         kernel: boot.kernel.to_owned(),
@@ -318,15 +295,18 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
     };
     // QEMU gets the tap attached: it need not open /dev/net/tun.
     let tap = match (&backend, &vm.nic) {
-        (Backend::Qemu(_), Some(nic)) => Some(
-            runcvm_net::tap::attach(&nic.tap)
-                .map_err(|reason| anyhow::anyhow!("cannot attach to {} for QEMU: {reason}", nic.tap))?,
-        ),
+        (Backend::Qemu(_), Some(nic)) => {
+            Some(runcvm_net::tap::attach(&nic.tap).map_err(|reason| RunError::AttachTap {
+                tap: nic.tap.clone(),
+                reason,
+            })?)
+        }
         _ => None,
     };
-    let vmm = backend
-        .prepare(&vm, tap)
-        .with_context(|| format!("cannot prepare {}", backend.name()))?;
+    let vmm = backend.prepare(&vm, tap).map_err(|source| RunError::PrepareVmm {
+        vmm: backend.name(),
+        source,
+    })?;
     runcvm_log::debug!("host preparation took {:.3} s", boot.started.elapsed().as_secs_f64());
     // Keys reach the guest's terminal as typed while it runs.
     let _raw = (boot.interactive && boot.terminal)

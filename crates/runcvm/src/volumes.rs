@@ -1,12 +1,49 @@
 //! The container's shared mounts, served to the guest over NFS on the host
 //! identity 169.254.1.254 (troubleshooting.md, Volumes).
 
-use anyhow::Context;
-use runcvm_nfs::Export;
+use runcvm_nfs::{Export, NfsError};
 use runcvm_spec::GuestVolume;
 use runcvm_spec::net::HOST_IDENTITY_IP;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
+
+/// Why the volumes cannot be set up: a setting, a `--volume` list, a file
+/// to copy in, or the NFS server. The causes follow the message on the log
+/// line (`runcvm_log::error_chain`).
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// RUNCVM_VOLUME_FAILURE={value:?} is not fail or continue (the value
+    /// lower-cased)
+    #[error("{VOLUME_FAILURE_ENV}={value:?} is not fail or continue")]
+    FailureSetting { value: String },
+    /// two volumes at {path}: give each container path once
+    #[error("two volumes at {path}: give each container path once")]
+    SamePath { path: String },
+    /// cannot read {host} to copy it to {path}
+    #[error("cannot read {host} to copy it to {path}")]
+    ReadCopied {
+        host: PathBuf,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// {host} is too large to copy in at boot ({bytes} bytes; single files
+    /// may hold MAX_COPIED_BYTES bytes in all): share its folder as a volume
+    /// instead
+    #[error(
+        "{host} is too large to copy in at boot ({bytes} bytes; single files may hold {MAX_COPIED_BYTES} bytes in all): \
+         share its folder as a volume instead"
+    )]
+    TooLargeToCopy { host: PathBuf, bytes: usize },
+    /// cannot listen for NFS on 169.254.1.254 (troubleshooting.md, Volumes):
+    /// is br-eth0 up?
+    #[error("cannot listen for NFS on {HOST_IDENTITY_IP} (troubleshooting.md, Volumes): is br-eth0 up?")]
+    Listen(#[source] std::io::Error),
+    /// the NFS server did not start (its own message)
+    #[error(transparent)]
+    Serve(#[from] NfsError),
+}
 
 /// What the guest mounts, and the server's report should it stop.
 #[derive(Debug, Default)]
@@ -35,11 +72,13 @@ pub enum VolumeSpec {
 
 /// Whether a failed mount may be skipped, from the `RUNCVM_VOLUME_FAILURE`
 /// value.
-pub fn failure_is_optional(value: Option<&str>) -> anyhow::Result<bool> {
+pub fn failure_is_optional(value: Option<&str>) -> Result<bool, VolumeError> {
     match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None | Some("" | "fail") => Ok(false),
         Some("continue") => Ok(true),
-        Some(other) => anyhow::bail!("{VOLUME_FAILURE_ENV}={other:?} is not fail or continue"),
+        Some(other) => Err(VolumeError::FailureSetting {
+            value: other.to_owned(),
+        }),
     }
 }
 
@@ -50,7 +89,7 @@ pub const MAX_COPIED_BYTES: usize = 400 << 10;
 
 /// The folders to serve (outer before nested, so mounts stack as the paths
 /// say), and the single files read now to be copied in.
-pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_proto::GuestFile>)> {
+pub fn split(specs: &[VolumeSpec]) -> Result<(Vec<Export>, Vec<runcvm_proto::GuestFile>), VolumeError> {
     let mut exports: Vec<Export> = Vec::new();
     let mut copies = Vec::new();
     let mut paths = std::collections::HashSet::new();
@@ -61,24 +100,25 @@ pub fn split(specs: &[VolumeSpec]) -> anyhow::Result<(Vec<Export>, Vec<runcvm_pr
             VolumeSpec::Copied { path, .. } => path.as_str(),
         };
         if !paths.insert(path.to_owned()) {
-            anyhow::bail!("two volumes at {path}: give each container path once");
+            return Err(VolumeError::SamePath { path: path.to_owned() });
         }
         match spec {
             VolumeSpec::Shared(export) => exports.push(export.clone()),
             VolumeSpec::Copied { host, path, writable } => {
-                let content = std::fs::read(host)
-                    .with_context(|| format!("cannot read {} to copy it to {path}", host.display()))?;
+                let content = std::fs::read(host).map_err(|source| VolumeError::ReadCopied {
+                    host: host.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
                 let mode = std::fs::metadata(host)
                     .ok()
                     .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
                 copied += content.len();
                 if copied > MAX_COPIED_BYTES {
-                    anyhow::bail!(
-                        "{} is too large to copy in at boot ({} bytes; single files may hold {MAX_COPIED_BYTES} bytes in all): \
-                         share its folder as a volume instead",
-                        host.display(),
-                        content.len()
-                    );
+                    return Err(VolumeError::TooLargeToCopy {
+                        host: host.clone(),
+                        bytes: content.len(),
+                    });
                 }
                 copies.push(runcvm_proto::GuestFile {
                     path: path.clone(),
@@ -101,14 +141,12 @@ pub fn serve(
     guest: Option<&runcvm_spec::GuestNetwork>,
     ids: Option<runcvm_nfs::KnownIds>,
     id_map: Option<runcvm_nfs::IdMap>,
-) -> anyhow::Result<Served> {
+) -> Result<Served, VolumeError> {
     if exports.is_empty() {
         return Ok(Served::default());
     }
     let address = SocketAddr::from((HOST_IDENTITY_IP, 0));
-    let listener = TcpListener::bind(address).with_context(|| {
-        format!("cannot listen for NFS on {HOST_IDENTITY_IP} (troubleshooting.md, Volumes): is br-eth0 up?")
-    })?;
+    let listener = TcpListener::bind(address).map_err(VolumeError::Listen)?;
     let peers = runcvm_nfs::Peers {
         addresses: guest
             .map(|g| g.addresses.iter().map(|a| a.ip).collect())
@@ -335,5 +373,35 @@ mod tests {
         );
         let twice = [parse_volume("/tmp:/d").unwrap(), parse_volume("/tmp:/d:ro").unwrap()];
         assert!(split(&twice).unwrap_err().to_string().contains("two volumes at /d"));
+    }
+
+    #[test]
+    fn errors_read_as_the_log_line_says_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let err = split(&[VolumeSpec::Copied {
+            host: gone.clone(),
+            path: "/etc/gone".into(),
+            writable: false,
+        }])
+        .unwrap_err();
+        let cause = std::fs::read(&gone).unwrap_err();
+        assert_eq!(
+            runcvm_log::error_chain(&err),
+            format!("cannot read {} to copy it to /etc/gone: {cause}", gone.display())
+        );
+        assert_eq!(
+            failure_is_optional(Some(" Maybe ")).unwrap_err().to_string(),
+            "RUNCVM_VOLUME_FAILURE=\"maybe\" is not fail or continue"
+        );
+        assert!(failure_is_optional(Some("CONTINUE")).unwrap());
+        let listen = VolumeError::Listen(std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL));
+        assert_eq!(
+            runcvm_log::error_chain(&listen),
+            format!(
+                "cannot listen for NFS on 169.254.1.254 (troubleshooting.md, Volumes): is br-eth0 up?: {}",
+                std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)
+            )
+        );
     }
 }
