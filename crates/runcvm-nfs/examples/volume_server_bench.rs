@@ -85,9 +85,7 @@ fn main() {
     // Listings of a folder changed within the last second are not kept.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let dir = client.lookup(&root, "many").unwrap();
-    let start = Instant::now();
-    let (mut cookie, mut cookieverf, mut listed, mut pages) = (0, cookieverf3::default(), 0, 0);
-    loop {
+    let readdir = |client: &mut client::Client, cookie, cookieverf| {
         let args = READDIR3args {
             dir: dir.clone(),
             cookie,
@@ -97,27 +95,13 @@ fn main() {
         let Nfs3Result::Ok(ok) = client.nfs::<READDIR3res>(16, &args) else {
             panic!("READDIR failed")
         };
-        pages += 1;
-        listed += ok.reply.entries.0.len();
-        cookie = ok.reply.entries.0.last().map_or(cookie, |e| e.cookie);
-        cookieverf = ok.cookieverf;
-        if ok.reply.eof {
-            break;
-        }
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    assert_eq!(listed, entries);
-    println!(
-        "volume server: READDIR of {entries} entries in {pages} pages: {:.1} ms, {:.2} µs per entry",
-        seconds * 1e3,
-        seconds * 1e6 / entries as f64
-    );
-
+        let last = ok.reply.entries.0.last().map(|e| e.cookie);
+        (ok.reply.entries.0.len(), last, ok.cookieverf, ok.reply.eof)
+    };
+    time_listing(&mut client, "READDIR", entries, readdir);
     // READDIRPLUS, as the guest's first listing of a folder asks: each entry
     // with its attributes and handle, pages of 64 KiB (the server's dtpref).
-    let start = Instant::now();
-    let (mut cookie, mut cookieverf, mut listed, mut pages) = (0, cookieverf3::default(), 0, 0);
-    loop {
+    let readdirplus = |client: &mut client::Client, cookie, cookieverf| {
         let args = READDIRPLUS3args {
             dir: dir.clone(),
             cookie,
@@ -128,18 +112,38 @@ fn main() {
         let Nfs3Result::Ok(ok) = client.nfs::<READDIRPLUS3res>(17, &args) else {
             panic!("READDIRPLUS failed")
         };
+        let last = ok.reply.entries.0.last().map(|e| e.cookie);
+        (ok.reply.entries.0.len(), last, ok.cookieverf, ok.reply.eof)
+    };
+    time_listing(&mut client, "READDIRPLUS", entries, readdirplus);
+}
+
+/// One page: how many entries, the last one's cookie, the verifier, the end.
+type Page = (usize, Option<u64>, cookieverf3, bool);
+
+/// Lists a folder of `entries` page by page with `page` and prints the time.
+fn time_listing(
+    client: &mut client::Client,
+    what: &str,
+    entries: usize,
+    page: impl Fn(&mut client::Client, u64, cookieverf3) -> Page,
+) {
+    let start = Instant::now();
+    let (mut cookie, mut cookieverf, mut listed, mut pages) = (0, cookieverf3::default(), 0, 0);
+    loop {
+        let (count, last, verifier, eof) = page(client, cookie, cookieverf);
         pages += 1;
-        listed += ok.reply.entries.0.len();
-        cookie = ok.reply.entries.0.last().map_or(cookie, |e| e.cookie);
-        cookieverf = ok.cookieverf;
-        if ok.reply.eof {
+        listed += count;
+        cookie = last.unwrap_or(cookie);
+        cookieverf = verifier;
+        if eof {
             break;
         }
     }
     let seconds = start.elapsed().as_secs_f64();
     assert_eq!(listed, entries);
     println!(
-        "volume server: READDIRPLUS of {entries} entries in {pages} pages: {:.1} ms, {:.2} µs per entry",
+        "volume server: {what} of {entries} entries in {pages} pages: {:.1} ms, {:.2} µs per entry",
         seconds * 1e3,
         seconds * 1e6 / entries as f64
     );

@@ -183,6 +183,18 @@ fn serve(exports: Vec<Export>) -> SocketAddr {
         .address
 }
 
+/// A server of one empty temporary folder, `/data`; the folder lives as
+/// long as the returned guard.
+fn serve_a_folder() -> (tempfile::TempDir, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let address = serve(vec![Export {
+        name: "/data".into(),
+        path: dir.path().to_owned(),
+        read_only: false,
+    }]);
+    (dir, address)
+}
+
 /// The data of a READ's reply.
 fn read_data(body: &mut Cursor<Vec<u8>>) -> Vec<u8> {
     match READ3res::unpack(body).unwrap().0 {
@@ -400,12 +412,7 @@ fn refused(address: SocketAddr) -> bool {
 fn a_server_serves_a_bounded_number_of_connections_and_frees_a_slot_when_one_ends() {
     require_root();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    let dir = tempfile::tempdir().unwrap();
-    let address = serve(vec![Export {
-        name: "/data".into(),
-        path: dir.path().to_owned(),
-        read_only: false,
-    }]);
+    let (_dir, address) = serve_a_folder();
     let mut open: Vec<Client> = (0..runcvm_nfs::MAX_CONNECTIONS)
         .map(|_| {
             let mut client = Client::to(address);
@@ -466,12 +473,7 @@ fn write_timeout_of_socket(local: SocketAddr, peer: SocketAddr) -> Option<Durati
 fn the_servers_end_of_a_connection_gives_up_on_a_reply_after_the_write_timeout() {
     require_root();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    let dir = tempfile::tempdir().unwrap();
-    let address = serve(vec![Export {
-        name: "/data".into(),
-        path: dir.path().to_owned(),
-        read_only: false,
-    }]);
+    let (_dir, address) = serve_a_folder();
     let mut client = Client::to(address);
     // Answered: the server has set its end up.
     client.null(1);
