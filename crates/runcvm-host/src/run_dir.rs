@@ -137,7 +137,7 @@ impl RunDir {
     }
 
     pub fn control_socket(&self) -> PathBuf {
-        self.vmm_dir().join("control.sock")
+        self.vmm_dir().join(runcvm_vmm::vm::CONTROL_SOCKET)
     }
 
     /// Where `runcvm exec` reaches the VM.

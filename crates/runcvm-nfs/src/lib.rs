@@ -11,7 +11,8 @@
 //! connection's (at most [`WORKERS_PER_CONNECTION`] calls at once), each
 //! reply written as soon as it is ready: RPC matches replies to calls by
 //! xid, and one slow call (a READ that waits on its file) leaves the others
-//! to be served.
+//! to be served. Calls that only read metadata and open nothing for I/O the
+//! reader answers itself (`answered_by_the_reader`).
 //!
 //! What a guest can hold of the server is bounded: at most
 //! [`MAX_CONNECTIONS`] connections at once (the accept loop closes any

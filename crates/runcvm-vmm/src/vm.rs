@@ -47,10 +47,13 @@ pub struct VmSpec {
     pub log_level: LogLevel,
 }
 
+/// The control socket QEMU connects to, in the VMM's folder.
+pub const CONTROL_SOCKET: &str = "control.sock";
+
 impl VmSpec {
     /// The control socket QEMU connects to.
     pub fn control_socket(&self) -> PathBuf {
-        self.vmm_dir.join("control.sock")
+        self.vmm_dir.join(CONTROL_SOCKET)
     }
 }
 

@@ -116,8 +116,11 @@ pub enum RunError {
     /// cannot claim the pod's network
     #[error("cannot claim the pod's network")]
     Claim(#[source] std::io::Error),
-    /// cannot tell the install runcvm runs from
-    #[error("cannot tell the install runcvm runs from")]
+    /// cannot tell the install runcvm runs from: the launcher must be ROOT/bin/runcvm of an install
+    #[error(
+        "cannot tell the install runcvm runs from (its own path, /proc/self/exe, is unreadable or has no ROOT/bin above it): \
+         the launcher must be ROOT/bin/runcvm of an install (runcvm install)"
+    )]
     NoInstallRoot,
     /// the QEMU bundle under {0} is incomplete: reinstall runcvm (runcvm install)
     #[error("the QEMU bundle under {} is incomplete: reinstall runcvm (runcvm install)", .0.display())]

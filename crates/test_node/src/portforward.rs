@@ -16,11 +16,11 @@
 //! inside the node's network namespace: open the TCP socket with
 //! [`crate::stream::connect_in`].
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::stream::{ReadFailure, read_failure};
+use anyhow::{Context, Result, bail};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
-use tungstenite::client::IntoClientRequest;
 
 /// The subprotocol asked for (the same as for exec).
 pub const PROTOCOL: &str = crate::stream::PROTOCOL;
@@ -98,21 +98,7 @@ impl Demux {
 /// the error channel is returned, not raised.
 pub fn forward(stream: TcpStream, url: &str, port: u16, request: &[u8], timeout: Duration) -> Result<Forwarded> {
     let deadline = Instant::now() + timeout;
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let ws_url = format!("ws://{}", url.trim_start_matches("http://"));
-    let mut handshake = ws_url.as_str().into_client_request().context("the WebSocket request")?;
-    handshake
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", PROTOCOL.parse()?);
-    let (mut socket, response) =
-        tungstenite::client::client(handshake, stream).map_err(|e| anyhow!("WebSocket handshake with {url}: {e}"))?;
-    let agreed = response
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .and_then(|v| v.to_str().ok());
-    if agreed != Some(PROTOCOL) {
-        bail!("the streaming server agreed to {agreed:?}, not {PROTOCOL}");
-    }
+    let mut socket = crate::stream::open_session(stream, url)?;
     if !request.is_empty() {
         let mut message = vec![DATA];
         message.extend_from_slice(request);
@@ -123,34 +109,17 @@ pub fn forward(stream: TcpStream, url: &str, port: u16, request: &[u8], timeout:
         match socket.read() {
             Ok(Message::Binary(data)) => demux.take(&data)?,
             Ok(_) => {}
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
-            // The server's close came with the end of the connection, and
-            // the reply the client owes it could not be written: over too.
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                break;
-            }
-            Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
-            {
-                if Instant::now() >= deadline {
+            Err(e) => match read_failure(&e) {
+                ReadFailure::Over => break,
+                ReadFailure::Waiting if Instant::now() >= deadline => {
                     bail!(
                         "port-forward session still open after {timeout:?}; so far: {:?}",
                         demux.out
                     );
                 }
-            }
-            // The server closed without the closing handshake, or sent a
-            // last frame after its close: the session is over either way.
-            Err(tungstenite::Error::Protocol(
-                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
-                | tungstenite::error::ProtocolError::ReceivedAfterClosing,
-            )) => break,
-            Err(e) => return Err(e).context("reading the port-forward session"),
+                ReadFailure::Waiting => {}
+                ReadFailure::Failed => return Err(e).context("reading the port-forward session"),
+            },
         }
     }
     Ok(demux.out)

@@ -14,8 +14,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tungstenite::Message;
 use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
 
 /// The subprotocol asked for.
 pub const PROTOCOL: &str = "v4.channel.k8s.io";
@@ -104,17 +104,16 @@ fn host_port(url: &str) -> Result<String> {
     Ok(authority.to_owned())
 }
 
-/// Runs the exec session behind `url` over `stream` and waits for its end,
-/// at most `timeout`.
-pub fn exec(stream: TcpStream, url: &str, input: &StreamInput, timeout: Duration) -> Result<StreamOutput> {
-    let deadline = Instant::now() + timeout;
+/// Opens the WebSocket session behind `url` over `stream` (read timeouts of
+/// 200 ms, so a caller can keep its deadline), in [`PROTOCOL`].
+pub(crate) fn open_session(stream: TcpStream, url: &str) -> Result<WebSocket<TcpStream>> {
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
     let ws_url = format!("ws://{}", url.trim_start_matches("http://"));
     let mut request = ws_url.as_str().into_client_request().context("the WebSocket request")?;
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", PROTOCOL.parse()?);
-    let (mut socket, response) =
+    let (socket, response) =
         tungstenite::client::client(request, stream).map_err(|e| anyhow!("WebSocket handshake with {url}: {e}"))?;
     let agreed = response
         .headers()
@@ -123,6 +122,48 @@ pub fn exec(stream: TcpStream, url: &str, input: &StreamInput, timeout: Duration
     if agreed != Some(PROTOCOL) {
         bail!("the streaming server agreed to {agreed:?}, not {PROTOCOL}");
     }
+    Ok(socket)
+}
+
+/// What a failed read says of a session.
+pub(crate) enum ReadFailure {
+    /// The session is over.
+    Over,
+    /// Nothing yet: the read timed out.
+    Waiting,
+    /// Anything else.
+    Failed,
+}
+
+/// Sorts a read's error: the connection closed; the server's close came
+/// with the end of the connection and the reply the client owes it could
+/// not be written (broken pipe, reset); the server closed without the
+/// closing handshake; or a frame came after a close frame (containerd's
+/// server closes from one goroutine while another may still flush an
+/// output channel, so its close can overtake a last frame): all end the
+/// session, and what came before is kept.
+pub(crate) fn read_failure(error: &tungstenite::Error) -> ReadFailure {
+    use tungstenite::error::ProtocolError;
+    match error {
+        tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake | ProtocolError::ReceivedAfterClosing,
+        ) => ReadFailure::Over,
+        tungstenite::Error::Io(e) => match e.kind() {
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => ReadFailure::Over,
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ReadFailure::Waiting,
+            _ => ReadFailure::Failed,
+        },
+        _ => ReadFailure::Failed,
+    }
+}
+
+/// Runs the exec session behind `url` over `stream` and waits for its end,
+/// at most `timeout`.
+pub fn exec(stream: TcpStream, url: &str, input: &StreamInput, timeout: Duration) -> Result<StreamOutput> {
+    let deadline = Instant::now() + timeout;
+    let mut socket = open_session(stream, url)?;
     if !input.stdin.is_empty() {
         let mut message = vec![STDIN];
         message.extend_from_slice(&input.stdin);
@@ -149,37 +190,15 @@ pub fn exec(stream: TcpStream, url: &str, input: &StreamInput, timeout: Duration
                 Some((&ERROR, rest)) => output.status.push_str(&String::from_utf8_lossy(rest)),
                 _ => {}
             },
-            Ok(Message::Close(_)) => {}
             Ok(_) => {}
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => break,
-            // The server's close came with the end of the connection, and
-            // the reply the client owes it could not be written: over too.
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                break;
-            }
-            Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
-            {
-                if Instant::now() >= deadline {
+            Err(e) => match read_failure(&e) {
+                ReadFailure::Over => break,
+                ReadFailure::Waiting if Instant::now() >= deadline => {
                     bail!("exec session still open after {timeout:?}; so far: {output:?}");
                 }
-            }
-            Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
-                break;
-            }
-            // A frame after a close frame, ours or the server's: containerd's
-            // server closes from one goroutine while another may still flush
-            // an output channel, so its close can overtake a last frame. The
-            // session is over either way; what came before the close is kept.
-            Err(tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ReceivedAfterClosing)) => {
-                break;
-            }
-            Err(e) => return Err(e).context("reading the exec session"),
+                ReadFailure::Waiting => {}
+                ReadFailure::Failed => return Err(e).context("reading the exec session"),
+            },
         }
     }
     if !(input.close_after_stdin && output.status.is_empty()) {

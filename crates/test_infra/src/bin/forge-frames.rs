@@ -90,12 +90,21 @@ fn eth0_index() -> Result<u32> {
     }
 }
 
-fn sent(result: libc::ssize_t) -> Result<()> {
-    if result < 0 {
-        Err(Error::last_os_error())
-    } else {
-        Ok(())
-    }
+/// Sends `message` on the raw socket `fd` to the address `to` (a
+/// `sockaddr_in` or `sockaddr_in6`).
+fn send_to<T>(fd: &OwnedFd, message: &[u8], to: &T) -> Result<()> {
+    // SAFETY: `message` and `to` are live for the call, of the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            message.as_ptr().cast(),
+            message.len(),
+            0,
+            std::ptr::from_ref(to).cast(),
+            sockaddr_len::<T>(),
+        )
+    };
+    if sent < 0 { Err(Error::last_os_error()) } else { Ok(()) }
 }
 
 fn set_int(fd: &impl AsRawFd, level: libc::c_int, option: libc::c_int, value: libc::c_int) -> Result<()> {
@@ -148,17 +157,7 @@ fn icmpv6(kind: u8, body: &[u8], source: Option<Ipv6Addr>) -> Result<()> {
     let mut message = vec![kind, 0, 0, 0];
     message.extend(body);
     let to = sockaddr6(ALL_NODES, 0, index);
-    // SAFETY: `message` and `to` are live buffers of the lengths given.
-    sent(unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            0,
-            (&raw const to).cast(),
-            sockaddr_len::<libc::sockaddr_in6>(),
-        )
-    })
+    send_to(&fd, &message, &to)
 }
 
 fn dhcp6_server() -> Result<()> {
@@ -209,17 +208,7 @@ fn redirect4(destination: &str, gateway: &str) -> Result<()> {
         },
         sin_zero: [0; 8],
     };
-    // SAFETY: `message` and `to` are live buffers of the lengths given.
-    sent(unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            0,
-            (&raw const to).cast(),
-            sockaddr_len::<libc::sockaddr_in>(),
-        )
-    })
+    send_to(&fd, &message, &to)
 }
 
 /// The Internet checksum (RFC 1071).
