@@ -1,7 +1,8 @@
 //! `runcvm-init`: PID 1 in the guest.
 //!
 //! It makes the guest look like a container's world (mounts, hostname, lo,
-//! sysctls), hands the console to the workload, runs `/.runcvm/entrypoint`
+//! sysctls, the container's root when it is served), hands the console to
+//! the workload, runs `/.runcvm/entrypoint`
 //! through the `[VM-START]` runner in the container's own namespaces and
 //! cgroup, reaps every zombie, reports the workload's exit status over the
 //! control channel and reboots, which ends the VMM.
@@ -25,6 +26,7 @@ mod outbound;
 mod output;
 mod reaper;
 mod relay;
+mod root;
 mod sessions;
 mod spawn;
 mod system;
@@ -89,6 +91,7 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
     let HostMessage::Start {
         network,
         files,
+        root,
         volumes,
         stdin,
         terminal_size,
@@ -98,6 +101,9 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
     };
     if let Some(network) = &network {
         net::configure(network)?;
+    }
+    if let Some(root) = &root {
+        root::switch_to(root)?;
     }
     // As on a node, where CNI has set the namespace up before the sandbox's
     // sysctls apply (a sysctl may turn off what the network needs).
@@ -113,8 +119,12 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
         // init's tmpfs mounts, which the pod's root must be able to use.
         system::give_to(mounts::POD_WRITABLE, owner)?;
     }
-    for file in &files {
-        system::write_file(&file.path, file.content.as_bytes(), file.mode, owner)?;
+    for (index, file) in files.iter().enumerate() {
+        if root.is_some() {
+            root::bind_file(file, index, owner)?;
+        } else {
+            system::write_file(&file.path, file.content.as_bytes(), file.mode, owner)?;
+        }
     }
     let writable: Vec<&str> = files.iter().filter(|f| f.writable).map(|f| f.path.as_str()).collect();
     let (workload, container) = match entry::load_entrypoint() {

@@ -50,22 +50,22 @@ pub fn mount_all(volumes: &[GuestVolume]) -> anyhow::Result<()> {
 
 fn mount_one(volume: &GuestVolume) -> Result<(), String> {
     std::fs::create_dir_all(&volume.path).map_err(|e| format!("cannot create the mount point: {e}"))?;
-    let source = format!("{HOST_IDENTITY_IP}:{}", volume.path);
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if volume.read_only {
         flags |= MsFlags::MS_RDONLY;
     }
-    let data = options(volume);
-    runcvm_log::debug!("mount -t nfs -o {data} {source} {}", volume.path);
+    mount_export(&volume.path, &volume.path, flags, &options(volume), volume.port)
+}
+
+/// Mounts the export `name` of the server on `port` at `target`, retrying
+/// while the server does not answer yet; the error says why, with what a
+/// direct connection to the server says.
+pub fn mount_export(name: &str, target: &str, flags: MsFlags, data: &str, port: u16) -> Result<(), String> {
+    let source = format!("{HOST_IDENTITY_IP}:{name}");
+    runcvm_log::debug!("mount -t nfs -o {data} {source} {target}");
     let deadline = Instant::now() + MOUNT_RETRY;
     loop {
-        match mount(
-            Some(source.as_str()),
-            volume.path.as_str(),
-            Some("nfs"),
-            flags,
-            Some(data.as_str()),
-        ) {
+        match mount(Some(source.as_str()), target, Some("nfs"), flags, Some(data)) {
             Ok(()) => return Ok(()),
             Err(
                 errno @ (Errno::ECONNREFUSED
@@ -74,10 +74,10 @@ fn mount_one(volume: &GuestVolume) -> Result<(), String> {
                 | Errno::ENETUNREACH
                 | Errno::EAGAIN),
             ) if Instant::now() < deadline => {
-                runcvm_log::debug!("mount of {} failed ({errno}); retrying", volume.path);
+                runcvm_log::debug!("mount of {target} failed ({errno}); retrying");
                 std::thread::sleep(Duration::from_millis(200));
             }
-            Err(errno) => return Err(format!("{} ({})", errno.desc(), probe(volume.port))),
+            Err(errno) => return Err(format!("{} ({})", errno.desc(), probe(port))),
         }
     }
 }

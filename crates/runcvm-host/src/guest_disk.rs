@@ -31,6 +31,9 @@ pub enum GuestDiskError {
 
 /// Free space the workload gets on its root disk unless told otherwise.
 pub const DEFAULT_HEADROOM_MIB: u64 = 512;
+/// Free space on a boot disk, whose tree is `/.runcvm` alone: guest init
+/// makes only a mount point or two there.
+pub const BOOT_DISK_HEADROOM_MIB: u64 = 8;
 
 /// What goes into `/.runcvm`.
 #[derive(Debug, Clone)]

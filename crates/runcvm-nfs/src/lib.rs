@@ -274,10 +274,7 @@ fn serve_connection(tree: &tree::Tree, stream: TcpStream, ids: Option<&KnownIds>
     let _ = stream.set_nodelay(true);
     // The reader answers some calls itself (`answered_by_the_reader`).
     idmap::activate(id_map.cloned());
-    if let Err(e) = creds::prepare_serving_thread() {
-        runcvm_log::warn!("nfs: cannot serve a connection: its thread has no umask of its own: {e}");
-        return;
-    }
+    creds::prepare_serving_thread();
     let connection = Connection {
         peer: &peer,
         tree,
@@ -351,10 +348,7 @@ fn work(connection: &Connection<'_>, queue: &Mutex<Receiver<rpc::Call>>) {
     // credentials that creds::become_caller takes within a file-system
     // context of the thread's own.
     idmap::activate(connection.id_map.cloned());
-    if let Err(e) = creds::prepare_serving_thread() {
-        runcvm_log::warn!("nfs: cannot serve a connection: its worker has no umask of its own: {e}");
-        return;
-    }
+    creds::prepare_serving_thread();
     loop {
         // One worker waits on the queue at a time, the others on its lock.
         let next = match queue.lock() {

@@ -538,6 +538,7 @@ fn new_file(tree: &Tree, dir: &Node, name: &[u8], mode: u32) -> Result<(Node, Ow
         Mode::from_bits_truncate(mode & 0o7777),
     )
     .map_err(status)?;
+    crate::creds::restore_mode(dir.fd(), OsStr::from_bytes(name), mode);
     let (node, _) = tree.lookup(dir, name)?;
     Ok((node, file))
 }
@@ -632,6 +633,7 @@ fn mkdir(tree: &Tree, args: MKDIR3args<'_>) -> MKDIR3res {
         OsStr::from_bytes(&name),
         Mode::from_bits_truncate(mode & 0o7777),
     )
+    .map(|()| crate::creds::restore_mode(dir.fd(), OsStr::from_bytes(&name), mode))
     .map_err(status)
     .and_then(|()| {
         let (node, _) = tree.lookup(&dir, &name)?;

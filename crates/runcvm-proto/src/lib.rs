@@ -15,13 +15,13 @@
 
 pub mod flow;
 
-use runcvm_spec::{ByteString, Entrypoint, GuestNetwork, GuestVolume};
+use runcvm_spec::{ByteString, Entrypoint, GuestNetwork, GuestRoot, GuestVolume};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -75,6 +75,10 @@ pub enum HostMessage {
         /// container's `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         files: Vec<GuestFile>,
+        /// The container's root, served: mounted first, the volumes and
+        /// files on it. Absent: the root disk is the container's root.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<GuestRoot>,
         /// Volumes to mount over NFS before the workload starts.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         volumes: Vec<GuestVolume>,
@@ -438,6 +442,7 @@ mod tests {
                 writable: false,
                 mode: Some(0o644),
             }],
+            root: Some(GuestRoot { port: 2050 }),
             volumes: vec![GuestVolume {
                 path: "/data".into(),
                 read_only: true,
@@ -456,6 +461,7 @@ mod tests {
             &HostMessage::Start {
                 network: None,
                 files: vec![],
+                root: None,
                 volumes: vec![],
                 stdin: false,
                 terminal_size: None,

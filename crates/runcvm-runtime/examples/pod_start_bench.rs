@@ -15,8 +15,12 @@
 //! `RUNCVM_LOG_LEVEL=DEBUG` in the container's env: the launcher's lines,
 //! each stamped with the seconds since it started, give its start on the
 //! CRI log's clock, so boot-to-workload (launcher start to the first line)
-//! comes from the CRI log timestamps. Last, one runcvm pod with a 256 MiB
-//! memory limit: the guest's memory and the container cgroup's peak usage.
+//! comes from the CRI log timestamps. Then the same workload from a 600 MiB
+//! image (busybox plus 600 files of 1 MiB that do not compress), runs
+//! alternating with busybox ones on the same node, for each handler: a
+//! container's start must not grow with its image (the ratio of medians).
+//! Last, one runcvm pod with a 256 MiB memory limit: the guest's memory and
+//! the container cgroup's peak usage.
 //!
 //! Everything (pods, node, temporary install) is removed on the way out,
 //! also on errors; not on SIGINT or a panic in a release build
@@ -24,7 +28,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use runcvm_test_node::crilog::{self, LogLine, Stream};
-use runcvm_test_node::{BUSYBOX_IMAGE, ContainerSpec, Cri, Node, NodeOptions, RuntimeHandler};
+use runcvm_test_node::{BUSYBOX_IMAGE, ContainerSpec, Cri, Image, Node, NodeOptions, RuntimeHandler};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +40,9 @@ const FIRST_RECORD: &str = " stdout F first\n";
 const LAUNCHER: &str = "runcvm-ctr-qemu-k8s";
 const POLL: Duration = Duration::from_millis(5);
 const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(180);
+/// The large image: busybox and [`LARGE_IMAGE_MIB`] files of 1 MiB.
+const LARGE_IMAGE: &str = "runcvm.test/large:1";
+const LARGE_IMAGE_MIB: usize = 600;
 /// The memory limit of the pod whose cgroup peak is measured.
 const MEMORY_LIMIT_MIB: i64 = 256;
 /// What the guest touches in the second memory reading.
@@ -84,19 +91,29 @@ fn run() -> Result<()> {
         began.elapsed().as_secs_f64()
     );
 
-    let runc = {
-        let node = start_node(NodeOptions::default())?;
-        with_log_tail(&node, measure(&node, "runc", runs, false))?
+    let large = large_image(scratch.path())?;
+    let with_large = |options: NodeOptions| NodeOptions {
+        images: vec![large.clone()],
+        start_timeout: Duration::from_secs(600),
+        ..options
     };
-    let (runcvm, debug, memory) = {
+    let (runc, runc_sizes) = {
+        let node = start_node(with_large(NodeOptions::default()))?;
+        let runc = with_log_tail(&node, measure(&node, "runc", runs, false))?;
+        let sizes = with_log_tail(&node, measure_sizes(&node, "runc", runs))?;
+        (runc, sizes)
+    };
+    let (runcvm, debug, memory, runcvm_sizes) = {
         let handler = RuntimeHandler::new("runcvm", root.join("bin/runcvm-runtime"));
-        let node = start_node(NodeOptions::default().runtime(handler))?;
+        let node = start_node(with_large(NodeOptions::default().runtime(handler)))?;
         let runcvm = with_log_tail(&node, measure(&node, "runcvm", runs, false))?;
         let debug = with_log_tail(&node, measure(&node, "runcvm", runs, true))?;
+        let sizes = with_log_tail(&node, measure_sizes(&node, "runcvm", runs))?;
         let memory = with_log_tail(&node, memory_pod(&node))?;
-        (runcvm, debug, memory)
+        (runcvm, debug, memory, sizes)
     };
     report(&profile, runs, &runc, &runcvm, &debug, &memory);
+    report_sizes(&[("runc", &runc_sizes), ("runcvm", &runcvm_sizes)]);
     drop(scratch);
     Ok(())
 }
@@ -173,6 +190,60 @@ struct Boot {
     ready_to_workload: f64,
 }
 
+/// The large image's rootfs: busybox, and data that no layer compression
+/// shrinks (a xorshift stream), so the image is as large on disk as named.
+fn large_image(scratch: &Path) -> Result<Image> {
+    let rootfs = runcvm_test_infra::busybox_rootfs(&scratch.join("large-rootfs")).context("the large image's rootfs")?;
+    let data = rootfs.join("data");
+    std::fs::create_dir_all(&data)?;
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..LARGE_IMAGE_MIB {
+        for chunk in block.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes());
+        }
+        std::fs::write(data.join(format!("f{i:03}")), &block)?;
+    }
+    Ok(Image::new(LARGE_IMAGE, rootfs).cmd(["/bin/sh"]))
+}
+
+/// Busybox and large-image pods, alternating, `runs` of each (at least 3).
+fn measure_sizes(node: &Node, handler: &str, runs: usize) -> Result<[Vec<f64>; 2]> {
+    let cri = node.cri()?;
+    let mut firsts = [Vec::new(), Vec::new()];
+    for i in 0..runs.max(3) {
+        for (slot, image) in [BUSYBOX_IMAGE, LARGE_IMAGE].into_iter().enumerate() {
+            let name = format!("{handler}-size{slot}-{i}");
+            let pod = cri.run_pod_sandbox(&node.pod(&name).runtime_handler(handler))?;
+            let result = time_container_of(cri, &pod, handler, image, false);
+            let stopped = cri
+                .stop_pod_sandbox(&pod.id)
+                .and_then(|()| cri.remove_pod_sandbox(&pod.id));
+            let sample = result.with_context(|| format!("{handler} {image} run {i}"))?;
+            stopped?;
+            eprintln!(
+                "{handler} {image} run {}: first line after {:.0} ms",
+                i + 1,
+                sample.first_line * 1000.0
+            );
+            firsts[slot].push(sample.first_line);
+        }
+    }
+    Ok(firsts)
+}
+
+fn report_sizes(handlers: &[(&str, &[Vec<f64>; 2])]) {
+    println!("container start by image size (CreateContainer start to the first log line, alternating runs):");
+    for (handler, [busybox, large]) in handlers {
+        let small = row(&format!("{handler} busybox"), busybox.iter().copied());
+        let big = row(&format!("{handler} {LARGE_IMAGE_MIB} MiB image"), large.iter().copied());
+        println!("  {handler}: {LARGE_IMAGE_MIB} MiB image / busybox ratio of medians: {:.2}x", big / small);
+    }
+}
+
 fn measure(node: &Node, handler: &str, runs: usize, debug: bool) -> Result<Vec<Sample>> {
     let cri = node.cri()?;
     let tag = if debug { "debug" } else { "info" };
@@ -207,7 +278,17 @@ fn one_pod(node: &Node, cri: &Cri, handler: &str, name: &str, debug: bool) -> Re
 }
 
 fn time_container(cri: &Cri, pod: &runcvm_test_node::Pod, handler: &str, debug: bool) -> Result<Sample> {
-    let mut spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell(WORKLOAD);
+    time_container_of(cri, pod, handler, BUSYBOX_IMAGE, debug)
+}
+
+fn time_container_of(
+    cri: &Cri,
+    pod: &runcvm_test_node::Pod,
+    handler: &str,
+    image: &str,
+    debug: bool,
+) -> Result<Sample> {
+    let mut spec = ContainerSpec::new("app", image).shell(WORKLOAD);
     if debug {
         spec = spec.env("RUNCVM_LOG_LEVEL", "DEBUG");
     }

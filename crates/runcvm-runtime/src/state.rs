@@ -58,8 +58,54 @@ pub fn read_node_launch(state_root: &Path, id: &str) -> Result<ContainerLaunch, 
 pub fn remove_state(state_root: &Path, id: &str) -> std::io::Result<()> {
     let _ = std::fs::remove_file(node_launch_file(state_root, id));
     let _ = std::fs::remove_file(crate::orphans::runc_root_record(state_root, id));
-    match std::fs::remove_dir_all(state_folder(state_root, id)) {
+    let folder = state_folder(state_root, id);
+    match remove_folder(&folder) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// Removes a container's state folder and all in it, unless its `root`
+/// folder is a mount point: the container's root is bound there in the
+/// container's view only; were it ever bound on the node, removing the
+/// folder would empty the container's root, so all of it is left.
+pub fn remove_folder(folder: &Path) -> std::io::Result<()> {
+    let root = folder.join(runcvm_spec::launch::ROOT_FOLDER);
+    if let (Ok(outer), Ok(inner)) = (std::fs::metadata(folder), std::fs::metadata(&root)) {
+        use std::os::unix::fs::MetadataExt;
+        if outer.dev() != inner.dev() {
+            return Err(std::io::Error::other(format!(
+                "{} is a mount point on the node: unmount it, then delete the container again",
+                root.display()
+            )));
+        }
+    }
+    std::fs::remove_dir_all(folder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_folder_whose_root_is_another_file_system_is_left_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("c1");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("launch.json"), b"{}").unwrap();
+        // Another file system at `root`, as a mount on the node would be
+        // (a link is what an unprivileged test can make; the check reads
+        // through it as through a mount).
+        std::os::unix::fs::symlink("/proc", folder.join("root")).unwrap();
+        let refused = remove_folder(&folder).unwrap_err();
+        assert!(
+            refused.to_string().contains("is a mount point on the node"),
+            "{refused}"
+        );
+        assert!(folder.join("launch.json").exists());
+        std::fs::remove_file(folder.join("root")).unwrap();
+        std::fs::create_dir(folder.join("root")).unwrap();
+        remove_folder(&folder).unwrap();
+        assert!(!folder.exists());
     }
 }

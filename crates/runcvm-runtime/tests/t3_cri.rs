@@ -272,17 +272,60 @@ fn a_removed_pod_leaves_nothing(handler: Handler) {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Writes to the root file system, the workload's and an exec's, land in the
+/// container's writable layer on the node, where kubelet counts them
+/// (ephemeral storage); nothing of runcvm's stays after the pod (the layer
+/// itself goes when containerd collects its snapshot, as under runc).
+fn root_writes_land_in_the_writable_layer(handler: Handler) {
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("layer")));
+    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .shell("mkdir -p /var/app && echo kept > /var/app/state && echo ready; sleep 600");
+    let id = ok(cri.run_container(&pod, &spec));
+    f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    let exec = ok(cri.exec_sync(
+        &id,
+        &["sh", "-c", "echo from-exec > /exec-file; cat /var/app/state"],
+        30,
+    ));
+    assert_eq!((exec.exit_code, exec.stdout_text().as_str()), (0, "kept\n"), "{exec:?}");
+    let layer = runcvm_test_node::host::writable_layer(&id).expect("the container's root is an overlay mount");
+    // The guest's writes reach the node once its client flushes them: at
+    // the latest when the file is closed (close-to-open), here at once.
+    assert_eq!(
+        std::fs::read_to_string(layer.join("var/app/state")).expect("the workload's file in the layer"),
+        "kept\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(layer.join("exec-file")).expect("the exec's file in the layer"),
+        "from-exec\n"
+    );
+    ok(cri.stop_pod_sandbox(&pod.id));
+    ok(cri.remove_pod_sandbox(&pod.id));
+    assert!(!support::state_folder(&id).exists(), "state folder of {id} left behind");
+}
+
 fn runs_under_the_runtime_default_seccomp_profile(handler: Handler) {
     let f = Fixture::start(handler);
     let cri = ok(f.node.cri());
     let pod = ok(cri.run_pod_sandbox(&support::pod_with_runtime_default(f.pod("seccomp"))));
-    let spec =
-        support::container_with_runtime_default(ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo hello; exit 4"));
+    // New files and folders get the modes asked for: under runcvm the
+    // root's server, which the profile keeps from a umask of its own,
+    // restores what the launcher's umask takes.
+    let spec = support::container_with_runtime_default(
+        ContainerSpec::new("app", BUSYBOX_IMAGE)
+            .shell("umask 0; mkdir /made && touch /made/f && stat -c %a /made /made/f; echo hello; exit 4"),
+    );
     let id = ok(cri.run_container(&pod, &spec));
     let info = ok(cri.wait_exited(&id, BOOT));
     assert_eq!(info.exit_code, 4, "{info:?}: {}", f.log_text(&spec, &pod));
     let lines = ok(crilog::read(&spec.log_file(pod.log_directory())));
-    assert!(lines.iter().any(|l| l.line == "hello"), "{lines:?}");
+    assert_eq!(
+        support::lines_of(&lines, Stream::Stdout),
+        ["777", "666", "hello"],
+        "{lines:?}"
+    );
 }
 
 /// `kubectl run -t` and `kubectl exec -t`: a container and an exec with a
@@ -393,4 +436,5 @@ both_handlers!(
     terminals_reach_the_workload_and_execs,
     capabilities_are_the_pods,
     a_read_only_root_refuses_writes_but_volumes_take_them,
+    root_writes_land_in_the_writable_layer,
 );

@@ -1,18 +1,27 @@
 //! `launch.json`: what `runcvm-runtime create` hands the launcher in a
 //! Kubernetes container, in the container's state folder (`/.runcvm` in the
-//! container). The root disk beside it already holds `/.runcvm/entrypoint`.
+//! container). The boot disk beside it holds guest init and
+//! `/.runcvm/entrypoint`; the container's root file system is bound into the
+//! state folder (`root`), from where the launcher serves it to the guest.
 
 use crate::Entrypoint;
 use serde::{Deserialize, Serialize};
 
 /// The format version written by this build.
-pub const LAUNCH_VERSION: u32 = 1;
+pub const LAUNCH_VERSION: u32 = 2;
 /// The state folder's path inside the container.
 pub const CONTAINER_STATE_DIR: &str = "/.runcvm";
 /// The launch file's name in the state folder.
 pub const LAUNCH_FILE: &str = "launch.json";
-/// The root disk's name in the state folder.
+/// The boot disk's name in the state folder.
 pub const DISK_FILE: &str = "disk.ext4";
+/// The folder of the state folder where the container's root file system
+/// is bound (by itself, without the mounts on it), in the container's view
+/// only: on the node it stays an empty folder.
+pub const ROOT_FOLDER: &str = "root";
+/// [`ROOT_FOLDER`] as the launcher sees it: what it serves as the guest's
+/// container root.
+pub const CONTAINER_ROOT_DIR: &str = "/.runcvm/root";
 /// Where the install root is mounted in every runcvm container.
 pub const CONTAINER_INSTALL_ROOT: &str = crate::layout::DEFAULT_ROOT;
 

@@ -13,7 +13,7 @@ pub mod plan;
 pub use bytes::ByteString;
 pub use entrypoint::{Entrypoint, EntrypointError};
 pub use launch::{ContainerLaunch, LaunchVolume, VmmUser, VolumeKind};
-pub use net::{GuestNetwork, GuestRoute, GuestVolume, IpPrefix, MacAddr};
+pub use net::{GuestNetwork, GuestRoot, GuestRoute, GuestVolume, IpPrefix, MacAddr};
 pub use plan::{IdMapping, LaunchPlan, PlanError, UserNamespace};
 /// A process's capabilities, as the entrypoint carries them.
 pub use runcvm_caps::{CapabilityMasks, ProcessCapabilities};

@@ -169,6 +169,17 @@ pub struct GuestVolume {
     pub optional: bool,
 }
 
+/// The container's root file system, served over NFS from
+/// [`HOST_IDENTITY_IP`] by its launcher (the export `/`): the guest mounts
+/// it and makes it the root of everything after, so nothing of the image is
+/// copied and the container's writes land in its writable layer on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestRoot {
+    /// The port of the root's server (MOUNT and NFS share it).
+    pub port: u16,
+}
+
 /// One route the guest installs on its `eth0`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

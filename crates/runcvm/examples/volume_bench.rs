@@ -1,8 +1,11 @@
 //! Prints the volume figures: sequential write and read of 256 MiB on an NFS
 //! volume versus the VM's root disk in the same run (as a ratio), the time
-//! to list 10,000 files, and the launcher's RSS idle and under load. Root
-//! only (it builds a simulated pod). `scripts/bench.sh` runs it with the
-//! release binaries.
+//! to list 10,000 files, and the launcher's RSS idle and under load; and,
+//! for the choice of how a container's root reaches its guest
+//! (docs/pods.md), a start-up that reads 5,000 small files (`find -type f |
+//! xargs cat`) from an NFS share versus the root disk, cold caches in the
+//! guest. Root only (it builds a simulated pod). `scripts/bench.sh` runs it
+//! with the release binaries.
 
 use runcvm_test_infra::tier::require_t2_for_bench;
 use runcvm_test_infra::{PodNet, PodNetOptions, RuncvmRun, Style};
@@ -20,7 +23,24 @@ s=$(t); dd if=/dev/zero of=/root/f bs=1048576 count=256 conv=fsync 2>/dev/null; 
 sync; echo 3 > /proc/sys/vm/drop_caches
 s=$(t); dd if=/root/f of=/dev/null bs=1048576 2>/dev/null; echo disk_read $s $(t)
 s=$(t); n=$(ls /data/many | wc -l); echo list $s $(t) $n
+sync; echo 3 > /proc/sys/vm/drop_caches
+s=$(t); n=$(find /data/tree -type f | xargs cat | wc -c); echo nfs_tree $s $(t) $n
+sync; echo 3 > /proc/sys/vm/drop_caches
+s=$(t); n=$(find /tree -type f | xargs cat | wc -c); echo disk_tree $s $(t) $n
 "#;
+
+/// The small-file tree both sides read: 5,000 files of 2 KiB in 50 folders
+/// (a language runtime's library, roughly).
+fn small_file_tree(at: &std::path::Path) {
+    let content = vec![b'x'; 2048];
+    for folder in 0..50 {
+        let dir = at.join(format!("d{folder:02}"));
+        std::fs::create_dir_all(&dir).expect("tree folder");
+        for file in 0..100 {
+            std::fs::write(dir.join(format!("m{file:03}.py")), &content).expect("tree file");
+        }
+    }
+}
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -38,6 +58,17 @@ fn main() {
     for i in 0..10_000 {
         std::fs::write(data.path().join("many").join(format!("f{i:05}")), b"").expect("file");
     }
+    small_file_tree(&data.path().join("tree"));
+    // The same tree on the root disk: a copy of the test rootfs with it.
+    let rootfs = scratch.path().join("rootfs-with-tree");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&t2.rootfs)
+        .arg(&rootfs)
+        .status()
+        .expect("cp runs");
+    assert!(copied.success(), "cannot copy the test rootfs");
+    small_file_tree(&rootfs.join("tree"));
     let net = PodNet::build(PodNetOptions::new(Style::Bridge));
     let run = RuncvmRun::new(&t2)
         .in_netns(&net.pod)
@@ -53,7 +84,7 @@ fn main() {
             "--volume",
         ])
         .arg(format!("{}:/data", data.path().display()))
-        .arg(&t2.rootfs)
+        .arg(&rootfs)
         .args(["--", "sh", "-c", GUEST_SCRIPT]);
     let mut child = run.spawn();
     let pid = child.id();
@@ -98,6 +129,12 @@ fn main() {
     }
     if let Some((s, e, count)) = phases.get("list") {
         println!("  listing {count} files on the volume: {:.2} s", e - s);
+    }
+    if let (Some(nfs), Some(disk)) = (secs("nfs_tree"), secs("disk_tree")) {
+        println!(
+            "  reading 5,000 files of 2 KiB (find | xargs cat, cold): NFS {nfs:.2} s; root disk {disk:.2} s; NFS / root disk = {:.2}",
+            nfs / disk
+        );
     }
     println!("  launcher RSS: idle {idle_rss} KiB, peak under load {peak_rss} KiB");
 }

@@ -68,6 +68,11 @@ pub enum RunError {
     /// volumes are served over NFS on 169.254.1.254 (troubleshooting.md, Volumes), which needs --network pod
     #[error("volumes are served over NFS on 169.254.1.254 (troubleshooting.md, Volumes), which needs --network pod")]
     VolumesNeedThePodNetwork,
+    /// a container's root is served over NFS on 169.254.1.254, which needs the pod's network
+    #[error(
+        "a container's root is served over NFS on 169.254.1.254, which needs the pod's network: the container has none to take over"
+    )]
+    ServedRootNeedsThePodNetwork,
     /// cannot let the VMM's user pass through {path}
     #[error("cannot let the VMM's user pass through {}", path.display())]
     Passage {

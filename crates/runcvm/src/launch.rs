@@ -1,7 +1,9 @@
 //! `runcvm launch STATE_DIR`: PID 1 of a Kubernetes container that
-//! `runcvm-runtime create` rewrote. The root disk and `launch.json` are in
-//! the state folder already; the launcher takes over the pod network, serves
-//! the container's volumes, runs the VM and exits with the workload's code.
+//! `runcvm-runtime create` rewrote. The boot disk and `launch.json` are in
+//! the state folder already, and the container's root file system is bound
+//! at `/.runcvm/root`; the launcher takes over the pod network, serves the
+//! container's root and volumes, runs the VM and exits with the workload's
+//! code.
 
 use crate::failure::{RunError, RunFailure};
 use crate::run::{Boot, boot};
@@ -111,6 +113,7 @@ fn try_launch(
         pod_network: Some(prepared.pod_network),
         kubernetes: true,
         volumes,
+        served_root: Some(Path::new(runcvm_spec::launch::CONTAINER_ROOT_DIR)),
         volumes_optional,
         volume_ids: crate::run::workload_ids(&launch.process),
         volume_id_map: launch.user_namespace.as_ref().map(crate::volumes::id_map),

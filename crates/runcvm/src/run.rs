@@ -60,6 +60,7 @@ fn try_run(request: &RunRequest, settings: &Settings) -> Result<i32, RunFailure>
         pod_network: prepared.pod_options,
         kubernetes: false,
         volumes: &request.volumes,
+        served_root: None,
         volumes_optional: prepared.volumes_optional,
         volume_ids: request.entrypoint.as_ref().and_then(workload_ids),
         volume_id_map: None,
@@ -200,6 +201,9 @@ pub(crate) struct Boot<'a> {
     /// is mirrored in the container's cgroup for the node (`oom.rs`).
     pub kubernetes: bool,
     pub volumes: &'a [crate::volumes::VolumeSpec],
+    /// The folder served as the container's root (a Kubernetes container's
+    /// own rootfs); `None`: the root disk holds the container's root.
+    pub served_root: Option<&'a std::path::Path>,
     pub volumes_optional: bool,
     /// The workload's ids when it is not root: the only ones its volumes
     /// serve (see `runcvm_nfs::KnownIds`).
@@ -244,13 +248,18 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
         None
     };
     let (exports, copies) = crate::volumes::split(boot.volumes)?;
-    let served = crate::volumes::serve(
+    let mut served = crate::volumes::serve(
         &exports,
         boot.volumes_optional,
         pod.as_ref().map(|p| &p.guest),
         boot.volume_ids.clone(),
         boot.volume_id_map.clone(),
     )?;
+    let root = match (boot.served_root, &pod) {
+        (Some(folder), Some(pod)) => Some(crate::volumes::serve_root(folder, &pod.guest, &mut served)?),
+        (Some(_), None) => return Err(RunError::ServedRootNeedsThePodNetwork.into()),
+        (None, _) => None,
+    };
     let tsc_khz = runcvm_vmm::tsc::host_tsc_khz();
     runcvm_log::debug!("host TSC {tsc_khz} kHz");
     let nic = pod.as_ref().map(|p| p.nic.clone());
@@ -324,6 +333,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
                 .into_iter()
                 .chain(copies)
                 .collect(),
+            root,
             volumes: served.volumes,
             stdin: boot.interactive,
             terminal_size: boot.terminal.then(crate::terminal::current_size),

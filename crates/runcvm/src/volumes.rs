@@ -172,6 +172,62 @@ pub fn serve(
     })
 }
 
+/// Serves `folder` as the container's root (the export `/`) on a server of
+/// its own, and adds its report to `served`'s. Its callers are not
+/// squashed: guest init sets the container up as root (mount points, the
+/// pod's files), and what guest root writes reaches only this container's
+/// writable layer (the image's layers are below the node's overlay, never
+/// written). The ids pass as they are: in a pod with its own user
+/// namespace the guest maps them, as it does for an image on a root disk.
+pub fn serve_root(
+    folder: &std::path::Path,
+    guest: &runcvm_spec::GuestNetwork,
+    served: &mut Served,
+) -> Result<runcvm_spec::GuestRoot, VolumeError> {
+    let listener = TcpListener::bind(SocketAddr::from((HOST_IDENTITY_IP, 0))).map_err(VolumeError::Listen)?;
+    let peers = runcvm_nfs::Peers {
+        addresses: guest.addresses.iter().map(|a| a.ip).collect(),
+        privileged_port: true,
+        ids: None,
+        id_map: None,
+    };
+    let export = Export {
+        name: "/".to_owned(),
+        path: folder.to_owned(),
+        read_only: false,
+    };
+    let server = runcvm_nfs::serve(listener, vec![export], peers)?;
+    runcvm_log::debug!(
+        "NFS server on {} for the container's root {}",
+        server.address,
+        folder.display()
+    );
+    served.stopped = Some(match served.stopped.take() {
+        None => server.stopped,
+        Some(volumes) => first_report(volumes, server.stopped),
+    });
+    Ok(runcvm_spec::GuestRoot {
+        port: server.address.port(),
+    })
+}
+
+/// One receiver for the first report of either server.
+fn first_report(a: Receiver<String>, b: Receiver<String>) -> Receiver<String> {
+    let (report, first) = std::sync::mpsc::channel();
+    for source in [a, b] {
+        let report = report.clone();
+        let forwarded = std::thread::Builder::new().name("nfs-report".into()).spawn(move || {
+            if let Ok(reason) = source.recv() {
+                let _ = report.send(reason);
+            }
+        });
+        if let Err(e) = forwarded {
+            runcvm_log::warn!("cannot watch an NFS server: {e}");
+        }
+    }
+    first
+}
+
 /// Writes the writable single files the guest sent back at its end to
 /// their host files, where they changed. Only files named by `specs` are
 /// written: the guest names paths, and the guest is not trusted to name

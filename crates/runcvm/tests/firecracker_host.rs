@@ -123,6 +123,7 @@ fn start() -> HostMessage {
     HostMessage::Start {
         network: None,
         files: Vec::new(),
+        root: None,
         volumes: Vec::new(),
         stdin: false,
         terminal_size: None,

@@ -17,6 +17,26 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The writable layer (overlayfs `upperdir`) of the container `id`'s root
+/// file system, which the shim mounts on the node at `.../<id>/rootfs`.
+pub fn writable_layer(id: &str) -> Option<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let suffix = format!("/{id}/rootfs");
+    table.lines().find_map(|line| {
+        let point = unescape(line.split(' ').nth(4)?);
+        if !point.ends_with(&suffix) {
+            return None;
+        }
+        // After the " - " separator: type, source, super options.
+        let (_, after) = line.split_once(" - ")?;
+        let options = after.split(' ').nth(2)?;
+        options
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir="))
+            .map(|upper| PathBuf::from(unescape(upper)))
+    })
+}
+
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();

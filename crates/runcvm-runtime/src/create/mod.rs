@@ -1,8 +1,10 @@
 //! `create` of a workload container: everything the launcher will need is
-//! prepared on the node — the launch file, the root disk built from
-//! `bundle/rootfs` with the node's `mkfs.ext4`, the acceleration decided —
-//! in the container's state folder; then `config.json` is rewritten so the
-//! container's process is the launcher.
+//! prepared on the node — the launch file, the boot disk (guest init and
+//! `/.runcvm`, built with the node's `mkfs.ext4`; nothing of the image, so
+//! its cost does not grow with the image), the acceleration decided — in
+//! the container's state folder; then `config.json` is rewritten so the
+//! container's process is the launcher, with the container's root bound
+//! into the state folder for the launcher to serve.
 
 mod guest_plan;
 pub mod namespaces;
@@ -14,7 +16,10 @@ use runcvm_host::guest_disk::{self, GuestFiles};
 use runcvm_host::resources::{Limits, Overrides, vm_size};
 use runcvm_host::run_dir::RunDir;
 use runcvm_host::settings::{NodeSettings, SETTINGS_FILE};
-use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR, LAUNCH_FILE, LAUNCH_VERSION, LaunchHypervisor};
+use runcvm_spec::launch::{
+    CONTAINER_INSTALL_ROOT, CONTAINER_ROOT_DIR, CONTAINER_STATE_DIR, LAUNCH_FILE, LAUNCH_VERSION, LaunchHypervisor,
+    ROOT_FOLDER,
+};
 use runcvm_spec::oci::{
     AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, REWRITTEN_ANNOTATION, rewrite_config,
 };
@@ -134,10 +139,9 @@ pub enum CreateError {
         #[source]
         source: std::io::Error,
     },
-    /// cannot build the container's root disk from {rootfs}
-    #[error("cannot build the container's root disk from {rootfs}")]
+    /// cannot build the container's boot disk
+    #[error("cannot build the container's boot disk")]
     Disk {
-        rootfs: PathBuf,
         #[source]
         reason: runcvm_host::guest_disk::GuestDiskError,
     },
@@ -259,6 +263,9 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         crate::report::warning(request.log, request.log_json, &why);
     }
     let boot = node_boot(request, &process.env, accel)?;
+    let rootfs = request
+        .bundle
+        .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));
 
     let state = state_folder(request.state_root, request.id);
     let made = make_state_folder(&state);
@@ -278,7 +285,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
             user_namespace: user_namespace.clone(),
         };
-        write_state(request, config, &plan, &launch, &state)?;
+        write_state(request, &plan, &launch, &state)?;
         let mut value: serde_json::Value =
             serde_json::from_slice(&bundle.bytes).map_err(|source| runcvm_spec::oci::OciError::Malformed {
                 file: file.clone(),
@@ -289,7 +296,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             host_devices: drop_host_devices,
             user_namespace: user_namespace.is_some(),
         };
-        let rewrite = launcher_rewrite(request, &state, raised_by, drops);
+        let rewrite = launcher_rewrite(request, &state, &rootfs, raised_by, drops);
         rewrite_config(&mut value, &rewrite, &file)?;
         write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
@@ -345,26 +352,33 @@ fn node_boot(request: &CreateRequest<'_>, env: &[String], accel: runcvm_vmm::Acc
     })
 }
 
-/// The launch file and the root disk.
+/// The launch file, the boot disk (guest init, the plan and the entrypoint:
+/// nothing of the image, which the guest gets served) and the empty folder
+/// the container's root is bound to.
 fn write_state(
     request: &CreateRequest<'_>,
-    config: &OciConfig,
     plan: &LaunchPlan,
     launch: &ContainerLaunch,
     state: &Path,
 ) -> Result<(), CreateError> {
-    let rootfs = request
-        .bundle
-        .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));
+    let root_folder = state.join(ROOT_FOLDER);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&root_folder)
+        .map_err(|source| CreateError::Write {
+            path: root_folder.clone(),
+            source,
+        })?;
     let init = request.install.guest_init();
     let files = GuestFiles {
         init: &init,
         entrypoint: Some(&launch.process),
         plan,
     };
-    let headroom = runcvm_host::guest_disk::DEFAULT_HEADROOM_MIB;
     let run_dir = RunDir::adopt(state);
-    guest_disk::build(&run_dir, &rootfs, &files, headroom).map_err(|reason| CreateError::Disk { rootfs, reason })?;
+    // The empty folder is the boot disk's whole tree besides /.runcvm.
+    guest_disk::build(&run_dir, &root_folder, &files, guest_disk::BOOT_DISK_HEADROOM_MIB)
+        .map_err(|reason| CreateError::Disk { reason })?;
     // Here on the node, not in the launcher, which runs under the pod's
     // seccomp profile.
     if let Some(user) = runcvm_host::vmm_share::for_euid(effective_uid(), launch.vmm_user) {
@@ -413,7 +427,13 @@ struct Drops {
     user_namespace: bool,
 }
 
-fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, memory_raised_by: u64, drops: Drops) -> LauncherRewrite {
+fn launcher_rewrite(
+    request: &CreateRequest<'_>,
+    state: &Path,
+    rootfs: &Path,
+    memory_raised_by: u64,
+    drops: Drops,
+) -> LauncherRewrite {
     let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
     capabilities.extend(runcvm_spec::oci::IDENTITY_CAPABILITIES.map(str::to_owned));
     let devices = [KVM, TUN]
@@ -442,12 +462,26 @@ fn launcher_rewrite(request: &CreateRequest<'_>, state: &Path, memory_raised_by:
                 destination: CONTAINER_INSTALL_ROOT.to_owned(),
                 read_only: true,
                 exec: true,
+                recursive: true,
             },
             AddedMount {
                 source: state.display().to_string(),
                 destination: CONTAINER_STATE_DIR.to_owned(),
                 read_only: false,
                 exec: false,
+                recursive: true,
+            },
+            // The container's root by itself, without the mounts runc makes
+            // on it (the volumes, /proc, the state folder): the launcher
+            // serves it to the guest, whose container root it becomes. Not
+            // `noexec`: the server answers the guest's execute checks with
+            // access(2), which refuses them all on such a mount.
+            AddedMount {
+                source: rootfs.display().to_string(),
+                destination: CONTAINER_ROOT_DIR.to_owned(),
+                read_only: false,
+                exec: true,
+                recursive: false,
             },
         ],
         memory_overhead_bytes: memory_raised_by,
@@ -536,7 +570,7 @@ pub(crate) fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
 /// half-way and is replaced.
 fn make_state_folder(path: &Path) -> Result<(), CreateError> {
     if path.exists() {
-        let _ = std::fs::remove_dir_all(path);
+        let _ = crate::state::remove_folder(path);
     }
     if let Some(parent) = path.parent() {
         std::fs::DirBuilder::new()

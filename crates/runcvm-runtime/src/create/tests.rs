@@ -12,6 +12,9 @@ struct Fixture {
     data: PathBuf,
 }
 
+/// The size of a file of the fixture's image, which no boot disk may hold.
+const IMAGE_FILE_BYTES: u64 = 16 << 20;
+
 fn fixture(config: &serde_json::Value) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("opt-runcvm");
@@ -32,6 +35,8 @@ fn fixture(config: &serde_json::Value) -> Fixture {
     let bundle = dir.path().join("bundle");
     std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
     std::fs::write(bundle.join("rootfs/bin/app"), b"app").unwrap();
+    let image_file = vec![7u8; usize::try_from(IMAGE_FILE_BYTES).unwrap()];
+    std::fs::write(bundle.join("rootfs/bin/large"), image_file).unwrap();
     std::fs::write(bundle.join("config.json"), serde_json::to_vec(config).unwrap()).unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -156,7 +161,20 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
         .iter()
         .map(|m| m["destination"].as_str().unwrap())
         .collect();
-    assert!(destinations.ends_with(&["/opt/runcvm", "/.runcvm"]), "{destinations:?}");
+    assert!(
+        destinations.ends_with(&["/opt/runcvm", "/.runcvm", "/.runcvm/root"]),
+        "{destinations:?}"
+    );
+    // The container's root is served from its own file system, without the
+    // mounts on it (`bind`, not `rbind`), and never copied: the boot disk
+    // holds /.runcvm alone, and the folder the root is bound to is empty
+    // on the node.
+    let root = &config["mounts"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(root["source"], json!(fx.bundle.join("rootfs").display().to_string()));
+    assert_eq!(root["options"][0], json!("bind"));
+    assert_eq!(std::fs::read_dir(state.join("root")).unwrap().count(), 0);
+    let allocated = meta(&state.join("disk.ext4")).blocks() * 512;
+    assert!(allocated < IMAGE_FILE_BYTES, "the boot disk holds {allocated} bytes");
 }
 
 #[test]
@@ -411,8 +429,10 @@ fn a_privileged_container_loses_the_nodes_devices_but_a_device_request_is_refuse
 #[test]
 fn a_disk_that_cannot_be_built_leaves_no_state_folder() {
     let fx = fixture(&workload_config());
-    // A rootfs that claims runcvm's reserved folder is refused by the disk
-    // builder, after the state folder was made.
-    std::fs::create_dir(fx.bundle.join("rootfs/.runcvm")).unwrap();
-    assert_refused(&fx, "cannot build the container's root disk");
+    // Guest init that cannot be copied fails the disk builder, after the
+    // state folder was made.
+    let init = fx.install.guest_init();
+    std::fs::remove_file(&init).unwrap();
+    std::os::unix::fs::symlink("missing", &init).unwrap();
+    assert_refused(&fx, "cannot build the container's boot disk");
 }

@@ -381,6 +381,9 @@ pub struct AddedMount {
     pub read_only: bool,
     /// Whether programs may run from it.
     pub exec: bool,
+    /// Whether the mounts under the source come along (`rbind`) or only
+    /// the source's own file system (`bind`).
+    pub recursive: bool,
 }
 
 /// How the runtime turns a workload container into its launcher.
@@ -460,7 +463,8 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
         }
     }
     for mount in &rewrite.mounts {
-        let mut options = vec!["rbind", if mount.read_only { "ro" } else { "rw" }, "nosuid", "nodev"];
+        let bind = if mount.recursive { "rbind" } else { "bind" };
+        let mut options = vec![bind, if mount.read_only { "ro" } else { "rw" }, "nosuid", "nodev"];
         if !mount.exec {
             options.push("noexec");
         }

@@ -53,6 +53,7 @@ fn rewrite() -> LauncherRewrite {
             destination: "/opt/runcvm".into(),
             read_only: true,
             exec: true,
+            recursive: true,
         }],
         memory_overhead_bytes: 64 << 20,
         drop_host_devices: false,

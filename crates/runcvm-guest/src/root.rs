@@ -1,0 +1,160 @@
+//! The container's root, served over NFS by its launcher: mounted, then
+//! made the root of guest init and of everything after it, as an initramfs
+//! hands over to the real root. The boot disk keeps guest init and
+//! `/.runcvm`, which is bound into the new root, so `/.runcvm/entrypoint`
+//! stays where the guide says. The pod's files (`/etc/hosts`, single-file
+//! volumes, the termination message file) are bound from a tmpfs rather
+//! than written into the root, as runc binds them: a secret never reaches
+//! the container's writable layer on the node's disk.
+
+use anyhow::Context;
+use nix::mount::{MsFlags, mount};
+use runcvm_proto::GuestFile;
+use runcvm_spec::GuestRoot;
+use runcvm_spec::net::HOST_IDENTITY_IP;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+/// Where the served root is mounted on the boot disk before the switch.
+const MOUNT_POINT: &str = "/.runcvm-root";
+/// The tmpfs the pod's files are bound from, under `/.runcvm`.
+const FILES: &str = "/.runcvm/files";
+/// The file systems init mounted on the boot disk, moved into the new root
+/// with what is mounted under them (`/dev/pts`, `/sys/fs/cgroup`, ...).
+const MOVED: [(&str, u32); 5] = [
+    ("/dev", 0o755),
+    ("/proc", 0o555),
+    ("/sys", 0o555),
+    ("/run", 0o755),
+    ("/tmp", 0o1777),
+];
+/// Seconds the guest trusts cached attributes of its root. Nothing but the
+/// guest writes a container's root (its image layers never change, its
+/// writable layer is its own), so the cache may be long and open() need
+/// not ask the server (`nocto`): a start that opens thousands of files
+/// (an interpreter's modules) does one round trip less per file.
+const ATTRIBUTE_CACHE_SECS: u32 = 600;
+
+/// The mount(2) data for the root.
+pub fn options(root: &GuestRoot) -> String {
+    let port = root.port;
+    format!(
+        "vers=3,proto=tcp,nolock,nocto,port={port},mountport={port},mountproto=tcp,addr={HOST_IDENTITY_IP},\
+         mountaddr={HOST_IDENTITY_IP},actimeo={ATTRIBUTE_CACHE_SECS}"
+    )
+}
+
+/// Mounts the served root and switches to it; a root that cannot be mounted
+/// ends the start with the guide's volume line.
+pub fn switch_to(root: &GuestRoot) -> anyhow::Result<()> {
+    make_dir(MOUNT_POINT, 0o700)?;
+    // Set-user-ID programs of the image work as under runc; device nodes of
+    // the image do not (the container's /dev is the guest's).
+    let mounted = crate::volumes::mount_export("/", MOUNT_POINT, MsFlags::MS_NODEV, &options(root), root.port);
+    if let Err(cause) = mounted {
+        runcvm_log::error!("✗ Failed to mount / via NFS: {cause}");
+        anyhow::bail!("the container's root is not available, so the workload is not started");
+    }
+    runcvm_log::debug!("mounted the container's root over NFS");
+    make_dir(FILES, 0o700)?;
+    mount(
+        Some("tmpfs"),
+        FILES,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700"),
+    )
+    .with_context(|| format!("cannot mount a tmpfs on {FILES}"))?;
+    let new_root = Path::new(MOUNT_POINT);
+    for (moved, mode) in MOVED {
+        let target = new_root.join(moved.trim_start_matches('/'));
+        make_dir(&target, mode)?;
+        mount(Some(moved), &target, None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .with_context(|| format!("cannot move {moved} into the container's root"))?;
+    }
+    let guest_dir = new_root.join(runcvm_spec::GUEST_DIR.trim_start_matches('/'));
+    make_dir(&guest_dir, 0o711)?;
+    mount(
+        Some(runcvm_spec::GUEST_DIR),
+        &guest_dir,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("cannot bind {} into the container's root", runcvm_spec::GUEST_DIR))?;
+    std::env::set_current_dir(new_root).context("cannot enter the container's root")?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .context("cannot make the container's root the guest's")?;
+    nix::unistd::chroot(".").context("cannot make the container's root the guest's")?;
+    std::env::set_current_dir("/").context("cannot enter the container's root")?;
+    runcvm_log::debug!("the container's root is the guest's");
+    Ok(())
+}
+
+/// Puts `file` at its path as a bind mount of a copy on init's tmpfs; `index`
+/// names the copy.
+pub fn bind_file(file: &GuestFile, index: usize, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
+    let copy = format!("{FILES}/{index}");
+    crate::system::write_file(&copy, file.content.as_bytes(), file.mode, owner)?;
+    let target = Path::new(&file.path);
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    match target.symlink_metadata() {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            // As runc's mount point for it: the file, not where a link of
+            // the image points.
+            std::fs::remove_file(target).with_context(|| format!("cannot replace the symlink {}", file.path))?;
+            make_mount_point(target)?;
+        }
+        Ok(meta) if meta.is_dir() => anyhow::bail!("cannot put the file {} where the image has a folder", file.path),
+        Ok(_) => {}
+        Err(_) => make_mount_point(target)?,
+    }
+    mount(
+        Some(copy.as_str()),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| format!("cannot bind {}", file.path))?;
+    runcvm_log::debug!("bound {} ({} bytes)", file.path, file.content.as_bytes().len());
+    Ok(())
+}
+
+fn make_mount_point(path: &Path) -> anyhow::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+        .with_context(|| format!("cannot create the mount point {}", path.display()))
+}
+
+fn make_dir(path: impl AsRef<Path>, mode: u32) -> anyhow::Result<()> {
+    let path = path.as_ref();
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_mounted_from_the_host_identity_with_a_long_attribute_cache() {
+        assert_eq!(
+            options(&GuestRoot { port: 20050 }),
+            "vers=3,proto=tcp,nolock,nocto,port=20050,mountport=20050,mountproto=tcp,addr=169.254.1.254,\
+             mountaddr=169.254.1.254,actimeo=600"
+        );
+    }
+}
