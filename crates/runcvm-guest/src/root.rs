@@ -20,13 +20,16 @@ const MOUNT_POINT: &str = "/.runcvm-root";
 /// The tmpfs the pod's files are bound from, under `/.runcvm`.
 const FILES: &str = "/.runcvm/files";
 /// The file systems init mounted on the boot disk, moved into the new root
-/// with what is mounted under them (`/dev/pts`, `/sys/fs/cgroup`, ...).
-const MOVED: [(&str, u32); 5] = [
-    ("/dev", 0o755),
-    ("/proc", 0o555),
-    ("/sys", 0o555),
-    ("/run", 0o755),
-    ("/tmp", 0o1777),
+/// with what is mounted under them (`/dev/pts`, `/sys/fs/cgroup`, ...), the
+/// mode of a mount point init makes, and whether the container needs it
+/// (an image's symlink at `/run` or `/tmp` is left as the image has it, as
+/// runc leaves them).
+const MOVED: [(&str, u32, bool); 5] = [
+    ("/dev", 0o755, true),
+    ("/proc", 0o555, true),
+    ("/sys", 0o555, true),
+    ("/run", 0o755, false),
+    ("/tmp", 0o1777, false),
 ];
 /// Seconds the guest trusts cached attributes of its root. Nothing but the
 /// guest writes a container's root (its image layers never change, its
@@ -66,13 +69,21 @@ pub fn switch_to(root: &GuestRoot) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot mount a tmpfs on {FILES}"))?;
     let new_root = Path::new(MOUNT_POINT);
-    for (moved, mode) in MOVED {
+    for (moved, mode, needed) in MOVED {
         let target = new_root.join(moved.trim_start_matches('/'));
+        if !needed && is_link(&target) {
+            nix::mount::umount2(moved, nix::mount::MntFlags::MNT_DETACH)
+                .with_context(|| format!("cannot unmount {moved}"))?;
+            runcvm_log::debug!("{moved} is a symlink in the image: left as it is");
+            continue;
+        }
+        refuse_link(&target, moved)?;
         make_dir(&target, mode)?;
         mount(Some(moved), &target, None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .with_context(|| format!("cannot move {moved} into the container's root"))?;
     }
     let guest_dir = new_root.join(runcvm_spec::GUEST_DIR.trim_start_matches('/'));
+    refuse_link(&guest_dir, runcvm_spec::GUEST_DIR)?;
     make_dir(&guest_dir, 0o711)?;
     mount(
         Some(runcvm_spec::GUEST_DIR),
@@ -121,6 +132,22 @@ pub fn bind_file(file: &GuestFile, index: usize, owner: Option<(u32, u32)>) -> a
     .with_context(|| format!("cannot bind {}", file.path))?;
     runcvm_log::debug!("bound {} ({} bytes)", file.path, file.content.as_bytes().len());
     Ok(())
+}
+
+/// Refuses an image's symlink where init mounts one of the guest's own file
+/// systems: before the switch it would resolve on the boot disk, not in the
+/// container's root.
+fn refuse_link(path: &Path, name: &str) -> anyhow::Result<()> {
+    if is_link(path) {
+        anyhow::bail!(
+            "the image has a symlink at {name}, where the guest mounts its own {name}: replace it with a folder in the image"
+        );
+    }
+    Ok(())
+}
+
+fn is_link(path: &Path) -> bool {
+    path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())
 }
 
 fn make_mount_point(path: &Path) -> anyhow::Result<()> {

@@ -193,7 +193,8 @@ struct Boot {
 /// The large image's rootfs: busybox, and data that no layer compression
 /// shrinks (a xorshift stream), so the image is as large on disk as named.
 fn large_image(scratch: &Path) -> Result<Image> {
-    let rootfs = runcvm_test_infra::busybox_rootfs(&scratch.join("large-rootfs")).context("the large image's rootfs")?;
+    let rootfs =
+        runcvm_test_infra::busybox_rootfs(&scratch.join("large-rootfs")).context("the large image's rootfs")?;
     let data = rootfs.join("data");
     std::fs::create_dir_all(&data)?;
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -240,7 +241,10 @@ fn report_sizes(handlers: &[(&str, &[Vec<f64>; 2])]) {
     for (handler, [busybox, large]) in handlers {
         let small = row(&format!("{handler} busybox"), busybox.iter().copied());
         let big = row(&format!("{handler} {LARGE_IMAGE_MIB} MiB image"), large.iter().copied());
-        println!("  {handler}: {LARGE_IMAGE_MIB} MiB image / busybox ratio of medians: {:.2}x", big / small);
+        println!(
+            "  {handler}: {LARGE_IMAGE_MIB} MiB image / busybox ratio of medians: {:.2}x",
+            big / small
+        );
     }
 }
 

@@ -161,6 +161,7 @@ mod tests {
             volumes: vec![],
             network_namespace: None,
             termination_message_path: None,
+            rootfs: None,
             user_namespace: None,
         }
     }

@@ -194,7 +194,8 @@ fn collect_orphans(invocation: &Invocation, state_root: &Path) {
 /// runc's state folder when `--root` is not given.
 const DEFAULT_RUNC_ROOT: &str = "/run/runc";
 
-/// `update` of a workload container keeps the overhead on the memory limit.
+/// `update` of a workload container keeps the overhead on the memory limit
+/// and refuses what the VM's size cannot follow (`update.rs`).
 fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> Outcome {
     use std::io::{Read, Write};
     use std::os::unix::process::CommandExt;
@@ -215,12 +216,21 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     };
     read.map_err(|e| context(&e))?;
     let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
-    if let Some(limit) = update::memory_limit(&resources) {
+    let memory = update::memory_limit(&resources);
+    let millicpus = update::cpu_limit_millicpus(&resources);
+    if memory.is_some() || millicpus.is_some() {
         match state::read_node_launch(state_root, id) {
-            Ok(launch) => update::check_memory_floor(limit, launch.memory_mib).map_err(|e| context(&e))?,
+            Ok(launch) => {
+                if let Some(limit) = memory {
+                    update::check_memory(limit, launch.memory_mib).map_err(|e| context(&e))?;
+                }
+                if let Some(millicpus) = millicpus {
+                    update::check_cpus(millicpus, launch.cpus).map_err(|e| context(&e))?;
+                }
+            }
             // A container an earlier build created has no node-side copy.
             Err(e) if e.is_missing() => runcvm_log::warn!(
-                "container {id} has no node-side launch file: its new memory limit is not checked against the VM's memory"
+                "container {id} has no node-side launch file: its new limits are not checked against the VM's size"
             ),
             Err(e) => return Err(context(&e)),
         }

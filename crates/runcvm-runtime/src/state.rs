@@ -15,7 +15,7 @@ pub fn state_folder(state_root: &Path, id: &str) -> PathBuf {
 /// The node's own copy of a container's `launch.json`, beside its state
 /// folder and so out of the container's reach: what `exec` trusts.
 pub fn node_launch_file(state_root: &Path, id: &str) -> PathBuf {
-    state_root.join("containers").join(format!("{id}.launch.json"))
+    runcvm_spec::launch::node_launch_file(state_root, id)
 }
 
 /// A node-side launch file that cannot be used.

@@ -1,8 +1,12 @@
 //! `update` of a workload container: kubelet's new limits (in-place resize,
 //! the CPU manager) arrive as runc's `--resources` JSON. The memory limit
 //! is the workload's; the cgroup must keep the launcher's overhead on top,
-//! as `create` set it; and the VM's memory, fixed at boot, is a floor the
-//! limit may not go under.
+//! as `create` set it. The VM's size is fixed at boot, so an in-place
+//! resize it cannot follow is refused with the reason (the cgroup keeps its
+//! limits): a memory limit under the VM's memory (it would OOM-kill the VM)
+//! or over it (the guest would never see the room), and a CPU limit over
+//! the VM's vCPUs. A lower CPU limit throttles the VM's threads, as it
+//! would the container's, and is applied.
 
 use serde_json::Value;
 
@@ -18,6 +22,20 @@ pub enum UpdateError {
          restart the container with the new limit"
     )]
     BelowGuestMemory { limit_mib: u64, guest_mib: u32 },
+    /// a new memory limit above the memory the VM booted with
+    #[error(
+        "a memory limit of {limit_mib} MiB is above the {guest_mib} MiB the VM booted with: a VM keeps its memory \
+         until it restarts, so the workload would never get the room (in-place resize of a runcvm container's \
+         memory is not supported); restart the container with the new limit"
+    )]
+    AboveGuestMemory { limit_mib: u64, guest_mib: u32 },
+    /// a new CPU limit above the vCPUs the VM booted with
+    #[error(
+        "a CPU limit of {millicpus}m is above the {vcpus} vCPUs the VM booted with: a VM keeps its vCPUs until it \
+         restarts (in-place resize of a runcvm container's CPUs is not supported); restart the container with the \
+         new limit"
+    )]
+    AboveGuestCpus { millicpus: u64, vcpus: u32 },
 }
 
 /// The new memory limit in bytes, if the update sets one (0 and -1 mean
@@ -31,13 +49,41 @@ pub fn memory_limit(resources: &Value) -> Option<u64> {
         .filter(|limit| *limit > 0)
 }
 
-/// Refuses a memory limit under `guest_mib`.
-pub fn check_memory_floor(limit: u64, guest_mib: u32) -> Result<(), UpdateError> {
-    if limit < u64::from(guest_mib) * MIB {
+/// Refuses a memory limit the VM's `guest_mib` cannot follow: under it, or
+/// a whole MiB or more over it (create gave the guest the limit in whole
+/// MiB, so the limit it booted with passes again).
+pub fn check_memory(limit: u64, guest_mib: u32) -> Result<(), UpdateError> {
+    let guest = u64::from(guest_mib) * MIB;
+    if limit < guest {
         return Err(UpdateError::BelowGuestMemory {
             limit_mib: limit / MIB,
             guest_mib,
         });
+    }
+    if limit >= guest + MIB {
+        return Err(UpdateError::AboveGuestMemory {
+            limit_mib: limit / MIB,
+            guest_mib,
+        });
+    }
+    Ok(())
+}
+
+/// The new CPU limit in millicpus, if the update sets a quota and period.
+pub fn cpu_limit_millicpus(resources: &Value) -> Option<u64> {
+    let cpu = resources.get("cpu")?;
+    let quota = cpu
+        .get("quota")
+        .and_then(Value::as_i64)
+        .and_then(|q| u64::try_from(q).ok())?;
+    let period = cpu.get("period").and_then(Value::as_u64).filter(|p| *p > 0)?;
+    (quota > 0).then(|| quota.saturating_mul(1000).div_ceil(period))
+}
+
+/// Refuses a CPU limit over the VM's `vcpus`; a lower one throttles the VM.
+pub fn check_cpus(millicpus: u64, vcpus: u32) -> Result<(), UpdateError> {
+    if millicpus > u64::from(vcpus) * 1000 {
+        return Err(UpdateError::AboveGuestCpus { millicpus, vcpus });
     }
     Ok(())
 }
@@ -85,19 +131,42 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_limit_under_the_guests_memory_is_refused_others_pass() {
+    fn a_memory_limit_the_vm_cannot_follow_is_refused_its_own_passes() {
         let limit = |bytes: i64| json!({"memory": {"limit": bytes}, "cpu": {"quota": 50_000}});
         assert_eq!(memory_limit(&limit(128 << 20)), Some(128 << 20));
         for none in [limit(-1), limit(0), json!({"cpu": {"quota": 1}})] {
             assert_eq!(memory_limit(&none), None, "{none}");
         }
-        let refused = check_memory_floor(128 << 20, 256).unwrap_err().to_string();
+        let refused = check_memory(128 << 20, 256).unwrap_err().to_string();
         assert!(
             refused.contains("128 MiB is below the 256 MiB the VM booted with"),
             "{refused}"
         );
-        check_memory_floor(256 << 20, 256).unwrap();
-        check_memory_floor(1 << 30, 256).unwrap();
+        let refused = check_memory(320 << 20, 256).unwrap_err().to_string();
+        assert!(
+            refused.contains("320 MiB is above the 256 MiB the VM booted with")
+                && refused.contains("in-place resize of a runcvm container's memory is not supported"),
+            "{refused}"
+        );
+        check_memory(256 << 20, 256).unwrap();
+        // A limit that is not whole MiB boots a guest of the MiB under it.
+        check_memory((256 << 20) + 4096, 256).unwrap();
+        check_memory(257 << 20, 256).unwrap_err();
+    }
+
+    #[test]
+    fn a_cpu_limit_over_the_vcpus_is_refused_a_lower_one_passes() {
+        let cpu = |quota: i64, period: u64| json!({"cpu": {"quota": quota, "period": period}});
+        assert_eq!(cpu_limit_millicpus(&cpu(150_000, 100_000)), Some(1500));
+        assert_eq!(cpu_limit_millicpus(&cpu(-1, 100_000)), None);
+        assert_eq!(cpu_limit_millicpus(&json!({"cpu": {"shares": 2}})), None);
+        let refused = check_cpus(2500, 2).unwrap_err().to_string();
+        assert!(
+            refused.contains("2500m is above the 2 vCPUs the VM booted with"),
+            "{refused}"
+        );
+        check_cpus(2000, 2).unwrap();
+        check_cpus(500, 2).unwrap();
     }
 
     #[test]

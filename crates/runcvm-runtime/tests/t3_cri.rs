@@ -246,12 +246,7 @@ fn a_removed_pod_leaves_nothing(handler: Handler) {
             "the running container has its state folder"
         );
         // Its root disk, listed on the node without booting (guide, section 5).
-        let inspect = std::process::Command::new(support::install_root().join("bin/runcvm"))
-            .args(["inspect", &id])
-            .output()
-            .expect("runcvm inspect");
-        let listing = String::from_utf8_lossy(&inspect.stdout);
-        assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+        let listing = support::inspect(&id);
         assert!(
             listing.contains(" init\n") && listing.contains("echo ready; sleep 600"),
             "{listing}"
@@ -301,9 +296,53 @@ fn root_writes_land_in_the_writable_layer(handler: Handler) {
         std::fs::read_to_string(layer.join("exec-file")).expect("the exec's file in the layer"),
         "from-exec\n"
     );
+    if handler.vm {
+        // The guide's inspection without booting names the same layer.
+        let shown = support::inspect(&id);
+        assert!(
+            shown.contains(&format!("/{id}/rootfs\n"))
+                && shown.contains(&format!(
+                    "writable layer (what the container wrote): {}\n",
+                    layer.display()
+                )),
+            "{shown}"
+        );
+    }
     ok(cri.stop_pod_sandbox(&pod.id));
     ok(cri.remove_pod_sandbox(&pod.id));
     assert!(!support::state_folder(&id).exists(), "state folder of {id} left behind");
+}
+
+/// An image whose `/tmp` is a symlink keeps it, as under runc: the guest's
+/// own tmpfs is not put over it.
+fn an_images_tmp_symlink_is_kept(handler: Handler) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let rootfs = runcvm_test_infra::busybox_rootfs(&scratch.path().join("rootfs")).expect("busybox rootfs");
+    std::os::unix::fs::symlink("var/tmp", rootfs.join("tmp")).expect("the /tmp link");
+    let image = runcvm_test_node::Image::new("runcvm.test/tmp-link:1", &rootfs).cmd(["/bin/sh"]);
+    let options = runcvm_test_node::NodeOptions {
+        images: vec![image],
+        ..runcvm_test_node::NodeOptions::default()
+    };
+    let f = Fixture::start_with(handler, options);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("tmp-link")));
+    let spec = ContainerSpec::new("app", "runcvm.test/tmp-link:1")
+        .shell("readlink /tmp; echo linked > /tmp/f && cat /var/tmp/f; echo ready; sleep 600");
+    let id = ok(cri.run_container(&pod, &spec));
+    let lines = f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+    assert_eq!(
+        support::lines_of(&lines, Stream::Stdout),
+        ["var/tmp", "linked", "ready"],
+        "{lines:?}"
+    );
+    // Written through the image's link into its own folder: the writable
+    // layer has it (no tmpfs of the guest's was put over it).
+    let layer = runcvm_test_node::host::writable_layer(&id).expect("the container's root is an overlay mount");
+    assert_eq!(
+        std::fs::read_to_string(layer.join("var/tmp/f")).expect("the file in the layer"),
+        "linked\n"
+    );
 }
 
 fn runs_under_the_runtime_default_seccomp_profile(handler: Handler) {
@@ -437,4 +476,5 @@ both_handlers!(
     capabilities_are_the_pods,
     a_read_only_root_refuses_writes_but_volumes_take_them,
     root_writes_land_in_the_writable_layer,
+    an_images_tmp_symlink_is_kept,
 );

@@ -256,25 +256,30 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
     let overhead = runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20;
     assert_eq!(limit, (256 << 20) + overhead, "{}", limit_file.display());
 
-    // An in-place resize keeps the overhead on top of the new limit.
-    ok(cri.update_memory_limit(&id, 320 << 20));
+    // The limit it booted with, given again, keeps the overhead on top.
+    ok(cri.update_memory_limit(&id, 256 << 20));
     let limit: u64 = support::read_number(&limit_file);
-    assert_eq!(limit, (320 << 20) + overhead, "after UpdateContainerResources");
-    // Under the VM's memory, fixed at boot, a resize is refused and the
-    // cgroup keeps its limit.
-    let refused = cri
-        .update_memory_limit(&id, 128 << 20)
-        .expect_err("a limit under the guest's memory is refused");
-    assert!(
-        format!("{refused:#}").contains("128 MiB is below the 256 MiB the VM booted with"),
-        "{refused:#}"
-    );
-    let limit: u64 = support::read_number(&limit_file);
-    assert_eq!(
-        limit,
-        (320 << 20) + overhead,
-        "after a refused UpdateContainerResources"
-    );
+    assert_eq!(limit, (256 << 20) + overhead, "after UpdateContainerResources");
+    // The VM's memory is fixed at boot: an in-place resize either way is
+    // refused with the reason, and the cgroup keeps its limit.
+    for (asked, reason) in [
+        (128 << 20, "128 MiB is below the 256 MiB the VM booted with"),
+        (
+            320 << 20,
+            "320 MiB is above the 256 MiB the VM booted with: a VM keeps its memory until it restarts",
+        ),
+    ] {
+        let refused = cri
+            .update_memory_limit(&id, asked)
+            .expect_err("a resize the VM cannot follow is refused");
+        assert!(format!("{refused:#}").contains(reason), "{refused:#}");
+        let limit: u64 = support::read_number(&limit_file);
+        assert_eq!(
+            limit,
+            (256 << 20) + overhead,
+            "after a refused UpdateContainerResources"
+        );
+    }
 }
 
 #[test]

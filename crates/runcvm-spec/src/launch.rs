@@ -25,6 +25,13 @@ pub const CONTAINER_ROOT_DIR: &str = "/.runcvm/root";
 /// Where the install root is mounted in every runcvm container.
 pub const CONTAINER_INSTALL_ROOT: &str = crate::layout::DEFAULT_ROOT;
 
+/// The node's own copy of a container's launch file, beside its state
+/// folder and out of the container's reach (the container can write its
+/// `/.runcvm`): what the runtime and `runcvm inspect` read back.
+pub fn node_launch_file(state_root: &std::path::Path, id: &str) -> std::path::PathBuf {
+    state_root.join("containers").join(format!("{id}.launch.json"))
+}
+
 /// A container's launch, as the runtime decided it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +68,11 @@ pub struct ContainerLaunch {
     /// passes it on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_message_path: Option<String>,
+    /// The container's root file system on the node (the bundle's rootfs,
+    /// the snapshotter's mount), for inspection: the launcher serves it from
+    /// [`CONTAINER_ROOT_DIR`], where the runtime binds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<String>,
     /// The pod's user namespace: the volumes' server maps ids as an
     /// id-mapped mount of the pod's would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +210,7 @@ mod tests {
                 ino: 4_026_532_000,
             }),
             termination_message_path: Some("/dev/termination-log".into()),
+            rootfs: Some("/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1/rootfs".into()),
             user_namespace: None,
         };
         assert_eq!(ContainerLaunch::from_json(&launch.to_json()).unwrap(), launch);

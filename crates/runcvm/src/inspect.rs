@@ -1,7 +1,9 @@
 //! `runcvm inspect`: a root disk's `/.runcvm` listed, and its entrypoint and
 //! launch plan shown, without booting (guide, section 5). The target is an
 //! image, a folder holding `disk.ext4` (a run folder, a container's state
-//! folder), or a Kubernetes container id.
+//! folder), or a Kubernetes container id; for a container, where its root
+//! file system is on the node, which its guest is served, and its writable
+//! layer.
 
 use runcvm_rootfs::{DiskError, GuestEntry, find_tool};
 use runcvm_spec::launch::DISK_FILE;
@@ -87,6 +89,63 @@ pub fn report(image: &Path) -> Result<String, InspectError> {
     Ok(out)
 }
 
+/// Where the Kubernetes container `target` names has its root on the node,
+/// from the node's copy of its launch file (the container cannot write
+/// it): `None` for any other target.
+pub fn container_root(target: &str, state_dir: &Path) -> Option<String> {
+    if target.contains('/') {
+        return None;
+    }
+    let bytes = std::fs::read(runcvm_spec::launch::node_launch_file(state_dir, target)).ok()?;
+    let rootfs = runcvm_spec::launch::ContainerLaunch::from_json(&bytes).ok()?.rootfs?;
+    let mut out = format!(
+        "
+container root (on the node, served to the guest over NFS): {rootfs}
+"
+    );
+    match writable_layer(&rootfs) {
+        Some(upper) => {
+            let _ = writeln!(out, "writable layer (what the container wrote): {upper}");
+        }
+        None => out.push_str(
+            "writable layer: not found (the root is not mounted now, or not an overlay)
+",
+        ),
+    }
+    Some(out)
+}
+
+/// The `upperdir` of the overlay mounted at `point`, from this process's
+/// mount table.
+fn writable_layer(point: &str) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    table.lines().find_map(|line| {
+        let (mount, filesystem) = line.split_once(" - ")?;
+        if mount.split(' ').nth(4)? != escape_mount_path(point) {
+            return None;
+        }
+        let mut fields = filesystem.split(' ');
+        if fields.next()? != "overlay" {
+            return None;
+        }
+        fields
+            .nth(1)?
+            .split(',')
+            .find_map(|option| option.strip_prefix("upperdir="))
+            .map(str::to_owned)
+    })
+}
+
+/// A path as mountinfo writes it: space, tab, newline and backslash octal.
+fn escape_mount_path(path: &str) -> String {
+    path.chars()
+        .map(|c| match c {
+            ' ' | '\t' | '\n' | '\\' => format!("\\{:03o}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// `text` with control characters (a guest wrote it) shown escaped, so they
 /// cannot drive the terminal.
 fn printable(text: &str) -> String {
@@ -129,6 +188,12 @@ fn mode_string(mode: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_escaped_as_mountinfo_writes_them() {
+        assert_eq!(escape_mount_path("/run/a b\\c"), "/run/a\\040b\\134c");
+        assert_eq!(escape_mount_path("/plain/rootfs"), "/plain/rootfs");
+    }
 
     #[test]
     fn modes_read_like_ls() {

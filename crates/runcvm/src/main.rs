@@ -495,7 +495,11 @@ fn main() {
         Command::Exec(args) => run_exec(&args, &settings),
         Command::Inspect { target } => {
             let shown = runcvm::inspect::locate_image(&target, &settings.state_dir())
-                .and_then(|image| runcvm::inspect::report(&image));
+                .and_then(|image| runcvm::inspect::report(&image))
+                .map(|listing| {
+                    let root = runcvm::inspect::container_root(&target, &settings.state_dir());
+                    listing + root.as_deref().unwrap_or_default()
+                });
             match shown {
                 Ok(text) => {
                     print!("{text}");

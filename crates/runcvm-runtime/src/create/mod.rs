@@ -283,6 +283,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             volumes: volumes.clone(),
             network_namespace: pod_namespaces.network,
             termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
+            rootfs: Some(rootfs.display().to_string()),
             user_namespace: user_namespace.clone(),
         };
         write_state(request, &plan, &launch, &state)?;

@@ -122,6 +122,16 @@ pub fn state_folder(id: &str) -> PathBuf {
         .join(id)
 }
 
+/// What `runcvm inspect ID` of the test install prints; it must succeed.
+pub fn inspect(id: &str) -> String {
+    let inspect = std::process::Command::new(install_root().join("bin/runcvm"))
+        .args(["inspect", id])
+        .output()
+        .expect("runcvm inspect");
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    String::from_utf8_lossy(&inspect.stdout).into_owned()
+}
+
 /// The command lines of the processes in a container's cgroup.
 pub fn processes_of_container(id: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
