@@ -8,12 +8,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use nfs3_types::mount::{dirpath, mountres3};
-use nfs3_types::nfs3::{
-    GETATTR3args, LOOKUP3args, LOOKUP3res, READ3args, READ3res, WRITE3args, diropargs3, filename3, nfs_fh3,
-};
-use nfs3_types::rpc::{accept_stat_data, auth_unix, call_body, msg_body, opaque_auth, reply_body, rpc_msg};
-use nfs3_types::xdr_codec::{Opaque, Pack, Unpack, Void};
+#[path = "support/client.rs"]
+mod client;
+
+use client::Client;
+use nfs3_types::mount::dirpath;
+use nfs3_types::nfs3::{GETATTR3args, READ3args, READ3res, WRITE3args, nfs_fh3};
+use nfs3_types::rpc::accept_stat_data;
+use nfs3_types::xdr_codec::{Unpack, Void};
 use runcvm_nfs::{Export, rpc};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -69,109 +71,36 @@ unsafe impl GlobalAlloc for Noting {
 #[global_allocator]
 static ALLOCATOR: Noting = Noting;
 
-/// A client that sends calls without waiting for their replies.
-struct Client {
-    stream: TcpStream,
+/// A client of the server at `address` whose replies may take [`WAIT`].
+fn client_of(address: SocketAddr) -> Client {
+    let client = Client::to(address);
+    client.stream.set_read_timeout(Some(WAIT)).unwrap();
+    client
 }
 
-impl Client {
-    /// A client of a new server of `exports`.
-    fn connect(exports: Vec<Export>) -> Self {
-        Self::to(serve(exports))
-    }
+/// The next reply's xid and body, which must be a success; `None` if none
+/// comes within the stream's read timeout.
+fn reply(client: &mut Client) -> Option<(u32, Cursor<Vec<u8>>)> {
+    let (xid, status, body) = client.receive()?;
+    assert!(matches!(status, accept_stat_data::SUCCESS), "call {xid}: {status:?}");
+    Some((xid, body))
+}
 
-    /// A client of the server at `address`.
-    fn to(address: SocketAddr) -> Self {
-        let stream = TcpStream::connect(address).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        Self { stream }
-    }
+/// Sends a READ of `file` without waiting for it; its xid.
+fn send_read(client: &mut Client, file: &nfs_fh3) -> u32 {
+    let args = READ3args {
+        file: file.clone(),
+        offset: 0,
+        count: 16,
+    };
+    client.send(nfs3_types::nfs3::PROGRAM, 6, &args)
+}
 
-    fn send(&mut self, xid: u32, program: u32, procedure: u32, args: &impl Pack) {
-        let message = rpc_msg {
-            xid,
-            body: msg_body::CALL(call_body {
-                rpcvers: 2,
-                prog: program,
-                vers: 3,
-                proc: procedure,
-                cred: opaque_auth::auth_unix(&auth_unix::default()),
-                verf: opaque_auth::default(),
-            }),
-        };
-        let mut body = Vec::new();
-        message.pack(&mut body).unwrap();
-        args.pack(&mut body).unwrap();
-        rpc::write_record(&mut self.stream, &body).unwrap();
-    }
-
-    /// The next reply's xid and body; `None` if none comes within the
-    /// stream's read timeout.
-    fn receive(&mut self) -> Option<(u32, Cursor<Vec<u8>>)> {
-        let record = match rpc::read_record(&mut self.stream) {
-            Ok(record) => record.expect("the server closed the connection"),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                return None;
-            }
-            Err(e) => panic!("reading a reply: {e}"),
-        };
-        let mut cursor = Cursor::new(record);
-        let (reply, _) = rpc_msg::unpack(&mut cursor).unwrap();
-        let msg_body::REPLY(reply_body::MSG_ACCEPTED(accepted)) = reply.body else {
-            panic!("call {} denied", reply.xid)
-        };
-        assert!(
-            matches!(accepted.reply_data, accept_stat_data::SUCCESS),
-            "call {}: {:?}",
-            reply.xid,
-            accepted.reply_data
-        );
-        Some((reply.xid, cursor))
-    }
-
-    /// Calls and waits for the reply, with no other call on the way.
-    fn call<T: Unpack>(&mut self, xid: u32, program: u32, procedure: u32, args: &impl Pack) -> T {
-        self.send(xid, program, procedure, args);
-        let (replied, mut body) = self.receive().expect("a reply");
-        assert_eq!(replied, xid);
-        T::unpack(&mut body).unwrap().0
-    }
-
-    fn mount(&mut self, export: &str) -> nfs_fh3 {
-        let path = dirpath(Opaque::owned(export.as_bytes().to_vec()));
-        match self.call(100, nfs3_types::mount::PROGRAM, 1, &path) {
-            mountres3::Ok(ok) => nfs_fh3 { data: ok.fhandle.0 },
-            mountres3::Err(e) => panic!("mount {export}: {e}"),
-        }
-    }
-
-    fn lookup(&mut self, dir: &nfs_fh3, name: &str) -> nfs_fh3 {
-        let args = LOOKUP3args {
-            what: diropargs3 {
-                dir: dir.clone(),
-                name: filename3(Opaque::owned(name.as_bytes().to_vec())),
-            },
-        };
-        match self.call(101, nfs3_types::nfs3::PROGRAM, 3, &args) {
-            LOOKUP3res::Ok(ok) => ok.object,
-            LOOKUP3res::Err((e, _)) => panic!("lookup {name}: {e}"),
-        }
-    }
-
-    fn send_read(&mut self, xid: u32, file: &nfs_fh3) {
-        let args = READ3args {
-            file: file.clone(),
-            offset: 0,
-            count: 16,
-        };
-        self.send(xid, nfs3_types::nfs3::PROGRAM, 6, &args);
-    }
-
-    /// The NFS NULL procedure, which does nothing: answered, it shows the
-    /// connection is served.
-    fn null(&mut self, xid: u32) {
-        let Void = self.call(xid, nfs3_types::nfs3::PROGRAM, 0, &Void);
-    }
+/// The NFS NULL procedure, which does nothing: answered, it shows the
+/// connection is served.
+fn null(client: &mut Client) {
+    let (status, _) = client.call(nfs3_types::nfs3::PROGRAM, 0, &Void);
+    assert!(matches!(status, accept_stat_data::SUCCESS), "NULL: {status:?}");
 }
 
 /// A server of `exports` on the loopback, as the tests start one; its
@@ -216,13 +145,14 @@ fn export_with_a_slow_file() -> (tempfile::TempDir, Client, nfs_fh3, nfs_fh3, st
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slow");
     std::fs::write(&path, SLOW_BYTES).unwrap();
-    let mut client = Client::connect(vec![Export {
+    let address = serve(vec![Export {
         name: "/data".into(),
         path: dir.path().to_owned(),
         read_only: false,
     }]);
+    let mut client = client_of(address);
     let root = client.mount("/data");
-    let file = client.lookup(&root, "slow");
+    let file = client.lookup(&root, "slow").unwrap();
     (dir, client, root, file, path)
 }
 
@@ -307,26 +237,22 @@ fn a_call_that_waits_does_not_hold_up_the_calls_after_it_on_its_connection() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let (_dir, mut client, root, file, path) = export_with_a_slow_file();
     let lease = Lease::take(&path);
-    client.send_read(1, &file);
-    client.send(2, nfs3_types::nfs3::PROGRAM, 1, &GETATTR3args { object: root });
-    let (xid, _) = client
-        .receive()
-        .expect("the GETATTR was answered while the READ waits for the lease");
-    assert_eq!(xid, 2, "the READ was answered while the lease holds");
+    let read = send_read(&mut client, &file);
+    let getattr = client.send(nfs3_types::nfs3::PROGRAM, 1, &GETATTR3args { object: root });
+    let (xid, _) = reply(&mut client).expect("the GETATTR was answered while the READ waits for the lease");
+    assert_eq!(xid, getattr, "the READ was answered while the lease holds");
     client
         .stream
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     assert!(
-        client.receive().is_none(),
+        reply(&mut client).is_none(),
         "the READ was answered while the lease holds"
     );
     lease.release();
     client.stream.set_read_timeout(Some(WAIT)).unwrap();
-    let (xid, mut body) = client
-        .receive()
-        .expect("the READ is answered once the lease is released");
-    assert_eq!(xid, 1);
+    let (xid, mut body) = reply(&mut client).expect("the READ is answered once the lease is released");
+    assert_eq!(xid, read);
     assert_eq!(read_data(&mut body), SLOW_BYTES);
 }
 
@@ -349,31 +275,28 @@ fn a_connection_answers_at_most_eight_calls_at_once_and_its_threads_end_with_it(
     let connections_before = threads_become("nfs-conn", |n| n == 0);
     let (_dir, mut client, root, file, path) = export_with_a_slow_file();
     let lease = Lease::take(&path);
-    for xid in 1..=12 {
-        client.send_read(xid, &file);
-    }
-    client.send(13, nfs3_types::nfs3::PROGRAM, 1, &GETATTR3args { object: root });
+    let mut sent: BTreeSet<u32> = (0..12).map(|_| send_read(&mut client, &file)).collect();
+    let getattr = client.send(nfs3_types::nfs3::PROGRAM, 1, &GETATTR3args { object: root });
+    sent.insert(getattr);
     let busy = workers_before + runcvm_nfs::WORKERS_PER_CONNECTION;
     assert_eq!(threads_become("nfs-worker", |n| n >= busy), busy);
     client
         .stream
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    assert!(client.receive().is_none(), "a reply while every worker waits");
+    assert!(reply(&mut client).is_none(), "a reply while every worker waits");
     assert_eq!(threads_named("nfs-worker"), busy, "a ninth worker");
     lease.release();
     client.stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut replied = BTreeSet::new();
     while replied.len() < 13 {
-        let (xid, mut body) = client
-            .receive()
-            .expect("every call answered once the lease is released");
+        let (xid, mut body) = reply(&mut client).expect("every call answered once the lease is released");
         assert!(replied.insert(xid), "call {xid} answered twice");
-        if xid != 13 {
+        if xid != getattr {
             assert_eq!(read_data(&mut body), SLOW_BYTES, "READ {xid}");
         }
     }
-    assert_eq!(replied, (1..=13).collect());
+    assert_eq!(replied, sent);
     drop(client);
     assert_eq!(threads_become("nfs-worker", |n| n <= workers_before), workers_before);
     assert_eq!(
@@ -415,8 +338,8 @@ fn a_server_serves_a_bounded_number_of_connections_and_frees_a_slot_when_one_end
     let (_dir, address) = serve_a_folder();
     let mut open: Vec<Client> = (0..runcvm_nfs::MAX_CONNECTIONS)
         .map(|_| {
-            let mut client = Client::to(address);
-            client.null(1);
+            let mut client = client_of(address);
+            null(&mut client);
             client
         })
         .collect();
@@ -474,9 +397,9 @@ fn the_servers_end_of_a_connection_gives_up_on_a_reply_after_the_write_timeout()
     require_root();
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let (_dir, address) = serve_a_folder();
-    let mut client = Client::to(address);
+    let mut client = client_of(address);
     // Answered: the server has set its end up.
-    client.null(1);
+    null(&mut client);
     let local = client.stream.local_addr().unwrap();
     assert_eq!(write_timeout_of_socket(address, local), Some(runcvm_nfs::WRITE_TIMEOUT));
     assert_eq!(write_timeout_of_socket(local, address), None, "the client's end");

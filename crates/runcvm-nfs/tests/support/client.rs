@@ -1,5 +1,6 @@
-//! A minimal NFSv3 client over TCP, one call at a time, for the protocol
-//! tests and the volume server's benchmark (included by `#[path]`).
+//! A minimal NFSv3 client over TCP for the protocol and connection tests
+//! and the volume server's benchmark (included by `#[path]`): one call at a
+//! time (`call`), or calls sent ahead of their replies (`send`, `receive`).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -9,10 +10,10 @@ use nfs3_types::rpc::{accept_stat_data, auth_unix, call_body, msg_body, opaque_a
 use nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
 use runcvm_nfs::{Export, rpc};
 use std::io::Cursor;
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 
 pub struct Client {
-    stream: TcpStream,
+    pub stream: TcpStream,
     xid: u32,
     pub auth: auth_unix,
 }
@@ -25,8 +26,13 @@ impl Client {
     pub fn connect_with(exports: Vec<Export>, peers: runcvm_nfs::Peers) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let server = runcvm_nfs::serve(listener, exports, peers).unwrap();
+        Self::to(server.address)
+    }
+
+    /// A client of the server at `address`.
+    pub fn to(address: SocketAddr) -> Self {
         Self {
-            stream: TcpStream::connect(server.address).unwrap(),
+            stream: TcpStream::connect(address).unwrap(),
             xid: 0,
             auth: auth_unix::default(),
         }
@@ -43,6 +49,14 @@ impl Client {
 
     /// Sends a call and returns the accept status and the reply body.
     pub fn call(&mut self, program: u32, procedure: u32, args: &impl Pack) -> (accept_stat_data, Cursor<Vec<u8>>) {
+        let xid = self.send(program, procedure, args);
+        let (replied, status, body) = self.receive().expect("a reply");
+        assert_eq!(replied, xid);
+        (status, body)
+    }
+
+    /// Sends a call without waiting for its reply; returns its xid.
+    pub fn send(&mut self, program: u32, procedure: u32, args: &impl Pack) -> u32 {
         self.xid += 1;
         let message = rpc_msg {
             xid: self.xid,
@@ -59,14 +73,25 @@ impl Client {
         message.pack(&mut body).unwrap();
         args.pack(&mut body).unwrap();
         rpc::write_record(&mut self.stream, &body).unwrap();
-        let record = rpc::read_record(&mut self.stream).unwrap().unwrap();
+        self.xid
+    }
+
+    /// The next reply, whichever call it answers: its xid, accept status
+    /// and body; `None` if none comes within the stream's read timeout.
+    pub fn receive(&mut self) -> Option<(u32, accept_stat_data, Cursor<Vec<u8>>)> {
+        let record = match rpc::read_record(&mut self.stream) {
+            Ok(record) => record.expect("the server closed the connection"),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return None;
+            }
+            Err(e) => panic!("reading a reply: {e}"),
+        };
         let mut cursor = Cursor::new(record);
         let (reply, _) = rpc_msg::unpack(&mut cursor).unwrap();
-        assert_eq!(reply.xid, self.xid);
         let msg_body::REPLY(reply_body::MSG_ACCEPTED(accepted)) = reply.body else {
-            panic!("call denied")
+            panic!("call {} denied", reply.xid)
         };
-        (accepted.reply_data, cursor)
+        Some((reply.xid, accepted.reply_data, cursor))
     }
 
     pub fn nfs<T: Unpack>(&mut self, procedure: u32, args: &impl Pack) -> T {
