@@ -202,6 +202,17 @@ fn open_beneath(dir: BorrowedFd<'_>, path: &Path, flags: OFlag) -> Result<OwnedF
 }
 
 /// The attributes and identity of what `fd` holds.
+/// The folder holding the folder `fd`, held by an `O_PATH` descriptor.
+fn open_parent(fd: BorrowedFd<'_>) -> Result<OwnedFd, nfsstat3> {
+    nix::fcntl::openat(
+        fd,
+        "..",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(status)
+}
+
 fn identify(fd: BorrowedFd<'_>) -> Result<(FileStat, Identity), nfsstat3> {
     let stat = fstatat(fd, "", AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW).map_err(status)?;
     let identity = Identity {
@@ -315,13 +326,7 @@ impl Tree {
         if self.is_root(dir) {
             return Ok((dir.clone(), dir.stat()?));
         }
-        let fd = nix::fcntl::openat(
-            dir.fd(),
-            "..",
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(status)?;
+        let fd = open_parent(dir.fd())?;
         if !self.within_export(dir.export, fd.as_fd())? {
             return Err(nfsstat3::NFS3ERR_ACCES);
         }
@@ -347,13 +352,7 @@ impl Tree {
             if identity == root.identity {
                 return Ok(true);
             }
-            let up = nix::fcntl::openat(
-                here.as_fd(),
-                "..",
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(status)?;
+            let up = open_parent(here.as_fd())?;
             if identify(up.as_fd())?.1 == identity {
                 // The top of the file system: the export's root was not on the way.
                 return Ok(false);
