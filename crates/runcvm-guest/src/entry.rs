@@ -7,7 +7,10 @@ use crate::container::{Confinement, Container};
 use crate::spawn::{self, RUNNER_FAILED, Started};
 use runcvm_log::LogLevel;
 use runcvm_proto::{ExitStatus, TerminalSize};
-use runcvm_spec::{CapabilityMasks, ENTRYPOINT_PATH, Entrypoint};
+use runcvm_spec::{CapabilityMasks, ENTRYPOINT_PATH, Entrypoint, LaunchPlan, PLAN_PATH};
+
+/// Where the pod's files are bound from when the root is served (`root.rs`).
+pub const FILES_DIR: &str = "/.runcvm/files";
 
 const RUNNER: &str = "[VM-START]";
 
@@ -46,6 +49,33 @@ pub fn load_entrypoint() -> Result<Entrypoint, Workload> {
         vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", runcvm_log::error_chain(&e));
         Workload::Ended(ExitStatus::Code(RUNNER_FAILED))
     })
+}
+
+/// Writes what `Start` brought into `/.runcvm` (a tmpfs of init's): the
+/// plan, the entrypoint when there is one (the runner loads it from there,
+/// as the guide says), and the mount point of the pod's files.
+pub fn write_guest_dir(plan: &LaunchPlan, entrypoint: Option<&Entrypoint>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let write = |path: &str, bytes: &[u8]| {
+        use std::io::Write;
+        // Both carry the container's env, secrets included.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut file| file.write_all(bytes))
+            .with_context(|| format!("cannot write {path}"))
+    };
+    write(PLAN_PATH, &plan.to_json())?;
+    if let Some(entrypoint) = entrypoint {
+        write(ENTRYPOINT_PATH, &entrypoint.to_json())?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(FILES_DIR)
+        .with_context(|| format!("cannot create {FILES_DIR}"))
 }
 
 /// Creates a missing working directory, as runc does rather than failing

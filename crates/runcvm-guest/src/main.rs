@@ -35,7 +35,6 @@ mod volumes;
 use container::Container;
 use runcvm_log::{Epoch, LogLevel};
 use runcvm_proto::{ExitStatus, GuestMessage, HostMessage, WORKLOAD_SESSION};
-use runcvm_spec::{LaunchPlan, PLAN_PATH};
 use sessions::Sessions;
 use std::sync::Arc;
 
@@ -76,19 +75,16 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
         "kernel command line: {}",
         std::fs::read_to_string("/proc/cmdline").unwrap_or_default().trim()
     );
-    let plan = read_plan()?;
-    if plan.quiet_kernel {
-        console::quiet_kernel(runcvm_log::level());
-    }
-    if let Some(hostname) = &plan.hostname {
-        system::set_hostname(hostname)?;
-    }
     system::bring_up_loopback()?;
     let mut control = control::ControlPort::open()?;
     control.send(&GuestMessage::Ready {
         version: runcvm_proto::PROTOCOL_VERSION,
     })?;
+    // Everything of the container arrives here, after boot: the boot disk
+    // is the same for every VM.
     let HostMessage::Start {
+        plan,
+        entrypoint,
         network,
         files,
         root,
@@ -99,6 +95,15 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
     else {
         anyhow::bail!("the launcher did not answer Ready with Start");
     };
+    if plan.quiet_kernel {
+        console::quiet_kernel(runcvm_log::level());
+    }
+    if let Some(hostname) = &plan.hostname {
+        system::set_hostname(hostname)?;
+    }
+    mounts::mount_guest_dir()?;
+    entry::write_guest_dir(&plan, entrypoint.as_ref())?;
+    mounts::seal_guest_dir()?;
     if let Some(network) = &network {
         net::configure(network)?;
     }
@@ -184,11 +189,4 @@ fn sleep_forever(sessions: &Sessions) -> ! {
         // No child right now; an exec may start one at any moment.
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-}
-
-fn read_plan() -> anyhow::Result<LaunchPlan> {
-    use anyhow::Context;
-    let bytes = std::fs::read(PLAN_PATH).with_context(|| format!("cannot read the launch plan {PLAN_PATH}"))?;
-    runcvm_log::debug!("loaded launch plan {PLAN_PATH}");
-    LaunchPlan::from_json(&bytes).with_context(|| format!("cannot use the launch plan {PLAN_PATH}"))
 }

@@ -136,6 +136,29 @@ fn mount_one(m: &Mount) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `/.runcvm` as a tmpfs of its own, where init writes what `Start` brought
+/// (the entrypoint, the plan): the boot disk under it is the same for every
+/// VM and read-only. Init keeps running from the boot disk's
+/// `/.runcvm/init`, which the tmpfs hides from the workload.
+pub fn mount_guest_dir() -> anyhow::Result<()> {
+    mount_one(&Mount {
+        target: runcvm_spec::GUEST_DIR,
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "mode=0711",
+        dir_mode: 0o711,
+    })
+}
+
+/// Makes `/.runcvm` read-only once init has written it: the workload (root
+/// in the guest, if it wants) cannot change the entrypoint an exec or a
+/// later look finds there without remounting it.
+pub fn seal_guest_dir() -> anyhow::Result<()> {
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    mount(None::<&str>, runcvm_spec::GUEST_DIR, None::<&str>, flags, None::<&str>)
+        .with_context(|| format!("cannot make {} read-only", runcvm_spec::GUEST_DIR))
+}
+
 /// Makes the root file system read-only for everything after it (the
 /// workload, exec sessions): a read-only flag on the mount, as runc sets it
 /// for `readonly` roots. The file systems mounted on top stay as they are.

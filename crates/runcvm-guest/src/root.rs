@@ -18,7 +18,7 @@ use std::path::Path;
 /// Where the served root is mounted on the boot disk before the switch.
 const MOUNT_POINT: &str = "/.runcvm-root";
 /// The tmpfs the pod's files are bound from, under `/.runcvm`.
-const FILES: &str = "/.runcvm/files";
+const FILES: &str = crate::entry::FILES_DIR;
 /// The file systems init mounted on the boot disk, moved into the new root
 /// with what is mounted under them (`/dev/pts`, `/sys/fs/cgroup`, ...), the
 /// mode of a mount point init makes, and whether the container needs it

@@ -1,10 +1,12 @@
-//! The guest's root disk for one run: the rootfs plus `/.runcvm` (guest init,
-//! entrypoint, launch plan).
+//! The guest's disk: `runcvm run`'s root disk (the rootfs plus `/.runcvm`:
+//! guest init, entrypoint, launch plan), and the node's boot disk that
+//! every Kubernetes container's VM boots read-only (guest init alone: the
+//! container reaches the guest after boot).
 
 use crate::run_dir::RunDir;
 use runcvm_rootfs::{BuiltDisk, DiskSpec, GuestFile};
 use runcvm_spec::{ENTRYPOINT_PATH, Entrypoint, GUEST_DIR, INIT_PATH, LaunchPlan, PLAN_PATH};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Why the root disk could not be made.
@@ -115,4 +117,231 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), GuestDiskError> {
             path: path.to_owned(),
             source,
         })
+}
+
+/// The node's boot disks, in the node's state folder.
+pub const BOOT_DISKS_DIR: &str = "boot";
+/// Bumped when what a boot disk holds changes, so a node builds it anew.
+const BOOT_LAYOUT: u32 = 1;
+/// The mount points guest init uses on a boot disk it cannot write: the
+/// file systems it mounts, and where the served root is mounted before the
+/// switch.
+const BOOT_MOUNT_POINTS: [(&str, u32); 6] = [
+    ("dev", 0o755),
+    ("proc", 0o555),
+    ("sys", 0o555),
+    ("run", 0o755),
+    ("tmp", 0o1777),
+    (".runcvm-root", 0o700),
+];
+
+/// Why the node's boot disk could not be given to a container.
+#[derive(Debug, thiserror::Error)]
+pub enum BootDiskError {
+    /// cannot read guest init {path}
+    #[error("cannot read guest init {}", path.display())]
+    Init {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// cannot prepare {path}
+    #[error("cannot prepare {}", path.display())]
+    Prepare {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the boot disk (its own message)
+    #[error(transparent)]
+    Image(#[from] runcvm_rootfs::DiskError),
+    /// cannot link the node's boot disk {disk} to {link} (the state folder must be one file system)
+    #[error(
+        "cannot link the node's boot disk {} to {} (the node's state folder must be one file system)",
+        disk.display(),
+        link.display()
+    )]
+    Link {
+        disk: std::path::PathBuf,
+        link: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Gives a container the node's boot disk at `link`: guest init and the
+/// mount points it needs, nothing of the container (which reaches the
+/// guest in `Start`), so one disk serves every VM, attached read-only.
+/// Built once per guest init and VMM group in `STATE/boot/`, on first use,
+/// then hard-linked (O(1), and the disk lives while any container's link
+/// does). `vmm_gid`: the group the VMM runs in, which may read it.
+pub fn link_boot_disk(state_root: &Path, init: &Path, vmm_gid: Option<u32>, link: &Path) -> Result<(), BootDiskError> {
+    let disk = boot_disk(state_root, init, vmm_gid)?;
+    std::fs::hard_link(&disk, link).map_err(|source| BootDiskError::Link {
+        disk,
+        link: link.to_owned(),
+        source,
+    })
+}
+
+/// The node's boot disk for `init`, built if this guest init has none yet.
+fn boot_disk(state_root: &Path, init: &Path, vmm_gid: Option<u32>) -> Result<std::path::PathBuf, BootDiskError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(init).map_err(|source| BootDiskError::Init {
+        path: init.to_owned(),
+        source,
+    })?;
+    // A new guest init (an install, an upgrade) has another inode or
+    // mtime: a name of its own, so a disk is never used for another init.
+    let name = format!(
+        "boot-v{BOOT_LAYOUT}-{}-{}-{}.{}-g{}.ext4",
+        meta.dev(),
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        vmm_gid.map_or_else(|| "none".to_owned(), |gid| gid.to_string())
+    );
+    let dir = state_root.join(BOOT_DISKS_DIR);
+    let disk = dir.join(&name);
+    if disk.exists() {
+        return Ok(disk);
+    }
+    let prepare = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BootDiskError::Prepare { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(prepare(&dir))?;
+    // Built aside and renamed into place: creates racing for the first
+    // disk each build one, and the last rename wins (the same content).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let staging = dir.join(format!(".building-{}-{nanos}", std::process::id()));
+    let built = build_boot_disk(&staging, init, vmm_gid)
+        .and_then(|built| std::fs::rename(&built, &disk).map_err(prepare(&disk)));
+    let _ = std::fs::remove_dir_all(&staging);
+    built?;
+    runcvm_log::debug!("built the node's boot disk {}", disk.display());
+    remove_other_boot_disks(&dir, &name);
+    Ok(disk)
+}
+
+/// Builds a boot disk in `staging` (made here); returns its path there.
+fn build_boot_disk(staging: &Path, init: &Path, vmm_gid: Option<u32>) -> Result<std::path::PathBuf, BootDiskError> {
+    let prepare = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BootDiskError::Prepare { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(staging)
+        .map_err(prepare(staging))?;
+    let tree = staging.join("tree");
+    for (mount_point, mode) in BOOT_MOUNT_POINTS {
+        let path = tree.join(mount_point);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&path)
+            .map_err(prepare(&path))?;
+        // The mode as asked, whatever the umask took.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(prepare(&path))?;
+    }
+    let built = staging.join("disk.ext4");
+    runcvm_rootfs::build_disk(&DiskSpec {
+        rootfs: &tree,
+        guest_files: &[GuestFile {
+            name: name_in_guest_dir(INIT_PATH).to_owned(),
+            source: init.to_owned(),
+            mode: 0o755,
+        }],
+        output: &built,
+        headroom_mib: BOOT_DISK_HEADROOM_MIB,
+    })?;
+    // Readable by the VMM's group, written by nobody: every VM shares it.
+    if let Some(gid) = vmm_gid {
+        std::os::unix::fs::chown(&built, None, Some(gid)).map_err(prepare(&built))?;
+    }
+    std::fs::set_permissions(&built, std::fs::Permissions::from_mode(0o440)).map_err(prepare(&built))?;
+    Ok(built)
+}
+
+/// Removes the boot disks of earlier guest inits: containers that still
+/// use one hold a link of their own.
+fn remove_other_boot_disks(dir: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("boot-") && name.ends_with(".ext4") && name != keep {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use runcvm_rootfs::{GuestEntry, find_tool};
+    use std::os::unix::fs::MetadataExt;
+
+    fn names(image: &Path, dir: &str) -> Vec<(String, u32)> {
+        let debugfs = find_tool("debugfs").expect("debugfs (e2fsprogs) for this test");
+        GuestEntry::list(&debugfs, image, dir)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.name != "." && e.name != "..")
+            .map(|e| (e.name, e.mode & 0o7777))
+            .collect()
+    }
+
+    #[test]
+    fn containers_share_one_boot_disk_built_once_per_guest_init() {
+        let work = tempfile::tempdir().unwrap();
+        let state = work.path().join("state");
+        let init = work.path().join("runcvm-init");
+        std::fs::write(&init, b"\x7fELF guest init").unwrap();
+        let (first, second) = (work.path().join("c1.ext4"), work.path().join("c2.ext4"));
+        link_boot_disk(&state, &init, None, &first).unwrap();
+        link_boot_disk(&state, &init, None, &second).unwrap();
+        let meta = |p: &Path| std::fs::metadata(p).unwrap();
+        assert_eq!(meta(&first).ino(), meta(&second).ino(), "linked, not built twice");
+        assert_eq!(meta(&first).nlink(), 3, "the node's name and two containers'");
+        assert_eq!(meta(&first).mode() & 0o777, 0o440, "no VM may write it");
+        // Guest init and the mount points it needs, nothing else.
+        let mut root = names(&first, "/");
+        root.sort();
+        for (mount_point, mode) in BOOT_MOUNT_POINTS {
+            assert!(
+                root.contains(&(mount_point.to_owned(), mode)),
+                "{mount_point} in {root:?}"
+            );
+        }
+        assert_eq!(names(&first, "/.runcvm"), [("init".to_owned(), 0o755)]);
+
+        // Another guest init (an upgrade): a disk of its own; the old one's
+        // name goes, the containers' links to it stay usable.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::remove_file(&init).unwrap();
+        std::fs::write(&init, b"\x7fELF guest init, newer").unwrap();
+        let third = work.path().join("c3.ext4");
+        link_boot_disk(&state, &init, None, &third).unwrap();
+        assert_ne!(meta(&third).ino(), meta(&first).ino());
+        assert_eq!(std::fs::read_dir(state.join(BOOT_DISKS_DIR)).unwrap().count(), 1);
+        assert_eq!(meta(&first).nlink(), 2);
+        assert_eq!(names(&first, "/.runcvm").len(), 1);
+    }
+
+    #[test]
+    fn a_missing_guest_init_is_named() {
+        let work = tempfile::tempdir().unwrap();
+        let err = link_boot_disk(work.path(), &work.path().join("nope"), None, &work.path().join("d")).unwrap_err();
+        assert!(err.to_string().starts_with("cannot read guest init "), "{err}");
+        assert!(!work.path().join("d").exists());
+    }
 }

@@ -11,7 +11,9 @@
 //!   group) holds what the VMM opens or makes: QEMU's control socket;
 //!   Firecracker's configuration, API socket, log, metrics and vsock
 //!   sockets;
-//! - the root disk is `root:VMM_GID 0660`.
+//! - `runcvm run`'s root disk is `root:VMM_GID 0660`; a container's boot
+//!   disk is the node's one, `root:VMM_GID 0440` from when it was built
+//!   (`guest_disk::link_boot_disk`), which no VM may write.
 //!
 //! Volumes and the rest of the state folder are not shared: a file on a
 //! volume that only root may write stays so for the VMM. How the VMM takes
@@ -31,9 +33,9 @@ pub fn for_euid(euid: u32, user: VmmUser) -> Option<VmmUser> {
     (euid == 0).then_some(user)
 }
 
-/// Shares the run folder `run` and its root disk with the VMM user's group
-/// (see the module docs); returns `RUN/vmm`.
-pub fn share_run_folder(run: &Path, disk: &Path, user: VmmUser) -> io::Result<PathBuf> {
+/// Shares the run folder `run` and, when given, its writable root disk with
+/// the VMM user's group (see the module docs); returns `RUN/vmm`.
+pub fn share_run_folder(run: &Path, disk: Option<&Path>, user: VmmUser) -> io::Result<PathBuf> {
     let gid = Some(user.gid);
     std::os::unix::fs::chown(run, None, gid)?;
     std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o710))?;
@@ -44,7 +46,7 @@ pub fn share_run_folder(run: &Path, disk: &Path, user: VmmUser) -> io::Result<Pa
     }
     std::os::unix::fs::chown(&vmm, None, gid)?;
     std::fs::set_permissions(&vmm, std::fs::Permissions::from_mode(0o2770))?;
-    if disk.exists() {
+    if let Some(disk) = disk.filter(|disk| disk.exists()) {
         std::os::unix::fs::chown(disk, None, gid)?;
         std::fs::set_permissions(disk, std::fs::Permissions::from_mode(0o660))?;
     }
@@ -88,13 +90,13 @@ mod tests {
         std::fs::set_permissions(run.join("launch.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
         // The caller's own group: chown to it needs no privilege.
         let gid = std::fs::metadata(&run).unwrap().gid();
-        let vmm = share_run_folder(&run, &disk, VmmUser { uid: 70000, gid }).unwrap();
+        let vmm = share_run_folder(&run, Some(&disk), VmmUser { uid: 70000, gid }).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
         assert_eq!(mode(&run), 0o710);
         assert_eq!(mode(&vmm), 0o2770);
         assert_eq!(mode(&disk), 0o660);
         assert_eq!(mode(&run.join("launch.json")), 0o600, "the rest stays private");
         // Again (a restart of the same container's folder): no error.
-        share_run_folder(&run, &disk, VmmUser { uid: 70000, gid }).unwrap();
+        share_run_folder(&run, Some(&disk), VmmUser { uid: 70000, gid }).unwrap();
     }
 }

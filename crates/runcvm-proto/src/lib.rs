@@ -15,13 +15,13 @@
 
 pub mod flow;
 
-use runcvm_spec::{ByteString, Entrypoint, GuestNetwork, GuestRoot, GuestVolume};
+use runcvm_spec::{ByteString, Entrypoint, GuestNetwork, GuestRoot, GuestVolume, LaunchPlan};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -65,10 +65,20 @@ pub enum GuestMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HostMessage {
-    /// The answer to `Ready`: what the guest sets up before it runs the
-    /// workload. The network is known only once the launcher has taken over
-    /// the pod's `eth0`, after the root disk was built, so it travels here.
+    /// The answer to `Ready`: the container and what the guest sets up
+    /// before it runs the workload. Nothing of it is on the boot disk,
+    /// which is the same for every VM: the container reaches the guest
+    /// after boot, as the network does (known only once the launcher has
+    /// taken over the pod's `eth0`).
     Start {
+        /// How the guest makes the container's world (boxed: it is most of
+        /// the message).
+        plan: Box<LaunchPlan>,
+        /// The container's process, which guest init writes to
+        /// `/.runcvm/entrypoint` for the `[VM-START]` runner. Absent: the
+        /// guest sleeps (`No entrypoint found, sleeping`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entrypoint: Option<Entrypoint>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         network: Option<GuestNetwork>,
         /// Files the guest writes before the workload starts: the
@@ -427,8 +437,13 @@ mod tests {
     }
 
     #[test]
-    fn start_carries_the_network_and_files() {
+    fn start_carries_the_container_network_and_files() {
         let start = HostMessage::Start {
+            plan: Box::new(LaunchPlan {
+                hostname: Some("web-0".into()),
+                ..LaunchPlan::default()
+            }),
+            entrypoint: Some(Entrypoint::new(vec!["/bin/app".into()], vec!["A=1".into()])),
             network: Some(GuestNetwork {
                 mac: "0a:58:0a:58:00:05".parse().unwrap(),
                 mtu: 1450,
@@ -459,6 +474,8 @@ mod tests {
         write_message(
             &mut bare,
             &HostMessage::Start {
+                plan: Box::default(),
+                entrypoint: None,
                 network: None,
                 files: vec![],
                 root: None,
@@ -468,7 +485,11 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(&bare[5..], br#"{"type":"start"}"#);
+        let plan = serde_json::to_string(&LaunchPlan::default()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&bare[5..]),
+            format!(r#"{{"type":"start","plan":{plan}}}"#)
+        );
     }
 
     #[test]

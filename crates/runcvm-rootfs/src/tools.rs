@@ -124,9 +124,9 @@ impl GuestEntry {
         run("debugfs", command, image)
     }
 
-    /// Parses `/inode/mode/uid/gid/name/size/`.
+    /// Parses `/inode/mode/uid/gid/name/size/` (a folder's size is empty).
     fn parse(line: &str) -> Option<Self> {
-        let fields: Vec<&str> = line.trim().trim_matches('/').split('/').collect();
+        let fields: Vec<&str> = line.trim().strip_prefix('/')?.strip_suffix('/')?.split('/').collect();
         let [_, mode, uid, gid, name, size] = fields.as_slice() else {
             return None;
         };
@@ -182,5 +182,7 @@ mod tests {
             }
         );
         assert!(GuestEntry::parse("debugfs 1.47.0").is_none());
+        let folder = GuestEntry::parse("/13/040755/0/0/dev//").unwrap();
+        assert_eq!((folder.name.as_str(), folder.mode, folder.size), ("dev", 0o40755, 0));
     }
 }

@@ -128,7 +128,7 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
     if !process.env.iter().any(|e| e.starts_with("HOME=")) {
         args.push("--no-home".to_owned());
     }
-    if launch.user_namespace.is_some() {
+    if launch.plan.user_namespace.is_some() {
         args.push("--no-outside".to_owned());
     }
     args.push(CONTAINER_STATE_DIR.to_owned());
@@ -151,7 +151,7 @@ mod tests {
         ContainerLaunch {
             version: runcvm_spec::launch::LAUNCH_VERSION,
             process,
-            hostname: None,
+            plan: runcvm_spec::LaunchPlan::default(),
             cpus: 1,
             memory_mib: 256,
             accel: runcvm_spec::launch::LaunchAccel::Tcg,
@@ -162,7 +162,6 @@ mod tests {
             network_namespace: None,
             termination_message_path: None,
             rootfs: None,
-            user_namespace: None,
         }
     }
 
@@ -187,7 +186,7 @@ mod tests {
             host_id: 65536,
             size: 65536,
         };
-        userns.user_namespace = Some(runcvm_spec::UserNamespace {
+        userns.plan.user_namespace = Some(runcvm_spec::UserNamespace {
             uid_mappings: vec![range],
             gid_mappings: vec![range],
         });

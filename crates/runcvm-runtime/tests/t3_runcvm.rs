@@ -163,6 +163,60 @@ fn a_second_vm_container_in_a_running_pod_is_refused_and_the_first_keeps_serving
     assert_eq!(got.trim(), "hello", "the first container's VM still has the network");
 }
 
+/// Every container boots the node's one boot disk, read-only: two pods'
+/// state folders link the same file, which no VM may write, and the
+/// container reaches each guest after boot (its `/.runcvm/entrypoint` is
+/// its own, and read-only to it).
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn pods_share_the_nodes_read_only_boot_disk_and_get_their_container_after_boot() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let mut ids = Vec::new();
+    for name in ["boot-a", "boot-b"] {
+        let pod = ok(cri.run_pod_sandbox(&f.pod(name)));
+        let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell(&format!("echo ready; sleep 600 # {name}"));
+        let id = ok(cri.run_container(&pod, &spec));
+        f.wait_for_line(&spec.log_file(pod.log_directory()), "ready", BOOT);
+        let seen = ok(cri.exec_sync(&id, &["cat", "/.runcvm/entrypoint"], 30));
+        assert!(seen.stdout_text().contains(&format!("# {name}")), "{seen:?}");
+        let changed = ok(cri.exec_sync(&id, &["sh", "-c", "echo x > /.runcvm/entrypoint"], 30));
+        assert_ne!(changed.exit_code, 0, "/.runcvm is read-only: {changed:?}");
+        // Root in the guest, with the device node at hand: the disk itself
+        // refuses the write, whatever the guest does.
+        let written = ok(cri.exec_sync(
+            &id,
+            &[
+                "sh",
+                "-c",
+                "test -b /dev/vda && dd if=/dev/zero of=/dev/vda bs=512 count=1 conv=notrunc",
+            ],
+            30,
+        ));
+        assert_ne!(written.exit_code, 0, "the boot disk took a write: {written:?}");
+        // Opened, then refused by the device's read-only flag.
+        assert!(
+            written
+                .stderr_text()
+                .contains("error writing '/dev/vda': Operation not permitted"),
+            "{written:?}"
+        );
+        ids.push(id);
+    }
+    let disk = |id: &str| std::fs::metadata(support::state_folder(id).join("disk.ext4")).expect("the boot disk");
+    let (a, b) = (disk(&ids[0]), disk(&ids[1]));
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "one boot disk, linked");
+    assert_eq!(a.mode() & 0o777, 0o440);
+    // Its listing is guest init alone; the entrypoint shown is the
+    // launch file's, as the guest gets it.
+    let shown = support::inspect(&ids[1]);
+    assert!(
+        shown.contains(" init\n") && !shown.contains(" entrypoint\n") && shown.contains("# boot-b"),
+        "{shown}"
+    );
+}
+
 /// The cgroup line of `pid` for `controller` (v1) or the unified one.
 fn cgroup_of(pid: &str, controller: &str) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");

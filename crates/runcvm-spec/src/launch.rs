@@ -1,14 +1,15 @@
 //! `launch.json`: what `runcvm-runtime create` hands the launcher in a
 //! Kubernetes container, in the container's state folder (`/.runcvm` in the
-//! container). The boot disk beside it holds guest init and
-//! `/.runcvm/entrypoint`; the container's root file system is bound into the
-//! state folder (`root`), from where the launcher serves it to the guest.
+//! container). The boot disk beside it holds guest init alone (the node's
+//! one boot disk, linked); the container's process and plan reach the guest
+//! in `Start`, and its root file system is bound into the state folder
+//! (`root`), from where the launcher serves it to the guest.
 
 use crate::Entrypoint;
 use serde::{Deserialize, Serialize};
 
 /// The format version written by this build.
-pub const LAUNCH_VERSION: u32 = 2;
+pub const LAUNCH_VERSION: u32 = 3;
 /// The state folder's path inside the container.
 pub const CONTAINER_STATE_DIR: &str = "/.runcvm";
 /// The launch file's name in the state folder.
@@ -37,10 +38,13 @@ pub fn node_launch_file(state_root: &std::path::Path, id: &str) -> std::path::Pa
 #[serde(deny_unknown_fields)]
 pub struct ContainerLaunch {
     pub version: u32,
-    /// The container's original process (also in the root disk); exec
-    /// sessions take its user and cwd.
+    /// The container's original process, which the guest gets in `Start`
+    /// and writes to `/.runcvm/entrypoint`; exec sessions take its user and
+    /// cwd.
     pub process: Entrypoint,
-    pub hostname: Option<String>,
+    /// How the guest makes the container's world (hostname, sysctls,
+    /// limits, masked paths, the pod's user namespace...), sent in `Start`.
+    pub plan: crate::LaunchPlan,
     pub cpus: u32,
     pub memory_mib: u32,
     /// `tcg` or `kvm`, decided on the node by the runtime.
@@ -73,10 +77,6 @@ pub struct ContainerLaunch {
     /// [`CONTAINER_ROOT_DIR`], where the runtime binds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<String>,
-    /// The pod's user namespace: the volumes' server maps ids as an
-    /// id-mapped mount of the pod's would.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_namespace: Option<crate::UserNamespace>,
 }
 
 /// A namespace as the kernel tells it apart: the device and inode of its
@@ -193,7 +193,10 @@ mod tests {
         let launch = ContainerLaunch {
             version: LAUNCH_VERSION,
             process: Entrypoint::new(vec!["sh".into()], vec![]),
-            hostname: Some("pod".into()),
+            plan: crate::LaunchPlan {
+                hostname: Some("pod".into()),
+                ..crate::LaunchPlan::default()
+            },
             cpus: 1,
             memory_mib: 256,
             accel: LaunchAccel::Tcg,
@@ -211,7 +214,6 @@ mod tests {
             }),
             termination_message_path: Some("/dev/termination-log".into()),
             rootfs: Some("/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1/rootfs".into()),
-            user_namespace: None,
         };
         assert_eq!(ContainerLaunch::from_json(&launch.to_json()).unwrap(), launch);
         let mut other = serde_json::to_value(&launch).unwrap();

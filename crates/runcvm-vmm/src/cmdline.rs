@@ -13,6 +13,10 @@ pub struct GuestCmdline {
     pub reboot_method: char,
     /// The host's TSC frequency (see [`crate::tsc`]).
     pub tsc_khz: u64,
+    /// The root disk is read-only (`ro`): a boot disk that several VMs
+    /// share. The backends attach the disk read-only too, so the kernel's
+    /// view and the device's agree by construction.
+    pub read_only_root: bool,
     /// Appended last, so a word here overrides an earlier one.
     pub extra: Vec<String>,
 }
@@ -27,7 +31,7 @@ impl GuestCmdline {
             "panic=-1".to_owned(),
             "root=/dev/vda".to_owned(),
             "rootfstype=ext4".to_owned(),
-            "rw".to_owned(),
+            if self.read_only_root { "ro" } else { "rw" }.to_owned(),
             format!("init={INIT_PATH}"),
             // Skips calibrating the TSC against the PIT, which hangs about
             // one TCG boot in six.
@@ -60,6 +64,7 @@ mod tests {
             log_level: LogLevel::Info,
             reboot_method: 't',
             tsc_khz: 2_596_000,
+            read_only_root: false,
             extra: vec![],
         }
         .render();
@@ -72,11 +77,25 @@ mod tests {
             log_level: LogLevel::Debug,
             reboot_method: 'k',
             tsc_khz: 2_000_000,
+            read_only_root: false,
             extra: vec!["root=/dev/vdb".into()],
         }
         .render();
         assert!(debug.contains("reboot=k"));
+        assert!(debug.contains(" rw "));
         assert!(debug.contains("RUNCVM_LOG_LEVEL=DEBUG"));
         assert!(debug.ends_with(" root=/dev/vdb"));
+        let shared_boot_disk = GuestCmdline {
+            read_only_root: true,
+            ..GuestCmdline {
+                log_level: LogLevel::Info,
+                reboot_method: 't',
+                tsc_khz: 1,
+                read_only_root: false,
+                extra: vec![],
+            }
+        }
+        .render();
+        assert!(shared_boot_disk.contains(" rootfstype=ext4 ro init="));
     }
 }

@@ -31,7 +31,7 @@ pub struct VmSpec {
     pub kernel: PathBuf,
     /// The guest's command line; the backend sets its reboot method.
     pub cmdline: GuestCmdline,
-    /// Raw ext4 image, `/dev/vda`, read-write.
+    /// Raw ext4 image, `/dev/vda`; read-only when `cmdline.read_only_root`.
     pub root_disk: PathBuf,
     /// The VM's NIC: a tap on the host and the MAC the guest sees.
     pub nic: Option<Nic>,
@@ -211,6 +211,7 @@ mod tests {
                 log_level: LogLevel::Info,
                 reboot_method: 'k',
                 tsc_khz: 0,
+                read_only_root: false,
                 extra: vec!["quiet".into()],
             },
             root_disk: dir.join("disk.img"),

@@ -25,6 +25,7 @@ fn cmdline(level: LogLevel, extra: &[&str]) -> GuestCmdline {
         // Replaced by Firecracker's own.
         reboot_method: 't',
         tsc_khz: 2_596_000,
+        read_only_root: false,
         extra: extra.iter().map(|w| (*w).to_owned()).collect(),
     }
 }
@@ -144,7 +145,16 @@ fn the_golden_files_say_what_the_issue_asks() {
     );
     assert_eq!(pod["machine-config"], json!({"vcpu_count": 2, "mem_size_mib": 1920}));
     assert_eq!(pod["drives"][0]["path_on_host"], format!("{RUN}/disk.ext4"));
+    assert_eq!(pod["drives"][0]["is_read_only"], false);
     assert_eq!(pod["drives"][1]["is_read_only"], true);
+    let mut shared_launch = self::pod();
+    shared_launch.cmdline.read_only_root = true;
+    let shared: Value = serde_json::from_str(&FirecrackerConfig::build(&shared_launch).unwrap().to_json()).unwrap();
+    assert_eq!(
+        shared["drives"][0]["is_read_only"], true,
+        "a shared boot disk is read-only"
+    );
+    assert!(shared["boot-source"]["boot_args"].as_str().unwrap().contains(" ro "));
     let debug: Value = serde_json::from_str(&FirecrackerConfig::build(&debug()).unwrap().to_json()).unwrap();
     assert_eq!(debug["logger"]["level"], "Debug");
     assert_eq!(debug["metrics"]["metrics_path"], format!("{RUN}/firecracker.metrics"));

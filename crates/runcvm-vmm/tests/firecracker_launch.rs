@@ -19,6 +19,7 @@ fn config_in(dir: &Path, kernel: &Path) -> FirecrackerConfig {
             log_level: LogLevel::Debug,
             reboot_method: 'k',
             tsc_khz: 2_000_000,
+            read_only_root: false,
             extra: Vec::new(),
         },
         root_disk: dir.join("disk.ext4"),

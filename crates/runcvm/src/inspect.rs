@@ -1,12 +1,14 @@
 //! `runcvm inspect`: a root disk's `/.runcvm` listed, and its entrypoint and
 //! launch plan shown, without booting (guide, section 5). The target is an
 //! image, a folder holding `disk.ext4` (a run folder, a container's state
-//! folder), or a Kubernetes container id; for a container, where its root
-//! file system is on the node, which its guest is served, and its writable
-//! layer.
+//! folder), or a Kubernetes container id. A container's disk is the node's
+//! boot disk (guest init alone): its entrypoint and plan, which reach the
+//! guest in `Start`, are shown from the node's copy of its launch file, with
+//! where its root file system is on the node, which its guest is served,
+//! and its writable layer.
 
 use runcvm_rootfs::{DiskError, GuestEntry, find_tool};
-use runcvm_spec::launch::DISK_FILE;
+use runcvm_spec::launch::{ContainerLaunch, DISK_FILE};
 use runcvm_spec::{ENTRYPOINT_PATH, GUEST_DIR, PLAN_PATH};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -53,8 +55,9 @@ pub fn locate_image(target: &str, state_dir: &Path) -> Result<PathBuf, InspectEr
 }
 
 /// The listing of `/.runcvm` (`ls -l` style), then the entrypoint and the
-/// plan as stored.
-pub fn report(image: &Path) -> Result<String, InspectError> {
+/// plan: as stored on the disk, or for a Kubernetes container (`launch`)
+/// as its launch file gives them to the guest.
+pub fn report(image: &Path, launch: Option<&ContainerLaunch>) -> Result<String, InspectError> {
     let debugfs = find_tool("debugfs").ok_or(InspectError::NoDebugfs)?;
     // Not through a symlink: a container can write its state folder.
     if !std::fs::symlink_metadata(image).is_ok_and(|m| m.file_type().is_file()) {
@@ -75,6 +78,17 @@ pub fn report(image: &Path) -> Result<String, InspectError> {
             printable(&entry.name)
         );
     }
+    if let Some(launch) = launch {
+        let from = "sent to the guest at start, as the node's copy of launch.json has it";
+        for (path, json) in [
+            (ENTRYPOINT_PATH, launch.process.to_json()),
+            (PLAN_PATH, launch.plan.to_json()),
+        ] {
+            let text = String::from_utf8_lossy(&json);
+            let _ = writeln!(out, "\n{path} ({from}):\n{}", printable(text.trim_end()));
+        }
+        return Ok(out);
+    }
     for (path, present) in
         [ENTRYPOINT_PATH, PLAN_PATH].map(|p| (p, entries.iter().any(|e| Some(e.name.as_str()) == p.rsplit('/').next())))
     {
@@ -89,21 +103,27 @@ pub fn report(image: &Path) -> Result<String, InspectError> {
     Ok(out)
 }
 
-/// Where the Kubernetes container `target` names has its root on the node,
-/// from the node's copy of its launch file (the container cannot write
-/// it): `None` for any other target.
-pub fn container_root(target: &str, state_dir: &Path) -> Option<String> {
+/// The launch of the Kubernetes container `target` names, from the node's
+/// copy of its launch file (the container cannot write it): `None` for any
+/// other target.
+pub fn container_launch(target: &str, state_dir: &Path) -> Option<ContainerLaunch> {
     if target.contains('/') {
         return None;
     }
     let bytes = std::fs::read(runcvm_spec::launch::node_launch_file(state_dir, target)).ok()?;
-    let rootfs = runcvm_spec::launch::ContainerLaunch::from_json(&bytes).ok()?.rootfs?;
+    ContainerLaunch::from_json(&bytes).ok()
+}
+
+/// Where a Kubernetes container has its root on the node, and its writable
+/// layer.
+pub fn container_root(launch: &ContainerLaunch) -> Option<String> {
+    let rootfs = launch.rootfs.as_deref()?;
     let mut out = format!(
         "
 container root (on the node, served to the guest over NFS): {rootfs}
 "
     );
-    match writable_layer(&rootfs) {
+    match writable_layer(rootfs) {
         Some(upper) => {
             let _ = writeln!(out, "writable layer (what the container wrote): {upper}");
         }
@@ -223,7 +243,7 @@ mod tests {
         };
         crate::guest_disk::build(&dir, &rootfs, &files, 8).unwrap();
         let image = locate_image(&work.path().display().to_string(), Path::new("/nonexistent")).unwrap();
-        let text = report(&image).unwrap();
+        let text = report(&image, None).unwrap();
         assert!(text.contains("-rwxr-xr-x     0     0          4 init"), "{text}");
         assert!(text.contains("-rw-------     0     0"), "{text}");
         assert!(

@@ -1,6 +1,6 @@
 //! `runcvm launch STATE_DIR`: PID 1 of a Kubernetes container that
-//! `runcvm-runtime create` rewrote. The boot disk and `launch.json` are in
-//! the state folder already, and the container's root file system is bound
+//! `runcvm-runtime create` rewrote. The node's boot disk (linked) and
+//! `launch.json` are in the state folder already, and the container's root file system is bound
 //! at `/.runcvm/root`; the launcher takes over the pod network, serves the
 //! container's root and volumes, runs the VM and exits with the workload's
 //! code.
@@ -110,13 +110,16 @@ fn try_launch(
     let (accel, boot_timeout, volumes_optional) = (prepared.accel, prepared.boot_timeout, prepared.volumes_optional);
     let ended = boot(&Boot {
         run_dir,
+        plan: &launch.plan,
+        entrypoint: Some(&launch.process),
+        shared_boot_disk: true,
         pod_network: Some(prepared.pod_network),
         kubernetes: true,
         volumes,
         served_root: Some(Path::new(runcvm_spec::launch::CONTAINER_ROOT_DIR)),
         volumes_optional,
         volume_ids: crate::run::workload_ids(&launch.process),
-        volume_id_map: launch.user_namespace.as_ref().map(crate::volumes::id_map),
+        volume_id_map: launch.plan.user_namespace.as_ref().map(crate::volumes::id_map),
         size: crate::resources::VmSize {
             cpus: launch.cpus,
             memory_mib: launch.memory_mib,

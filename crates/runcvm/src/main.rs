@@ -494,10 +494,11 @@ fn main() {
     let code = match cli.command {
         Command::Exec(args) => run_exec(&args, &settings),
         Command::Inspect { target } => {
+            let container = runcvm::inspect::container_launch(&target, &settings.state_dir());
             let shown = runcvm::inspect::locate_image(&target, &settings.state_dir())
-                .and_then(|image| runcvm::inspect::report(&image))
+                .and_then(|image| runcvm::inspect::report(&image, container.as_ref()))
                 .map(|listing| {
-                    let root = runcvm::inspect::container_root(&target, &settings.state_dir());
+                    let root = container.as_ref().and_then(runcvm::inspect::container_root);
                     listing + root.as_deref().unwrap_or_default()
                 });
             match shown {

@@ -57,6 +57,9 @@ fn try_run(request: &RunRequest, settings: &Settings) -> Result<i32, RunFailure>
     let prepared = prepare(request, settings)?;
     let ended = boot(&Boot {
         run_dir: &prepared.run_dir,
+        plan: &request.plan,
+        entrypoint: request.entrypoint.as_ref(),
+        shared_boot_disk: false,
         pod_network: prepared.pod_options,
         kubernetes: false,
         volumes: &request.volumes,
@@ -194,6 +197,13 @@ pub(crate) fn workload_ids(process: &Entrypoint) -> Option<runcvm_nfs::KnownIds>
 /// and the Kubernetes launcher.
 pub(crate) struct Boot<'a> {
     pub run_dir: &'a RunDir,
+    /// The container: its plan, and its process (`None`: the guest sleeps),
+    /// sent to the guest in `Start`.
+    pub plan: &'a LaunchPlan,
+    pub entrypoint: Option<&'a Entrypoint>,
+    /// The run folder's disk is the node's boot disk, which every VM
+    /// shares: attached read-only.
+    pub shared_boot_disk: bool,
     /// Take over the pod network, with these options.
     pub pod_network: Option<runcvm_net::TakeOverOptions>,
     /// A Kubernetes container: `kubectl port-forward` connections are
@@ -266,7 +276,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
     // A container's folder was shared with the VMM's group at create.
     match boot.vmm_user {
         Some(user) if !boot.kubernetes => {
-            crate::vmm_privileges::share_run_folder(boot.run_dir.path(), &boot.run_dir.disk(), user).map_err(
+            crate::vmm_privileges::share_run_folder(boot.run_dir.path(), Some(&boot.run_dir.disk()), user).map_err(
                 |source| RunError::Share {
                     path: boot.run_dir.path().to_owned(),
                     source,
@@ -288,6 +298,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
             log_level: level,
             reboot_method: QemuConfig::REBOOT_METHOD,
             tsc_khz,
+            read_only_root: boot.shared_boot_disk,
             extra: boot.kernel_args.clone(),
         },
         root_disk: boot.run_dir.disk(),
@@ -326,6 +337,8 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
         boot_timeout: boot.boot_timeout,
         show_boot: level >= LogLevel::Debug,
         start: HostMessage::Start {
+            plan: Box::new(boot.plan.clone()),
+            entrypoint: boot.entrypoint.cloned(),
             network: pod.as_ref().map(|p| p.guest.clone()),
             files: pod
                 .map(|p| p.files)

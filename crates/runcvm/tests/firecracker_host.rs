@@ -70,6 +70,7 @@ impl Rig {
                 // replace it with `k`.
                 reboot_method: 't',
                 tsc_khz: 2_000_000,
+                read_only_root: false,
                 extra: vec!["loglevel=4".to_owned()],
             },
             root_disk: self.path("disk.ext4"),
@@ -121,6 +122,8 @@ impl Rig {
 
 fn start() -> HostMessage {
     HostMessage::Start {
+        plan: Box::default(),
+        entrypoint: None,
         network: None,
         files: Vec::new(),
         root: None,
@@ -217,7 +220,7 @@ fn firecracker_runs_as_the_vmm_user_on_what_is_shared_with_it() {
     setup();
     let rig = Rig::new();
     let user = runcvm_spec::VmmUser::DEFAULT;
-    let vmm_dir = share_run_folder(rig.run_dir(), &rig.path("disk.ext4"), user).expect("the shared folder");
+    let vmm_dir = share_run_folder(rig.run_dir(), Some(&rig.path("disk.ext4")), user).expect("the shared folder");
     prepare_launcher(user).expect("the launcher joins the VMM's group");
     let mut launch = rig.launch();
     launch.vsock_uds = Some(vmm_dir.join("vsock.sock"));

@@ -12,7 +12,7 @@ pub mod namespaces;
 use crate::install::Install;
 use crate::state::{node_launch_file, remove_state, state_folder};
 use namespaces::{NamespaceError, NodeNamespaces};
-use runcvm_host::guest_disk::{self, GuestFiles};
+use runcvm_host::guest_disk;
 use runcvm_host::resources::{Limits, Overrides, vm_size};
 use runcvm_host::run_dir::RunDir;
 use runcvm_host::settings::{NodeSettings, SETTINGS_FILE};
@@ -23,7 +23,7 @@ use runcvm_spec::launch::{
 use runcvm_spec::oci::{
     AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, REWRITTEN_ANNOTATION, rewrite_config,
 };
-use runcvm_spec::{ContainerLaunch, LaunchPlan, LaunchVolume, VolumeKind};
+use runcvm_spec::{ContainerLaunch, LaunchVolume, VolumeKind};
 use runcvm_vmm::AccelChoice;
 use runcvm_vmm::firecracker::FirecrackerBinary;
 use runcvm_vmm::firecracker::launch::FIRECRACKER_IN_ROOT;
@@ -139,11 +139,11 @@ pub enum CreateError {
         #[source]
         source: std::io::Error,
     },
-    /// cannot build the container's boot disk
-    #[error("cannot build the container's boot disk")]
-    Disk {
+    /// cannot give the container the node's boot disk
+    #[error("cannot give the container the node's boot disk")]
+    BootDisk {
         #[source]
-        reason: runcvm_host::guest_disk::GuestDiskError,
+        reason: runcvm_host::guest_disk::BootDiskError,
     },
     /// the launch file (its own message)
     #[error(transparent)]
@@ -273,7 +273,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         let launch = ContainerLaunch {
             version: LAUNCH_VERSION,
             process: entrypoint.clone(),
-            hostname: plan.hostname.clone(),
+            plan,
             cpus: size.cpus,
             memory_mib: size.memory_mib,
             accel: accel.into(),
@@ -284,9 +284,8 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             network_namespace: pod_namespaces.network,
             termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
             rootfs: Some(rootfs.display().to_string()),
-            user_namespace: user_namespace.clone(),
         };
-        write_state(request, &plan, &launch, &state)?;
+        write_state(request, &launch, &state)?;
         let mut value: serde_json::Value =
             serde_json::from_slice(&bundle.bytes).map_err(|source| runcvm_spec::oci::OciError::Malformed {
                 file: file.clone(),
@@ -353,15 +352,11 @@ fn node_boot(request: &CreateRequest<'_>, env: &[String], accel: runcvm_vmm::Acc
     })
 }
 
-/// The launch file, the boot disk (guest init, the plan and the entrypoint:
-/// nothing of the image, which the guest gets served) and the empty folder
-/// the container's root is bound to.
-fn write_state(
-    request: &CreateRequest<'_>,
-    plan: &LaunchPlan,
-    launch: &ContainerLaunch,
-    state: &Path,
-) -> Result<(), CreateError> {
+/// The launch file, the boot disk (the node's, linked: guest init alone,
+/// nothing of the container, whose process and plan reach the guest in
+/// `Start` and whose root is served) and the empty folder the container's
+/// root is bound to.
+fn write_state(request: &CreateRequest<'_>, launch: &ContainerLaunch, state: &Path) -> Result<(), CreateError> {
     let root_folder = state.join(ROOT_FOLDER);
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -370,24 +365,21 @@ fn write_state(
             path: root_folder.clone(),
             source,
         })?;
-    let init = request.install.guest_init();
-    let files = GuestFiles {
-        init: &init,
-        entrypoint: Some(&launch.process),
-        plan,
-    };
     let run_dir = RunDir::adopt(state);
-    // The empty folder is the boot disk's whole tree besides /.runcvm.
-    guest_disk::build(&run_dir, &root_folder, &files, guest_disk::BOOT_DISK_HEADROOM_MIB)
-        .map_err(|reason| CreateError::Disk { reason })?;
+    let vmm_user = runcvm_host::vmm_share::for_euid(effective_uid(), launch.vmm_user);
+    guest_disk::link_boot_disk(
+        request.state_root,
+        &request.install.guest_init(),
+        vmm_user.map(|user| user.gid),
+        &run_dir.disk(),
+    )
+    .map_err(|reason| CreateError::BootDisk { reason })?;
     // Here on the node, not in the launcher, which runs under the pod's
-    // seccomp profile.
-    if let Some(user) = runcvm_host::vmm_share::for_euid(effective_uid(), launch.vmm_user) {
-        runcvm_host::vmm_share::share_run_folder(state, &run_dir.disk(), user).map_err(|source| {
-            CreateError::Write {
-                path: state.to_owned(),
-                source,
-            }
+    // seccomp profile. The boot disk was shared when it was built.
+    if let Some(user) = vmm_user {
+        runcvm_host::vmm_share::share_run_folder(state, None, user).map_err(|source| CreateError::Write {
+            path: state.to_owned(),
+            source,
         })?;
     }
     let json = launch.to_json();

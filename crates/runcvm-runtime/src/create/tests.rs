@@ -112,8 +112,9 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
             (meta(&state.join("vmm")).gid(), meta(&state.join("vmm")).mode() & 0o7777),
             (65520, 0o2770)
         );
+        // The node's boot disk: every VM reads it, none may write it.
         let disk = meta(&state.join("disk.ext4"));
-        assert_eq!((disk.gid(), disk.mode() & 0o777), (65520, 0o660));
+        assert_eq!((disk.gid(), disk.mode() & 0o777), (65520, 0o440));
     } else {
         assert_eq!(meta(&state).mode() & 0o7777, 0o700);
     }
@@ -175,6 +176,16 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
     assert_eq!(std::fs::read_dir(state.join("root")).unwrap().count(), 0);
     let allocated = meta(&state.join("disk.ext4")).blocks() * 512;
     assert!(allocated < IMAGE_FILE_BYTES, "the boot disk holds {allocated} bytes");
+    // Not even built per container: a link to the node's one boot disk.
+    let boot_disks: Vec<PathBuf> = std::fs::read_dir(fx.state_root.join("boot"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(boot_disks.len(), 1, "{boot_disks:?}");
+    assert_eq!(meta(&boot_disks[0]).ino(), meta(&state.join("disk.ext4")).ino());
+    // The container's process and plan travel in the launch file, for
+    // the launcher's Start.
+    assert_eq!(launch.plan.memory_limit_bytes, Some(268_435_456));
 }
 
 #[test]
@@ -390,7 +401,7 @@ fn a_user_namespace_goes_to_the_guest_and_out_of_the_launchers_config() {
     let fx = fixture(&config);
     prepare_in(&fx, "userns").unwrap();
     let launch = read_node_launch(&fx.state_root, "userns").unwrap();
-    let userns = launch.user_namespace.expect("the mappings reach the launcher");
+    let userns = launch.plan.user_namespace.expect("the mappings reach the launcher");
     assert_eq!(userns.uid_mappings[0].host_id, 65536);
     let rewritten: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fx.bundle.join("config.json")).unwrap()).unwrap();
@@ -434,5 +445,8 @@ fn a_disk_that_cannot_be_built_leaves_no_state_folder() {
     let init = fx.install.guest_init();
     std::fs::remove_file(&init).unwrap();
     std::os::unix::fs::symlink("missing", &init).unwrap();
-    assert_refused(&fx, "cannot build the container's boot disk");
+    assert_refused(
+        &fx,
+        "cannot give the container the node's boot disk: cannot read guest init",
+    );
 }

@@ -74,7 +74,7 @@ pub struct FirecrackerLaunch {
     /// The guest's command line; its reboot method is replaced by
     /// [`REBOOT_METHOD`].
     pub cmdline: GuestCmdline,
-    /// Raw ext4 image, `/dev/vda`, read-write.
+    /// Raw ext4 image, `/dev/vda`; read-only when `cmdline.read_only_root`.
     pub root_disk: PathBuf,
     pub extra_disks: Vec<ExtraDisk>,
     /// The VM's NIC: a tap on the host (`tap-eth0`) and the MAC the guest
@@ -260,7 +260,7 @@ impl FirecrackerConfig {
         let mut drives = vec![Drive::disk(
             ROOT_DRIVE_ID.to_owned(),
             &launch.root_disk,
-            false,
+            launch.cmdline.read_only_root,
             "root disk",
         )?];
         for (index, disk) in launch.extra_disks.iter().enumerate() {
@@ -391,6 +391,7 @@ mod tests {
                 log_level: LogLevel::Info,
                 reboot_method: 't',
                 tsc_khz: 2_000_000,
+                read_only_root: false,
                 extra: vec!["loglevel=8".into()],
             },
             root_disk: "/var/lib/runcvm/r1/disk.ext4".into(),

@@ -82,7 +82,12 @@ impl QemuConfig {
         args.push(self.kernel.clone().into());
         push(&mut args, &["-append", &self.cmdline.render()]);
         if let Some(disk) = &self.root_disk {
-            let mut drive = OsString::from("id=root,format=raw,if=none,cache=unsafe,file=");
+            let mut drive = OsString::from("id=root,format=raw,if=none,cache=unsafe,");
+            if self.cmdline.read_only_root {
+                // A boot disk other VMs share: the device refuses writes.
+                drive.push("readonly=on,");
+            }
+            drive.push("file=");
             // The disk is thrown away when the VM ends, so flushes buy nothing.
             drive.push(escape_option(disk.as_os_str()));
             args.push("-drive".into());
@@ -141,6 +146,7 @@ mod tests {
                 log_level: LogLevel::Info,
                 reboot_method: QemuConfig::REBOOT_METHOD,
                 tsc_khz: 2_000_000,
+                read_only_root: false,
                 extra: Vec::new(),
             },
             root_disk: Some("/var/lib/runcvm/r,1/disk.ext4".into()),
@@ -181,6 +187,16 @@ mod tests {
             "-chardev socket,id=control,path=/var/lib/runcvm/r1/control.sock \
              -device virtserialport,chardev=control,name=runcvm.ctl"
         ));
+    }
+
+    #[test]
+    fn a_shared_boot_disk_is_attached_read_only() {
+        let mut config = config();
+        assert!(!joined(&config).contains("readonly"));
+        config.cmdline.read_only_root = true;
+        let argv = joined(&config);
+        assert!(argv.contains("cache=unsafe,readonly=on,file=/var/lib/runcvm/r,,1/disk.ext4"));
+        assert!(argv.contains(" rootfstype=ext4 ro "));
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub fn probe_kvm(qemu: &super::QemuBinary, kernel: &Path, timeout: Duration) -> 
             log_level: LogLevel::Debug,
             reboot_method: QemuConfig::REBOOT_METHOD,
             tsc_khz: crate::tsc::host_tsc_khz(),
+            read_only_root: false,
             extra: Vec::new(),
         },
         root_disk: None,
