@@ -10,7 +10,7 @@
 //! when the CRI log file holds `first` (polled every 5 ms after
 //! StartContainer returns); then StopPodSandbox and RemovePodSandbox.
 //! RunPodSandbox, CreateContainer and StartContainer are timed on their own
-//! too (containerd 1.6 runs the runtime's `create`, so the root disk build,
+//! too (containerd 1.6 runs the runtime's `create`, so the state folder,
 //! inside StartContainer). For runcvm a second set of runs sets
 //! `RUNCVM_LOG_LEVEL=DEBUG` in the container's env: the launcher's lines,
 //! each stamped with the seconds since it started, give its start on the
@@ -658,7 +658,7 @@ fn report(profile: &str, runs: usize, runc: &[Sample], runcvm: &[Sample], debug:
     row("runcvm RunPodSandbox", runcvm.iter().map(|s| s.sandbox));
     row("runcvm CreateContainer", runcvm.iter().map(|s| s.create));
     row(
-        "runcvm StartContainer (runtime create: disk)",
+        "runcvm StartContainer (runtime create)",
         runcvm.iter().map(|s| s.start),
     );
     println!(
