@@ -7,6 +7,13 @@
 //! stays outside all of it, so it keeps writing sysctls, cgroup files and
 //! the root disk whatever the workload is allowed.
 //!
+//! When the container's root is served, it has a mount namespace of its own
+//! from the start (`root.rs` makes it: the root pivoted to, the volumes and
+//! files on it), which the workload's child enters first; init itself stays
+//! on the boot disk, outside every container's root. Work of init's on a
+//! container's paths runs in that namespace ([`in_mount_namespace`]), so the
+//! image's symlinks resolve in the container's root, never in the guest's.
+//!
 //! The workload's namespaces are made in its child ([`Confinement::Create`]);
 //! exec sessions join them ([`Confinement::Join`]). A PID namespace can only
 //! be entered by a new process, so the forking thread switches the PID
@@ -46,6 +53,9 @@ pub enum Confinement<'a> {
 /// What the workload's child sets up, prepared before the fork.
 #[derive(Debug)]
 pub struct ContainerSetup {
+    /// The mount namespace over the container's served root, entered
+    /// first; `None`: the guest's root is the container's (`runcvm run`).
+    pub root: Option<OwnedFd>,
     pub own_pid_namespace: bool,
     /// `cgroup.procs` of the workload's cgroup, when the guest has cgroups.
     pub cgroup_procs: Option<CString>,
@@ -70,6 +80,16 @@ pub struct Joined {
 }
 
 impl Confinement<'_> {
+    /// The mount namespace where the process's paths are looked up (its
+    /// program in `PATH`): the container's, when it is not init's.
+    pub fn mount_namespace(&self) -> Option<&OwnedFd> {
+        match self {
+            Self::Guest => None,
+            Self::Create(setup) => setup.root.as_ref(),
+            Self::Join(joined) => Some(&joined.mount),
+        }
+    }
+
     /// Runs `fork` so that the child lands in the container's PID namespace
     /// (a new one for the workload in CONTAINER mode, the workload's for an
     /// exec); the calling thread's own is untouched afterwards.
@@ -242,8 +262,9 @@ pub struct Container {
 
 impl Container {
     /// Makes the workload's cgroup (with its memory limit) and compiles its
-    /// seccomp profile; the namespaces come with the workload.
-    pub fn prepare(plan: &LaunchPlan) -> anyhow::Result<Self> {
+    /// seccomp profile; the namespaces come with the workload, the mount
+    /// namespace over a served root (`root`) having been made before.
+    pub fn prepare(plan: &LaunchPlan, root: Option<OwnedFd>) -> anyhow::Result<Self> {
         let cgroup = make_workload_cgroup(plan.memory_limit_bytes, plan.memory_oom_group)?;
         let seccomp = match &plan.seccomp {
             Some(profile) => {
@@ -264,6 +285,7 @@ impl Container {
         };
         Ok(Self {
             setup: ContainerSetup {
+                root,
                 own_pid_namespace: plan.own_pid_namespace,
                 cgroup_procs,
                 mounts: mount_ops(plan, cgroup.is_some())?,
@@ -323,6 +345,15 @@ impl Container {
     /// namespace of its own.
     pub fn pod_root(&self) -> Option<(u32, u32)> {
         self.pod_root
+    }
+
+    /// Runs `f` where the container's paths are: in the mount namespace over
+    /// its served root, or here when the guest's root is the container's.
+    pub fn in_root<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+        match &self.setup.root {
+            Some(root) => in_mount_namespace(root, f),
+            None => Ok(f()),
+        }
     }
 
     /// How many processes the guest's OOM killer ended in the container.
@@ -405,7 +436,26 @@ fn make_user_namespace(userns: &runcvm_spec::UserNamespace) -> anyhow::Result<Ow
     }
 }
 
-fn open_namespace(path: &Path) -> anyhow::Result<OwnedFd> {
+/// Runs `f` on a thread of its own inside the mount namespace `ns`. Init's
+/// threads share one root and working folder, which setns(2) refuses to
+/// move for one of them, so the thread first takes copies of its own
+/// (`unshare(CLONE_FS)`); init's other threads stay where they are.
+pub fn in_mount_namespace<T: Send>(ns: &OwnedFd, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::unshare(CloneFlags::CLONE_FS).context("cannot give a thread a root of its own")?;
+                nix::sched::setns(ns, CloneFlags::CLONE_NEWNS)
+                    .context("cannot enter the container's mount namespace")?;
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread in the container's mount namespace panicked")))
+    })
+}
+
+/// Opens a namespace file (`/proc/PID/ns/KIND`) to hold the namespace.
+pub fn open_namespace(path: &Path) -> anyhow::Result<OwnedFd> {
     nix::fcntl::open(
         path,
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,

@@ -130,7 +130,11 @@ pub fn start_entrypoint(
     if let Some(capabilities) = &entrypoint.capabilities {
         vm_start!(Debug, "capabilities {}", capabilities.to_flags().join(" "));
     }
-    create_cwd(entrypoint, container.pod_root());
+    let owner = container.pod_root();
+    if let Err(e) = container.in_root(|| create_cwd(entrypoint, owner)) {
+        // The start that follows says what is wrong with the container.
+        vm_start!(Debug, "{e:#}");
+    }
     let started = spawn::start(&spawn::Spawn {
         process: entrypoint,
         with_stdin,

@@ -107,13 +107,9 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
     if let Some(network) = &network {
         net::configure(network)?;
     }
-    if let Some(root) = &root {
-        root::switch_to(root)?;
-    }
     // As on a node, where CNI has set the namespace up before the sandbox's
     // sysctls apply (a sysctl may turn off what the network needs).
     system::set_sysctls(&plan.sysctls)?;
-    volumes::mount_all(&volumes)?;
     // In a pod with its own user namespace, the pod's files belong to its
     // root, as id-mapped mounts of them would under runc.
     let owner = plan
@@ -124,17 +120,47 @@ fn boot(sessions_slot: &mut Option<Arc<Sessions>>) -> anyhow::Result<Option<Exit
         // init's tmpfs mounts, which the pod's root must be able to use.
         system::give_to(mounts::POD_WRITABLE, owner)?;
     }
-    for (index, file) in files.iter().enumerate() {
-        if root.is_some() {
-            root::bind_file(file, index, owner)?;
-        } else {
-            system::write_file(&file.path, file.content.as_bytes(), file.mode, owner)?;
+    let entrypoint = entry::load_entrypoint();
+    // The container's paths: in a mount namespace over its served root, or
+    // the guest's own root (`runcvm run`).
+    let container_root = match &root {
+        Some(root) => {
+            if entrypoint.is_err() {
+                anyhow::bail!("the launcher served a container root without an entrypoint to run on it");
+            }
+            Some(root::make(root, || {
+                volumes::mount_all(&volumes)?;
+                for (index, file) in files.iter().enumerate() {
+                    root::bind_file(file, index, owner)?;
+                }
+                Ok(())
+            })?)
         }
-    }
-    let writable: Vec<&str> = files.iter().filter(|f| f.writable).map(|f| f.path.as_str()).collect();
-    let (workload, container) = match entry::load_entrypoint() {
+        None => {
+            volumes::mount_all(&volumes)?;
+            for file in &files {
+                system::write_file(&file.path, file.content.as_bytes(), file.mode, owner)?;
+            }
+            None
+        }
+    };
+    // Where each writable file is read back from when the workload ends.
+    let writable: Vec<(&str, String)> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.writable)
+        .map(|(index, f)| {
+            let from = if root.is_some() {
+                root::file_copy(index)
+            } else {
+                f.path.clone()
+            };
+            (f.path.as_str(), from)
+        })
+        .collect();
+    let (workload, container) = match entrypoint {
         Ok(entrypoint) => {
-            let container = Arc::new(Container::prepare(&plan)?);
+            let container = Arc::new(Container::prepare(&plan, container_root)?);
             let workload = entry::start_entrypoint(&entrypoint, &container, stdin, terminal_size);
             (workload, Some(container))
         }

@@ -14,12 +14,13 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 const MAX_FILE: usize = 256 * 1024;
 const MAX_ENCODED: usize = 768 * 1024;
 
-/// The files at `paths` as the workload left them.
-pub fn read_back(paths: &[&str]) -> Vec<GuestFile> {
+/// The files at their container paths as the workload left them, each read
+/// from where init sees it (`(container path, init's path)`).
+pub fn read_back(paths: &[(&str, String)]) -> Vec<GuestFile> {
     let mut encoded = 0;
     let mut files = Vec::new();
-    for path in paths {
-        let content = match read_regular(path) {
+    for (path, from) in paths {
+        let content = match read_regular(from) {
             Ok(content) => content,
             Err(why) => {
                 runcvm_log::warn!("{path} is not relayed back to the node: {why}");
@@ -82,10 +83,17 @@ mod tests {
         // Control characters cost six bytes each once escaped.
         std::fs::write(path("controls"), vec![1u8; 200 * 1024]).unwrap();
         let names = ["message", "huge", "link", "fifo", "controls", "missing"].map(path);
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let files = read_back(&refs);
+        // Each under its container path, read from where init sees it.
+        let container_path = |name: &str| format!("/dev/{name}");
+        let container_paths = names.clone().map(|n| container_path(n.rsplit('/').next().unwrap()));
+        let pairs: Vec<(&str, String)> = container_paths.iter().map(String::as_str).zip(names.clone()).collect();
+        let files = read_back(&pairs);
         let read: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(read, [names[0].as_str()], "only the plain, small file");
+        assert_eq!(
+            read,
+            ["/dev/message"],
+            "only the plain, small file, named by its container path"
+        );
         assert_eq!(files[0].content.as_bytes(), b"done: 42 rows\n");
     }
 }

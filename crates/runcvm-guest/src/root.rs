@@ -1,17 +1,23 @@
-//! The container's root, served over NFS by its launcher: mounted, then
-//! made the root of guest init and of everything after it, as an initramfs
-//! hands over to the real root. The boot disk keeps guest init and
-//! `/.runcvm`, which is bound into the new root, so `/.runcvm/entrypoint`
-//! stays where the guide says. The pod's files (`/etc/hosts`, single-file
-//! volumes, the termination message file) are bound from a tmpfs rather
-//! than written into the root, as runc binds them: a secret never reaches
-//! the container's writable layer on the node's disk.
+//! The container's root, served over NFS by its launcher: mounted in a
+//! mount namespace of the container's own, with the guest's `/dev`,
+//! `/proc`, `/sys`, `/run`, `/tmp` and `/.runcvm` bound in, and pivoted to,
+//! as runc pivots into a container's rootfs. Guest init stays on the boot
+//! disk, outside it (one root per container is what a pod VM needs); the
+//! workload's child enters the namespace (`container.rs`). The volumes and
+//! the pod's files are mounted there too, on the container's paths, so an
+//! image's symlink resolves in the container's root. The pod's files
+//! (`/etc/hosts`, single-file volumes, the termination message file) are
+//! bound from a tmpfs of init's rather than written into the root, as runc
+//! binds them: a secret never reaches the container's writable layer on the
+//! node's disk.
 
 use anyhow::Context;
 use nix::mount::{MsFlags, mount};
+use nix::sched::CloneFlags;
 use runcvm_proto::GuestFile;
 use runcvm_spec::GuestRoot;
 use runcvm_spec::net::HOST_IDENTITY_IP;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
@@ -19,17 +25,19 @@ use std::path::Path;
 const MOUNT_POINT: &str = "/.runcvm-root";
 /// The tmpfs the pod's files are bound from, under `/.runcvm`.
 const FILES: &str = crate::entry::FILES_DIR;
-/// The file systems init mounted on the boot disk, moved into the new root
-/// with what is mounted under them (`/dev/pts`, `/sys/fs/cgroup`, ...), the
-/// mode of a mount point init makes, and whether the container needs it
-/// (an image's symlink at `/run` or `/tmp` is left as the image has it, as
-/// runc leaves them).
-const MOVED: [(&str, u32, bool); 5] = [
+/// The file systems init mounted on the boot disk, bound into the
+/// container's root with what is mounted under them (`/dev/pts`,
+/// `/sys/fs/cgroup`, ...), the mode of a mount point init makes, and
+/// whether the container needs it (an image's symlink at `/run` or `/tmp`
+/// is left as the image has it, as runc leaves them). `/.runcvm` last: the
+/// entrypoint stays where the guide says.
+const BOUND: [(&str, u32, bool); 6] = [
     ("/dev", 0o755, true),
     ("/proc", 0o555, true),
     ("/sys", 0o555, true),
     ("/run", 0o755, false),
     ("/tmp", 0o1777, false),
+    (runcvm_spec::GUEST_DIR, 0o711, true),
 ];
 /// Seconds the guest trusts cached attributes of its root. Nothing but the
 /// guest writes a container's root (its image layers never change, its
@@ -47,18 +55,13 @@ pub fn options(root: &GuestRoot) -> String {
     )
 }
 
-/// Mounts the served root and switches to it; a root that cannot be mounted
-/// ends the start with the guide's volume line.
-pub fn switch_to(root: &GuestRoot) -> anyhow::Result<()> {
-    make_dir(MOUNT_POINT, 0o700)?;
-    // Set-user-ID programs of the image work as under runc; device nodes of
-    // the image do not (the container's /dev is the guest's).
-    let mounted = crate::volumes::mount_export("/", MOUNT_POINT, MsFlags::MS_NODEV, &options(root), root.port);
-    if let Err(cause) = mounted {
-        runcvm_log::error!("✗ Failed to mount / via NFS: {cause}");
-        anyhow::bail!("the container's root is not available, so the workload is not started");
-    }
-    runcvm_log::debug!("mounted the container's root over NFS");
+/// Makes the mount namespace over the served root, runs `setup` in it (on
+/// the container's root: the volumes, the pod's files, the working folder)
+/// and returns the namespace, held open. A root that cannot be mounted ends
+/// the start with the guide's volume line.
+pub fn make(root: &GuestRoot, setup: impl FnOnce() -> anyhow::Result<()> + Send) -> anyhow::Result<OwnedFd> {
+    // In init's namespace, so the copies it holds stay readable after the
+    // workload (the termination message is read back from there).
     make_dir(FILES, 0o700)?;
     mount(
         Some("tmpfs"),
@@ -68,44 +71,79 @@ pub fn switch_to(root: &GuestRoot) -> anyhow::Result<()> {
         Some("mode=0700"),
     )
     .with_context(|| format!("cannot mount a tmpfs on {FILES}"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // A thread of its own, with its own root and working folder:
+                // init's other threads stay on the boot disk.
+                nix::sched::unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)
+                    .context("cannot make the container's mount namespace")?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .context("cannot make the container's mounts private")?;
+                pivot_into_served_root(root)?;
+                setup()?;
+                crate::container::open_namespace(Path::new("/proc/thread-self/ns/mnt"))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the thread making the container's root panicked")))
+    })
+}
+
+/// Mounts the served root, binds the guest's own file systems into it and
+/// makes it the calling thread's root (in its own mount namespace).
+fn pivot_into_served_root(root: &GuestRoot) -> anyhow::Result<()> {
+    // Set-user-ID programs of the image work as under runc; device nodes of
+    // the image do not (the container's /dev is the guest's).
+    let mounted = crate::volumes::mount_export("/", MOUNT_POINT, MsFlags::MS_NODEV, &options(root), root.port);
+    if let Err(cause) = mounted {
+        runcvm_log::error!("✗ Failed to mount / via NFS: {cause}");
+        anyhow::bail!("the container's root is not available, so the workload is not started");
+    }
+    runcvm_log::debug!("mounted the container's root over NFS");
     let new_root = Path::new(MOUNT_POINT);
-    for (moved, mode, needed) in MOVED {
-        let target = new_root.join(moved.trim_start_matches('/'));
+    for (guest_fs, mode, needed) in BOUND {
+        let target = new_root.join(guest_fs.trim_start_matches('/'));
         if !needed && is_link(&target) {
-            nix::mount::umount2(moved, nix::mount::MntFlags::MNT_DETACH)
-                .with_context(|| format!("cannot unmount {moved}"))?;
-            runcvm_log::debug!("{moved} is a symlink in the image: left as it is");
+            runcvm_log::debug!("{guest_fs} is a symlink in the image: left as it is");
             continue;
         }
-        refuse_link(&target, moved)?;
+        refuse_link(&target, guest_fs)?;
         make_dir(&target, mode)?;
-        mount(Some(moved), &target, None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .with_context(|| format!("cannot move {moved} into the container's root"))?;
+        mount(
+            Some(guest_fs),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| format!("cannot bind {guest_fs} into the container's root"))?;
     }
-    let guest_dir = new_root.join(runcvm_spec::GUEST_DIR.trim_start_matches('/'));
-    refuse_link(&guest_dir, runcvm_spec::GUEST_DIR)?;
-    make_dir(&guest_dir, 0o711)?;
-    mount(
-        Some(runcvm_spec::GUEST_DIR),
-        &guest_dir,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .with_context(|| format!("cannot bind {} into the container's root", runcvm_spec::GUEST_DIR))?;
     std::env::set_current_dir(new_root).context("cannot enter the container's root")?;
-    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .context("cannot make the container's root the guest's")?;
-    nix::unistd::chroot(".").context("cannot make the container's root the guest's")?;
+    // The old root is stacked under the new one and detached: nothing of
+    // the boot disk stays in the container's view.
+    nix::unistd::pivot_root(".", ".").context("cannot pivot into the container's root")?;
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).context("cannot detach the boot disk")?;
     std::env::set_current_dir("/").context("cannot enter the container's root")?;
-    runcvm_log::debug!("the container's root is the guest's");
+    runcvm_log::debug!("the container's root is its mount namespace's");
     Ok(())
+}
+
+/// Where the copy of the pod's file `index` is, in init's view: what the
+/// container wrote to it, read back when it ends.
+pub fn file_copy(index: usize) -> String {
+    format!("{FILES}/{index}")
 }
 
 /// Puts `file` at its path as a bind mount of a copy on init's tmpfs; `index`
 /// names the copy.
 pub fn bind_file(file: &GuestFile, index: usize, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
-    let copy = format!("{FILES}/{index}");
+    let copy = file_copy(index);
     crate::system::write_file(&copy, file.content.as_bytes(), file.mode, owner)?;
     let target = Path::new(&file.path);
     if let Some(dir) = target.parent() {

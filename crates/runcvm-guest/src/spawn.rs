@@ -169,7 +169,15 @@ pub fn start(spawn: &Spawn<'_>) -> Result<Started, StartFailure> {
     let entrypoint = spawn.process;
     let name = entrypoint.args[0].as_bytes();
     let cwd_path = std::path::Path::new(entrypoint.cwd.as_os_str());
-    let program = lookup::find_program(name, entrypoint.path_var(), cwd_path).map_err(|e| StartFailure {
+    let find = || lookup::find_program(name, entrypoint.path_var(), cwd_path);
+    let found = match spawn.confinement.mount_namespace() {
+        // In the container's root: the image's PATH folders, and their
+        // symlinks resolved there.
+        Some(ns) => crate::container::in_mount_namespace(ns, find)
+            .map_err(|e| StartFailure::runner(format!("cannot look up {}: {e:#}", entrypoint.args[0])))?,
+        None => find(),
+    };
+    let program = found.map_err(|e| StartFailure {
         code: 127,
         message: e.to_string(),
     })?;
@@ -458,6 +466,12 @@ fn enter_container(confinement: &Confinement<'_>) -> Result<(), Report> {
         Confinement::Create(setup) => {
             if let Some(procs) = &setup.cgroup_procs {
                 join_cgroup(procs)?;
+            }
+            // The container's root first; its own copy of that namespace
+            // below takes the mounts only the workload and its execs see.
+            if let Some(root) = &setup.root {
+                nix::sched::setns(root, nix::sched::CloneFlags::CLONE_NEWNS)
+                    .map_err(|e| Report::new(Step::Namespaces, e))?;
             }
             let flags = nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWCGROUP;
             nix::sched::unshare(flags).map_err(|e| Report::new(Step::Namespaces, e))?;

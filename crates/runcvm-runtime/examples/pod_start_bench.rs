@@ -657,10 +657,7 @@ fn report(profile: &str, runs: usize, runc: &[Sample], runcvm: &[Sample], debug:
     row("runc   StartContainer", runc.iter().map(|s| s.start));
     row("runcvm RunPodSandbox", runcvm.iter().map(|s| s.sandbox));
     row("runcvm CreateContainer", runcvm.iter().map(|s| s.create));
-    row(
-        "runcvm StartContainer (runtime create)",
-        runcvm.iter().map(|s| s.start),
-    );
+    row("runcvm StartContainer (runtime create)", runcvm.iter().map(|s| s.start));
     println!(
         "runcvm with RUNCVM_LOG_LEVEL=DEBUG ({runs} more runs; boot-to-workload from the CRI log timestamps of the launcher's lines):"
     );
