@@ -12,11 +12,12 @@ fn launch() -> ContainerLaunch {
     let launch = serde_json::json!({
         "version": runcvm_spec::launch::LAUNCH_VERSION,
         "process": Entrypoint::new(vec!["sh".into()], vec![]),
-        "hostname": null,
+        "plan": runcvm_spec::LaunchPlan::default(),
         "cpus": 1,
         "memory_mib": 256,
         "accel": "tcg",
         "volumes": [],
+        "boot_disk": "/var/lib/runcvm/boot/boot.ext4",
     });
     serde_json::from_value(launch).expect("a launch")
 }

@@ -135,7 +135,7 @@ const BOOT_MOUNT_POINTS: [(&str, u32); 6] = [
     (".runcvm-root", 0o700),
 ];
 
-/// Why the node's boot disk could not be given to a container.
+/// Why the node's boot disk could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum BootDiskError {
     /// cannot read guest init {path}
@@ -155,37 +155,20 @@ pub enum BootDiskError {
     /// the boot disk (its own message)
     #[error(transparent)]
     Image(#[from] runcvm_rootfs::DiskError),
-    /// cannot link the node's boot disk {disk} to {link} (the state folder must be one file system)
-    #[error(
-        "cannot link the node's boot disk {} to {} (the node's state folder must be one file system)",
-        disk.display(),
-        link.display()
-    )]
-    Link {
-        disk: std::path::PathBuf,
-        link: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
-/// Gives a container the node's boot disk at `link`: guest init and the
-/// mount points it needs, nothing of the container (which reaches the
-/// guest in `Start`), so one disk serves every VM, attached read-only.
-/// Built once per guest init and VMM group in `STATE/boot/`, on first use,
-/// then hard-linked (O(1), and the disk lives while any container's link
-/// does). `vmm_gid`: the group the VMM runs in, which may read it.
-pub fn link_boot_disk(state_root: &Path, init: &Path, vmm_gid: Option<u32>, link: &Path) -> Result<(), BootDiskError> {
-    let disk = boot_disk(state_root, init, vmm_gid)?;
-    std::fs::hard_link(&disk, link).map_err(|source| BootDiskError::Link {
-        disk,
-        link: link.to_owned(),
-        source,
-    })
-}
-
-/// The node's boot disk for `init`, built if this guest init has none yet.
-fn boot_disk(state_root: &Path, init: &Path, vmm_gid: Option<u32>) -> Result<std::path::PathBuf, BootDiskError> {
+/// The node's boot disk for guest init `init`: guest init and the mount
+/// points it needs, nothing of any container (which reaches the guest in
+/// `Start`), so one disk serves every VM, attached read-only. Built once per
+/// guest init and VMM group in `STATE/boot/`, on first use; `vmm_gid`: the
+/// group the VMM runs in, which may read it. Containers get it bound
+/// read-only, never linked: a link in a state folder, which the pod can
+/// write, would let the pod's root write the disk every pod boots.
+pub fn node_boot_disk(
+    state_root: &Path,
+    init: &Path,
+    vmm_gid: Option<u32>,
+) -> Result<std::path::PathBuf, BootDiskError> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(init).map_err(|source| BootDiskError::Init {
         path: init.to_owned(),
@@ -271,7 +254,7 @@ fn build_boot_disk(staging: &Path, init: &Path, vmm_gid: Option<u32>) -> Result<
 }
 
 /// Removes the boot disks of earlier guest inits: containers that still
-/// use one hold a link of their own.
+/// use one hold it by their bind mount of it.
 fn remove_other_boot_disks(dir: &Path, keep: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -306,13 +289,12 @@ mod tests {
         let state = work.path().join("state");
         let init = work.path().join("runcvm-init");
         std::fs::write(&init, b"\x7fELF guest init").unwrap();
-        let (first, second) = (work.path().join("c1.ext4"), work.path().join("c2.ext4"));
-        link_boot_disk(&state, &init, None, &first).unwrap();
-        link_boot_disk(&state, &init, None, &second).unwrap();
-        let meta = |p: &Path| std::fs::metadata(p).unwrap();
-        assert_eq!(meta(&first).ino(), meta(&second).ino(), "linked, not built twice");
-        assert_eq!(meta(&first).nlink(), 3, "the node's name and two containers'");
-        assert_eq!(meta(&first).mode() & 0o777, 0o440, "no VM may write it");
+        let first = node_boot_disk(&state, &init, None).unwrap();
+        let built = std::fs::metadata(&first).unwrap();
+        let again = node_boot_disk(&state, &init, None).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(std::fs::metadata(&again).unwrap().ino(), built.ino(), "built once");
+        assert_eq!(built.mode() & 0o777, 0o440, "no VM may write it");
         // Guest init and the mount points it needs, nothing else.
         let mut root = names(&first, "/");
         root.sort();
@@ -324,24 +306,23 @@ mod tests {
         }
         assert_eq!(names(&first, "/.runcvm"), [("init".to_owned(), 0o755)]);
 
-        // Another guest init (an upgrade): a disk of its own; the old one's
-        // name goes, the containers' links to it stay usable.
+        // Another guest init (an upgrade): a disk of its own; the old one
+        // goes from the folder (a running container's mount still holds it).
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::remove_file(&init).unwrap();
         std::fs::write(&init, b"\x7fELF guest init, newer").unwrap();
-        let third = work.path().join("c3.ext4");
-        link_boot_disk(&state, &init, None, &third).unwrap();
-        assert_ne!(meta(&third).ino(), meta(&first).ino());
-        assert_eq!(std::fs::read_dir(state.join(BOOT_DISKS_DIR)).unwrap().count(), 1);
-        assert_eq!(meta(&first).nlink(), 2);
-        assert_eq!(names(&first, "/.runcvm").len(), 1);
+        let newer = node_boot_disk(&state, &init, None).unwrap();
+        assert_ne!(newer, first);
+        assert!(!first.exists());
+        let left: Vec<_> = std::fs::read_dir(state.join(BOOT_DISKS_DIR)).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the newer disk, no staging left");
     }
 
     #[test]
     fn a_missing_guest_init_is_named() {
         let work = tempfile::tempdir().unwrap();
-        let err = link_boot_disk(work.path(), &work.path().join("nope"), None, &work.path().join("d")).unwrap_err();
+        let err = node_boot_disk(work.path(), &work.path().join("nope"), None).unwrap_err();
         assert!(err.to_string().starts_with("cannot read guest init "), "{err}");
-        assert!(!work.path().join("d").exists());
+        assert!(!work.path().join(BOOT_DISKS_DIR).exists(), "nothing made");
     }
 }

@@ -162,6 +162,7 @@ mod tests {
             network_namespace: None,
             termination_message_path: None,
             rootfs: None,
+            boot_disk: "/var/lib/runcvm/boot/b.ext4".into(),
         }
     }
 

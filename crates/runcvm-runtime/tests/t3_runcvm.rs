@@ -202,12 +202,40 @@ fn pods_share_the_nodes_read_only_boot_disk_and_get_their_container_after_boot()
                 .contains("error writing '/dev/vda': Operation not permitted"),
             "{written:?}"
         );
+        // Root beside the launcher, on the node, with CAP_DAC_OVERRIDE:
+        // the disk every pod boots is bound read-only there.
+        let beside = ok(cri.exec_sync(
+            &id,
+            &[
+                "---",
+                "sh",
+                "-c",
+                "test -s /.runcvm/disk.ext4 && echo x >> /.runcvm/disk.ext4",
+            ],
+            30,
+        ));
+        assert_ne!(beside.exit_code, 0, "the pod wrote the node's boot disk: {beside:?}");
+        assert!(beside.stderr_text().contains("Read-only file system"), "{beside:?}");
         ids.push(id);
     }
-    let disk = |id: &str| std::fs::metadata(support::state_folder(id).join("disk.ext4")).expect("the boot disk");
-    let (a, b) = (disk(&ids[0]), disk(&ids[1]));
-    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "one boot disk, linked");
-    assert_eq!(a.mode() & 0o777, 0o440);
+    let boot_disk = |id: &str| {
+        let launch = std::fs::read(support::state_folder(id).with_file_name(format!("{id}.launch.json")))
+            .expect("the node's launch file");
+        runcvm_spec::ContainerLaunch::from_json(&launch)
+            .expect("a launch file")
+            .boot_disk
+    };
+    let (a, b) = (boot_disk(&ids[0]), boot_disk(&ids[1]));
+    assert_eq!(a, b, "one boot disk for the node");
+    let meta = std::fs::metadata(&a).expect("the boot disk");
+    assert_eq!(meta.mode() & 0o777, 0o440);
+    assert_eq!(
+        std::fs::metadata(support::state_folder(&ids[0]).join("disk.ext4"))
+            .map(|m| m.len())
+            .ok(),
+        Some(0),
+        "on the node a container's disk.ext4 is an empty mount point, not a link"
+    );
     // Its listing is guest init alone; the entrypoint shown is the
     // launch file's, as the guest gets it.
     let shown = support::inspect(&ids[1]);

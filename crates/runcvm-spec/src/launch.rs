@@ -1,8 +1,8 @@
 //! `launch.json`: what `runcvm-runtime create` hands the launcher in a
 //! Kubernetes container, in the container's state folder (`/.runcvm` in the
-//! container). The boot disk beside it holds guest init alone (the node's
-//! one boot disk, linked); the container's process and plan reach the guest
-//! in `Start`, and its root file system is bound into the state folder
+//! container). The boot disk beside it is the node's one boot disk, bound
+//! there read-only (guest init alone); the container's process and plan
+//! reach the guest in `Start`, and its root file system is bound into the state folder
 //! (`root`), from where the launcher serves it to the guest.
 
 use crate::Entrypoint;
@@ -14,7 +14,8 @@ pub const LAUNCH_VERSION: u32 = 3;
 pub const CONTAINER_STATE_DIR: &str = "/.runcvm";
 /// The launch file's name in the state folder.
 pub const LAUNCH_FILE: &str = "launch.json";
-/// The boot disk's name in the state folder.
+/// The boot disk's name in the state folder: on the node an empty mount
+/// point, in the container the node's boot disk bound read-only.
 pub const DISK_FILE: &str = "disk.ext4";
 /// The folder of the state folder where the container's root file system
 /// is bound (by itself, without the mounts on it), in the container's view
@@ -77,6 +78,9 @@ pub struct ContainerLaunch {
     /// [`CONTAINER_ROOT_DIR`], where the runtime binds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<String>,
+    /// The node's boot disk the container's VM boots (bound read-only at
+    /// [`DISK_FILE`] in the state folder), for inspection on the node.
+    pub boot_disk: String,
 }
 
 /// A namespace as the kernel tells it apart: the device and inode of its
@@ -214,6 +218,7 @@ mod tests {
             }),
             termination_message_path: Some("/dev/termination-log".into()),
             rootfs: Some("/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1/rootfs".into()),
+            boot_disk: "/var/lib/runcvm/boot/boot-v1-1-2-3.4-g65520.ext4".into(),
         };
         assert_eq!(ContainerLaunch::from_json(&launch.to_json()).unwrap(), launch);
         let mut other = serde_json::to_value(&launch).unwrap();

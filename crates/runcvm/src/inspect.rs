@@ -103,14 +103,19 @@ pub fn report(image: &Path, launch: Option<&ContainerLaunch>) -> Result<String, 
     Ok(out)
 }
 
-/// The launch of the Kubernetes container `target` names, from the node's
-/// copy of its launch file (the container cannot write it): `None` for any
-/// other target.
+/// The launch of the Kubernetes container `target` names (its id or its
+/// state folder), from the node's copy of its launch file (the container
+/// cannot write it): `None` for any other target.
 pub fn container_launch(target: &str, state_dir: &Path) -> Option<ContainerLaunch> {
-    if target.contains('/') {
-        return None;
-    }
-    let bytes = std::fs::read(runcvm_spec::launch::node_launch_file(state_dir, target)).ok()?;
+    let containers = state_dir.join("containers");
+    // A container id, or its state folder.
+    let id = if target.contains('/') {
+        let folder = Path::new(target);
+        (folder.parent()? == containers).then_some(folder.file_name()?.to_str()?)?
+    } else {
+        target
+    };
+    let bytes = std::fs::read(runcvm_spec::launch::node_launch_file(state_dir, id)).ok()?;
     ContainerLaunch::from_json(&bytes).ok()
 }
 
@@ -253,5 +258,45 @@ mod tests {
         assert!(text.contains("/.runcvm/plan.json:\n{"), "{text}");
         let err = locate_image("no-such-container", work.path()).unwrap_err().to_string();
         assert!(err.contains("nor a container id"), "{err}");
+    }
+
+    #[test]
+    fn a_containers_entrypoint_and_plan_come_from_the_nodes_launch_file() {
+        let state = tempfile::tempdir().unwrap();
+        let containers = state.path().join("containers");
+        std::fs::create_dir_all(containers.join("c1")).unwrap();
+        let process = runcvm_spec::Entrypoint::new(vec!["/bin/app".into()], vec![]);
+        let launch = serde_json::json!({
+            "version": runcvm_spec::launch::LAUNCH_VERSION,
+            "process": serde_json::from_slice::<serde_json::Value>(&process.to_json()).unwrap(),
+            "plan": runcvm_spec::LaunchPlan { hostname: Some("web-0".into()), ..Default::default() },
+            "cpus": 1, "memory_mib": 256, "accel": "tcg", "volumes": [],
+            "boot_disk": "/var/lib/runcvm/boot/boot-v1.ext4",
+        });
+        std::fs::write(containers.join("c1.launch.json"), launch.to_string()).unwrap();
+        let by_id = container_launch("c1", state.path()).unwrap();
+        let folder = containers.join("c1").display().to_string();
+        assert_eq!(container_launch(&folder, state.path()), Some(by_id.clone()));
+        assert_eq!(container_launch("/elsewhere/c1", state.path()), None);
+        assert_eq!(by_id.boot_disk, "/var/lib/runcvm/boot/boot-v1.ext4");
+        // Shown where debugfs would show them, from the launch file.
+        let work = tempfile::tempdir().unwrap();
+        std::fs::create_dir(work.path().join("empty")).unwrap();
+        let init = work.path().join("init");
+        std::fs::write(&init, b"\x7fELF").unwrap();
+        let dir = crate::run_dir::RunDir::adopt(work.path());
+        let plan = runcvm_spec::LaunchPlan::default();
+        let files = crate::guest_disk::GuestFiles {
+            init: &init,
+            entrypoint: None,
+            plan: &plan,
+        };
+        crate::guest_disk::build(&dir, &work.path().join("empty"), &files, 8).unwrap();
+        let text = report(&dir.disk(), Some(&by_id)).unwrap();
+        assert!(
+            text.contains("/.runcvm/entrypoint (sent to the guest at start") && text.contains("\"/bin/app\""),
+            "{text}"
+        );
+        assert!(text.contains("\"web-0\""), "{text}");
     }
 }

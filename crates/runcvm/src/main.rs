@@ -495,7 +495,12 @@ fn main() {
         Command::Exec(args) => run_exec(&args, &settings),
         Command::Inspect { target } => {
             let container = runcvm::inspect::container_launch(&target, &settings.state_dir());
-            let shown = runcvm::inspect::locate_image(&target, &settings.state_dir())
+            // A container's is the node's boot disk its VM boots.
+            let image = match &container {
+                Some(launch) => Ok(std::path::PathBuf::from(&launch.boot_disk)),
+                None => runcvm::inspect::locate_image(&target, &settings.state_dir()),
+            };
+            let shown = image
                 .and_then(|image| runcvm::inspect::report(&image, container.as_ref()))
                 .map(|listing| {
                     let root = container.as_ref().and_then(runcvm::inspect::container_root);

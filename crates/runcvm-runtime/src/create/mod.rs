@@ -17,8 +17,8 @@ use runcvm_host::resources::{Limits, Overrides, vm_size};
 use runcvm_host::run_dir::RunDir;
 use runcvm_host::settings::{NodeSettings, SETTINGS_FILE};
 use runcvm_spec::launch::{
-    CONTAINER_INSTALL_ROOT, CONTAINER_ROOT_DIR, CONTAINER_STATE_DIR, LAUNCH_FILE, LAUNCH_VERSION, LaunchHypervisor,
-    ROOT_FOLDER,
+    CONTAINER_INSTALL_ROOT, CONTAINER_ROOT_DIR, CONTAINER_STATE_DIR, DISK_FILE, LAUNCH_FILE, LAUNCH_VERSION,
+    LaunchHypervisor, ROOT_FOLDER,
 };
 use runcvm_spec::oci::{
     AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, REWRITTEN_ANNOTATION, rewrite_config,
@@ -267,6 +267,16 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         .bundle
         .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));
 
+    // The node's, before the container's folder: nothing to undo if it
+    // cannot be had.
+    let vmm_user = runcvm_host::vmm_share::for_euid(effective_uid(), boot.vmm_user);
+    let boot_disk = guest_disk::node_boot_disk(
+        request.state_root,
+        &request.install.guest_init(),
+        vmm_user.map(|user| user.gid),
+    )
+    .map_err(|reason| CreateError::BootDisk { reason })?;
+
     let state = state_folder(request.state_root, request.id);
     let made = make_state_folder(&state);
     let result = made.and_then(|()| {
@@ -284,8 +294,9 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             network_namespace: pod_namespaces.network,
             termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
             rootfs: Some(rootfs.display().to_string()),
+            boot_disk: boot_disk.display().to_string(),
         };
-        write_state(request, &launch, &state)?;
+        write_state(request, &launch, vmm_user, &state)?;
         let mut value: serde_json::Value =
             serde_json::from_slice(&bundle.bytes).map_err(|source| runcvm_spec::oci::OciError::Malformed {
                 file: file.clone(),
@@ -296,7 +307,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             host_devices: drop_host_devices,
             user_namespace: user_namespace.is_some(),
         };
-        let rewrite = launcher_rewrite(request, &state, &rootfs, raised_by, drops);
+        let rewrite = launcher_rewrite(request, &state, &rootfs, &boot_disk, raised_by, drops);
         rewrite_config(&mut value, &rewrite, &file)?;
         write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
@@ -352,11 +363,16 @@ fn node_boot(request: &CreateRequest<'_>, env: &[String], accel: runcvm_vmm::Acc
     })
 }
 
-/// The launch file, the boot disk (the node's, linked: guest init alone,
-/// nothing of the container, whose process and plan reach the guest in
-/// `Start` and whose root is served) and the empty folder the container's
+/// The launch file, the mount point of the node's boot disk (bound there
+/// read-only by the launcher's config) and the empty folder the container's
 /// root is bound to.
-fn write_state(request: &CreateRequest<'_>, launch: &ContainerLaunch, state: &Path) -> Result<(), CreateError> {
+fn write_state(
+    request: &CreateRequest<'_>,
+    launch: &ContainerLaunch,
+    vmm_user: Option<runcvm_spec::VmmUser>,
+    state: &Path,
+) -> Result<(), CreateError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let root_folder = state.join(ROOT_FOLDER);
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -366,14 +382,14 @@ fn write_state(request: &CreateRequest<'_>, launch: &ContainerLaunch, state: &Pa
             source,
         })?;
     let run_dir = RunDir::adopt(state);
-    let vmm_user = runcvm_host::vmm_share::for_euid(effective_uid(), launch.vmm_user);
-    guest_disk::link_boot_disk(
-        request.state_root,
-        &request.install.guest_init(),
-        vmm_user.map(|user| user.gid),
-        &run_dir.disk(),
-    )
-    .map_err(|reason| CreateError::BootDisk { reason })?;
+    let disk = run_dir.disk();
+    // The boot disk's mount point, empty on the node.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(&disk)
+        .map_err(|source| CreateError::Write { path: disk, source })?;
     // Here on the node, not in the launcher, which runs under the pod's
     // seccomp profile. The boot disk was shared when it was built.
     if let Some(user) = vmm_user {
@@ -424,6 +440,7 @@ fn launcher_rewrite(
     request: &CreateRequest<'_>,
     state: &Path,
     rootfs: &Path,
+    boot_disk: &Path,
     memory_raised_by: u64,
     drops: Drops,
 ) -> LauncherRewrite {
@@ -463,6 +480,16 @@ fn launcher_rewrite(
                 read_only: false,
                 exec: false,
                 recursive: true,
+            },
+            // Every VM of the node boots this disk: read-only here, so not
+            // even the pod's root beside the launcher (`kubectl exec --
+            // ---`, with CAP_DAC_OVERRIDE) can write what other pods boot.
+            AddedMount {
+                source: boot_disk.display().to_string(),
+                destination: format!("{CONTAINER_STATE_DIR}/{DISK_FILE}"),
+                read_only: true,
+                exec: false,
+                recursive: false,
             },
             // The container's root by itself, without the mounts runc makes
             // on it (the volumes, /proc, the state folder): the launcher

@@ -101,7 +101,8 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
     );
     let state = prepare_in(&fx, "c1").unwrap();
     assert_eq!(state, fx.state_root.join("containers/c1"));
-    assert!(state.join("disk.ext4").is_file());
+    // The boot disk's mount point: empty on the node.
+    assert_eq!(std::fs::metadata(state.join("disk.ext4")).unwrap().len(), 0);
     // Shared with the VMM's group on the node (by root; a runtime of
     // another user has no VMM user to share with).
     use std::os::unix::fs::MetadataExt;
@@ -113,7 +114,8 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
             (65520, 0o2770)
         );
         // The node's boot disk: every VM reads it, none may write it.
-        let disk = meta(&state.join("disk.ext4"));
+        let launch = ContainerLaunch::from_json(&std::fs::read(state.join(LAUNCH_FILE)).unwrap()).unwrap();
+        let disk = meta(Path::new(&launch.boot_disk));
         assert_eq!((disk.gid(), disk.mode() & 0o777), (65520, 0o440));
     } else {
         assert_eq!(meta(&state).mode() & 0o7777, 0o700);
@@ -163,9 +165,14 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
         .map(|m| m["destination"].as_str().unwrap())
         .collect();
     assert!(
-        destinations.ends_with(&["/opt/runcvm", "/.runcvm", "/.runcvm/root"]),
+        destinations.ends_with(&["/opt/runcvm", "/.runcvm", "/.runcvm/disk.ext4", "/.runcvm/root"]),
         "{destinations:?}"
     );
+    // The node's one boot disk, bound read-only over the mount point: not
+    // even the pod's root beside the launcher may write what every VM boots.
+    let boot = &config["mounts"].as_array().unwrap()[destinations.len() - 2];
+    assert_eq!(boot["source"], json!(launch.boot_disk));
+    assert_eq!(boot["options"], json!(["bind", "ro", "nosuid", "nodev", "noexec"]));
     // The container's root is served from its own file system, without the
     // mounts on it (`bind`, not `rbind`), and never copied: the boot disk
     // holds /.runcvm alone, and the folder the root is bound to is empty
@@ -174,15 +181,14 @@ fn a_workload_gets_a_state_folder_and_a_launcher_config() {
     assert_eq!(root["source"], json!(fx.bundle.join("rootfs").display().to_string()));
     assert_eq!(root["options"][0], json!("bind"));
     assert_eq!(std::fs::read_dir(state.join("root")).unwrap().count(), 0);
-    let allocated = meta(&state.join("disk.ext4")).blocks() * 512;
+    let allocated = meta(Path::new(&launch.boot_disk)).blocks() * 512;
     assert!(allocated < IMAGE_FILE_BYTES, "the boot disk holds {allocated} bytes");
-    // Not even built per container: a link to the node's one boot disk.
+    // Not even built per container: the node's one boot disk.
     let boot_disks: Vec<PathBuf> = std::fs::read_dir(fx.state_root.join("boot"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(boot_disks.len(), 1, "{boot_disks:?}");
-    assert_eq!(meta(&boot_disks[0]).ino(), meta(&state.join("disk.ext4")).ino());
+    assert_eq!(boot_disks, [PathBuf::from(&launch.boot_disk)]);
     // The container's process and plan travel in the launch file, for
     // the launcher's Start.
     assert_eq!(launch.plan.memory_limit_bytes, Some(268_435_456));
