@@ -265,7 +265,7 @@ impl Container {
     /// seccomp profile; the namespaces come with the workload, the mount
     /// namespace over a served root (`root`) having been made before.
     pub fn prepare(plan: &LaunchPlan, root: Option<OwnedFd>) -> anyhow::Result<Self> {
-        let cgroup = make_workload_cgroup(plan.memory_limit_bytes, plan.memory_oom_group)?;
+        let cgroup = make_workload_cgroup(plan)?;
         let seccomp = match &plan.seccomp {
             Some(profile) => {
                 let filter = runcvm_seccomp::compile(profile).context("cannot use the container's seccomp profile")?;
@@ -473,9 +473,10 @@ fn oom_kills_in(events: &str) -> Option<u64> {
 }
 
 /// Makes the workload's cgroup under the cgroup v2 root init mounted, hands
-/// it the controllers the kernel has, and sets its memory limit. `None`
-/// when the guest has no cgroup v2 (a kernel built without it).
-fn make_workload_cgroup(memory_limit: Option<u64>, oom_group: bool) -> anyhow::Result<Option<PathBuf>> {
+/// it the controllers the kernel has, and sets its memory and CPU limits and
+/// its CPU weight. `None` when the guest has no cgroup v2 (a kernel built
+/// without it).
+fn make_workload_cgroup(plan: &LaunchPlan) -> anyhow::Result<Option<PathBuf>> {
     let root = Path::new(CGROUP_ROOT);
     if !root.join("cgroup.subtree_control").exists() {
         runcvm_log::warn!("the guest kernel has no cgroup v2: the container's memory limit is the VM's size alone");
@@ -493,12 +494,21 @@ fn make_workload_cgroup(memory_limit: Option<u64>, oom_group: bool) -> anyhow::R
         }
         _ => {}
     }
-    if let Some(limit) = memory_limit {
+    if let Some(limit) = plan.memory_limit_bytes {
         std::fs::write(dir.join("memory.max"), limit.to_string())
             .with_context(|| format!("cannot set the container's memory limit in {}", dir.display()))?;
         runcvm_log::debug!("container memory limit {} MiB", limit >> 20);
     }
-    if oom_group {
+    if let Some(limit) = plan.cpu_limit {
+        std::fs::write(dir.join("cpu.max"), limit.cpu_max_line())
+            .with_context(|| format!("cannot set the container's CPU limit in {}", dir.display()))?;
+        runcvm_log::debug!("container CPU limit {}", limit.cpu_max_line());
+    }
+    if let Some(weight) = plan.cpu_weight {
+        std::fs::write(dir.join("cpu.weight"), weight.to_string())
+            .with_context(|| format!("cannot set the container's CPU weight in {}", dir.display()))?;
+    }
+    if plan.memory_oom_group {
         std::fs::write(dir.join("memory.oom.group"), "1")
             .with_context(|| format!("cannot set memory.oom.group in {}", dir.display()))?;
     }

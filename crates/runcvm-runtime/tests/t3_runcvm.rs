@@ -326,6 +326,10 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
         2.min(host_cpus).to_string(),
         "1.5 CPUs of quota round up to 2 vCPUs"
     );
+    // And in the guest the container's own cgroup holds it to 1.5 of them,
+    // as runc's cpu.max would (its cgroup namespace's root is that cgroup).
+    let cpu_max = ok(cri.exec_sync(&id, &["cat", "/sys/fs/cgroup/cpu.max"], 30));
+    assert_eq!(cpu_max.stdout_text(), "150000 100000\n", "{cpu_max:?}");
 
     // `---` runs in the container, beside the launcher (PID 1 there).
     let beside = ok(cri.exec_sync(&id, &["---", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"], 30));

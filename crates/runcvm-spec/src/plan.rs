@@ -51,6 +51,15 @@ pub struct LaunchPlan {
     /// workload's cgroup (its `memory.max`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+    /// The container's CPU limit, held in the guest by the workload's
+    /// cgroup (its `cpu.max`), as runc sets it on a node: within its pod's
+    /// VM a container gets no more CPU time than under runc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<CpuLimit>,
+    /// The container's CPU weight against its pod's other containers (its
+    /// cgroup's `cpu.weight`), from its CPU shares as runc converts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_weight: Option<u64>,
     /// An OOM kill in the container ends all its processes (its cgroup's
     /// `memory.oom.group`, from the container's).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -63,6 +72,21 @@ pub struct LaunchPlan {
     /// execs run in one with these mappings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_namespace: Option<UserNamespace>,
+}
+
+/// A CPU bandwidth limit: `quota_us` of CPU time per `period_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuLimit {
+    pub quota_us: u64,
+    pub period_us: u64,
+}
+
+impl CpuLimit {
+    /// The line of a cgroup's `cpu.max`.
+    pub fn cpu_max_line(&self) -> String {
+        format!("{} {}", self.quota_us, self.period_us)
+    }
 }
 
 /// A user namespace's mappings, as the pod's OCI spec gives them.
@@ -137,6 +161,8 @@ impl Default for LaunchPlan {
             sys_read_only: false,
             seccomp: None,
             memory_limit_bytes: None,
+            cpu_limit: None,
+            cpu_weight: None,
             memory_oom_group: false,
             quiet_kernel: false,
             user_namespace: None,
@@ -198,6 +224,11 @@ mod tests {
                 syscalls: Vec::new(),
             }),
             memory_limit_bytes: Some(15 << 20),
+            cpu_limit: Some(CpuLimit {
+                quota_us: 50_000,
+                period_us: 100_000,
+            }),
+            cpu_weight: Some(39),
             memory_oom_group: true,
             quiet_kernel: true,
             user_namespace: Some(UserNamespace {

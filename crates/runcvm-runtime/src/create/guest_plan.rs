@@ -63,6 +63,8 @@ pub fn plan(
         sys_read_only: config.sys_read_only(),
         seccomp: linux.seccomp,
         memory_limit_bytes: config.memory_limit(),
+        cpu_limit: config.cpu_quota(),
+        cpu_weight: config.cpu_weight(),
         memory_oom_group: config.memory_oom_group(),
         quiet_kernel: true,
         user_namespace,
@@ -133,7 +135,7 @@ mod tests {
                 "sysctl": {"fs.mqueue.msg_max": "50"},
                 "maskedPaths": ["/proc/kcore"],
                 "readonlyPaths": ["/proc/sys"],
-                "resources": {"memory": {"limit": 15728640}},
+                "resources": {"memory": {"limit": 15728640}, "cpu": {"quota": 150000, "period": 100000, "shares": 1536}},
                 "seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
             }
         }))
@@ -146,6 +148,11 @@ mod tests {
         assert_eq!(plan.masked_paths, ["/proc/kcore"]);
         assert_eq!(plan.readonly_paths, ["/proc/sys"]);
         assert_eq!(plan.memory_limit_bytes, Some(15 << 20));
+        // 1.5 CPUs in the guest's cgroup, as runc's cpu.max; shares as
+        // runc converts them to a weight.
+        let cpu = plan.cpu_limit.unwrap();
+        assert_eq!(cpu.cpu_max_line(), "150000 100000");
+        assert_eq!(plan.cpu_weight, Some(59));
         assert!(plan.seccomp.is_some());
     }
 

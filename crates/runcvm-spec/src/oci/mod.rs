@@ -234,6 +234,7 @@ pub struct OciMemory {
 pub struct OciCpu {
     pub quota: Option<i64>,
     pub period: Option<u64>,
+    pub shares: Option<u64>,
 }
 
 /// What a container is to its pod.
@@ -330,10 +331,24 @@ impl OciConfig {
 
     /// The CPU limit as whole vCPUs, rounded up, if any.
     pub fn cpu_limit(&self) -> Option<u32> {
+        let limit = self.cpu_quota()?;
+        u32::try_from(limit.quota_us.div_ceil(limit.period_us)).ok()
+    }
+
+    /// The CPU limit as a quota per period (CRI writes no quota, or a
+    /// quota of 0 or -1, for none; the kernel's period when none is given).
+    pub fn cpu_quota(&self) -> Option<crate::CpuLimit> {
         let cpu = self.linux.as_ref()?.resources.as_ref()?.cpu.as_ref()?;
-        let quota = u64::try_from(cpu.quota?).ok().filter(|q| *q > 0)?;
-        let period = cpu.period.filter(|p| *p > 0).unwrap_or(100_000);
-        u32::try_from(quota.div_ceil(period)).ok()
+        let quota_us = u64::try_from(cpu.quota?).ok().filter(|q| *q > 0)?;
+        let period_us = cpu.period.filter(|p| *p > 0).unwrap_or(100_000);
+        Some(crate::CpuLimit { quota_us, period_us })
+    }
+
+    /// The CPU shares as a cgroup v2 `cpu.weight` (1 to 10000), converted
+    /// as runc converts them (2 shares: 1, 1024: 39, 262144: 10000).
+    pub fn cpu_weight(&self) -> Option<u64> {
+        let shares = self.linux.as_ref()?.resources.as_ref()?.cpu.as_ref()?.shares?;
+        (shares > 0).then(|| 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142)
     }
 }
 

@@ -68,6 +68,21 @@ fn the_typed_view_reads_what_cri_writes() {
     assert_eq!(config.network_namespace(), Some(Some("/proc/42/ns/net")));
     assert_eq!(config.memory_limit(), Some(268_435_456));
     assert_eq!(config.cpu_limit(), Some(2));
+    let weight = |shares: u64| {
+        let json = json!({"linux": {"resources": {"cpu": {"shares": shares}}}});
+        OciConfig::parse(&serde_json::to_vec(&json).unwrap(), "config.json")
+            .unwrap()
+            .cpu_weight()
+    };
+    // runc's conversion: the ends of the range, and kubelet's 1 CPU.
+    assert_eq!(
+        (weight(2), weight(1024), weight(262_144)),
+        (Some(1), Some(39), Some(10_000))
+    );
+    assert_eq!(weight(0), None);
+    let no_quota = json!({"linux": {"resources": {"cpu": {"quota": -1, "period": 100_000}}}});
+    let unlimited = OciConfig::parse(&serde_json::to_vec(&no_quota).unwrap(), "config.json").unwrap();
+    assert_eq!((unlimited.cpu_quota(), unlimited.cpu_limit()), (None, None));
     let entrypoint = config.process.unwrap().entrypoint();
     assert_eq!(entrypoint.args.len(), 3);
     assert_eq!((entrypoint.uid, entrypoint.gid), (1000, 1000));
