@@ -658,7 +658,48 @@ fn a_privileged_container_can_make_a_bridge(handler: Handler) {
     remove_pod(&f, &plain, &[&id]);
 }
 
+/// kubelet's init containers: each runs to its end, one after another,
+/// before the app container, in the one pod (its IP, its emptyDir). Under
+/// runcvm each is a VM in turn, taking over the pod's network once the one
+/// before it has ended.
+fn init_containers_run_one_after_another_before_the_app(handler: Handler) {
+    let empty_dir = tempfile::tempdir().expect("tempdir");
+    let f = Fixture::start(handler);
+    let cri = ok(f.node.cri());
+    let pod = ok(cri.run_pod_sandbox(&f.pod("inits")));
+    let pod_ip = ok(cri.pod_sandbox_status(&pod.id)).ip;
+    let mut ids = Vec::new();
+    for (name, step) in [("init-1", "first"), ("init-2", "second")] {
+        let spec = ContainerSpec::new(name, BUSYBOX_IMAGE)
+            .mount(empty_dir.path(), "/work", false)
+            .shell(&format!(
+                "ip -4 -o addr show eth0 | grep -q ' {pod_ip}/' && echo {step} >> /work/steps"
+            ));
+        let id = ok(cri.run_container(&pod, &spec));
+        let info = ok(cri.wait_exited(&id, BOOT));
+        let log = runcvm_test_node::crilog::read(&spec.log_file(pod.log_directory()));
+        assert_eq!(info.exit_code, 0, "{name} ended with {info:?}: {log:?}");
+        ids.push(id);
+    }
+    let app = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .mount(empty_dir.path(), "/work", false)
+        .shell(&format!(
+            "cat /work/steps; ip -4 -o addr show eth0 | grep -c ' {pod_ip}/'; {IDLE}"
+        ));
+    let id = run_ready(&f, &pod, &app);
+    let lines = ok(runcvm_test_node::crilog::read(&app.log_file(pod.log_directory())));
+    assert_eq!(
+        support::lines_of(&lines, Stream::Stdout),
+        ["first", "second", "1", "ready"],
+        "the app sees both inits' work, on the pod's IP"
+    );
+    ids.push(id);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    remove_pod(&f, &pod, &ids);
+}
+
 both_handlers!(
+    init_containers_run_one_after_another_before_the_app,
     a_host_network_pod_is_refused_and_the_node_is_untouched,
     pid_namespace_modes_decide_who_is_pid_1,
     an_exec_right_after_start_runs,
