@@ -283,6 +283,55 @@ fn the_containers_root_is_its_served_root_with_no_boot_disk_among_its_mounts() {
     ok(cri.remove_pod_sandbox(&pod.id));
 }
 
+/// What the pod VM will be sized from (`docs/pods.md`, "Size of the VM"):
+/// containerd passes the pod's summed resources on the sandbox, as
+/// annotations of the pause container's config, and nothing when the pod
+/// has none (absent, not 0); the RuntimeClass overhead is not in them.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn containerd_passes_the_pods_resources_on_the_sandbox() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let annotations = |pod: &runcvm_test_node::Pod| -> serde_json::Value {
+        let config = f
+            .node
+            .layout()
+            .state
+            .join("io.containerd.runtime.v2.task/k8s.io")
+            .join(&pod.id)
+            .join("config.json");
+        let text = std::fs::read(&config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        serde_json::from_slice::<serde_json::Value>(&text).expect("the sandbox's config")["annotations"].clone()
+    };
+    let sized = f
+        .pod("sized-pod")
+        .resources(150_000, 100_000, 1536, 300 << 20)
+        .overhead_memory(64 << 20);
+    let pod = ok(cri.run_pod_sandbox(&sized));
+    let seen = annotations(&pod);
+    for (key, value) in [
+        ("io.kubernetes.cri.sandbox-cpu-period", "100000"),
+        ("io.kubernetes.cri.sandbox-cpu-quota", "150000"),
+        ("io.kubernetes.cri.sandbox-cpu-shares", "1536"),
+        ("io.kubernetes.cri.sandbox-memory", "314572800"),
+    ] {
+        assert_eq!(seen[key], value, "{key} in {seen}");
+    }
+    ok(cri.stop_pod_sandbox(&pod.id));
+    ok(cri.remove_pod_sandbox(&pod.id));
+    let plain = ok(cri.run_pod_sandbox(&f.pod("unsized-pod")));
+    let seen = annotations(&plain);
+    let keys: Vec<&String> = seen
+        .as_object()
+        .expect("annotations")
+        .keys()
+        .filter(|k| k.starts_with("io.kubernetes.cri.sandbox-cpu") || *k == "io.kubernetes.cri.sandbox-memory")
+        .collect();
+    assert!(keys.is_empty(), "a pod without resources: {keys:?}");
+    ok(cri.stop_pod_sandbox(&plain.id));
+    ok(cri.remove_pod_sandbox(&plain.id));
+}
+
 /// The cgroup line of `pid` for `controller` (v1) or the unified one.
 fn cgroup_of(pid: &str, controller: &str) -> String {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");

@@ -229,6 +229,28 @@ impl PodSpec {
         self
     }
 
+    /// The pod's resources as kubelet (since 1.23) sums its containers'
+    /// into the sandbox config: CPU quota per period, CPU shares, memory.
+    pub fn resources(mut self, cpu_quota: i64, cpu_period: i64, cpu_shares: i64, memory_bytes: i64) -> Self {
+        self.linux().resources = Some(cri::LinuxContainerResources {
+            cpu_period,
+            cpu_quota,
+            cpu_shares,
+            memory_limit_in_bytes: memory_bytes,
+            ..Default::default()
+        });
+        self
+    }
+
+    /// The RuntimeClass's `overhead.podFixed` memory, as kubelet passes it.
+    pub fn overhead_memory(mut self, bytes: i64) -> Self {
+        self.linux().overhead = Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: bytes,
+            ..Default::default()
+        });
+        self
+    }
+
     /// The pod's seccomp profile (the sandbox's).
     pub fn seccomp(mut self, profile: &Seccomp) -> Self {
         self.security().seccomp = Some(profile.profile());
