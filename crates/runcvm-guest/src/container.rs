@@ -436,21 +436,27 @@ fn make_user_namespace(userns: &runcvm_spec::UserNamespace) -> anyhow::Result<Ow
     }
 }
 
-/// Runs `f` on a thread of its own inside the mount namespace `ns`. Init's
-/// threads share one root and working folder, which setns(2) refuses to
-/// move for one of them, so the thread first takes copies of its own
-/// (`unshare(CLONE_FS)`); init's other threads stay where they are.
+/// Runs `f` inside the mount namespace `ns`, on a thread of its own.
 pub fn in_mount_namespace<T: Send>(ns: &OwnedFd, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    on_thread_of_its_own(|| {
+        nix::sched::setns(ns, CloneFlags::CLONE_NEWNS).context("cannot enter the container's mount namespace")?;
+        Ok(f())
+    })
+}
+
+/// Runs `f` on a new thread with a root and working folder of its own.
+/// Init's threads share one, which setns(2) and unshare(2) of a mount
+/// namespace refuse to move for one of them, so the thread first takes
+/// copies (`unshare(CLONE_FS)`); init's other threads stay where they are.
+pub fn on_thread_of_its_own<T: Send>(f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 nix::sched::unshare(CloneFlags::CLONE_FS).context("cannot give a thread a root of its own")?;
-                nix::sched::setns(ns, CloneFlags::CLONE_NEWNS)
-                    .context("cannot enter the container's mount namespace")?;
-                Ok(f())
+                f()
             })
             .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread in the container's mount namespace panicked")))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread working on the container's paths panicked")))
     })
 }
 

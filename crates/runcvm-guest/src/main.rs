@@ -1,8 +1,10 @@
 //! `runcvm-init`: PID 1 in the guest.
 //!
 //! It makes the guest look like a container's world (mounts, hostname, lo,
-//! sysctls, the container's root when it is served), hands the console to
-//! the workload, runs `/.runcvm/entrypoint`
+//! sysctls, the container's mount namespace over its root when it is
+//! served, while init stays on the boot disk), with the container that
+//! arrives in `Start`; hands the console to the workload, runs
+//! `/.runcvm/entrypoint`
 //! through the `[VM-START]` runner in the container's own namespaces and
 //! cgroup, reaps every zombie, reports the workload's exit status over the
 //! control channel and reboots, which ends the VMM.
@@ -11,7 +13,8 @@
 //! the sessions; `control` feeds the sessions; `sessions` and `entry` start
 //! processes through `spawn`, a leaf that knows `container` (the
 //! namespaces and mounts a process is put into) and `caps`; `reaper` hands
-//! statuses to whoever `main` names.
+//! statuses to whoever `main` names; `root` makes a container's mount
+//! namespace on a thread of `container`'s.
 
 mod caps;
 mod console;

@@ -21,7 +21,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
-/// Where the served root is mounted on the boot disk before the switch.
+/// Where the served root is mounted, in the container's mount namespace,
+/// before the pivot (a folder of the boot disk).
 const MOUNT_POINT: &str = "/.runcvm-root";
 /// The tmpfs the pod's files are bound from, under `/.runcvm`.
 const FILES: &str = crate::entry::FILES_DIR;
@@ -71,27 +72,20 @@ pub fn make(root: &GuestRoot, setup: impl FnOnce() -> anyhow::Result<()> + Send)
         Some("mode=0700"),
     )
     .with_context(|| format!("cannot mount a tmpfs on {FILES}"))?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // A thread of its own, with its own root and working folder:
-                // init's other threads stay on the boot disk.
-                nix::sched::unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)
-                    .context("cannot make the container's mount namespace")?;
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .context("cannot make the container's mounts private")?;
-                pivot_into_served_root(root)?;
-                setup()?;
-                crate::container::open_namespace(Path::new("/proc/thread-self/ns/mnt"))
-            })
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the thread making the container's root panicked")))
+    // Init's other threads stay on the boot disk.
+    crate::container::on_thread_of_its_own(|| {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS).context("cannot make the container's mount namespace")?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .context("cannot make the container's mounts private")?;
+        pivot_into_served_root(root)?;
+        setup()?;
+        crate::container::open_namespace(Path::new("/proc/thread-self/ns/mnt"))
     })
 }
 
