@@ -22,8 +22,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 /// Where the served root is mounted, in the container's mount namespace,
-/// before the pivot (a folder of the boot disk).
-const MOUNT_POINT: &str = "/.runcvm-root";
+/// before the pivot.
+const MOUNT_POINT: &str = runcvm_spec::SERVED_ROOT_MOUNT_POINT;
 /// The tmpfs the pod's files are bound from, under `/.runcvm`.
 const FILES: &str = crate::entry::FILES_DIR;
 /// The file systems init mounted on the boot disk, bound into the

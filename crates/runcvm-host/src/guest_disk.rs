@@ -33,9 +33,9 @@ pub enum GuestDiskError {
 
 /// Free space the workload gets on its root disk unless told otherwise.
 pub const DEFAULT_HEADROOM_MIB: u64 = 512;
-/// Free space on a boot disk, whose tree is `/.runcvm` alone: guest init
-/// makes only a mount point or two there.
-pub const BOOT_DISK_HEADROOM_MIB: u64 = 8;
+/// Free space on the node's boot disk: little, as no VM writes it (it is
+/// attached read-only).
+const BOOT_DISK_HEADROOM_MIB: u64 = 8;
 
 /// What goes into `/.runcvm`.
 #[derive(Debug, Clone)]
@@ -125,28 +125,31 @@ pub const BOOT_DISKS_DIR: &str = "boot";
 const BOOT_LAYOUT: u32 = 1;
 /// The mount points guest init uses on a boot disk it cannot write: the
 /// file systems it mounts, and where the served root is mounted before the
-/// switch.
+/// container's mount namespace pivots into it.
 const BOOT_MOUNT_POINTS: [(&str, u32); 6] = [
-    ("dev", 0o755),
-    ("proc", 0o555),
-    ("sys", 0o555),
-    ("run", 0o755),
-    ("tmp", 0o1777),
-    (".runcvm-root", 0o700),
+    ("/dev", 0o755),
+    ("/proc", 0o555),
+    ("/sys", 0o555),
+    ("/run", 0o755),
+    ("/tmp", 0o1777),
+    (runcvm_spec::SERVED_ROOT_MOUNT_POINT, 0o700),
 ];
 
 /// Why the node's boot disk could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum BootDiskError {
-    /// cannot read guest init {path}
-    #[error("cannot read guest init {}", path.display())]
+    /// cannot read guest init {path}: reinstall runcvm (runcvm install)
+    #[error("cannot read guest init {}: reinstall runcvm (runcvm install)", path.display())]
     Init {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
-    /// cannot prepare {path}
-    #[error("cannot prepare {}", path.display())]
+    /// cannot prepare {path}, in the node's state folder: make it writable to root, or set RUNCVM_STATE_DIR
+    #[error(
+        "cannot prepare {}, in the node's state folder: make it writable to root, or set RUNCVM_STATE_DIR",
+        path.display()
+    )]
     Prepare {
         path: std::path::PathBuf,
         #[source]
@@ -189,10 +192,6 @@ pub fn node_boot_disk(
     if disk.exists() {
         return Ok(disk);
     }
-    let prepare = |path: &Path| {
-        let path = path.to_owned();
-        move |source| BootDiskError::Prepare { path, source }
-    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -215,17 +214,13 @@ pub fn node_boot_disk(
 
 /// Builds a boot disk in `staging` (made here); returns its path there.
 fn build_boot_disk(staging: &Path, init: &Path, vmm_gid: Option<u32>) -> Result<std::path::PathBuf, BootDiskError> {
-    let prepare = |path: &Path| {
-        let path = path.to_owned();
-        move |source| BootDiskError::Prepare { path, source }
-    };
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(staging)
         .map_err(prepare(staging))?;
     let tree = staging.join("tree");
     for (mount_point, mode) in BOOT_MOUNT_POINTS {
-        let path = tree.join(mount_point);
+        let path = tree.join(mount_point.trim_start_matches('/'));
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(mode)
@@ -251,6 +246,12 @@ fn build_boot_disk(staging: &Path, init: &Path, vmm_gid: Option<u32>) -> Result<
     }
     std::fs::set_permissions(&built, std::fs::Permissions::from_mode(0o440)).map_err(prepare(&built))?;
     Ok(built)
+}
+
+/// The error of a step of preparing `path`.
+fn prepare(path: &Path) -> impl FnOnce(std::io::Error) -> BootDiskError {
+    let path = path.to_owned();
+    move |source| BootDiskError::Prepare { path, source }
 }
 
 /// Removes the boot disks of earlier guest inits: containers that still
@@ -299,10 +300,8 @@ mod tests {
         let mut root = names(&first, "/");
         root.sort();
         for (mount_point, mode) in BOOT_MOUNT_POINTS {
-            assert!(
-                root.contains(&(mount_point.to_owned(), mode)),
-                "{mount_point} in {root:?}"
-            );
+            let name = mount_point.trim_start_matches('/').to_owned();
+            assert!(root.contains(&(name, mode)), "{mount_point} in {root:?}");
         }
         assert_eq!(names(&first, "/.runcvm"), [("init".to_owned(), 0o755)]);
 

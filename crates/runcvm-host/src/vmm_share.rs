@@ -13,7 +13,7 @@
 //!   sockets;
 //! - `runcvm run`'s root disk is `root:VMM_GID 0660`; a container's boot
 //!   disk is the node's one, `root:VMM_GID 0440` from when it was built
-//!   (`guest_disk::link_boot_disk`), which no VM may write.
+//!   (`guest_disk::node_boot_disk`), which no VM may write.
 //!
 //! Volumes and the rest of the state folder are not shared: a file on a
 //! volume that only root may write stays so for the VMM. How the VMM takes

@@ -21,6 +21,10 @@ pub use runcvm_caps::{CapabilityMasks, ProcessCapabilities};
 /// The folder in the root disk that holds runcvm's files (reserved: a rootfs
 /// that already has it is refused).
 pub const GUEST_DIR: &str = "/.runcvm";
+/// Where guest init mounts a container's served root before it pivots the
+/// container's mount namespace into it: a folder of the node's boot disk,
+/// which the host makes and the guest cannot (the disk is read-only).
+pub const SERVED_ROOT_MOUNT_POINT: &str = "/.runcvm-root";
 /// The guest init, PID 1 in the VM.
 pub const INIT_PATH: &str = "/.runcvm/init";
 /// The original process of the container (argv, env, cwd, user), exact bytes.

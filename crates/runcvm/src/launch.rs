@@ -1,7 +1,7 @@
 //! `runcvm launch STATE_DIR`: PID 1 of a Kubernetes container that
-//! `runcvm-runtime create` rewrote. The node's boot disk (linked) and
-//! `launch.json` are in the state folder already, and the container's root file system is bound
-//! at `/.runcvm/root`; the launcher takes over the pod network, serves the
+//! `runcvm-runtime create` rewrote. `launch.json` is in the state folder
+//! already, the node's boot disk is bound read-only at `/.runcvm/disk.ext4`
+//! and the container's root file system at `/.runcvm/root`; the launcher takes over the pod network, serves the
 //! container's root and volumes, runs the VM and exits with the workload's
 //! code.
 
