@@ -1,6 +1,7 @@
-//! The container's own world inside the guest, as runc builds it on a node:
-//! a cgroup that holds the workload and its execs (its memory limit, its
-//! OOM kills), its own mount namespace (a fresh `/proc` when it has its own
+//! A container's own world inside the pod's guest, as runc builds it on a
+//! node: a cgroup that holds its process and its execs (its memory and CPU
+//! limits, its OOM kills; its leftovers killed when its process ends), its
+//! own mount namespace (a fresh `/proc` when it has its own
 //! PID namespace, `/sys` and `/sys/fs/cgroup` read-only unless privileged,
 //! the masked and read-only paths, a read-only root), its own cgroup
 //! namespace, and its own PID namespace in CRI's CONTAINER mode. Guest init
@@ -33,11 +34,15 @@ use std::sync::{Arc, Mutex};
 
 /// Where init mounts the cgroup v2 hierarchy.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// The workload's cgroup, below the root.
-const WORKLOAD_CGROUP: &str = "workload";
-/// Controllers handed down to the workload's cgroup, where the kernel has
+/// The containers' cgroups, by id, below the root.
+const CONTAINERS_CGROUP: &str = "containers";
+/// Controllers handed down to the containers' cgroups, where the kernel has
 /// them.
 const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "io"];
+/// How often, and how far apart, a container's cgroup is looked at for
+/// processes left once it has been killed.
+const END_POLLS: u32 = 200;
+const END_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// How a process is placed into the container.
 #[derive(Debug)]
@@ -205,7 +210,7 @@ impl MountOp {
 /// Makes the mount at `path` read-only, keeping its nosuid, nodev and
 /// noexec (a remount that dropped them would be refused where they are
 /// locked, and would loosen them elsewhere).
-fn remount_read_only(path: &CString) -> Result<(), Errno> {
+pub fn remount_read_only(path: &CString) -> Result<(), Errno> {
     use nix::sys::statvfs::FsFlags;
     let kept = nix::sys::statvfs::statvfs(path.as_c_str())?.flags();
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
@@ -260,12 +265,21 @@ pub struct Container {
     pod_root: Option<(u32, u32)>,
 }
 
+/// What a container shares with its pod.
+#[derive(Debug)]
+pub struct PodShare<'a> {
+    /// The pod's user namespace, when it has its own.
+    pub user_namespace: Option<&'a OwnedFd>,
+    /// The pod's root as the guest kernel knows it, in that namespace.
+    pub root: Option<(u32, u32)>,
+}
+
 impl Container {
-    /// Makes the workload's cgroup (with its memory limit) and compiles its
-    /// seccomp profile; the namespaces come with the workload, the mount
+    /// Makes container `id`'s cgroup (with its limits) and compiles its
+    /// seccomp profile; the namespaces come with its process, the mount
     /// namespace over a served root (`root`) having been made before.
-    pub fn prepare(plan: &LaunchPlan, root: Option<OwnedFd>) -> anyhow::Result<Self> {
-        let cgroup = make_workload_cgroup(plan)?;
+    pub fn prepare(id: u32, plan: &LaunchPlan, root: Option<OwnedFd>, pod: &PodShare<'_>) -> anyhow::Result<Self> {
+        let cgroup = make_container_cgroup(id, plan)?;
         let seccomp = match &plan.seccomp {
             Some(profile) => {
                 let filter = runcvm_seccomp::compile(profile).context("cannot use the container's seccomp profile")?;
@@ -289,8 +303,8 @@ impl Container {
                 own_pid_namespace: plan.own_pid_namespace,
                 cgroup_procs,
                 mounts: mount_ops(plan, cgroup.is_some())?,
-                user_namespace: match &plan.user_namespace {
-                    Some(userns) => Some(make_user_namespace(userns)?),
+                user_namespace: match pod.user_namespace {
+                    Some(fd) => Some(fd.try_clone().context("cannot hold the pod's user namespace")?),
                     None => None,
                 },
                 init_pid_namespace: open_namespace(Path::new("/proc/self/ns/pid"))?,
@@ -298,10 +312,7 @@ impl Container {
             seccomp,
             cgroup,
             joined: Mutex::new(None),
-            pod_root: plan
-                .user_namespace
-                .as_ref()
-                .and_then(runcvm_spec::UserNamespace::root_outside),
+            pod_root: pod.root,
         })
     }
 
@@ -356,6 +367,48 @@ impl Container {
         }
     }
 
+    /// No exec joins the container from here on (call it between starts,
+    /// so none is half done).
+    pub fn close_to_execs(&self) {
+        if let Ok(mut slot) = self.joined.lock() {
+            *slot = None;
+        }
+    }
+
+    /// Ends what the container's process left running (its orphans, its
+    /// execs): everything in its cgroup is killed. Without cgroups the
+    /// container's processes cannot be told from the pod's others, so every
+    /// process of the guest is.
+    pub fn kill_the_rest(&self) {
+        let Some(dir) = &self.cgroup else {
+            let _ = nix::sys::signal::kill(Pid::from_raw(-1), nix::sys::signal::Signal::SIGKILL);
+            return;
+        };
+        // cgroup.kill (Linux 5.14) is one step that a fork cannot escape;
+        // the loop is for kernels without it.
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        for _ in 0..END_POLLS {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            if procs.trim().is_empty() {
+                return;
+            }
+            for pid in procs.lines().filter_map(|line| line.trim().parse().ok()) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            std::thread::sleep(END_POLL);
+        }
+        runcvm_log::warn!("processes of the container outlived its end in {}", dir.display());
+    }
+
+    /// Removes the container's cgroup once it has ended.
+    pub fn remove_cgroup(&self) {
+        if let Some(dir) = &self.cgroup
+            && let Err(e) = std::fs::remove_dir(dir)
+        {
+            runcvm_log::debug!("cannot remove {}: {e}", dir.display());
+        }
+    }
+
     /// How many processes the guest's OOM killer ended in the container.
     pub fn oom_kills(&self) -> u64 {
         let Some(dir) = &self.cgroup else { return 0 };
@@ -370,7 +423,7 @@ impl Container {
 /// makes it (`unshare`), init writes its maps (only a process outside may
 /// map more than its own id), and the child ends; the descriptor keeps the
 /// namespace for the workload and its execs to enter.
-fn make_user_namespace(userns: &runcvm_spec::UserNamespace) -> anyhow::Result<OwnedFd> {
+pub fn make_user_namespace(userns: &runcvm_spec::UserNamespace) -> anyhow::Result<OwnedFd> {
     use nix::unistd::{ForkResult, fork, pipe2, read, write};
     let flags = nix::fcntl::OFlag::O_CLOEXEC;
     let (made_read, made_write) = pipe2(flags).context("cannot create a pipe")?;
@@ -478,22 +531,31 @@ fn oom_kills_in(events: &str) -> Option<u64> {
         .and_then(|count| count.trim().parse().ok())
 }
 
-/// Makes the workload's cgroup under the cgroup v2 root init mounted, hands
-/// it the controllers the kernel has, and sets its memory and CPU limits and
-/// its CPU weight. `None` when the guest has no cgroup v2 (a kernel built
-/// without it).
-fn make_workload_cgroup(plan: &LaunchPlan) -> anyhow::Result<Option<PathBuf>> {
+/// Makes container `id`'s cgroup under the cgroup v2 root init mounted
+/// (`containers/ID`), hands it the controllers the kernel has, and sets its
+/// memory and CPU limits and its CPU weight. `None` when the guest has no
+/// cgroup v2 (a kernel built without it).
+fn make_container_cgroup(id: u32, plan: &LaunchPlan) -> anyhow::Result<Option<PathBuf>> {
     let root = Path::new(CGROUP_ROOT);
     if !root.join("cgroup.subtree_control").exists() {
         runcvm_log::warn!("the guest kernel has no cgroup v2: the container's memory limit is the VM's size alone");
         return Ok(None);
     }
-    for controller in CONTROLLERS {
-        if let Err(e) = std::fs::write(root.join("cgroup.subtree_control"), format!("+{controller}")) {
-            runcvm_log::debug!("cgroup controller {controller} is not available: {e}");
+    let parent = root.join(CONTAINERS_CGROUP);
+    match std::fs::create_dir(&parent) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("cannot create {}", parent.display()));
+        }
+        _ => {}
+    }
+    for level in [root, parent.as_path()] {
+        for controller in CONTROLLERS {
+            if let Err(e) = std::fs::write(level.join("cgroup.subtree_control"), format!("+{controller}")) {
+                runcvm_log::debug!("cgroup controller {controller} is not available: {e}");
+            }
         }
     }
-    let dir = root.join(WORKLOAD_CGROUP);
+    let dir = parent.join(id.to_string());
     match std::fs::create_dir(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             return Err(e).with_context(|| format!("cannot create the container's cgroup {}", dir.display()));

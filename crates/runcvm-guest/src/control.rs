@@ -4,9 +4,9 @@
 //! to the host (CID 2) on port 1024.
 
 use crate::outbound::{SharedWriter, send_on};
-use crate::sessions::Sessions;
+use crate::pod::{NewContainer, Pod};
 use anyhow::Context;
-use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream, WORKLOAD_SESSION};
+use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream};
 use runcvm_spec::{CONTROL_PORT_NAME, CONTROL_VSOCK_PORT};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -54,14 +54,15 @@ impl ControlPort {
         Arc::clone(&self.writer)
     }
 
-    /// Serves the launcher from a thread of its own once the workload runs
-    /// (or, with none, while init sleeps): signals go to the workload or an
-    /// exec's process (with no workload, a stop signal ends the VM), exec
-    /// sessions and port-forward connections start, and their input is fed.
-    pub fn serve_launcher(&self, sessions: Arc<Sessions>, workload: Option<nix::unistd::Pid>) -> anyhow::Result<()> {
+    /// Serves the launcher from a thread of its own once the pod is set
+    /// up: containers are created, signals go to a container's or an exec's
+    /// process, exec sessions and port-forward connections start, their
+    /// input is fed, and the VM powers off when the launcher says, or when
+    /// it is gone.
+    pub fn serve_launcher(&self, pod: Arc<Pod>) -> anyhow::Result<()> {
         let mut reader = self.file.try_clone().context("cannot share the control port")?;
-        let writer = self.writer();
         std::thread::Builder::new().name("launcher".into()).spawn(move || {
+            let sessions = pod.sessions();
             loop {
                 let message = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
                     Ok(Some(Frame::Message(message))) => message,
@@ -77,23 +78,47 @@ impl ControlPort {
                         runcvm_log::warn!("unexpected control frame {other:?}");
                         continue;
                     }
-                    Ok(None) | Err(_) => return,
+                    Ok(None) => {
+                        runcvm_log::error!("the launcher closed the control channel; powering off");
+                        pod.power_off();
+                    }
+                    Err(e) => {
+                        runcvm_log::error!("{:#}; powering off", anyhow::Error::from(e));
+                        pod.power_off();
+                    }
                 };
                 match message {
-                    HostMessage::Signal {
-                        signal,
-                        session: WORKLOAD_SESSION,
-                    } => deliver(signal, workload, &writer, &sessions),
+                    HostMessage::CreateContainer {
+                        container,
+                        plan,
+                        entrypoint,
+                        files,
+                        root,
+                        volumes,
+                        stdin,
+                        terminal_size,
+                    } => pod.create(NewContainer {
+                        id: container,
+                        plan,
+                        entrypoint,
+                        files,
+                        root,
+                        volumes,
+                        stdin,
+                        terminal_size,
+                    }),
+                    HostMessage::PowerOff => pod.power_off(),
                     HostMessage::Signal { signal, session } => match nix::sys::signal::Signal::try_from(signal) {
-                        Ok(signal) => sessions.signal(session, signal),
+                        Ok(signal) => pod.signal(session, signal),
                         Err(_) => runcvm_log::warn!("the launcher sent unknown signal {signal}"),
                     },
                     HostMessage::KillSession { session } => sessions.kill(session),
                     HostMessage::Exec {
                         session,
+                        container,
                         process,
                         terminal_size,
-                    } => sessions.start(session, &process, terminal_size),
+                    } => pod.exec(session, container, process, terminal_size),
                     HostMessage::Connect { session, port, ipv6 } => sessions.connect(session, port, ipv6),
                     HostMessage::CloseStdin { session } => sessions.close_stdin(session),
                     HostMessage::Credit { session, bytes } => sessions.credit(session, bytes),
@@ -112,32 +137,6 @@ impl ControlPort {
         runcvm_proto::read_message(&mut self.file)
             .context("cannot read from the control channel")?
             .context("the launcher closed the control channel")
-    }
-}
-
-fn deliver(signal: i32, workload: Option<nix::unistd::Pid>, writer: &SharedWriter, sessions: &Sessions) {
-    let Ok(signal) = nix::sys::signal::Signal::try_from(signal) else {
-        runcvm_log::warn!("the launcher sent unknown signal {signal}");
-        return;
-    };
-    match workload {
-        Some(pid) => {
-            runcvm_log::debug!("forwarding {signal} to the workload (pid {pid})");
-            let _ = nix::sys::signal::kill(pid, signal);
-        }
-        None if crate::system::STOPS_INIT.contains(&signal) => {
-            let status = runcvm_proto::ExitStatus::Signal(signal as i32);
-            let _ = send_on(
-                writer,
-                &GuestMessage::Exit {
-                    status,
-                    oom_killed: false,
-                    files: Vec::new(),
-                },
-            );
-            crate::system::power_off(Some(status), Some(sessions));
-        }
-        None => runcvm_log::debug!("{signal} ignored: no workload is running"),
     }
 }
 

@@ -1,16 +1,27 @@
-//! The `[VM-START]` entry runner (the guide's `runcvm-vm-start`): loads
-//! `/.runcvm/entrypoint` and starts it exactly as the container would have
-//! run it, in the container's own world.
+//! The `[VM-START]` entry runner (the guide's `runcvm-vm-start`): loads a
+//! container's `/.runcvm/entrypoint` and starts it exactly as the container
+//! would have run it, in the container's own world.
 
 use crate::caps;
 use crate::container::{Confinement, Container};
 use crate::spawn::{self, RUNNER_FAILED, Started};
 use runcvm_log::LogLevel;
 use runcvm_proto::{ExitStatus, TerminalSize};
-use runcvm_spec::{CapabilityMasks, ENTRYPOINT_PATH, Entrypoint, LaunchPlan, PLAN_PATH};
+use runcvm_spec::{CapabilityMasks, ENTRYPOINT_PATH, Entrypoint, LaunchPlan};
+use std::path::{Path, PathBuf};
 
-/// Where the pod's files are bound from when the root is served (`root.rs`).
+/// The names in a container's `/.runcvm`: its entrypoint (the guide's
+/// `/.runcvm/entrypoint`), its plan, its files' folder.
+const ENTRYPOINT_FILE: &str = "entrypoint";
+const PLAN_FILE: &str = "plan.json";
+pub const FILES_NAME: &str = "files";
+
+/// Where a container's files are bound from when its root is served
+/// (`root.rs`), in its own view; in init's, under its folder.
 pub const FILES_DIR: &str = "/.runcvm/files";
+/// Where init keeps each container's `/.runcvm` (entrypoint, plan, files),
+/// by id, when its root is served.
+pub const CONTAINERS_DIR: &str = "/.runcvm/containers";
 
 const RUNNER: &str = "[VM-START]";
 
@@ -20,62 +31,79 @@ macro_rules! vm_start {
     };
 }
 
-/// What became of the entrypoint.
+/// Why a container has no process.
 #[derive(Debug)]
-pub enum Workload {
-    Running(Started),
+pub enum NotStarted {
     /// It could not start; this is the status to report.
     Ended(ExitStatus),
     /// There is none: init sleeps so the pod stays up to be debugged.
     Absent,
 }
 
-/// Reads `/.runcvm/entrypoint`; when there is none, or it cannot be used,
-/// what became of the workload instead.
-pub fn load_entrypoint() -> Result<Entrypoint, Workload> {
-    let bytes = match std::fs::read(ENTRYPOINT_PATH) {
+/// Reads a container's `/.runcvm/entrypoint` from `dir`, its `/.runcvm` in
+/// init's view; when there is none, or it cannot be used, why not.
+pub fn load_entrypoint(dir: &Path) -> Result<Entrypoint, NotStarted> {
+    let bytes = match std::fs::read(dir.join(ENTRYPOINT_FILE)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             vm_start!(Info, "No entrypoint found, sleeping");
-            return Err(Workload::Absent);
+            return Err(NotStarted::Absent);
         }
         Err(e) => {
             vm_start!(Error, "cannot read {ENTRYPOINT_PATH}: {e}");
-            return Err(Workload::Ended(ExitStatus::Code(RUNNER_FAILED)));
+            return Err(NotStarted::Ended(ExitStatus::Code(RUNNER_FAILED)));
         }
     };
     vm_start!(Debug, "runcvm-vm-start loaded {ENTRYPOINT_PATH}");
     Entrypoint::from_json(&bytes).map_err(|e| {
         vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", runcvm_log::error_chain(&e));
-        Workload::Ended(ExitStatus::Code(RUNNER_FAILED))
+        NotStarted::Ended(ExitStatus::Code(RUNNER_FAILED))
     })
 }
 
-/// Writes what `Start` brought into `/.runcvm` (a tmpfs of init's): the
-/// plan, the entrypoint when there is one (the runner loads it from there,
-/// as the guide says), and the mount point of the pod's files.
-pub fn write_guest_dir(plan: &LaunchPlan, entrypoint: Option<&Entrypoint>) -> anyhow::Result<()> {
+/// Writes what `CreateContainer` brought into `dir`, the container's
+/// `/.runcvm` on a tmpfs of init's: the plan, the entrypoint when there is
+/// one (the runner loads it from there, as the guide says), and the folder
+/// of the container's files.
+pub fn write_container_dir(dir: &Path, plan: &LaunchPlan, entrypoint: Option<&Entrypoint>) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let write = |path: &str, bytes: &[u8]| {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
         use std::io::Write;
         // Both carry the container's env, secrets included.
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
+            .open(&path)
             .and_then(|mut file| file.write_all(bytes))
-            .with_context(|| format!("cannot write {path}"))
+            .with_context(|| format!("cannot write {}", path.display()))
     };
-    write(PLAN_PATH, &plan.to_json())?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    write(PLAN_FILE, &plan.to_json())?;
     if let Some(entrypoint) = entrypoint {
-        write(ENTRYPOINT_PATH, &entrypoint.to_json())?;
+        write(ENTRYPOINT_FILE, &entrypoint.to_json())?;
     }
+    let files = dir.join(FILES_NAME);
     std::fs::DirBuilder::new()
         .mode(0o700)
-        .create(FILES_DIR)
-        .with_context(|| format!("cannot create {FILES_DIR}"))
+        .create(&files)
+        .with_context(|| format!("cannot create {}", files.display()))
+}
+
+/// A container's `/.runcvm` in init's view: the guest's own for the
+/// container whose root is the guest's, a folder of its own otherwise.
+pub fn container_dir(container: u32, served: bool) -> PathBuf {
+    if served {
+        Path::new(CONTAINERS_DIR).join(container.to_string())
+    } else {
+        PathBuf::from(runcvm_spec::GUEST_DIR)
+    }
 }
 
 /// Creates a missing working directory, as runc does rather than failing
@@ -108,13 +136,13 @@ pub fn capability_masks(process: &Entrypoint) -> Option<CapabilityMasks> {
 }
 
 /// Starts the entrypoint in the container; its stdin comes from the
-/// launcher if `with_stdin`.
+/// launcher if `with_stdin`. A failure is the status to report.
 pub fn start_entrypoint(
     entrypoint: &Entrypoint,
     container: &Container,
     with_stdin: bool,
     size: Option<TerminalSize>,
-) -> Workload {
+) -> Result<Started, ExitStatus> {
     for (i, arg) in entrypoint.args.iter().enumerate() {
         vm_start!(Debug, "argv[{i}] = \"{arg}\"");
     }
@@ -148,11 +176,11 @@ pub fn start_entrypoint(
         Ok(started) => {
             vm_start!(Debug, "running as pid {}", started.pid);
             container.started(started.pid);
-            Workload::Running(started)
+            Ok(started)
         }
         Err(failure) => {
             vm_start!(Error, "unable to start container process: {}", failure.message);
-            Workload::Ended(ExitStatus::Code(failure.code))
+            Err(ExitStatus::Code(failure.code))
         }
     }
 }

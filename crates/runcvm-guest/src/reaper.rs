@@ -1,11 +1,57 @@
-//! PID 1's duty: every child is reaped here, the workload's status is
-//! returned, and every other child's status goes to a handler (an exec
-//! session's process is waited for by its session).
+//! PID 1's duty: init's main thread reaps every child for the VM's life and
+//! hands each status to whoever waits for that process (a container's
+//! thread, an exec session's). Orphans that were reparented to init are
+//! reaped and forgotten.
 
+use crate::spawn::Started;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use runcvm_proto::ExitStatus;
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// How long the reaper waits when init has no child: one may be started
+/// at any moment, and it is found at the next look.
+const IDLE: Duration = Duration::from_millis(20);
+
+/// The processes someone waits for, by pid.
+#[derive(Debug, Default)]
+pub struct Waiters {
+    pids: Mutex<HashMap<i32, Sender<ExitStatus>>>,
+}
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, HashMap<i32, Sender<ExitStatus>>> {
+        self.pids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a process with the registry locked, so that even one that
+    /// ends at once is found here; returns it with the end of the channel
+    /// its status comes on.
+    pub fn start<E>(&self, start: impl FnOnce() -> Result<Started, E>) -> Result<(Started, Receiver<ExitStatus>), E> {
+        let mut pids = self.lock();
+        let started = start()?;
+        let (sender, receiver) = mpsc::channel();
+        pids.insert(started.pid.as_raw(), sender);
+        Ok((started, receiver))
+    }
+
+    /// Runs `f` while no process is being started: what it changes is seen
+    /// by every start after it, and none is half done.
+    pub fn between_starts<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _pids = self.lock();
+        f()
+    }
+
+    fn reaped(&self, pid: Pid, status: ExitStatus) {
+        if let Some(sender) = self.lock().remove(&pid.as_raw()) {
+            let _ = sender.send(status);
+        }
+    }
+}
 
 /// How a reaped child ended, if it ended (rather than stopped).
 fn ended(status: WaitStatus) -> Option<(Pid, ExitStatus)> {
@@ -16,32 +62,28 @@ fn ended(status: WaitStatus) -> Option<(Pid, ExitStatus)> {
     }
 }
 
-/// Reaps every child until `workload` ends; returns how it ended, or
-/// `None` if it could no longer be waited for.
-pub fn wait_for(workload: Pid, mut other: impl FnMut(Pid, ExitStatus)) -> Option<ExitStatus> {
+/// Reaps for ever.
+pub fn serve(waiters: &Waiters) -> ! {
     loop {
         match waitpid(None, None) {
-            Ok(status) => match ended(status) {
-                Some((pid, status)) if pid == workload => return Some(status),
-                Some((pid, status)) => other(pid, status),
-                None => {}
-            },
-            Err(Errno::EINTR) => {}
-            Err(e) => {
-                runcvm_log::error!("lost track of the workload: {e}");
-                return None;
+            Ok(status) => {
+                if let Some((pid, status)) = ended(status) {
+                    waiters.reaped(pid, status);
+                }
             }
+            Err(Errno::EINTR) => {}
+            Err(_) => std::thread::sleep(IDLE),
         }
     }
 }
 
 /// Reaps until no child is left.
-pub fn reap_all(mut other: impl FnMut(Pid, ExitStatus)) {
+pub fn reap_all(waiters: &Waiters) {
     loop {
         match waitpid(None, None) {
             Ok(status) => {
                 if let Some((pid, status)) = ended(status) {
-                    other(pid, status);
+                    waiters.reaped(pid, status);
                 }
             }
             Err(Errno::EINTR) => {}

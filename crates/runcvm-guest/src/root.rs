@@ -1,13 +1,14 @@
 //! The container's root, served over NFS by its launcher: mounted in a
 //! mount namespace of the container's own, with the guest's `/dev`,
-//! `/proc`, `/sys`, `/run`, `/tmp` and `/.runcvm` bound in, and pivoted to,
+//! `/proc`, `/sys`, `/run`, `/tmp` and its own `/.runcvm` bound in, and pivoted to,
 //! as runc pivots into a container's rootfs. Guest init stays on the boot
 //! disk, outside it (one root per container is what a pod VM needs); the
 //! workload's child enters the namespace (`container.rs`). The volumes and
 //! the pod's files are mounted there too, on the container's paths, so an
 //! image's symlink resolves in the container's root. The pod's files
 //! (`/etc/hosts`, single-file volumes, the termination message file) are
-//! bound from a tmpfs of init's rather than written into the root, as runc
+//! bound from the container's folder on init's tmpfs (`/.runcvm/files`, in
+//! its view) rather than written into the root, as runc
 //! binds them: a secret never reaches the container's writable layer on the
 //! node's disk.
 
@@ -24,21 +25,19 @@ use std::path::Path;
 /// Where the served root is mounted, in the container's mount namespace,
 /// before the pivot.
 const MOUNT_POINT: &str = runcvm_spec::SERVED_ROOT_MOUNT_POINT;
-/// The tmpfs the pod's files are bound from, under `/.runcvm`.
+/// Where the container's files are bound from, in its view.
 const FILES: &str = crate::entry::FILES_DIR;
 /// The file systems init mounted on the boot disk, bound into the
 /// container's root with what is mounted under them (`/dev/pts`,
 /// `/sys/fs/cgroup`, ...), the mode of a mount point init makes, and
 /// whether the container needs it (an image's symlink at `/run` or `/tmp`
-/// is left as the image has it, as runc leaves them). `/.runcvm` last: the
-/// entrypoint stays where the guide says.
-const BOUND: [(&str, u32, bool); 6] = [
+/// is left as the image has it, as runc leaves them).
+const BOUND: [(&str, u32, bool); 5] = [
     ("/dev", 0o755, true),
     ("/proc", 0o555, true),
     ("/sys", 0o555, true),
     ("/run", 0o755, false),
     ("/tmp", 0o1777, false),
-    (runcvm_spec::GUEST_DIR, 0o711, true),
 ];
 /// Seconds the guest trusts cached attributes of its root. Nothing but the
 /// guest writes a container's root (its image layers never change, its
@@ -56,22 +55,16 @@ pub fn options(root: &GuestRoot) -> String {
     )
 }
 
-/// Makes the mount namespace over the served root, runs `setup` in it (on
-/// the container's root: the volumes, the pod's files, the working folder)
-/// and returns the namespace, held open. A root that cannot be mounted ends
-/// the start with the guide's volume line.
-pub fn make(root: &GuestRoot, setup: impl FnOnce() -> anyhow::Result<()> + Send) -> anyhow::Result<OwnedFd> {
-    // In init's namespace, so the copies it holds stay readable after the
-    // workload (the termination message is read back from there).
-    make_dir(FILES, 0o700)?;
-    mount(
-        Some("tmpfs"),
-        FILES,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0700"),
-    )
-    .with_context(|| format!("cannot mount a tmpfs on {FILES}"))?;
+/// Makes the mount namespace over the served root, with `guest_dir` (the
+/// container's folder on init's tmpfs) as its `/.runcvm`, runs `setup` in it
+/// (on the container's root: the volumes, the pod's files, the working
+/// folder) and returns the namespace, held open. A root that cannot be
+/// mounted ends the start with the guide's volume line.
+pub fn make(
+    root: &GuestRoot,
+    guest_dir: &Path,
+    setup: impl FnOnce() -> anyhow::Result<()> + Send,
+) -> anyhow::Result<OwnedFd> {
     // Init's other threads stay on the boot disk.
     crate::container::on_thread_of_its_own(|| {
         nix::sched::unshare(CloneFlags::CLONE_NEWNS).context("cannot make the container's mount namespace")?;
@@ -83,15 +76,20 @@ pub fn make(root: &GuestRoot, setup: impl FnOnce() -> anyhow::Result<()> + Send)
             None::<&str>,
         )
         .context("cannot make the container's mounts private")?;
-        pivot_into_served_root(root)?;
+        pivot_into_served_root(root, guest_dir)?;
         setup()?;
+        // Once the files are bound from it (a bind of a read-only mount
+        // would be read-only too): the entrypoint and plan are init's.
+        crate::container::remount_read_only(&std::ffi::CString::new(runcvm_spec::GUEST_DIR)?)
+            .with_context(|| format!("cannot make the container's {} read-only", runcvm_spec::GUEST_DIR))?;
         crate::container::open_namespace(Path::new("/proc/thread-self/ns/mnt"))
     })
 }
 
-/// Mounts the served root, binds the guest's own file systems into it and
-/// makes it the calling thread's root (in its own mount namespace).
-fn pivot_into_served_root(root: &GuestRoot) -> anyhow::Result<()> {
+/// Mounts the served root, binds the guest's own file systems and the
+/// container's `/.runcvm` into it and makes it the calling thread's root (in
+/// its own mount namespace).
+fn pivot_into_served_root(root: &GuestRoot, guest_dir: &Path) -> anyhow::Result<()> {
     // Set-user-ID programs of the image work as under runc; device nodes of
     // the image do not (the container's /dev is the guest's).
     let mounted = crate::volumes::mount_export("/", MOUNT_POINT, MsFlags::MS_NODEV, &options(root), root.port);
@@ -118,6 +116,12 @@ fn pivot_into_served_root(root: &GuestRoot) -> anyhow::Result<()> {
         )
         .with_context(|| format!("cannot bind {guest_fs} into the container's root"))?;
     }
+    // Where the guide says the entrypoint is.
+    let own_dir = new_root.join(runcvm_spec::GUEST_DIR.trim_start_matches('/'));
+    refuse_link(&own_dir, runcvm_spec::GUEST_DIR)?;
+    make_dir(&own_dir, 0o711)?;
+    mount(Some(guest_dir), &own_dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .with_context(|| format!("cannot bind {} into the container's root", runcvm_spec::GUEST_DIR))?;
     std::env::set_current_dir(new_root).context("cannot enter the container's root")?;
     // The old root is stacked under the new one and detached: nothing of
     // the boot disk stays in the container's view.
@@ -128,16 +132,19 @@ fn pivot_into_served_root(root: &GuestRoot) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the copy of the pod's file `index` is, in init's view: what the
-/// container wrote to it, read back when it ends.
-pub fn file_copy(index: usize) -> String {
-    format!("{FILES}/{index}")
+/// Where the copy of the container's file `index` is, in init's view
+/// (`guest_dir` is the container's folder): what the container wrote to it,
+/// read back when it ends.
+pub fn file_copy(guest_dir: &Path, index: usize) -> String {
+    let copy = guest_dir.join(crate::entry::FILES_NAME).join(index.to_string());
+    copy.display().to_string()
 }
 
 /// Puts `file` at its path as a bind mount of a copy on init's tmpfs; `index`
 /// names the copy.
 pub fn bind_file(file: &GuestFile, index: usize, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
-    let copy = file_copy(index);
+    // Through the container's own `/.runcvm`, still writable here.
+    let copy = format!("{FILES}/{index}");
     crate::system::write_file(&copy, file.content.as_bytes(), file.mode, owner)?;
     let target = Path::new(&file.path);
     if let Some(dir) = target.parent() {

@@ -1,12 +1,14 @@
-//! Exec sessions: more processes in the running container (`runcvm exec`,
-//! and `kubectl exec` through the runtime), each with its own stdin, stdout
-//! and stderr as data frames of its session, and its exit status in
-//! `ExecExit` once all its output has been sent. They join the workload's
-//! namespaces and cgroup and run under its seccomp profile.
+//! Sessions: the stdio of the pod's containers (a container's session is
+//! its id) and of exec sessions, more processes in a running container
+//! (`runcvm exec`, and `kubectl exec` through the runtime), each with its
+//! own stdin, stdout and stderr as data frames of its session. An exec's
+//! exit status goes out in `ExecExit` once all its output has been sent.
+//! Execs join their container's namespaces and cgroup and run under its
+//! seccomp profile.
 //!
-//! Init's main thread owns `waitpid` and hands each session's exit to it
-//! through [`Sessions::reaped`]; the registry is locked across the fork, so
-//! even a process that ends at once is found there.
+//! Init's main thread owns `waitpid` and hands each exit to its waiter
+//! (`reaper`), whose registry is locked across the fork, so even a process
+//! that ends at once is found there.
 //!
 //! Each session is held to its windows (`flow`): its output goes out as
 //! the launcher grants credit, and its input is queued in an outbox whose
@@ -17,6 +19,7 @@ use crate::container::{Confinement, Container};
 use crate::forward::Connections;
 use crate::outbound::{SharedWriter, send_on};
 use crate::output;
+use crate::reaper::Waiters;
 use crate::spawn::{self, StartFailure, Started};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -28,40 +31,67 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+/// Where an exec's process runs.
+#[derive(Debug)]
+pub enum ExecTarget {
+    /// In a running container: its namespaces, cgroup and seccomp profile.
+    Container(Arc<Container>),
+    /// In the guest's own world: a container that sleeps without an
+    /// entrypoint, whose root is the guest's.
+    Guest,
+}
+
+/// A session's input on its way to its process.
+enum Stdin {
+    /// The process is being started (a container's, which is made on a
+    /// thread of its own while the launcher already sends its input): the
+    /// input waits here, within the session's window.
+    Waiting {
+        queued: Vec<Vec<u8>>,
+        closed: bool,
+    },
+    Open(Outbox<Vec<u8>>),
+}
+
+impl std::fmt::Debug for Stdin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Waiting { queued, closed } => write!(f, "Waiting({} chunks, closed: {closed})", queued.len()),
+            Self::Open(_) => f.write_str("Open"),
+        }
+    }
+}
 
 /// Every session of the guest, and its port-forward connections.
 #[derive(Debug)]
 pub struct Sessions {
     writer: SharedWriter,
-    /// The container execs join; `None` in a guest without a workload.
-    container: Option<Arc<Container>>,
-    /// Running exec processes: pid to the session's exit channel.
-    exits: Mutex<HashMap<i32, Sender<ExitStatus>>>,
+    /// Who waits for which process (the reaper hands statuses there).
+    waiters: Arc<Waiters>,
     /// Each session's process, for signals.
     pids: Mutex<HashMap<u32, Pid>>,
     /// The sessions' stdin: what the launcher sent, on its way to the pipe.
-    stdins: Mutex<HashMap<u32, Outbox<Vec<u8>>>>,
+    stdins: Mutex<HashMap<u32, Stdin>>,
     /// What each session may still send to the launcher.
     windows: Arc<Windows>,
     /// Terminal master sides, for window sizes.
     terminals: Mutex<HashMap<u32, OwnedFd>>,
-    /// Set once the workload has ended: no new session may start then, or
-    /// it could escape the final kill and keep the VM up.
+    /// Set once the VM is powering off: no new session may start then, or
+    /// it could escape the final kill.
     closed: AtomicBool,
     connections: Connections,
 }
 
 impl Sessions {
-    pub fn new(writer: SharedWriter, container: Option<Arc<Container>>) -> Arc<Self> {
+    pub fn new(writer: SharedWriter, waiters: Arc<Waiters>) -> Arc<Self> {
         let windows = Arc::new(Windows::default());
         Arc::new(Self {
             connections: Connections::new(writer.clone(), Arc::clone(&windows)),
             writer,
-            container,
-            exits: Mutex::new(HashMap::new()),
+            waiters,
             pids: Mutex::new(HashMap::new()),
             stdins: Mutex::new(HashMap::new()),
             windows,
@@ -70,15 +100,22 @@ impl Sessions {
         })
     }
 
-    /// Refuses new sessions from now on. The registry lock is taken so a
-    /// start in progress finishes (and is killed with the rest) first.
+    /// Who waits for which process.
+    pub fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+
+    /// Refuses new sessions from now on; a start in progress finishes (and
+    /// is killed with the rest) first.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        drop(self.exits.lock());
+        self.waiters
+            .between_starts(|| self.closed.store(true, Ordering::SeqCst));
         self.connections.close_all();
     }
 
-    fn refuse(&self, session: u32, code: i32, line: &str) {
+    /// Ends `session` at once with `line` on its stderr and `code`.
+    pub fn refuse(&self, session: u32, code: i32, line: &str) {
+        self.forget(session);
         if let Ok(mut port) = self.writer.lock() {
             let _ = runcvm_proto::write_data(&mut *port, session, Stream::Stderr, line.as_bytes());
         }
@@ -91,31 +128,30 @@ impl Sessions {
         );
     }
 
-    /// Starts `process` for `session`; failures come back as the session's
-    /// stderr and exit code (127 for a missing program, as runc).
-    pub fn start(self: &Arc<Self>, session: u32, process: &Entrypoint, size: Option<TerminalSize>) {
-        let (exit_sender, exit_receiver) = mpsc::channel();
-        let started = {
-            let Ok(mut exits) = self.exits.lock() else { return };
+    /// Starts `process` for `session` in `target`; failures come back as
+    /// the session's stderr and exit code (127 for a missing program, as
+    /// runc).
+    pub fn start(
+        self: &Arc<Self>,
+        session: u32,
+        target: &ExecTarget,
+        process: &Entrypoint,
+        size: Option<TerminalSize>,
+    ) {
+        let started = self.waiters.start(|| {
             if self.closed.load(Ordering::SeqCst) {
-                drop(exits);
-                self.refuse(
-                    session,
-                    spawn::RUNNER_FAILED,
-                    "runcvm exec: the container's process has ended; the VM is stopping\n",
-                );
-                return;
+                return Err(StartFailure {
+                    code: spawn::RUNNER_FAILED,
+                    message: "the VM is stopping".into(),
+                });
             }
-            let started = self.spawn(process, size);
-            if let Ok(started) = &started {
-                exits.insert(started.pid.as_raw(), exit_sender);
-                if let Ok(mut pids) = self.pids.lock() {
-                    pids.insert(session, started.pid);
-                }
+            let started = spawn(target, process, size)?;
+            if let Ok(mut pids) = self.pids.lock() {
+                pids.insert(session, started.pid);
             }
-            started
-        };
-        let started = match started {
+            Ok(started)
+        });
+        let (started, exit) = match started {
             Ok(started) => started,
             Err(StartFailure { code, message }) => {
                 self.refuse(
@@ -133,35 +169,10 @@ impl Sessions {
             for pump in pumps {
                 let _ = pump.join();
             }
-            let status = exit_receiver.recv().unwrap_or(ExitStatus::Code(255));
+            let status = exit.recv().unwrap_or(ExitStatus::Code(255));
             sessions.forget(session);
             let _ = send_on(&sessions.writer, &GuestMessage::ExecExit { session, status });
         });
-    }
-
-    /// An exec's process, in the workload's namespaces and under its
-    /// seccomp profile.
-    fn spawn(&self, process: &Entrypoint, size: Option<TerminalSize>) -> Result<Started, StartFailure> {
-        let joined = match &self.container {
-            Some(container) => Some(container.joined().ok_or_else(|| StartFailure {
-                code: spawn::RUNNER_FAILED,
-                message: "the container's namespaces are gone: its process has ended".into(),
-            })?),
-            None => None,
-        };
-        let confinement = match &joined {
-            Some(joined) => Confinement::Join(joined),
-            None => Confinement::Guest,
-        };
-        spawn::start(&spawn::Spawn {
-            process,
-            with_stdin: true,
-            terminal_size: size,
-            capabilities: crate::entry::capability_masks(process),
-            confinement,
-            seccomp: self.container.as_ref().and_then(|c| c.seccomp.as_ref()),
-            create_cwd: true,
-        })
     }
 
     /// Wires a started process to `session`: its stdin and terminal are
@@ -171,7 +182,20 @@ impl Sessions {
         if let Some(stdin) = started.stdin {
             let outbox = stdin_outbox(session, File::from(stdin), self.writer.clone());
             if let Ok(mut stdins) = self.stdins.lock() {
-                stdins.insert(session, outbox);
+                let (queued, closed) = match stdins.remove(&session) {
+                    Some(Stdin::Waiting { queued, closed }) => (queued, closed),
+                    _ => (Vec::new(), false),
+                };
+                for bytes in queued {
+                    if let Err(e) = outbox.push(bytes) {
+                        runcvm_log::warn!("session {session}: {e}; its input is dropped");
+                    }
+                }
+                // Dropped when closed: what is queued is written, then the
+                // pipe closes.
+                if !closed {
+                    stdins.insert(session, Stdin::Open(outbox));
+                }
             }
         }
         if let (Some(terminal), Ok(mut terminals)) = (started.terminal, self.terminals.lock()) {
@@ -202,7 +226,9 @@ impl Sessions {
         self.windows.grant(session, bytes);
     }
 
-    fn forget(&self, session: u32) {
+    /// Drops what is kept of `session` once its process has ended and all
+    /// its output is sent.
+    pub fn forget(&self, session: u32) {
         self.windows.close(session);
         if let Ok(mut stdins) = self.stdins.lock() {
             stdins.remove(&session);
@@ -246,11 +272,29 @@ impl Sessions {
             Ok(()) => return,
             Err(bytes) => bytes,
         };
-        let Ok(stdins) = self.stdins.lock() else { return };
-        if let Some(outbox) = stdins.get(&session)
-            && let Err(e) = outbox.push(bytes)
-        {
-            runcvm_log::warn!("session {session}: {e}; its input is dropped");
+        let Ok(mut stdins) = self.stdins.lock() else { return };
+        match stdins.get_mut(&session) {
+            Some(Stdin::Open(outbox)) => {
+                if let Err(e) = outbox.push(bytes) {
+                    runcvm_log::warn!("session {session}: {e}; its input is dropped");
+                }
+            }
+            Some(Stdin::Waiting { queued, closed: false }) => queued.push(bytes),
+            Some(Stdin::Waiting { closed: true, .. }) | None => {}
+        }
+    }
+
+    /// Keeps `session`'s input until its process is attached: a container
+    /// that reads stdin, while it is being made.
+    pub fn hold_stdin(&self, session: u32) {
+        if let Ok(mut stdins) = self.stdins.lock() {
+            stdins.insert(
+                session,
+                Stdin::Waiting {
+                    queued: Vec::new(),
+                    closed: false,
+                },
+            );
         }
     }
 
@@ -261,7 +305,12 @@ impl Sessions {
             return;
         }
         if let Ok(mut stdins) = self.stdins.lock() {
-            stdins.remove(&session);
+            match stdins.get_mut(&session) {
+                Some(Stdin::Waiting { closed, .. }) => *closed = true,
+                _ => {
+                    stdins.remove(&session);
+                }
+            }
         }
     }
 
@@ -296,22 +345,41 @@ impl Sessions {
                 &self.writer,
                 &GuestMessage::Disconnected {
                     session,
-                    error: Some("the container's process has ended".into()),
+                    error: Some("the VM is stopping".into()),
                 },
             );
             return;
         }
         self.connections.connect(session, port, ipv6);
     }
+}
 
-    /// Hands a reaped child's status to its session; other children are
-    /// orphans of the container.
-    pub fn reaped(&self, pid: Pid, status: ExitStatus) {
-        let sender = self.exits.lock().ok().and_then(|mut exits| exits.remove(&pid.as_raw()));
-        if let Some(sender) = sender {
-            let _ = sender.send(status);
-        }
-    }
+/// An exec's process, in its container's namespaces and under its seccomp
+/// profile.
+fn spawn(target: &ExecTarget, process: &Entrypoint, size: Option<TerminalSize>) -> Result<Started, StartFailure> {
+    let (joined, seccomp) = match target {
+        ExecTarget::Container(container) => (
+            Some(container.joined().ok_or_else(|| StartFailure {
+                code: spawn::RUNNER_FAILED,
+                message: "the container's process has ended".into(),
+            })?),
+            container.seccomp.as_ref(),
+        ),
+        ExecTarget::Guest => (None, None),
+    };
+    let confinement = match &joined {
+        Some(joined) => Confinement::Join(joined),
+        None => Confinement::Guest,
+    };
+    spawn::start(&spawn::Spawn {
+        process,
+        with_stdin: true,
+        terminal_size: size,
+        capabilities: crate::entry::capability_masks(process),
+        confinement,
+        seccomp,
+        create_cwd: true,
+    })
 }
 
 /// The outbox of a session's stdin: its thread writes to the pipe (a
@@ -327,4 +395,67 @@ fn stdin_outbox(session: u32, mut pipe: File, writer: SharedWriter) -> Outbox<Ve
             let _ = send_on(&writer, &GuestMessage::Credit { session, bytes });
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sessions() -> (Arc<Sessions>, tempfile::NamedTempFile) {
+        let port = tempfile::NamedTempFile::new().unwrap();
+        let writer = Arc::new(Mutex::new(port.reopen().unwrap()));
+        (Sessions::new(writer, Arc::default()), port)
+    }
+
+    /// A process whose stdin is a pipe: what `attach` writes reaches
+    /// `from_stdin`.
+    fn started() -> (Started, File) {
+        let (stdin_read, stdin_write) = nix::unistd::pipe().unwrap();
+        let (_, stdout_write) = nix::unistd::pipe().unwrap();
+        let started = Started {
+            pid: Pid::from_raw(1),
+            stdout: stdout_write,
+            stderr: None,
+            stdin: Some(stdin_write),
+            terminal: None,
+        };
+        (started, File::from(stdin_read))
+    }
+
+    #[test]
+    fn a_containers_input_before_its_process_is_held_then_passed_on_and_closed() {
+        let (sessions, _port) = sessions();
+        sessions.hold_stdin(3);
+        sessions.stdin(3, b"first ".to_vec());
+        sessions.stdin(3, b"second".to_vec());
+        sessions.close_stdin(3);
+        sessions.stdin(3, b" after the close".to_vec());
+        let (started, mut from_stdin) = started();
+        let _pumps = sessions.attach(3, started);
+        let mut got = String::new();
+        from_stdin.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "first second", "all held input, in order, then EOF");
+    }
+
+    #[test]
+    fn input_for_a_session_nobody_holds_is_dropped_and_a_held_one_stays_open() {
+        let (sessions, _port) = sessions();
+        sessions.stdin(4, b"lost".to_vec());
+        sessions.hold_stdin(5);
+        sessions.stdin(5, b"kept".to_vec());
+        let (started, mut from_stdin) = started();
+        let _pumps = sessions.attach(5, started);
+        let mut got = [0u8; 4];
+        from_stdin.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"kept");
+        sessions.stdin(5, b" more".to_vec());
+        let mut more = [0u8; 5];
+        from_stdin.read_exact(&mut more).unwrap();
+        assert_eq!(&more, b" more", "open after the held input");
+        sessions.close_stdin(5);
+        let mut rest = Vec::new();
+        from_stdin.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
 }

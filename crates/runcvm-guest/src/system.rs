@@ -2,7 +2,6 @@
 
 use crate::sessions::Sessions;
 use anyhow::Context;
-use runcvm_proto::ExitStatus;
 
 pub fn set_hostname(hostname: &str) -> anyhow::Result<()> {
     nix::unistd::sethostname(hostname).with_context(|| format!("cannot set the hostname to {hostname:?}"))?;
@@ -107,7 +106,7 @@ pub fn give_to(folders: &[&str], (uid, gid): (u32, u32)) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The signals that end a guest that has no workload (the sleeping
+/// The signals that end a container that has no process (the sleeping
 /// `[VM-START]` case), as they would end a container's init.
 pub const STOPS_INIT: [nix::sys::signal::Signal; 4] = [
     nix::sys::signal::Signal::SIGTERM,
@@ -116,33 +115,32 @@ pub const STOPS_INIT: [nix::sys::signal::Signal; 4] = [
     nix::sys::signal::Signal::SIGQUIT,
 ];
 
-/// Kills every process but init and reaps them: orphans the workload left
-/// behind must not outlive it, nor may its exec sessions.
+/// Kills every process but init and reaps them: nothing of the pod may
+/// outlive its VM, exec sessions included.
 pub fn kill_all(sessions: Option<&Sessions>) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     // No exec session starts from here on, so one kill reaches everything
-    // (the container's PID namespace is below init's). kill(-1) cannot tell
-    // when nothing is left: it counts kernel threads as signalled.
+    // (the containers' PID namespaces are below init's). kill(-1) cannot
+    // tell when nothing is left: it counts kernel threads as signalled.
     if let Some(sessions) = sessions {
         sessions.close();
     }
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    crate::reaper::reap_all(|pid, status| {
-        if let Some(sessions) = sessions {
-            sessions.reaped(pid, status);
-        }
-    });
+    match sessions {
+        Some(sessions) => crate::reaper::reap_all(sessions.waiters()),
+        None => crate::reaper::reap_all(&crate::reaper::Waiters::default()),
+    }
 }
 
 /// Ends the VM: stops every process, flushes the disk, reboots. With
 /// `-no-reboot` (QEMU) and `reboot=k` (Firecracker) a reboot ends the VMM,
 /// which is how the launcher learns the guest is gone.
-pub fn power_off(status: Option<ExitStatus>, sessions: Option<&Sessions>) -> ! {
+pub fn power_off(sessions: Option<&Sessions>) -> ! {
     kill_all(sessions);
     crate::console::hand_back();
     nix::unistd::sync();
-    runcvm_log::debug!("powering off (workload status {status:?})");
+    runcvm_log::debug!("powering off");
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     // reboot(2) does not return for PID 1 unless it failed; the kernel
     // panics when init exits, and panic=-1 reboots too.

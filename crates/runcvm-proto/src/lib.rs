@@ -11,17 +11,18 @@
 //!
 //! The guest opens with `Ready { version }`; a host that does not speak that
 //! version stops the VM with a clear error rather than guessing. The host
-//! answers `Start`, and the guest runs the workload and ends with `Exit`.
+//! answers `Start` (the pod), then creates containers (`CreateContainer`),
+//! each of which ends with `ContainerExit`; the VM ends at `PowerOff`.
 
 pub mod flow;
 
-use runcvm_spec::{ByteString, Entrypoint, GuestNetwork, GuestRoot, GuestVolume, LaunchPlan};
+use runcvm_spec::{ByteString, Entrypoint, GuestNetwork, GuestRoot, GuestVolume, LaunchPlan, PodPlan};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 11;
+pub const PROTOCOL_VERSION: u32 = 12;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -34,15 +35,17 @@ const KIND_DATA: u8 = 2;
 pub enum GuestMessage {
     /// Init is running and has mounted what it needs; the boot watchdog stops.
     Ready { version: u32 },
-    /// The workload ended; init powers the VM off next.
-    Exit {
+    /// A container's process ended, and what it left running was killed;
+    /// all its output was sent before.
+    ContainerExit {
+        container: u32,
         status: ExitStatus,
-        /// The guest's OOM killer ended a process of the container (the
-        /// workload's cgroup counted an OOM kill).
+        /// The guest's OOM killer ended a process of the container (its
+        /// cgroup counted an OOM kill).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         oom_killed: bool,
-        /// The writable single-file volumes (`Start.files` marked
-        /// `writable`) as the workload left them: the termination message
+        /// The writable single-file volumes (`CreateContainer.files`
+        /// marked `writable`) as the container left them: the termination message
         /// among them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         files: Vec<GuestFile>,
@@ -65,44 +68,56 @@ pub enum GuestMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HostMessage {
-    /// The answer to `Ready`: the container and what the guest sets up
-    /// before it runs the workload. Nothing of it is on the boot disk,
-    /// which is the same for every VM: the container reaches the guest
-    /// after boot, as the network does (known only once the launcher has
-    /// taken over the pod's `eth0`).
+    /// The answer to `Ready`: what the pod's VM is set up with once, before
+    /// any container. Nothing of it is on the boot disk, which is the same
+    /// for every VM: the pod reaches the guest after boot, as the network
+    /// does (known only once the launcher has taken over the pod's `eth0`).
     Start {
-        /// How the guest makes the container's world (boxed: it is most of
-        /// the message).
-        plan: Box<LaunchPlan>,
-        /// The container's process, which guest init writes to
-        /// `/.runcvm/entrypoint` for the `[VM-START]` runner. Absent: the
-        /// guest sleeps (`No entrypoint found, sleeping`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        entrypoint: Option<Entrypoint>,
+        pod: PodPlan,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         network: Option<GuestNetwork>,
-        /// Files the guest writes before the workload starts: the
-        /// container's `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`.
+    },
+    /// Creates and starts a container in the pod's VM. Its stdio is the
+    /// session numbered `container` (container ids and exec sessions share
+    /// one space, which the launcher allocates); it ends with
+    /// [`GuestMessage::ContainerExit`], and the VM stays up until
+    /// [`HostMessage::PowerOff`].
+    CreateContainer {
+        container: u32,
+        /// How the guest makes the container's world (boxed: it is most of
+        /// the message). Its pod-level fields are `Start`'s.
+        plan: Box<LaunchPlan>,
+        /// The container's process, which guest init writes to the
+        /// container's `/.runcvm/entrypoint` for the `[VM-START]` runner.
+        /// Absent: the container sleeps (`No entrypoint found, sleeping`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entrypoint: Option<Entrypoint>,
+        /// Files the guest puts in the container before its process starts:
+        /// its `/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         files: Vec<GuestFile>,
         /// The container's root, served: mounted first, the volumes and
-        /// files on it. Absent: the root disk is the container's root.
+        /// files on it. Absent: the guest's root disk is the container's
+        /// root (one container only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         root: Option<GuestRoot>,
-        /// Volumes to mount over NFS before the workload starts.
+        /// Volumes to mount over NFS before the process starts.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         volumes: Vec<GuestVolume>,
-        /// The workload reads stdin from the launcher (data frames of
-        /// session 0); otherwise from /dev/null.
+        /// The process reads stdin from the launcher (data frames of the
+        /// container's session); otherwise from /dev/null.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         stdin: bool,
-        /// The workload terminal's size from the start (it has one when its
+        /// The process terminal's size from the start (it has one when its
         /// entrypoint says `terminal`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         terminal_size: Option<TerminalSize>,
     },
-    /// A signal for a session's process: the workload's (session 0, a
-    /// signal the launcher received), or an exec's (its client received it).
+    /// Ends the VM: every process is killed, the guest reboots.
+    PowerOff,
+    /// A signal for a session's process: a container's (its session is its
+    /// id; a signal the launcher received), or an exec's (its client
+    /// received it).
     Signal {
         signal: i32,
         #[serde(default, skip_serializing_if = "is_workload")]
@@ -126,6 +141,9 @@ pub enum HostMessage {
     /// back as data frames of `session`, then `ExecExit`.
     Exec {
         session: u32,
+        /// The container the process joins.
+        #[serde(default, skip_serializing_if = "is_workload")]
+        container: u32,
         process: Entrypoint,
         /// The terminal's size from the start, when `process.terminal`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +172,8 @@ pub struct TerminalSize {
 pub struct GuestFile {
     pub path: String,
     pub content: ByteString,
-    /// The guest sends the file back in `Exit`, as the workload left it: a
+    /// The guest sends the file back in `ContainerExit`, as the container
+    /// left it: a
     /// writable single-file volume, such as the termination message file.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub writable: bool,
@@ -219,7 +238,8 @@ pub enum Stream {
     Stderr = 2,
 }
 
-/// The session of the container's own process; exec sessions get others.
+/// The session of the first container's process (its id): the container a
+/// launcher of one container creates; exec sessions get others.
 pub const WORKLOAD_SESSION: u32 = 0;
 /// The most data one frame carries.
 pub const MAX_DATA: usize = 64 * 1024;
@@ -345,12 +365,14 @@ mod tests {
             GuestMessage::Ready {
                 version: PROTOCOL_VERSION,
             },
-            GuestMessage::Exit {
+            GuestMessage::ContainerExit {
+                container: 0,
                 status: ExitStatus::Code(42),
                 oom_killed: false,
                 files: vec![],
             },
-            GuestMessage::Exit {
+            GuestMessage::ContainerExit {
+                container: 3,
                 status: ExitStatus::Signal(9),
                 oom_killed: true,
                 files: vec![GuestFile {
@@ -437,13 +459,12 @@ mod tests {
     }
 
     #[test]
-    fn start_carries_the_container_network_and_files() {
+    fn start_carries_the_pod_and_create_container_the_container() {
         let start = HostMessage::Start {
-            plan: Box::new(LaunchPlan {
+            pod: PodPlan {
                 hostname: Some("web-0".into()),
-                ..LaunchPlan::default()
-            }),
-            entrypoint: Some(Entrypoint::new(vec!["/bin/app".into()], vec!["A=1".into()])),
+                ..PodPlan::default()
+            },
             network: Some(GuestNetwork {
                 mac: "0a:58:0a:58:00:05".parse().unwrap(),
                 mtu: 1450,
@@ -451,6 +472,14 @@ mod tests {
                 without_prefix_route: vec![],
                 routes: vec![],
             }),
+        };
+        let create = HostMessage::CreateContainer {
+            container: 2,
+            plan: Box::new(LaunchPlan {
+                read_only_root: true,
+                ..LaunchPlan::default()
+            }),
+            entrypoint: Some(Entrypoint::new(vec!["/bin/app".into()], vec!["A=1".into()])),
             files: vec![GuestFile {
                 path: "/etc/hosts".into(),
                 content: "127.0.0.1 localhost\n".into(),
@@ -468,28 +497,38 @@ mod tests {
             terminal_size: Some(TerminalSize { rows: 24, cols: 80 }),
         };
         let mut wire = Vec::new();
-        write_message(&mut wire, &start).unwrap();
-        assert_eq!(read_message::<HostMessage>(wire.as_slice()).unwrap(), Some(start));
+        for message in [&start, &create, &HostMessage::PowerOff] {
+            write_message(&mut wire, message).unwrap();
+        }
+        let mut reader = wire.as_slice();
+        for message in [start, create, HostMessage::PowerOff] {
+            assert_eq!(read_message::<HostMessage>(&mut reader).unwrap(), Some(message));
+        }
         let mut bare = Vec::new();
         write_message(
             &mut bare,
             &HostMessage::Start {
-                plan: Box::default(),
-                entrypoint: None,
+                pod: PodPlan::default(),
                 network: None,
-                files: vec![],
-                root: None,
-                volumes: vec![],
-                stdin: false,
-                terminal_size: None,
             },
         )
         .unwrap();
-        let plan = serde_json::to_string(&LaunchPlan::default()).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&bare[5..]),
-            format!(r#"{{"type":"start","plan":{plan}}}"#)
-        );
+        assert_eq!(String::from_utf8_lossy(&bare[5..]), r#"{"type":"start","pod":{}}"#);
+    }
+
+    #[test]
+    fn an_exec_names_its_container_and_the_first_is_the_default() {
+        let exec = |container| HostMessage::Exec {
+            session: 4,
+            container,
+            process: Entrypoint::new(vec!["sh".into()], vec![]),
+            terminal_size: None,
+        };
+        let first = serde_json::to_string(&exec(0)).unwrap();
+        assert!(!first.contains("container"), "{first}");
+        let named = serde_json::to_string(&exec(2)).unwrap();
+        assert!(named.contains(r#""container":2"#), "{named}");
+        assert_eq!(serde_json::from_str::<HostMessage>(&named).unwrap(), exec(2));
     }
 
     #[test]

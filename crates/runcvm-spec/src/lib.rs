@@ -14,7 +14,7 @@ pub use bytes::ByteString;
 pub use entrypoint::{Entrypoint, EntrypointError};
 pub use launch::{ContainerLaunch, LaunchVolume, VmmUser, VolumeKind};
 pub use net::{GuestNetwork, GuestRoot, GuestRoute, GuestVolume, IpPrefix, MacAddr};
-pub use plan::{CpuLimit, IdMapping, LaunchPlan, PlanError, UserNamespace};
+pub use plan::{CpuLimit, IdMapping, LaunchPlan, PlanError, PodPlan, UserNamespace};
 /// A process's capabilities, as the entrypoint carries them.
 pub use runcvm_caps::{CapabilityMasks, ProcessCapabilities};
 

@@ -135,6 +135,28 @@ impl UserNamespace {
     }
 }
 
+/// What a pod's VM is set up with once, before any of its containers: what
+/// a pod's containers share (the pause container's, under runc). It comes
+/// from the plan of the container whose VM it is (the sandbox's, in a pod);
+/// those fields of the other containers' plans are not used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodPlan {
+    /// The pod's hostname (its UTS namespace is the guest's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The pod's sysctls, set once the network is up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Below DEBUG the console carries the kernel's errors alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet_kernel: bool,
+    /// The pod's user namespace (`hostUsers: false`), which every container
+    /// of the pod and its execs run in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<UserNamespace>,
+}
+
 /// Why a plan file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -171,6 +193,17 @@ impl Default for LaunchPlan {
 }
 
 impl LaunchPlan {
+    /// The pod-level part of this plan: what the VM is set up with before
+    /// any container.
+    pub fn pod_plan(&self) -> PodPlan {
+        PodPlan {
+            hostname: self.hostname.clone(),
+            sysctls: self.sysctls.clone(),
+            quiet_kernel: self.quiet_kernel,
+            user_namespace: self.user_namespace.clone(),
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).expect("plan always serializes");
         out.push(b'\n');

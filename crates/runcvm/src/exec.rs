@@ -191,6 +191,7 @@ pub fn run_client(socket: &Path, process: runcvm_spec::Entrypoint, interactive: 
             s,
             &HostMessage::Exec {
                 session: 0,
+                container: runcvm_proto::WORKLOAD_SESSION,
                 process,
                 terminal_size,
             },

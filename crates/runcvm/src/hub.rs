@@ -174,10 +174,13 @@ impl SessionHub {
         let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
             return;
         };
-        let (process, terminal_size) = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
+        let (container, process, terminal_size) = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
             Ok(Some(Frame::Message(HostMessage::Exec {
-                process, terminal_size, ..
-            }))) => (process, terminal_size),
+                container,
+                process,
+                terminal_size,
+                ..
+            }))) => (container, process, terminal_size),
             _ => return,
         };
         let Some(guest) = self.wait_for_guest() else {
@@ -209,6 +212,7 @@ impl SessionHub {
             &guest,
             &HostMessage::Exec {
                 session,
+                container,
                 process,
                 terminal_size,
             },

@@ -336,21 +336,27 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
         vmm,
         boot_timeout: boot.boot_timeout,
         show_boot: level >= LogLevel::Debug,
-        start: HostMessage::Start {
-            plan: Box::new(boot.plan.clone()),
-            entrypoint: boot.entrypoint.cloned(),
-            network: pod.as_ref().map(|p| p.guest.clone()),
-            files: pod
-                .map(|p| p.files)
-                .unwrap_or_default()
-                .into_iter()
-                .chain(copies)
-                .collect(),
-            root,
-            volumes: served.volumes,
-            stdin: boot.interactive,
-            terminal_size: boot.terminal.then(crate::terminal::current_size),
-        },
+        answer: vec![
+            HostMessage::Start {
+                pod: boot.plan.pod_plan(),
+                network: pod.as_ref().map(|p| p.guest.clone()),
+            },
+            HostMessage::CreateContainer {
+                container: runcvm_proto::WORKLOAD_SESSION,
+                plan: Box::new(boot.plan.clone()),
+                entrypoint: boot.entrypoint.cloned(),
+                files: pod
+                    .map(|p| p.files)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(copies)
+                    .collect(),
+                root,
+                volumes: served.volumes,
+                stdin: boot.interactive,
+                terminal_size: boot.terminal.then(crate::terminal::current_size),
+            },
+        ],
         volume_server: served.stopped,
         exec_socket: Some(boot.run_dir.exec_socket()),
         forward_stdin: boot.interactive,

@@ -120,8 +120,9 @@ pub struct VmLaunch {
     pub vmm: VmmCommand,
     pub boot_timeout: Duration,
     pub show_boot: bool,
-    /// The answer to the guest's `Ready`.
-    pub start: HostMessage,
+    /// The answer to the guest's `Ready`, sent in order: `Start` (the pod),
+    /// then `CreateContainer` (its container, [`WORKLOAD_SESSION`]).
+    pub answer: Vec<HostMessage>,
     /// Reports why the volumes' NFS server stopped, if it does.
     pub volume_server: Option<std::sync::mpsc::Receiver<String>>,
     /// Where `runcvm exec` connects (none: no exec).
@@ -333,7 +334,9 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                 if let Some(writer) = &writer {
                     hub.open_workload(writer);
                 }
-                let sent = writer.as_ref().map(|w| send(w, &launch.start));
+                let sent = writer
+                    .as_ref()
+                    .map(|w| launch.answer.iter().try_for_each(|message| send(w, message)));
                 match sent {
                     Some(Err(e)) => {
                         runcvm_log::error!("cannot send the start message to the guest: {e}");
@@ -351,11 +354,15 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                 }
             }
             // The first only: a guest that says it twice changes nothing.
-            Ok(Event::Guest(GuestMessage::Exit { .. })) if outcome.ended.is_some() => {}
-            Ok(Event::Guest(GuestMessage::Exit {
+            Ok(Event::Guest(GuestMessage::ContainerExit { .. })) if outcome.ended.is_some() => {}
+            Ok(Event::Guest(GuestMessage::ContainerExit { container, .. })) if container != WORKLOAD_SESSION => {
+                runcvm_log::warn!("the guest reported container {container}, which this launcher did not create");
+            }
+            Ok(Event::Guest(GuestMessage::ContainerExit {
                 status,
                 oom_killed,
                 files,
+                ..
             })) => {
                 runcvm_log::debug!(
                     "workload exited: {status:?}{}",
@@ -376,6 +383,13 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                     ended.oom_reported = crate::oom::mirror_in_cgroup(limit);
                 }
                 outcome.ended = Some(ended);
+                // The VM lives as long as its one container.
+                if let Some(writer) = &writer
+                    && let Err(e) = send(writer, &HostMessage::PowerOff)
+                {
+                    runcvm_log::debug!("cannot tell the guest to power off ({e}); stopping the VM");
+                    vmm.kill();
+                }
                 shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
             }
             // Session ends and credit go straight to the hub; none reach here.

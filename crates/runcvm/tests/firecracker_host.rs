@@ -100,7 +100,7 @@ impl Rig {
             vmm,
             boot_timeout,
             show_boot: false,
-            start: start(),
+            answer: answer(),
             volume_server: None,
             exec_socket: None,
             forward_stdin: false,
@@ -120,17 +120,23 @@ impl Rig {
     }
 }
 
-fn start() -> HostMessage {
-    HostMessage::Start {
-        plan: Box::default(),
-        entrypoint: None,
-        network: None,
-        files: Vec::new(),
-        root: None,
-        volumes: Vec::new(),
-        stdin: false,
-        terminal_size: None,
-    }
+fn answer() -> Vec<HostMessage> {
+    vec![
+        HostMessage::Start {
+            pod: runcvm_spec::PodPlan::default(),
+            network: None,
+        },
+        HostMessage::CreateContainer {
+            container: runcvm_proto::WORKLOAD_SESSION,
+            plan: Box::default(),
+            entrypoint: None,
+            files: Vec::new(),
+            root: None,
+            volumes: Vec::new(),
+            stdin: false,
+            terminal_size: None,
+        },
+    ]
 }
 
 /// As `runcvm`'s main does: the launcher's own thread takes the forwarded
@@ -198,10 +204,16 @@ fn the_guest_exit_status_is_the_result_and_firecracker_gets_its_config() {
     assert_eq!(config["logger"]["log_path"], path_text(rig.path("firecracker.log")));
     assert!(config.get("metrics").is_none(), "metrics only at DEBUG: {config:#}");
 
+    let [start, create] = <[HostMessage; 2]>::try_from(answer()).expect("two messages");
     assert_eq!(
         record["start"],
-        serde_json::to_value(start()).expect("Start as JSON"),
+        serde_json::to_value(start).expect("Start as JSON"),
         "the guest got the Start message"
+    );
+    assert_eq!(
+        record["create"],
+        serde_json::to_value(create).expect("CreateContainer as JSON"),
+        "then the container"
     );
     let log = std::fs::read_to_string(rig.path("firecracker.log")).expect("the log runcvm created");
     assert!(log.contains("Running Firecracker"), "{log:?}");

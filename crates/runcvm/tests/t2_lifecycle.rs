@@ -652,6 +652,36 @@ fn window_size_changes_follow_the_terminal() {
 }
 
 /// A guest with no entrypoint sleeps for debugging; exec into it works.
+/// An exec that comes while the guest is still booting or making the
+/// container (as kubelet's exec probe right after the start) waits for the
+/// container's process and joins it, its input held meanwhile; it is not
+/// refused.
+#[test]
+#[ignore = "T2: boots real VMs; run scripts/test.sh"]
+fn an_exec_right_after_the_start_waits_for_the_container() {
+    let t2 = t2();
+    let (run, child, inbox) = start(&t2, "echo up; while :; do sleep 1; done");
+    let runs = run.state_dir().join("runs");
+    let prefix = format!("{}-", child.id());
+    let socket_bound = wait_until(Duration::from_secs(30), || {
+        std::fs::read_dir(&runs).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix) && e.path().join("exec.sock").exists())
+        })
+    });
+    assert!(socket_bound, "the launcher never listened for execs");
+    assert!(
+        inbox.try_recv().is_err(),
+        "the container was up before the exec: nothing was tested"
+    );
+    let out = exec(&t2, &run, &child, &["--", "cat"], Some(b"early input\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "early input\n");
+    expect_line(&inbox, "up");
+    stop(run, child);
+}
+
 #[test]
 #[ignore = "T2: boots real VMs; run scripts/test.sh"]
 fn exec_into_a_sleeping_guest_returns() {
@@ -742,6 +772,7 @@ fn a_stalled_exec_client_holds_up_its_own_session_alone() {
         &mut stalled,
         &runcvm_proto::HostMessage::Exec {
             session: 0,
+            container: runcvm_proto::WORKLOAD_SESSION,
             process,
             terminal_size: None,
         },

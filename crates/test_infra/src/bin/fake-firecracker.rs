@@ -140,12 +140,12 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot read the configuration file {}: {e}", config_file.display()))?;
     let record = std::env::var_os(RECORD_ENV).map(PathBuf::from);
     let argv_text: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let write_record = |start: Value| -> Result<(), String> {
+    let write_record = |start: Value, create: Value| -> Result<(), String> {
         let Some(path) = &record else { return Ok(()) };
-        let value = json!({ "argv": argv_text, "config": text, "start": start });
+        let value = json!({ "argv": argv_text, "config": text, "start": start, "create": create });
         std::fs::write(path, value.to_string()).map_err(|e| format!("cannot write the record {}: {e}", path.display()))
     };
-    write_record(Value::Null)?;
+    write_record(Value::Null, Value::Null)?;
     let checked = check_config(&text)?;
 
     if let Some(log) = &checked.log_path {
@@ -417,11 +417,12 @@ fn console(text: &str) {
     let _ = out.flush();
 }
 
-/// Guest init's side of the control channel: `Ready`, `Start`, `Exit`.
+/// Guest init's side of the control channel: `Ready`, `Start`, `CreateContainer`,
+/// `ContainerExit`, `PowerOff`.
 fn play_guest_init(
     uds: Option<&Path>,
     status: ExitStatus,
-    write_record: impl Fn(Value) -> Result<(), String>,
+    write_record: impl Fn(Value, Value) -> Result<(), String>,
 ) -> Result<(), String> {
     let uds = uds.ok_or_else(|| {
         format!("the VMM attached no control channel: no vsock connection to the host on port {CONTROL_VSOCK_PORT}")
@@ -444,20 +445,35 @@ fn play_guest_init(
         },
     )
     .map_err(|e| format!("cannot write to the control channel: {e}"))?;
-    let start: HostMessage = runcvm_proto::read_message(&mut stream)
-        .map_err(|e| format!("cannot read from the control channel: {e}"))?
-        .ok_or("the launcher closed the control channel")?;
-    write_record(serde_json::to_value(&start).map_err(|e| e.to_string())?)?;
+    let mut receive = || -> Result<HostMessage, String> {
+        runcvm_proto::read_message(&mut stream)
+            .map_err(|e| format!("cannot read from the control channel: {e}"))?
+            .ok_or_else(|| "the launcher closed the control channel".to_owned())
+    };
+    let start = receive()?;
+    let create = receive()?;
+    let as_json = |message: &HostMessage| serde_json::to_value(message).map_err(|e| e.to_string());
+    write_record(as_json(&start)?, as_json(&create)?)?;
     if !matches!(start, HostMessage::Start { .. }) {
         return Err("the launcher did not answer Ready with Start".to_owned());
     }
+    let HostMessage::CreateContainer { container, .. } = create else {
+        return Err("the launcher did not create a container after Start".to_owned());
+    };
     runcvm_proto::write_message(
         &mut stream,
-        &GuestMessage::Exit {
+        &GuestMessage::ContainerExit {
+            container,
             status,
             oom_killed: false,
             files: Vec::new(),
         },
     )
-    .map_err(|e| format!("cannot write to the control channel: {e}"))
+    .map_err(|e| format!("cannot write to the control channel: {e}"))?;
+    match runcvm_proto::read_message::<HostMessage>(&mut stream) {
+        Ok(Some(HostMessage::PowerOff)) => Ok(()),
+        other => Err(format!(
+            "the launcher did not power the VM off once its container ended: {other:?}"
+        )),
+    }
 }

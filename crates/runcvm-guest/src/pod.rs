@@ -1,0 +1,402 @@
+//! The pod in the guest: its containers by id, and what they share (the
+//! sessions, the reaper's waiters, the pod's user namespace). Each container
+//! lives on a thread of its own from `CreateContainer` to `ContainerExit`:
+//! its root and volumes are mounted, its process started and waited for,
+//! what it left running killed, its output all sent, its files read back.
+//! A container's end never ends the VM: the launcher decides that
+//! (`PowerOff`).
+
+use crate::container::{Container, PodShare};
+use crate::entry::{self, NotStarted};
+use crate::outbound::{SharedWriter, send_on};
+use crate::reaper::Waiters;
+use crate::sessions::{ExecTarget, Sessions};
+use crate::spawn::RUNNER_FAILED;
+use crate::{mounts, relay, root, system, volumes};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use runcvm_proto::{ExitStatus, GuestFile, GuestMessage, TerminalSize};
+use runcvm_spec::{Entrypoint, GuestRoot, GuestVolume, LaunchPlan, PodPlan};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+/// What `CreateContainer` brings.
+#[derive(Debug)]
+pub struct NewContainer {
+    pub id: u32,
+    pub plan: Box<LaunchPlan>,
+    pub entrypoint: Option<Entrypoint>,
+    pub files: Vec<GuestFile>,
+    pub root: Option<GuestRoot>,
+    pub volumes: Vec<GuestVolume>,
+    pub stdin: bool,
+    pub terminal_size: Option<TerminalSize>,
+}
+
+/// Where a container is in its life.
+#[derive(Debug)]
+enum State {
+    /// Being made: signals wait for its process.
+    Creating {
+        pending: Vec<Signal>,
+    },
+    Running {
+        pid: Pid,
+        container: Arc<Container>,
+    },
+    /// Its process has ended; what it left is being killed and its output
+    /// sent.
+    Ending,
+    /// It has no entrypoint: it sleeps until a signal that would end a
+    /// container's init comes (sent here).
+    Sleeping {
+        stop: Sender<Signal>,
+    },
+}
+
+/// How a container ended.
+#[derive(Debug)]
+struct Ended {
+    status: ExitStatus,
+    oom_killed: bool,
+    files: Vec<GuestFile>,
+}
+
+impl Ended {
+    fn with(status: ExitStatus) -> Self {
+        Self {
+            status,
+            oom_killed: false,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// The pod's containers and what they share.
+#[derive(Debug)]
+pub struct Pod {
+    writer: SharedWriter,
+    sessions: Arc<Sessions>,
+    waiters: Arc<Waiters>,
+    /// The pod's user namespace, held for its containers to enter.
+    user_namespace: Option<OwnedFd>,
+    /// The pod's root as the guest kernel knows it, in that namespace.
+    owner: Option<(u32, u32)>,
+    containers: Mutex<HashMap<u32, State>>,
+    /// Signalled when a container leaves `Creating`: execs wait for it.
+    created: Condvar,
+}
+
+impl Pod {
+    /// Sets up what the pod's containers share: its user namespace (the
+    /// folders they write given to its root).
+    pub fn new(writer: SharedWriter, plan: &PodPlan) -> anyhow::Result<Arc<Self>> {
+        let waiters = Arc::new(Waiters::default());
+        let owner = plan
+            .user_namespace
+            .as_ref()
+            .and_then(runcvm_spec::UserNamespace::root_outside);
+        if let Some(owner) = owner {
+            // init's tmpfs mounts, which the pod's root must be able to use.
+            system::give_to(mounts::POD_WRITABLE, owner)?;
+        }
+        let user_namespace = match &plan.user_namespace {
+            Some(userns) => Some(crate::container::make_user_namespace(userns)?),
+            None => None,
+        };
+        Ok(Arc::new(Self {
+            sessions: Sessions::new(writer.clone(), Arc::clone(&waiters)),
+            writer,
+            waiters,
+            user_namespace,
+            owner,
+            containers: Mutex::new(HashMap::new()),
+            created: Condvar::new(),
+        }))
+    }
+
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    pub fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<u32, State>> {
+        self.containers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves container `id` on from `Creating` (or any state) to `state`,
+    /// or out of the table; returns the state it had.
+    fn set_state(&self, id: u32, state: Option<State>) -> Option<State> {
+        let old = match state {
+            Some(state) => self.table().insert(id, state),
+            None => self.table().remove(&id),
+        };
+        self.created.notify_all();
+        old
+    }
+
+    /// Creates and starts a container on a thread of its own; it reports
+    /// its end in `ContainerExit`. An id in use is refused at once.
+    pub fn create(self: &Arc<Self>, new: NewContainer) {
+        let id = new.id;
+        {
+            let mut table = self.table();
+            if table.contains_key(&id) {
+                runcvm_log::error!("the launcher created container {id} twice");
+                drop(table);
+                self.report(id, Ended::with(ExitStatus::Code(RUNNER_FAILED)));
+                return;
+            }
+            table.insert(id, State::Creating { pending: Vec::new() });
+        }
+        if new.stdin {
+            self.sessions.hold_stdin(id);
+        }
+        let pod = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("container-{id}"))
+            .spawn(move || {
+                let ended = pod.run(new).unwrap_or_else(|e| {
+                    runcvm_log::error!("container {id}: {e:#}");
+                    Ended::with(ExitStatus::Code(RUNNER_FAILED))
+                });
+                pod.set_state(id, None);
+                pod.sessions.forget(id);
+                pod.report(id, ended);
+            });
+        if let Err(e) = spawned {
+            runcvm_log::error!("container {id}: cannot start its thread: {e}");
+            self.set_state(id, None);
+            self.sessions.forget(id);
+            self.report(id, Ended::with(ExitStatus::Code(RUNNER_FAILED)));
+        }
+    }
+
+    fn report(&self, container: u32, ended: Ended) {
+        runcvm_log::debug!(
+            "container {container} ended: {:?}{}",
+            ended.status,
+            if ended.oom_killed { ", OOM-killed" } else { "" }
+        );
+        let _ = send_on(
+            &self.writer,
+            &GuestMessage::ContainerExit {
+                container,
+                status: ended.status,
+                oom_killed: ended.oom_killed,
+                files: ended.files,
+            },
+        );
+    }
+
+    /// A container's whole life, on its thread.
+    fn run(&self, new: NewContainer) -> anyhow::Result<Ended> {
+        let served = new.root.is_some();
+        let guest_dir = entry::container_dir(new.id, served);
+        if !served && Path::new(&guest_dir).join("plan.json").exists() {
+            anyhow::bail!("a container whose root is the guest's must be the pod's only one");
+        }
+        entry::write_container_dir(&guest_dir, &new.plan, new.entrypoint.as_ref())?;
+        if !served {
+            mounts::seal_guest_dir()?;
+        }
+        let entrypoint = entry::load_entrypoint(&guest_dir);
+        let owner = self.owner;
+        // The container's paths: in a mount namespace over its served root,
+        // or the guest's own root (`runcvm run`).
+        let mount_namespace = match &new.root {
+            Some(root) => {
+                if entrypoint.is_err() {
+                    anyhow::bail!("the launcher served a container root without an entrypoint to run on it");
+                }
+                Some(root::make(root, &guest_dir, || {
+                    volumes::mount_all(&new.volumes)?;
+                    for (index, file) in new.files.iter().enumerate() {
+                        root::bind_file(file, index, owner)?;
+                    }
+                    Ok(())
+                })?)
+            }
+            None => {
+                volumes::mount_all(&new.volumes)?;
+                for file in &new.files {
+                    system::write_file(&file.path, file.content.as_bytes(), file.mode, owner)?;
+                }
+                None
+            }
+        };
+        // Where each writable file is read back from when the container ends.
+        let writable: Vec<(&str, String)> = new
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.writable)
+            .map(|(index, f)| {
+                let from = if served {
+                    root::file_copy(&guest_dir, index)
+                } else {
+                    f.path.clone()
+                };
+                (f.path.as_str(), from)
+            })
+            .collect();
+        let entrypoint = match entrypoint {
+            Ok(entrypoint) => entrypoint,
+            Err(NotStarted::Ended(status)) => return Ok(Ended::with(status)),
+            Err(NotStarted::Absent) => {
+                if new.plan.read_only_root {
+                    mounts::make_root_read_only()?;
+                }
+                return Ok(Ended::with(self.sleep(new.id)));
+            }
+        };
+        let share = PodShare {
+            user_namespace: self.user_namespace.as_ref(),
+            root: owner,
+        };
+        let container = Arc::new(Container::prepare(new.id, &new.plan, mount_namespace, &share)?);
+        let started = self
+            .waiters
+            .start(|| entry::start_entrypoint(&entrypoint, &container, new.stdin, new.terminal_size));
+        let (started, exit) = match started {
+            Ok(started) => started,
+            Err(status) => {
+                container.remove_cgroup();
+                return Ok(Ended::with(status));
+            }
+        };
+        let pid = started.pid;
+        let pending = match self.set_state(
+            new.id,
+            Some(State::Running {
+                pid,
+                container: Arc::clone(&container),
+            }),
+        ) {
+            Some(State::Creating { pending }) => pending,
+            _ => Vec::new(),
+        };
+        for signal in pending {
+            let _ = nix::sys::signal::kill(pid, signal);
+        }
+        let pumps = self.sessions.attach(new.id, started);
+        let status = exit.recv().unwrap_or(ExitStatus::Code(RUNNER_FAILED));
+        // Its pid may be another process's from now on.
+        self.set_state(new.id, Some(State::Ending));
+        // What it left running goes now (as a container's processes do when
+        // its init ends), so its pipes reach EOF and all its output is sent
+        // before its exit status.
+        self.waiters.between_starts(|| container.close_to_execs());
+        container.kill_the_rest();
+        for pump in pumps {
+            let _ = pump.join();
+        }
+        let oom_killed = container.oom_kills() > 0;
+        container.remove_cgroup();
+        Ok(Ended {
+            status,
+            oom_killed,
+            files: relay::read_back(&writable),
+        })
+    }
+
+    /// Sleeps until a signal that ends a container's init comes for the
+    /// container (exec sessions into it still run); returns its status.
+    fn sleep(&self, id: u32) -> ExitStatus {
+        let (stop, stopped) = mpsc::channel();
+        let pending = match self.set_state(id, Some(State::Sleeping { stop: stop.clone() })) {
+            Some(State::Creating { pending }) => pending,
+            _ => Vec::new(),
+        };
+        for signal in pending {
+            self.signal(id, signal);
+        }
+        match stopped.recv() {
+            Ok(signal) => ExitStatus::Signal(signal as i32),
+            Err(_) => ExitStatus::Code(RUNNER_FAILED),
+        }
+    }
+
+    /// Sends `signal` to session `session`'s process: a container's (its
+    /// id), or an exec's.
+    pub fn signal(&self, session: u32, signal: Signal) {
+        let mut table = self.table();
+        match table.get_mut(&session) {
+            Some(State::Creating { pending }) => pending.push(signal),
+            Some(State::Running { pid, .. }) => {
+                runcvm_log::debug!("forwarding {signal} to container {session} (pid {pid})");
+                let _ = nix::sys::signal::kill(*pid, signal);
+            }
+            Some(State::Sleeping { stop }) if system::STOPS_INIT.contains(&signal) => {
+                let _ = stop.send(signal);
+            }
+            Some(State::Sleeping { .. } | State::Ending) => {
+                runcvm_log::debug!("{signal} ignored: container {session} has no process");
+            }
+            None => {
+                drop(table);
+                self.sessions.signal(session, signal);
+            }
+        }
+    }
+
+    /// Starts an exec session in `container`; one for a container still
+    /// being made waits for its process on a thread of its own (an exec
+    /// probe may come right after the container's start), its input held
+    /// meanwhile.
+    pub fn exec(self: &Arc<Self>, session: u32, container: u32, process: Entrypoint, size: Option<TerminalSize>) {
+        if matches!(self.table().get(&container), Some(State::Creating { .. })) {
+            self.sessions.hold_stdin(session);
+            let pod = Arc::clone(self);
+            let waiting = std::thread::Builder::new()
+                .name(format!("exec-{session}"))
+                .spawn(move || pod.exec_now(session, container, &process, size));
+            if waiting.is_err() {
+                self.refuse_exec(session, "cannot wait for the container to start");
+            }
+            return;
+        }
+        self.exec_now(session, container, &process, size);
+    }
+
+    fn exec_now(self: &Arc<Self>, session: u32, container: u32, process: &Entrypoint, size: Option<TerminalSize>) {
+        let target = {
+            let mut table = self.table();
+            let mut waited = false;
+            while let Some(State::Creating { .. }) = table.get(&container) {
+                waited = true;
+                table = self.created.wait(table).unwrap_or_else(PoisonError::into_inner);
+            }
+            match table.get(&container) {
+                Some(State::Running { container, .. }) => Ok(ExecTarget::Container(Arc::clone(container))),
+                Some(State::Sleeping { .. }) => Ok(ExecTarget::Guest),
+                Some(State::Ending) => Err("the container's process has ended"),
+                Some(State::Creating { .. }) | None if waited => Err("the container did not start"),
+                Some(State::Creating { .. }) | None => Err("no such container in this pod"),
+            }
+        };
+        match target {
+            Ok(target) => self.sessions.start(session, &target, process, size),
+            Err(why) => self.refuse_exec(session, why),
+        }
+    }
+
+    fn refuse_exec(&self, session: u32, why: &str) {
+        self.sessions.refuse(
+            session,
+            RUNNER_FAILED,
+            &format!("runcvm exec: unable to start process: {why}\n"),
+        );
+    }
+
+    /// Ends the VM: every process killed, the guest rebooted.
+    pub fn power_off(&self) -> ! {
+        system::power_off(Some(&self.sessions))
+    }
+}
