@@ -12,6 +12,9 @@
 #   tmpfs (BENCH_NFS_CYCLES), READDIR of a 20,000-entry folder (needs root);
 #   lifecycle: workload stdout over the control channel versus the serial
 #   console, the exec round trip of `true`, the launcher's RSS with a VM.
+#   pod VM: `runcvm attach` to its container's first line in a running VM,
+#   and the VMM's RSS and guest memory with one container and with three
+#   (needs root).
 #   pod start through CRI (a private containerd node, a temporary
 #   `runcvm install` of the release binaries): CreateContainer to the
 #   workload's first log line, runcvm versus runc; RunPodSandbox,
@@ -71,8 +74,9 @@ if [ "$(id -u)" = 0 ]; then
   RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example volume_bench
   cargo run --release --locked -q -p runcvm-nfs --example volume_server_bench
   RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example lifecycle_bench
+  RUNCVM_BIN="$target_dir/release/runcvm" cargo run --release --locked -q -p runcvm --example pod_vm_bench
   # Installs the release runcvm, runcvm-runtime and runcvm-init built above.
   cargo run --release --locked -q -p runcvm-runtime --example pod_start_bench
 else
-  echo "network set-up, volumes, the volume server, lifecycle and pod start: not measured (needs root)"
+  echo "network set-up, volumes, the volume server, lifecycle, the pod VM and pod start: not measured (needs root)"
 fi

@@ -74,6 +74,7 @@ cargo test --locked -p runcvm --test t2_foundation -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_network -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_volumes -- --ignored --test-threads 2
 cargo test --locked -p runcvm --test t2_lifecycle -- --ignored --test-threads 2
+cargo test --locked -p runcvm --test t2_pods -- --ignored --test-threads 2
 # The launcher's Firecracker path with the fake, as the VMM user (root only).
 cargo test --locked -p runcvm --test firecracker_host -- --ignored --test-threads 2
 
@@ -81,7 +82,7 @@ step "T2 on Firecracker, where a Firecracker binary and a KVM that boots guests 
 # The machine's own choice, whatever this shell's RUNCVM_* say.
 doctor=$(env -u RUNCVM_HYPERVISOR -u RUNCVM_ACCEL -u RUNCVM_FIRECRACKER "$target_dir/debug/runcvm" doctor 2>/dev/null || true)
 if grep -qx 'hypervisor: firecracker' <<<"$doctor"; then
-  for suite in t2_foundation t2_network t2_volumes t2_lifecycle; do
+  for suite in t2_foundation t2_network t2_volumes t2_lifecycle t2_pods; do
     RUNCVM_T2_HYPERVISOR=firecracker cargo test --locked -p runcvm --test "$suite" -- --ignored --test-threads 2
   done
 else

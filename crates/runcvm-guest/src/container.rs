@@ -47,11 +47,12 @@ const END_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// How a process is placed into the container.
 #[derive(Debug)]
 pub enum Confinement<'a> {
-    /// Init's own world: a guest without a workload.
+    /// Init's own world: an exec into a container that sleeps without an
+    /// entrypoint.
     Guest,
-    /// The workload: its namespaces are made in its child.
+    /// A container's process: its namespaces are made in its child.
     Create(&'a ContainerSetup),
-    /// An exec session: the workload's namespaces and cgroup, joined.
+    /// An exec session: its container's namespaces and cgroup, joined.
     Join(&'a Joined),
 }
 

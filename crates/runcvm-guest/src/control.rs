@@ -90,6 +90,7 @@ impl ControlPort {
                 match message {
                     HostMessage::CreateContainer {
                         container,
+                        name,
                         plan,
                         entrypoint,
                         files,
@@ -99,6 +100,7 @@ impl ControlPort {
                         terminal_size,
                     } => pod.create(NewContainer {
                         id: container,
+                        name,
                         plan,
                         entrypoint,
                         files,
@@ -112,12 +114,14 @@ impl ControlPort {
                         Ok(signal) => pod.signal(session, signal),
                         Err(_) => runcvm_log::warn!("the launcher sent unknown signal {signal}"),
                     },
-                    HostMessage::KillSession { session } => sessions.kill(session),
+                    HostMessage::KillSession { session } => pod.kill_session(session),
+                    // The launcher resolves a client's container name.
                     HostMessage::Exec {
                         session,
                         container,
                         process,
                         terminal_size,
+                        ..
                     } => pod.exec(session, container, process, terminal_size),
                     HostMessage::Connect { session, port, ipv6 } => sessions.connect(session, port, ipv6),
                     HostMessage::CloseStdin { session } => sessions.close_stdin(session),

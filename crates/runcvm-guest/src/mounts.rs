@@ -136,18 +136,24 @@ fn mount_one(m: &Mount) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `/.runcvm` as a tmpfs of its own, where init writes what `Start` brought
-/// (the entrypoint, the plan): the boot disk under it is the same for every
-/// VM and read-only. Init keeps running from the boot disk's
-/// `/.runcvm/init`, which the tmpfs hides from the workload.
+/// `/.runcvm` as a tmpfs of its own, where init writes what
+/// `CreateContainer` brings (the entrypoint, the plan): the boot disk under
+/// it is the same for every VM and read-only. Init keeps running from the
+/// boot disk's `/.runcvm/init`, which the tmpfs hides from the workload.
+/// The folders of containers on served roots are on a tmpfs of their own
+/// below it, which stays writable when a container whose root is the
+/// guest's seals `/.runcvm` ([`seal_guest_dir`]).
 pub fn mount_guest_dir() -> anyhow::Result<()> {
-    mount_one(&Mount {
-        target: runcvm_spec::GUEST_DIR,
-        fstype: "tmpfs",
-        flags: NOSUID_NODEV_NOEXEC,
-        data: "mode=0711",
-        dir_mode: 0o711,
-    })
+    for target in [runcvm_spec::GUEST_DIR, crate::entry::CONTAINERS_DIR] {
+        mount_one(&Mount {
+            target,
+            fstype: "tmpfs",
+            flags: NOSUID_NODEV_NOEXEC,
+            data: "mode=0711",
+            dir_mode: 0o711,
+        })?;
+    }
+    Ok(())
 }
 
 /// Makes `/.runcvm` read-only once init has written it: the workload (root

@@ -27,6 +27,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 #[derive(Debug)]
 pub struct NewContainer {
     pub id: u32,
+    /// Its name on the node, for log lines.
+    pub name: Option<String>,
     pub plan: Box<LaunchPlan>,
     pub entrypoint: Option<Entrypoint>,
     pub files: Vec<GuestFile>,
@@ -145,6 +147,10 @@ impl Pod {
     /// its end in `ContainerExit`. An id in use is refused at once.
     pub fn create(self: &Arc<Self>, new: NewContainer) {
         let id = new.id;
+        let label = match &new.name {
+            Some(name) => format!("container {id} ({name})"),
+            None => format!("container {id}"),
+        };
         {
             let mut table = self.table();
             if table.contains_key(&id) {
@@ -163,7 +169,7 @@ impl Pod {
             .name(format!("container-{id}"))
             .spawn(move || {
                 let ended = pod.run(new).unwrap_or_else(|e| {
-                    runcvm_log::error!("container {id}: {e:#}");
+                    runcvm_log::error!("{label}: {e:#}");
                     Ended::with(ExitStatus::Code(RUNNER_FAILED))
                 });
                 pod.set_state(id, None);
@@ -333,7 +339,7 @@ impl Pod {
                 runcvm_log::debug!("forwarding {signal} to container {session} (pid {pid})");
                 let _ = nix::sys::signal::kill(*pid, signal);
             }
-            Some(State::Sleeping { stop }) if system::STOPS_INIT.contains(&signal) => {
+            Some(State::Sleeping { stop }) if system::STOPS_INIT.contains(&signal) || signal == Signal::SIGKILL => {
                 let _ = stop.send(signal);
             }
             Some(State::Sleeping { .. } | State::Ending) => {
@@ -343,6 +349,17 @@ impl Pod {
                 drop(table);
                 self.sessions.signal(session, signal);
             }
+        }
+    }
+
+    /// Ends a session whose client went away: a container's process gets
+    /// SIGKILL (as the shim's kill of a container's init), an exec's
+    /// process group too.
+    pub fn kill_session(&self, session: u32) {
+        if self.table().contains_key(&session) {
+            self.signal(session, Signal::SIGKILL);
+        } else {
+            self.sessions.kill(session);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The container's root, served over NFS by its launcher: mounted in a
 //! mount namespace of the container's own, with the guest's `/dev`,
-//! `/proc`, `/sys`, `/run`, `/tmp` and its own `/.runcvm` bound in, and pivoted to,
-//! as runc pivots into a container's rootfs. Guest init stays on the boot
+//! `/proc`, `/sys` and its own `/.runcvm` bound in, and pivoted to, as runc
+//! pivots into a container's rootfs. Guest init stays on the boot
 //! disk, outside it (one root per container is what a pod VM needs); the
 //! workload's child enters the namespace (`container.rs`). The volumes and
 //! the pod's files are mounted there too, on the container's paths, so an
@@ -29,16 +29,11 @@ const MOUNT_POINT: &str = runcvm_spec::SERVED_ROOT_MOUNT_POINT;
 const FILES: &str = crate::entry::FILES_DIR;
 /// The file systems init mounted on the boot disk, bound into the
 /// container's root with what is mounted under them (`/dev/pts`,
-/// `/sys/fs/cgroup`, ...), the mode of a mount point init makes, and
-/// whether the container needs it (an image's symlink at `/run` or `/tmp`
-/// is left as the image has it, as runc leaves them).
-const BOUND: [(&str, u32, bool); 5] = [
-    ("/dev", 0o755, true),
-    ("/proc", 0o555, true),
-    ("/sys", 0o555, true),
-    ("/run", 0o755, false),
-    ("/tmp", 0o1777, false),
-];
+/// `/dev/shm`, `/sys/fs/cgroup`, ...), and the mode of a mount point init
+/// makes. Not `/run` or `/tmp`: those are the image's folders, in the
+/// container's writable layer, as under runc (the guest's tmpfs mounts
+/// would be shared by every container of the pod).
+const BOUND: [(&str, u32); 3] = [("/dev", 0o755), ("/proc", 0o555), ("/sys", 0o555)];
 /// Seconds the guest trusts cached attributes of its root. Nothing but the
 /// guest writes a container's root (its image layers never change, its
 /// writable layer is its own), so the cache may be long and open() need
@@ -90,6 +85,9 @@ pub fn make(
 /// container's `/.runcvm` into it and makes it the calling thread's root (in
 /// its own mount namespace).
 fn pivot_into_served_root(root: &GuestRoot, guest_dir: &Path) -> anyhow::Result<()> {
+    // The node's boot disk has it (read-only); `runcvm run`'s root disk,
+    // the first container's root, gets it when a second container comes.
+    make_dir(MOUNT_POINT, 0o755)?;
     // Set-user-ID programs of the image work as under runc; device nodes of
     // the image do not (the container's /dev is the guest's).
     let mounted = crate::volumes::mount_export("/", MOUNT_POINT, MsFlags::MS_NODEV, &options(root), root.port);
@@ -99,12 +97,8 @@ fn pivot_into_served_root(root: &GuestRoot, guest_dir: &Path) -> anyhow::Result<
     }
     runcvm_log::debug!("mounted the container's root over NFS");
     let new_root = Path::new(MOUNT_POINT);
-    for (guest_fs, mode, needed) in BOUND {
+    for (guest_fs, mode) in BOUND {
         let target = new_root.join(guest_fs.trim_start_matches('/'));
-        if !needed && is_link(&target) {
-            runcvm_log::debug!("{guest_fs} is a symlink in the image: left as it is");
-            continue;
-        }
         refuse_link(&target, guest_fs)?;
         make_dir(&target, mode)?;
         mount(

@@ -85,6 +85,16 @@ pub fn take_over(
     Ok(take)
 }
 
+/// The guest's network as the launcher that took this namespace over
+/// recorded it on `br-eth0`; read, nothing touched: what another container
+/// of the pod serves its files to. `None`: nothing was taken over here.
+pub fn recorded_guest(netlink: &mut impl RouteNetlink) -> Result<Option<GuestNetwork>, NetError> {
+    match netlink.link_by_name(BRIDGE_NAME)? {
+        Some(bridge) => record::decode(bridge.alias.as_deref().unwrap_or_default()).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn first_start(
     netlink: &mut impl RouteNetlink,
     taps: &impl TapCreator,
@@ -440,6 +450,16 @@ mod tests {
         let mut ns = FakeNamespace::pod([0xee; 6], "10.1.2.3", 32, "169.254.1.1", true);
         ns.taps = Rc::clone(&taps.made);
         Pod { ns, taps }
+    }
+
+    #[test]
+    fn the_recorded_guest_is_read_back_and_nothing_changes() {
+        let mut pod = calico_pod();
+        assert!(recorded_guest(&mut pod.ns).unwrap().is_none(), "nothing taken over yet");
+        let take = pod.take_over().unwrap();
+        let links = pod.ns.links().unwrap();
+        assert_eq!(recorded_guest(&mut pod.ns).unwrap(), Some(take.guest));
+        assert_eq!(pod.ns.links().unwrap(), links);
     }
 
     fn assert_rewired(ns: &FakeNamespace, take: &TakeOver) {

@@ -25,7 +25,7 @@ pub mod record;
 pub mod tap;
 pub mod vm_filter;
 
-pub use apply::{TakeOver, TakeOverOptions, take_over};
+pub use apply::{TakeOver, TakeOverOptions, recorded_guest, take_over};
 pub use error::NetError;
 pub use plan::{MacSwap, Observation};
 pub use tap::{DevNetTun, TapCreator};

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 /// Frames larger than this are refused: a corrupt length must not make the
 /// reader allocate gigabytes.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
@@ -84,6 +84,11 @@ pub enum HostMessage {
     /// [`HostMessage::PowerOff`].
     CreateContainer {
         container: u32,
+        /// The container's name on the node (`runcvm attach --name`, a
+        /// Kubernetes container's id): execs name it so, and the guest's
+        /// log lines say it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         /// How the guest makes the container's world (boxed: it is most of
         /// the message). Its pod-level fields are `Start`'s.
         plan: Box<LaunchPlan>,
@@ -123,8 +128,9 @@ pub enum HostMessage {
         #[serde(default, skip_serializing_if = "is_workload")]
         session: u32,
     },
-    /// Ends an exec session whose client went away (an `ExecSync` that timed
-    /// out, say): SIGKILL to its process group.
+    /// Ends a session whose client went away (an `ExecSync` that timed out,
+    /// say): SIGKILL to an exec's process group, or to a container's
+    /// process.
     KillSession { session: u32 },
     /// Connects `session` to `port` on the guest's loopback (`kubectl
     /// port-forward`): 127.0.0.1 first, or ::1 first with `ipv6`, then the
@@ -144,6 +150,10 @@ pub enum HostMessage {
         /// The container the process joins.
         #[serde(default, skip_serializing_if = "is_workload")]
         container: u32,
+        /// A client names the container so (`runcvm exec --container`):
+        /// the launcher finds its id and sends `container` alone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container_name: Option<String>,
         process: Entrypoint,
         /// The terminal's size from the start, when `process.terminal`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -475,6 +485,7 @@ mod tests {
         };
         let create = HostMessage::CreateContainer {
             container: 2,
+            name: Some("sidecar".into()),
             plan: Box::new(LaunchPlan {
                 read_only_root: true,
                 ..LaunchPlan::default()
@@ -521,6 +532,7 @@ mod tests {
         let exec = |container| HostMessage::Exec {
             session: 4,
             container,
+            container_name: None,
             process: Entrypoint::new(vec!["sh".into()], vec![]),
             terminal_size: None,
         };

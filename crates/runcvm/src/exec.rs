@@ -1,12 +1,14 @@
-//! `runcvm exec`: more processes in a running VM.
+//! `runcvm exec`: more processes in a running VM; and the client side
+//! `runcvm attach` shares with it.
 //!
 //! The launcher listens on `exec.sock` in its run folder. A client sends
-//! `Exec` with the process, then stdin as data frames and `CloseStdin`; it
-//! gets stdout and stderr as data frames and `ExecExit`. The launcher gives
-//! each client a session on the control channel and relays both ways, so
-//! many execs run at once over the one channel.
+//! `Exec` with the process (or `CreateContainer` with a container), then
+//! stdin as data frames and `CloseStdin`; it gets stdout and stderr as data
+//! frames and `ExecExit` (or `ContainerExit`). The launcher gives each
+//! client a session on the control channel and relays both ways, so many
+//! run at once over the one channel.
 
-use runcvm_proto::{Frame, GuestMessage, HostMessage, Stream};
+use runcvm_proto::{ExitStatus, Frame, GuestMessage, HostMessage, Stream};
 use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -55,16 +57,16 @@ pub enum ExecClientError {
     /// message)
     #[error(transparent)]
     Send(std::io::Error),
-    /// the exec session broke off
-    #[error("the exec session broke off")]
-    SessionBroke(#[source] runcvm_proto::ProtoError),
+    /// the session broke off
+    #[error("the {0} broke off")]
+    SessionBroke(&'static str, #[source] runcvm_proto::ProtoError),
     /// the process's output could not be written here (the I/O error's own
     /// message)
     #[error(transparent)]
     Output(std::io::Error),
-    /// the VM ended before the exec session did
-    #[error("the VM ended before the exec session did")]
-    VmEnded,
+    /// the VM ended before the session did
+    #[error("the VM ended before the {0} did")]
+    VmEnded(&'static str),
 }
 
 /// Finds a run's exec socket: `TARGET` is the pid of its `runcvm run`, its
@@ -175,29 +177,55 @@ fn pass_signals(writer: ClientWriter) {
     });
 }
 
-/// Runs `process` in the VM behind `socket`, relaying this process's stdin
-/// (if `interactive`), stdout and stderr, and its signals; returns the exit
-/// code.
-pub fn run_client(socket: &Path, process: runcvm_spec::Entrypoint, interactive: bool) -> Result<i32, ExecClientError> {
+/// How a client's session ended, as the guest reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub status: ExitStatus,
+    /// An attached container's: the guest's OOM killer ended a process of it.
+    pub oom_killed: bool,
+    /// An attached container's writable single files as it left them.
+    pub files: Vec<runcvm_proto::GuestFile>,
+}
+
+/// Runs `process` in the VM behind `socket`, in the container named
+/// `container` (an attached one) or the first, relaying this process's
+/// stdin (if `interactive`), stdout and stderr, and its signals; returns the
+/// exit code.
+pub fn run_client(
+    socket: &Path,
+    container: Option<String>,
+    process: runcvm_spec::Entrypoint,
+    interactive: bool,
+) -> Result<i32, ExecClientError> {
+    let terminal_size = process.terminal.then(crate::terminal::current_size);
+    let exec = HostMessage::Exec {
+        session: 0,
+        container: runcvm_proto::WORKLOAD_SESSION,
+        container_name: container,
+        process,
+        terminal_size,
+    };
+    Ok(run_session(socket, exec, interactive)?.status.container_code())
+}
+
+/// Sends `first` (`Exec`, or `CreateContainer` with its `terminal_size`
+/// set) to the launcher behind `socket`, then relays this process's stdin
+/// (if `interactive`), stdout and stderr, its signals and its terminal's
+/// size until the session ends.
+pub fn run_session(socket: &Path, first: HostMessage, interactive: bool) -> Result<SessionEnd, ExecClientError> {
     use std::io::{Read, Write};
+    let (terminal, what) = match &first {
+        HostMessage::Exec { process, .. } => (process.terminal, "exec session"),
+        HostMessage::CreateContainer { entrypoint, .. } => {
+            (entrypoint.as_ref().is_some_and(|e| e.terminal), "container")
+        }
+        _ => (false, "session"),
+    };
     let stream = connect(socket)?;
     let writer: ClientWriter = std::sync::Arc::new(std::sync::Mutex::new(
         stream.try_clone().map_err(ExecClientError::Clone)?,
     ));
-    let terminal = process.terminal;
-    let terminal_size = terminal.then(crate::terminal::current_size);
-    send_frame(&writer, |s| {
-        runcvm_proto::write_message(
-            s,
-            &HostMessage::Exec {
-                session: 0,
-                container: runcvm_proto::WORKLOAD_SESSION,
-                process,
-                terminal_size,
-            },
-        )
-    })
-    .map_err(ExecClientError::Send)?;
+    send_frame(&writer, |s| runcvm_proto::write_message(s, &first)).map_err(ExecClientError::Send)?;
     pass_signals(std::sync::Arc::clone(&writer));
     let _raw = (terminal && interactive)
         .then(crate::terminal::RawMode::on_stdin)
@@ -222,7 +250,9 @@ pub fn run_client(socket: &Path, process: runcvm_spec::Entrypoint, interactive: 
     });
     let mut reader = BufReader::new(stream);
     loop {
-        match runcvm_proto::read_frame::<GuestMessage>(&mut reader).map_err(ExecClientError::SessionBroke)? {
+        match runcvm_proto::read_frame::<GuestMessage>(&mut reader)
+            .map_err(|e| ExecClientError::SessionBroke(what, e))?
+        {
             Some(Frame::Data {
                 stream: Stream::Stdout,
                 bytes,
@@ -239,9 +269,27 @@ pub fn run_client(socket: &Path, process: runcvm_spec::Entrypoint, interactive: 
                     .and_then(|()| err.flush())
                     .map_err(ExecClientError::Output)?;
             }
-            Some(Frame::Message(GuestMessage::ExecExit { status, .. })) => return Ok(status.container_code()),
+            Some(Frame::Message(GuestMessage::ExecExit { status, .. })) => {
+                return Ok(SessionEnd {
+                    status,
+                    oom_killed: false,
+                    files: Vec::new(),
+                });
+            }
+            Some(Frame::Message(GuestMessage::ContainerExit {
+                status,
+                oom_killed,
+                files,
+                ..
+            })) => {
+                return Ok(SessionEnd {
+                    status,
+                    oom_killed,
+                    files,
+                });
+            }
             Some(Frame::Message(_)) => {}
-            None => return Err(ExecClientError::VmEnded),
+            None => return Err(ExecClientError::VmEnded(what)),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The launcher's side of every session on the control channel besides the
 //! workload's: exec clients (`runcvm exec`, which `kubectl exec` and exec
-//! probes run in the container) and port-forward connections. Each gets a
-//! session number; its frames are relayed both ways, so many run at once
-//! over the one channel.
+//! probes run in the container), attach clients (`runcvm attach`: one more
+//! container in the VM, whose id is its session) and port-forward
+//! connections. Each gets a session number; its frames are relayed both
+//! ways, so many run at once over the one channel.
 //!
 //! A session may arrive before the guest is up (an exec probe right after
 //! the container started): it waits until the guest is ready, or until the
@@ -34,8 +35,9 @@ use std::sync::{Arc, Condvar, Mutex};
 #[derive(Debug)]
 enum Delivery {
     Data(Stream, Vec<u8>),
-    /// An exec's end, after all its output.
-    Exit(ExitStatus),
+    /// An exec's or an attached container's end (the message its client
+    /// gets), after all its output.
+    Exit(GuestMessage),
     /// The guest's side of a connection is done, after all its bytes.
     Close,
 }
@@ -47,6 +49,15 @@ impl WindowBytes for Delivery {
             Self::Exit(_) | Self::Close => 0,
         }
     }
+}
+
+/// What a client's session runs in the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    /// A process in a container (`Exec`).
+    Exec,
+    /// A container of its own (`CreateContainer`).
+    Container,
 }
 
 /// The launcher's writing half of the control channel, shared with the
@@ -77,8 +88,11 @@ enum GuestState {
 pub struct SessionHub {
     guest: Mutex<GuestState>,
     guest_changed: Condvar,
-    /// Exec sessions whose process still runs.
-    clients: Mutex<HashMap<u32, ()>>,
+    /// Exec sessions and attached containers whose process still runs.
+    clients: Mutex<HashMap<u32, ClientKind>>,
+    /// Attached containers by the name their client gave, for execs that
+    /// name them.
+    names: Mutex<HashMap<String, u32>>,
     connections: Mutex<HashMap<u32, TcpStream>>,
     /// Each session's consumer, behind its queue.
     outboxes: Mutex<HashMap<u32, Outbox<Delivery>>>,
@@ -159,7 +173,8 @@ impl SessionHub {
         }
     }
 
-    /// Accepts exec clients on `listener` from a thread of its own.
+    /// Accepts exec and attach clients on `listener` from a thread of its
+    /// own.
     pub fn serve(self: &Arc<Self>, listener: UnixListener) {
         let hub = Arc::clone(self);
         std::thread::spawn(move || {
@@ -174,59 +189,100 @@ impl SessionHub {
         let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
             return;
         };
-        let (container, process, terminal_size) = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
-            Ok(Some(Frame::Message(HostMessage::Exec {
-                container,
-                process,
-                terminal_size,
-                ..
-            }))) => (container, process, terminal_size),
+        // The session number a client sends is ignored: the launcher gives
+        // each its own (an attached container's is its id in the guest).
+        let (kind, first) = match runcvm_proto::read_frame::<HostMessage>(&mut reader) {
+            Ok(Some(Frame::Message(exec @ HostMessage::Exec { .. }))) => (ClientKind::Exec, exec),
+            Ok(Some(Frame::Message(create @ HostMessage::CreateContainer { .. }))) => (ClientKind::Container, create),
             _ => return,
         };
         let Some(guest) = self.wait_for_guest() else {
-            refuse(
-                stream,
-                b"runcvm exec: the VM is not running: it ended, or never came up\n",
-            );
+            let line: &[u8] = match kind {
+                ClientKind::Exec => b"runcvm exec: the VM is not running: it ended, or never came up\n",
+                ClientKind::Container => b"runcvm attach: the VM is not running: it ended, or never came up\n",
+            };
+            refuse(stream, kind, line);
             return;
         };
         let session = self.next_session.fetch_add(1, Ordering::SeqCst);
+        // An exec names its container by the name its attach gave; a name
+        // is one running container's.
+        let first = match self.resolve_names(session, first) {
+            Ok(first) => first,
+            Err(line) => {
+                refuse(stream, kind, line.as_bytes());
+                return;
+            }
+        };
         let Ok(mut client) = stream.try_clone() else { return };
         let outbox = Outbox::new(
-            &format!("exec-{session}"),
+            &format!("client-{session}"),
             move |delivery| match delivery {
                 Delivery::Data(stream, bytes) => runcvm_proto::write_data(&mut client, 0, stream, &bytes),
-                Delivery::Exit(status) => {
-                    runcvm_proto::write_message(&mut client, &GuestMessage::ExecExit { session: 0, status })
-                }
+                Delivery::Exit(end) => runcvm_proto::write_message(&mut client, &end),
                 Delivery::Close => Ok(()),
             },
             credit_to(&guest, session),
         );
         if let (Ok(mut clients), Ok(mut outboxes)) = (self.clients.lock(), self.outboxes.lock()) {
-            clients.insert(session, ());
+            clients.insert(session, kind);
             outboxes.insert(session, outbox);
         }
-        log_exec(session, &process);
-        let started = send_guest(
-            &guest,
-            &HostMessage::Exec {
-                session,
+        let forwarded = match first {
+            HostMessage::Exec {
                 container,
                 process,
                 terminal_size,
-            },
-        );
-        if started.is_err() {
-            self.exited(session, ExitStatus::Code(125));
+                ..
+            } => {
+                log_exec(session, &process);
+                HostMessage::Exec {
+                    session,
+                    container,
+                    container_name: None,
+                    process,
+                    terminal_size,
+                }
+            }
+            HostMessage::CreateContainer {
+                name,
+                plan,
+                entrypoint,
+                files,
+                root,
+                volumes,
+                stdin,
+                terminal_size,
+                ..
+            } => {
+                runcvm_log::debug!("container {session}: attached");
+                HostMessage::CreateContainer {
+                    container: session,
+                    name,
+                    plan,
+                    entrypoint,
+                    files,
+                    root,
+                    volumes,
+                    stdin,
+                    terminal_size,
+                }
+            }
+            _ => return,
+        };
+        if send_guest(&guest, &forwarded).is_err() {
+            match kind {
+                ClientKind::Exec => self.exited(session, ExitStatus::Code(125)),
+                ClientKind::Container => self.container_exited(session, ExitStatus::Code(125), false, Vec::new()),
+            }
             return;
         }
-        self.relay_client(session, &mut reader, &guest);
+        self.relay_client(session, kind, &mut reader, &guest);
     }
 
     /// The client's frames to the guest, until it is done; its input within
     /// the session's window.
-    fn relay_client(&self, session: u32, reader: &mut BufReader<UnixStream>, guest: &GuestWriter) {
+    fn relay_client(&self, session: u32, kind: ClientKind, reader: &mut BufReader<UnixStream>, guest: &GuestWriter) {
         let window = self.windows.get(session);
         loop {
             let message = match runcvm_proto::read_frame::<HostMessage>(&mut *reader) {
@@ -244,9 +300,14 @@ impl SessionHub {
                 Ok(Some(Frame::Data { .. })) => continue,
                 Ok(None) | Err(_) => {
                     // Gone before its process ended: the process goes too,
-                    // as under runc when containerd kills an exec.
+                    // as under runc when containerd kills an exec (or the
+                    // shim a container's init).
                     if self.clients.lock().is_ok_and(|c| c.contains_key(&session)) {
-                        runcvm_log::debug!("exec session {session}: its client went away");
+                        let what = match kind {
+                            ClientKind::Exec => "exec session",
+                            ClientKind::Container => "container",
+                        };
+                        runcvm_log::debug!("{what} {session}: its client went away");
                         let _ = send_guest(guest, &HostMessage::KillSession { session });
                     }
                     return;
@@ -336,16 +397,84 @@ impl SessionHub {
         }
     }
 
-    /// The end of `session`: its status to the client after its output,
-    /// and the client is then done.
+    /// The end of exec session `session`: its status to the client after
+    /// its output, and the client is then done.
     pub fn exited(&self, session: u32, status: ExitStatus) {
+        self.end_client(session, GuestMessage::ExecExit { session: 0, status });
+    }
+
+    /// Whether `container` is an attached client's (not the launcher's own).
+    pub fn attached(&self, container: u32) -> bool {
+        self.clients
+            .lock()
+            .is_ok_and(|c| c.get(&container) == Some(&ClientKind::Container))
+    }
+
+    /// The end of an attached container: its status, OOM kill and files to
+    /// the client after its output.
+    pub fn container_exited(
+        &self,
+        container: u32,
+        status: ExitStatus,
+        oom_killed: bool,
+        files: Vec<runcvm_proto::GuestFile>,
+    ) {
+        self.end_client(
+            container,
+            GuestMessage::ContainerExit {
+                container: 0,
+                status,
+                oom_killed,
+                files,
+            },
+        );
+    }
+
+    /// Turns an exec's container name into the container's id, and takes
+    /// an attached container's name; `Err`: the line that refuses the
+    /// client.
+    fn resolve_names(&self, session: u32, first: HostMessage) -> Result<HostMessage, String> {
+        let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match first {
+            HostMessage::Exec {
+                session: asked,
+                container_name: Some(name),
+                process,
+                terminal_size,
+                ..
+            } => match names.get(&name) {
+                Some(container) => Ok(HostMessage::Exec {
+                    session: asked,
+                    container: *container,
+                    container_name: None,
+                    process,
+                    terminal_size,
+                }),
+                None => Err(format!("runcvm exec: no container named {name:?} runs in this VM\n")),
+            },
+            HostMessage::CreateContainer { name: Some(name), .. } if names.contains_key(&name) => Err(format!(
+                "runcvm attach: a container named {name:?} already runs in this VM\n"
+            )),
+            other => {
+                if let HostMessage::CreateContainer { name: Some(name), .. } = &other {
+                    names.insert(name.clone(), session);
+                }
+                Ok(other)
+            }
+        }
+    }
+
+    fn end_client(&self, session: u32, end: GuestMessage) {
+        if let Ok(mut names) = self.names.lock() {
+            names.retain(|_, container| *container != session);
+        }
         self.windows.close(session);
         let known = self.clients.lock().ok().and_then(|mut c| c.remove(&session)).is_some();
         let outbox = self.outboxes.lock().ok().and_then(|mut o| o.remove(&session));
         if let (true, Some(outbox)) = (known, outbox) {
             // Dropped, not waited for: its thread writes what is queued,
             // then ends.
-            let _ = outbox.push(Delivery::Exit(status));
+            let _ = outbox.push(Delivery::Exit(end));
         }
     }
 
@@ -408,16 +537,20 @@ fn write_through(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Tells a client its exec cannot run.
-fn refuse(mut stream: UnixStream, line: &[u8]) {
+/// Tells a client its exec or container cannot run.
+fn refuse(mut stream: UnixStream, kind: ClientKind, line: &[u8]) {
+    let status = ExitStatus::Code(125);
     let _ = runcvm_proto::write_data(&mut stream, 0, Stream::Stderr, line);
-    let _ = runcvm_proto::write_message(
-        &mut stream,
-        &GuestMessage::ExecExit {
-            session: 0,
-            status: ExitStatus::Code(125),
+    let end = match kind {
+        ClientKind::Exec => GuestMessage::ExecExit { session: 0, status },
+        ClientKind::Container => GuestMessage::ContainerExit {
+            container: 0,
+            status,
+            oom_killed: false,
+            files: Vec::new(),
         },
-    );
+    };
+    let _ = runcvm_proto::write_message(&mut stream, &end);
     let _ = stream.flush();
 }
 
@@ -431,4 +564,88 @@ fn log_exec(session: u32, process: &Entrypoint) {
             .collect::<Vec<_>>()
             .join(" ")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runcvm_spec::LaunchPlan;
+
+    /// A hub whose guest is the far end of a socket pair.
+    fn hub_with_guest() -> (Arc<SessionHub>, BufReader<UnixStream>) {
+        let (launcher, guest) = UnixStream::pair().unwrap();
+        let hub = SessionHub::new();
+        hub.set_guest(Arc::new(Mutex::new(launcher)));
+        (hub, BufReader::new(guest))
+    }
+
+    fn create(container: u32) -> HostMessage {
+        HostMessage::CreateContainer {
+            container,
+            name: None,
+            plan: Box::new(LaunchPlan::default()),
+            entrypoint: Some(Entrypoint::new(vec!["true".into()], vec![])),
+            files: vec![],
+            root: None,
+            volumes: vec![],
+            stdin: false,
+            terminal_size: None,
+        }
+    }
+
+    #[test]
+    fn an_attach_client_gets_a_container_of_its_own_and_its_end() {
+        let (hub, mut guest) = hub_with_guest();
+        let (mut client, served) = UnixStream::pair().unwrap();
+        let serving = Arc::clone(&hub);
+        std::thread::spawn(move || serving.exec_client(served));
+        // The id the client sends is not the one the guest gets.
+        runcvm_proto::write_message(&mut client, &create(7)).unwrap();
+        let forwarded: HostMessage = runcvm_proto::read_message(&mut guest).unwrap().unwrap();
+        let HostMessage::CreateContainer { container, .. } = forwarded else {
+            panic!("{forwarded:?}");
+        };
+        assert_ne!(container, 7);
+        assert_ne!(container, WORKLOAD_SESSION, "the launcher's own container keeps 0");
+        assert!(hub.attached(container));
+        hub.output(container, Stream::Stdout, b"from the container\n".to_vec());
+        hub.container_exited(container, ExitStatus::Code(3), true, vec![]);
+        assert!(!hub.attached(container), "ended: no longer attached");
+        let mut from_launcher = BufReader::new(client.try_clone().unwrap());
+        assert_eq!(
+            runcvm_proto::read_frame::<GuestMessage>(&mut from_launcher).unwrap(),
+            Some(Frame::Data {
+                session: 0,
+                stream: Stream::Stdout,
+                bytes: b"from the container\n".to_vec()
+            }),
+            "its output first"
+        );
+        assert_eq!(
+            runcvm_proto::read_frame::<GuestMessage>(&mut from_launcher).unwrap(),
+            Some(Frame::Message(GuestMessage::ContainerExit {
+                container: 0,
+                status: ExitStatus::Code(3),
+                oom_killed: true,
+                files: vec![],
+            })),
+            "then its end"
+        );
+    }
+
+    #[test]
+    fn a_gone_attach_client_has_its_container_killed() {
+        let (hub, mut guest) = hub_with_guest();
+        let (mut client, served) = UnixStream::pair().unwrap();
+        let serving = Arc::clone(&hub);
+        std::thread::spawn(move || serving.exec_client(served));
+        runcvm_proto::write_message(&mut client, &create(0)).unwrap();
+        let Some(HostMessage::CreateContainer { container, .. }) = runcvm_proto::read_message(&mut guest).unwrap()
+        else {
+            panic!("no CreateContainer");
+        };
+        drop(client);
+        let killed: Option<HostMessage> = runcvm_proto::read_message(&mut guest).unwrap();
+        assert_eq!(killed, Some(HostMessage::KillSession { session: container }));
+    }
 }

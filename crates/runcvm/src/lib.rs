@@ -2,6 +2,7 @@
 //! the acceleration, and running the VM to the workload's exit status.
 //! The `runcvm` binary is a thin command line over this.
 
+pub mod attach;
 pub mod console;
 pub mod doctor;
 pub mod exec;

@@ -26,6 +26,11 @@ enum Command {
     /// Run CMD in the VM of a running `runcvm run` (TARGET: its pid or run
     /// folder). A leading `---` runs the rest here instead, outside the VM.
     Exec(ExecArgs),
+    /// Create one more container in the VM of a running `runcvm run
+    /// --network pod` (TARGET: its pid or run folder), ROOTFS_DIR as its
+    /// root, served from here over NFS; run CMD in it and exit with its
+    /// status. Run it in the same network namespace.
+    Attach(AttachArgs),
     /// List a root disk's /.runcvm and show its entrypoint and launch plan,
     /// without booting. TARGET: an image, a folder holding disk.ext4, or a
     /// Kubernetes container id.
@@ -223,6 +228,10 @@ struct ExecArgs {
     /// pod with `hostUsers: false`).
     #[arg(long)]
     no_outside: bool,
+    /// Run CMD in the container `runcvm attach --name NAME` added, rather
+    /// than the VM's first.
+    #[arg(long, value_name = "NAME")]
+    container: Option<String>,
     #[command(flatten)]
     process: ProcessArgs,
     /// The `runcvm run` to exec into: its pid or run folder.
@@ -341,11 +350,67 @@ fn run_exec(args: &ExecArgs, settings: &runcvm::settings::Settings) -> i32 {
         }
     };
     let outcome = runcvm::exec::locate_socket(&args.target, &settings.state_dir())
-        .and_then(|socket| runcvm::exec::run_client(&socket, process, args.interactive));
+        .and_then(|socket| runcvm::exec::run_client(&socket, args.container.clone(), process, args.interactive));
     outcome.unwrap_or_else(|e| {
         runcvm_log::error!("{}", runcvm_log::error_chain(&e));
         runcvm::RUNTIME_FAILURE
     })
+}
+
+#[derive(Debug, clap::Args)]
+struct AttachArgs {
+    /// Pass this process's stdin to CMD.
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Give CMD a terminal in the guest.
+    #[arg(long, short = 't')]
+    tty: bool,
+    #[command(flatten)]
+    process: ProcessArgs,
+    /// The container's memory limit in MiB, held in the guest by its cgroup
+    /// (over it, the guest's OOM killer ends a process of this container
+    /// alone).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    memory_limit: Option<u64>,
+    /// Make the container's root read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// A name for the container, unique in the VM while it runs, by which
+    /// `runcvm exec --container` finds it.
+    #[arg(long)]
+    name: Option<String>,
+    /// Share a host folder at a container path over NFS, or copy a host
+    /// file there (repeatable), as for `run`.
+    #[arg(long = "volume", short = 'v', value_name = "HOST_PATH:CONTAINER_PATH[:ro]", value_parser = runcvm::volumes::parse_volume)]
+    volumes: Vec<runcvm::volumes::VolumeSpec>,
+    /// The `runcvm run` whose VM gets the container: its pid or run folder.
+    target: String,
+    /// The folder served as the container's root.
+    rootfs: PathBuf,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+impl AttachArgs {
+    fn into_request(self) -> Result<runcvm::attach::AttachRequest, String> {
+        let mut entrypoint = self.process.entrypoint(&self.command)?;
+        entrypoint.terminal = self.tty;
+        entrypoint.validate().map_err(|e| e.to_string())?;
+        Ok(runcvm::attach::AttachRequest {
+            target: self.target,
+            rootfs: self.rootfs,
+            entrypoint,
+            plan: LaunchPlan {
+                read_only_root: self.read_only,
+                memory_limit_bytes: self.memory_limit.map(|mib| mib << 20),
+                ..LaunchPlan::default()
+            },
+            volumes: self.volumes,
+            interactive: self.interactive,
+            name: self.name,
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -493,6 +558,13 @@ fn main() {
     let settings = runcvm::settings::Settings::from_env();
     let code = match cli.command {
         Command::Exec(args) => run_exec(&args, &settings),
+        Command::Attach(args) => match args.into_request() {
+            Ok(request) => runcvm::attach::attach(&request, &settings),
+            Err(message) => {
+                runcvm_log::error!("{message}");
+                runcvm::RUNTIME_FAILURE
+            }
+        },
         Command::Inspect { target } => {
             let container = runcvm::inspect::container_launch(&target, &settings.state_dir());
             // A container's is the node's boot disk its VM boots.

@@ -343,6 +343,7 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
             },
             HostMessage::CreateContainer {
                 container: runcvm_proto::WORKLOAD_SESSION,
+                name: None,
                 plan: Box::new(boot.plan.clone()),
                 entrypoint: boot.entrypoint.cloned(),
                 files: pod

@@ -610,6 +610,12 @@ fn spawn_control_reader(listener: UnixListener, events: Sender<Event>, hub: Arc<
                     hub.disconnected(session, error);
                 }
                 Ok(Some(Frame::Message(GuestMessage::Credit { session, bytes }))) => hub.credit(session, bytes),
+                Ok(Some(Frame::Message(GuestMessage::ContainerExit {
+                    container,
+                    status,
+                    oom_killed,
+                    files,
+                }))) if hub.attached(container) => hub.container_exited(container, status, oom_killed, files),
                 Ok(Some(Frame::Message(message))) => {
                     if events.send(Event::Guest(message)).is_err() {
                         return;

@@ -128,6 +128,7 @@ fn answer() -> Vec<HostMessage> {
         },
         HostMessage::CreateContainer {
             container: runcvm_proto::WORKLOAD_SESSION,
+            name: None,
             plan: Box::default(),
             entrypoint: None,
             files: Vec::new(),

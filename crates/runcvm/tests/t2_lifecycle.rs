@@ -773,6 +773,7 @@ fn a_stalled_exec_client_holds_up_its_own_session_alone() {
         &runcvm_proto::HostMessage::Exec {
             session: 0,
             container: runcvm_proto::WORKLOAD_SESSION,
+            container_name: None,
             process,
             terminal_size: None,
         },
