@@ -228,48 +228,24 @@ impl SessionHub {
             clients.insert(session, kind);
             outboxes.insert(session, outbox);
         }
-        let forwarded = match first {
+        // The guest's numbers: the session, and for an attached container
+        // its id.
+        let mut forwarded = first;
+        match &mut forwarded {
             HostMessage::Exec {
-                container,
+                session: numbered,
                 process,
-                terminal_size,
                 ..
             } => {
-                log_exec(session, &process);
-                HostMessage::Exec {
-                    session,
-                    container,
-                    container_name: None,
-                    process,
-                    terminal_size,
-                }
+                *numbered = session;
+                log_exec(session, process);
             }
-            HostMessage::CreateContainer {
-                name,
-                plan,
-                entrypoint,
-                files,
-                root,
-                volumes,
-                stdin,
-                terminal_size,
-                ..
-            } => {
+            HostMessage::CreateContainer { container, .. } => {
+                *container = session;
                 runcvm_log::debug!("container {session}: attached");
-                HostMessage::CreateContainer {
-                    container: session,
-                    name,
-                    plan,
-                    entrypoint,
-                    files,
-                    root,
-                    volumes,
-                    stdin,
-                    terminal_size,
-                }
             }
             _ => return,
-        };
+        }
         if send_guest(&guest, &forwarded).is_err() {
             match kind {
                 ClientKind::Exec => self.exited(session, ExitStatus::Code(125)),

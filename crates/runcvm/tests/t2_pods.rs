@@ -29,6 +29,17 @@ fn own_root(t2: &T2) -> tempfile::TempDir {
     dir
 }
 
+/// Starts `attached` and waits for its container's first line, `first`.
+/// The run stays the caller's: dropping it kills what it started.
+fn spawn_until(attached: &RuncvmRun, first: &str) -> Child {
+    let mut child = attached.spawn();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), first);
+    child
+}
+
 fn t2() -> T2 {
     tier::require_root("T2 pods (network namespaces, NFS servers on the pod's bridge)");
     require_t2(env!("CARGO_BIN_EXE_runcvm"), env!("CARGO_TARGET_TMPDIR"))
@@ -214,11 +225,7 @@ fn an_exec_names_its_container() {
         &["--name", "sidecar"],
         "echo side-up; while :; do sleep 1; done",
     );
-    let mut side = sidecar.spawn();
-    let mut side_out = BufReader::new(side.stdout.take().unwrap());
-    let mut line = String::new();
-    side_out.read_line(&mut line).unwrap();
-    assert_eq!(line, "side-up\n");
+    let mut side = spawn_until(&sidecar, "side-up");
     let exec = |extra: &[&str], script: &str| {
         let mut command = std::process::Command::new(&t2.runcvm);
         command
@@ -304,11 +311,7 @@ fn an_attached_container_learns_that_the_vm_ended() {
         &[],
         "echo second-up; until echo bye | nc 127.0.0.1 9000; do sleep 0.2; done; while :; do sleep 1; done",
     );
-    let mut second = attached.spawn();
-    let mut second_out = BufReader::new(second.stdout.take().unwrap());
-    let mut line = String::new();
-    second_out.read_line(&mut line).unwrap();
-    assert_eq!(line, "second-up\n");
+    let mut second = spawn_until(&attached, "second-up");
     pod.expect_line("bye");
     pod.expect_line("first-ends");
     let Pod { run, mut child, .. } = pod;
