@@ -280,7 +280,6 @@ impl Container {
     /// seccomp profile; the namespaces come with its process, the mount
     /// namespace over a served root (`root`) having been made before.
     pub fn prepare(id: u32, plan: &LaunchPlan, root: Option<OwnedFd>, pod: &PodShare<'_>) -> anyhow::Result<Self> {
-        let cgroup = make_container_cgroup(id, plan)?;
         let seccomp = match &plan.seccomp {
             Some(profile) => {
                 let filter = runcvm_seccomp::compile(profile).context("cannot use the container's seccomp profile")?;
@@ -294,21 +293,26 @@ impl Container {
             }
             None => None,
         };
-        let cgroup_procs = match &cgroup {
-            Some(dir) => Some(CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())?),
+        let has_cgroups = Path::new(CGROUP_ROOT).join("cgroup.subtree_control").exists();
+        let mounts = mount_ops(plan, has_cgroups)?;
+        let user_namespace = match pod.user_namespace {
+            Some(fd) => Some(fd.try_clone().context("cannot hold the pod's user namespace")?),
             None => None,
         };
+        let init_pid_namespace = open_namespace(Path::new("/proc/self/ns/pid"))?;
+        // Last: nothing that fails after it could leave it behind.
+        let cgroup = make_container_cgroup(id, plan)?;
+        let cgroup_procs = cgroup
+            .as_ref()
+            .and_then(|dir| CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes()).ok());
         Ok(Self {
             setup: ContainerSetup {
                 root,
                 own_pid_namespace: plan.own_pid_namespace,
                 cgroup_procs,
-                mounts: mount_ops(plan, cgroup.is_some())?,
-                user_namespace: match pod.user_namespace {
-                    Some(fd) => Some(fd.try_clone().context("cannot hold the pod's user namespace")?),
-                    None => None,
-                },
-                init_pid_namespace: open_namespace(Path::new("/proc/self/ns/pid"))?,
+                mounts,
+                user_namespace,
+                init_pid_namespace,
             },
             seccomp,
             cgroup,
@@ -563,6 +567,17 @@ fn make_container_cgroup(id: u32, plan: &LaunchPlan) -> anyhow::Result<Option<Pa
         }
         _ => {}
     }
+    // A cgroup whose limits cannot be set goes again: the container does
+    // not start.
+    if let Err(e) = set_limits(&dir, plan) {
+        let _ = std::fs::remove_dir(&dir);
+        return Err(e);
+    }
+    Ok(Some(dir))
+}
+
+/// Writes a container's limits into its cgroup `dir`.
+fn set_limits(dir: &Path, plan: &LaunchPlan) -> anyhow::Result<()> {
     if let Some(limit) = plan.memory_limit_bytes {
         std::fs::write(dir.join("memory.max"), limit.to_string())
             .with_context(|| format!("cannot set the container's memory limit in {}", dir.display()))?;
@@ -581,7 +596,7 @@ fn make_container_cgroup(id: u32, plan: &LaunchPlan) -> anyhow::Result<Option<Pa
         std::fs::write(dir.join("memory.oom.group"), "1")
             .with_context(|| format!("cannot set memory.oom.group in {}", dir.display()))?;
     }
-    Ok(Some(dir))
+    Ok(())
 }
 
 #[cfg(test)]

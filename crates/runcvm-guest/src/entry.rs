@@ -4,11 +4,13 @@
 
 use crate::caps;
 use crate::container::{Confinement, Container};
+use crate::reaper::Waiters;
 use crate::spawn::{self, RUNNER_FAILED, Started};
 use runcvm_log::LogLevel;
 use runcvm_proto::{ExitStatus, TerminalSize};
 use runcvm_spec::{CapabilityMasks, ENTRYPOINT_PATH, Entrypoint, LaunchPlan};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 
 /// The names in a container's `/.runcvm`: its entrypoint (the guide's
 /// `/.runcvm/entrypoint`), its plan, its files' folder.
@@ -136,13 +138,15 @@ pub fn capability_masks(process: &Entrypoint) -> Option<CapabilityMasks> {
 }
 
 /// Starts the entrypoint in the container; its stdin comes from the
-/// launcher if `with_stdin`. A failure is the status to report.
+/// launcher if `with_stdin`; its status will come on the channel returned.
+/// A failure is the status to report.
 pub fn start_entrypoint(
     entrypoint: &Entrypoint,
     container: &Container,
     with_stdin: bool,
     size: Option<TerminalSize>,
-) -> Result<Started, ExitStatus> {
+    waiters: &Waiters,
+) -> Result<(Started, Receiver<ExitStatus>), ExitStatus> {
     for (i, arg) in entrypoint.args.iter().enumerate() {
         vm_start!(Debug, "argv[{i}] = \"{arg}\"");
     }
@@ -163,20 +167,23 @@ pub fn start_entrypoint(
         // The start that follows says what is wrong with the container.
         vm_start!(Debug, "{e:#}");
     }
-    let started = spawn::start(&spawn::Spawn {
-        process: entrypoint,
-        with_stdin,
-        terminal_size: size,
-        capabilities: capability_masks(entrypoint),
-        confinement: Confinement::Create(&container.setup),
-        seccomp: container.seccomp.as_ref(),
-        create_cwd: false,
-    });
+    let started = spawn::start(
+        &spawn::Spawn {
+            process: entrypoint,
+            with_stdin,
+            terminal_size: size,
+            capabilities: capability_masks(entrypoint),
+            confinement: Confinement::Create(&container.setup),
+            seccomp: container.seccomp.as_ref(),
+            create_cwd: false,
+        },
+        waiters,
+    );
     match started {
-        Ok(started) => {
+        Ok((started, exit)) => {
             vm_start!(Debug, "running as pid {}", started.pid);
             container.started(started.pid);
-            Ok(started)
+            Ok((started, exit))
         }
         Err(failure) => {
             vm_start!(Error, "unable to start container process: {}", failure.message);

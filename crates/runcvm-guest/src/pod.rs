@@ -20,6 +20,7 @@ use runcvm_spec::{Entrypoint, GuestRoot, GuestVolume, LaunchPlan, PodPlan};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -88,6 +89,8 @@ pub struct Pod {
     /// The pod's root as the guest kernel knows it, in that namespace.
     owner: Option<(u32, u32)>,
     containers: Mutex<HashMap<u32, State>>,
+    /// A container has had the guest's root (`runcvm run`'s first).
+    guest_root_taken: AtomicBool,
     /// Signalled when a container leaves `Creating`: execs wait for it.
     created: Condvar,
 }
@@ -116,6 +119,7 @@ impl Pod {
             user_namespace,
             owner,
             containers: Mutex::new(HashMap::new()),
+            guest_root_taken: AtomicBool::new(false),
             created: Condvar::new(),
         }))
     }
@@ -154,8 +158,17 @@ impl Pod {
         {
             let mut table = self.table();
             if table.contains_key(&id) {
-                runcvm_log::error!("the launcher created container {id} twice");
+                // Its end is the running one's to report, not this.
+                runcvm_log::error!("the launcher created container {id} twice; the second is ignored");
+                return;
+            }
+            // The guest's root is one container's, in a VM that has had no
+            // other (`runcvm run`'s first); a second would share it.
+            if new.root.is_none() && (!table.is_empty() || self.guest_root_taken.swap(true, Ordering::SeqCst)) {
                 drop(table);
+                runcvm_log::error!(
+                    "{label}: the guest's root is another container's; this one needs a root of its own"
+                );
                 self.report(id, Ended::with(ExitStatus::Code(RUNNER_FAILED)));
                 return;
             }
@@ -205,14 +218,22 @@ impl Pod {
     fn run(&self, new: NewContainer) -> anyhow::Result<Ended> {
         let served = new.root.is_some();
         let guest_dir = entry::container_dir(new.id, served);
-        if !served && Path::new(&guest_dir).join("plan.json").exists() {
-            anyhow::bail!("a container whose root is the guest's must be the pod's only one");
+        let ended = self.run_in(&new, &guest_dir);
+        // Its entrypoint and plan (its env, secrets among it) and its files'
+        // copies go with it; the guest's own /.runcvm stays (sealed).
+        if served && let Err(e) = std::fs::remove_dir_all(&guest_dir) {
+            runcvm_log::debug!("cannot remove {}: {e}", guest_dir.display());
         }
-        entry::write_container_dir(&guest_dir, &new.plan, new.entrypoint.as_ref())?;
+        ended
+    }
+
+    fn run_in(&self, new: &NewContainer, guest_dir: &Path) -> anyhow::Result<Ended> {
+        let served = new.root.is_some();
+        entry::write_container_dir(guest_dir, &new.plan, new.entrypoint.as_ref())?;
         if !served {
             mounts::seal_guest_dir()?;
         }
-        let entrypoint = entry::load_entrypoint(&guest_dir);
+        let entrypoint = entry::load_entrypoint(guest_dir);
         let owner = self.owner;
         // The container's paths: in a mount namespace over its served root,
         // or the guest's own root (`runcvm run`).
@@ -221,7 +242,7 @@ impl Pod {
                 if entrypoint.is_err() {
                     anyhow::bail!("the launcher served a container root without an entrypoint to run on it");
                 }
-                Some(root::make(root, &guest_dir, || {
+                Some(root::make(root, guest_dir, || {
                     volumes::mount_all(&new.volumes)?;
                     for (index, file) in new.files.iter().enumerate() {
                         root::bind_file(file, index, owner)?;
@@ -245,7 +266,7 @@ impl Pod {
             .filter(|(_, f)| f.writable)
             .map(|(index, f)| {
                 let from = if served {
-                    root::file_copy(&guest_dir, index)
+                    root::file_copy(guest_dir, index)
                 } else {
                     f.path.clone()
                 };
@@ -267,9 +288,7 @@ impl Pod {
             root: owner,
         };
         let container = Arc::new(Container::prepare(new.id, &new.plan, mount_namespace, &share)?);
-        let started = self
-            .waiters
-            .start(|| entry::start_entrypoint(&entrypoint, &container, new.stdin, new.terminal_size));
+        let started = entry::start_entrypoint(&entrypoint, &container, new.stdin, new.terminal_size, &self.waiters);
         let (started, exit) = match started {
             Ok(started) => started,
             Err(status) => {
@@ -363,23 +382,27 @@ impl Pod {
         }
     }
 
-    /// Starts an exec session in `container`; one for a container still
-    /// being made waits for its process on a thread of its own (an exec
-    /// probe may come right after the container's start), its input held
-    /// meanwhile.
+    /// Starts an exec session in `container` on a thread of its own, its
+    /// input held meanwhile; one for a container still being made waits for
+    /// its process (an exec probe may come right after the container's
+    /// start).
     pub fn exec(self: &Arc<Self>, session: u32, container: u32, process: Entrypoint, size: Option<TerminalSize>) {
-        if matches!(self.table().get(&container), Some(State::Creating { .. })) {
-            self.sessions.hold_stdin(session);
-            let pod = Arc::clone(self);
-            let waiting = std::thread::Builder::new()
-                .name(format!("exec-{session}"))
-                .spawn(move || pod.exec_now(session, container, &process, size));
-            if waiting.is_err() {
-                self.refuse_exec(session, "cannot wait for the container to start");
-            }
+        // A process init cannot start must not reach `spawn` (an empty argv).
+        if let Err(e) = process.validate() {
+            self.refuse_exec(session, &e.to_string());
             return;
         }
-        self.exec_now(session, container, &process, size);
+        // Off the control thread, always: the start looks the program up on
+        // the container's root, which a hung server would hang, and the
+        // pod's other sessions must go on meanwhile.
+        self.sessions.hold_stdin(session);
+        let pod = Arc::clone(self);
+        let started = std::thread::Builder::new()
+            .name(format!("exec-{session}"))
+            .spawn(move || pod.exec_now(session, container, &process, size));
+        if started.is_err() {
+            self.refuse_exec(session, "cannot start a thread for it");
+        }
     }
 
     fn exec_now(self: &Arc<Self>, session: u32, container: u32, process: &Entrypoint, size: Option<TerminalSize>) {

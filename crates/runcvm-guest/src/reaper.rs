@@ -2,8 +2,14 @@
 //! hands each status to whoever waits for that process (a container's
 //! thread, an exec session's). Orphans that were reparented to init are
 //! reaped and forgotten.
+//!
+//! A process is registered between its fork and the registry's unlock
+//! ([`Waiters::lock_for_fork`]): the reaper, which takes the lock to hand a
+//! status on, cannot lose the status of a child that ends at once. Nothing
+//! slow happens under the lock (no lookup on a container's root, no wait
+//! for the child's `execve`), so one container's hung root holds up no
+//! other start and no status.
 
-use crate::spawn::Started;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -17,37 +23,59 @@ use std::time::Duration;
 /// at any moment, and it is found at the next look.
 const IDLE: Duration = Duration::from_millis(20);
 
+#[derive(Debug, Default)]
+struct Registry {
+    pids: HashMap<i32, Sender<ExitStatus>>,
+    /// The VM is powering off: nothing more is started.
+    closed: bool,
+}
+
 /// The processes someone waits for, by pid.
 #[derive(Debug, Default)]
 pub struct Waiters {
-    pids: Mutex<HashMap<i32, Sender<ExitStatus>>>,
+    registry: Mutex<Registry>,
+}
+
+/// The registry, locked for one fork: the child is registered with
+/// [`ForkSlot::register`], and the lock goes with it.
+#[derive(Debug)]
+pub struct ForkSlot<'a>(MutexGuard<'a, Registry>);
+
+impl ForkSlot<'_> {
+    /// Registers the forked child; its status comes on the channel.
+    pub fn register(mut self, pid: Pid) -> Receiver<ExitStatus> {
+        let (sender, receiver) = mpsc::channel();
+        self.0.pids.insert(pid.as_raw(), sender);
+        receiver
+    }
 }
 
 impl Waiters {
-    fn lock(&self) -> MutexGuard<'_, HashMap<i32, Sender<ExitStatus>>> {
-        self.pids.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a process with the registry locked, so that even one that
-    /// ends at once is found here; returns it with the end of the channel
-    /// its status comes on.
-    pub fn start<E>(&self, start: impl FnOnce() -> Result<Started, E>) -> Result<(Started, Receiver<ExitStatus>), E> {
-        let mut pids = self.lock();
-        let started = start()?;
-        let (sender, receiver) = mpsc::channel();
-        pids.insert(started.pid.as_raw(), sender);
-        Ok((started, receiver))
+    /// Locks the registry for a fork; `None` once the VM is powering off.
+    pub fn lock_for_fork(&self) -> Option<ForkSlot<'_>> {
+        let registry = self.lock();
+        (!registry.closed).then_some(ForkSlot(registry))
     }
 
-    /// Runs `f` while no process is being started: what it changes is seen
-    /// by every start after it, and none is half done.
+    /// Runs `f` while no fork is in progress: what it changes is seen by
+    /// every fork after it.
     pub fn between_starts<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _pids = self.lock();
+        let _registry = self.lock();
         f()
     }
 
+    /// Refuses every fork from now on (a fork in progress finishes first,
+    /// and its child is killed with the rest).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
     fn reaped(&self, pid: Pid, status: ExitStatus) {
-        if let Some(sender) = self.lock().remove(&pid.as_raw()) {
+        if let Some(sender) = self.lock().pids.remove(&pid.as_raw()) {
             let _ = sender.send(status);
         }
     }
@@ -89,5 +117,21 @@ pub fn reap_all(waiters: &Waiters) {
             Err(Errno::EINTR) => {}
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_childs_status_reaches_its_waiter_and_a_closed_registry_refuses_forks() {
+        let waiters = Waiters::default();
+        let exit = waiters.lock_for_fork().unwrap().register(Pid::from_raw(4242));
+        waiters.reaped(Pid::from_raw(4243), ExitStatus::Code(1));
+        waiters.reaped(Pid::from_raw(4242), ExitStatus::Signal(9));
+        assert_eq!(exit.try_recv(), Ok(ExitStatus::Signal(9)));
+        waiters.close();
+        assert!(waiters.lock_for_fork().is_none());
     }
 }

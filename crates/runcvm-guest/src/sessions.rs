@@ -31,6 +31,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -73,6 +74,9 @@ pub struct Sessions {
     waiters: Arc<Waiters>,
     /// Each session's process, for signals.
     pids: Mutex<HashMap<u32, Pid>>,
+    /// Sessions killed before their process started (locked inside
+    /// `pids`).
+    doomed: Mutex<std::collections::HashSet<u32>>,
     /// The sessions' stdin: what the launcher sent, on its way to the pipe.
     stdins: Mutex<HashMap<u32, Stdin>>,
     /// What each session may still send to the launcher.
@@ -93,6 +97,7 @@ impl Sessions {
             writer,
             waiters,
             pids: Mutex::new(HashMap::new()),
+            doomed: Mutex::default(),
             stdins: Mutex::new(HashMap::new()),
             windows,
             terminals: Mutex::new(HashMap::new()),
@@ -108,8 +113,8 @@ impl Sessions {
     /// Refuses new sessions from now on; a start in progress finishes (and
     /// is killed with the rest) first.
     pub fn close(&self) {
-        self.waiters
-            .between_starts(|| self.closed.store(true, Ordering::SeqCst));
+        self.closed.store(true, Ordering::SeqCst);
+        self.waiters.close();
         self.connections.close_all();
     }
 
@@ -138,19 +143,14 @@ impl Sessions {
         process: &Entrypoint,
         size: Option<TerminalSize>,
     ) {
-        let started = self.waiters.start(|| {
-            if self.closed.load(Ordering::SeqCst) {
-                return Err(StartFailure {
-                    code: spawn::RUNNER_FAILED,
-                    message: "the VM is stopping".into(),
-                });
+        let started = spawn(target, process, size, &self.waiters);
+        if let (Ok((started, _)), Ok(mut pids)) = (&started, self.pids.lock()) {
+            pids.insert(session, started.pid);
+            // Its client went away while it was being started.
+            if self.doomed.lock().is_ok_and(|mut doomed| doomed.remove(&session)) {
+                kill_group(started.pid);
             }
-            let started = spawn(target, process, size)?;
-            if let Ok(mut pids) = self.pids.lock() {
-                pids.insert(session, started.pid);
-            }
-            Ok(started)
-        });
+        }
         let (started, exit) = match started {
             Ok(started) => started,
             Err(StartFailure { code, message }) => {
@@ -238,6 +238,9 @@ impl Sessions {
         }
         if let Ok(mut pids) = self.pids.lock() {
             pids.remove(&session);
+            if let Ok(mut doomed) = self.doomed.lock() {
+                doomed.remove(&session);
+            }
         }
     }
 
@@ -331,10 +334,26 @@ impl Sessions {
         }
         // Its output has nowhere to go any more.
         self.windows.close(session);
-        if let Some(pid) = self.pids.lock().ok().and_then(|pids| pids.get(&session).copied()) {
-            runcvm_log::debug!("exec session {session}: its client went away; killing process group {pid}");
-            let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let Ok(pids) = self.pids.lock() else { return };
+        match pids.get(&session).copied() {
+            Some(pid) => {
+                drop(pids);
+                runcvm_log::debug!("exec session {session}: its client went away; killing process group {pid}");
+                kill_group(pid);
+                // As under runc, where the exec's process is gone once its
+                // client is (an ExecSync past its timeout): what the launcher
+                // sends next (another exec, looking for it) finds it reaped.
+                wait_until_reaped(pid);
+            }
+            // Not started yet (its container is being made): it is killed
+            // as soon as it is. Only a session that still takes input is
+            // one being started.
+            None => {
+                let starting = self.stdins.lock().is_ok_and(|stdins| stdins.contains_key(&session));
+                if let (true, Ok(mut doomed)) = (starting, self.doomed.lock()) {
+                    doomed.insert(session);
+                }
+            }
         }
     }
 
@@ -356,7 +375,12 @@ impl Sessions {
 
 /// An exec's process, in its container's namespaces and under its seccomp
 /// profile.
-fn spawn(target: &ExecTarget, process: &Entrypoint, size: Option<TerminalSize>) -> Result<Started, StartFailure> {
+fn spawn(
+    target: &ExecTarget,
+    process: &Entrypoint,
+    size: Option<TerminalSize>,
+    waiters: &Waiters,
+) -> Result<(Started, Receiver<ExitStatus>), StartFailure> {
     let (joined, seccomp) = match target {
         ExecTarget::Container(container) => (
             Some(container.joined().ok_or_else(|| StartFailure {
@@ -371,15 +395,39 @@ fn spawn(target: &ExecTarget, process: &Entrypoint, size: Option<TerminalSize>) 
         Some(joined) => Confinement::Join(joined),
         None => Confinement::Guest,
     };
-    spawn::start(&spawn::Spawn {
-        process,
-        with_stdin: true,
-        terminal_size: size,
-        capabilities: crate::entry::capability_masks(process),
-        confinement,
-        seccomp,
-        create_cwd: true,
-    })
+    spawn::start(
+        &spawn::Spawn {
+            process,
+            with_stdin: true,
+            terminal_size: size,
+            capabilities: crate::entry::capability_masks(process),
+            confinement,
+            seccomp,
+            create_cwd: true,
+        },
+        waiters,
+    )
+}
+
+/// Waits, briefly, until init has reaped `pid` (its `/proc` entry is gone).
+fn wait_until_reaped(pid: Pid) {
+    let entry = format!("/proc/{pid}");
+    for _ in 0..REAP_POLLS {
+        if !std::path::Path::new(&entry).exists() {
+            return;
+        }
+        std::thread::sleep(REAP_POLL);
+    }
+}
+
+/// How long, in all, a killed exec's end is waited for.
+const REAP_POLLS: u32 = 250;
+const REAP_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// SIGKILL to an exec's process group (it leads one) and to it.
+fn kill_group(pid: Pid) {
+    let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
 }
 
 /// The outbox of a session's stdin: its thread writes to the pipe (a

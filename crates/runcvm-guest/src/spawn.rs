@@ -2,21 +2,23 @@
 //! in the child the container's cgroup and namespaces, its stdio, mounts,
 //! credentials, capabilities, seccomp filter and working directory, then
 //! `execve` with the exact argv and env. A leaf: it knows nothing of exec
-//! sessions or the control channel; what goes wrong comes back as the exit
+//! sessions or the control channel (only the reaper's registry, where the
+//! child is put the moment it exists); what goes wrong comes back as the exit
 //! code and message runc would give.
 
 use crate::caps::{self, CapStep};
 use crate::container::{Confinement, MountOp};
 use crate::lookup;
+use crate::reaper::Waiters;
 use nix::errno::Errno;
-use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
-use runcvm_proto::TerminalSize;
+use runcvm_proto::{ExitStatus, TerminalSize};
 use runcvm_seccomp::Filter;
 use runcvm_spec::{CapabilityMasks, Entrypoint};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc::Receiver;
 
 /// Exit code when the runner itself fails, as a container runtime's own
 /// failures are reported (docker's 125).
@@ -164,8 +166,10 @@ pub struct Spawn<'a> {
     pub create_cwd: bool,
 }
 
-/// Starts the process with its stdout and stderr on pipes (or one pty).
-pub fn start(spawn: &Spawn<'_>) -> Result<Started, StartFailure> {
+/// Starts the process with its stdout and stderr on pipes (or one pty),
+/// registered with `waiters` between its fork and anything it could end
+/// by; its status comes on the channel returned.
+pub fn start(spawn: &Spawn<'_>, waiters: &Waiters) -> Result<(Started, Receiver<ExitStatus>), StartFailure> {
     let entrypoint = spawn.process;
     let name = entrypoint.args[0].as_bytes();
     let cwd_path = std::path::Path::new(entrypoint.cwd.as_os_str());
@@ -214,6 +218,9 @@ pub fn start(spawn: &Spawn<'_>) -> Result<Started, StartFailure> {
         seccomp: spawn.seccomp,
         create_cwd: spawn.create_cwd,
     };
+    let slot = waiters
+        .lock_for_fork()
+        .ok_or_else(|| StartFailure::runner("the VM is stopping".into()))?;
     let forked = spawn.confinement.fork_into_pid_namespace(|| {
         // SAFETY: init has threads (pumps, the launcher's reader), so the
         // child keeps to what glibc makes safe after fork: its own system
@@ -232,21 +239,26 @@ pub fn start(spawn: &Spawn<'_>) -> Result<Started, StartFailure> {
             unsafe { libc::_exit(127) }
         }
         Ok(ForkResult::Parent { child }) => {
+            let exit = slot.register(child);
             drop(report_write);
             // Only the process holds the child's ends now, so EOF on ours
             // means every writer is gone.
             let ChildIo { child: ends, parent } = io;
             drop(ends);
             match read_report(&report_read) {
-                None => Ok(Started {
-                    pid: child,
-                    stdout: parent.stdout,
-                    stderr: parent.stderr,
-                    stdin: parent.stdin,
-                    terminal: parent.terminal,
-                }),
+                None => Ok((
+                    Started {
+                        pid: child,
+                        stdout: parent.stdout,
+                        stderr: parent.stderr,
+                        stdin: parent.stdin,
+                        terminal: parent.terminal,
+                    },
+                    exit,
+                )),
                 Some(report) => {
-                    let _ = waitpid(child, None);
+                    // It ends at once; the reaper takes its status.
+                    let _ = exit.recv();
                     Err(describe_failure(report, &entrypoint.args[0], &program, spawn))
                 }
             }

@@ -205,48 +205,14 @@ impl SessionHub {
             return;
         };
         let session = self.next_session.fetch_add(1, Ordering::SeqCst);
-        // An exec names its container by the name its attach gave; a name
-        // is one running container's.
-        let first = match self.resolve_names(session, first) {
-            Ok(first) => first,
+        let sent = match self.open_session(session, kind, first, &stream, &guest) {
+            Ok(sent) => sent,
             Err(line) => {
                 refuse(stream, kind, line.as_bytes());
                 return;
             }
         };
-        let Ok(mut client) = stream.try_clone() else { return };
-        let outbox = Outbox::new(
-            &format!("client-{session}"),
-            move |delivery| match delivery {
-                Delivery::Data(stream, bytes) => runcvm_proto::write_data(&mut client, 0, stream, &bytes),
-                Delivery::Exit(end) => runcvm_proto::write_message(&mut client, &end),
-                Delivery::Close => Ok(()),
-            },
-            credit_to(&guest, session),
-        );
-        if let (Ok(mut clients), Ok(mut outboxes)) = (self.clients.lock(), self.outboxes.lock()) {
-            clients.insert(session, kind);
-            outboxes.insert(session, outbox);
-        }
-        // The guest's numbers: the session, and for an attached container
-        // its id.
-        let mut forwarded = first;
-        match &mut forwarded {
-            HostMessage::Exec {
-                session: numbered,
-                process,
-                ..
-            } => {
-                *numbered = session;
-                log_exec(session, process);
-            }
-            HostMessage::CreateContainer { container, .. } => {
-                *container = session;
-                runcvm_log::debug!("container {session}: attached");
-            }
-            _ => return,
-        }
-        if send_guest(&guest, &forwarded).is_err() {
+        if !sent {
             match kind {
                 ClientKind::Exec => self.exited(session, ExitStatus::Code(125)),
                 ClientKind::Container => self.container_exited(session, ExitStatus::Code(125), false, Vec::new()),
@@ -406,38 +372,74 @@ impl SessionHub {
         );
     }
 
-    /// Turns an exec's container name into the container's id, and takes
-    /// an attached container's name; `Err`: the line that refuses the
-    /// client.
-    fn resolve_names(&self, session: u32, first: HostMessage) -> Result<HostMessage, String> {
+    /// Gives a client's first message its session and sends it to the
+    /// guest, the client's outbox ready for what comes back; returns
+    /// whether it went out, or the line that refuses the client. An exec
+    /// that names its container gets the container's id; an attached
+    /// container's name is taken. All under the names' lock, so an exec
+    /// that names a container reaches the guest after its creation.
+    fn open_session(
+        &self,
+        session: u32,
+        kind: ClientKind,
+        first: HostMessage,
+        stream: &UnixStream,
+        guest: &GuestWriter,
+    ) -> Result<bool, String> {
+        let Ok(mut client) = stream.try_clone() else {
+            return Err("runcvm exec: cannot share the client's connection\n".into());
+        };
         let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match first {
+        let mut forwarded = first;
+        match &mut forwarded {
             HostMessage::Exec {
-                session: asked,
-                container_name: Some(name),
+                session: numbered,
+                container,
+                container_name,
                 process,
-                terminal_size,
                 ..
-            } => match names.get(&name) {
-                Some(container) => Ok(HostMessage::Exec {
-                    session: asked,
-                    container: *container,
-                    container_name: None,
-                    process,
-                    terminal_size,
-                }),
-                None => Err(format!("runcvm exec: no container named {name:?} runs in this VM\n")),
-            },
-            HostMessage::CreateContainer { name: Some(name), .. } if names.contains_key(&name) => Err(format!(
-                "runcvm attach: a container named {name:?} already runs in this VM\n"
-            )),
-            other => {
-                if let HostMessage::CreateContainer { name: Some(name), .. } = &other {
+            } => {
+                if let Some(name) = container_name.take() {
+                    *container = *names
+                        .get(&name)
+                        .ok_or_else(|| format!("runcvm exec: no container named {name:?} runs in this VM\n"))?;
+                }
+                *numbered = session;
+                log_exec(session, process);
+            }
+            HostMessage::CreateContainer {
+                container, name, root, ..
+            } => {
+                if root.is_none() {
+                    return Err("runcvm attach: an attached container needs a root of its own, served\n".into());
+                }
+                if let Some(name) = name {
+                    if names.contains_key(name) {
+                        return Err(format!(
+                            "runcvm attach: a container named {name:?} already runs in this VM\n"
+                        ));
+                    }
                     names.insert(name.clone(), session);
                 }
-                Ok(other)
+                *container = session;
+                runcvm_log::debug!("container {session}: attached");
             }
+            _ => return Err("runcvm exec: a client's first message is an exec or a container\n".into()),
         }
+        let outbox = Outbox::new(
+            &format!("client-{session}"),
+            move |delivery| match delivery {
+                Delivery::Data(stream, bytes) => runcvm_proto::write_data(&mut client, 0, stream, &bytes),
+                Delivery::Exit(end) => runcvm_proto::write_message(&mut client, &end),
+                Delivery::Close => Ok(()),
+            },
+            credit_to(guest, session),
+        );
+        if let (Ok(mut clients), Ok(mut outboxes)) = (self.clients.lock(), self.outboxes.lock()) {
+            clients.insert(session, kind);
+            outboxes.insert(session, outbox);
+        }
+        Ok(send_guest(guest, &forwarded).is_ok())
     }
 
     fn end_client(&self, session: u32, end: GuestMessage) {
@@ -562,7 +564,7 @@ mod tests {
             plan: Box::new(LaunchPlan::default()),
             entrypoint: Some(Entrypoint::new(vec!["true".into()], vec![])),
             files: vec![],
-            root: None,
+            root: Some(runcvm_spec::GuestRoot { port: 2050 }),
             volumes: vec![],
             stdin: false,
             terminal_size: None,
@@ -623,5 +625,63 @@ mod tests {
         drop(client);
         let killed: Option<HostMessage> = runcvm_proto::read_message(&mut guest).unwrap();
         assert_eq!(killed, Some(HostMessage::KillSession { session: container }));
+    }
+
+    #[test]
+    fn a_container_without_a_root_of_its_own_and_an_unknown_name_are_refused() {
+        let (hub, _guest) = hub_with_guest();
+        let refused = |first: HostMessage| {
+            let (mut client, served) = UnixStream::pair().unwrap();
+            let serving = Arc::clone(&hub);
+            std::thread::spawn(move || serving.exec_client(served));
+            runcvm_proto::write_message(&mut client, &first).unwrap();
+            let mut from_launcher = BufReader::new(client);
+            let Some(Frame::Data { bytes, .. }) = runcvm_proto::read_frame::<GuestMessage>(&mut from_launcher).unwrap()
+            else {
+                panic!("no reason given");
+            };
+            let end = runcvm_proto::read_frame::<GuestMessage>(&mut from_launcher).unwrap();
+            (String::from_utf8(bytes).unwrap(), end)
+        };
+        let HostMessage::CreateContainer { plan, entrypoint, .. } = create(0) else {
+            unreachable!()
+        };
+        let (line, end) = refused(HostMessage::CreateContainer {
+            container: 0,
+            name: None,
+            plan,
+            entrypoint: entrypoint.clone(),
+            files: vec![],
+            root: None,
+            volumes: vec![],
+            stdin: false,
+            terminal_size: None,
+        });
+        assert!(line.contains("needs a root of its own"), "{line}");
+        assert!(matches!(
+            end,
+            Some(Frame::Message(GuestMessage::ContainerExit {
+                status: ExitStatus::Code(125),
+                ..
+            }))
+        ));
+        let (line, end) = refused(HostMessage::Exec {
+            session: 0,
+            container: 0,
+            container_name: Some("nosuch".into()),
+            process: entrypoint.unwrap(),
+            terminal_size: None,
+        });
+        assert!(
+            line.contains(r#"no container named "nosuch" runs in this VM"#),
+            "{line}"
+        );
+        assert!(matches!(
+            end,
+            Some(Frame::Message(GuestMessage::ExecExit {
+                status: ExitStatus::Code(125),
+                ..
+            }))
+        ));
     }
 }
