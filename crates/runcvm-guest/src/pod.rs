@@ -148,7 +148,10 @@ impl Pod {
     }
 
     /// Creates and starts a container on a thread of its own; it reports
-    /// its end in `ContainerExit`. An id in use is refused at once.
+    /// its end in `ContainerExit`. A second create of an id in use is
+    /// ignored (the running container's end is the one to report); a
+    /// container without a served root is refused once the VM has had
+    /// another.
     pub fn create(self: &Arc<Self>, new: NewContainer) {
         let id = new.id;
         let label = match &new.name {

@@ -38,6 +38,7 @@ pub enum GuestMessage {
     /// A container's process ended, and what it left running was killed;
     /// all its output was sent before.
     ContainerExit {
+        /// The id `CreateContainer` gave it.
         container: u32,
         status: ExitStatus,
         /// The guest's OOM killer ended a process of the container (its
