@@ -98,6 +98,7 @@ t3_suites() {
   cargo test --locked -p runcvm-runtime --test t3_cri -- --ignored --test-threads 2
   cargo test --locked -p runcvm-runtime --test t3_runcvm -- --ignored --test-threads 2
   cargo test --locked -p runcvm-runtime --test t3_kubelet -- --ignored --test-threads 2
+  cargo test --locked -p runcvm-runtime --test t3_pod_vm -- --ignored --test-threads 2
 }
 
 step "T3 on containerd 1.6: a Kubernetes node (containerd + runc + CNI), pods over CRI"

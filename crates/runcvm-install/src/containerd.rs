@@ -11,6 +11,7 @@
 //!   runtime_type = "io.containerd.runc.v2"
 //!   privileged_without_host_devices = true
 //!   container_annotations = ["io.kubernetes.container.terminationMessagePath"]
+//!   pod_annotations = ["runcvm.io/pod-vm"]
 //! [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runcvm.options]
 //!   BinaryName = "/opt/runcvm/bin/runcvm-runtime"
 //! # runcvm: end
@@ -37,7 +38,9 @@
 //! `privileged_without_host_devices` keeps the node's devices out of
 //! privileged pods (a VM cannot use them); `container_annotations` lets the
 //! kubelet's `io.kubernetes.container.terminationMessagePath` annotation into
-//! the OCI spec, where the runtime reads it. `SystemdCgroup = true` is added
+//! the OCI spec, where the runtime reads it; `pod_annotations` lets a pod's
+//! `runcvm.io/pod-vm` annotation in, with which it asks for one VM for all
+//! its containers (`docs/pods.md`). `SystemdCgroup = true` is added
 //! when the default runtime has it, because the kubelet's cgroup driver
 //! applies to every handler.
 //!
@@ -63,6 +66,9 @@ pub const RUNTIME_TYPE: &str = "io.containerd.runc.v2";
 /// The kubelet's annotation naming the container's termination message
 /// file, passed into the OCI spec (`container_annotations`).
 pub const TERMINATION_MESSAGE_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
+/// The pod annotation with which a pod asks for one VM for all its
+/// containers, passed into the OCI spec (`pod_annotations`).
+pub const POD_VM_ANNOTATION: &str = "runcvm.io/pod-vm";
 /// What a config file created by install starts with.
 pub(crate) const SCAFFOLD: &str = "version = 2\n";
 const BEGIN: &str =
@@ -279,7 +285,7 @@ pub(crate) fn plan_register(
         facts.restates_runc,
         facts.systemd_cgroup,
         newline,
-        true,
+        HandlerOptions::Current,
     );
     let offset = at.unwrap_or(base.len());
     let inserted = format!("{}{block}", separator(&base[..offset], newline));
@@ -423,12 +429,16 @@ fn locate(text: &str, record: &ConfigRecord) -> Option<std::ops::Range<usize>> {
 /// of it, with the blank line a separator put before it.
 fn find_orphan_block(text: &str, version: ConfigVersion, binary_name: &str) -> Option<std::ops::Range<usize>> {
     let newline = newline_of(text);
-    // Earlier builds wrote blocks without the handler options, and only for
-    // containerd 1.x configs.
-    let shapes: &[bool] = if version == ConfigVersion::V3 {
-        &[true]
+    // Earlier builds wrote blocks with fewer handler options, and the first
+    // ones only for containerd 1.x configs.
+    let shapes: &[HandlerOptions] = if version == ConfigVersion::V3 {
+        &[HandlerOptions::Current, HandlerOptions::TerminationMessage]
     } else {
-        &[true, false]
+        &[
+            HandlerOptions::Current,
+            HandlerOptions::TerminationMessage,
+            HandlerOptions::None,
+        ]
     };
     let range = shapes.iter().find_map(|&options| {
         [(true, false), (false, false), (true, true), (false, true)]
@@ -477,16 +487,27 @@ fn separator(before: &str, newline: &str) -> String {
     }
 }
 
-/// The block appended to a main config, with its line ending.
-/// `handler_options: false` gives the block earlier builds wrote (without
-/// `privileged_without_host_devices` and `container_annotations`).
+/// The options of the handler's table: what this build writes, and what
+/// earlier builds wrote, which uninstall still recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandlerOptions {
+    /// The first builds': none.
+    None,
+    /// `privileged_without_host_devices` and `container_annotations`.
+    TerminationMessage,
+    /// And `pod_annotations`.
+    Current,
+}
+
+/// The block appended to a main config, with its line ending, in the shape
+/// `handler_options` says.
 fn block_text(
     version: ConfigVersion,
     binary_name: &str,
     restate_runc: bool,
     systemd_cgroup: bool,
     nl: &str,
-    handler_options: bool,
+    handler_options: HandlerOptions,
 ) -> String {
     let mut block = format!("{BEGIN}{nl}");
     if restate_runc {
@@ -523,7 +544,7 @@ fn runtime_tables(
     version: ConfigVersion,
     binary_name: &str,
     systemd_cgroup: bool,
-    handler_options: bool,
+    handler_options: HandlerOptions,
     nl: &str,
 ) -> String {
     let runtimes = runtimes_header(version);
@@ -531,10 +552,16 @@ fn runtime_tables(
         "[{runtimes}.{HANDLER}]{nl}  runtime_type = {}{nl}",
         config::basic_string(RUNTIME_TYPE)
     );
-    if handler_options {
+    if handler_options != HandlerOptions::None {
         tables.push_str(&format!(
             "  privileged_without_host_devices = true{nl}  container_annotations = [{}]{nl}",
             config::basic_string(TERMINATION_MESSAGE_ANNOTATION)
+        ));
+    }
+    if handler_options == HandlerOptions::Current {
+        tables.push_str(&format!(
+            "  pod_annotations = [{}]{nl}",
+            config::basic_string(POD_VM_ANNOTATION)
         ));
     }
     tables.push_str(&format!(

@@ -3,7 +3,7 @@
 //! (`runcvm exec`) in the container, which hands argv, env, cwd, user and
 //! terminal to the guest over the launcher's exec socket.
 
-use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_STATE_DIR};
+use runcvm_spec::launch::{CONTAINER_INSTALL_ROOT, CONTAINER_POD_DIR, CONTAINER_STATE_DIR, LaunchRole};
 use runcvm_spec::oci::{OciError, OciProcess, rewrite_exec_process};
 use runcvm_spec::{ContainerLaunch, ProcessCapabilities};
 use std::path::{Path, PathBuf};
@@ -131,7 +131,13 @@ pub fn client_args(process: &OciProcess, launch: &ContainerLaunch) -> Vec<String
     if launch.plan.user_namespace.is_some() {
         args.push("--no-outside".to_owned());
     }
-    args.push(CONTAINER_STATE_DIR.to_owned());
+    match &launch.role {
+        // The pod's launcher runs the session in this container, named.
+        LaunchRole::InPodVm { name } => {
+            args.extend(["--container".to_owned(), name.clone(), CONTAINER_POD_DIR.to_owned()]);
+        }
+        LaunchRole::OwnVm | LaunchRole::PodVm => args.push(CONTAINER_STATE_DIR.to_owned()),
+    }
     args.push("--".to_owned());
     args.extend(process.args.iter().cloned());
     args
@@ -163,6 +169,7 @@ mod tests {
             termination_message_path: None,
             rootfs: None,
             boot_disk: "/var/lib/runcvm/boot/b.ext4".into(),
+            role: LaunchRole::OwnVm,
         }
     }
 
@@ -220,6 +227,17 @@ mod tests {
         );
         // A container an earlier build created: its guest knows no --caps.
         assert!(!client_args(&p, &launch()).join(" ").contains("--caps"));
+    }
+
+    #[test]
+    fn an_exec_in_a_pods_vm_names_its_container_to_the_pods_launcher() {
+        let in_pod = ContainerLaunch {
+            role: LaunchRole::InPodVm { name: "c1".into() },
+            ..launch()
+        };
+        let p = process(r#"{"args":["id"]}"#);
+        let args = client_args(&p, &in_pod).join(" ");
+        assert!(args.ends_with(" --container c1 /.runcvm/pod -- id"), "{args}");
     }
 
     #[test]

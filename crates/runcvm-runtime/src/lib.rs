@@ -90,10 +90,11 @@ fn create(invocation: &Invocation, settings: &settings::Settings, runc: &Runc, s
     }
     collect_orphans(invocation, state_root);
     let config = BundleConfig::read(&bundle).map_err(|e| context(&e))?;
-    if config.role() == runcvm_spec::oci::ContainerRole::Sandbox {
-        // The pause container needs nothing of runcvm's, not even the install.
+    let Some(kind) = create::pod_vm::kind_of(&config.config, state_root) else {
+        // The pause container of a pod without a pod VM needs nothing of
+        // runcvm's, not even the install.
         return Ok(None);
-    }
+    };
     let install = install::Install::locate(settings.install_root.as_deref()).map_err(|e| context(&e))?;
     let node = create::namespaces::NodeNamespaces::of_this_node();
     let request = CreateRequest {
@@ -104,6 +105,7 @@ fn create(invocation: &Invocation, settings: &settings::Settings, runc: &Runc, s
         node: &node,
         log: invocation.log.as_deref(),
         log_json: invocation.log_json,
+        kind: &kind,
     };
     create::prepare(&request, &config).map_err(|e| context(&e))?;
     // A create that fails leaves nothing: no state, the bundle as it was.
@@ -252,7 +254,7 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
 }
 
 /// A container id names a folder: it must be one plain name.
-fn check_id(id: &str) -> Result<(), BadId> {
+pub(crate) fn check_id(id: &str) -> Result<(), BadId> {
     if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
         Err(BadId(id.to_owned()))
     } else {

@@ -81,7 +81,48 @@ pub struct ContainerLaunch {
     /// The node's boot disk the container's VM boots (bound read-only at
     /// [`DISK_FILE`] in the state folder), for inspection on the node.
     pub boot_disk: String,
+    /// What the launcher is to its pod: the VM of this container alone (as
+    /// before pod VMs, and the default), the pod's VM (a sandbox), or a
+    /// container in the pod's VM.
+    #[serde(default, skip_serializing_if = "LaunchRole::is_own_vm")]
+    pub role: LaunchRole,
 }
+
+/// Where a container's VM is (`docs/pods.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum LaunchRole {
+    /// The container's own VM, which it starts and ends.
+    #[default]
+    OwnVm,
+    /// The pod's sandbox: its launcher boots the pod's VM with no container
+    /// in it, serves the pod's socket in [`POD_FOLDER`], and powers the VM
+    /// off when the sandbox stops. `process` and `plan` are the pause
+    /// container's: the plan gives the pod's hostname, sysctls and user
+    /// namespace; the process is never run.
+    PodVm,
+    /// A container in its pod's VM: its launcher is the container's proxy,
+    /// which serves its root and volumes, has the pod's launcher create it
+    /// in the VM under `name`, relays its stdio and signals, and exits with
+    /// its status.
+    InPodVm {
+        /// The container's name in the VM: its CRI id.
+        name: String,
+    },
+}
+
+impl LaunchRole {
+    pub fn is_own_vm(&self) -> bool {
+        *self == Self::OwnVm
+    }
+}
+
+/// The folder of a pod VM's state folder that holds the pod's socket: the
+/// one thing of the sandbox's that its containers get, bound read-only at
+/// [`CONTAINER_POD_DIR`].
+pub const POD_FOLDER: &str = "pod";
+/// [`POD_FOLDER`] as a container of the pod sees it.
+pub const CONTAINER_POD_DIR: &str = "/.runcvm/pod";
 
 /// A namespace as the kernel tells it apart: the device and inode of its
 /// nsfs file (`/proc/PID/ns/net`).
@@ -219,6 +260,7 @@ mod tests {
             termination_message_path: Some("/dev/termination-log".into()),
             rootfs: Some("/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1/rootfs".into()),
             boot_disk: "/var/lib/runcvm/boot/boot-v1-1-2-3.4-g65520.ext4".into(),
+            role: LaunchRole::OwnVm,
         };
         assert_eq!(ContainerLaunch::from_json(&launch.to_json()).unwrap(), launch);
         let mut other = serde_json::to_value(&launch).unwrap();
@@ -227,5 +269,20 @@ mod tests {
             ContainerLaunch::from_json(other.to_string().as_bytes()),
             Err(LaunchError::UnsupportedVersion { found: 99 })
         ));
+        // A container's own VM is the default, left out of the file.
+        assert!(!String::from_utf8(launch.to_json()).unwrap().contains("role"));
+        for role in [LaunchRole::PodVm, LaunchRole::InPodVm { name: "c1".into() }] {
+            let in_pod = ContainerLaunch { role, ..launch.clone() };
+            assert_eq!(ContainerLaunch::from_json(&in_pod.to_json()).unwrap(), in_pod);
+        }
+        let json = String::from_utf8(
+            ContainerLaunch {
+                role: LaunchRole::InPodVm { name: "c1".into() },
+                ..launch
+            }
+            .to_json(),
+        )
+        .unwrap();
+        assert!(json.contains(r#""kind": "in-pod-vm""#), "{json}");
     }
 }

@@ -9,8 +9,9 @@
 use crate::exec::{ExecClientError, SessionEnd};
 use crate::volumes::{VolumeError, VolumeSpec};
 use runcvm_proto::HostMessage;
+use runcvm_spec::launch::{CONTAINER_POD_DIR, CONTAINER_ROOT_DIR, ContainerLaunch};
 use runcvm_spec::{Entrypoint, LaunchPlan};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A container to attach.
 #[derive(Debug, Clone)]
@@ -70,8 +71,60 @@ pub fn attach(request: &AttachRequest, settings: &crate::settings::Settings) -> 
     }
 }
 
+/// A Kubernetes container in its pod's VM (`docs/pods.md`): this launcher
+/// is its proxy. It attaches the container its launch file describes to the
+/// pod's VM, through the pod's socket the runtime bound at
+/// [`CONTAINER_POD_DIR`], named `name` (its CRI id, which `exec` names);
+/// then, as a container's own launcher does, it writes the writable single
+/// files back (the termination message among them) and mirrors an OOM kill
+/// in the container's cgroup, and exits with the container's code.
+pub fn in_pod_vm(state_dir: &Path, launch: &ContainerLaunch, name: &str, settings: &crate::settings::Settings) -> i32 {
+    let _held = match crate::launch::hold_the_folder(state_dir) {
+        Ok(held) => held,
+        Err(e) => {
+            runcvm_log::error!("{}", runcvm_log::error_chain(&e));
+            return crate::RUNTIME_FAILURE;
+        }
+    };
+    let volumes: Vec<VolumeSpec> = launch.volumes.iter().map(crate::launch::volume_spec).collect();
+    let request = AttachRequest {
+        target: CONTAINER_POD_DIR.to_owned(),
+        rootfs: PathBuf::from(CONTAINER_ROOT_DIR),
+        entrypoint: launch.process.clone(),
+        plan: launch.plan.clone(),
+        volumes: volumes.clone(),
+        // The container's stdin is the workload's: a closed one reaches the
+        // guest as end of file, as under runc.
+        interactive: true,
+        name: Some(name.to_owned()),
+    };
+    let end = match try_attach(&request, settings) {
+        Ok(end) => end,
+        Err(e) => {
+            runcvm_log::error!("{}", runcvm_log::error_chain(&e));
+            return crate::RUNTIME_FAILURE;
+        }
+    };
+    crate::volumes::write_back(&volumes, &end.files);
+    if end.oom_killed {
+        let reported = crate::resources::current_limits()
+            .memory_bytes
+            .is_some_and(crate::oom::mirror_in_cgroup);
+        if !reported {
+            runcvm_log::info!("the guest's OOM killer ended the container's process");
+            if let Some(path) = crate::launch::termination_message_file(launch) {
+                crate::oom::note_in_termination_message(&path);
+            }
+        }
+    }
+    end.status.container_code()
+}
+
 fn try_attach(request: &AttachRequest, settings: &crate::settings::Settings) -> Result<SessionEnd, AttachError> {
     let socket = crate::exec::locate_socket(&request.target, &settings.state_dir())?;
+    // The pod's launcher may still be taking over the network: its socket
+    // appears once it has, with the record read below.
+    crate::exec::wait_for_socket(&socket)?;
     let optional = crate::volumes::failure_is_optional(settings.volume_failure.as_deref())?;
     let mut netlink = runcvm_netlink::NetlinkSocket::route().map_err(AttachError::Netlink)?;
     let guest = runcvm_net::recorded_guest(&mut netlink)
@@ -87,7 +140,7 @@ fn try_attach(request: &AttachRequest, settings: &crate::settings::Settings) -> 
         optional,
         Some(&guest),
         crate::run::workload_ids(&request.entrypoint),
-        None,
+        request.plan.user_namespace.as_ref().map(crate::volumes::id_map),
     )?;
     let root = crate::volumes::serve_root(&request.rootfs, &guest, &mut served)?;
     if let Some(stopped) = served.stopped.take() {

@@ -112,6 +112,22 @@ fn follow_window_size(writer: ClientWriter) {
     });
 }
 
+/// Waits for the launcher's socket to appear (see [`SOCKET_WAIT`]).
+pub fn wait_for_socket(socket: &Path) -> Result<(), ExecClientError> {
+    let deadline = Instant::now() + SOCKET_WAIT;
+    while !socket.exists() {
+        if Instant::now() >= deadline {
+            return Err(ExecClientError::Connect {
+                socket: socket.to_owned(),
+                waited_secs: SOCKET_WAIT.as_secs(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// Connects to the launcher's socket, waiting for it to appear (see
 /// [`SOCKET_WAIT`]).
 fn connect(socket: &Path) -> Result<UnixStream, ExecClientError> {

@@ -4,13 +4,17 @@
 //! and the container's root file system at `/.runcvm/root`; the launcher takes over the pod network, serves the
 //! container's root and volumes, runs the VM and exits with the workload's
 //! code.
+//!
+//! In a pod with one VM (`docs/pods.md`) the sandbox's launcher boots the
+//! pod's VM with no container and serves the pod's socket until it is told
+//! to stop; each container's launcher is its proxy (`attach.rs`).
 
 use crate::failure::{RunError, RunFailure};
 use crate::run::{Boot, boot};
 use crate::run_dir::RunDir;
 use crate::volumes::VolumeSpec;
 use crate::{accel, locate};
-use runcvm_spec::launch::{ContainerLaunch, LAUNCH_FILE, LaunchHypervisor};
+use runcvm_spec::launch::{ContainerLaunch, LAUNCH_FILE, LaunchHypervisor, LaunchRole};
 use runcvm_spec::{LaunchVolume, VolumeKind};
 use runcvm_vmm::{Accel, GuestKernel};
 use std::os::unix::net::UnixListener;
@@ -66,7 +70,7 @@ pub use runcvm_host::run_dir::LAUNCHER_LOCK;
 
 /// Takes the folder's lock; it is released when the returned file closes,
 /// however the launcher ends.
-fn hold_the_folder(state_dir: &Path) -> Result<std::fs::File, RunError> {
+pub(crate) fn hold_the_folder(state_dir: &Path) -> Result<std::fs::File, RunError> {
     use std::os::fd::AsRawFd;
     let path = state_dir.join(LAUNCHER_LOCK);
     let file = match std::fs::File::create(&path) {
@@ -89,6 +93,12 @@ const POD_NETWORK_CLAIM: &[u8] = b"runcvm-pod-network";
 /// Runs the container's VM and returns its exit code: the workload's, or
 /// the failure's (`RunFailure::exit_code`) after logging it.
 pub fn launch(state_dir: &Path, launch: &ContainerLaunch, settings: &crate::settings::Settings) -> i32 {
+    if let LaunchRole::InPodVm { name } = &launch.role {
+        return crate::attach::in_pod_vm(state_dir, launch, name, settings);
+    }
+    if launch.role == LaunchRole::PodVm {
+        log_to_the_pod_log(state_dir);
+    }
     match try_launch(state_dir, launch, settings) {
         Ok(code) => code,
         Err(e) => {
@@ -104,6 +114,7 @@ fn try_launch(
     settings: &crate::settings::Settings,
 ) -> Result<i32, RunFailure> {
     let started = Instant::now();
+    let pod_vm = launch.role == LaunchRole::PodVm;
     let prepared = prepare(state_dir, launch, settings)?;
     let volumes = &prepared.volumes;
     let run_dir = &prepared.run_dir;
@@ -111,19 +122,25 @@ fn try_launch(
     let ended = boot(&Boot {
         run_dir,
         plan: &launch.plan,
-        entrypoint: Some(&launch.process),
+        // The pause container's process is never run.
+        entrypoint: (!pod_vm).then_some(&launch.process),
         shared_boot_disk: true,
         pod_network: Some(prepared.pod_network),
         kubernetes: true,
         volumes,
-        served_root: Some(Path::new(runcvm_spec::launch::CONTAINER_ROOT_DIR)),
+        served_root: (!pod_vm).then(|| Path::new(runcvm_spec::launch::CONTAINER_ROOT_DIR)),
         volumes_optional,
         volume_ids: crate::run::workload_ids(&launch.process),
         volume_id_map: launch.plan.user_namespace.as_ref().map(crate::volumes::id_map),
         size: crate::resources::VmSize {
             cpus: launch.cpus,
             memory_mib: launch.memory_mib,
-            origin: "the container's limits, read by runcvm-runtime".to_owned(),
+            origin: if pod_vm {
+                "the pod's limits, read by runcvm-runtime"
+            } else {
+                "the container's limits, read by runcvm-runtime"
+            }
+            .to_owned(),
         },
         accel,
         boot_timeout,
@@ -134,9 +151,10 @@ fn try_launch(
         vmm_user: crate::vmm_privileges::for_euid(nix::unistd::geteuid().as_raw(), launch.vmm_user),
         // The container's stdin is the workload's: a closed one reaches the
         // guest as end of file, as it would under runc.
-        interactive: true,
-        terminal: launch.process.terminal,
+        interactive: !pod_vm,
+        terminal: !pod_vm && launch.process.terminal,
         started,
+        pod_vm,
     })?;
     // The node reports OOMKilled when the kill was mirrored; otherwise (no
     // memory limit to fill) the termination message says it.
@@ -220,10 +238,36 @@ fn prepare(
     })
 }
 
+/// The file the pod VM's launcher logs to: a sandbox's output goes nowhere
+/// (containerd gives it none), so its lines are kept on the node, in the
+/// sandbox's state folder.
+pub const POD_LOG: &str = "pod.log";
+
+/// Sends this process's log lines (stderr) to [`POD_LOG`] in the state
+/// folder; on failure they go where they went.
+fn log_to_the_pod_log(state_dir: &Path) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state_dir.join(POD_LOG);
+    match std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        // SAFETY: dup2 onto stderr of a descriptor this function owns; the
+        // file stays open as fd 2.
+        Ok(file) => unsafe {
+            libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO);
+        },
+        Err(e) => runcvm_log::warn!("cannot log to {}: {e}", path.display()),
+    }
+}
+
 /// The file kubelet reads the termination message from: kubelet's
 /// annotation names it when containerd passes it on; otherwise the default
 /// path, if the container has a writable file there.
-fn termination_message_file(launch: &ContainerLaunch) -> Option<std::path::PathBuf> {
+pub(crate) fn termination_message_file(launch: &ContainerLaunch) -> Option<std::path::PathBuf> {
     const DEFAULT: &str = "/dev/termination-log";
     let path = launch.termination_message_path.as_deref().unwrap_or(DEFAULT);
     launch
@@ -240,7 +284,7 @@ fn termination_message_file(launch: &ContainerLaunch) -> Option<std::path::PathB
 /// are such mounts, the server relies on the kernel's read-only mount
 /// rather than refusing every write under the volume, so a writable tmpfs
 /// under it stays writable, as under runc.
-fn volume_spec(volume: &LaunchVolume) -> VolumeSpec {
+pub(crate) fn volume_spec(volume: &LaunchVolume) -> VolumeSpec {
     match volume.kind {
         VolumeKind::Folder => VolumeSpec::Shared(runcvm_nfs::Export {
             name: volume.path.clone(),

@@ -532,7 +532,12 @@ fn main() {
     // inherits the mask and the VM supervisor alone takes the signals it
     // forwards. (`runcvm exec` keeps the default actions: Ctrl-C ends the
     // client.)
-    if matches!(cli.command, Command::Run(_) | Command::Launch { .. }) {
+    // `runcvm attach` too: its NFS servers' threads start before it passes
+    // its signals on, and none of them may take a SIGTERM's default action.
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Launch { .. } | Command::Attach(_)
+    ) {
         runcvm::vm::block_forwarded_signals();
     }
     let level = match runcvm_log::LogLevel::from_env() {

@@ -84,6 +84,7 @@ fn try_run(request: &RunRequest, settings: &Settings) -> Result<i32, RunFailure>
         interactive: request.interactive,
         terminal: request.entrypoint.as_ref().is_some_and(|e| e.terminal),
         started,
+        pod_vm: false,
     })?;
     Ok(ended.status.container_code())
 }
@@ -233,6 +234,10 @@ pub(crate) struct Boot<'a> {
     pub interactive: bool,
     pub terminal: bool,
     pub started: Instant,
+    /// The pod's VM: no container of its own (`plan` gives the pod's
+    /// hostname, sysctls and user namespace), its socket in the run
+    /// folder's `pod/`, where its containers' launchers reach it.
+    pub pod_vm: bool,
 }
 
 /// Takes over the pod network, serves the volumes, runs the VM and returns
@@ -332,15 +337,15 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
     let _raw = (boot.interactive && boot.terminal)
         .then(crate::terminal::RawMode::on_stdin)
         .flatten();
-    let ended = crate::vm::run(VmLaunch {
-        vmm,
-        boot_timeout: boot.boot_timeout,
-        show_boot: level >= LogLevel::Debug,
-        answer: vec![
-            HostMessage::Start {
-                pod: boot.plan.pod_plan(),
-                network: pod.as_ref().map(|p| p.guest.clone()),
-            },
+    let start = HostMessage::Start {
+        pod: boot.plan.pod_plan(),
+        network: pod.as_ref().map(|p| p.guest.clone()),
+    };
+    let answer = if boot.pod_vm {
+        vec![start]
+    } else {
+        vec![
+            start,
             HostMessage::CreateContainer {
                 container: runcvm_proto::WORKLOAD_SESSION,
                 name: None,
@@ -357,9 +362,24 @@ pub(crate) fn boot(boot: &Boot<'_>) -> Result<crate::vm::WorkloadEnd, RunFailure
                 stdin: boot.interactive,
                 terminal_size: boot.terminal.then(crate::terminal::current_size),
             },
-        ],
+        ]
+    };
+    let exec_socket = if boot.pod_vm {
+        boot.run_dir
+            .path()
+            .join(runcvm_spec::launch::POD_FOLDER)
+            .join(crate::run_dir::EXEC_SOCKET)
+    } else {
+        boot.run_dir.exec_socket()
+    };
+    let ended = crate::vm::run(VmLaunch {
+        vmm,
+        boot_timeout: boot.boot_timeout,
+        show_boot: level >= LogLevel::Debug,
+        answer,
+        pod_vm: boot.pod_vm,
         volume_server: served.stopped,
-        exec_socket: Some(boot.run_dir.exec_socket()),
+        exec_socket: Some(exec_socket),
         forward_stdin: boot.interactive,
         terminal: boot.terminal,
         port_forward,

@@ -121,8 +121,13 @@ pub struct VmLaunch {
     pub boot_timeout: Duration,
     pub show_boot: bool,
     /// The answer to the guest's `Ready`, sent in order: `Start` (the pod),
-    /// then `CreateContainer` (its container, [`WORKLOAD_SESSION`]).
+    /// then `CreateContainer` (its container, [`WORKLOAD_SESSION`]), unless
+    /// this is a pod's VM.
     pub answer: Vec<HostMessage>,
+    /// The pod's VM (`docs/pods.md`): no container of its own; its
+    /// containers come through the exec socket, and a stop signal powers
+    /// the VM off, which is then its end.
+    pub pod_vm: bool,
     /// Reports why the volumes' NFS server stopped, if it does.
     pub volume_server: Option<std::sync::mpsc::Receiver<String>>,
     /// Where `runcvm exec` connects (none: no exec).
@@ -425,6 +430,22 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                         },
                     );
                 }
+            }
+            Ok(Event::Signal(signal)) if launch.pod_vm && guest_ready && outcome.ended.is_none() => {
+                runcvm_log::debug!("received {signal}; powering the pod's VM off");
+                outcome.ended = Some(WorkloadEnd {
+                    status: ExitStatus::Code(0),
+                    oom_killed: false,
+                    files: Vec::new(),
+                    oom_reported: false,
+                });
+                if let Some(writer) = &writer
+                    && let Err(e) = send(writer, &HostMessage::PowerOff)
+                {
+                    runcvm_log::debug!("cannot tell the guest to power off ({e}); stopping the VM");
+                    vmm.kill();
+                }
+                shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
             }
             Ok(Event::Signal(signal)) => {
                 let forwarded = match writer.as_ref() {

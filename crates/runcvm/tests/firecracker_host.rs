@@ -101,6 +101,7 @@ impl Rig {
             boot_timeout,
             show_boot: false,
             answer: answer(),
+            pod_vm: false,
             volume_server: None,
             exec_socket: None,
             forward_stdin: false,

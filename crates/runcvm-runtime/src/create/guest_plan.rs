@@ -86,6 +86,11 @@ pub fn hostname(config: &OciConfig) -> Option<String> {
 /// VM has its own kernel, which must get them too. The sandbox's bundle is
 /// the container bundle's sibling, named by the sandbox id.
 fn sandbox_sysctls(config: &OciConfig, bundle: &Path) -> Result<BTreeMap<String, String>, String> {
+    if config.role() == ContainerRole::Sandbox {
+        // The sandbox's own (a pod VM's): its sysctls are the container's,
+        // added by the caller.
+        return Ok(BTreeMap::new());
+    }
     let Some(sandbox) = config.annotations.get(CRI_SANDBOX_ID) else {
         return Ok(BTreeMap::new());
     };

@@ -5,9 +5,18 @@
 //! the container's state folder; then `config.json` is rewritten so the
 //! container's process is the launcher, with the container's root bound
 //! into the state folder for the launcher to serve.
+//!
+//! In a pod that asked for one VM (`docs/pods.md`), the sandbox's `create`
+//! makes the pod's VM launcher (no root, no volumes, the VM sized from the
+//! pod's annotations), and each workload container's makes a launcher that
+//! creates the container in that VM (no boot disk, no devices: the pod's
+//! socket bound in instead).
 
 mod guest_plan;
 pub mod namespaces;
+pub mod pod_vm;
+
+pub use pod_vm::PodKind;
 
 use crate::install::Install;
 use crate::state::{node_launch_file, remove_state, state_folder};
@@ -17,8 +26,8 @@ use runcvm_host::resources::{Limits, Overrides, vm_size};
 use runcvm_host::run_dir::RunDir;
 use runcvm_host::settings::{NodeSettings, SETTINGS_FILE};
 use runcvm_spec::launch::{
-    CONTAINER_INSTALL_ROOT, CONTAINER_ROOT_DIR, CONTAINER_STATE_DIR, DISK_FILE, LAUNCH_FILE, LAUNCH_VERSION,
-    LaunchHypervisor, ROOT_FOLDER,
+    CONTAINER_INSTALL_ROOT, CONTAINER_POD_DIR, CONTAINER_ROOT_DIR, CONTAINER_STATE_DIR, DISK_FILE, LAUNCH_FILE,
+    LAUNCH_VERSION, LaunchHypervisor, LaunchRole, POD_FOLDER, ROOT_FOLDER,
 };
 use runcvm_spec::oci::{
     AddedMount, CharDevice, LauncherRewrite, OciConfig, OciMount, REWRITTEN_ANNOTATION, rewrite_config,
@@ -150,6 +159,13 @@ pub enum CreateError {
     Launch {
         reason: runcvm_host::guest_disk::GuestDiskError,
     },
+    /// a pod VM without a network of its own
+    #[error(
+        "the pod asks for one VM ({}) but its sandbox has no network namespace of its own to give the VM; \
+         remove the annotation to run each container as a VM of its own",
+        runcvm_spec::oci::POD_VM_ANNOTATION
+    )]
+    PodVmWithoutNetwork,
     /// writing a file
     #[error("cannot write {path}")]
     Write {
@@ -196,6 +212,8 @@ pub struct CreateRequest<'a> {
     /// The runtime's `--log` file and its format, for warnings.
     pub log: Option<&'a Path>,
     pub log_json: bool,
+    /// Whose VM the container runs in.
+    pub kind: &'a PodKind,
 }
 
 /// Prepares a workload container (see the module docs); returns its state
@@ -218,6 +236,9 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         source,
     })?;
     let pod_namespaces = namespaces::check(config, request.node, namespaces::identify)?;
+    if matches!(request.kind, PodKind::PodVm) && pod_namespaces.network.is_none() {
+        return Err(CreateError::PodVmWithoutNetwork);
+    }
     let user_namespace = guest_plan::user_namespace(config)?;
     let drop_host_devices = host_devices(config)?;
     if drop_host_devices {
@@ -234,48 +255,23 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     {
         return Err(CreateError::SharedPropagation(mount.destination.clone()));
     }
-    let volumes = guest_volumes(&config.mounts)?;
+    let volumes = match request.kind {
+        // The pause container's mounts are nobody's volumes.
+        PodKind::PodVm => Vec::new(),
+        // The pod's name files come with the network take-over in a VM of
+        // one container; in the pod's VM each container brings its own.
+        PodKind::OwnVm => guest_volumes(&config.mounts, NameFiles::FromTheNetwork)?,
+        PodKind::InPodVm { .. } => guest_volumes(&config.mounts, NameFiles::Copied)?,
+    };
     let warn = |message: &str| crate::report::warning(request.log, request.log_json, message);
     let plan = guest_plan::plan(config, request.bundle, pod_namespaces, user_namespace.clone(), &warn)?;
-    // The guest gets the limit (at least the smallest guest), the cgroup
-    // the overhead on top.
-    let overhead = runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20;
-    let guest_bytes = config.memory_limit().map(|limit| limit.max(MIN_GUEST_MIB << 20));
-    let limits = Limits {
-        millicpus: config.cpu_limit().map(|cpus| u64::from(cpus) * 1000),
-        memory_bytes: guest_bytes.map(|bytes| bytes + overhead),
-    };
-    // What the cgroup limit is raised by: the overhead, and what a limit
-    // below the smallest guest lacks.
-    let raised_by = overhead
-        + guest_bytes
-            .zip(config.memory_limit())
-            .map_or(0, |(guest, limit)| guest - limit);
-    let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
-    let size = vm_size(limits, Overrides::default(), host_cpus)?;
-    let choice: AccelChoice =
-        env_value(&process.env, runcvm_vmm::accel::ACCEL_ENV).map_or(Ok(AccelChoice::Auto), str::parse)?;
-    let qemu = request.install.qemu();
-    let (accel, fallback) = runcvm_host::accel::decide(choice, &qemu, &request.install.kernel(), request.state_root)?;
-    if let Some(why) = fallback {
-        // A node's condition, not the pod's: containerd's log, not the
-        // pod's (the runtime's stderr is the container's at create).
-        crate::report::warning(request.log, request.log_json, &why);
-    }
-    let boot = node_boot(request, &process.env, accel)?;
     let rootfs = request
         .bundle
         .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));
-
-    // The node's, before the container's folder: nothing to undo if it
-    // cannot be had.
-    let vmm_user = runcvm_host::vmm_share::for_euid(effective_uid(), boot.vmm_user);
-    let boot_disk = guest_disk::node_boot_disk(
-        request.state_root,
-        &request.install.guest_init(),
-        vmm_user.map(|user| user.gid),
-    )
-    .map_err(|reason| CreateError::BootDisk { reason })?;
+    let (vm, raised_by) = match request.kind {
+        PodKind::InPodVm { sandbox, .. } => (pod_vm::the_pods_vm(sandbox), 0),
+        PodKind::OwnVm | PodKind::PodVm => the_vm(request, config, &process.env)?,
+    };
 
     let state = state_folder(request.state_root, request.id);
     let made = make_state_folder(&state);
@@ -284,19 +280,29 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             version: LAUNCH_VERSION,
             process: entrypoint.clone(),
             plan,
-            cpus: size.cpus,
-            memory_mib: size.memory_mib,
-            accel: accel.into(),
-            hypervisor: boot.hypervisor,
-            kernel_args: boot.kernel_args.clone(),
-            vmm_user: boot.vmm_user,
+            cpus: vm.size.cpus,
+            memory_mib: vm.size.memory_mib,
+            accel: vm.accel,
+            hypervisor: vm.hypervisor,
+            kernel_args: vm.kernel_args.clone(),
+            vmm_user: vm.vmm_user,
             volumes: volumes.clone(),
             network_namespace: pod_namespaces.network,
             termination_message_path: config.annotations.get(TERMINATION_MESSAGE_PATH_ANNOTATION).cloned(),
-            rootfs: Some(rootfs.display().to_string()),
-            boot_disk: boot_disk.display().to_string(),
+            rootfs: match request.kind {
+                PodKind::PodVm => None,
+                _ => Some(rootfs.display().to_string()),
+            },
+            boot_disk: vm.boot_disk.display().to_string(),
+            role: match request.kind {
+                PodKind::OwnVm => LaunchRole::OwnVm,
+                PodKind::PodVm => LaunchRole::PodVm,
+                PodKind::InPodVm { .. } => LaunchRole::InPodVm {
+                    name: request.id.to_owned(),
+                },
+            },
         };
-        write_state(request, &launch, vmm_user, &state)?;
+        write_state(request, &launch, vm.shared_with, &state)?;
         let mut value: serde_json::Value =
             serde_json::from_slice(&bundle.bytes).map_err(|source| runcvm_spec::oci::OciError::Malformed {
                 file: file.clone(),
@@ -307,7 +313,7 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
             host_devices: drop_host_devices,
             user_namespace: user_namespace.is_some(),
         };
-        let rewrite = launcher_rewrite(request, &state, &rootfs, &boot_disk, raised_by, drops);
+        let rewrite = launcher_rewrite(request, &state, &rootfs, &vm, raised_by, drops);
         rewrite_config(&mut value, &rewrite, &file)?;
         write_replacing(config_path, &serde_json::to_vec(&value).expect("JSON values serialize"))
     });
@@ -318,6 +324,86 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     }
     Ok(state)
 }
+
+/// The VM a container runs in, as its launch file names it.
+pub(crate) struct TheVm {
+    pub size: runcvm_host::resources::VmSize,
+    pub accel: runcvm_spec::launch::LaunchAccel,
+    pub hypervisor: LaunchHypervisor,
+    pub kernel_args: Vec<String>,
+    pub vmm_user: runcvm_spec::VmmUser,
+    pub boot_disk: PathBuf,
+    /// The VMM's user the state folder is shared with; `None` for a
+    /// container in its pod's VM, whose launcher runs no VMM.
+    pub shared_with: Option<runcvm_spec::VmmUser>,
+    /// The pod's CPU weight, for a pod VM's sandbox.
+    pub cpu_shares: Option<u64>,
+}
+
+/// Decides the VM a launcher boots (a container's own, or its pod's): its
+/// size, acceleration, VMM and boot disk; returns it with what the
+/// cgroup's memory limit is raised by.
+fn the_vm(request: &CreateRequest<'_>, config: &OciConfig, env: &[String]) -> Result<(TheVm, u64), CreateError> {
+    // The guest gets the limit (at least the smallest guest), the cgroup
+    // the overhead on top.
+    let overhead = runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20;
+    let sizing = match request.kind {
+        PodKind::PodVm => config.sandbox_sizing(),
+        _ => runcvm_spec::oci::SandboxSizing {
+            cpu: config.cpu_quota(),
+            cpu_shares: None,
+            memory_bytes: config.memory_limit(),
+        },
+    };
+    let guest_bytes = sizing.memory_bytes.map(|limit| limit.max(MIN_GUEST_MIB << 20));
+    let limits = Limits {
+        millicpus: sizing
+            .cpu
+            .map(|cpu| u64::from(u32::try_from(cpu.quota_us.div_ceil(cpu.period_us)).unwrap_or(u32::MAX)) * 1000),
+        memory_bytes: guest_bytes.map(|bytes| bytes + overhead),
+    };
+    // What the cgroup limit is raised by: the overhead, and what a limit
+    // below the smallest guest lacks.
+    let raised_by = overhead
+        + guest_bytes
+            .zip(config.memory_limit())
+            .map_or(0, |(guest, limit)| guest - limit);
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
+    let size = vm_size(limits, Overrides::default(), host_cpus)?;
+    let choice: AccelChoice = env_value(env, runcvm_vmm::accel::ACCEL_ENV).map_or(Ok(AccelChoice::Auto), str::parse)?;
+    let qemu = request.install.qemu();
+    let (accel, fallback) = runcvm_host::accel::decide(choice, &qemu, &request.install.kernel(), request.state_root)?;
+    if let Some(why) = fallback {
+        // A node's condition, not the pod's: containerd's log, not the
+        // pod's (the runtime's stderr is the container's at create).
+        crate::report::warning(request.log, request.log_json, &why);
+    }
+    let boot = node_boot(request, env, accel)?;
+    // The node's, before the container's folder: nothing to undo if it
+    // cannot be had.
+    let shared_with = runcvm_host::vmm_share::for_euid(effective_uid(), boot.vmm_user);
+    let boot_disk = guest_disk::node_boot_disk(
+        request.state_root,
+        &request.install.guest_init(),
+        shared_with.map(|user| user.gid),
+    )
+    .map_err(|reason| CreateError::BootDisk { reason })?;
+    let cpu_shares = matches!(request.kind, PodKind::PodVm).then(|| sizing.cpu_shares.unwrap_or(DEFAULT_CPU_SHARES));
+    let vm = TheVm {
+        size,
+        accel: accel.into(),
+        hypervisor: boot.hypervisor,
+        kernel_args: boot.kernel_args,
+        vmm_user: boot.vmm_user,
+        boot_disk,
+        shared_with,
+        cpu_shares,
+    };
+    Ok((vm, raised_by))
+}
+
+/// A cgroup's CPU weight when nothing sets it (cgroup v1's default shares).
+const DEFAULT_CPU_SHARES: u64 = 1024;
 
 /// How the guest boots, which the node decides alone.
 struct NodeBoot {
@@ -373,23 +459,31 @@ fn write_state(
     state: &Path,
 ) -> Result<(), CreateError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let root_folder = state.join(ROOT_FOLDER);
+    // A pod VM's sandbox has no root to serve but the pod's socket's folder.
+    let folder = match launch.role {
+        LaunchRole::PodVm => POD_FOLDER,
+        _ => ROOT_FOLDER,
+    };
+    let folder = state.join(folder);
     std::fs::DirBuilder::new()
         .mode(0o700)
-        .create(&root_folder)
+        .create(&folder)
         .map_err(|source| CreateError::Write {
-            path: root_folder.clone(),
+            path: folder.clone(),
             source,
         })?;
     let run_dir = RunDir::adopt(state);
     let disk = run_dir.disk();
-    // The boot disk's mount point, empty on the node.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o400)
-        .open(&disk)
-        .map_err(|source| CreateError::Write { path: disk, source })?;
+    // The boot disk's mount point, empty on the node: none where no VM is
+    // booted.
+    if !matches!(launch.role, LaunchRole::InPodVm { .. }) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&disk)
+            .map_err(|source| CreateError::Write { path: disk, source })?;
+    }
     // Here on the node, not in the launcher, which runs under the pod's
     // seccomp profile. The boot disk was shared when it was built.
     if let Some(user) = vmm_user {
@@ -440,14 +534,16 @@ fn launcher_rewrite(
     request: &CreateRequest<'_>,
     state: &Path,
     rootfs: &Path,
-    boot_disk: &Path,
+    vm: &TheVm,
     memory_raised_by: u64,
     drops: Drops,
 ) -> LauncherRewrite {
     let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
     capabilities.extend(runcvm_spec::oci::IDENTITY_CAPABILITIES.map(str::to_owned));
+    let boots_a_vm = !matches!(request.kind, PodKind::InPodVm { .. });
     let devices = [KVM, TUN]
         .into_iter()
+        .filter(|_| boots_a_vm)
         .filter_map(|path| {
             let meta = std::fs::metadata(path).ok()?;
             let rdev = meta.rdev();
@@ -458,6 +554,61 @@ fn launcher_rewrite(
             })
         })
         .collect();
+    let mut mounts = vec![
+        AddedMount {
+            source: request.install.root().display().to_string(),
+            destination: CONTAINER_INSTALL_ROOT.to_owned(),
+            read_only: true,
+            exec: true,
+            recursive: true,
+        },
+        AddedMount {
+            source: state.display().to_string(),
+            destination: CONTAINER_STATE_DIR.to_owned(),
+            read_only: false,
+            exec: false,
+            recursive: true,
+        },
+    ];
+    if boots_a_vm {
+        // Every VM of the node boots this disk: read-only here, so not
+        // even the pod's root beside the launcher (`kubectl exec --
+        // ---`, with CAP_DAC_OVERRIDE) can write what other pods boot.
+        mounts.push(AddedMount {
+            source: vm.boot_disk.display().to_string(),
+            destination: format!("{CONTAINER_STATE_DIR}/{DISK_FILE}"),
+            read_only: true,
+            exec: false,
+            recursive: false,
+        });
+    }
+    if let PodKind::InPodVm { sandbox_id, .. } = request.kind {
+        // The pod's socket, and nothing else of the sandbox's.
+        mounts.push(AddedMount {
+            source: state_folder(request.state_root, sandbox_id)
+                .join(POD_FOLDER)
+                .display()
+                .to_string(),
+            destination: CONTAINER_POD_DIR.to_owned(),
+            read_only: true,
+            exec: false,
+            recursive: false,
+        });
+    }
+    if !matches!(request.kind, PodKind::PodVm) {
+        // The container's root by itself, without the mounts runc makes
+        // on it (the volumes, /proc, the state folder): the launcher
+        // serves it to the guest, whose container root it becomes. Not
+        // `noexec`: the server answers the guest's execute checks with
+        // access(2), which refuses them all on such a mount.
+        mounts.push(AddedMount {
+            source: rootfs.display().to_string(),
+            destination: CONTAINER_ROOT_DIR.to_owned(),
+            read_only: false,
+            exec: true,
+            recursive: false,
+        });
+    }
     LauncherRewrite {
         args: vec![
             format!("{CONTAINER_INSTALL_ROOT}/bin/runcvm"),
@@ -466,55 +617,29 @@ fn launcher_rewrite(
         ],
         capabilities,
         devices,
-        mounts: vec![
-            AddedMount {
-                source: request.install.root().display().to_string(),
-                destination: CONTAINER_INSTALL_ROOT.to_owned(),
-                read_only: true,
-                exec: true,
-                recursive: true,
-            },
-            AddedMount {
-                source: state.display().to_string(),
-                destination: CONTAINER_STATE_DIR.to_owned(),
-                read_only: false,
-                exec: false,
-                recursive: true,
-            },
-            // Every VM of the node boots this disk: read-only here, so not
-            // even the pod's root beside the launcher (`kubectl exec --
-            // ---`, with CAP_DAC_OVERRIDE) can write what other pods boot.
-            AddedMount {
-                source: boot_disk.display().to_string(),
-                destination: format!("{CONTAINER_STATE_DIR}/{DISK_FILE}"),
-                read_only: true,
-                exec: false,
-                recursive: false,
-            },
-            // The container's root by itself, without the mounts runc makes
-            // on it (the volumes, /proc, the state folder): the launcher
-            // serves it to the guest, whose container root it becomes. Not
-            // `noexec`: the server answers the guest's execute checks with
-            // access(2), which refuses them all on such a mount.
-            AddedMount {
-                source: rootfs.display().to_string(),
-                destination: CONTAINER_ROOT_DIR.to_owned(),
-                read_only: false,
-                exec: true,
-                recursive: false,
-            },
-        ],
+        mounts,
         memory_overhead_bytes: memory_raised_by,
         drop_host_devices: drops.host_devices,
         drop_user_namespace: drops.user_namespace,
+        cpu_shares: vm.cpu_shares,
     }
+}
+
+/// Where a container in a VM gets the pod's name files (`/etc/hosts`,
+/// `/etc/hostname`, `/etc/resolv.conf`) from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameFiles {
+    /// The network take-over writes them (a VM of one container).
+    FromTheNetwork,
+    /// Copied in from the container's own mounts, like any single file.
+    Copied,
 }
 
 /// The container's bind mounts the guest gets at the same paths: folders
 /// shared, regular files copied (and, if writable, copied back when the
 /// workload ends). The kernel's file systems, the folders under `/dev` and
 /// the pod's name files are the guest's own.
-pub fn guest_volumes(mounts: &[OciMount]) -> Result<Vec<LaunchVolume>, CreateError> {
+pub fn guest_volumes(mounts: &[OciMount], name_files: NameFiles) -> Result<Vec<LaunchVolume>, CreateError> {
     let mut volumes = Vec::new();
     for mount in mounts {
         let is_bind =
@@ -530,7 +655,8 @@ pub fn guest_volumes(mounts: &[OciMount]) -> Result<Vec<LaunchVolume>, CreateErr
         let dev_file = under(&["/dev"])
             && std::fs::metadata(mount.source.as_deref().unwrap_or_default()).is_ok_and(|m| m.is_file());
         let own = under(&["/proc", "/sys"]) || (under(&["/dev"]) && !dev_file);
-        if !is_bind || own || GIVEN_BY_THE_NETWORK.contains(&destination) || destination.is_empty() {
+        let by_the_network = name_files == NameFiles::FromTheNetwork && GIVEN_BY_THE_NETWORK.contains(&destination);
+        if !is_bind || own || by_the_network || destination.is_empty() {
             continue;
         }
         // runcvm's own mounts cover these: a volume there would hand the

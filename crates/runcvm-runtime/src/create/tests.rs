@@ -64,6 +64,10 @@ fn workload_config() -> serde_json::Value {
 }
 
 fn prepare_in(fx: &Fixture, id: &str) -> Result<PathBuf, CreateError> {
+    prepare_as(fx, id, &PodKind::OwnVm)
+}
+
+fn prepare_as(fx: &Fixture, id: &str, kind: &PodKind) -> Result<PathBuf, CreateError> {
     let config = BundleConfig::read(&fx.bundle)?;
     prepare(
         &CreateRequest {
@@ -74,6 +78,7 @@ fn prepare_in(fx: &Fixture, id: &str) -> Result<PathBuf, CreateError> {
             node: &namespaces::NodeNamespaces::default(),
             log: None,
             log_json: false,
+            kind,
         },
         &config,
     )
@@ -325,6 +330,7 @@ fn the_guest_boots_as_the_node_says_whatever_the_pods_env_asks() {
             node: &namespaces::NodeNamespaces::default(),
             log: Some(&log),
             log_json: false,
+            kind: &PodKind::OwnVm,
         },
         &request_config,
     )
@@ -455,4 +461,103 @@ fn a_disk_that_cannot_be_built_leaves_no_state_folder() {
         &fx,
         "cannot give the container the node's boot disk: cannot read guest init",
     );
+}
+
+fn mounts_of(config: &serde_json::Value) -> Vec<(String, String)> {
+    config["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["destination"].as_str().unwrap().to_owned(),
+                m["source"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn read_config(fx: &Fixture) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fx.bundle.join("config.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
+    let mut sandbox = workload_config();
+    sandbox["process"]["args"] = json!(["/pause"]);
+    sandbox["annotations"] = json!({
+        "io.kubernetes.cri.container-type": "sandbox",
+        "runcvm.io/pod-vm": "true",
+        "io.kubernetes.cri.sandbox-cpu-period": "100000",
+        "io.kubernetes.cri.sandbox-cpu-quota": "200000",
+        "io.kubernetes.cri.sandbox-cpu-shares": "2048",
+        "io.kubernetes.cri.sandbox-memory": "536870912",
+    });
+    sandbox["linux"]["resources"] = json!({"cpu": {"shares": 2}});
+    let fx = fixture(&sandbox);
+    let config = BundleConfig::read(&fx.bundle).unwrap();
+    let kind = pod_vm::kind_of(&config.config, &fx.state_root).unwrap();
+    assert_eq!(kind, PodKind::PodVm);
+    let state = prepare_as(&fx, "s1", &kind).unwrap();
+    let launch = read_node_launch(&fx.state_root, "s1").unwrap();
+    assert_eq!(launch.role, LaunchRole::PodVm);
+    // Sized from the pod's sums, not the pause container's cgroup.
+    assert_eq!((launch.cpus, launch.memory_mib), (2, 512));
+    assert_eq!((launch.rootfs.as_deref(), launch.volumes.len()), (None, 0));
+    assert!(state.join("pod").is_dir() && !state.join("root").exists());
+    let rewritten = read_config(&fx);
+    let mounts = mounts_of(&rewritten);
+    let destinations: Vec<&str> = mounts.iter().map(|(d, _)| d.as_str()).collect();
+    assert!(
+        destinations.ends_with(&["/opt/runcvm", "/.runcvm", "/.runcvm/disk.ext4"]),
+        "{destinations:?}"
+    );
+    assert_eq!(
+        rewritten["linux"]["resources"]["cpu"]["shares"],
+        json!(2048),
+        "the pod's weight"
+    );
+
+    // A container of that pod is made in its VM: no boot disk, the pod's
+    // socket's folder bound read-only, its own root, its name files copied.
+    let mut workload = workload_config();
+    workload["annotations"]["io.kubernetes.cri.sandbox-id"] = json!("s1");
+    workload["mounts"] = json!([
+        {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts", "options": ["rbind", "ro"]}
+    ]);
+    std::fs::write(fx.bundle.join("config.json"), serde_json::to_vec(&workload).unwrap()).unwrap();
+    let config = BundleConfig::read(&fx.bundle).unwrap();
+    let kind = pod_vm::kind_of(&config.config, &fx.state_root).unwrap();
+    assert!(matches!(&kind, PodKind::InPodVm { sandbox_id, .. } if sandbox_id == "s1"));
+    let member = prepare_as(&fx, "c1", &kind).unwrap();
+    let launch = read_node_launch(&fx.state_root, "c1").unwrap();
+    assert_eq!(launch.role, LaunchRole::InPodVm { name: "c1".into() });
+    assert_eq!(launch.volumes[0].path, "/etc/hosts");
+    assert!(!member.join("disk.ext4").exists() && member.join("root").is_dir());
+    let rewritten = read_config(&fx);
+    let mounts = mounts_of(&rewritten);
+    let destinations: Vec<&str> = mounts.iter().map(|(d, _)| d.as_str()).collect();
+    assert!(
+        destinations.ends_with(&["/opt/runcvm", "/.runcvm", "/.runcvm/pod", "/.runcvm/root"]),
+        "{destinations:?}"
+    );
+    let pod_mount = &rewritten["mounts"].as_array().unwrap()[destinations.len() - 2];
+    assert_eq!(pod_mount["source"], json!(state.join("pod").display().to_string()));
+    assert!(pod_mount["options"].as_array().unwrap().contains(&json!("ro")));
+    // The proxy needs no device and no overhead on the container's limit.
+    assert_eq!(rewritten["linux"]["resources"]["memory"]["limit"], json!(268_435_456));
+    assert!(
+        rewritten["linux"]["devices"]
+            .as_array()
+            .is_none_or(|d| d.iter().all(|d| d["path"] != "/dev/kvm" && d["path"] != "/dev/net/tun"))
+    );
+
+    // A sandbox that is not a pod VM's: the container's own VM.
+    workload["annotations"]["io.kubernetes.cri.sandbox-id"] = json!("c1");
+    let other = OciConfig::parse(&serde_json::to_vec(&workload).unwrap(), "config.json").unwrap();
+    assert_eq!(pod_vm::kind_of(&other, &fx.state_root), Some(PodKind::OwnVm));
+    // And a pause container without the annotation is runc's alone.
+    sandbox["annotations"]["runcvm.io/pod-vm"] = json!("false");
+    let plain = OciConfig::parse(&serde_json::to_vec(&sandbox).unwrap(), "config.json").unwrap();
+    assert_eq!(pod_vm::kind_of(&plain, &fx.state_root), None);
 }

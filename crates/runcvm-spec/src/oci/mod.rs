@@ -17,6 +17,18 @@ pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
 /// The CRI annotation naming a container's pod sandbox.
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+/// The pod annotation that gives a pod one VM for all its containers
+/// (`docs/pods.md`): its sandbox boots the VM and each container is
+/// created in it. `runcvm install` has containerd pass it on
+/// (`pod_annotations`). Without it, each runcvm container of a pod is a VM
+/// of its own, as before.
+pub const POD_VM_ANNOTATION: &str = "runcvm.io/pod-vm";
+/// containerd's pod-level sizing on the sandbox: the sums of the
+/// containers' limits that kubelet passes (absent when there are none).
+pub const SANDBOX_CPU_PERIOD: &str = "io.kubernetes.cri.sandbox-cpu-period";
+pub const SANDBOX_CPU_QUOTA: &str = "io.kubernetes.cri.sandbox-cpu-quota";
+pub const SANDBOX_CPU_SHARES: &str = "io.kubernetes.cri.sandbox-cpu-shares";
+pub const SANDBOX_MEMORY: &str = "io.kubernetes.cri.sandbox-memory";
 
 /// The capability the launcher always needs: it builds `br-eth0` and
 /// `tap-eth0`, moves addresses and installs the nftables guard in the pod's
@@ -237,6 +249,14 @@ pub struct OciCpu {
     pub shares: Option<u64>,
 }
 
+/// A pod's sizing, from its sandbox's annotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SandboxSizing {
+    pub cpu: Option<crate::CpuLimit>,
+    pub cpu_shares: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
 /// What a container is to its pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerRole {
@@ -321,6 +341,40 @@ impl OciConfig {
         self.mounts
             .iter()
             .any(|m| m.destination == "/sys" && m.options.iter().any(|o| o == "ro"))
+    }
+
+    /// Whether the pod asked for one VM for all its containers
+    /// ([`POD_VM_ANNOTATION`] is `true`).
+    pub fn wants_pod_vm(&self) -> bool {
+        self.annotations
+            .get(POD_VM_ANNOTATION)
+            .is_some_and(|v| v.trim() == "true")
+    }
+
+    /// The id of the container's pod sandbox, as containerd names it.
+    pub fn sandbox_id(&self) -> Option<&str> {
+        self.annotations.get(CRI_SANDBOX_ID).map(String::as_str)
+    }
+
+    /// The pod's sizing a sandbox's annotations carry: what kubelet summed
+    /// over the pod's containers. A value that is absent, zero or not a
+    /// number means no limit.
+    pub fn sandbox_sizing(&self) -> SandboxSizing {
+        let number = |key: &str| {
+            self.annotations
+                .get(key)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let period = number(SANDBOX_CPU_PERIOD).unwrap_or(100_000);
+        SandboxSizing {
+            cpu: number(SANDBOX_CPU_QUOTA).map(|quota_us| crate::CpuLimit {
+                quota_us,
+                period_us: period,
+            }),
+            cpu_shares: number(SANDBOX_CPU_SHARES),
+            memory_bytes: number(SANDBOX_MEMORY),
+        }
     }
 
     /// The memory limit in bytes, if any (CRI writes 0 for none).
@@ -421,6 +475,10 @@ pub struct LauncherRewrite {
     /// and the launcher stays in the node's, which owns the devices and the
     /// pod's network it needs.
     pub drop_user_namespace: bool,
+    /// The CPU weight of the container's cgroup, where it is to be set: a
+    /// pod VM's sandbox holds the whole pod's vCPUs, where containerd gives
+    /// the pause container the least weight there is (2 shares).
+    pub cpu_shares: Option<u64>,
 }
 
 /// Rewrites `config.json` so the container runs the launcher: argv, root
@@ -538,6 +596,12 @@ pub fn rewrite_config(config: &mut Value, rewrite: &LauncherRewrite, file: &str)
         }));
     }
     add_memory_overhead(resources, rewrite.memory_overhead_bytes);
+    if let Some(shares) = rewrite.cpu_shares {
+        let cpu = resources.entry("cpu").or_insert_with(|| json!({}));
+        cpu.as_object_mut()
+            .ok_or_else(|| shape("linux.resources.cpu", "an object"))?
+            .insert("shares".into(), json!(shares));
+    }
     Ok(())
 }
 

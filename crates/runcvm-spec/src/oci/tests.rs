@@ -58,7 +58,57 @@ fn rewrite() -> LauncherRewrite {
         memory_overhead_bytes: 64 << 20,
         drop_host_devices: false,
         drop_user_namespace: false,
+        cpu_shares: None,
     }
+}
+
+#[test]
+fn a_sandbox_says_its_pods_size_and_whether_it_wants_one_vm() {
+    let mut config = cri_config();
+    config["annotations"] = json!({
+        "io.kubernetes.cri.container-type": "sandbox",
+        "io.kubernetes.cri.sandbox-cpu-period": "100000",
+        "io.kubernetes.cri.sandbox-cpu-quota": "150000",
+        "io.kubernetes.cri.sandbox-cpu-shares": "1536",
+        "io.kubernetes.cri.sandbox-memory": "314572800",
+        "runcvm.io/pod-vm": "true",
+    });
+    let sandbox = OciConfig::parse(&serde_json::to_vec(&config).unwrap(), "config.json").unwrap();
+    assert_eq!(sandbox.role(), ContainerRole::Sandbox);
+    assert!(sandbox.wants_pod_vm());
+    let sizing = sandbox.sandbox_sizing();
+    assert_eq!(
+        sizing.cpu,
+        Some(crate::CpuLimit {
+            quota_us: 150_000,
+            period_us: 100_000
+        })
+    );
+    assert_eq!(
+        (sizing.cpu_shares, sizing.memory_bytes),
+        (Some(1536), Some(314_572_800))
+    );
+    // No annotations: no limits, and a VM per container.
+    config["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox", "runcvm.io/pod-vm": "no"});
+    let plain = OciConfig::parse(&serde_json::to_vec(&config).unwrap(), "config.json").unwrap();
+    assert!(!plain.wants_pod_vm());
+    assert_eq!(plain.sandbox_sizing(), crate::oci::SandboxSizing::default());
+}
+
+#[test]
+fn a_pod_vms_sandbox_gets_the_pods_cpu_weight() {
+    let mut config = cri_config();
+    let mut with_shares = rewrite();
+    with_shares.cpu_shares = Some(1536);
+    rewrite_config(&mut config, &with_shares, "config.json").unwrap();
+    assert_eq!(config["linux"]["resources"]["cpu"]["shares"], 1536);
+    let mut other = cri_config();
+    let before = other["linux"]["resources"]["cpu"].clone();
+    rewrite_config(&mut other, &rewrite(), "config.json").unwrap();
+    assert_eq!(
+        other["linux"]["resources"]["cpu"], before,
+        "no weight asked for: left as it was"
+    );
 }
 
 #[test]
