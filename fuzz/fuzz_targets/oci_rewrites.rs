@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
             memory_overhead_bytes: 128 << 20,
             drop_host_devices: true,
             drop_user_namespace: true,
+            cpu_shares: Some(1024),
         };
         if rewrite_config(&mut value, &rewrite, "config.json").is_ok() {
             let bytes = serde_json::to_vec(&value).expect("a value encodes");

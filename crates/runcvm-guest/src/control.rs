@@ -128,6 +128,7 @@ impl ControlPort {
                     HostMessage::Credit { session, bytes } => sessions.credit(session, bytes),
                     HostMessage::Resize { session, rows, cols } => sessions.resize(session, rows, cols),
                     HostMessage::Start { .. } => runcvm_log::warn!("the launcher sent Start twice"),
+                    HostMessage::FollowConsole => runcvm_log::warn!("the launcher passed on a client's FollowConsole"),
                 }
             }
         })?;

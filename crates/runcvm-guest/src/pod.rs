@@ -8,7 +8,7 @@
 
 use crate::container::{Container, PodShare};
 use crate::entry::{self, NotStarted};
-use crate::outbound::{SharedWriter, send_on};
+use crate::outbound::{ContainerNotes, SharedWriter, send_on};
 use crate::reaper::Waiters;
 use crate::sessions::{ExecTarget, Sessions};
 use crate::spawn::RUNNER_FAILED;
@@ -184,8 +184,9 @@ impl Pod {
         let spawned = std::thread::Builder::new()
             .name(format!("container-{id}"))
             .spawn(move || {
+                let notes = ContainerNotes::for_container(&pod.writer, id);
                 let ended = pod.run(new).unwrap_or_else(|e| {
-                    runcvm_log::error!("{label}: {e:#}");
+                    notes.note(runcvm_log::LogLevel::Error, format_args!("{label}: {e:#}"));
                     Ended::with(ExitStatus::Code(RUNNER_FAILED))
                 });
                 pod.set_state(id, None);
@@ -238,6 +239,7 @@ impl Pod {
         }
         let entrypoint = entry::load_entrypoint(guest_dir);
         let owner = self.owner;
+        let notes = ContainerNotes::for_container(&self.writer, new.id);
         // The container's paths: in a mount namespace over its served root,
         // or the guest's own root (`runcvm run`).
         let mount_namespace = match &new.root {
@@ -245,8 +247,8 @@ impl Pod {
                 if entrypoint.is_err() {
                     anyhow::bail!("the launcher served a container root without an entrypoint to run on it");
                 }
-                Some(root::make(root, guest_dir, || {
-                    volumes::mount_all(&new.volumes)?;
+                Some(root::make(root, guest_dir, &notes, || {
+                    volumes::mount_all(&new.volumes, &notes)?;
                     for (index, file) in new.files.iter().enumerate() {
                         root::bind_file(file, index, owner)?;
                     }
@@ -254,7 +256,7 @@ impl Pod {
                 })?)
             }
             None => {
-                volumes::mount_all(&new.volumes)?;
+                volumes::mount_all(&new.volumes, &notes)?;
                 for file in &new.files {
                     system::write_file(&file.path, file.content.as_bytes(), file.mode, owner)?;
                 }

@@ -12,6 +12,7 @@
 //! binds them: a secret never reaches the container's writable layer on the
 //! node's disk.
 
+use crate::outbound::ContainerNotes;
 use anyhow::Context;
 use nix::mount::{MsFlags, mount};
 use nix::sched::CloneFlags;
@@ -58,6 +59,7 @@ pub fn options(root: &GuestRoot) -> String {
 pub fn make(
     root: &GuestRoot,
     guest_dir: &Path,
+    notes: &ContainerNotes,
     setup: impl FnOnce() -> anyhow::Result<()> + Send,
 ) -> anyhow::Result<OwnedFd> {
     // Init's other threads stay on the boot disk.
@@ -71,7 +73,7 @@ pub fn make(
             None::<&str>,
         )
         .context("cannot make the container's mounts private")?;
-        pivot_into_served_root(root, guest_dir)?;
+        pivot_into_served_root(root, guest_dir, notes)?;
         setup()?;
         // Once the files are bound from it (a bind of a read-only mount
         // would be read-only too): the entrypoint and plan are init's.
@@ -84,7 +86,7 @@ pub fn make(
 /// Mounts the served root, binds the guest's own file systems and the
 /// container's `/.runcvm` into it and makes it the calling thread's root (in
 /// its own mount namespace).
-fn pivot_into_served_root(root: &GuestRoot, guest_dir: &Path) -> anyhow::Result<()> {
+fn pivot_into_served_root(root: &GuestRoot, guest_dir: &Path, notes: &ContainerNotes) -> anyhow::Result<()> {
     // The node's boot disk has it (read-only); `runcvm run`'s root disk,
     // the first container's root, gets it when a second container comes.
     make_dir(MOUNT_POINT, 0o755)?;
@@ -92,7 +94,10 @@ fn pivot_into_served_root(root: &GuestRoot, guest_dir: &Path) -> anyhow::Result<
     // the image do not (the container's /dev is the guest's).
     let mounted = crate::volumes::mount_export("/", MOUNT_POINT, MsFlags::MS_NODEV, &options(root), root.port);
     if let Err(cause) = mounted {
-        runcvm_log::error!("✗ Failed to mount / via NFS: {cause}");
+        notes.note(
+            runcvm_log::LogLevel::Error,
+            format_args!("✗ Failed to mount / via NFS: {cause}"),
+        );
         anyhow::bail!("the container's root is not available, so the workload is not started");
     }
     runcvm_log::debug!("mounted the container's root over NFS");

@@ -2,6 +2,7 @@
 //! container paths (troubleshooting.md, Volumes), with the kernel's NFS
 //! client through mount(2): no mount helper in the image is needed.
 
+use crate::outbound::ContainerNotes;
 use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
 use runcvm_spec::GuestVolume;
@@ -26,21 +27,28 @@ pub fn options(volume: &GuestVolume) -> String {
 
 /// Mounts every volume; the first that fails ends the start with the guide's
 /// line, so the workload never sees an empty folder where its data should be.
-pub fn mount_all(volumes: &[GuestVolume]) -> anyhow::Result<()> {
+pub fn mount_all(volumes: &[GuestVolume], notes: &ContainerNotes) -> anyhow::Result<()> {
+    use runcvm_log::LogLevel;
     for volume in volumes {
         match mount_one(volume) {
-            Ok(()) => runcvm_log::info!("✓ Mounted {} (NFS)", volume.path),
+            Ok(()) => notes.note(LogLevel::Info, format_args!("✓ Mounted {} (NFS)", volume.path)),
             Err(cause) => {
-                runcvm_log::error!("✗ Failed to mount {} via NFS: {cause}", volume.path);
+                notes.note(
+                    LogLevel::Error,
+                    format_args!("✗ Failed to mount {} via NFS: {cause}", volume.path),
+                );
                 if !volume.optional {
                     anyhow::bail!(
                         "volume {} is not available, so the workload is not started (RUNCVM_VOLUME_FAILURE=continue starts it anyway)",
                         volume.path
                     );
                 }
-                runcvm_log::warn!(
-                    "starting the workload without {} (RUNCVM_VOLUME_FAILURE=continue)",
-                    volume.path
+                notes.note(
+                    LogLevel::Warn,
+                    format_args!(
+                        "starting the workload without {} (RUNCVM_VOLUME_FAILURE=continue)",
+                        volume.path
+                    ),
                 );
             }
         }

@@ -39,8 +39,8 @@
 //! privileged pods (a VM cannot use them); `container_annotations` lets the
 //! kubelet's `io.kubernetes.container.terminationMessagePath` annotation into
 //! the OCI spec, where the runtime reads it; `pod_annotations` lets a pod's
-//! `runcvm.io/pod-vm` annotation in, with which it asks for one VM for all
-//! its containers (`docs/pods.md`). `SystemdCgroup = true` is added
+//! `runcvm.io/pod-vm` annotation in, with which it opts out of its one VM
+//! for all its containers (`"false"`, `docs/pods.md`). `SystemdCgroup = true` is added
 //! when the default runtime has it, because the kubelet's cgroup driver
 //! applies to every handler.
 //!
@@ -66,8 +66,8 @@ pub const RUNTIME_TYPE: &str = "io.containerd.runc.v2";
 /// The kubelet's annotation naming the container's termination message
 /// file, passed into the OCI spec (`container_annotations`).
 pub const TERMINATION_MESSAGE_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
-/// The pod annotation with which a pod asks for one VM for all its
-/// containers, passed into the OCI spec (`pod_annotations`).
+/// The pod annotation with which a pod opts out of one VM for all its
+/// containers (`"false"`), passed into the OCI spec (`pod_annotations`).
 pub const POD_VM_ANNOTATION: &str = "runcvm.io/pod-vm";
 /// What a config file created by install starts with.
 pub(crate) const SCAFFOLD: &str = "version = 2\n";

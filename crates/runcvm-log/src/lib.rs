@@ -135,6 +135,15 @@ fn since_boot() -> std::time::Duration {
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
+/// Where every line also goes, at every level, as DEBUG would write it.
+static TEE: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Sends every line, whatever the level in force, also to `tee`, written as
+/// at DEBUG (a pod VM's launcher keeps them for the containers that ask).
+/// The first call wins.
+pub fn set_tee(tee: fn(&str)) {
+    let _ = TEE.set(tee);
+}
 
 /// Sets the process-wide component name and level. The first call wins;
 /// before it, lines go out as `runcvm` at INFO.
@@ -169,16 +178,34 @@ pub fn write(level: LogLevel, message: fmt::Arguments<'_>) {
 
 /// Writes one line under another component name (the guest's `[VM-START]`).
 pub fn write_as(component: Option<&str>, level: LogLevel, message: fmt::Arguments<'_>) {
+    let logger = LOGGER.get();
+    let name = component.unwrap_or(logger.map_or("runcvm", |l| l.component));
+    if let Some(tee) = TEE.get() {
+        let elapsed = logger.map_or(0.0, Logger::elapsed_secs);
+        let mut line = format_line(name, level, Some(elapsed), &message);
+        line.push('\n');
+        tee(&line);
+    }
     if !enabled(level) {
         return;
     }
-    let logger = LOGGER.get();
-    let name = component.unwrap_or(logger.map_or("runcvm", |l| l.component));
     let elapsed = (self::level() == LogLevel::Debug).then(|| logger.map_or(0.0, Logger::elapsed_secs));
     let mut line = format_line(name, level, elapsed, &message);
     line.push('\n');
     // One write per line keeps lines whole when threads log at once.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// One line as this process writes it at `level` (its component, and the
+/// timestamp at DEBUG), with its newline: for a line that goes elsewhere
+/// too (guest init's lines about a container, to that container's log).
+pub fn line(level: LogLevel, message: fmt::Arguments<'_>) -> String {
+    let logger = LOGGER.get();
+    let name = logger.map_or("runcvm", |l| l.component);
+    let elapsed = (self::level() == LogLevel::Debug).then(|| logger.map_or(0.0, Logger::elapsed_secs));
+    let mut line = format_line(name, level, elapsed, &message);
+    line.push('\n');
+    line
 }
 
 #[macro_export]

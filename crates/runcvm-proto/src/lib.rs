@@ -167,6 +167,11 @@ pub enum HostMessage {
     Credit { session: u32, bytes: u32 },
     /// The terminal of `session` changed size.
     Resize { session: u32, rows: u16, cols: u16 },
+    /// From a client of a pod's VM to its launcher only, never to the
+    /// guest: the pod's console and the pod launcher's lines, from the
+    /// first, go to this client's stderr too (a container at DEBUG, whose
+    /// log then holds them as a VM of its own would).
+    FollowConsole,
 }
 
 /// A terminal's size.
@@ -509,11 +514,11 @@ mod tests {
             terminal_size: Some(TerminalSize { rows: 24, cols: 80 }),
         };
         let mut wire = Vec::new();
-        for message in [&start, &create, &HostMessage::PowerOff] {
+        for message in [&start, &create, &HostMessage::PowerOff, &HostMessage::FollowConsole] {
             write_message(&mut wire, message).unwrap();
         }
         let mut reader = wire.as_slice();
-        for message in [start, create, HostMessage::PowerOff] {
+        for message in [start, create, HostMessage::PowerOff, HostMessage::FollowConsole] {
             assert_eq!(read_message::<HostMessage>(&mut reader).unwrap(), Some(message));
         }
         let mut bare = Vec::new();

@@ -90,13 +90,13 @@ fn create(invocation: &Invocation, settings: &settings::Settings, runc: &Runc, s
     }
     collect_orphans(invocation, state_root);
     let config = BundleConfig::read(&bundle).map_err(|e| context(&e))?;
-    let Some(kind) = create::pod_vm::kind_of(&config.config, state_root) else {
+    let node = create::namespaces::NodeNamespaces::of_this_node();
+    let Some(kind) = create::pod_vm::kind_of(&config.config, state_root, &node) else {
         // The pause container of a pod without a pod VM needs nothing of
         // runcvm's, not even the install.
         return Ok(None);
     };
     let install = install::Install::locate(settings.install_root.as_deref()).map_err(|e| context(&e))?;
-    let node = create::namespaces::NodeNamespaces::of_this_node();
     let request = CreateRequest {
         bundle: &bundle,
         id,
@@ -220,8 +220,13 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
     let memory = update::memory_limit(&resources);
     let millicpus = update::cpu_limit_millicpus(&resources);
+    let mut in_pod_vm = false;
     if memory.is_some() || millicpus.is_some() {
         match state::read_node_launch(state_root, id) {
+            Ok(launch) if matches!(launch.role, runcvm_spec::launch::LaunchRole::InPodVm { .. }) => {
+                in_pod_vm = true;
+                update::check_in_pod_vm(memory, millicpus, &launch.plan).map_err(|e| context(&e))?;
+            }
             Ok(launch) => {
                 if let Some(limit) = memory {
                     update::check_memory(limit, launch.memory_mib).map_err(|e| context(&e))?;
@@ -237,7 +242,11 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
             Err(e) => return Err(context(&e)),
         }
     }
-    update::add_overhead(&mut resources, runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20);
+    if !in_pod_vm {
+        // The VMM's overhead is on the limit of a container with a VM of
+        // its own; a container in its pod's VM has only its launcher.
+        update::add_overhead(&mut resources, runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20);
+    }
     let mut child = std::process::Command::new(runc.path())
         .arg0("runc")
         .args(update::resources_from_stdin(&invocation.raw))

@@ -36,6 +36,52 @@ pub enum UpdateError {
          new limit"
     )]
     AboveGuestCpus { millicpus: u64, vcpus: u32 },
+    /// a new limit for a container in its pod's VM
+    #[error(
+        "a {what} of {asked} for a container in its pod's VM, where it was created with {created}: the VM's guest \
+         holds each container to the limits it was created with (in-place resize of a container in a pod VM is not \
+         supported yet); restart the container with the new limit"
+    )]
+    InPodVm {
+        what: &'static str,
+        asked: String,
+        created: String,
+    },
+}
+
+/// Refuses limits other than those a container in its pod's VM was created
+/// with (`plan`): its guest cgroup holds it to those, and its cgroup on the
+/// node holds only its launcher.
+pub fn check_in_pod_vm(
+    memory: Option<u64>,
+    millicpus: Option<u64>,
+    plan: &runcvm_spec::LaunchPlan,
+) -> Result<(), UpdateError> {
+    let shown = |bytes: Option<u64>| bytes.map_or_else(|| "no limit".to_owned(), |b| format!("{} MiB", b / MIB));
+    if let Some(limit) = memory
+        && plan
+            .memory_limit_bytes
+            .is_none_or(|created| created.abs_diff(limit) >= MIB)
+    {
+        return Err(UpdateError::InPodVm {
+            what: "memory limit",
+            asked: shown(Some(limit)),
+            created: shown(plan.memory_limit_bytes),
+        });
+    }
+    let created = plan
+        .cpu_limit
+        .map(|cpu| cpu.quota_us.saturating_mul(1000).div_ceil(cpu.period_us.max(1)));
+    if let Some(millicpus) = millicpus
+        && created != Some(millicpus)
+    {
+        return Err(UpdateError::InPodVm {
+            what: "CPU limit",
+            asked: format!("{millicpus}m"),
+            created: created.map_or_else(|| "no limit".to_owned(), |m| format!("{m}m")),
+        });
+    }
+    Ok(())
 }
 
 /// The new memory limit in bytes, if the update sets one (0 and -1 mean
@@ -128,6 +174,31 @@ pub fn resources_from_stdin(raw: &[std::ffi::OsString]) -> Vec<std::ffi::OsStrin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_in_a_pod_vm_keeps_the_limits_it_was_created_with() {
+        let plan = runcvm_spec::LaunchPlan {
+            memory_limit_bytes: Some(256 * MIB),
+            cpu_limit: Some(runcvm_spec::CpuLimit {
+                quota_us: 150_000,
+                period_us: 100_000,
+            }),
+            ..runcvm_spec::LaunchPlan::default()
+        };
+        check_in_pod_vm(Some(256 * MIB), Some(1500), &plan).unwrap();
+        check_in_pod_vm(None, None, &plan).unwrap();
+        let bigger = check_in_pod_vm(Some(320 * MIB), None, &plan).unwrap_err().to_string();
+        assert!(
+            bigger.contains(
+                "a memory limit of 320 MiB for a container in its pod's VM, where it was created with 256 MiB"
+            ),
+            "{bigger}"
+        );
+        let cpus = check_in_pod_vm(None, Some(500), &plan).unwrap_err().to_string();
+        assert!(cpus.contains("a CPU limit of 500m") && cpus.contains("1500m"), "{cpus}");
+        let unlimited = runcvm_spec::LaunchPlan::default();
+        assert!(check_in_pod_vm(Some(MIB << 8), None, &unlimited).is_err());
+    }
     use serde_json::json;
 
     #[test]

@@ -251,20 +251,32 @@ fn a_removed_pod_leaves_nothing(handler: Handler) {
             listing.contains(" init\n") && listing.contains("echo ready; sleep 600"),
             "{listing}"
         );
+        // The container's launcher in its cgroup, the pod's VM in the
+        // sandbox's.
         let launchers = support::processes_of_container(&id);
         assert!(
-            launchers.iter().any(|p| p.contains("bin/runcvm launch"))
-                && launchers.iter().any(|p| p.contains("qemu-system-x86_64")),
+            launchers.iter().any(|p| p.contains("bin/runcvm launch")),
             "{launchers:?}"
+        );
+        let pod_vm = support::processes_of_container(&pod.id);
+        assert!(
+            pod_vm.iter().any(|p| p.contains("bin/runcvm launch"))
+                && pod_vm.iter().any(|p| p.contains("qemu-system-x86_64")),
+            "{pod_vm:?}"
         );
     }
     ok(cri.stop_pod_sandbox(&pod.id));
     ok(cri.remove_pod_sandbox(&pod.id));
     f.node.assert_nothing_left(&[&pod.id, &id]);
-    assert!(!support::state_folder(&id).exists(), "state folder of {id} left behind");
-    assert!(runcvm_test_node::host::mounts_under(&support::state_folder(&id)).is_empty());
-    let left = support::processes_of_container(&id);
-    assert!(left.is_empty(), "{left:?}");
+    for gone in [&pod.id, &id] {
+        assert!(
+            !support::state_folder(gone).exists(),
+            "state folder of {gone} left behind"
+        );
+        assert!(runcvm_test_node::host::mounts_under(&support::state_folder(gone)).is_empty());
+        let left = support::processes_of_container(gone);
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 /// Writes to the root file system, the workload's and an exec's, land in the

@@ -660,8 +660,7 @@ fn a_privileged_container_can_make_a_bridge(handler: Handler) {
 
 /// kubelet's init containers: each runs to its end, one after another,
 /// before the app container, in the one pod (its IP, its emptyDir). Under
-/// runcvm each is a VM in turn, taking over the pod's network once the one
-/// before it has ended.
+/// runcvm each is a container in turn in the pod's one VM.
 fn init_containers_run_one_after_another_before_the_app(handler: Handler) {
     let empty_dir = tempfile::tempdir().expect("tempdir");
     let f = Fixture::start(handler);

@@ -1,6 +1,7 @@
-//! T3, a pod with one VM (`docs/pods.md`): the pod asks for it with the
-//! `runcvm.io/pod-vm` annotation, its sandbox boots the VM, and every
-//! container of the pod is created in that VM, through CRI as kubelet
+//! T3, a pod with one VM (`docs/pods.md`; every pod's, unless it opts out:
+//! the pods here also say `runcvm.io/pod-vm: "true"`): its sandbox boots
+//! the VM, and every container of the pod is created in that VM, through
+//! CRI as kubelet
 //! drives it, on a private containerd (1.6, or 2.x with
 //! `RUNCVM_T3_CONTAINERD=2`). Run with
 //! `cargo test -p runcvm-runtime --test t3_pod_vm -- --ignored`.
@@ -122,4 +123,60 @@ fn a_pods_containers_share_its_one_vm() {
         let left = support::processes_of_container(id);
         assert!(left.is_empty(), "{left:?}");
     }
+}
+
+/// A sidecar started first serves before the app starts (a native
+/// sidecar's order: kubelet starts it, then the app); the app, over its
+/// memory limit, is OOM-killed alone, reported as kubelet reads it, while
+/// the sidecar keeps serving in the same VM.
+#[test]
+#[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
+fn a_sidecar_serves_before_the_app_and_outlives_its_oom_kill() {
+    let f = Fixture::start(Handler::RUNCVM);
+    let cri = ok(f.node.cri());
+    let pod = pod_vm(&f, "oom-one");
+    let data = tempfile::tempdir().expect("tempdir");
+    let side = ContainerSpec::new("side", BUSYBOX_IMAGE)
+        .mount(data.path(), "/data", false)
+        .shell("echo side-ready; while true; do echo side-hello | nc -l -p 8081; done");
+    let side_id = ok(cri.run_container(&pod, &side));
+    let lines = f.wait_for_line(&side.log_file(pod.log_directory()), "side-ready", BOOT);
+    // Guest init's lines about the container are in its own log (the
+    // pod's console is the pod's): the guide's ✓ and ✗ lines.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == Stream::Stderr && l.line.ends_with("✓ Mounted /data (NFS)")),
+        "{lines:?}"
+    );
+    let app = ContainerSpec::new("app", BUSYBOX_IMAGE)
+        .memory_limit(32 << 20)
+        .shell("nc 127.0.0.1 8081 </dev/null; echo app-started; dd if=/dev/zero of=/dev/null bs=48M");
+    let app_id = ok(cri.run_container(&pod, &app));
+    let info = ok(cri.wait_exited(&app_id, BOOT));
+    let lines = f.wait_for_line(
+        &app.log_file(pod.log_directory()),
+        "app-started",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        support::lines_of(&lines, Stream::Stdout),
+        ["side-hello", "app-started"],
+        "the sidecar served the app at its start"
+    );
+    assert_eq!((info.exit_code, info.reason.as_str()), (137, "OOMKilled"), "{info:?}");
+    let side_now = ok(cri.container_status(&side_id));
+    assert_eq!(
+        side_now.state,
+        runcvm_test_node::ContainerState::ContainerRunning,
+        "{side_now:?}"
+    );
+    assert_eq!(
+        exec_text(&f, &side_id, &["sh", "-c", "nc 127.0.0.1 8081 </dev/null"]),
+        "side-hello",
+        "the sidecar serves on"
+    );
+    ok(cri.stop_pod_sandbox(&pod.id));
+    ok(cri.remove_pod_sandbox(&pod.id));
+    f.node.assert_nothing_left(&[&pod.id, &side_id, &app_id]);
 }

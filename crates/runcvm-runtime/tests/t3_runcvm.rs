@@ -54,8 +54,8 @@ fn a_socket_volume_is_refused_clearly() {
     assert_start_refused(&f, &spec, "socket", "is a socket, which cannot be shared into a VM");
 }
 
-/// A handler whose runtime has no install around it: pods still run their
-/// sandbox (which needs nothing of runcvm's), workloads are refused.
+/// A handler whose runtime has no install around it: the pod's sandbox,
+/// which boots the pod's VM, is refused with the reason.
 #[test]
 #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
 fn a_missing_install_is_named() {
@@ -67,16 +67,21 @@ fn a_missing_install_is_named() {
     let node = ok(Node::start(
         NodeOptions::default().runtime(RuntimeHandler::new("runcvm", &runtime)),
     ));
-    let f = Fixture {
-        node,
-        handler: Handler::RUNCVM,
-    };
-    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("true");
+    let cri = ok(node.cri());
     let expected = format!(
         "runcvm is not installed completely at {}: bin/runcvm is missing",
         empty.path().display()
     );
-    assert_start_refused(&f, &spec, "noinstall", &expected);
+    let err = format!(
+        "{:#}",
+        cri.run_pod_sandbox(&node.pod("noinstall").runtime_handler("runcvm"))
+            .expect_err("no install, no pod VM")
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(
+        !node.log_lines_with(&expected).is_empty(),
+        "containerd's log does not carry {expected:?}"
+    );
 }
 
 /// runc cannot be found: even the pod sandbox fails, with the reason.
@@ -138,10 +143,12 @@ fn a_malformed_config_is_reported_in_the_log_containerd_reads() {
 
 #[test]
 #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
-fn a_second_vm_container_in_a_running_pod_is_refused_and_the_first_keeps_serving() {
+fn without_a_pod_vm_a_second_vm_container_is_refused_and_the_first_keeps_serving() {
     let f = Fixture::start(Handler::RUNCVM);
     let cri = ok(f.node.cri());
-    let pod = ok(cri.run_pod_sandbox(&f.pod("two")));
+    // A pod that opted out of its one VM: a VM per container, as before.
+    let spec = f.pod("two").annotation(runcvm_spec::oci::POD_VM_ANNOTATION, "false");
+    let pod = ok(cri.run_pod_sandbox(&spec));
     let pod_ip = ok(cri.pod_sandbox_status(&pod.id)).ip;
     let first =
         ContainerSpec::new("first", BUSYBOX_IMAGE).shell("echo ready; while true; do echo hello | nc -l -p 8080; done");
@@ -202,21 +209,23 @@ fn pods_share_the_nodes_read_only_boot_disk_and_get_their_container_after_boot()
                 .contains("error writing '/dev/vda': Operation not permitted"),
             "{written:?}"
         );
-        // Root beside the launcher, on the node, with CAP_DAC_OVERRIDE:
-        // the disk every pod boots is bound read-only there.
+        // Root beside the container's launcher, on the node, with
+        // CAP_DAC_OVERRIDE: the disk every pod boots is not there (the
+        // pod's launcher, in the sandbox, has it bound read-only), and the
+        // pod's socket's folder is read-only.
         let beside = ok(cri.exec_sync(
             &id,
             &[
                 "---",
                 "sh",
                 "-c",
-                "test -s /.runcvm/disk.ext4 && echo x >> /.runcvm/disk.ext4",
+                "test ! -e /.runcvm/disk.ext4 && test -S /.runcvm/pod/exec.sock && touch /.runcvm/pod/x",
             ],
             30,
         ));
-        assert_ne!(beside.exit_code, 0, "the pod wrote the node's boot disk: {beside:?}");
+        assert_ne!(beside.exit_code, 0, "the pod wrote its socket's folder: {beside:?}");
         assert!(beside.stderr_text().contains("Read-only file system"), "{beside:?}");
-        ids.push(id);
+        ids.push((pod.id.clone(), id));
     }
     let boot_disk = |id: &str| {
         let launch = std::fs::read(support::state_folder(id).with_file_name(format!("{id}.launch.json")))
@@ -225,20 +234,37 @@ fn pods_share_the_nodes_read_only_boot_disk_and_get_their_container_after_boot()
             .expect("a launch file")
             .boot_disk
     };
-    let (a, b) = (boot_disk(&ids[0]), boot_disk(&ids[1]));
+    let (a, b) = (boot_disk(&ids[0].0), boot_disk(&ids[1].0));
     assert_eq!(a, b, "one boot disk for the node");
-    let meta = std::fs::metadata(&a).expect("the boot disk");
+    assert_eq!(boot_disk(&ids[0].1), a, "the container's launch file names its pod's");
+    // The file each pod's VM boots, as its launcher sees it (bound there:
+    // another install's first create may have taken the name off the node
+    // meanwhile, while running VMs keep theirs).
+    let booted = |pod: &str| {
+        let launcher = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                std::fs::read(p.join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("runcvm\0launch"))
+                    && std::fs::read_to_string(p.join("cgroup")).is_ok_and(|c| c.contains(pod))
+            })
+            .expect("the pod's launcher");
+        std::fs::metadata(launcher.join("root/.runcvm/disk.ext4")).expect("the boot disk")
+    };
+    let (meta, other) = (booted(&ids[0].0), booted(&ids[1].0));
+    assert_eq!((meta.dev(), meta.ino()), (other.dev(), other.ino()), "one file");
     assert_eq!(meta.mode() & 0o777, 0o440);
     assert_eq!(
-        std::fs::metadata(support::state_folder(&ids[0]).join("disk.ext4"))
+        std::fs::metadata(support::state_folder(&ids[0].0).join("disk.ext4"))
             .map(|m| m.len())
             .ok(),
         Some(0),
-        "on the node a container's disk.ext4 is an empty mount point, not a link"
+        "on the node a pod VM's disk.ext4 is an empty mount point, not a link"
     );
     // Its listing is guest init alone; the entrypoint shown is the
     // launch file's, as the guest gets it.
-    let shown = support::inspect(&ids[1]);
+    let shown = support::inspect(&ids[1].1);
     assert!(
         shown.contains(" init\n") && !shown.contains(" entrypoint\n") && shown.contains("# boot-b"),
         "{shown}"
@@ -349,10 +375,11 @@ fn cgroup_of(pid: &str, controller: &str) -> String {
 
 #[test]
 #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
-fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
+fn the_pods_vm_gets_the_pods_limits_and_each_container_its_own() {
     let f = Fixture::start(Handler::RUNCVM);
     let cri = ok(f.node.cri());
-    let pod = ok(cri.run_pod_sandbox(&f.pod("sized")));
+    // As kubelet passes them: the sums of the pod's containers' limits.
+    let pod = ok(cri.run_pod_sandbox(&f.pod("sized").resources(150_000, 100_000, 1536, 256 << 20)));
     let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
         .memory_limit(256 << 20)
         .cpu_limit(150_000, 100_000)
@@ -367,7 +394,7 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
         .expect("MemTotal");
     assert!(
         (200 << 10..=256 << 10).contains(&kib),
-        "guest MemTotal {kib} kB for a 256 MiB limit"
+        "guest MemTotal {kib} kB for a pod of 256 MiB"
     );
     let host_cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     assert_eq!(
@@ -380,7 +407,7 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
     let cpu_max = ok(cri.exec_sync(&id, &["cat", "/sys/fs/cgroup/cpu.max"], 30));
     assert_eq!(cpu_max.stdout_text(), "150000 100000\n", "{cpu_max:?}");
 
-    // `---` runs in the container, beside the launcher (PID 1 there).
+    // `---` runs in the container, beside its launcher (PID 1 there).
     let beside = ok(cri.exec_sync(&id, &["---", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"], 30));
     assert_eq!(beside.exit_code, 0, "{beside:?}");
     assert!(beside.stdout_text().contains("runcvm launch"), "{beside:?}");
@@ -389,67 +416,70 @@ fn the_vm_gets_the_containers_limits_and_the_cgroup_the_overhead() {
     let bounding = u64::from_str_radix(caps.stdout_text().split_whitespace().nth(1).unwrap_or(""), 16)
         .unwrap_or_else(|_| panic!("{caps:?}"));
     assert_eq!(bounding & (1 << 12), 0, "CAP_NET_ADMIN in {bounding:x}");
-    // The devices the runtime adds open read-write in the container (their
-    // cgroup rules allow `rw`, no `m`).
-    for device in ["/dev/kvm", "/dev/net/tun"].iter().filter(|d| Path::new(d).exists()) {
-        let opened = ok(cri.exec_sync(
-            &id,
-            &["---", "sh", "-c", &format!("exec 3<>{device} && echo opened")],
-            30,
-        ));
-        assert_eq!(opened.stdout_text(), "opened\n", "{device}: {opened:?}");
-    }
-    let processes = support::processes_of_container(&id);
-    let pid = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("runcvm\0launch"))
-                && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&id))
-        })
-        .unwrap_or_else(|| panic!("no launcher among {processes:?}"));
-    let memory = cgroup_of(&pid, "memory");
-    let limit_file = ["memory.limit_in_bytes", "memory.max"]
-        .iter()
-        .map(|file| {
-            Path::new("/sys/fs/cgroup/memory")
-                .join(memory.trim_start_matches('/'))
-                .join(file)
-        })
-        .chain(std::iter::once(
-            Path::new("/sys/fs/cgroup")
-                .join(memory.trim_start_matches('/'))
-                .join("memory.max"),
-        ))
-        .find(|p| p.exists())
-        .expect("the container's memory limit file");
-    let limit: u64 = support::read_number(&limit_file);
-    let overhead = runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20;
-    assert_eq!(limit, (256 << 20) + overhead, "{}", limit_file.display());
+    // The container's launcher boots nothing: no device of the VM's.
+    let devices = ok(cri.exec_sync(&id, &["---", "sh", "-c", "ls /dev/kvm /dev/net/tun"], 30));
+    assert_ne!(devices.exit_code, 0, "{devices:?}");
 
-    // The limit it booted with, given again, keeps the overhead on top.
+    let launcher_of = |container: &str| {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("runcvm\0launch"))
+                    && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(container))
+            })
+            .unwrap_or_else(|| panic!("no launcher among {:?}", support::processes_of_container(container)))
+    };
+    let cgroup_file = |pid: &str, controller: &str, files: &[&str]| {
+        let cgroup = cgroup_of(pid, controller);
+        files
+            .iter()
+            .flat_map(|file| {
+                [
+                    Path::new("/sys/fs/cgroup")
+                        .join(controller)
+                        .join(cgroup.trim_start_matches('/'))
+                        .join(file),
+                    Path::new("/sys/fs/cgroup")
+                        .join(cgroup.trim_start_matches('/'))
+                        .join(file),
+                ]
+            })
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("none of {files:?} for {pid}"))
+    };
+    // The pod's VM is the sandbox's, weighed as the pod (containerd gives
+    // a pause container the least weight there is: 2 shares, weight 1).
+    let sandbox = launcher_of(&pod.id);
+    let weight = cgroup_file(&sandbox, "cpu", &["cpu.shares", "cpu.weight"]);
+    let expected = if weight.ends_with("cpu.shares") { 1536 } else { 59 };
+    assert_eq!(support::read_number(&weight), expected, "{}", weight.display());
+    // The container's cgroup holds its launcher alone, at its own limit.
+    let limit_file = cgroup_file(&launcher_of(&id), "memory", &["memory.limit_in_bytes", "memory.max"]);
+    assert_eq!(support::read_number(&limit_file), 256 << 20, "{}", limit_file.display());
     ok(cri.update_memory_limit(&id, 256 << 20));
-    let limit: u64 = support::read_number(&limit_file);
-    assert_eq!(limit, (256 << 20) + overhead, "after UpdateContainerResources");
-    // The VM's memory is fixed at boot: an in-place resize either way is
-    // refused with the reason, and the cgroup keeps its limit.
-    for (asked, reason) in [
-        (128 << 20, "128 MiB is below the 256 MiB the VM booted with"),
-        (
-            320 << 20,
-            "320 MiB is above the 256 MiB the VM booted with: a VM keeps its memory until it restarts",
-        ),
-    ] {
+    assert_eq!(
+        support::read_number(&limit_file),
+        256 << 20,
+        "after UpdateContainerResources"
+    );
+    // The guest holds each container to the limits it was created with:
+    // an in-place resize either way is refused with the reason, and the
+    // cgroup keeps its limit.
+    for asked in [128 << 20, 320 << 20] {
         let refused = cri
             .update_memory_limit(&id, asked)
             .expect_err("a resize the VM cannot follow is refused");
-        assert!(format!("{refused:#}").contains(reason), "{refused:#}");
-        let limit: u64 = support::read_number(&limit_file);
+        let reason = format!(
+            "a memory limit of {} MiB for a container in its pod's VM, where it was created with 256 MiB",
+            asked >> 20
+        );
+        assert!(format!("{refused:#}").contains(&reason), "{refused:#}");
         assert_eq!(
-            limit,
-            (256 << 20) + overhead,
+            support::read_number(&limit_file),
+            256 << 20,
             "after a refused UpdateContainerResources"
         );
     }
@@ -610,8 +640,9 @@ fn pause_resume_ps_and_features_are_runcs() {
         ok(cri.exec_sync(&id, &["echo", "after-resume"], 30)).stdout_text(),
         "after-resume\n"
     );
+    // The container's launcher (its proxy: the VM is the pod's).
     let pids = ctr(&["task", "ps", &id]);
-    assert!(pids.lines().count() >= 3, "the launcher and QEMU at least: {pids}");
+    assert!(pids.lines().count() >= 2, "the launcher at least: {pids}");
 
     let features = |binary: &Path| {
         let out = Command::new(binary).arg("features").output().expect("features");
@@ -796,47 +827,28 @@ fn a_restricted_pod_runs_and_beside_the_launcher_is_the_workloads_user() {
     assert_eq!(in_vm.stdout_text(), "1000\n", "{in_vm:?}");
     // The VMM, which the guest would attack, holds no capability, though
     // the launcher has what it needs. (Its bounding set stays: emptying it
-    // takes CAP_SETPCAP, which this pod dropped; behind no_new_privs and an
-    // empty permitted set it is out of reach.)
-    let vmm = ok(cri.exec_sync(
-        &id,
-        &[
-            "---",
-            "sh",
-            "-c",
-            // By its command line: QEMU runs through the bundle's loader,
-            // whose name is the process's. `[m]` keeps this shell out.
-            "for p in /proc/[0-9]*; do grep -qE 'qemu-syste[m]|firecracke[r]' $p/cmdline 2>/dev/null && \
-             grep -E '^(Cap(Inh|Prm|Eff|Amb)|NoNewPrivs)' $p/status; done",
-        ],
-        30,
-    ));
-    let text = vmm.stdout_text();
-    assert_eq!(text.lines().count(), 5, "one VMM's four sets and no_new_privs: {vmm:?}");
-    for line in text.lines() {
+    // takes CAP_SETPCAP, which the pod's sandbox lacks; behind no_new_privs
+    // and an empty permitted set it is out of reach.) It is the pod's, in
+    // the sandbox, read from the node.
+    let status = vmm_status(&pod.id);
+    let sets: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("Cap") && !l.starts_with("CapBnd") || l.starts_with("NoNewPrivs"))
+        .collect();
+    assert_eq!(sets.len(), 5, "one VMM's four sets and no_new_privs: {status}");
+    for line in sets {
         let expected = if line.starts_with("NoNewPrivs") {
             "1"
         } else {
             "0000000000000000"
         };
-        assert!(line.ends_with(expected), "the VMM: {text}");
+        assert!(line.ends_with(expected), "the VMM: {status}");
     }
     // Nor is it root: it runs as the node's VMM user (the default, 65520),
     // in no supplementary group.
-    let ids = ok(cri.exec_sync(
-        &id,
-        &[
-            "---",
-            "sh",
-            "-c",
-            "for p in /proc/[0-9]*; do grep -qE 'qemu-syste[m]|firecracke[r]' $p/cmdline 2>/dev/null && \
-             grep -E '^(Uid|Gid|Groups):' $p/status; done",
-        ],
-        30,
-    ));
-    let normal: Vec<String> = ids
-        .stdout_text()
+    let normal: Vec<String> = status
         .lines()
+        .filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:") || l.starts_with("Groups:"))
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     assert_eq!(
@@ -846,6 +858,23 @@ fn a_restricted_pod_runs_and_beside_the_launcher_is_the_workloads_user() {
             "Gid: 65520 65520 65520 65520",
             "Groups:"
         ],
-        "{ids:?}"
+        "{status}"
     );
+}
+
+/// `/proc/PID/status` of the one VMM in the cgroup of container `id` (a
+/// pod's sandbox), found by its command line on the node.
+fn vmm_status(id: &str) -> String {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let path = entry.path();
+        let in_container = std::fs::read_to_string(path.join("cgroup")).is_ok_and(|c| c.contains(id));
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if in_container && (cmdline.contains("qemu-system") || cmdline.contains("firecracker")) {
+            found.push(std::fs::read_to_string(path.join("status")).unwrap_or_default());
+        }
+    }
+    assert_eq!(found.len(), 1, "one VMM in {id}'s cgroup: {found:?}");
+    found.remove(0)
 }

@@ -29,6 +29,9 @@ pub struct AttachRequest {
     /// The container's name in the VM, which `runcvm exec --container`
     /// gives.
     pub name: Option<String>,
+    /// The pod VM's console and launcher lines to this process's stderr
+    /// too (a Kubernetes container at DEBUG).
+    pub follow_console: bool,
 }
 
 /// Why a container could not be attached, or was lost.
@@ -97,6 +100,7 @@ pub fn in_pod_vm(state_dir: &Path, launch: &ContainerLaunch, name: &str, setting
         // guest as end of file, as under runc.
         interactive: true,
         name: Some(name.to_owned()),
+        follow_console: runcvm_log::level() >= runcvm_log::LogLevel::Debug,
     };
     let end = match try_attach(&request, settings) {
         Ok(end) => end,
@@ -167,5 +171,10 @@ fn try_attach(request: &AttachRequest, settings: &crate::settings::Settings) -> 
         stdin: request.interactive,
         terminal_size: request.entrypoint.terminal.then(crate::terminal::current_size),
     };
-    Ok(crate::exec::run_session(&socket, create, request.interactive)?)
+    Ok(crate::exec::run_session(
+        &socket,
+        create,
+        request.interactive,
+        request.follow_console,
+    )?)
 }

@@ -221,14 +221,20 @@ pub fn run_client(
         process,
         terminal_size,
     };
-    Ok(run_session(socket, exec, interactive)?.status.container_code())
+    Ok(run_session(socket, exec, interactive, false)?.status.container_code())
 }
 
 /// Sends `first` (`Exec`, or `CreateContainer` with its `terminal_size`
 /// set) to the launcher behind `socket`, then relays this process's stdin
 /// (if `interactive`), stdout and stderr, its signals and its terminal's
-/// size until the session ends.
-pub fn run_session(socket: &Path, first: HostMessage, interactive: bool) -> Result<SessionEnd, ExecClientError> {
+/// size until the session ends; with `follow_console`, the pod's console
+/// too (`HostMessage::FollowConsole`), to this process's stderr.
+pub fn run_session(
+    socket: &Path,
+    first: HostMessage,
+    interactive: bool,
+    follow_console: bool,
+) -> Result<SessionEnd, ExecClientError> {
     use std::io::{Read, Write};
     let (terminal, what) = match &first {
         HostMessage::Exec { process, .. } => (process.terminal, "exec session"),
@@ -242,6 +248,10 @@ pub fn run_session(socket: &Path, first: HostMessage, interactive: bool) -> Resu
         stream.try_clone().map_err(ExecClientError::Clone)?,
     ));
     send_frame(&writer, |s| runcvm_proto::write_message(s, &first)).map_err(ExecClientError::Send)?;
+    if follow_console {
+        send_frame(&writer, |s| runcvm_proto::write_message(s, &HostMessage::FollowConsole))
+            .map_err(ExecClientError::Send)?;
+    }
     pass_signals(std::sync::Arc::clone(&writer));
     let _raw = (terminal && interactive)
         .then(crate::terminal::RawMode::on_stdin)

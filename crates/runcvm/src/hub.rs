@@ -30,11 +30,19 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// How long an exec naming a container waits for it to be attached (see
+/// `SessionHub::name_wait`): at most what the pod's VM may take to boot.
+const NAME_WAIT: Duration = Duration::from_secs(60);
 
 /// What goes to a session's consumer, in order.
 #[derive(Debug)]
 enum Delivery {
     Data(Stream, Vec<u8>),
+    /// The pod's console for a client that follows it: to its stderr,
+    /// outside every window (the guest did not send it as the session's).
+    Console(Vec<u8>),
     /// An exec's or an attached container's end (the message its client
     /// gets), after all its output.
     Exit(GuestMessage),
@@ -46,7 +54,7 @@ impl WindowBytes for Delivery {
     fn window_bytes(&self) -> usize {
         match self {
             Self::Data(_, bytes) => bytes.len(),
-            Self::Exit(_) | Self::Close => 0,
+            Self::Console(_) | Self::Exit(_) | Self::Close => 0,
         }
     }
 }
@@ -93,6 +101,11 @@ pub struct SessionHub {
     /// Attached containers by the name their client gave, for execs that
     /// name them.
     names: Mutex<HashMap<String, u32>>,
+    names_changed: Condvar,
+    /// How long an exec naming a container not attached yet waits for it:
+    /// a Kubernetes exec (a probe) may come right after the container's
+    /// start, before its launcher has attached it.
+    name_wait: Duration,
     connections: Mutex<HashMap<u32, TcpStream>>,
     /// Each session's consumer, behind its queue.
     outboxes: Mutex<HashMap<u32, Outbox<Delivery>>>,
@@ -103,8 +116,13 @@ pub struct SessionHub {
 
 impl SessionHub {
     pub fn new() -> Arc<Self> {
+        Self::with_name_wait(NAME_WAIT)
+    }
+
+    fn with_name_wait(name_wait: Duration) -> Arc<Self> {
         Arc::new(Self {
             next_session: AtomicU32::new(1),
+            name_wait,
             ..Self::default()
         })
     }
@@ -117,7 +135,7 @@ impl SessionHub {
             |delivery| match delivery {
                 Delivery::Data(Stream::Stdout, bytes) => write_through(&mut std::io::stdout().lock(), &bytes),
                 Delivery::Data(_, bytes) => write_through(&mut std::io::stderr().lock(), &bytes),
-                Delivery::Exit(_) | Delivery::Close => Ok(()),
+                Delivery::Console(_) | Delivery::Exit(_) | Delivery::Close => Ok(()),
             },
             credit_to(guest, WORKLOAD_SESSION),
         );
@@ -185,7 +203,7 @@ impl SessionHub {
         });
     }
 
-    fn exec_client(&self, stream: UnixStream) {
+    fn exec_client(self: &Arc<Self>, stream: UnixStream) {
         let Ok(mut reader) = stream.try_clone().map(BufReader::new) else {
             return;
         };
@@ -224,7 +242,13 @@ impl SessionHub {
 
     /// The client's frames to the guest, until it is done; its input within
     /// the session's window.
-    fn relay_client(&self, session: u32, kind: ClientKind, reader: &mut BufReader<UnixStream>, guest: &GuestWriter) {
+    fn relay_client(
+        self: &Arc<Self>,
+        session: u32,
+        kind: ClientKind,
+        reader: &mut BufReader<UnixStream>,
+        guest: &GuestWriter,
+    ) {
         let window = self.windows.get(session);
         loop {
             let message = match runcvm_proto::read_frame::<HostMessage>(&mut *reader) {
@@ -256,6 +280,10 @@ impl SessionHub {
                 }
             };
             let forwarded = match message {
+                HostMessage::FollowConsole => {
+                    self.follow_console(session);
+                    continue;
+                }
                 HostMessage::CloseStdin { .. } => HostMessage::CloseStdin { session },
                 HostMessage::Resize { rows, cols, .. } => HostMessage::Resize { session, rows, cols },
                 HostMessage::Signal { signal, .. } => HostMessage::Signal { signal, session },
@@ -263,6 +291,35 @@ impl SessionHub {
             };
             let _ = send_guest(guest, &forwarded);
         }
+    }
+
+    /// The pod's console, what was kept and what comes, goes to the
+    /// client's stderr too, for as long as its session lasts.
+    fn follow_console(self: &Arc<Self>, session: u32) {
+        let (backlog, later) = crate::pod_console::follow();
+        let push = |bytes: Vec<u8>| {
+            let outboxes = self.outboxes.lock().ok();
+            outboxes
+                .as_ref()
+                .and_then(|o| o.get(&session))
+                .is_some_and(|outbox| outbox.push(Delivery::Console(bytes)).is_ok())
+        };
+        if !backlog.is_empty() && !push(backlog) {
+            return;
+        }
+        let hub = Arc::clone(self);
+        std::thread::spawn(move || {
+            for bytes in later {
+                let outboxes = hub.outboxes.lock().ok();
+                let pushed = outboxes
+                    .as_ref()
+                    .and_then(|o| o.get(&session))
+                    .is_some_and(|outbox| outbox.push(Delivery::Console(bytes)).is_ok());
+                if !pushed {
+                    return;
+                }
+            }
+        });
     }
 
     /// A port-forward connection accepted in the pod's namespace, for
@@ -282,7 +339,7 @@ impl SessionHub {
                 move |delivery| match delivery {
                     Delivery::Data(_, bytes) => writer.write_all(&bytes),
                     Delivery::Close => writer.shutdown(Shutdown::Write),
-                    Delivery::Exit(_) => Ok(()),
+                    Delivery::Console(_) | Delivery::Exit(_) => Ok(()),
                 },
                 credit_to(&guest, session),
             );
@@ -400,9 +457,24 @@ impl SessionHub {
                 ..
             } => {
                 if let Some(name) = container_name.take() {
-                    *container = *names
-                        .get(&name)
-                        .ok_or_else(|| format!("runcvm exec: no container named {name:?} runs in this VM\n"))?;
+                    let deadline = std::time::Instant::now() + self.name_wait;
+                    *container = loop {
+                        if let Some(id) = names.get(&name) {
+                            break *id;
+                        }
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            return Err(format!(
+                                "runcvm exec: no container named {name:?} runs in this VM (waited {} s for it)\n",
+                                self.name_wait.as_secs()
+                            ));
+                        }
+                        names = self
+                            .names_changed
+                            .wait_timeout(names, left)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0;
+                    };
                 }
                 *numbered = session;
                 log_exec(session, process);
@@ -420,6 +492,7 @@ impl SessionHub {
                         ));
                     }
                     names.insert(name.clone(), session);
+                    self.names_changed.notify_all();
                 }
                 *container = session;
                 runcvm_log::debug!("container {session}: attached");
@@ -430,6 +503,7 @@ impl SessionHub {
             &format!("client-{session}"),
             move |delivery| match delivery {
                 Delivery::Data(stream, bytes) => runcvm_proto::write_data(&mut client, 0, stream, &bytes),
+                Delivery::Console(bytes) => runcvm_proto::write_data(&mut client, 0, Stream::Stderr, &bytes),
                 Delivery::Exit(end) => runcvm_proto::write_message(&mut client, &end),
                 Delivery::Close => Ok(()),
             },
@@ -552,7 +626,7 @@ mod tests {
     /// A hub whose guest is the far end of a socket pair.
     fn hub_with_guest() -> (Arc<SessionHub>, BufReader<UnixStream>) {
         let (launcher, guest) = UnixStream::pair().unwrap();
-        let hub = SessionHub::new();
+        let hub = SessionHub::with_name_wait(Duration::from_millis(300));
         hub.set_guest(Arc::new(Mutex::new(launcher)));
         (hub, BufReader::new(guest))
     }
@@ -625,6 +699,67 @@ mod tests {
         drop(client);
         let killed: Option<HostMessage> = runcvm_proto::read_message(&mut guest).unwrap();
         assert_eq!(killed, Some(HostMessage::KillSession { session: container }));
+    }
+
+    #[test]
+    fn an_exec_naming_a_container_not_attached_yet_waits_for_it() {
+        let (hub, mut guest) = hub_with_guest();
+        let HostMessage::CreateContainer { entrypoint, .. } = create(0) else {
+            unreachable!()
+        };
+        let (mut exec_client, served) = UnixStream::pair().unwrap();
+        let serving = Arc::clone(&hub);
+        std::thread::spawn(move || serving.exec_client(served));
+        runcvm_proto::write_message(
+            &mut exec_client,
+            &HostMessage::Exec {
+                session: 0,
+                container: 0,
+                container_name: Some("late".into()),
+                process: entrypoint.unwrap(),
+                terminal_size: None,
+            },
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let (mut attach_client, served) = UnixStream::pair().unwrap();
+        let serving = Arc::clone(&hub);
+        std::thread::spawn(move || serving.exec_client(served));
+        let HostMessage::CreateContainer {
+            plan,
+            entrypoint,
+            files,
+            root,
+            volumes,
+            ..
+        } = create(0)
+        else {
+            unreachable!()
+        };
+        let named = HostMessage::CreateContainer {
+            container: 0,
+            name: Some("late".into()),
+            plan,
+            entrypoint,
+            files,
+            root,
+            volumes,
+            stdin: false,
+            terminal_size: None,
+        };
+        runcvm_proto::write_message(&mut attach_client, &named).unwrap();
+        // The guest gets the container first, then the exec in it.
+        let Some(Frame::Message(HostMessage::CreateContainer { container, .. })) =
+            runcvm_proto::read_frame::<HostMessage>(&mut guest).unwrap()
+        else {
+            panic!("the container first");
+        };
+        let Some(Frame::Message(HostMessage::Exec { container: into, .. })) =
+            runcvm_proto::read_frame::<HostMessage>(&mut guest).unwrap()
+        else {
+            panic!("then the exec");
+        };
+        assert_eq!(into, container, "the exec runs in the container it named");
     }
 
     #[test]

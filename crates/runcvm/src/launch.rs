@@ -98,6 +98,8 @@ pub fn launch(state_dir: &Path, launch: &ContainerLaunch, settings: &crate::sett
     }
     if launch.role == LaunchRole::PodVm {
         log_to_the_pod_log(state_dir);
+        // Every line, for the containers at DEBUG (`pod_console.rs`).
+        runcvm_log::set_tee(crate::pod_console::record_line);
     }
     match try_launch(state_dir, launch, settings) {
         Ok(code) => code,

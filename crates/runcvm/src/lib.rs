@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod launch;
 pub mod locate;
 pub mod oom;
+pub mod pod_console;
 pub mod pod_network;
 pub mod port_forward;
 pub mod run;

@@ -409,6 +409,8 @@ impl AttachArgs {
             volumes: self.volumes,
             interactive: self.interactive,
             name: self.name,
+            // A `runcvm run`'s VM: its console is its own process's.
+            follow_console: false,
         })
     }
 }

@@ -28,6 +28,15 @@ pub fn user_namespace(config: &OciConfig) -> Result<Option<UserNamespace>, Creat
     if linux.gid_mappings.is_empty() {
         return Err(CreateError::UserNamespaceMappings("gid"));
     }
+    // As runc: the namespace's root is the pod's root, which must exist.
+    let maps_root =
+        |mappings: &[runcvm_spec::oci::OciIdMapping]| mappings.iter().any(|m| m.container_id == 0 && m.size > 0);
+    if !maps_root(&linux.uid_mappings) {
+        return Err(CreateError::UserNamespaceWithoutRoot("uid"));
+    }
+    if !maps_root(&linux.gid_mappings) {
+        return Err(CreateError::UserNamespaceWithoutRoot("gid"));
+    }
     Ok(Some(UserNamespace {
         uid_mappings: linux.uid_mappings.iter().copied().map(Into::into).collect(),
         gid_mappings: linux.gid_mappings.iter().copied().map(Into::into).collect(),

@@ -6,7 +6,8 @@
 //! container's process is the launcher, with the container's root bound
 //! into the state folder for the launcher to serve.
 //!
-//! In a pod that asked for one VM (`docs/pods.md`), the sandbox's `create`
+//! In a pod with one VM (`docs/pods.md`: every pod unless it opts out),
+//! the sandbox's `create`
 //! makes the pod's VM launcher (no root, no volumes, the VM sized from the
 //! pod's annotations), and each workload container's makes a launcher that
 //! creates the container in that VM (no boot disk, no devices: the pod's
@@ -87,6 +88,11 @@ pub enum CreateError {
         "the container runs in a user namespace (hostUsers: false) without {0} mappings: runcvm runs the workload in a user namespace of its own in the guest and needs the pod's mappings for it"
     )]
     UserNamespaceMappings(&'static str),
+    /// user namespace mappings without the pod's root
+    #[error(
+        "the pod's user namespace (hostUsers: false) maps no {0} to container id 0: the pod's root must be mapped, as runc requires"
+    )]
+    UserNamespaceWithoutRoot(&'static str),
     /// a seccomp profile the guest cannot apply
     #[error("the container's seccomp profile cannot be applied in the VM")]
     Seccomp(#[source] runcvm_seccomp::SeccompError),
@@ -161,8 +167,8 @@ pub enum CreateError {
     },
     /// a pod VM without a network of its own
     #[error(
-        "the pod asks for one VM ({}) but its sandbox has no network namespace of its own to give the VM; \
-         remove the annotation to run each container as a VM of its own",
+        "the pod's sandbox has no network namespace of its own to give the pod's VM; set the pod's annotation \
+         {} to \"false\" to run each container as a VM of its own",
         runcvm_spec::oci::POD_VM_ANNOTATION
     )]
     PodVmWithoutNetwork,
@@ -269,7 +275,10 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         .bundle
         .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));
     let (vm, raised_by) = match request.kind {
-        PodKind::InPodVm { sandbox, .. } => (pod_vm::the_pods_vm(sandbox), 0),
+        PodKind::InPodVm { sandbox, .. } => {
+            say_node_only_env_is_ignored(request, &process.env);
+            (pod_vm::the_pods_vm(sandbox), 0)
+        }
         PodKind::OwnVm | PodKind::PodVm => the_vm(request, config, &process.env)?,
     };
 
@@ -405,6 +414,21 @@ fn the_vm(request: &CreateRequest<'_>, config: &OciConfig, env: &[String]) -> Re
 /// A cgroup's CPU weight when nothing sets it (cgroup v1's default shares).
 const DEFAULT_CPU_SHARES: u64 = 1024;
 
+/// Says, in the container's log, which of `runcvm run`'s knobs that would
+/// choose how the guest boots are in the container's env, and so ignored.
+fn say_node_only_env_is_ignored(request: &CreateRequest<'_>, env: &[String]) {
+    let root = request.install.root();
+    for name in runcvm_spec::oci::NODE_ONLY_ENV {
+        if env_value(env, name).is_some() {
+            let message = format!(
+                "{name} in the container's env is ignored: a pod cannot change how its guest boots; the node's settings do ({}, written by runcvm install)",
+                root.join(SETTINGS_FILE).display()
+            );
+            crate::report::pod_warning(request.log, request.log_json, &message);
+        }
+    }
+}
+
 /// How the guest boots, which the node decides alone.
 struct NodeBoot {
     hypervisor: LaunchHypervisor,
@@ -418,15 +442,7 @@ struct NodeBoot {
 fn node_boot(request: &CreateRequest<'_>, env: &[String], accel: runcvm_vmm::Accel) -> Result<NodeBoot, CreateError> {
     let root = request.install.root();
     let settings = NodeSettings::read(root)?;
-    for name in runcvm_spec::oci::NODE_ONLY_ENV {
-        if env_value(env, name).is_some() {
-            let message = format!(
-                "{name} in the container's env is ignored: a pod cannot change how its guest boots; the node's settings do ({}, written by runcvm install)",
-                root.join(SETTINGS_FILE).display()
-            );
-            crate::report::pod_warning(request.log, request.log_json, &message);
-        }
-    }
+    say_node_only_env_is_ignored(request, env);
     let by = format!(
         "the node's setting hypervisor = \"{}\" ({})",
         settings.hypervisor.as_str(),

@@ -1,9 +1,11 @@
 //! Whose VM a container runs in: its own, or its pod's one VM
-//! (`docs/pods.md`). A pod asks for one VM with an annotation on its
-//! sandbox; a workload container is in it when the node's own copy of its
-//! sandbox's launch file says the sandbox boots the pod's VM, never because
-//! the container says so.
+//! (`docs/pods.md`). Every pod's sandbox boots the pod's VM, unless the pod
+//! opts out with an annotation (`runcvm.io/pod-vm: "false"`) or shares one
+//! of the node's namespaces; a workload container is in it when the node's
+//! own copy of its sandbox's launch file says the sandbox boots the pod's
+//! VM, never because the container says so.
 
+use super::namespaces::NodeNamespaces;
 use crate::state::read_node_launch;
 use runcvm_spec::ContainerLaunch;
 use runcvm_spec::launch::LaunchRole;
@@ -26,10 +28,17 @@ pub enum PodKind {
 }
 
 /// What a `create` makes of a container: `None` for a sandbox that runs
-/// under runc unchanged (a pod with a VM per container).
-pub fn kind_of(config: &OciConfig, state_root: &Path) -> Option<PodKind> {
+/// under runc unchanged. A sandbox in one of the node's namespaces (a
+/// hostNetwork, hostPID or hostIPC pod) is one: its containers are then
+/// refused at their own create, with the reason, as they always were, and
+/// the pod's VM never touches the node's namespaces.
+pub fn kind_of(config: &OciConfig, state_root: &Path, node: &NodeNamespaces) -> Option<PodKind> {
     match config.role() {
-        ContainerRole::Sandbox if config.wants_pod_vm() => Some(PodKind::PodVm),
+        ContainerRole::Sandbox
+            if config.wants_pod_vm() && super::namespaces::check(config, node, super::namespaces::identify).is_ok() =>
+        {
+            Some(PodKind::PodVm)
+        }
         ContainerRole::Sandbox => None,
         ContainerRole::Workload => Some(in_pod_vm(config, state_root).unwrap_or(PodKind::OwnVm)),
     }

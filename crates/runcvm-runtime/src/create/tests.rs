@@ -496,7 +496,7 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     sandbox["linux"]["resources"] = json!({"cpu": {"shares": 2}});
     let fx = fixture(&sandbox);
     let config = BundleConfig::read(&fx.bundle).unwrap();
-    let kind = pod_vm::kind_of(&config.config, &fx.state_root).unwrap();
+    let kind = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap();
     assert_eq!(kind, PodKind::PodVm);
     let state = prepare_as(&fx, "s1", &kind).unwrap();
     let launch = read_node_launch(&fx.state_root, "s1").unwrap();
@@ -527,7 +527,7 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     ]);
     std::fs::write(fx.bundle.join("config.json"), serde_json::to_vec(&workload).unwrap()).unwrap();
     let config = BundleConfig::read(&fx.bundle).unwrap();
-    let kind = pod_vm::kind_of(&config.config, &fx.state_root).unwrap();
+    let kind = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap();
     assert!(matches!(&kind, PodKind::InPodVm { sandbox_id, .. } if sandbox_id == "s1"));
     let member = prepare_as(&fx, "c1", &kind).unwrap();
     let launch = read_node_launch(&fx.state_root, "c1").unwrap();
@@ -555,9 +555,24 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     // A sandbox that is not a pod VM's: the container's own VM.
     workload["annotations"]["io.kubernetes.cri.sandbox-id"] = json!("c1");
     let other = OciConfig::parse(&serde_json::to_vec(&workload).unwrap(), "config.json").unwrap();
-    assert_eq!(pod_vm::kind_of(&other, &fx.state_root), Some(PodKind::OwnVm));
-    // And a pause container without the annotation is runc's alone.
+    assert_eq!(
+        pod_vm::kind_of(&other, &fx.state_root, &namespaces::NodeNamespaces::default()),
+        Some(PodKind::OwnVm)
+    );
+    // A hostNetwork pod's sandbox (no network namespace of its own) stays
+    // runc's: its containers are refused at their create, as before.
+    let mut host_network = sandbox.clone();
+    host_network["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}]);
+    let host = OciConfig::parse(&serde_json::to_vec(&host_network).unwrap(), "config.json").unwrap();
+    assert_eq!(
+        pod_vm::kind_of(&host, &fx.state_root, &namespaces::NodeNamespaces::default()),
+        None
+    );
+    // And a pause container that says no is runc's alone.
     sandbox["annotations"]["runcvm.io/pod-vm"] = json!("false");
     let plain = OciConfig::parse(&serde_json::to_vec(&sandbox).unwrap(), "config.json").unwrap();
-    assert_eq!(pod_vm::kind_of(&plain, &fx.state_root), None);
+    assert_eq!(
+        pod_vm::kind_of(&plain, &fx.state_root, &namespaces::NodeNamespaces::default()),
+        None
+    );
 }

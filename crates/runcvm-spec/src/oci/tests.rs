@@ -88,11 +88,14 @@ fn a_sandbox_says_its_pods_size_and_whether_it_wants_one_vm() {
         (sizing.cpu_shares, sizing.memory_bytes),
         (Some(1536), Some(314_572_800))
     );
-    // No annotations: no limits, and a VM per container.
-    config["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox", "runcvm.io/pod-vm": "no"});
+    // No sizing annotations: no limits; and a pod VM unless the pod says no.
+    config["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
     let plain = OciConfig::parse(&serde_json::to_vec(&config).unwrap(), "config.json").unwrap();
-    assert!(!plain.wants_pod_vm());
+    assert!(plain.wants_pod_vm());
     assert_eq!(plain.sandbox_sizing(), crate::oci::SandboxSizing::default());
+    config["annotations"]["runcvm.io/pod-vm"] = json!("false");
+    let own_vms = OciConfig::parse(&serde_json::to_vec(&config).unwrap(), "config.json").unwrap();
+    assert!(!own_vms.wants_pod_vm());
 }
 
 #[test]
