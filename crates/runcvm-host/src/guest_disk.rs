@@ -254,23 +254,69 @@ fn prepare(path: &Path) -> impl FnOnce(std::io::Error) -> BootDiskError {
     move |source| BootDiskError::Prepare { path, source }
 }
 
-/// Removes the boot disks of earlier guest inits: containers that still
-/// use one hold it by their bind mount of it.
+/// Removes the boot disks of earlier guest inits that no running launcher
+/// holds: one in use keeps its name (so `runcvm inspect` of its containers
+/// finds it where their launch files say) until the first create after its
+/// last VM ended.
 fn remove_other_boot_disks(dir: &Path, keep: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("boot-") && name.ends_with(".ext4") && name != keep {
+        if name.starts_with("boot-") && name.ends_with(".ext4") && name != keep && held_boot_disk(&name).is_none() {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// Where the boot disk named `name` is held by a running launcher, bound at
+/// `/.runcvm/disk.ext4` in its container: `/proc/PID/root/.runcvm/disk.ext4`
+/// of the first process whose `mountinfo` has that bind (its root still
+/// carries the file's name, with `//deleted` once the name is gone).
+pub fn held_boot_disk(name: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let proc = entry.path();
+        let mountinfo = std::fs::read_to_string(proc.join("mountinfo")).ok()?;
+        mountinfo_binds_boot_disk(&mountinfo, name)
+            .then(|| proc.join("root").join(BOUND_BOOT_DISK.trim_start_matches('/')))
+            .filter(|held| held.is_file())
+    })
+}
+
+/// Where a launcher's container has the node's boot disk.
+const BOUND_BOOT_DISK: &str = "/.runcvm/disk.ext4";
+
+/// Whether a `mountinfo` has the boot disk `name` bound at
+/// [`BOUND_BOOT_DISK`].
+fn mountinfo_binds_boot_disk(mountinfo: &str, name: &str) -> bool {
+    let suffix = format!("/{name}");
+    mountinfo.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        // Mount id, parent id, device, root, mount point, ...
+        fields.get(4) == Some(&BOUND_BOOT_DISK)
+            && fields
+                .get(3)
+                .is_some_and(|root| root.trim_end_matches("//deleted").ends_with(&suffix))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_launchers_bind_of_the_boot_disk_is_found_in_its_mountinfo_even_deleted() {
+        let name = "boot-v1-1-2-3.4-g65520.ext4";
+        let bound =
+            format!("812 790 254:1 /var/lib/runcvm/boot/{name} /.runcvm/disk.ext4 ro,nosuid - ext4 /dev/vda1 rw\n");
+        assert!(mountinfo_binds_boot_disk(&bound, name));
+        let deleted = bound.replace(".ext4 /.runcvm", ".ext4//deleted /.runcvm");
+        assert!(mountinfo_binds_boot_disk(&deleted, name));
+        assert!(!mountinfo_binds_boot_disk(&bound, "boot-v1-9-9-9.9-g65520.ext4"));
+        let elsewhere = bound.replace("/.runcvm/disk.ext4", "/mnt/disk.ext4");
+        assert!(!mountinfo_binds_boot_disk(&elsewhere, name));
+    }
     use runcvm_rootfs::{GuestEntry, find_tool};
     use std::os::unix::fs::MetadataExt;
 

@@ -176,6 +176,21 @@ pub fn write(level: LogLevel, message: fmt::Arguments<'_>) {
     write_as(None, level, message);
 }
 
+/// Writes one line to stderr alone, never to the tee: a line about one
+/// party that the tee's followers must not get (an exec's argv, which may
+/// carry a credential, is not for another container's log).
+pub fn write_untee(level: LogLevel, message: fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    let logger = LOGGER.get();
+    let name = logger.map_or("runcvm", |l| l.component);
+    let elapsed = (self::level() == LogLevel::Debug).then(|| logger.map_or(0.0, Logger::elapsed_secs));
+    let mut line = format_line(name, level, elapsed, &message);
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// Writes one line under another component name (the guest's `[VM-START]`).
 pub fn write_as(component: Option<&str>, level: LogLevel, message: fmt::Arguments<'_>) {
     let logger = LOGGER.get();

@@ -8,19 +8,24 @@
 //! 10) times: RunPodSandbox, then the clock starts just before
 //! CreateContainer of a busybox `sh -c 'echo first; sleep 600'` and stops
 //! when the CRI log file holds `first` (polled every 5 ms after
-//! StartContainer returns); then StopPodSandbox and RemovePodSandbox.
-//! RunPodSandbox, CreateContainer and StartContainer are timed on their own
-//! too (containerd 1.6 runs the runtime's `create`, so the state folder,
-//! inside StartContainer). For runcvm a second set of runs sets
-//! `RUNCVM_LOG_LEVEL=DEBUG` in the container's env: the launcher's lines,
-//! each stamped with the seconds since it started, give its start on the
-//! CRI log's clock, so boot-to-workload (launcher start to the first line)
-//! comes from the CRI log timestamps. Then the same workload from a 600 MiB
+//! StartContainer returns); then a second container the same way in the
+//! same, running pod (under runcvm: in the pod's VM, which is up); then
+//! StopPodSandbox and RemovePodSandbox. RunPodSandbox, CreateContainer and
+//! StartContainer are timed on their own too (containerd 1.6 runs the
+//! runtime's `create`, so the state folder, inside StartContainer), and a
+//! pod's start is RunPodSandbox's start to the first line (under runcvm
+//! the pod's VM boots from RunPodSandbox on). For runcvm a second set of
+//! runs sets `RUNCVM_LOG_LEVEL=DEBUG` in the container's env, whose log
+//! then holds the pod launcher's lines: its host preparation and its VMM's
+//! start to guest init's `Ready`. Then the same workload from a 600 MiB
 //! image (busybox plus 600 files of 1 MiB that do not compress), runs
 //! alternating with busybox ones on the same node, for each handler: a
 //! container's start must not grow with its image (the ratio of medians).
-//! Last, one runcvm pod with a 256 MiB memory limit: the guest's memory and
-//! the container cgroup's peak usage.
+//! Last, one runcvm pod whose container has a 256 MiB memory limit (its
+//! VM of the default size: the two more containers it gets have none): the
+//! guest's memory, the pod VM's cgroup (the sandbox's) and the container's,
+//! and then the same with two more containers in the pod (one VM: the
+//! memory of three containers against one).
 //!
 //! Everything (pods, node, temporary install) is removed on the way out,
 //! also on errors; not on SIGINT or a panic in a release build
@@ -30,7 +35,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use runcvm_test_node::crilog::{self, LogLine, Stream};
 use runcvm_test_node::{BUSYBOX_IMAGE, ContainerSpec, Cri, Image, Node, NodeOptions, RuntimeHandler};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The workload: one line, then it stays up.
 const WORKLOAD: &str = "echo first; sleep 600";
@@ -170,24 +175,20 @@ struct Sample {
     start: f64,
     /// CreateContainer's start to the first line seen in the log file.
     first_line: f64,
+    /// The same for a second container in the running pod.
+    second: f64,
     /// From the DEBUG lines, if the run had them.
     boot: Option<Boot>,
     /// The runtime's acceleration verdict (runcvm only).
     accel: Option<String>,
 }
 
-/// Boot-to-workload, from the CRI log timestamps of a DEBUG run, seconds.
+/// The pod launcher's own figures, from a DEBUG run's log, seconds.
 #[derive(Debug, Default, Clone, Copy)]
 struct Boot {
-    /// CreateContainer's start to the launcher's start.
-    to_launcher: f64,
-    /// The launcher's start to the first line's timestamp.
-    to_workload: f64,
-    /// The launcher's own figures: host preparation, VMM start to init ready.
+    /// Host preparation, and the VMM's start to guest init's `Ready`.
     preparation: f64,
     vmm_to_ready: f64,
-    /// The init-ready line's timestamp to the first line's.
-    ready_to_workload: f64,
 }
 
 /// The large image's rootfs: busybox, and data that no layer compression
@@ -271,7 +272,13 @@ fn one_pod(node: &Node, cri: &Cri, handler: &str, name: &str, debug: bool) -> Re
     let t = Instant::now();
     let pod = cri.run_pod_sandbox(&pod_spec)?;
     let sandbox = t.elapsed().as_secs_f64();
-    let result = time_container(cri, &pod, handler, debug);
+    let result = time_container(cri, &pod, handler, debug).and_then(|sample| {
+        let second = time_container_named(cri, &pod, handler, "second", BUSYBOX_IMAGE, false)?;
+        Ok(Sample {
+            second: second.first_line,
+            ..sample
+        })
+    });
     let stopped = cri
         .stop_pod_sandbox(&pod.id)
         .and_then(|()| cri.remove_pod_sandbox(&pod.id));
@@ -292,12 +299,22 @@ fn time_container_of(
     image: &str,
     debug: bool,
 ) -> Result<Sample> {
-    let mut spec = ContainerSpec::new("app", image).shell(WORKLOAD);
+    time_container_named(cri, pod, handler, "app", image, debug)
+}
+
+fn time_container_named(
+    cri: &Cri,
+    pod: &runcvm_test_node::Pod,
+    handler: &str,
+    name: &str,
+    image: &str,
+    debug: bool,
+) -> Result<Sample> {
+    let mut spec = ContainerSpec::new(name, image).shell(WORKLOAD);
     if debug {
         spec = spec.env("RUNCVM_LOG_LEVEL", "DEBUG");
     }
     let log = spec.log_file(pod.log_directory());
-    let wall = unix_now();
     let began = Instant::now();
     let id = cri.create_container(pod, &spec)?;
     let create = began.elapsed().as_secs_f64();
@@ -322,7 +339,7 @@ fn time_container_of(
         .transpose()?;
     let boot = if debug {
         let lines = crilog::read(&log)?;
-        Some(boot_from_log(&lines, wall).with_context(|| format!("reading the DEBUG lines of {}", log.display()))?)
+        Some(boot_from_log(&lines).with_context(|| format!("reading the DEBUG lines of {}", log.display()))?)
     } else {
         None
     };
@@ -340,46 +357,24 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// The launcher's start is, on the CRI log's clock, the earliest of its
-/// lines' timestamps less the seconds since its start each carries (a line
-/// reaches the log after it is written, never before).
-fn boot_from_log(lines: &[LogLine], began_wall: f64) -> Result<Boot> {
-    let mut launcher_start = f64::INFINITY;
-    let (mut preparation, mut vmm_to_ready, mut ready_at) = (None, None, None);
+/// The pod launcher's host preparation and VMM-to-`Ready` lines, which a
+/// container at DEBUG gets in its log (`FollowConsole`).
+fn boot_from_log(lines: &[LogLine]) -> Result<Boot> {
+    let (mut preparation, mut vmm_to_ready) = (None, None);
     for line in lines.iter().filter(|l| l.stream == Stream::Stderr) {
-        let Some((elapsed, message)) = launcher_line(&line.line) else {
+        let Some((_, message)) = launcher_line(&line.line) else {
             continue;
         };
-        let at = cri_seconds(&line.timestamp).with_context(|| format!("timestamp {:?}", line.timestamp))?;
-        launcher_start = launcher_start.min(at - elapsed);
         if let Some(v) = number_after(message, "host preparation took ") {
             preparation = Some(v);
         }
         if let Some(v) = number_after(message, "guest init ready after ") {
             vmm_to_ready = Some(v);
-            ready_at = Some(at);
         }
     }
-    if !launcher_start.is_finite() {
-        bail!("no {LAUNCHER} DEBUG line with a timestamp");
-    }
-    let first = lines
-        .iter()
-        .find(|l| l.stream == Stream::Stdout && l.line == "first")
-        .context("no `first` line")?;
-    let first_at = cri_seconds(&first.timestamp).with_context(|| format!("timestamp {:?}", first.timestamp))?;
     Ok(Boot {
-        to_launcher: launcher_start - began_wall,
-        to_workload: first_at - launcher_start,
         preparation: preparation.context("no `host preparation took` line")?,
         vmm_to_ready: vmm_to_ready.context("no `guest init ready after` line")?,
-        ready_to_workload: ready_at.map_or(f64::NAN, |at| first_at - at),
     })
 }
 
@@ -396,40 +391,6 @@ fn launcher_line(line: &str) -> Option<(f64, &str)> {
 fn number_after(text: &str, prefix: &str) -> Option<f64> {
     let rest = text.strip_prefix(prefix)?;
     rest.split_whitespace().next()?.parse().ok()
-}
-
-/// An RFC 3339 timestamp (containerd's `RFC3339Nano`) as seconds since
-/// the Unix epoch.
-fn cri_seconds(timestamp: &str) -> Option<f64> {
-    let (date, time) = timestamp.split_once('T')?;
-    let mut fields = date.splitn(3, '-').map(str::parse::<i64>);
-    let (year, month, day) = (fields.next()?.ok()?, fields.next()?.ok()?, fields.next()?.ok()?);
-    let zone_at = time.find(['Z', 'z', '+', '-']).unwrap_or(time.len());
-    let (clock, zone) = time.split_at(zone_at);
-    let mut fields = clock.splitn(3, ':');
-    let hours: f64 = fields.next()?.parse().ok()?;
-    let minutes: f64 = fields.next()?.parse().ok()?;
-    let seconds: f64 = fields.next()?.parse().ok()?;
-    let offset = match zone.chars().next() {
-        None | Some('Z' | 'z') => 0.0,
-        Some(sign) => {
-            let (h, m) = zone[1..].split_once(':')?;
-            let magnitude = h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0;
-            if sign == '-' { -magnitude } else { magnitude }
-        }
-    };
-    let days = days_from_civil(year, month, day) as f64;
-    Some(days * 86_400.0 + hours * 3600.0 + minutes * 60.0 + seconds - offset)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = if year >= 0 { year } else { year - 399 } / 400;
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// A runcvm container's `launch.json` on the node.
@@ -456,10 +417,17 @@ struct Memory {
     peak_idle: Option<u64>,
     peak_touched: Option<u64>,
     touch_exit: i32,
+    /// The container's own cgroup (its proxy) 3 s after its first line.
+    proxy_idle: Option<u64>,
+    /// With three containers: the pod VM's cgroup, and the proxies' sum.
+    three_vm: Option<u64>,
+    three_proxies: Option<u64>,
 }
 
 fn memory_pod(node: &Node) -> Result<Memory> {
     let cri = node.cri()?;
+    // Two of its three containers have no limit, so kubelet gives the pod
+    // no memory limit and the VM its default size.
     let pod = cri.run_pod_sandbox(&node.pod("runcvm-memory").runtime_handler("runcvm"))?;
     let result = measure_memory(cri, &pod);
     let stopped = cri
@@ -471,26 +439,35 @@ fn memory_pod(node: &Node) -> Result<Memory> {
 }
 
 fn measure_memory(cri: &Cri, pod: &runcvm_test_node::Pod) -> Result<Memory> {
-    let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
-        .shell(WORKLOAD)
-        .memory_limit(MEMORY_LIMIT_MIB << 20);
-    let log = spec.log_file(pod.log_directory());
-    let id = cri.run_container(pod, &spec)?;
-    let deadline = Instant::now() + FIRST_LINE_TIMEOUT;
-    while !crilog::read(&log)?.iter().any(|l| l.line == "first") {
-        if Instant::now() > deadline {
-            bail!("the memory pod printed no `first` in {FIRST_LINE_TIMEOUT:?}");
+    let started = |name: &str, limit: Option<i64>| -> Result<String> {
+        let mut spec = ContainerSpec::new(name, BUSYBOX_IMAGE).shell(WORKLOAD);
+        if let Some(limit) = limit {
+            spec = spec.memory_limit(limit);
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        let log = spec.log_file(pod.log_directory());
+        let id = cri.run_container(pod, &spec)?;
+        let deadline = Instant::now() + FIRST_LINE_TIMEOUT;
+        while !crilog::read(&log)?.iter().any(|l| l.line == "first") {
+            if Instant::now() > deadline {
+                bail!("container {name} of the memory pod printed no `first` in {FIRST_LINE_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(id)
+    };
+    let id = started("app", Some(MEMORY_LIMIT_MIB << 20))?;
     // Let the guest settle after its boot.
     std::thread::sleep(Duration::from_secs(3));
-    let launch = launch_file(&id)?;
-    let pid = launcher_pid(&id).with_context(|| format!("no `runcvm launch` process in container {id}"))?;
-    let (cgroup, version) = memory_cgroup(pid)?;
+    // The pod's VM is its sandbox's: its memory is in the sandbox's cgroup.
+    let launch = launch_file(&pod.id)?;
+    let cgroup_of = |container: &str| -> Result<(PathBuf, &'static str)> {
+        let pid = launcher_pid(container).with_context(|| format!("no `runcvm launch` process in {container}"))?;
+        memory_cgroup(pid)
+    };
+    let (cgroup, version) = cgroup_of(&pod.id)?;
     let v1 = version == "v1";
-    let read = |file: &str| -> Option<u64> {
-        std::fs::read_to_string(cgroup.join(file))
+    let read_in = |folder: &Path, file: &str| -> Option<u64> {
+        std::fs::read_to_string(folder.join(file))
             .ok()
             .and_then(|s| s.trim().parse().ok())
     };
@@ -504,6 +481,7 @@ fn measure_memory(cri: &Cri, pod: &runcvm_test_node::Pod) -> Result<Memory> {
         ("memory.max", "memory.current", "memory.peak")
     };
     let mem_total = cri.exec_sync(&id, &["sh", "-c", "grep MemTotal /proc/meminfo"], 120)?;
+    let (proxy, _) = cgroup_of(&id)?;
     let mut memory = Memory {
         guest_mib: launch.memory_mib,
         guest_mem_total: mem_total
@@ -514,11 +492,22 @@ fn measure_memory(cri: &Cri, pod: &runcvm_test_node::Pod) -> Result<Memory> {
             .join(" "),
         accel: launch.accel.as_str().to_owned(),
         version,
-        limit: read(limit_file),
-        usage_idle: read(usage_file),
-        peak_idle: read(peak_file),
+        limit: read_in(&proxy, limit_file),
+        usage_idle: read_in(&cgroup, usage_file),
+        peak_idle: read_in(&cgroup, peak_file),
+        proxy_idle: read_in(&proxy, usage_file),
         ..Memory::default()
     };
+    // Two more containers in the pod's VM.
+    let more = [started("two", None)?, started("three", None)?];
+    std::thread::sleep(Duration::from_secs(3));
+    memory.three_vm = read_in(&cgroup, usage_file);
+    let mut proxies = read_in(&proxy, usage_file);
+    for other in &more {
+        let (folder, _) = cgroup_of(other)?;
+        proxies = proxies.zip(read_in(&folder, usage_file)).map(|(a, b)| a + b);
+    }
+    memory.three_proxies = proxies;
     // The guest touches most of its memory: busybox dd reads into a buffer
     // of that size.
     let touch = cri.exec_sync(
@@ -531,7 +520,7 @@ fn measure_memory(cri: &Cri, pod: &runcvm_test_node::Pod) -> Result<Memory> {
         300,
     )?;
     memory.touch_exit = touch.exit_code;
-    memory.peak_touched = read(peak_file);
+    memory.peak_touched = read_in(&cgroup, peak_file);
     memory.cgroup = cgroup;
     Ok(memory)
 }
@@ -647,10 +636,18 @@ fn report(profile: &str, runs: usize, runc: &[Sample], runcvm: &[Sample], debug:
          (busybox `sh -c '{WORKLOAD}'`)"
     );
     println!("  {:<46} {:>9} {:>9} {:>9}", "ms", "median", "min", "max");
+    println!("pod start: RunPodSandbox start to the first log line:");
+    let runc_pod = row("runc", runc.iter().map(|s| s.sandbox + s.first_line));
+    let runcvm_pod = row("runcvm", runcvm.iter().map(|s| s.sandbox + s.first_line));
+    println!("  runcvm/runc ratio of medians: {:.1}x", runcvm_pod / runc_pod);
     println!("CreateContainer start to the first log line:");
     let runc_median = row("runc", runc.iter().map(|s| s.first_line));
     let runcvm_median = row("runcvm", runcvm.iter().map(|s| s.first_line));
     println!("  runcvm/runc ratio of medians: {:.1}x", runcvm_median / runc_median);
+    println!("a second container in the running pod, CreateContainer start to its first line:");
+    let runc_second = row("runc", runc.iter().map(|s| s.second));
+    let runcvm_second = row("runcvm", runcvm.iter().map(|s| s.second));
+    println!("  runcvm/runc ratio of medians: {:.1}x", runcvm_second / runc_second);
     println!("per CRI call:");
     row("runc   RunPodSandbox", runc.iter().map(|s| s.sandbox));
     row("runc   CreateContainer", runc.iter().map(|s| s.create));
@@ -658,28 +655,14 @@ fn report(profile: &str, runs: usize, runc: &[Sample], runcvm: &[Sample], debug:
     row("runcvm RunPodSandbox", runcvm.iter().map(|s| s.sandbox));
     row("runcvm CreateContainer", runcvm.iter().map(|s| s.create));
     row("runcvm StartContainer (runtime create)", runcvm.iter().map(|s| s.start));
-    println!(
-        "runcvm with RUNCVM_LOG_LEVEL=DEBUG ({runs} more runs; boot-to-workload from the CRI log timestamps of the launcher's lines):"
-    );
+    println!("runcvm with RUNCVM_LOG_LEVEL=DEBUG ({runs} more runs; the pod launcher's own lines):");
     let boots: Vec<Boot> = debug.iter().filter_map(|s| s.boot).collect();
     row(
         "CreateContainer start to the first line",
         debug.iter().map(|s| s.first_line),
     );
-    row(
-        "CreateContainer start to the launcher's start",
-        boots.iter().map(|b| b.to_launcher),
-    );
-    row(
-        "boot-to-workload: launcher start to first line",
-        boots.iter().map(|b| b.to_workload),
-    );
-    row("  launcher: host preparation", boots.iter().map(|b| b.preparation));
+    row("  pod launcher: host preparation", boots.iter().map(|b| b.preparation));
     row("  VMM start to guest init ready", boots.iter().map(|b| b.vmm_to_ready));
-    row(
-        "  init ready line to first line",
-        boots.iter().map(|b| b.ready_to_workload),
-    );
     println!(
         "  cross-check, runcvm - runc medians (INFO runs): {:.1} ms",
         runcvm_median - runc_median
@@ -693,14 +676,32 @@ fn report(profile: &str, runs: usize, runc: &[Sample], runcvm: &[Sample], debug:
         "  guest memory setting: {} MiB (guest MemTotal {}), acceleration {}",
         memory.guest_mib, memory.guest_mem_total, memory.accel
     );
-    println!("  container cgroup limit: {}", mib(memory.limit));
     println!(
-        "  cgroup usage 3 s after the first line: {}, peak so far: {}",
+        "  the container's cgroup (its launcher, the proxy): limit {}, usage 3 s after the first line {}",
+        mib(memory.limit),
+        mib(memory.proxy_idle)
+    );
+    println!(
+        "  the pod VM's cgroup (the sandbox's) 3 s after the first line: {}, peak so far: {}",
         mib(memory.usage_idle),
         mib(memory.peak_idle)
     );
+    let one = memory.usage_idle.zip(memory.proxy_idle).map(|(a, b)| a + b);
+    let three = memory.three_vm.zip(memory.three_proxies).map(|(a, b)| a + b);
     println!(
-        "  cgroup peak after the guest touched {GUEST_TOUCH_MIB} MiB (dd exit {}): {}",
+        "  three containers: the pod VM's cgroup {}, the proxies' {}; pod total {} against one container's {}{}",
+        mib(memory.three_vm),
+        mib(memory.three_proxies),
+        mib(three),
+        mib(one),
+        match (one, three) {
+            #[allow(clippy::cast_precision_loss)]
+            (Some(one), Some(three)) if one > 0 => format!(" ({:.2}x)", three as f64 / one as f64),
+            _ => String::new(),
+        }
+    );
+    println!(
+        "  the pod VM's cgroup peak after the guest touched {GUEST_TOUCH_MIB} MiB (dd exit {}): {}",
         memory.touch_exit,
         mib(memory.peak_touched)
     );
@@ -711,11 +712,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_and_launcher_lines_parse() {
-        let z = cri_seconds("1970-01-02T00:00:01.5Z").expect("utc");
-        assert!((z - 86_401.5).abs() < 1e-9);
-        let plus = cri_seconds("1970-01-02T02:00:01.5+02:00").expect("offset");
-        assert!((plus - z).abs() < 1e-9);
+    fn launcher_lines_parse() {
         let (secs, message) =
             launcher_line("[   0.012345] runcvm-ctr-qemu-k8s DEBUG: host preparation took 0.040 s").expect("line");
         assert!((secs - 0.012_345).abs() < 1e-9);

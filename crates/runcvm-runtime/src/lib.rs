@@ -91,7 +91,7 @@ fn create(invocation: &Invocation, settings: &settings::Settings, runc: &Runc, s
     collect_orphans(invocation, state_root);
     let config = BundleConfig::read(&bundle).map_err(|e| context(&e))?;
     let node = create::namespaces::NodeNamespaces::of_this_node();
-    let Some(kind) = create::pod_vm::kind_of(&config.config, state_root, &node) else {
+    let Some(kind) = create::pod_vm::kind_of(&config.config, state_root, &node).map_err(|e| context(&e))? else {
         // The pause container of a pod without a pod VM needs nothing of
         // runcvm's, not even the install.
         return Ok(None);
@@ -220,13 +220,15 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     let mut resources: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| context(&e))?;
     let memory = update::memory_limit(&resources);
     let millicpus = update::cpu_limit_millicpus(&resources);
-    let mut in_pod_vm = false;
-    if memory.is_some() || millicpus.is_some() {
-        match state::read_node_launch(state_root, id) {
-            Ok(launch) if matches!(launch.role, runcvm_spec::launch::LaunchRole::InPodVm { .. }) => {
-                in_pod_vm = true;
-                update::check_in_pod_vm(memory, millicpus, &launch.plan).map_err(|e| context(&e))?;
-            }
+    let launch = state::read_node_launch(state_root, id);
+    // Whatever the update holds: a container in its pod's VM gets no
+    // overhead on any of its limits.
+    let in_pod_vm = matches!(&launch, Ok(l) if matches!(l.role, runcvm_spec::launch::LaunchRole::InPodVm { .. }));
+    if in_pod_vm && let Ok(launch) = &launch {
+        update::check_in_pod_vm(update::memory_limit_asked(&resources), millicpus, &launch.plan)
+            .map_err(|e| context(&e))?;
+    } else if memory.is_some() || millicpus.is_some() {
+        match launch {
             Ok(launch) => {
                 if let Some(limit) = memory {
                     update::check_memory(limit, launch.memory_mib).map_err(|e| context(&e))?;

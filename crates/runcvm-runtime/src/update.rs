@@ -39,8 +39,8 @@ pub enum UpdateError {
     /// a new limit for a container in its pod's VM
     #[error(
         "a {what} of {asked} for a container in its pod's VM, where it was created with {created}: the VM's guest \
-         holds each container to the limits it was created with (in-place resize of a container in a pod VM is not \
-         supported yet); restart the container with the new limit"
+         holds each container to the limits it was created with, and the VM keeps the size it started the pod with \
+         (in-place resize in a pod VM is not supported yet); recreate the pod with the new limits"
     )]
     InPodVm {
         what: &'static str,
@@ -53,19 +53,22 @@ pub enum UpdateError {
 /// with (`plan`): its guest cgroup holds it to those, and its cgroup on the
 /// node holds only its launcher.
 pub fn check_in_pod_vm(
-    memory: Option<u64>,
+    memory: Option<Option<u64>>,
     millicpus: Option<u64>,
     plan: &runcvm_spec::LaunchPlan,
 ) -> Result<(), UpdateError> {
     let shown = |bytes: Option<u64>| bytes.map_or_else(|| "no limit".to_owned(), |b| format!("{} MiB", b / MIB));
-    if let Some(limit) = memory
-        && plan
-            .memory_limit_bytes
-            .is_none_or(|created| created.abs_diff(limit) >= MIB)
+    let same = |asked: Option<u64>| match (asked, plan.memory_limit_bytes) {
+        (Some(asked), Some(created)) => created.abs_diff(asked) < MIB,
+        (None, None) => true,
+        _ => false,
+    };
+    if let Some(asked) = memory
+        && !same(asked)
     {
         return Err(UpdateError::InPodVm {
             what: "memory limit",
-            asked: shown(Some(limit)),
+            asked: shown(asked),
             created: shown(plan.memory_limit_bytes),
         });
     }
@@ -82,6 +85,13 @@ pub fn check_in_pod_vm(
         });
     }
     Ok(())
+}
+
+/// The memory limit an update asks for, if it names one: `Some(None)` for
+/// none (0 or -1).
+pub fn memory_limit_asked(resources: &Value) -> Option<Option<u64>> {
+    let limit = resources.get("memory")?.get("limit")?.as_i64()?;
+    Some(u64::try_from(limit).ok().filter(|limit| *limit > 0))
 }
 
 /// The new memory limit in bytes, if the update sets one (0 and -1 mean
@@ -185,9 +195,17 @@ mod tests {
             }),
             ..runcvm_spec::LaunchPlan::default()
         };
-        check_in_pod_vm(Some(256 * MIB), Some(1500), &plan).unwrap();
+        check_in_pod_vm(Some(Some(256 * MIB)), Some(1500), &plan).unwrap();
         check_in_pod_vm(None, None, &plan).unwrap();
-        let bigger = check_in_pod_vm(Some(320 * MIB), None, &plan).unwrap_err().to_string();
+        // "No limit" would take the proxy's off while the guest keeps it.
+        assert!(check_in_pod_vm(Some(None), None, &plan).is_err());
+        assert_eq!(
+            memory_limit_asked(&serde_json::json!({"memory": {"limit": -1}})),
+            Some(None)
+        );
+        let bigger = check_in_pod_vm(Some(Some(320 * MIB)), None, &plan)
+            .unwrap_err()
+            .to_string();
         assert!(
             bigger.contains(
                 "a memory limit of 320 MiB for a container in its pod's VM, where it was created with 256 MiB"
@@ -197,7 +215,8 @@ mod tests {
         let cpus = check_in_pod_vm(None, Some(500), &plan).unwrap_err().to_string();
         assert!(cpus.contains("a CPU limit of 500m") && cpus.contains("1500m"), "{cpus}");
         let unlimited = runcvm_spec::LaunchPlan::default();
-        assert!(check_in_pod_vm(Some(MIB << 8), None, &unlimited).is_err());
+        assert!(check_in_pod_vm(Some(Some(MIB << 8)), None, &unlimited).is_err());
+        check_in_pod_vm(Some(None), None, &unlimited).unwrap();
     }
     use serde_json::json;
 

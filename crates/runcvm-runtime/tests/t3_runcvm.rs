@@ -378,8 +378,15 @@ fn cgroup_of(pid: &str, controller: &str) -> String {
 fn the_pods_vm_gets_the_pods_limits_and_each_container_its_own() {
     let f = Fixture::start(Handler::RUNCVM);
     let cri = ok(f.node.cri());
-    // As kubelet passes them: the sums of the pod's containers' limits.
-    let pod = ok(cri.run_pod_sandbox(&f.pod("sized").resources(150_000, 100_000, 1536, 256 << 20)));
+    // As kubelet makes them: the pod's cgroup, limited to the sum of its
+    // containers' limits and the RuntimeClass's overhead, and the sums on
+    // the sandbox.
+    let pod_cgroup = PodCgroup::limited_to((256 << 20) + (128 << 20));
+    let spec = f
+        .pod("sized")
+        .cgroup_parent(&pod_cgroup.name)
+        .resources(150_000, 100_000, 1536, 256 << 20);
+    let pod = ok(cri.run_pod_sandbox(&spec));
     let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
         .memory_limit(256 << 20)
         .cpu_limit(150_000, 100_000)
@@ -482,6 +489,52 @@ fn the_pods_vm_gets_the_pods_limits_and_each_container_its_own() {
             256 << 20,
             "after a refused UpdateContainerResources"
         );
+    }
+    ok(cri.stop_pod_sandbox(&pod.id));
+    ok(cri.remove_pod_sandbox(&pod.id));
+}
+
+/// A pod's cgroup as kubelet makes it (cgroupfs), with a memory limit;
+/// removed, with what runc made under it, when dropped.
+struct PodCgroup {
+    name: String,
+}
+
+impl PodCgroup {
+    fn limited_to(bytes: u64) -> Self {
+        let name = format!("/runcvm-t3-pod-{}", std::process::id());
+        let root = Path::new("/sys/fs/cgroup");
+        let (folder, file) = if root.join("cgroup.controllers").exists() {
+            (root.join(name.trim_start_matches('/')), "memory.max")
+        } else {
+            (
+                root.join("memory").join(name.trim_start_matches('/')),
+                "memory.limit_in_bytes",
+            )
+        };
+        std::fs::create_dir_all(&folder).expect("the pod's cgroup");
+        std::fs::write(folder.join(file), bytes.to_string()).expect("the pod's memory limit");
+        Self { name }
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        let root = Path::new("/sys/fs/cgroup");
+        let relative = self.name.trim_start_matches('/');
+        let mut folders = vec![root.join(relative)];
+        if let Ok(hierarchies) = std::fs::read_dir(root) {
+            folders.extend(hierarchies.flatten().map(|h| h.path().join(relative)));
+        }
+        for folder in folders.iter().filter(|f| f.is_dir()) {
+            // runc's cgroups below first (the sandbox's and containers').
+            if let Ok(children) = std::fs::read_dir(folder) {
+                for child in children.flatten().filter(|c| c.path().is_dir()) {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+            }
+            let _ = std::fs::remove_dir(folder);
+        }
     }
 }
 

@@ -106,6 +106,8 @@ pub struct SessionHub {
     /// a Kubernetes exec (a probe) may come right after the container's
     /// start, before its launcher has attached it.
     name_wait: Duration,
+    /// A pod VM's launcher: clients may follow the pod's console.
+    pod_console: std::sync::atomic::AtomicBool,
     connections: Mutex<HashMap<u32, TcpStream>>,
     /// Each session's consumer, behind its queue.
     outboxes: Mutex<HashMap<u32, Outbox<Delivery>>>,
@@ -170,6 +172,13 @@ impl SessionHub {
     /// The VM is gone (or never came up): waiting sessions fail.
     pub fn set_gone(&self) {
         self.set_state(GuestState::Gone);
+        // An exec waiting for a container's name waits no longer.
+        let _names = self.names.lock();
+        self.names_changed.notify_all();
+    }
+
+    fn guest_gone(&self) -> bool {
+        self.guest.lock().is_ok_and(|state| matches!(*state, GuestState::Gone))
     }
 
     fn set_state(&self, state: GuestState) {
@@ -293,9 +302,19 @@ impl SessionHub {
         }
     }
 
+    /// This launcher's is a pod's VM, whose console its clients may follow
+    /// (`pod_console.rs`).
+    pub fn serve_pod_console(&self) {
+        self.pod_console.store(true, Ordering::SeqCst);
+    }
+
     /// The pod's console, what was kept and what comes, goes to the
-    /// client's stderr too, for as long as its session lasts.
+    /// client's stderr too, for as long as its session lasts (a pod VM's
+    /// launcher only: any other keeps no console for its clients).
     fn follow_console(self: &Arc<Self>, session: u32) {
+        if !self.pod_console.load(Ordering::SeqCst) {
+            return;
+        }
         let (backlog, later) = crate::pod_console::follow();
         let push = |bytes: Vec<u8>| {
             let outboxes = self.outboxes.lock().ok();
@@ -462,6 +481,11 @@ impl SessionHub {
                         if let Some(id) = names.get(&name) {
                             break *id;
                         }
+                        if self.guest_gone() {
+                            return Err(format!(
+                                "runcvm exec: the VM ended before a container named {name:?} ran in it\n"
+                            ));
+                        }
                         let left = deadline.saturating_duration_since(std::time::Instant::now());
                         if left.is_zero() {
                             return Err(format!(
@@ -607,14 +631,18 @@ fn refuse(mut stream: UnixStream, kind: ClientKind, line: &[u8]) {
 }
 
 fn log_exec(session: u32, process: &Entrypoint) {
-    runcvm_log::debug!(
-        "exec session {session}: {}",
-        process
-            .args
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
+    // Never to a pod VM's followers: another container's log.
+    runcvm_log::write_untee(
+        runcvm_log::LogLevel::Debug,
+        format_args!(
+            "exec session {session}: {}",
+            process
+                .args
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
     );
 }
 

@@ -119,6 +119,20 @@ pub fn container_launch(target: &str, state_dir: &Path) -> Option<ContainerLaunc
     ContainerLaunch::from_json(&bytes).ok()
 }
 
+/// The boot disk a Kubernetes container's VM boots: its path on the node,
+/// or, once an install's upgrade has taken that name off the node, the
+/// file as a running launcher holds it (`guest_disk::held_boot_disk`).
+pub fn boot_disk(launch: &ContainerLaunch) -> PathBuf {
+    let path = PathBuf::from(&launch.boot_disk);
+    if path.is_file() {
+        return path;
+    }
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return path;
+    };
+    runcvm_host::guest_disk::held_boot_disk(name).unwrap_or(path)
+}
+
 /// Where a Kubernetes container has its root on the node, and its writable
 /// layer.
 pub fn container_root(launch: &ContainerLaunch) -> Option<String> {

@@ -241,42 +241,72 @@ fn prepare(
 }
 
 /// The file the pod VM's launcher logs to: a sandbox's output goes nowhere
-/// (containerd gives it none), so its lines are kept on the node, in the
-/// sandbox's state folder.
+/// (containerd gives it none), so its lines and the VM's console are kept
+/// on the node, in the sandbox's state folder, the latest
+/// [`POD_LOG_BYTES`] in it and the ones before in [`POD_LOG_BEFORE`]: the
+/// guest may write its console without end, the node's disk is not its.
 pub const POD_LOG: &str = "pod.log";
+pub const POD_LOG_BEFORE: &str = "pod.log.1";
+pub const POD_LOG_BYTES: u64 = 1 << 20;
 
-/// Sends this process's log lines (stderr) to [`POD_LOG`] in the state
-/// folder; on failure they go where they went.
+/// Sends this process's stderr to [`POD_LOG`] in the state folder, through
+/// a pipe whose reader keeps the file within its bounds; on failure the
+/// lines go where they went.
 fn log_to_the_pod_log(state_dir: &Path) {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = state_dir.join(POD_LOG);
-    match std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&path)
-    {
+    let (reader, writer) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(ends) => ends,
+        Err(e) => {
+            runcvm_log::warn!("cannot log to {}: {e}", state_dir.join(POD_LOG).display());
+            return;
+        }
+    };
+    let folder = state_dir.to_owned();
+    let spawned = std::thread::Builder::new().name("pod-log".into()).spawn(move || {
+        let mut reader = std::fs::File::from(reader);
+        keep_the_pod_log(&mut reader, &folder);
+    });
+    if spawned.is_ok() {
         // SAFETY: dup2 onto stderr of a descriptor this function owns; the
-        // file stays open as fd 2.
-        Ok(file) => unsafe {
-            libc::dup2(file.as_raw_fd(), libc::STDERR_FILENO);
-        },
-        Err(e) => runcvm_log::warn!("cannot log to {}: {e}", path.display()),
+        // pipe's writing end stays open as fd 2 when `writer` closes.
+        unsafe {
+            libc::dup2(writer.as_raw_fd(), libc::STDERR_FILENO);
+        }
     }
 }
 
-/// The file kubelet reads the termination message from: kubelet's
-/// annotation names it when containerd passes it on; otherwise the default
-/// path, if the container has a writable file there.
-pub(crate) fn termination_message_file(launch: &ContainerLaunch) -> Option<std::path::PathBuf> {
-    const DEFAULT: &str = "/dev/termination-log";
-    let path = launch.termination_message_path.as_deref().unwrap_or(DEFAULT);
-    launch
-        .volumes
-        .iter()
-        .any(|v| v.path == path && v.kind == VolumeKind::File && !v.read_only)
-        .then(|| path.into())
+/// Appends what `input` brings to [`POD_LOG`], moving a full one to
+/// [`POD_LOG_BEFORE`].
+fn keep_the_pod_log(input: &mut impl std::io::Read, folder: &Path) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = folder.join(POD_LOG);
+    let open = || {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+    };
+    let Ok(mut file) = open() else { return };
+    let mut written = file.metadata().map_or(0, |m| m.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if written >= POD_LOG_BYTES {
+            let _ = std::fs::rename(&path, folder.join(POD_LOG_BEFORE));
+            let Ok(fresh) = open() else { return };
+            file = fresh;
+            written = 0;
+        }
+        if file.write_all(&buf[..n]).is_err() {
+            return;
+        }
+        written += u64::try_from(n).unwrap_or(u64::MAX);
+    }
 }
 
 /// The container sees each volume at its path, which is where it is
@@ -314,4 +344,37 @@ fn claim_pod_network() -> Result<UnixListener, RunError> {
             RunError::Claim(e)
         }
     })
+}
+
+/// The file kubelet reads the termination message from: kubelet's
+/// annotation names it when containerd passes it on; otherwise the default
+/// path, if the container has a writable file there.
+pub(crate) fn termination_message_file(launch: &ContainerLaunch) -> Option<std::path::PathBuf> {
+    const DEFAULT: &str = "/dev/termination-log";
+    let path = launch.termination_message_path.as_deref().unwrap_or(DEFAULT);
+    launch
+        .volumes
+        .iter()
+        .any(|v| v.path == path && v.kind == VolumeKind::File && !v.read_only)
+        .then(|| path.into())
+}
+
+#[cfg(test)]
+mod pod_log_tests {
+    use super::*;
+
+    #[test]
+    fn the_pod_log_keeps_the_latest_lines_within_its_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = vec![b'x'; 4096];
+        let lines = usize::try_from(3 * POD_LOG_BYTES).unwrap() / line.len();
+        let mut input: Vec<u8> = line.repeat(lines);
+        input.extend_from_slice(b"last\n");
+        keep_the_pod_log(&mut input.as_slice(), dir.path());
+        let now = std::fs::read(dir.path().join(POD_LOG)).unwrap();
+        let before = std::fs::metadata(dir.path().join(POD_LOG_BEFORE)).unwrap().len();
+        assert!(now.ends_with(b"last\n"));
+        assert!(u64::try_from(now.len()).unwrap() <= POD_LOG_BYTES + 64 * 1024);
+        assert!(before <= POD_LOG_BYTES + 64 * 1024);
+    }
 }

@@ -576,7 +576,7 @@ fn main() {
             let container = runcvm::inspect::container_launch(&target, &settings.state_dir());
             // A container's is the node's boot disk its VM boots.
             let image = match &container {
-                Some(launch) => Ok(std::path::PathBuf::from(&launch.boot_disk)),
+                Some(launch) => Ok(runcvm::inspect::boot_disk(launch)),
                 None => runcvm::inspect::locate_image(&target, &settings.state_dir()),
             };
             let shown = image

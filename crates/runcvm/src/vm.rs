@@ -250,6 +250,9 @@ pub fn run(mut launch: VmLaunch) -> Result<WorkloadEnd, VmError> {
     };
 
     let hub = SessionHub::new();
+    if launch.pod_vm {
+        hub.serve_pod_console();
+    }
     if let Some(path) = &launch.exec_socket {
         match UnixListener::bind(path) {
             Ok(listener) => hub.serve(listener),
@@ -441,7 +444,9 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                     );
                 }
             }
-            Ok(Event::Signal(signal)) if launch.pod_vm && guest_ready && outcome.ended.is_none() => {
+            Ok(Event::Signal(signal @ (Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT)))
+                if launch.pod_vm && guest_ready && outcome.ended.is_none() =>
+            {
                 runcvm_log::debug!("received {signal}; powering the pod's VM off");
                 outcome.ended = Some(WorkloadEnd {
                     status: ExitStatus::Code(0),
@@ -456,6 +461,10 @@ fn supervise(launch: &VmLaunch, vmm: &Vmm, inbox: &Receiver<Event>, started: Ins
                     vmm.kill();
                 }
                 shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+            }
+            // A pod's VM has no container of its own to pass them to.
+            Ok(Event::Signal(signal)) if launch.pod_vm && guest_ready => {
+                runcvm_log::debug!("received {signal}; the pod's VM has no container of its own for it");
             }
             Ok(Event::Signal(signal)) => {
                 let forwarded = match writer.as_ref() {

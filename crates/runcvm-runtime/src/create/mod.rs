@@ -165,6 +165,14 @@ pub enum CreateError {
     Launch {
         reason: runcvm_host::guest_disk::GuestDiskError,
     },
+    /// the sandbox's launch file cannot be used
+    #[error("the pod's sandbox cannot be used for the container")]
+    Sandbox(#[source] Box<crate::state::NodeLaunchError>),
+    /// the pod's socket folder is not what the runtime made
+    #[error(
+        "{path}, the pod's socket's folder, is not usable ({why}): the pod's sandbox was tampered with; delete the pod"
+    )]
+    PodFolder { path: PathBuf, why: String },
     /// a pod VM without a network of its own
     #[error(
         "the pod's sandbox has no network namespace of its own to give the pod's VM; set the pod's annotation \
@@ -357,7 +365,7 @@ fn the_vm(request: &CreateRequest<'_>, config: &OciConfig, env: &[String]) -> Re
     // the overhead on top.
     let overhead = runcvm_host::resources::MEMORY_OVERHEAD_MIB << 20;
     let sizing = match request.kind {
-        PodKind::PodVm => config.sandbox_sizing(),
+        PodKind::PodVm => pod_sizing(request, config),
         _ => runcvm_spec::oci::SandboxSizing {
             cpu: config.cpu_quota(),
             cpu_shares: None,
@@ -409,6 +417,27 @@ fn the_vm(request: &CreateRequest<'_>, config: &OciConfig, env: &[String]) -> Re
         cpu_shares,
     };
     Ok((vm, raised_by))
+}
+
+/// The pod VM's sizing: the sandbox's sums; but where the pod's cgroup has
+/// no memory limit, a container of the pod has none either and the sum
+/// leaves it out, so the VM gets the default memory rather than the other
+/// containers' sum.
+fn pod_sizing(request: &CreateRequest<'_>, config: &OciConfig) -> runcvm_spec::oci::SandboxSizing {
+    let mut sizing = config.sandbox_sizing();
+    let limit = pod_vm::pod_memory_limit(config, Path::new("/sys/fs/cgroup"));
+    if let (Some(sum), pod_vm::PodMemoryLimit::Unlimited) = (sizing.memory_bytes, limit) {
+        crate::report::info(
+            request.log,
+            request.log_json,
+            &format!(
+                "the pod's cgroup has no memory limit (a container of the pod has none): its VM gets the default memory, not the other containers' sum of {} MiB",
+                sum >> 20
+            ),
+        );
+        sizing.memory_bytes = None;
+    }
+    sizing
 }
 
 /// A cgroup's CPU weight when nothing sets it (cgroup v1's default shares).
@@ -554,9 +583,15 @@ fn launcher_rewrite(
     memory_raised_by: u64,
     drops: Drops,
 ) -> LauncherRewrite {
-    let mut capabilities = vec![runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned()];
-    capabilities.extend(runcvm_spec::oci::IDENTITY_CAPABILITIES.map(str::to_owned));
     let boots_a_vm = !matches!(request.kind, PodKind::InPodVm { .. });
+    // The network's take-over needs CAP_NET_ADMIN; a container's proxy in
+    // its pod's VM only reads the pod network's record and serves on ports
+    // of its own.
+    let mut capabilities: Vec<String> = boots_a_vm
+        .then(|| runcvm_spec::oci::LAUNCHER_CAPABILITY.to_owned())
+        .into_iter()
+        .collect();
+    capabilities.extend(runcvm_spec::oci::IDENTITY_CAPABILITIES.map(str::to_owned));
     let devices = [KVM, TUN]
         .into_iter()
         .filter(|_| boots_a_vm)

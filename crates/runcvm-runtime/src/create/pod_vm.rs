@@ -5,6 +5,7 @@
 //! own copy of its sandbox's launch file says the sandbox boots the pod's
 //! VM, never because the container says so.
 
+use super::CreateError;
 use super::namespaces::NodeNamespaces;
 use crate::state::read_node_launch;
 use runcvm_spec::ContainerLaunch;
@@ -31,29 +32,69 @@ pub enum PodKind {
 /// under runc unchanged. A sandbox in one of the node's namespaces (a
 /// hostNetwork, hostPID or hostIPC pod) is one: its containers are then
 /// refused at their own create, with the reason, as they always were, and
-/// the pod's VM never touches the node's namespaces.
-pub fn kind_of(config: &OciConfig, state_root: &Path, node: &NodeNamespaces) -> Option<PodKind> {
+/// the pod's VM never touches the node's namespaces. So is a sandbox whose
+/// network namespace runc is to make (no path: containerd 1.7 with a user
+/// namespace pins it only afterwards): each container then has a VM of its
+/// own. Only containerd's sandbox (`io.kubernetes.cri.container-type`) is
+/// one: the sandbox id its containers name is containerd's annotation.
+pub fn kind_of(config: &OciConfig, state_root: &Path, node: &NodeNamespaces) -> Result<Option<PodKind>, CreateError> {
+    let containerd_sandbox = config
+        .annotations
+        .get(runcvm_spec::oci::CRI_CONTAINER_TYPE)
+        .is_some_and(|kind| kind == "sandbox");
     match config.role() {
         ContainerRole::Sandbox
-            if config.wants_pod_vm() && super::namespaces::check(config, node, super::namespaces::identify).is_ok() =>
+            if containerd_sandbox
+                && config.wants_pod_vm()
+                && super::namespaces::check(config, node, super::namespaces::identify)
+                    .is_ok_and(|pod| pod.network.is_some()) =>
         {
-            Some(PodKind::PodVm)
+            Ok(Some(PodKind::PodVm))
         }
-        ContainerRole::Sandbox => None,
-        ContainerRole::Workload => Some(in_pod_vm(config, state_root).unwrap_or(PodKind::OwnVm)),
+        ContainerRole::Sandbox => Ok(None),
+        ContainerRole::Workload => Ok(Some(in_pod_vm(config, state_root)?.unwrap_or(PodKind::OwnVm))),
     }
 }
 
-fn in_pod_vm(config: &OciConfig, state_root: &Path) -> Option<PodKind> {
-    let sandbox_id = config.sandbox_id()?;
+fn in_pod_vm(config: &OciConfig, state_root: &Path) -> Result<Option<PodKind>, CreateError> {
+    let Some(sandbox_id) = config.sandbox_id() else {
+        return Ok(None);
+    };
     if crate::check_id(sandbox_id).is_err() {
-        return None;
+        return Ok(None);
     }
-    let sandbox = read_node_launch(state_root, sandbox_id).ok()?;
-    (sandbox.role == LaunchRole::PodVm).then(|| PodKind::InPodVm {
+    let sandbox = match read_node_launch(state_root, sandbox_id) {
+        Ok(sandbox) => sandbox,
+        // A sandbox under runc unchanged has none.
+        Err(e) if e.is_missing() => return Ok(None),
+        Err(e) => return Err(CreateError::Sandbox(Box::new(e))),
+    };
+    if sandbox.role != LaunchRole::PodVm {
+        return Ok(None);
+    }
+    check_pod_folder(&crate::state::state_folder(state_root, sandbox_id).join(runcvm_spec::launch::POD_FOLDER))?;
+    Ok(Some(PodKind::InPodVm {
         sandbox_id: sandbox_id.to_owned(),
         sandbox: Box::new(sandbox),
-    })
+    }))
+}
+
+/// The pod's socket's folder, which each container's launcher gets bound
+/// in: a folder of root's, never a link (the sandbox's launcher can write
+/// its state folder, and runc would follow a link in a bind's source).
+fn check_pod_folder(folder: &Path) -> Result<(), CreateError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(folder).map_err(|source| CreateError::PodFolder {
+        path: folder.to_owned(),
+        why: source.to_string(),
+    })?;
+    if !meta.file_type().is_dir() || meta.uid() != 0 {
+        return Err(CreateError::PodFolder {
+            path: folder.to_owned(),
+            why: "not a folder of root's".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// A container in its pod's VM: the VM is the sandbox's, as its launch file
@@ -73,5 +114,123 @@ pub(super) fn the_pods_vm(sandbox: &ContainerLaunch) -> super::TheVm {
         boot_disk: PathBuf::from(&sandbox.boot_disk),
         shared_with: None,
         cpu_shares: None,
+    }
+}
+
+/// What the pod's cgroup on the node holds the pod to, in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodMemoryLimit {
+    /// kubelet set a limit: every container of the pod has one, and the
+    /// sandbox's `sandbox-memory` is their sum.
+    Limited(u64),
+    /// No limit: some container has none, and the sum leaves it out.
+    Unlimited,
+    /// The pod's cgroup could not be read.
+    Unknown,
+}
+
+/// The memory limit of the sandbox's parent cgroup (the pod's, which
+/// kubelet makes before the sandbox), under `cgroup_root`
+/// (`/sys/fs/cgroup`), cgroup v2's `memory.max` or v1's
+/// `memory/…/memory.limit_in_bytes`.
+pub fn pod_memory_limit(config: &OciConfig, cgroup_root: &Path) -> PodMemoryLimit {
+    let Some(parent) = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.cgroups_path.as_deref())
+        .and_then(pod_cgroup)
+    else {
+        return PodMemoryLimit::Unknown;
+    };
+    let read = |file: PathBuf| std::fs::read_to_string(file).ok();
+    let relative = parent.trim_start_matches('/');
+    let value = read(cgroup_root.join(relative).join("memory.max"))
+        .or_else(|| read(cgroup_root.join("memory").join(relative).join("memory.limit_in_bytes")));
+    match value.as_deref().map(str::trim) {
+        None => PodMemoryLimit::Unknown,
+        Some("max") => PodMemoryLimit::Unlimited,
+        // cgroup v1 writes "no limit" as the largest page-aligned number.
+        Some(number) => match number.parse::<u64>() {
+            Ok(bytes) if bytes < 1 << 62 => PodMemoryLimit::Limited(bytes),
+            Ok(_) => PodMemoryLimit::Unlimited,
+            Err(_) => PodMemoryLimit::Unknown,
+        },
+    }
+}
+
+/// The pod's cgroup, as a path under the cgroup root, from the sandbox's
+/// `cgroupsPath`: its parent folder (cgroupfs), or its slice's (systemd:
+/// `kubepods-burstable-pod1.slice:cri-containerd:ID` is under
+/// `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice`).
+fn pod_cgroup(cgroups_path: &str) -> Option<String> {
+    if cgroups_path.starts_with('/') {
+        let parent = Path::new(cgroups_path).parent()?;
+        return (parent != Path::new("/")).then(|| parent.display().to_string());
+    }
+    let slice = cgroups_path.split(':').next()?.strip_suffix(".slice")?;
+    if slice.is_empty() || slice == "-" {
+        return None;
+    }
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for part in slice.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push('/');
+        path.push_str(&prefix);
+        path.push_str(".slice");
+    }
+    Some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pods_cgroup_is_found_from_the_sandboxs_path_either_driver() {
+        assert_eq!(
+            pod_cgroup("/kubepods/burstable/pod1/abc").as_deref(),
+            Some("/kubepods/burstable/pod1")
+        );
+        assert_eq!(
+            pod_cgroup("kubepods-burstable-pod1.slice:cri-containerd:abc").as_deref(),
+            Some("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice")
+        );
+        assert_eq!(pod_cgroup("/abc"), None);
+    }
+
+    #[test]
+    fn the_pods_memory_limit_is_read_from_its_cgroup() {
+        let root = tempfile::tempdir().unwrap();
+        let config = |path: &str| {
+            OciConfig::parse(
+                serde_json::json!({"linux": {"cgroupsPath": path}})
+                    .to_string()
+                    .as_bytes(),
+                "config.json",
+            )
+            .unwrap()
+        };
+        let limited = root.path().join("kubepods/pod1");
+        std::fs::create_dir_all(&limited).unwrap();
+        std::fs::write(limited.join("memory.max"), "402653184\n").unwrap();
+        let unlimited = root.path().join("kubepods/pod2");
+        std::fs::create_dir_all(&unlimited).unwrap();
+        std::fs::write(unlimited.join("memory.max"), "max\n").unwrap();
+        assert_eq!(
+            pod_memory_limit(&config("/kubepods/pod1/s1"), root.path()),
+            PodMemoryLimit::Limited(402_653_184)
+        );
+        assert_eq!(
+            pod_memory_limit(&config("/kubepods/pod2/s1"), root.path()),
+            PodMemoryLimit::Unlimited
+        );
+        assert_eq!(
+            pod_memory_limit(&config("/kubepods/pod3/s1"), root.path()),
+            PodMemoryLimit::Unknown
+        );
     }
 }

@@ -496,7 +496,9 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     sandbox["linux"]["resources"] = json!({"cpu": {"shares": 2}});
     let fx = fixture(&sandbox);
     let config = BundleConfig::read(&fx.bundle).unwrap();
-    let kind = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap();
+    let kind = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(kind, PodKind::PodVm);
     let state = prepare_as(&fx, "s1", &kind).unwrap();
     let launch = read_node_launch(&fx.state_root, "s1").unwrap();
@@ -527,7 +529,9 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     ]);
     std::fs::write(fx.bundle.join("config.json"), serde_json::to_vec(&workload).unwrap()).unwrap();
     let config = BundleConfig::read(&fx.bundle).unwrap();
-    let kind = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap();
+    let kind = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default())
+        .unwrap()
+        .unwrap();
     assert!(matches!(&kind, PodKind::InPodVm { sandbox_id, .. } if sandbox_id == "s1"));
     let member = prepare_as(&fx, "c1", &kind).unwrap();
     let launch = read_node_launch(&fx.state_root, "c1").unwrap();
@@ -544,6 +548,9 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     let pod_mount = &rewritten["mounts"].as_array().unwrap()[destinations.len() - 2];
     assert_eq!(pod_mount["source"], json!(state.join("pod").display().to_string()));
     assert!(pod_mount["options"].as_array().unwrap().contains(&json!("ro")));
+    // Nor the network's administration: it reads the pod network's record.
+    let caps = &rewritten["process"]["capabilities"]["bounding"];
+    assert!(!caps.as_array().unwrap().contains(&json!("CAP_NET_ADMIN")), "{caps}");
     // The proxy needs no device and no overhead on the container's limit.
     assert_eq!(rewritten["linux"]["resources"]["memory"]["limit"], json!(268_435_456));
     assert!(
@@ -552,11 +559,34 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
             .is_none_or(|d| d.iter().all(|d| d["path"] != "/dev/kvm" && d["path"] != "/dev/net/tun"))
     );
 
+    // The pod's socket's folder replaced by a link (the sandbox's launcher
+    // can write its state folder): refused, nothing bound.
+    let pod_folder = state.join("pod");
+    std::fs::rename(&pod_folder, state.join("pod.real")).unwrap();
+    std::os::unix::fs::symlink("/", &pod_folder).unwrap();
+    let refused = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("the pod's socket's folder, is not usable"),
+        "{refused}"
+    );
+    std::fs::remove_file(&pod_folder).unwrap();
+    std::fs::rename(state.join("pod.real"), &pod_folder).unwrap();
+    // A sandbox launch file that cannot be read is said, not taken for none.
+    let node_copy = fx.state_root.join("containers/s1.launch.json");
+    let kept = std::fs::read(&node_copy).unwrap();
+    std::fs::write(&node_copy, b"{").unwrap();
+    let unusable = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default())
+        .unwrap_err()
+        .to_string();
+    assert!(unusable.contains("the pod's sandbox cannot be used"), "{unusable}");
+    std::fs::write(&node_copy, kept).unwrap();
     // A sandbox that is not a pod VM's: the container's own VM.
     workload["annotations"]["io.kubernetes.cri.sandbox-id"] = json!("c1");
     let other = OciConfig::parse(&serde_json::to_vec(&workload).unwrap(), "config.json").unwrap();
     assert_eq!(
-        pod_vm::kind_of(&other, &fx.state_root, &namespaces::NodeNamespaces::default()),
+        pod_vm::kind_of(&other, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
         Some(PodKind::OwnVm)
     );
     // A hostNetwork pod's sandbox (no network namespace of its own) stays
@@ -565,14 +595,23 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     host_network["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}]);
     let host = OciConfig::parse(&serde_json::to_vec(&host_network).unwrap(), "config.json").unwrap();
     assert_eq!(
-        pod_vm::kind_of(&host, &fx.state_root, &namespaces::NodeNamespaces::default()),
+        pod_vm::kind_of(&host, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
+        None
+    );
+    // A sandbox whose network namespace runc is to make (containerd 1.7
+    // with a user namespace): runc's, each container a VM of its own.
+    let mut new_network = sandbox.clone();
+    new_network["linux"]["namespaces"] = json!([{"type": "network"}, {"type": "pid"}, {"type": "ipc"}]);
+    let new_network = OciConfig::parse(&serde_json::to_vec(&new_network).unwrap(), "config.json").unwrap();
+    assert_eq!(
+        pod_vm::kind_of(&new_network, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
         None
     );
     // And a pause container that says no is runc's alone.
-    sandbox["annotations"]["runcvm.io/pod-vm"] = json!("false");
+    sandbox["annotations"]["runcvm.io/pod-vm"] = json!("False");
     let plain = OciConfig::parse(&serde_json::to_vec(&sandbox).unwrap(), "config.json").unwrap();
     assert_eq!(
-        pod_vm::kind_of(&plain, &fx.state_root, &namespaces::NodeNamespaces::default()),
+        pod_vm::kind_of(&plain, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
         None
     );
 }

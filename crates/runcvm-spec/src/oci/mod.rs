@@ -178,6 +178,9 @@ pub struct OciLinux {
     #[serde(default)]
     pub readonly_paths: Vec<String>,
     pub seccomp: Option<runcvm_seccomp::SeccompProfile>,
+    /// The container's cgroup: a path (cgroupfs) or `slice:prefix:name`
+    /// (systemd).
+    pub cgroups_path: Option<String>,
 }
 
 /// One range of `uidMappings` or `gidMappings`.
@@ -349,7 +352,7 @@ impl OciConfig {
     pub fn wants_pod_vm(&self) -> bool {
         self.annotations
             .get(POD_VM_ANNOTATION)
-            .is_none_or(|v| v.trim() != "false")
+            .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false"))
     }
 
     /// The id of the container's pod sandbox, as containerd names it.
