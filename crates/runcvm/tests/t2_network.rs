@@ -289,7 +289,9 @@ fn the_vm_cannot_speak_as_a_router_or_for_its_neighbours() {
          ping -c 1 -W 5 fd00:88::6 >/dev/null && echo ndp-ok; \
          {forge} echo6 runcvm-control; {forge} na fd00:88::5; \
          {forge} ra; {forge} redirect fd00:88::6 fd00:88::1; {forge} na fd00:88::6; \
-         ip -6 addr add fe80::bad/64 dev eth0 && sleep 2 && {forge} echo6 forged-link-local fe80::bad && echo ll-forged; \
+         ip -6 addr add fe80::bad/64 dev eth0 && \
+         for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
+           sleep 0.5; {forge} echo6 forged-link-local fe80::bad 2>/dev/null && echo ll-forged && break; done; \
          {forge} dhcp6-server; {forge} dhcp4-server; {forge} redirect4 10.88.0.6 10.88.0.5; \
          sleep 1; echo forged"
     );
