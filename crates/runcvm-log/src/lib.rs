@@ -180,22 +180,18 @@ pub fn write(level: LogLevel, message: fmt::Arguments<'_>) {
 /// party that the tee's followers must not get (an exec's argv, which may
 /// carry a credential, is not for another container's log).
 pub fn write_untee(level: LogLevel, message: fmt::Arguments<'_>) {
-    if !enabled(level) {
-        return;
-    }
-    let logger = LOGGER.get();
-    let name = logger.map_or("runcvm", |l| l.component);
-    let elapsed = (self::level() == LogLevel::Debug).then(|| logger.map_or(0.0, Logger::elapsed_secs));
-    let mut line = format_line(name, level, elapsed, &message);
-    line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    write_line(None, level, message, false);
 }
 
 /// Writes one line under another component name (the guest's `[VM-START]`).
 pub fn write_as(component: Option<&str>, level: LogLevel, message: fmt::Arguments<'_>) {
+    write_line(component, level, message, true);
+}
+
+fn write_line(component: Option<&str>, level: LogLevel, message: fmt::Arguments<'_>, teed: bool) {
     let logger = LOGGER.get();
     let name = component.unwrap_or(logger.map_or("runcvm", |l| l.component));
-    if let Some(tee) = TEE.get() {
+    if let (true, Some(tee)) = (teed, TEE.get()) {
         let elapsed = logger.map_or(0.0, Logger::elapsed_secs);
         let mut line = format_line(name, level, Some(elapsed), &message);
         line.push('\n');
@@ -204,23 +200,25 @@ pub fn write_as(component: Option<&str>, level: LogLevel, message: fmt::Argument
     if !enabled(level) {
         return;
     }
-    let elapsed = (self::level() == LogLevel::Debug).then(|| logger.map_or(0.0, Logger::elapsed_secs));
+    // One write per line keeps lines whole when threads log at once.
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(as_written(name, level, message).as_bytes());
+}
+
+/// A line as stderr gets it: the timestamp at DEBUG, and its newline.
+fn as_written(name: &str, level: LogLevel, message: fmt::Arguments<'_>) -> String {
+    let elapsed = (self::level() == LogLevel::Debug).then(|| LOGGER.get().map_or(0.0, Logger::elapsed_secs));
     let mut line = format_line(name, level, elapsed, &message);
     line.push('\n');
-    // One write per line keeps lines whole when threads log at once.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    line
 }
 
 /// One line as this process writes it at `level` (its component, and the
 /// timestamp at DEBUG), with its newline: for a line that goes elsewhere
 /// too (guest init's lines about a container, to that container's log).
 pub fn line(level: LogLevel, message: fmt::Arguments<'_>) -> String {
-    let logger = LOGGER.get();
-    let name = logger.map_or("runcvm", |l| l.component);
-    let elapsed = (self::level() == LogLevel::Debug).then(|| logger.map_or(0.0, Logger::elapsed_secs));
-    let mut line = format_line(name, level, elapsed, &message);
-    line.push('\n');
-    line
+    as_written(LOGGER.get().map_or("runcvm", |l| l.component), level, message)
 }
 
 #[macro_export]

@@ -115,10 +115,7 @@ pub fn in_pod_vm(state_dir: &Path, launch: &ContainerLaunch, name: &str, setting
             .memory_bytes
             .is_some_and(crate::oom::mirror_in_cgroup);
         if !reported {
-            runcvm_log::info!("the guest's OOM killer ended the container's process");
-            if let Some(path) = crate::launch::termination_message_file(launch) {
-                crate::oom::note_in_termination_message(&path);
-            }
+            crate::launch::note_unmirrored_oom_kill(launch);
         }
     }
     end.status.container_code()

@@ -316,29 +316,26 @@ impl SessionHub {
             return;
         }
         let (backlog, later) = crate::pod_console::follow();
-        let push = |bytes: Vec<u8>| {
-            let outboxes = self.outboxes.lock().ok();
-            outboxes
-                .as_ref()
-                .and_then(|o| o.get(&session))
-                .is_some_and(|outbox| outbox.push(Delivery::Console(bytes)).is_ok())
-        };
-        if !backlog.is_empty() && !push(backlog) {
+        if !backlog.is_empty() && !self.push_console(session, backlog) {
             return;
         }
         let hub = Arc::clone(self);
         std::thread::spawn(move || {
             for bytes in later {
-                let outboxes = hub.outboxes.lock().ok();
-                let pushed = outboxes
-                    .as_ref()
-                    .and_then(|o| o.get(&session))
-                    .is_some_and(|outbox| outbox.push(Delivery::Console(bytes)).is_ok());
-                if !pushed {
+                if !hub.push_console(session, bytes) {
                     return;
                 }
             }
         });
+    }
+
+    /// Queues console bytes for `session`; `false` once it has ended.
+    fn push_console(&self, session: u32, bytes: Vec<u8>) -> bool {
+        let outboxes = self.outboxes.lock().ok();
+        outboxes
+            .as_ref()
+            .and_then(|o| o.get(&session))
+            .is_some_and(|outbox| outbox.push(Delivery::Console(bytes)).is_ok())
     }
 
     /// A port-forward connection accepted in the pod's namespace, for

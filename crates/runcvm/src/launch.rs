@@ -161,12 +161,18 @@ fn try_launch(
     // The node reports OOMKilled when the kill was mirrored; otherwise (no
     // memory limit to fill) the termination message says it.
     if ended.oom_killed && !ended.oom_reported {
-        runcvm_log::info!("the guest's OOM killer ended the container's process");
-        if let Some(path) = termination_message_file(launch) {
-            crate::oom::note_in_termination_message(&path);
-        }
+        note_unmirrored_oom_kill(launch);
     }
     Ok(ended.status.container_code())
+}
+
+/// A guest OOM kill the node could not be shown (no memory limit to fill):
+/// said in the log and in the termination message.
+pub(crate) fn note_unmirrored_oom_kill(launch: &ContainerLaunch) {
+    runcvm_log::info!("the guest's OOM killer ended the container's process");
+    if let Some(path) = termination_message_file(launch) {
+        crate::oom::note_in_termination_message(&path);
+    }
 }
 
 /// What the launcher prepares before the VM: the folder's lock and the pod

@@ -265,15 +265,7 @@ pub fn run(mut launch: VmLaunch) -> Result<WorkloadEnd, VmError> {
     // A pod's VM keeps its whole console for its containers at DEBUG
     // (`pod_console.rs`), and shows it itself as any VM does.
     let console = Arc::new(Mutex::new(ConsoleFilter::new(launch.show_boot || launch.pod_vm)));
-    let console_done = spawn_console_pump(
-        child.stdout.take(),
-        Arc::clone(&console),
-        ConsoleSinks {
-            // A pod VM's log on the node (`pod.log`) holds its console.
-            stderr: true,
-            pod: launch.pod_vm,
-        },
-    );
+    let console_done = spawn_console_pump(child.stdout.take(), Arc::clone(&console), launch.pod_vm);
     let vmm_errors = spawn_stderr_collector(child.stderr.take(), launch.vmm.name);
     if let Some(listener) = listener {
         spawn_control_reader(listener, events.clone(), Arc::clone(&hub));
@@ -581,19 +573,12 @@ impl Vmm {
     }
 }
 
-/// Where the console's shown bytes go.
-#[derive(Debug, Clone, Copy)]
-struct ConsoleSinks {
-    /// The launcher's stderr.
-    stderr: bool,
-    /// The pod's console, for its containers (`pod_console.rs`).
-    pod: bool,
-}
-
+/// Shows the console on stderr and, `to_pod_console`, keeps it for the
+/// pod's containers too (`pod_console.rs`).
 fn spawn_console_pump(
     stdout: Option<std::process::ChildStdout>,
     console: Arc<Mutex<ConsoleFilter>>,
-    sinks: ConsoleSinks,
+    to_pod_console: bool,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let Some(mut pipe) = stdout else { return };
@@ -609,10 +594,11 @@ fn spawn_console_pump(
             };
             // The console carries the kernel's and init's lines: logs, so
             // stderr; the workload's stdout stays clean.
-            if !shown.is_empty() && sinks.stderr {
+            // A pod VM's stderr is its `pod.log` on the node.
+            if !shown.is_empty() {
                 let _ = write_through(&mut std::io::stderr().lock(), &shown);
             }
-            if !shown.is_empty() && sinks.pod {
+            if !shown.is_empty() && to_pod_console {
                 crate::pod_console::record(&shown);
             }
         }
