@@ -536,6 +536,30 @@ fn oom_kills_in(events: &str) -> Option<u64> {
         .and_then(|count| count.trim().parse().ok())
 }
 
+/// Makes the folder holding every container's cgroup (`containers`, one
+/// level below the root) if it is not there yet.
+fn containers_cgroup_folder() -> anyhow::Result<PathBuf> {
+    let parent = Path::new(CGROUP_ROOT).join(CONTAINERS_CGROUP);
+    match std::fs::create_dir(&parent) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("cannot create {}", parent.display()))
+        }
+        _ => Ok(parent),
+    }
+}
+
+/// The cgroup v2 id of the folder holding every container's cgroup (its
+/// inode number, which is what the kernel reports as a cgroup's id), made
+/// if needed; `None` when the guest has no cgroup v2.
+pub fn containers_cgroup_id() -> anyhow::Result<Option<u64>> {
+    if !Path::new(CGROUP_ROOT).join("cgroup.subtree_control").exists() {
+        return Ok(None);
+    }
+    let parent = containers_cgroup_folder()?;
+    let meta = std::fs::metadata(&parent).with_context(|| format!("cannot read {}", parent.display()))?;
+    Ok(Some(std::os::unix::fs::MetadataExt::ino(&meta)))
+}
+
 /// Makes container `id`'s cgroup under the cgroup v2 root init mounted
 /// (`containers/ID`), hands it the controllers the kernel has, and sets its
 /// memory and CPU limits and its CPU weight. `None` when the guest has no
@@ -546,13 +570,7 @@ fn make_container_cgroup(id: u32, plan: &LaunchPlan) -> anyhow::Result<Option<Pa
         runcvm_log::warn!("the guest kernel has no cgroup v2: the container's memory limit is the VM's size alone");
         return Ok(None);
     }
-    let parent = root.join(CONTAINERS_CGROUP);
-    match std::fs::create_dir(&parent) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            return Err(e).with_context(|| format!("cannot create {}", parent.display()));
-        }
-        _ => {}
-    }
+    let parent = containers_cgroup_folder()?;
     for level in [root, parent.as_path()] {
         for controller in CONTROLLERS {
             if let Err(e) = std::fs::write(level.join("cgroup.subtree_control"), format!("+{controller}")) {

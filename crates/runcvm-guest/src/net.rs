@@ -92,17 +92,25 @@ pub fn configure(network: &GuestNetwork) -> anyhow::Result<()> {
     keep_users_off_the_host_identity()
 }
 
-/// The launcher's services on 169.254.1.254 (the volumes' NFS server) are
-/// for the guest's kernel. The server admits only privileged source ports,
-/// which no user but root could bind, until a pod's sysctl
+/// The services on 169.254.1.254 (the NFS servers of each container's root
+/// and volumes) are for the guest's kernel. A server admits only privileged
+/// source ports, which no user but root could bind, until a pod's sysctl
 /// (`net.ipv4.ip_unprivileged_port_start=0`, containerd 2's default) lets
-/// anyone: so only sockets of uid 0 (the kernel's NFS client, and root)
-/// may send there at all.
+/// anyone; and root in one container must not reach a sibling's servers.
+/// So nothing a container's cgroup sends gets there, nor anything of a uid
+/// but 0: the kernel's NFS client (its sockets made by its workers, in the
+/// root cgroup) and init remain.
 fn keep_users_off_the_host_identity() -> anyhow::Result<()> {
-    runcvm_netlink::nft::only_root_sends_to(GUEST_GUARD_TABLE, HOST_IDENTITY_IP)
+    let containers = crate::container::containers_cgroup_id()?;
+    runcvm_netlink::nft::only_the_kernel_sends_to(GUEST_GUARD_TABLE, HOST_IDENTITY_IP, containers)
         .install()
         .context("cannot keep the guest's users off 169.254.1.254")?;
-    runcvm_log::debug!("only root and the kernel may send to {HOST_IDENTITY_IP}");
+    match containers {
+        Some(_) => runcvm_log::debug!("only the kernel and init may send to {HOST_IDENTITY_IP}"),
+        None => {
+            runcvm_log::warn!("the guest kernel has no cgroup v2: root in any container may send to {HOST_IDENTITY_IP}")
+        }
+    }
     Ok(())
 }
 

@@ -54,6 +54,10 @@ const NFTA_META_KEY: u16 = 2;
 const NFT_META_PROTOCOL: u32 = 1;
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_SKUID: u32 = 10;
+const NFTA_SOCKET_KEY: u16 = 1;
+const NFTA_SOCKET_DREG: u16 = 2;
+const NFTA_SOCKET_LEVEL: u16 = 3;
+const NFT_SOCKET_CGROUPV2: u32 = 3;
 const NFT_META_NFPROTO: u32 = 15;
 const NFT_META_L4PROTO: u32 = 16;
 const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
@@ -184,6 +188,13 @@ pub enum Expr {
     /// `meta skuid`: the uid owning the sending socket (four bytes, host
     /// order); a packet without a socket matches no comparison.
     MetaSkuid,
+    /// `socket cgroupv2 level LEVEL`: the id (eight bytes, host order) of
+    /// the sending socket's cgroup v2 ancestor at `level` below the root; a
+    /// socket whose cgroup is not that deep (the kernel's own, made in the
+    /// root cgroup) breaks the rule: it matches nothing.
+    SocketCgroupv2 {
+        level: u32,
+    },
     /// Bytes of the link-layer header (`ether saddr` is offset 6, length 6).
     LinkPayload {
         offset: u32,
@@ -228,6 +239,11 @@ impl Expr {
             Self::MetaNfproto => meta(builder, NFT_META_NFPROTO),
             Self::MetaL4proto => meta(builder, NFT_META_L4PROTO),
             Self::MetaSkuid => meta(builder, NFT_META_SKUID),
+            Self::SocketCgroupv2 { level } => expression(builder, "socket", |b| {
+                b.attr_be32(NFTA_SOCKET_KEY, NFT_SOCKET_CGROUPV2)
+                    .attr_be32(NFTA_SOCKET_DREG, NFT_REG_1)
+                    .attr_be32(NFTA_SOCKET_LEVEL, *level)
+            }),
             Self::Immediate(data) => expression(builder, "immediate", |b| {
                 b.attr_be32(NFTA_IMMEDIATE_DREG, NFT_REG_1)
                     .begin_nested(NFTA_IMMEDIATE_DATA)
@@ -381,16 +397,18 @@ pub fn loopback_redirect(table: &str, port: u16) -> Table {
     }
 }
 
-/// Only sockets of uid 0 (the kernel's, such as the NFS client's, and
-/// root's) may send to `ip`: inside a guest, the launcher's services on the
-/// host identity are for the guest's kernel, whatever source ports a pod's
-/// sysctl lets other users bind.
-pub fn only_root_sends_to(table: &str, ip: Ipv4Addr) -> Table {
-    Table {
-        family: Family::Inet,
-        name: table.to_owned(),
-        hook: Hook::FilterOutput,
-        rules: vec![vec![
+/// Only the guest's kernel and root outside the containers may send to
+/// `ip`: inside a guest, the launcher's and the proxies' services on the
+/// host identity are for the guest's kernel (its NFS client, whose sockets
+/// its workers make in the root cgroup), not for the pod. Two rules: what a
+/// socket in `containers_cgroup` (the cgroup v2 id of the folder holding
+/// every container's cgroup, one level below the root) sends there is
+/// dropped, root's included, so that one container cannot speak NFS to a
+/// sibling's servers; and what a socket of any uid but 0 sends there is
+/// dropped, whatever source ports a pod's sysctl lets other users bind.
+pub fn only_the_kernel_sends_to(table: &str, ip: Ipv4Addr, containers_cgroup: Option<u64>) -> Table {
+    let to_ip = || {
+        vec![
             Expr::MetaNfproto,
             Expr::CmpEq(vec![NFPROTO_IPV4]),
             Expr::NetworkPayload {
@@ -398,10 +416,26 @@ pub fn only_root_sends_to(table: &str, ip: Ipv4Addr) -> Table {
                 len: 4,
             },
             Expr::CmpEq(ip.octets().to_vec()),
-            Expr::MetaSkuid,
-            Expr::CmpNeq(0u32.to_ne_bytes().to_vec()),
+        ]
+    };
+    let mut rules = Vec::new();
+    if let Some(id) = containers_cgroup {
+        let mut rule = to_ip();
+        rule.extend([
+            Expr::SocketCgroupv2 { level: 1 },
+            Expr::CmpEq(id.to_ne_bytes().to_vec()),
             Expr::Drop,
-        ]],
+        ]);
+        rules.push(rule);
+    }
+    let mut rule = to_ip();
+    rule.extend([Expr::MetaSkuid, Expr::CmpNeq(0u32.to_ne_bytes().to_vec()), Expr::Drop]);
+    rules.push(rule);
+    Table {
+        family: Family::Inet,
+        name: table.to_owned(),
+        hook: Hook::FilterOutput,
+        rules,
     }
 }
 
@@ -498,15 +532,45 @@ mod tests {
     }
 
     #[test]
-    fn only_root_sends_to_the_host_identity_is_a_filter_on_output() {
-        let table = only_root_sends_to("runcvm-guest", Ipv4Addr::new(169, 254, 1, 254));
+    fn only_the_kernel_sends_to_the_host_identity_is_a_filter_on_output() {
+        let table = only_the_kernel_sends_to("runcvm-guest", Ipv4Addr::new(169, 254, 1, 254), Some(0x1234));
         assert_eq!((table.family, &table.hook), (Family::Inet, &Hook::FilterOutput));
-        assert_eq!(table.rules[0].last(), Some(&Expr::Drop));
-        assert!(table.rules[0].contains(&Expr::MetaSkuid));
+        assert_eq!(table.rules.len(), 2);
+        assert!(table.rules.iter().all(|rule| rule.last() == Some(&Expr::Drop)));
+        assert!(table.rules[0].contains(&Expr::SocketCgroupv2 { level: 1 }));
+        assert!(table.rules[0].contains(&Expr::CmpEq(0x1234u64.to_ne_bytes().to_vec())));
+        assert!(table.rules[1].contains(&Expr::MetaSkuid));
         let batch = table.batch();
         let chain = parse_messages(&batch[4].0.clone().build(1)).unwrap().remove(0);
         let kind = crate::message::find_attribute(&chain.payload[4..], NFTA_CHAIN_TYPE).unwrap();
         assert_eq!(crate::message::as_string(kind), "filter");
+        let rule = parse_messages(&batch[5].0.clone().build(1)).unwrap().remove(0);
+        let expressions = attributes(&rule.payload[4..])
+            .find(|(k, _)| *k == NFTA_RULE_EXPRESSIONS)
+            .unwrap()
+            .1;
+        let socket = attributes(expressions)
+            .map(|(_, elem)| elem)
+            .find(|elem| {
+                crate::message::as_string(crate::message::find_attribute(elem, NFTA_EXPR_NAME).unwrap()) == "socket"
+            })
+            .expect("a socket expression");
+        let data = crate::message::find_attribute(socket, NFTA_EXPR_DATA).unwrap();
+        assert_eq!(
+            crate::message::find_attribute(data, NFTA_SOCKET_KEY).unwrap(),
+            3u32.to_be_bytes()
+        );
+        assert_eq!(
+            crate::message::find_attribute(data, NFTA_SOCKET_LEVEL).unwrap(),
+            1u32.to_be_bytes()
+        );
+    }
+
+    #[test]
+    fn without_cgroups_only_root_sends_to_the_host_identity() {
+        let table = only_the_kernel_sends_to("runcvm-guest", Ipv4Addr::new(169, 254, 1, 254), None);
+        assert_eq!(table.rules.len(), 1);
+        assert!(table.rules[0].contains(&Expr::MetaSkuid));
     }
 
     #[test]

@@ -115,35 +115,33 @@ fn ownership_follows_the_guest_user_both_ways() {
     assert_eq!((meta.uid(), meta.gid()), (3000, 3000));
 }
 
-/// Only the guest's kernel (and root) reach the volumes' server: a user
+/// Only the guest's kernel reaches the volumes' server: neither a user
 /// that binds a privileged source port (as any user may where a pod's
-/// sysctl lowers `ip_unprivileged_port_start`, containerd 2's default)
-/// still cannot claim another uid there.
+/// sysctl lowers `ip_unprivileged_port_start`, containerd 2's default), nor
+/// root in the container, which could otherwise speak NFS to the servers of
+/// a sibling container in its pod's VM.
 #[test]
 #[ignore = "T2: boots real VMs with NFS volumes; run scripts/test.sh"]
 fn guest_users_cannot_reach_the_volumes_server_themselves() {
     let t2 = t2();
     let dir = host_dir();
     std::fs::write(dir.path().join("shared"), "via-nfs\n").unwrap();
-    let script = "cat /data/shared; \
+    let script = "cat /data/shared; id -u; \
                   port=$(sed -n 's/.* \\/data nfs .*,port=\\([0-9]*\\).*/\\1/p' /proc/mounts); echo port=$port; \
                   if nc -w 3 169.254.1.254 $port </dev/null; then echo reached; else echo blocked; fi";
-    let (stdout, stderr, code) = run(
-        &t2,
-        &[format!("{}:/data", dir.path().display())],
-        Some("1000:1000"),
-        script,
-    );
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("via-nfs\n"),
-        "the kernel's client reads the volume: {stdout}"
-    );
-    assert!(!stdout.contains("port=\n"), "the mount's port: {stdout}");
-    assert!(
-        stdout.contains("blocked\n"),
-        "a guest user reached the server: {stdout}"
-    );
+    for user in [Some("1000:1000"), None] {
+        let (stdout, stderr, code) = run(&t2, &[format!("{}:/data", dir.path().display())], user, script);
+        assert_eq!(code, Some(0), "{user:?}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains("via-nfs\n"),
+            "the kernel's client reads the volume: {stdout}"
+        );
+        assert!(!stdout.contains("port=\n"), "the mount's port: {stdout}");
+        assert!(
+            stdout.contains("blocked\n"),
+            "{user:?} reached the server from the container: {stdout}"
+        );
+    }
 }
 
 #[test]
