@@ -1,12 +1,14 @@
 //! A container's own world inside the pod's guest, as runc builds it on a
 //! node: a cgroup that holds its process and its execs (its memory and CPU
 //! limits, its OOM kills; its leftovers killed when its process ends), its
-//! own mount namespace (a fresh `/proc` when it has its own
-//! PID namespace, `/sys` and `/sys/fs/cgroup` read-only unless privileged,
-//! the masked and read-only paths, a read-only root), its own cgroup
-//! namespace, and its own PID namespace in CRI's CONTAINER mode. Guest init
-//! stays outside all of it, so it keeps writing sysctls, cgroup files and
-//! the root disk whatever the workload is allowed.
+//! own mount namespace (a fresh `/proc` of its PID namespace, `/sys` and
+//! `/sys/fs/cgroup` read-only unless privileged, the masked and read-only
+//! paths, a read-only root), its own cgroup namespace, and a PID namespace:
+//! its own in CRI's CONTAINER mode, the pod's in POD mode (PID 1 there is
+//! the pod's pause process, [`start_pod_pause`]), or its target's for an
+//! ephemeral container. Guest init stays outside all of it, so it keeps
+//! writing sysctls, cgroup files and the root disk whatever the workload is
+//! allowed, and no container sees init's processes.
 //!
 //! When the container's root is served, it has a mount namespace of its own
 //! from the start (`root.rs` makes it: the root pivoted to, the volumes and
@@ -62,7 +64,7 @@ pub struct ContainerSetup {
     /// The mount namespace over the container's served root, entered
     /// first; `None`: the guest's root is the container's (`runcvm run`).
     pub root: Option<OwnedFd>,
-    pub own_pid_namespace: bool,
+    pub pid: PidPlacement,
     /// `cgroup.procs` of the workload's cgroup, when the guest has cgroups.
     pub cgroup_procs: Option<CString>,
     /// The container's mounts, in order, in its new mount namespace.
@@ -73,11 +75,20 @@ pub struct ContainerSetup {
     init_pid_namespace: OwnedFd,
 }
 
+/// Which PID namespace a container's process is forked into.
+#[derive(Debug)]
+pub enum PidPlacement {
+    /// A new one, the workload its PID 1 (CRI's CONTAINER mode).
+    New,
+    /// One that exists: the pod's (POD mode) or an ephemeral container's
+    /// target's.
+    Join(OwnedFd),
+}
+
 /// The running workload's namespaces, for exec sessions.
 #[derive(Debug)]
 pub struct Joined {
-    /// Its PID namespace when it has its own.
-    pub pid: Option<OwnedFd>,
+    pub pid: OwnedFd,
     pub mount: OwnedFd,
     pub cgroup: OwnedFd,
     pub cgroup_procs: Option<CString>,
@@ -97,39 +108,80 @@ impl Confinement<'_> {
     }
 
     /// Runs `fork` so that the child lands in the container's PID namespace
-    /// (a new one for the workload in CONTAINER mode, the workload's for an
+    /// (the workload's per its [`PidPlacement`], the workload's for an
     /// exec); the calling thread's own is untouched afterwards.
     pub fn fork_into_pid_namespace(&self, fork: impl FnOnce() -> nix::Result<ForkResult>) -> nix::Result<ForkResult> {
-        let (target, back) = match self {
-            Self::Create(setup) if setup.own_pid_namespace => (None, &setup.init_pid_namespace),
-            Self::Join(Joined {
-                pid: Some(pid),
-                init_pid_namespace,
-                ..
-            }) => (Some(pid), init_pid_namespace),
-            _ => return fork(),
-        };
-        match target {
-            None => nix::sched::unshare(CloneFlags::CLONE_NEWPID)?,
-            Some(pid) => nix::sched::setns(pid, CloneFlags::CLONE_NEWPID)?,
+        match self {
+            Self::Create(setup) => match &setup.pid {
+                PidPlacement::New => fork_switching_pid_namespace(None, &setup.init_pid_namespace, fork),
+                PidPlacement::Join(pid) => fork_switching_pid_namespace(Some(pid), &setup.init_pid_namespace, fork),
+            },
+            Self::Join(joined) => fork_switching_pid_namespace(Some(&joined.pid), &joined.init_pid_namespace, fork),
+            Self::Guest => fork(),
         }
-        let forked = fork();
-        // The parent's thread gets its own back; the child's children
-        // belong where the child is.
-        if let Ok(ForkResult::Parent { child }) = forked
-            && let Err(e) = nix::sched::setns(back, CloneFlags::CLONE_NEWPID)
-        {
-            // This thread could start no thread of its own any more (a new
-            // thread must share its PID namespace for children): undo the
-            // fork and fail.
-            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(child, None);
-            return Err(e);
+    }
+}
+
+/// Forks with the calling thread's children's PID namespace switched to
+/// `target` (a new one when `None`), and switched `back` afterwards.
+fn fork_switching_pid_namespace(
+    target: Option<&OwnedFd>,
+    back: &OwnedFd,
+    fork: impl FnOnce() -> nix::Result<ForkResult>,
+) -> nix::Result<ForkResult> {
+    match target {
+        None => nix::sched::unshare(CloneFlags::CLONE_NEWPID)?,
+        Some(pid) => nix::sched::setns(pid, CloneFlags::CLONE_NEWPID)?,
+    }
+    let forked = fork();
+    // The parent's thread gets its own back; the child's children belong
+    // where the child is.
+    if let Ok(ForkResult::Parent { child }) = forked
+        && let Err(e) = nix::sched::setns(back, CloneFlags::CLONE_NEWPID)
+    {
+        // This thread could start no thread of its own any more (a new
+        // thread must share its PID namespace for children): undo the fork
+        // and fail.
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child, None);
+        return Err(e);
+    }
+    if forked.is_err() {
+        let _ = nix::sched::setns(back, CloneFlags::CLONE_NEWPID);
+    }
+    forked
+}
+
+/// Starts the pod's pause process: PID 1 of a new PID namespace, the one
+/// the pod's containers share in CRI's POD mode (`shareProcessNamespace`),
+/// as the pause container's is on a node. It is init's own program run
+/// again as [`crate::pause::ARGV0`], so it holds nothing of init's memory
+/// (no container's plan or env), and it gives up root at once. Returns its
+/// PID namespace. Nobody waits for it: if it ended, the reaper would take
+/// its status and forget it, and the namespace's processes would end with
+/// it, as a pod's do when its pause container does.
+pub fn start_pod_pause(waiters: &crate::reaper::Waiters) -> anyhow::Result<OwnedFd> {
+    let program = c"/proc/self/exe";
+    let argv = [CString::new(crate::pause::ARGV0)?];
+    let envp: [CString; 0] = [];
+    let init_pid_namespace = open_namespace(Path::new("/proc/self/ns/pid"))?;
+    let slot = waiters.lock_for_fork().context("the VM is stopping")?;
+    let forked = fork_switching_pid_namespace(None, &init_pid_namespace, || {
+        // SAFETY: as for every fork of init's: the child makes one system
+        // call (execve, with everything prepared before) and _exit.
+        unsafe { nix::unistd::fork() }
+    });
+    match forked.context("cannot start the pod's pause process")? {
+        ForkResult::Child => {
+            let _ = nix::unistd::execve(program, &argv, &envp);
+            // SAFETY: _exit is always safe; it skips the parent's destructors.
+            unsafe { libc::_exit(127) }
         }
-        if forked.is_err() {
-            let _ = nix::sched::setns(back, CloneFlags::CLONE_NEWPID);
+        ForkResult::Parent { child } => {
+            drop(slot);
+            runcvm_log::debug!("the pod's pause process is pid {child}");
+            open_namespace(&PathBuf::from(format!("/proc/{child}/ns/pid")))
         }
-        forked
     }
 }
 
@@ -230,10 +282,8 @@ pub fn remount_read_only(path: &CString) -> Result<(), Errno> {
 /// The container's mounts for `plan`, in the order they are made.
 pub fn mount_ops(plan: &LaunchPlan, cgroups: bool) -> anyhow::Result<Vec<MountOp>> {
     let path = |p: &str| CString::new(p).with_context(|| format!("the path {p:?} has a NUL byte"));
-    let mut ops = vec![MountOp::Private];
-    if plan.own_pid_namespace {
-        ops.push(MountOp::Proc);
-    }
+    // Never init's PID namespace: its own /proc always.
+    let mut ops = vec![MountOp::Private, MountOp::Proc];
     if cgroups {
         ops.push(MountOp::Cgroup {
             read_only: plan.sys_read_only,
@@ -279,7 +329,13 @@ impl Container {
     /// Makes container `id`'s cgroup (with its limits) and compiles its
     /// seccomp profile; the namespaces come with its process, the mount
     /// namespace over a served root (`root`) having been made before.
-    pub fn prepare(id: u32, plan: &LaunchPlan, root: Option<OwnedFd>, pod: &PodShare<'_>) -> anyhow::Result<Self> {
+    pub fn prepare(
+        id: u32,
+        plan: &LaunchPlan,
+        root: Option<OwnedFd>,
+        pid: PidPlacement,
+        pod: &PodShare<'_>,
+    ) -> anyhow::Result<Self> {
         let seccomp = match &plan.seccomp {
             Some(profile) => {
                 let filter = runcvm_seccomp::compile(profile).context("cannot use the container's seccomp profile")?;
@@ -308,7 +364,7 @@ impl Container {
         Ok(Self {
             setup: ContainerSetup {
                 root,
-                own_pid_namespace: plan.own_pid_namespace,
+                pid,
                 cgroup_procs,
                 mounts,
                 user_namespace,
@@ -326,11 +382,7 @@ impl Container {
         let joined = (|| -> anyhow::Result<Joined> {
             let ns = |kind: &str| open_namespace(&PathBuf::from(format!("/proc/{workload}/ns/{kind}")));
             Ok(Joined {
-                pid: if self.setup.own_pid_namespace {
-                    Some(ns("pid")?)
-                } else {
-                    None
-                },
+                pid: ns("pid")?,
                 mount: ns("mnt")?,
                 cgroup: ns("cgroup")?,
                 cgroup_procs: self.setup.cgroup_procs.clone(),
@@ -646,11 +698,12 @@ mod tests {
         );
         assert_eq!(
             mount_ops(&LaunchPlan::default(), false).unwrap(),
-            vec![MountOp::Private]
+            vec![MountOp::Private, MountOp::Proc],
+            "a container shares no PID namespace with init, so it gets its own /proc in every mode"
         );
         assert_eq!(
             mount_ops(&LaunchPlan::default(), true).unwrap(),
-            vec![MountOp::Private, MountOp::Cgroup { read_only: false }],
+            vec![MountOp::Private, MountOp::Proc, MountOp::Cgroup { read_only: false }],
             "a privileged container's cgroup is writable"
         );
     }

@@ -15,7 +15,9 @@
 //! `sessions` and `entry` start processes through `spawn`, a leaf that
 //! knows `container` (the namespaces and mounts a process is put into) and
 //! `caps`; `reaper` hands statuses to their waiters; `root` makes a
-//! container's mount namespace on a thread of `container`'s.
+//! container's mount namespace on a thread of `container`'s; `pause` is
+//! what init's program does when `container` runs it again as the pod's
+//! pause process.
 
 mod caps;
 mod console;
@@ -28,6 +30,7 @@ mod mounts;
 mod net;
 mod outbound;
 mod output;
+mod pause;
 mod pod;
 mod reaper;
 mod relay;
@@ -42,6 +45,9 @@ use runcvm_proto::{GuestMessage, HostMessage};
 use std::convert::Infallible;
 
 fn main() {
+    if pause::is_pause() {
+        pause::run();
+    }
     let level = LogLevel::from_env();
     runcvm_log::init_with_epoch("runcvm-init", level.clone().unwrap_or_default(), Epoch::Boot);
     if std::process::id() != 1 {

@@ -6,13 +6,14 @@
 //! A container's end never ends the VM: the launcher decides that
 //! (`PowerOff`).
 
-use crate::container::{Container, PodShare};
+use crate::container::{Container, PidPlacement, PodShare};
 use crate::entry::{self, NotStarted};
 use crate::outbound::{ContainerNotes, SharedWriter, send_on};
 use crate::reaper::Waiters;
 use crate::sessions::{ExecTarget, Sessions};
 use crate::spawn::RUNNER_FAILED;
 use crate::{mounts, relay, root, system, volumes};
+use anyhow::Context;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use runcvm_proto::{ExitStatus, GuestFile, GuestMessage, TerminalSize};
@@ -43,21 +44,20 @@ pub struct NewContainer {
 #[derive(Debug)]
 enum State {
     /// Being made: signals wait for its process.
-    Creating {
-        pending: Vec<Signal>,
-    },
+    Creating { pending: Vec<Signal> },
     Running {
         pid: Pid,
         container: Arc<Container>,
+        /// Its name on the node: an ephemeral container names its target
+        /// so.
+        name: Option<String>,
     },
     /// Its process has ended; what it left is being killed and its output
     /// sent.
     Ending,
     /// It has no entrypoint: it sleeps until a signal that would end a
     /// container's init comes (sent here).
-    Sleeping {
-        stop: Sender<Signal>,
-    },
+    Sleeping { stop: Sender<Signal> },
 }
 
 /// How a container ended.
@@ -93,6 +93,9 @@ pub struct Pod {
     guest_root_taken: AtomicBool,
     /// Signalled when a container leaves `Creating`: execs wait for it.
     created: Condvar,
+    /// The PID namespace the pod's containers share in POD mode, made with
+    /// the first that asks (its PID 1 the pod's pause process).
+    pid_namespace: Mutex<Option<OwnedFd>>,
 }
 
 impl Pod {
@@ -121,6 +124,7 @@ impl Pod {
             containers: Mutex::new(HashMap::new()),
             guest_root_taken: AtomicBool::new(false),
             created: Condvar::new(),
+            pid_namespace: Mutex::new(None),
         }))
     }
 
@@ -292,7 +296,14 @@ impl Pod {
             user_namespace: self.user_namespace.as_ref(),
             root: owner,
         };
-        let container = Arc::new(Container::prepare(new.id, &new.plan, mount_namespace, &share)?);
+        let pid_namespace = self.pid_placement(&new.plan)?;
+        let container = Arc::new(Container::prepare(
+            new.id,
+            &new.plan,
+            mount_namespace,
+            pid_namespace,
+            &share,
+        )?);
         let started = entry::start_entrypoint(&entrypoint, &container, new.stdin, new.terminal_size, &self.waiters);
         let (started, exit) = match started {
             Ok(started) => started,
@@ -307,6 +318,7 @@ impl Pod {
             Some(State::Running {
                 pid,
                 container: Arc::clone(&container),
+                name: new.name.clone(),
             }),
         ) {
             Some(State::Creating { pending }) => pending,
@@ -334,6 +346,38 @@ impl Pod {
             oom_killed,
             files: relay::read_back(&writable),
         })
+    }
+
+    /// The PID namespace a container's process goes into: a new one
+    /// (CONTAINER mode), its target's (an ephemeral container, which must
+    /// name a running container of this VM), or the pod's (POD mode), made
+    /// with its pause process by the first container that asks.
+    fn pid_placement(&self, plan: &LaunchPlan) -> anyhow::Result<PidPlacement> {
+        if let Some(target) = &plan.pid_namespace_of {
+            let joined = self.table().values().find_map(|state| match state {
+                State::Running { container, name, .. } if name.as_ref() == Some(target) => container.joined(),
+                _ => None,
+            });
+            let Some(joined) = joined else {
+                anyhow::bail!("the container whose processes it is to share, {target:?}, does not run in this VM");
+            };
+            let namespace = joined
+                .pid
+                .try_clone()
+                .context("cannot hold its target's PID namespace")?;
+            return Ok(PidPlacement::Join(namespace));
+        }
+        if plan.own_pid_namespace {
+            return Ok(PidPlacement::New);
+        }
+        let mut pod = self.pid_namespace.lock().unwrap_or_else(PoisonError::into_inner);
+        let namespace = match &*pod {
+            Some(namespace) => namespace,
+            None => pod.insert(crate::container::start_pod_pause(&self.waiters)?),
+        };
+        Ok(PidPlacement::Join(
+            namespace.try_clone().context("cannot hold the pod's PID namespace")?,
+        ))
     }
 
     /// Sleeps until a signal that ends a container's init comes for the

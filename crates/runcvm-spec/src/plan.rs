@@ -29,10 +29,16 @@ pub struct LaunchPlan {
     pub sysctls: BTreeMap<String, String>,
     /// The workload is PID 1 of a PID namespace of its own (CRI's CONTAINER
     /// mode, what kubelet asks for unless the pod shares its processes);
-    /// otherwise it shares guest init's, where PID 1 is init, as a pod's
-    /// containers share the pause container's.
+    /// otherwise it shares the pod's (POD mode, `shareProcessNamespace`),
+    /// where PID 1 is the pod's pause process, as a pod's containers share
+    /// the pause container's on a node, or `pid_namespace_of`'s.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own_pid_namespace: bool,
+    /// The container (by its name on the node, the CRI id) whose PID
+    /// namespace this one joins: an ephemeral container's target
+    /// (`kubectl debug --target`, CRI's TARGET mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace_of: Option<String>,
     /// Paths hidden from the workload and its execs (`maskedPaths`): a file
     /// becomes `/dev/null`, a folder an empty read-only tmpfs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -178,6 +184,7 @@ impl Default for LaunchPlan {
             read_only_root: false,
             sysctls: BTreeMap::new(),
             own_pid_namespace: false,
+            pid_namespace_of: None,
             masked_paths: Vec::new(),
             readonly_paths: Vec::new(),
             sys_read_only: false,
@@ -245,6 +252,7 @@ mod tests {
             read_only_root: true,
             sysctls: [("kernel.shm_rmid_forced".to_owned(), "1".to_owned())].into(),
             own_pid_namespace: true,
+            pid_namespace_of: Some("app".into()),
             masked_paths: vec!["/proc/kcore".into()],
             readonly_paths: vec!["/proc/sys".into()],
             sys_read_only: true,

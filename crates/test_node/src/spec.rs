@@ -425,6 +425,17 @@ impl ContainerSpec {
         self
     }
 
+    /// An ephemeral container's namespaces as kubelet sets them for
+    /// `kubectl debug --target=C`: the pod's, and `target`'s processes
+    /// (CRI's TARGET mode, `target` being C's container id).
+    pub fn sharing_processes_of(mut self, pod: &PodSpec, target: &str) -> Self {
+        let mut options = pod.namespace_options();
+        options.pid = cri::NamespaceMode::Target.into();
+        options.target_id = target.to_owned();
+        self.security().namespace_options = Some(options);
+        self
+    }
+
     /// `securityContext.privileged` (the pod's sandbox must be privileged too).
     pub fn privileged(mut self, privileged: bool) -> Self {
         self.security().privileged = privileged;

@@ -122,7 +122,11 @@ mod tests {
     use serde_json::json;
 
     fn namespaces(own_pid: bool) -> PodNamespaces {
-        PodNamespaces { network: None, own_pid }
+        PodNamespaces {
+            network: None,
+            own_pid,
+            pid: None,
+        }
     }
 
     #[test]

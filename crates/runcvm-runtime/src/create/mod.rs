@@ -165,6 +165,11 @@ pub enum CreateError {
     Launch {
         reason: runcvm_host::guest_disk::GuestDiskError,
     },
+    /// a PID namespace the pod's VM cannot share
+    #[error(
+        "the container's PID namespace {0} is neither its pod's nor one of its pod's containers': a container in the pod's VM can share only those (shareProcessNamespace, an ephemeral container's target)"
+    )]
+    ForeignPidNamespace(String),
     /// the sandbox's launch file cannot be used
     #[error("the pod's sandbox cannot be used for the container")]
     Sandbox(#[source] Box<crate::state::NodeLaunchError>),
@@ -278,7 +283,12 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
         PodKind::InPodVm { .. } => guest_volumes(&config.mounts, NameFiles::Copied)?,
     };
     let warn = |message: &str| crate::report::warning(request.log, request.log_json, message);
-    let plan = guest_plan::plan(config, request.bundle, pod_namespaces, user_namespace.clone(), &warn)?;
+    let mut plan = guest_plan::plan(config, request.bundle, pod_namespaces, user_namespace.clone(), &warn)?;
+    if let (PodKind::InPodVm { sandbox_id, .. }, Some(joined)) = (request.kind, pod_namespaces.pid) {
+        let path = namespaces::path_of(config, "pid").unwrap_or_default();
+        plan.pid_namespace_of =
+            pod_vm::pid_namespace_owner(joined, path, sandbox_id, request.state_root, namespaces::identify)?;
+    }
     let rootfs = request
         .bundle
         .join(config.root.as_ref().map_or("rootfs", |r| r.path.as_str()));

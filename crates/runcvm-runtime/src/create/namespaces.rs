@@ -99,8 +99,24 @@ pub struct PodNamespaces {
     /// makes a new one for it.
     pub network: Option<NamespaceId>,
     /// The container has a PID namespace of its own (CRI's CONTAINER mode),
-    /// rather than the pod's (POD, shareProcessNamespace).
+    /// rather than the pod's (POD, shareProcessNamespace) or another
+    /// container's (TARGET, an ephemeral container's).
     pub own_pid: bool,
+    /// The PID namespace it joins, when not its own.
+    pub pid: Option<NamespaceId>,
+}
+
+/// The path of the container's namespace of `kind` ("pid", "network"), if
+/// it joins one.
+pub fn path_of<'a>(config: &'a OciConfig, kind: &str) -> Option<&'a str> {
+    config
+        .linux
+        .as_ref()?
+        .namespaces
+        .iter()
+        .find(|ns| ns.kind == kind)?
+        .path
+        .as_deref()
 }
 
 /// Checks the container's network, PID and IPC namespaces against the
@@ -114,6 +130,7 @@ pub fn check(
     let mut found = PodNamespaces {
         network: None,
         own_pid: false,
+        pid: None,
     };
     for kind in [NETWORK, PID, IPC] {
         let refusal = || match kind {
@@ -140,8 +157,10 @@ pub fn check(
         if node.of_kind(kind).contains(&id) {
             return Err(refusal());
         }
-        if kind == NETWORK {
-            found.network = Some(id);
+        match kind {
+            NETWORK => found.network = Some(id),
+            PID => found.pid = Some(id),
+            _ => {}
         }
     }
     Ok(found)
@@ -200,8 +219,13 @@ mod tests {
         .unwrap();
         assert_eq!(shared.network, Some(POD_NET));
         assert!(!shared.own_pid, "shareProcessNamespace joins the sandbox's");
+        assert_eq!(shared.pid, Some(NamespaceId { dev: 4, ino: 201 }));
         let own = check(&config(pod(serde_json::json!({"type": "pid"}))), &node(), fake).unwrap();
         assert!(own.own_pid);
+        assert_eq!(own.pid, None);
+        let with_path = config(pod(serde_json::json!({"type": "pid", "path": "/proc/7/ns/pid"})));
+        assert_eq!(path_of(&with_path, "pid"), Some("/proc/7/ns/pid"));
+        assert_eq!(path_of(&config(pod(serde_json::json!({"type": "pid"}))), "pid"), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::CreateError;
 use super::namespaces::NodeNamespaces;
 use crate::state::read_node_launch;
 use runcvm_spec::ContainerLaunch;
-use runcvm_spec::launch::LaunchRole;
+use runcvm_spec::launch::{LaunchRole, NamespaceId};
 use runcvm_spec::oci::{ContainerRole, OciConfig};
 use std::path::{Path, PathBuf};
 
@@ -77,6 +77,57 @@ fn in_pod_vm(config: &OciConfig, state_root: &Path) -> Result<Option<PodKind>, C
         sandbox_id: sandbox_id.to_owned(),
         sandbox: Box::new(sandbox),
     }))
+}
+
+/// Whose PID namespace a container of a pod's VM joins, given the one its
+/// config names (`joined`): its sandbox's (CRI's POD mode) gives `None`, the
+/// pod's in the guest; a container's of a pod VM on this node (TARGET mode:
+/// an ephemeral container's target, whose process on the node is its proxy)
+/// gives that container's id, which the guest looks for among its own. Any
+/// other is refused: the VM can share no namespace of the node's.
+pub fn pid_namespace_owner(
+    joined: NamespaceId,
+    path: &str,
+    sandbox_id: &str,
+    state_root: &Path,
+    identify: impl Fn(&str) -> std::io::Result<NamespaceId>,
+) -> Result<Option<String>, CreateError> {
+    let owns = |id: &str| init_pid_namespace(state_root, id, &identify) == Some(joined);
+    if owns(sandbox_id) {
+        return Ok(None);
+    }
+    let containers = std::fs::read_dir(state_root.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    for entry in containers {
+        let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let in_a_pod_vm = entry.file_type().is_ok_and(|kind| kind.is_dir())
+            && read_node_launch(state_root, &id).is_ok_and(|launch| matches!(launch.role, LaunchRole::InPodVm { .. }));
+        if in_a_pod_vm && owns(&id) {
+            return Ok(Some(id));
+        }
+    }
+    Err(CreateError::ForeignPidNamespace(path.to_owned()))
+}
+
+/// The PID namespace of container `id`'s process on the node, from the
+/// state runc keeps of it (in the runc root its create recorded).
+fn init_pid_namespace(
+    state_root: &Path,
+    id: &str,
+    identify: impl Fn(&str) -> std::io::Result<NamespaceId>,
+) -> Option<NamespaceId> {
+    use std::os::unix::ffi::OsStringExt;
+    let runc_root = std::fs::read(crate::orphans::runc_root_record(state_root, id)).ok()?;
+    let state = PathBuf::from(std::ffi::OsString::from_vec(runc_root))
+        .join(id)
+        .join("state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(state).ok()?).ok()?;
+    let pid = state.get("init_process_pid")?.as_u64().filter(|pid| *pid > 0)?;
+    identify(&format!("/proc/{pid}/ns/pid")).ok()
 }
 
 /// The pod's socket's folder, which each container's launcher gets bound
@@ -188,6 +239,67 @@ fn pod_cgroup(cgroups_path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SANDBOX_PID_NS: NamespaceId = NamespaceId { dev: 4, ino: 300 };
+    const APP_PID_NS: NamespaceId = NamespaceId { dev: 4, ino: 301 };
+
+    /// A node where runc knows the sandbox (pid 7) and a container "app" of
+    /// its pod's VM (pid 8), with the state folders `create` leaves.
+    fn node_with_a_pod() -> (tempfile::TempDir, tempfile::TempDir) {
+        let state = tempfile::tempdir().unwrap();
+        let runc = tempfile::tempdir().unwrap();
+        for (id, pid, role) in [
+            ("sandbox", 7, LaunchRole::PodVm),
+            ("app", 8, LaunchRole::InPodVm { name: "app".into() }),
+        ] {
+            std::fs::create_dir_all(crate::state::state_folder(state.path(), id)).unwrap();
+            crate::orphans::record_runc_root(state.path(), id, runc.path()).unwrap();
+            std::fs::create_dir_all(runc.path().join(id)).unwrap();
+            std::fs::write(
+                runc.path().join(id).join("state.json"),
+                format!(r#"{{"id":"{id}","init_process_pid":{pid}}}"#),
+            )
+            .unwrap();
+            let launch = ContainerLaunch {
+                version: runcvm_spec::launch::LAUNCH_VERSION,
+                process: runcvm_spec::Entrypoint::new(vec!["app".into()], vec![]),
+                plan: runcvm_spec::LaunchPlan::default(),
+                cpus: 1,
+                memory_mib: 256,
+                accel: runcvm_spec::launch::LaunchAccel::Tcg,
+                hypervisor: runcvm_spec::launch::LaunchHypervisor::Qemu,
+                kernel_args: vec![],
+                vmm_user: runcvm_spec::VmmUser::DEFAULT,
+                volumes: vec![],
+                network_namespace: None,
+                termination_message_path: None,
+                rootfs: None,
+                boot_disk: "/var/lib/runcvm/boot/b.ext4".into(),
+                role,
+            };
+            std::fs::write(crate::state::node_launch_file(state.path(), id), launch.to_json()).unwrap();
+        }
+        (state, runc)
+    }
+
+    fn identify(path: &str) -> std::io::Result<NamespaceId> {
+        match path {
+            "/proc/7/ns/pid" => Ok(SANDBOX_PID_NS),
+            "/proc/8/ns/pid" => Ok(APP_PID_NS),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    #[test]
+    fn a_joined_pid_namespace_is_the_pods_a_targets_or_refused() {
+        let (state, _runc) = node_with_a_pod();
+        let owner = |joined| pid_namespace_owner(joined, "/proc/N/ns/pid", "sandbox", state.path(), identify);
+        assert_eq!(owner(SANDBOX_PID_NS).unwrap(), None, "POD mode: the pod's");
+        assert_eq!(owner(APP_PID_NS).unwrap().as_deref(), Some("app"), "TARGET mode: app's");
+        let foreign = owner(NamespaceId { dev: 4, ino: 999 }).unwrap_err();
+        assert!(matches!(foreign, CreateError::ForeignPidNamespace(_)), "{foreign}");
+        assert!(foreign.to_string().contains("/proc/N/ns/pid"), "{foreign}");
+    }
 
     #[test]
     fn the_pods_cgroup_is_found_from_the_sandboxs_path_either_driver() {
