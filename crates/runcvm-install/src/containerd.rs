@@ -66,8 +66,9 @@ pub const RUNTIME_TYPE: &str = "io.containerd.runc.v2";
 /// The kubelet's annotation naming the container's termination message
 /// file, passed into the OCI spec (`container_annotations`).
 pub const TERMINATION_MESSAGE_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
-/// The pod annotation with which a pod opts out of one VM for all its
-/// containers (`"false"`), passed into the OCI spec (`pod_annotations`).
+/// The pod annotation with which a pod could opt out of its VM in the
+/// builds that had the opt-out (`pod_annotations`): their blocks are still
+/// recognised.
 pub const POD_VM_ANNOTATION: &str = "runcvm.io/pod-vm";
 /// What a config file created by install starts with.
 pub(crate) const SCAFFOLD: &str = "version = 2\n";
@@ -285,7 +286,7 @@ pub(crate) fn plan_register(
         facts.restates_runc,
         facts.systemd_cgroup,
         newline,
-        HandlerOptions::Current,
+        HandlerOptions::TerminationMessage,
     );
     let offset = at.unwrap_or(base.len());
     let inserted = format!("{}{block}", separator(&base[..offset], newline));
@@ -432,11 +433,11 @@ fn find_orphan_block(text: &str, version: ConfigVersion, binary_name: &str) -> O
     // Earlier builds wrote blocks with fewer handler options, and the first
     // ones only for containerd 1.x configs.
     let shapes: &[HandlerOptions] = if version == ConfigVersion::V3 {
-        &[HandlerOptions::Current, HandlerOptions::TerminationMessage]
+        &[HandlerOptions::TerminationMessage, HandlerOptions::PodVmOptOut]
     } else {
         &[
-            HandlerOptions::Current,
             HandlerOptions::TerminationMessage,
+            HandlerOptions::PodVmOptOut,
             HandlerOptions::None,
         ]
     };
@@ -493,10 +494,12 @@ fn separator(before: &str, newline: &str) -> String {
 pub(crate) enum HandlerOptions {
     /// The first builds': none.
     None,
-    /// `privileged_without_host_devices` and `container_annotations`.
+    /// `privileged_without_host_devices` and `container_annotations`: what
+    /// this build writes.
     TerminationMessage,
-    /// And `pod_annotations`.
-    Current,
+    /// And `pod_annotations` with [`POD_VM_ANNOTATION`]: the builds whose
+    /// pods could opt out of their VM.
+    PodVmOptOut,
 }
 
 /// The block appended to a main config, with its line ending, in the shape
@@ -558,7 +561,7 @@ fn runtime_tables(
             config::basic_string(TERMINATION_MESSAGE_ANNOTATION)
         ));
     }
-    if handler_options == HandlerOptions::Current {
+    if handler_options == HandlerOptions::PodVmOptOut {
         tables.push_str(&format!(
             "  pod_annotations = [{}]{nl}",
             config::basic_string(POD_VM_ANNOTATION)

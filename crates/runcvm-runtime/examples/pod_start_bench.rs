@@ -21,10 +21,6 @@
 //! image (busybox plus 600 files of 1 MiB that do not compress), runs
 //! alternating with busybox ones on the same node, for each handler: a
 //! container's start must not grow with its image (the ratio of medians).
-//! Then, for runcvm, single-container busybox pods with the pod's VM (the
-//! default) and opted out of it (`runcvm.io/pod-vm: "false"`: a VM of the
-//! container's own, the path before pod VMs), alternating on one node: a
-//! pod's start, RunPodSandbox to the first line, by each path.
 //! Last, one runcvm pod whose container has a 256 MiB memory limit (its
 //! VM of the default size: the two more containers it gets have none): the
 //! guest's memory, the pod VM's cgroup (the sandbox's) and the container's,
@@ -112,23 +108,17 @@ fn run() -> Result<()> {
         let sizes = with_log_tail(&node, measure_sizes(&node, "runc", runs))?;
         (runc, sizes)
     };
-    let (runcvm, debug, memory, runcvm_sizes, paths) = {
-        let mut handler = RuntimeHandler::new("runcvm", root.join("bin/runcvm-runtime"));
-        // As `runcvm install` lists it: a pod may opt out of its VM.
-        handler
-            .pod_annotations
-            .push(runcvm_spec::oci::POD_VM_ANNOTATION.to_owned());
+    let (runcvm, debug, memory, runcvm_sizes) = {
+        let handler = RuntimeHandler::new("runcvm", root.join("bin/runcvm-runtime"));
         let node = start_node(with_large(NodeOptions::default().runtime(handler)))?;
         let runcvm = with_log_tail(&node, measure(&node, "runcvm", runs, false))?;
         let debug = with_log_tail(&node, measure(&node, "runcvm", runs, true))?;
         let sizes = with_log_tail(&node, measure_sizes(&node, "runcvm", runs))?;
-        let paths = with_log_tail(&node, measure_paths(&node, runs))?;
         let memory = with_log_tail(&node, memory_pod(&node))?;
-        (runcvm, debug, memory, sizes, paths)
+        (runcvm, debug, memory, sizes)
     };
     report(&profile, runs, &runc, &runcvm, &debug, &memory);
     report_sizes(&[("runc", &runc_sizes), ("runcvm", &runcvm_sizes)]);
-    report_paths(&paths);
     drop(scratch);
     Ok(())
 }
@@ -257,47 +247,6 @@ fn report_sizes(handlers: &[(&str, &[Vec<f64>; 2])]) {
             big / small
         );
     }
-}
-
-/// Single-container runcvm pods with their pod's VM and opted out of it
-/// (a VM of the container's own), alternating, `runs` of each (at least
-/// 3): RunPodSandbox's start to the first line, seconds.
-fn measure_paths(node: &Node, runs: usize) -> Result<[Vec<f64>; 2]> {
-    let cri = node.cri()?;
-    let mut starts = [Vec::new(), Vec::new()];
-    for i in 0..runs.max(3) {
-        for (slot, pod_vm) in ["true", "false"].into_iter().enumerate() {
-            let name = format!("runcvm-path{slot}-{i}");
-            let spec = node
-                .pod(&name)
-                .runtime_handler("runcvm")
-                .annotation(runcvm_spec::oci::POD_VM_ANNOTATION, pod_vm);
-            let began = Instant::now();
-            let pod = cri.run_pod_sandbox(&spec)?;
-            let sandbox = began.elapsed().as_secs_f64();
-            let result = time_container(cri, &pod, "runcvm", false);
-            let stopped = cri
-                .stop_pod_sandbox(&pod.id)
-                .and_then(|()| cri.remove_pod_sandbox(&pod.id));
-            let sample = result.with_context(|| format!("runcvm pod-vm={pod_vm} run {i}"))?;
-            stopped?;
-            let start = sandbox + sample.first_line;
-            eprintln!(
-                "runcvm pod-vm={pod_vm} run {}: pod start {:.0} ms",
-                i + 1,
-                start * 1000.0
-            );
-            starts[slot].push(start);
-        }
-    }
-    Ok(starts)
-}
-
-fn report_paths([pod_vm, own_vm]: &[Vec<f64>; 2]) {
-    println!("single-container pod start, RunPodSandbox start to the first log line (alternating runs):");
-    let pod = row("runcvm, the pod's VM (default)", pod_vm.iter().copied());
-    let own = row("runcvm, a VM of the container's own", own_vm.iter().copied());
-    println!("  pod VM / own VM ratio of medians: {:.2}x", pod / own);
 }
 
 fn measure(node: &Node, handler: &str, runs: usize, debug: bool) -> Result<Vec<Sample>> {

@@ -155,21 +155,8 @@ mod tests {
         process.additional_gids = vec![44];
         process.cwd = ByteString::from("/work");
         ContainerLaunch {
-            version: runcvm_spec::launch::LAUNCH_VERSION,
             process,
-            plan: runcvm_spec::LaunchPlan::default(),
-            cpus: 1,
-            memory_mib: 256,
-            accel: runcvm_spec::launch::LaunchAccel::Tcg,
-            hypervisor: runcvm_spec::launch::LaunchHypervisor::Qemu,
-            kernel_args: vec![],
-            vmm_user: runcvm_spec::VmmUser::DEFAULT,
-            volumes: vec![],
-            network_namespace: None,
-            termination_message_path: None,
-            rootfs: None,
-            boot_disk: "/var/lib/runcvm/boot/b.ext4".into(),
-            role: LaunchRole::OwnVm,
+            ..crate::test_launch::launch(LaunchRole::OwnVm)
         }
     }
 

@@ -14,6 +14,8 @@ pub mod report;
 pub mod runc;
 pub mod settings;
 pub mod state;
+#[cfg(test)]
+mod test_launch;
 pub mod update;
 
 use args::Invocation;

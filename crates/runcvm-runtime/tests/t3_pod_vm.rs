@@ -1,9 +1,7 @@
-//! T3, a pod with one VM (`docs/pods.md`; every pod's, unless it opts out:
-//! the pods here also say `runcvm.io/pod-vm: "true"`): its sandbox boots
-//! the VM, and every container of the pod is created in that VM, through
-//! CRI as kubelet
-//! drives it, on a private containerd (1.6, or 2.x with
-//! `RUNCVM_T3_CONTAINERD=2`). Run with
+//! T3, a pod with one VM (`docs/pods.md`; every runcvm pod's): its sandbox
+//! boots the VM, and every container of the pod is created in that VM,
+//! through CRI as kubelet drives it, on a private containerd (1.6, or 2.x
+//! with `RUNCVM_T3_CONTAINERD=2`). Run with
 //! `cargo test -p runcvm-runtime --test t3_pod_vm -- --ignored`.
 
 mod support;
@@ -20,11 +18,7 @@ const BOOT: Duration = Duration::from_secs(90);
 const APP: &str = "echo app-ready; while true; do echo hello | nc -l -p 8080; done";
 
 fn pod_vm(f: &Fixture, name: &str) -> Pod {
-    pod_vm_of(f, &pod_vm_spec(f, name))
-}
-
-fn pod_vm_spec(f: &Fixture, name: &str) -> PodSpec {
-    f.pod(name).annotation(runcvm_spec::oci::POD_VM_ANNOTATION, "true")
+    pod_vm_of(f, &f.pod(name))
 }
 
 fn pod_vm_of(f: &Fixture, spec: &PodSpec) -> Pod {
@@ -83,6 +77,14 @@ fn a_pods_containers_share_its_one_vm() {
         exec_text(&f, &side_id, &["sh", "-c", "nc 127.0.0.1 8080 </dev/null"]),
         "hello",
         "the sidecar reaches the app on localhost"
+    );
+    // IPC is the pod's, as under runc: what one container puts in
+    // /dev/shm the other reads.
+    exec_text(&f, &app_id, &["sh", "-c", "echo from-app > /dev/shm/ipc-check"]);
+    assert_eq!(
+        exec_text(&f, &side_id, &["cat", "/dev/shm/ipc-check"]),
+        "from-app",
+        "the pod's /dev/shm is shared"
     );
     let entrypoint = exec_text(&f, &side_id, &["cat", "/.runcvm/entrypoint"]);
     assert!(
@@ -204,7 +206,7 @@ fn a_sidecar_serves_before_the_app_and_outlives_its_oom_kill() {
 fn containers_share_processes_as_the_pod_says() {
     let f = Fixture::start(Handler::RUNCVM);
     let cri = ok(f.node.cri());
-    let shared_spec = pod_vm_spec(&f, "pid-shared").namespace_mode(Namespace::Pid, NamespaceMode::Pod);
+    let shared_spec = f.pod("pid-shared").namespace_mode(Namespace::Pid, NamespaceMode::Pod);
     let shared = pod_vm_of(&f, &shared_spec);
     let container = |name: &str, script: &str| {
         ContainerSpec::new(name, BUSYBOX_IMAGE)
@@ -250,7 +252,7 @@ fn containers_share_processes_as_the_pod_says() {
     ok(cri.stop_pod_sandbox(&shared.id));
     ok(cri.remove_pod_sandbox(&shared.id));
 
-    let own_spec = pod_vm_spec(&f, "pid-target");
+    let own_spec = f.pod("pid-target");
     let own = pod_vm_of(&f, &own_spec);
     let app = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo app-ready; exec sleep 603");
     let target_id = run_until(&f, &own, &app, "app-ready");

@@ -141,33 +141,30 @@ fn a_malformed_config_is_reported_in_the_log_containerd_reads() {
     assert!(!support::state_folder("malformed-1").exists());
 }
 
+/// A container whose pod's sandbox runs no VM for the pod (as a sandbox
+/// that a runcvm build before pod VMs made: no launch file of the node's)
+/// is refused with the reason, and nothing of it is left; the annotation
+/// with which pods once opted out of their VM changes nothing.
 #[test]
 #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
-fn without_a_pod_vm_a_second_vm_container_is_refused_and_the_first_keeps_serving() {
+fn a_container_of_a_sandbox_without_a_pod_vm_is_refused() {
     let f = Fixture::start(Handler::RUNCVM);
     let cri = ok(f.node.cri());
-    // A pod that opted out of its one VM: a VM per container, as before.
-    let spec = f.pod("two").annotation(runcvm_spec::oci::POD_VM_ANNOTATION, "false");
+    let spec = f.pod("no-pod-vm").annotation("runcvm.io/pod-vm", "false");
     let pod = ok(cri.run_pod_sandbox(&spec));
-    let pod_ip = ok(cri.pod_sandbox_status(&pod.id)).ip;
-    let first =
-        ContainerSpec::new("first", BUSYBOX_IMAGE).shell("echo ready; while true; do echo hello | nc -l -p 8080; done");
-    ok(cri.run_container(&pod, &first));
-    f.wait_for_line(&first.log_file(pod.log_directory()), "ready", BOOT);
-    let second = ContainerSpec::new("second", BUSYBOX_IMAGE).shell("echo should-not-run");
-    let id = ok(cri.run_container(&pod, &second));
-    let info = ok(cri.wait_exited(&id, BOOT));
-    assert_eq!(info.exit_code, 125, "{info:?}");
-    let lines = ok(crilog::read(&second.log_file(pod.log_directory())));
-    assert!(
-        lines.iter().any(|l| l.stream == Stream::Stderr
-            && l.line
-                .contains("another runcvm container of this pod is running and owns the pod's network")),
-        "{lines:?}"
+    let state_root = runcvm_runtime::settings::Settings::from_env().state_dir();
+    let sandbox = ok(runcvm_runtime::state::read_node_launch(&state_root, &pod.id).map_err(anyhow::Error::from));
+    assert_eq!(
+        sandbox.role,
+        runcvm_spec::launch::LaunchRole::PodVm,
+        "the old opt-out annotation changes nothing"
     );
-    assert!(!lines.iter().any(|l| l.line == "should-not-run"));
-    let got = f.fetch_from_node(&pod_ip, 8080);
-    assert_eq!(got.trim(), "hello", "the first container's VM still has the network");
+    std::fs::remove_file(runcvm_runtime::state::node_launch_file(&state_root, &pod.id)).unwrap();
+    let app = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo should-not-run");
+    let id = support::assert_start_refused(&f, &pod, &app, "runs no VM for the pod");
+    ok(cri.stop_pod_sandbox(&pod.id));
+    ok(cri.remove_pod_sandbox(&pod.id));
+    f.node.assert_nothing_left(&[&pod.id, &id]);
 }
 
 /// Every container boots the node's one boot disk, read-only: two pods'

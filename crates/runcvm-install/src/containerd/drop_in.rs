@@ -70,7 +70,7 @@ pub(crate) fn text(binary_name: &str, systemd_cgroup: bool) -> String {
             ConfigVersion::V3,
             binary_name,
             systemd_cgroup,
-            super::HandlerOptions::Current,
+            super::HandlerOptions::TerminationMessage,
             "\n",
         )
     )
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "{BEGIN_FILE}\n{NOTE}\nversion = 3\n\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm]\n  runtime_type = \"io.containerd.runc.v2\"\n  privileged_without_host_devices = true\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n  pod_annotations = [\"runcvm.io/pod-vm\"]\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm.options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n  SystemdCgroup = true\n"
+                "{BEGIN_FILE}\n{NOTE}\nversion = 3\n\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm]\n  runtime_type = \"io.containerd.runc.v2\"\n  privileged_without_host_devices = true\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm.options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n  SystemdCgroup = true\n"
             )
         );
         let config = super::super::config::Config::parse(&text).unwrap();

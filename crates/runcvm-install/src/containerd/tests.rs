@@ -53,7 +53,14 @@ fn record(plan: &RegisterPlan) -> &ConfigRecord {
 }
 
 fn block(version: ConfigVersion, restate: bool, systemd: bool, nl: &str) -> String {
-    block_text(version, BINARY, restate, systemd, nl, HandlerOptions::Current)
+    block_text(
+        version,
+        BINARY,
+        restate,
+        systemd,
+        nl,
+        HandlerOptions::TerminationMessage,
+    )
 }
 
 /// The handler's `BinaryName`, under any version's CRI plugin.
@@ -93,7 +100,7 @@ fn the_v2_block_registers_the_handler_with_the_shim_our_runtime_and_its_options(
     assert_eq!(
         text,
         format!(
-            "{BEGIN}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runcvm]\n  runtime_type = \"io.containerd.runc.v2\"\n  privileged_without_host_devices = true\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n  pod_annotations = [\"runcvm.io/pod-vm\"]\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runcvm.options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n{END}\n"
+            "{BEGIN}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runcvm]\n  runtime_type = \"io.containerd.runc.v2\"\n  privileged_without_host_devices = true\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runcvm.options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n{END}\n"
         )
     );
     assert_eq!(binary_name(&text).as_deref(), Some(BINARY));
@@ -114,7 +121,7 @@ fn the_v2_block_registers_the_handler_with_the_shim_our_runtime_and_its_options(
 fn the_v3_block_uses_the_cri_runtime_plugin_and_restates_nothing() {
     let plan = register(Some(V3), None);
     let expected = format!(
-        "{BEGIN}\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm]\n  runtime_type = \"io.containerd.runc.v2\"\n  privileged_without_host_devices = true\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n  pod_annotations = [\"runcvm.io/pod-vm\"]\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm.options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n{END}\n"
+        "{BEGIN}\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm]\n  runtime_type = \"io.containerd.runc.v2\"\n  privileged_without_host_devices = true\n  container_annotations = [\"io.kubernetes.container.terminationMessagePath\"]\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.runcvm.options]\n  BinaryName = \"/opt/runcvm/bin/runcvm-runtime\"\n{END}\n"
     );
     assert_eq!(plan.text, format!("{V3}\n{expected}"));
     assert_eq!(plan.facts.version, ConfigVersion::V3);
@@ -574,24 +581,18 @@ fn a_block_without_a_record_is_taken_over() {
     let adopted = register(Some(&old), None);
     assert_eq!(adopted.outcome, Registration::Updated);
     assert_eq!(adopted.text, register(Some(DEBIAN), None).text);
-    // And the block of the builds before pod VMs (no `pod_annotations`),
-    // on both config versions.
+    // And the block of the builds whose pods could opt out of their VM
+    // (`pod_annotations`), on both config versions: replaced by one
+    // without.
     for (config, version) in [(DEBIAN, ConfigVersion::V2), (V3, ConfigVersion::V3)] {
         let restate = version != ConfigVersion::V3;
-        let before = block_text(
-            version,
-            BINARY,
-            restate,
-            false,
-            "\n",
-            HandlerOptions::TerminationMessage,
-        );
-        assert!(!before.contains("pod_annotations"));
+        let before = block_text(version, BINARY, restate, false, "\n", HandlerOptions::PodVmOptOut);
+        assert!(before.contains("  pod_annotations = [\"runcvm.io/pod-vm\"]\n"));
         let old = format!("{config}\n{before}");
         let adopted = register(Some(&old), None);
         assert_eq!(adopted.outcome, Registration::Updated, "{version:?}");
         assert_eq!(adopted.text, register(Some(config), None).text, "{version:?}");
-        assert!(adopted.text.contains("  pod_annotations = [\"runcvm.io/pod-vm\"]\n"));
+        assert!(!adopted.text.contains("pod_annotations"));
     }
 }
 

@@ -179,12 +179,13 @@ pub enum CreateError {
     )]
     PodFolder { path: PathBuf, why: String },
     /// a pod VM without a network of its own
-    #[error(
-        "the pod's sandbox has no network namespace of its own to give the pod's VM; set the pod's annotation \
-         {} to \"false\" to run each container as a VM of its own",
-        runcvm_spec::oci::POD_VM_ANNOTATION
-    )]
+    #[error("the pod's sandbox has no network namespace of its own to give the pod's VM")]
     PodVmWithoutNetwork,
+    /// a workload whose sandbox runs no pod VM
+    #[error(
+        "the pod's sandbox {0} runs no VM for the pod (runc made it unchanged: its network namespace was not the pod's own to give, or a runcvm build before pod VMs made it); runcvm runs every container of a pod in the sandbox's VM: delete the pod and create it again"
+    )]
+    NoPodVm(String),
     /// writing a file
     #[error("cannot write {path}")]
     Write {

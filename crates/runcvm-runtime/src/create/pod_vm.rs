@@ -1,9 +1,10 @@
-//! Whose VM a container runs in: its own, or its pod's one VM
-//! (`docs/pods.md`). Every pod's sandbox boots the pod's VM, unless the pod
-//! opts out with an annotation (`runcvm.io/pod-vm: "false"`) or shares one
-//! of the node's namespaces; a workload container is in it when the node's
-//! own copy of its sandbox's launch file says the sandbox boots the pod's
-//! VM, never because the container says so.
+//! Whose VM a container runs in: its pod's one VM (`docs/pods.md`), or,
+//! for a container no CRI sandbox holds (`ctr run`, nerdctl: a pod of one),
+//! its own. Every containerd pod's sandbox boots the pod's VM, unless the
+//! pod shares one of the node's namespaces (its containers are then
+//! refused); a workload container is in it when the node's own copy of its
+//! sandbox's launch file says the sandbox boots the pod's VM, never because
+//! the container says so, and is refused when it does not.
 
 use super::CreateError;
 use super::namespaces::NodeNamespaces;
@@ -16,7 +17,8 @@ use std::path::{Path, PathBuf};
 /// Whose VM a container runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodKind {
-    /// A VM of its own, which lives as long as the container.
+    /// A VM of its own, which lives as long as the container: a container
+    /// with no CRI sandbox, a pod of one.
     OwnVm,
     /// The pod's sandbox, which boots the pod's VM.
     PodVm,
@@ -34,9 +36,9 @@ pub enum PodKind {
 /// refused at their own create, with the reason, as they always were, and
 /// the pod's VM never touches the node's namespaces. So is a sandbox whose
 /// network namespace runc is to make (no path: containerd 1.7 with a user
-/// namespace pins it only afterwards): each container then has a VM of its
-/// own. Only containerd's sandbox (`io.kubernetes.cri.container-type`) is
-/// one: the sandbox id its containers name is containerd's annotation.
+/// namespace pins it only afterwards), whose containers are refused too.
+/// Only containerd's sandbox (`io.kubernetes.cri.container-type`) is one:
+/// the sandbox id its containers name is containerd's annotation.
 pub fn kind_of(config: &OciConfig, state_root: &Path, node: &NodeNamespaces) -> Result<Option<PodKind>, CreateError> {
     let containerd_sandbox = config
         .annotations
@@ -45,14 +47,23 @@ pub fn kind_of(config: &OciConfig, state_root: &Path, node: &NodeNamespaces) -> 
     match config.role() {
         ContainerRole::Sandbox
             if containerd_sandbox
-                && config.wants_pod_vm()
                 && super::namespaces::check(config, node, super::namespaces::identify)
                     .is_ok_and(|pod| pod.network.is_some()) =>
         {
             Ok(Some(PodKind::PodVm))
         }
         ContainerRole::Sandbox => Ok(None),
-        ContainerRole::Workload => Ok(Some(in_pod_vm(config, state_root)?.unwrap_or(PodKind::OwnVm))),
+        ContainerRole::Workload => match config.sandbox_id() {
+            None => Ok(Some(PodKind::OwnVm)),
+            Some(sandbox_id) => match in_pod_vm(config, state_root)? {
+                Some(kind) => Ok(Some(kind)),
+                // Refused: said precisely for a pod in a node namespace.
+                None => {
+                    super::namespaces::check(config, node, super::namespaces::identify)?;
+                    Err(CreateError::NoPodVm(sandbox_id.to_owned()))
+                }
+            },
+        },
     }
 }
 
@@ -260,23 +271,7 @@ mod tests {
                 format!(r#"{{"id":"{id}","init_process_pid":{pid}}}"#),
             )
             .unwrap();
-            let launch = ContainerLaunch {
-                version: runcvm_spec::launch::LAUNCH_VERSION,
-                process: runcvm_spec::Entrypoint::new(vec!["app".into()], vec![]),
-                plan: runcvm_spec::LaunchPlan::default(),
-                cpus: 1,
-                memory_mib: 256,
-                accel: runcvm_spec::launch::LaunchAccel::Tcg,
-                hypervisor: runcvm_spec::launch::LaunchHypervisor::Qemu,
-                kernel_args: vec![],
-                vmm_user: runcvm_spec::VmmUser::DEFAULT,
-                volumes: vec![],
-                network_namespace: None,
-                termination_message_path: None,
-                rootfs: None,
-                boot_disk: "/var/lib/runcvm/boot/b.ext4".into(),
-                role,
-            };
+            let launch = crate::test_launch::launch(role);
             std::fs::write(crate::state::node_launch_file(state.path(), id), launch.to_json()).unwrap();
         }
         (state, runc)

@@ -582,11 +582,23 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
         .to_string();
     assert!(unusable.contains("the pod's sandbox cannot be used"), "{unusable}");
     std::fs::write(&node_copy, kept).unwrap();
-    // A sandbox that is not a pod VM's: the container's own VM.
+    // A sandbox that runs no pod VM (here, a container's): refused, the
+    // pod to be made again; a container with no CRI sandbox at all is a pod
+    // of one, a VM of its own.
     workload["annotations"]["io.kubernetes.cri.sandbox-id"] = json!("c1");
     let other = OciConfig::parse(&serde_json::to_vec(&workload).unwrap(), "config.json").unwrap();
+    let refused = pod_vm::kind_of(&other, &fx.state_root, &namespaces::NodeNamespaces::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("the pod's sandbox c1 runs no VM for the pod") && refused.contains("delete the pod"),
+        "{refused}"
+    );
+    let mut unpodded = workload.clone();
+    unpodded["annotations"] = json!({});
+    let alone = OciConfig::parse(&serde_json::to_vec(&unpodded).unwrap(), "config.json").unwrap();
     assert_eq!(
-        pod_vm::kind_of(&other, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
+        pod_vm::kind_of(&alone, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
         Some(PodKind::OwnVm)
     );
     // A hostNetwork pod's sandbox (no network namespace of its own) stays
@@ -599,7 +611,7 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
         None
     );
     // A sandbox whose network namespace runc is to make (containerd 1.7
-    // with a user namespace): runc's, each container a VM of its own.
+    // with a user namespace): runc's (its containers refused, as above).
     let mut new_network = sandbox.clone();
     new_network["linux"]["namespaces"] = json!([{"type": "network"}, {"type": "pid"}, {"type": "ipc"}]);
     let new_network = OciConfig::parse(&serde_json::to_vec(&new_network).unwrap(), "config.json").unwrap();
@@ -607,11 +619,12 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
         pod_vm::kind_of(&new_network, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
         None
     );
-    // And a pause container that says no is runc's alone.
-    sandbox["annotations"]["runcvm.io/pod-vm"] = json!("False");
-    let plain = OciConfig::parse(&serde_json::to_vec(&sandbox).unwrap(), "config.json").unwrap();
+    // The annotation that used to opt a pod out of its VM is no more: the
+    // sandbox boots the pod's VM all the same.
+    sandbox["annotations"]["runcvm.io/pod-vm"] = json!("false");
+    let annotated = OciConfig::parse(&serde_json::to_vec(&sandbox).unwrap(), "config.json").unwrap();
     assert_eq!(
-        pod_vm::kind_of(&plain, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
-        None
+        pod_vm::kind_of(&annotated, &fx.state_root, &namespaces::NodeNamespaces::default()).unwrap(),
+        Some(PodKind::PodVm)
     );
 }

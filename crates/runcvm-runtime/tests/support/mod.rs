@@ -188,11 +188,7 @@ impl Fixture {
     pub fn start_with(handler: Handler, mut options: NodeOptions) -> Self {
         require_t3();
         if handler.vm {
-            let mut runcvm = RuntimeHandler::new("runcvm", install_root().join("bin/runcvm-runtime"));
-            // As `runcvm install` lists it: a pod may ask for one VM.
-            runcvm
-                .pod_annotations
-                .push(runcvm_spec::oci::POD_VM_ANNOTATION.to_owned());
+            let runcvm = RuntimeHandler::new("runcvm", install_root().join("bin/runcvm-runtime"));
             options = options.runtime(runcvm);
         }
         let node = Node::start(options).unwrap_or_else(|e| panic!("node start: {e:#}"));

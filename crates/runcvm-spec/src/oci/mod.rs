@@ -17,13 +17,6 @@ pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const CRIO_CONTAINER_TYPE: &str = "io.kubernetes.cri-o.ContainerType";
 /// The CRI annotation naming a container's pod sandbox.
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
-/// The pod annotation that, set to `false`, takes a pod out of its one VM
-/// (`docs/pods.md`: the sandbox boots the pod's VM and each container is
-/// created in it): each runcvm container of the pod is then a VM of its
-/// own, and a second one in a running pod is refused, as before pod VMs.
-/// A way back while pod VMs are new, to go once `runcvm run` is a pod of
-/// one too. `runcvm install` has containerd pass it on (`pod_annotations`).
-pub const POD_VM_ANNOTATION: &str = "runcvm.io/pod-vm";
 /// containerd's pod-level sizing on the sandbox: the sums of the
 /// containers' limits that kubelet passes (absent when there are none).
 pub const SANDBOX_CPU_PERIOD: &str = "io.kubernetes.cri.sandbox-cpu-period";
@@ -345,14 +338,6 @@ impl OciConfig {
         self.mounts
             .iter()
             .any(|m| m.destination == "/sys" && m.options.iter().any(|o| o == "ro"))
-    }
-
-    /// Whether the pod gets one VM for all its containers: unless
-    /// [`POD_VM_ANNOTATION`] says `false`.
-    pub fn wants_pod_vm(&self) -> bool {
-        self.annotations
-            .get(POD_VM_ANNOTATION)
-            .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false"))
     }
 
     /// The id of the container's pod sandbox, as containerd names it.

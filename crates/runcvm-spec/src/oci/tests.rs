@@ -71,11 +71,9 @@ fn a_sandbox_says_its_pods_size_and_whether_it_wants_one_vm() {
         "io.kubernetes.cri.sandbox-cpu-quota": "150000",
         "io.kubernetes.cri.sandbox-cpu-shares": "1536",
         "io.kubernetes.cri.sandbox-memory": "314572800",
-        "runcvm.io/pod-vm": "true",
     });
     let sandbox = OciConfig::parse(&serde_json::to_vec(&config).unwrap(), "config.json").unwrap();
     assert_eq!(sandbox.role(), ContainerRole::Sandbox);
-    assert!(sandbox.wants_pod_vm());
     let sizing = sandbox.sandbox_sizing();
     assert_eq!(
         sizing.cpu,
@@ -88,14 +86,10 @@ fn a_sandbox_says_its_pods_size_and_whether_it_wants_one_vm() {
         (sizing.cpu_shares, sizing.memory_bytes),
         (Some(1536), Some(314_572_800))
     );
-    // No sizing annotations: no limits; and a pod VM unless the pod says no.
+    // No sizing annotations: no limits.
     config["annotations"] = json!({"io.kubernetes.cri.container-type": "sandbox"});
     let plain = OciConfig::parse(&serde_json::to_vec(&config).unwrap(), "config.json").unwrap();
-    assert!(plain.wants_pod_vm());
     assert_eq!(plain.sandbox_sizing(), crate::oci::SandboxSizing::default());
-    config["annotations"]["runcvm.io/pod-vm"] = json!("false");
-    let own_vms = OciConfig::parse(&serde_json::to_vec(&config).unwrap(), "config.json").unwrap();
-    assert!(!own_vms.wants_pod_vm());
 }
 
 #[test]
