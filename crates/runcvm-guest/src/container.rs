@@ -5,7 +5,7 @@
 //! `/sys/fs/cgroup` read-only unless privileged, the masked and read-only
 //! paths, a read-only root), its own cgroup namespace, and a PID namespace:
 //! its own in CRI's CONTAINER mode, the pod's in POD mode (PID 1 there is
-//! the pod's pause process, [`start_pod_pause`]), or its target's for an
+//! the pod's pause process, `pause.rs`), or its target's for an
 //! ephemeral container. Guest init stays outside all of it, so it keeps
 //! writing sysctls, cgroup files and the root disk whatever the workload is
 //! allowed, and no container sees init's processes.
@@ -150,39 +150,6 @@ fn fork_switching_pid_namespace(
         let _ = nix::sched::setns(back, CloneFlags::CLONE_NEWPID);
     }
     forked
-}
-
-/// Starts the pod's pause process: PID 1 of a new PID namespace, the one
-/// the pod's containers share in CRI's POD mode (`shareProcessNamespace`),
-/// as the pause container's is on a node. It is init's own program run
-/// again as [`crate::pause::ARGV0`], so it holds nothing of init's memory
-/// (no container's plan or env), and it gives up root at once. Returns its
-/// PID namespace. Nobody waits for it: if it ended, the reaper would take
-/// its status and forget it, and the namespace's processes would end with
-/// it, as a pod's do when its pause container does.
-pub fn start_pod_pause(waiters: &crate::reaper::Waiters) -> anyhow::Result<OwnedFd> {
-    let program = c"/proc/self/exe";
-    let argv = [CString::new(crate::pause::ARGV0)?];
-    let envp: [CString; 0] = [];
-    let init_pid_namespace = open_namespace(Path::new("/proc/self/ns/pid"))?;
-    let slot = waiters.lock_for_fork().context("the VM is stopping")?;
-    let forked = fork_switching_pid_namespace(None, &init_pid_namespace, || {
-        // SAFETY: as for every fork of init's: the child makes one system
-        // call (execve, with everything prepared before) and _exit.
-        unsafe { nix::unistd::fork() }
-    });
-    match forked.context("cannot start the pod's pause process")? {
-        ForkResult::Child => {
-            let _ = nix::unistd::execve(program, &argv, &envp);
-            // SAFETY: _exit is always safe; it skips the parent's destructors.
-            unsafe { libc::_exit(127) }
-        }
-        ForkResult::Parent { child } => {
-            drop(slot);
-            runcvm_log::debug!("the pod's pause process is pid {child}");
-            open_namespace(&PathBuf::from(format!("/proc/{child}/ns/pid")))
-        }
-    }
 }
 
 /// One mount of the container's view.

@@ -93,9 +93,9 @@ pub struct Pod {
     guest_root_taken: AtomicBool,
     /// Signalled when a container leaves `Creating`: execs wait for it.
     created: Condvar,
-    /// The PID namespace the pod's containers share in POD mode, made with
-    /// the first that asks (its PID 1 the pod's pause process).
-    pid_namespace: Mutex<Option<OwnedFd>>,
+    /// The pause process holding the PID namespace the pod's containers
+    /// share in POD mode, started with the first that asks.
+    pause: Mutex<Option<crate::pause::PodPause>>,
 }
 
 impl Pod {
@@ -124,7 +124,7 @@ impl Pod {
             containers: Mutex::new(HashMap::new()),
             guest_root_taken: AtomicBool::new(false),
             created: Condvar::new(),
-            pid_namespace: Mutex::new(None),
+            pause: Mutex::new(None),
         }))
     }
 
@@ -351,7 +351,8 @@ impl Pod {
     /// The PID namespace a container's process goes into: a new one
     /// (CONTAINER mode), its target's (an ephemeral container, which must
     /// name a running container of this VM), or the pod's (POD mode), made
-    /// with its pause process by the first container that asks.
+    /// with its pause process by the first container that asks (and again
+    /// should that process have ended).
     fn pid_placement(&self, plan: &LaunchPlan) -> anyhow::Result<PidPlacement> {
         if let Some(target) = &plan.pid_namespace_of {
             let joined = self.table().values().find_map(|state| match state {
@@ -370,14 +371,22 @@ impl Pod {
         if plan.own_pid_namespace {
             return Ok(PidPlacement::New);
         }
-        let mut pod = self.pid_namespace.lock().unwrap_or_else(PoisonError::into_inner);
-        let namespace = match &*pod {
-            Some(namespace) => namespace,
-            None => pod.insert(crate::container::start_pod_pause(&self.waiters)?),
+        let mut pause = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
+        let running = match pause.take() {
+            Some(running) if running.is_alive() => running,
+            ended => {
+                if ended.is_some() {
+                    runcvm_log::warn!("the pod's pause process has ended; a new one holds the pod's PID namespace");
+                }
+                crate::pause::start(&self.waiters)?
+            }
         };
-        Ok(PidPlacement::Join(
-            namespace.try_clone().context("cannot hold the pod's PID namespace")?,
-        ))
+        let namespace = running
+            .namespace
+            .try_clone()
+            .context("cannot hold the pod's PID namespace");
+        *pause = Some(running);
+        Ok(PidPlacement::Join(namespace?))
     }
 
     /// Sleeps until a signal that ends a container's init comes for the

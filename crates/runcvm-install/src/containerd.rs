@@ -11,7 +11,6 @@
 //!   runtime_type = "io.containerd.runc.v2"
 //!   privileged_without_host_devices = true
 //!   container_annotations = ["io.kubernetes.container.terminationMessagePath"]
-//!   pod_annotations = ["runcvm.io/pod-vm"]
 //! [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runcvm.options]
 //!   BinaryName = "/opt/runcvm/bin/runcvm-runtime"
 //! # runcvm: end
@@ -38,9 +37,9 @@
 //! `privileged_without_host_devices` keeps the node's devices out of
 //! privileged pods (a VM cannot use them); `container_annotations` lets the
 //! kubelet's `io.kubernetes.container.terminationMessagePath` annotation into
-//! the OCI spec, where the runtime reads it; `pod_annotations` lets a pod's
-//! `runcvm.io/pod-vm` annotation in, with which it opts out of its one VM
-//! for all its containers (`"false"`, `docs/pods.md`). `SystemdCgroup = true` is added
+//! the OCI spec, where the runtime reads it. (The builds whose pods could
+//! opt out of their VM also wrote `pod_annotations = ["runcvm.io/pod-vm"]`;
+//! such a block is still recognised.) `SystemdCgroup = true` is added
 //! when the default runtime has it, because the kubelet's cgroup driver
 //! applies to every handler.
 //!

@@ -564,6 +564,16 @@ mod tests {
             crate::message::find_attribute(data, NFTA_SOCKET_LEVEL).unwrap(),
             1u32.to_be_bytes()
         );
+        assert_eq!(
+            crate::message::find_attribute(data, NFTA_SOCKET_DREG).unwrap(),
+            NFT_REG_1.to_be_bytes()
+        );
+        // The cgroup id is compared whole: all eight bytes.
+        assert!(
+            table.rules[0]
+                .iter()
+                .any(|e| matches!(e, Expr::CmpEq(bytes) if bytes.len() == 8))
+        );
     }
 
     #[test]

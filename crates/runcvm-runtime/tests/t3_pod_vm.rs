@@ -232,6 +232,13 @@ fn containers_share_processes_as_the_pod_says() {
         !seen.contains("/.runcvm/init"),
         "guest init is not the pod's to see: {seen}"
     );
+    // Nor guest init's mounts through the pause process: its root is an
+    // empty tmpfs of its own.
+    let pause_mounts = exec_text(&f, &side_id, &["cat", "/proc/1/mountinfo"]);
+    assert!(
+        pause_mounts.lines().count() == 1 && pause_mounts.contains(" / / ") && pause_mounts.contains("tmpfs"),
+        "{pause_mounts}"
+    );
     // The sidecar ends the app's process; the app's container ends with
     // it, the sidecar runs on.
     exec_text(

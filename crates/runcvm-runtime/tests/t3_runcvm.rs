@@ -143,22 +143,18 @@ fn a_malformed_config_is_reported_in_the_log_containerd_reads() {
 
 /// A container whose pod's sandbox runs no VM for the pod (as a sandbox
 /// that a runcvm build before pod VMs made: no launch file of the node's)
-/// is refused with the reason, and nothing of it is left; the annotation
-/// with which pods once opted out of their VM changes nothing.
+/// is refused with the reason, and nothing of it is left. (That the old
+/// opt-out annotation changes nothing is T0's: containerd passes it no
+/// more.)
 #[test]
 #[ignore = "T3: a private containerd with the runcvm handler; run scripts/test.sh"]
 fn a_container_of_a_sandbox_without_a_pod_vm_is_refused() {
     let f = Fixture::start(Handler::RUNCVM);
     let cri = ok(f.node.cri());
-    let spec = f.pod("no-pod-vm").annotation("runcvm.io/pod-vm", "false");
-    let pod = ok(cri.run_pod_sandbox(&spec));
+    let pod = ok(cri.run_pod_sandbox(&f.pod("no-pod-vm")));
     let state_root = runcvm_runtime::settings::Settings::from_env().state_dir();
     let sandbox = ok(runcvm_runtime::state::read_node_launch(&state_root, &pod.id).map_err(anyhow::Error::from));
-    assert_eq!(
-        sandbox.role,
-        runcvm_spec::launch::LaunchRole::PodVm,
-        "the old opt-out annotation changes nothing"
-    );
+    assert_eq!(sandbox.role, runcvm_spec::launch::LaunchRole::PodVm);
     std::fs::remove_file(runcvm_runtime::state::node_launch_file(&state_root, &pod.id)).unwrap();
     let app = ContainerSpec::new("app", BUSYBOX_IMAGE).shell("echo should-not-run");
     let id = support::assert_start_refused(&f, &pod, &app, "runs no VM for the pod");

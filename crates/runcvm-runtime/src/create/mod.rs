@@ -287,8 +287,14 @@ pub fn prepare(request: &CreateRequest<'_>, bundle: &BundleConfig) -> Result<Pat
     let mut plan = guest_plan::plan(config, request.bundle, pod_namespaces, user_namespace.clone(), &warn)?;
     if let (PodKind::InPodVm { sandbox_id, .. }, Some(joined)) = (request.kind, pod_namespaces.pid) {
         let path = namespaces::path_of(config, "pid").unwrap_or_default();
-        plan.pid_namespace_of =
-            pod_vm::pid_namespace_owner(joined, path, sandbox_id, request.state_root, namespaces::identify)?;
+        plan.pid_namespace_of = pod_vm::pid_namespace_owner(
+            joined,
+            path,
+            sandbox_id,
+            pod_namespaces.network,
+            request.state_root,
+            namespaces::identify,
+        )?;
     }
     let rootfs = request
         .bundle

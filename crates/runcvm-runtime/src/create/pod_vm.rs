@@ -94,12 +94,15 @@ fn in_pod_vm(config: &OciConfig, state_root: &Path) -> Result<Option<PodKind>, C
 /// config names (`joined`): its sandbox's (CRI's POD mode) gives `None`, the
 /// pod's in the guest; a container's of a pod VM on this node (TARGET mode:
 /// an ephemeral container's target, whose process on the node is its proxy)
-/// gives that container's id, which the guest looks for among its own. Any
-/// other is refused: the VM can share no namespace of the node's.
+/// gives that container's id, which the guest looks for among its own; only
+/// containers of this pod (in its network namespace, `pod_network`) are
+/// looked at. Any other is refused: the VM can share no namespace of the
+/// node's.
 pub fn pid_namespace_owner(
     joined: NamespaceId,
     path: &str,
     sandbox_id: &str,
+    pod_network: Option<NamespaceId>,
     state_root: &Path,
     identify: impl Fn(&str) -> std::io::Result<NamespaceId>,
 ) -> Result<Option<String>, CreateError> {
@@ -115,9 +118,11 @@ pub fn pid_namespace_owner(
         let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let in_a_pod_vm = entry.file_type().is_ok_and(|kind| kind.is_dir())
-            && read_node_launch(state_root, &id).is_ok_and(|launch| matches!(launch.role, LaunchRole::InPodVm { .. }));
-        if in_a_pod_vm && owns(&id) {
+        let in_this_pods_vm = entry.file_type().is_ok_and(|kind| kind.is_dir())
+            && read_node_launch(state_root, &id).is_ok_and(|launch| {
+                matches!(launch.role, LaunchRole::InPodVm { .. }) && launch.network_namespace == pod_network
+            });
+        if in_this_pods_vm && owns(&id) {
             return Ok(Some(id));
         }
     }
@@ -288,9 +293,22 @@ mod tests {
     #[test]
     fn a_joined_pid_namespace_is_the_pods_a_targets_or_refused() {
         let (state, _runc) = node_with_a_pod();
-        let owner = |joined| pid_namespace_owner(joined, "/proc/N/ns/pid", "sandbox", state.path(), identify);
+        let owner = |joined| pid_namespace_owner(joined, "/proc/N/ns/pid", "sandbox", None, state.path(), identify);
         assert_eq!(owner(SANDBOX_PID_NS).unwrap(), None, "POD mode: the pod's");
         assert_eq!(owner(APP_PID_NS).unwrap().as_deref(), Some("app"), "TARGET mode: app's");
+        let another_pod = Some(NamespaceId { dev: 4, ino: 77 });
+        let elsewhere = pid_namespace_owner(
+            APP_PID_NS,
+            "/proc/N/ns/pid",
+            "sandbox",
+            another_pod,
+            state.path(),
+            identify,
+        );
+        assert!(
+            matches!(elsewhere, Err(CreateError::ForeignPidNamespace(_))),
+            "a container of another pod is not a target: {elsewhere:?}"
+        );
         let foreign = owner(NamespaceId { dev: 4, ino: 999 }).unwrap_err();
         assert!(matches!(foreign, CreateError::ForeignPidNamespace(_)), "{foreign}");
         assert!(foreign.to_string().contains("/proc/N/ns/pid"), "{foreign}");
