@@ -35,6 +35,9 @@ use std::time::Duration;
 /// How long an exec naming a container waits for it to be attached (see
 /// `SessionHub::name_wait`): at most what the pod's VM may take to boot.
 const NAME_WAIT: Duration = Duration::from_secs(60);
+/// How often a client waiting for a container's name is looked at: one
+/// that left (a probe past its timeout) has its exec never run.
+const CLIENT_LOOK: Duration = Duration::from_millis(200);
 
 /// What goes to a session's consumer, in order.
 #[derive(Debug)]
@@ -475,6 +478,11 @@ impl SessionHub {
                 if let Some(name) = container_name.take() {
                     let deadline = std::time::Instant::now() + self.name_wait;
                     *container = loop {
+                        if client_left(stream) {
+                            return Err(format!(
+                                "runcvm exec: the client left while its exec waited for a container named {name:?}\n"
+                            ));
+                        }
                         if let Some(id) = names.get(&name) {
                             break *id;
                         }
@@ -492,7 +500,7 @@ impl SessionHub {
                         }
                         names = self
                             .names_changed
-                            .wait_timeout(names, left)
+                            .wait_timeout(names, left.min(CLIENT_LOOK))
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .0;
                     };
@@ -605,6 +613,21 @@ pub(crate) fn send_within(guest: &GuestWriter, window: &Window, session: u32, by
     Ok(())
 }
 
+/// Whether a client's connection has ended (end of file, or an error):
+/// what it may have sent since stays unread.
+fn client_left(stream: &UnixStream) -> bool {
+    let mut byte = [0u8; 1];
+    match nix::sys::socket::recv(
+        std::os::fd::AsRawFd::as_raw_fd(stream),
+        &mut byte,
+        nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => true,
+        Ok(_) | Err(nix::errno::Errno::EAGAIN) => false,
+        Err(_) => true,
+    }
+}
+
 fn write_through(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     out.write_all(bytes)?;
     out.flush()
@@ -650,8 +673,13 @@ mod tests {
 
     /// A hub whose guest is the far end of a socket pair.
     fn hub_with_guest() -> (Arc<SessionHub>, BufReader<UnixStream>) {
+        hub_with_guest_waiting(Duration::from_millis(300))
+    }
+
+    /// The same, an exec waiting `name_wait` for the container it names.
+    fn hub_with_guest_waiting(name_wait: Duration) -> (Arc<SessionHub>, BufReader<UnixStream>) {
         let (launcher, guest) = UnixStream::pair().unwrap();
-        let hub = SessionHub::with_name_wait(Duration::from_millis(300));
+        let hub = SessionHub::with_name_wait(name_wait);
         hub.set_guest(Arc::new(Mutex::new(launcher)));
         (hub, BufReader::new(guest))
     }
@@ -785,6 +813,63 @@ mod tests {
             panic!("then the exec");
         };
         assert_eq!(into, container, "the exec runs in the container it named");
+    }
+
+    #[test]
+    fn an_exec_whose_client_left_while_it_waited_never_runs() {
+        // Long enough that only the client's leaving can end the wait.
+        let (hub, mut guest) = hub_with_guest_waiting(Duration::from_secs(30));
+        let HostMessage::CreateContainer { entrypoint, .. } = create(0) else {
+            unreachable!()
+        };
+        let (mut exec_client, served) = UnixStream::pair().unwrap();
+        let serving = Arc::clone(&hub);
+        let waiting = std::thread::spawn(move || serving.exec_client(served));
+        runcvm_proto::write_message(
+            &mut exec_client,
+            &HostMessage::Exec {
+                session: 0,
+                container: 0,
+                container_name: Some("late".into()),
+                process: entrypoint.unwrap(),
+                terminal_size: None,
+            },
+        )
+        .unwrap();
+        drop(exec_client);
+        let began = std::time::Instant::now();
+        waiting.join().unwrap();
+        assert!(began.elapsed() < Duration::from_secs(5), "the wait ended with the client");
+        // The container comes; only it reaches the guest.
+        let (mut attach_client, served) = UnixStream::pair().unwrap();
+        let serving = Arc::clone(&hub);
+        std::thread::spawn(move || serving.exec_client(served));
+        let HostMessage::CreateContainer {
+            plan, entrypoint, root, ..
+        } = create(0)
+        else {
+            unreachable!()
+        };
+        let named = HostMessage::CreateContainer {
+            container: 0,
+            name: Some("late".into()),
+            plan,
+            entrypoint,
+            files: vec![],
+            root,
+            volumes: vec![],
+            stdin: false,
+            terminal_size: None,
+        };
+        runcvm_proto::write_message(&mut attach_client, &named).unwrap();
+        let Some(Frame::Message(HostMessage::CreateContainer { .. })) =
+            runcvm_proto::read_frame::<HostMessage>(&mut guest).unwrap()
+        else {
+            panic!("the container");
+        };
+        guest.get_ref().set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let next = runcvm_proto::read_frame::<HostMessage>(&mut guest);
+        assert!(next.is_err(), "nothing after the container: {next:?}");
     }
 
     #[test]
