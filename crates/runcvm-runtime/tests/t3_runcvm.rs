@@ -783,13 +783,20 @@ fn the_folders_of_a_crashed_nodes_containers_go_at_the_next_create() {
     let launch_file = folder.with_file_name(format!("{id}.launch.json"));
     let record = folder.with_file_name(format!("{id}.runc-root"));
     assert!(folder.is_dir() && launch_file.is_file() && record.is_file());
+    // The pod's VM's: the sandbox's folder, with the pod's socket and log.
+    let sandbox_folder = support::state_folder(&pod.id);
+    assert!(sandbox_folder.join("pod").is_dir());
 
     ok(f.node.crash_and_reboot(&[&pod.id, &id]));
-    assert!(folder.is_dir(), "the crash itself removed the folder");
+    assert!(
+        folder.is_dir() && sandbox_folder.is_dir(),
+        "the crash itself removed the folders"
+    );
     // Past the grace period (10 minutes), as a reboot takes.
     let backdated = Command::new("touch")
         .args(["-d", "20 minutes ago"])
         .arg(&folder)
+        .arg(&sandbox_folder)
         .status()
         .expect("touch");
     assert!(backdated.success());
@@ -801,6 +808,7 @@ fn the_folders_of_a_crashed_nodes_containers_go_at_the_next_create() {
     f.wait_for_line(&next.log_file(after.log_directory()), "ready", BOOT);
     assert!(!folder.exists(), "the crashed container's folder is still there");
     assert!(!launch_file.exists() && !record.exists());
+    assert!(!sandbox_folder.exists(), "the crashed pod VM's folder is still there");
     f.node.assert_nothing_left(&[&pod.id, &id]);
     // The new container's folder is its own and stays.
     assert!(support::state_folder(&next_id).is_dir());

@@ -698,6 +698,45 @@ mod tests {
         }
     }
 
+    /// An attach client's container, named `name`.
+    fn create_named(name: &str) -> HostMessage {
+        let HostMessage::CreateContainer {
+            plan, entrypoint, root, ..
+        } = create(0)
+        else {
+            unreachable!()
+        };
+        HostMessage::CreateContainer {
+            container: 0,
+            name: Some(name.into()),
+            plan,
+            entrypoint,
+            files: vec![],
+            root,
+            volumes: vec![],
+            stdin: false,
+            terminal_size: None,
+        }
+    }
+
+    /// An exec into the container named `name`.
+    fn exec_in(name: &str) -> HostMessage {
+        HostMessage::Exec {
+            session: 0,
+            container: 0,
+            container_name: Some(name.into()),
+            process: Entrypoint::new(vec!["true".into()], vec![]),
+            terminal_size: None,
+        }
+    }
+
+    /// A client of the hub's, served on a thread of its own.
+    fn connect(hub: &Arc<SessionHub>) -> (UnixStream, std::thread::JoinHandle<()>) {
+        let (client, served) = UnixStream::pair().unwrap();
+        let serving = Arc::clone(hub);
+        (client, std::thread::spawn(move || serving.exec_client(served)))
+    }
+
     #[test]
     fn an_attach_client_gets_a_container_of_its_own_and_its_end() {
         let (hub, mut guest) = hub_with_guest();
@@ -757,50 +796,11 @@ mod tests {
     #[test]
     fn an_exec_naming_a_container_not_attached_yet_waits_for_it() {
         let (hub, mut guest) = hub_with_guest();
-        let HostMessage::CreateContainer { entrypoint, .. } = create(0) else {
-            unreachable!()
-        };
-        let (mut exec_client, served) = UnixStream::pair().unwrap();
-        let serving = Arc::clone(&hub);
-        std::thread::spawn(move || serving.exec_client(served));
-        runcvm_proto::write_message(
-            &mut exec_client,
-            &HostMessage::Exec {
-                session: 0,
-                container: 0,
-                container_name: Some("late".into()),
-                process: entrypoint.unwrap(),
-                terminal_size: None,
-            },
-        )
-        .unwrap();
+        let (mut exec_client, _) = connect(&hub);
+        runcvm_proto::write_message(&mut exec_client, &exec_in("late")).unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        let (mut attach_client, served) = UnixStream::pair().unwrap();
-        let serving = Arc::clone(&hub);
-        std::thread::spawn(move || serving.exec_client(served));
-        let HostMessage::CreateContainer {
-            plan,
-            entrypoint,
-            files,
-            root,
-            volumes,
-            ..
-        } = create(0)
-        else {
-            unreachable!()
-        };
-        let named = HostMessage::CreateContainer {
-            container: 0,
-            name: Some("late".into()),
-            plan,
-            entrypoint,
-            files,
-            root,
-            volumes,
-            stdin: false,
-            terminal_size: None,
-        };
-        runcvm_proto::write_message(&mut attach_client, &named).unwrap();
+        let (mut attach_client, _) = connect(&hub);
+        runcvm_proto::write_message(&mut attach_client, &create_named("late")).unwrap();
         // The guest gets the container first, then the exec in it.
         let Some(Frame::Message(HostMessage::CreateContainer { container, .. })) =
             runcvm_proto::read_frame::<HostMessage>(&mut guest).unwrap()
@@ -819,55 +819,27 @@ mod tests {
     fn an_exec_whose_client_left_while_it_waited_never_runs() {
         // Long enough that only the client's leaving can end the wait.
         let (hub, mut guest) = hub_with_guest_waiting(Duration::from_secs(30));
-        let HostMessage::CreateContainer { entrypoint, .. } = create(0) else {
-            unreachable!()
-        };
-        let (mut exec_client, served) = UnixStream::pair().unwrap();
-        let serving = Arc::clone(&hub);
-        let waiting = std::thread::spawn(move || serving.exec_client(served));
-        runcvm_proto::write_message(
-            &mut exec_client,
-            &HostMessage::Exec {
-                session: 0,
-                container: 0,
-                container_name: Some("late".into()),
-                process: entrypoint.unwrap(),
-                terminal_size: None,
-            },
-        )
-        .unwrap();
+        let (mut exec_client, waiting) = connect(&hub);
+        runcvm_proto::write_message(&mut exec_client, &exec_in("late")).unwrap();
         drop(exec_client);
         let began = std::time::Instant::now();
         waiting.join().unwrap();
-        assert!(began.elapsed() < Duration::from_secs(5), "the wait ended with the client");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "the wait ended with the client"
+        );
         // The container comes; only it reaches the guest.
-        let (mut attach_client, served) = UnixStream::pair().unwrap();
-        let serving = Arc::clone(&hub);
-        std::thread::spawn(move || serving.exec_client(served));
-        let HostMessage::CreateContainer {
-            plan, entrypoint, root, ..
-        } = create(0)
-        else {
-            unreachable!()
-        };
-        let named = HostMessage::CreateContainer {
-            container: 0,
-            name: Some("late".into()),
-            plan,
-            entrypoint,
-            files: vec![],
-            root,
-            volumes: vec![],
-            stdin: false,
-            terminal_size: None,
-        };
-        runcvm_proto::write_message(&mut attach_client, &named).unwrap();
+        let (mut attach_client, _) = connect(&hub);
+        runcvm_proto::write_message(&mut attach_client, &create_named("late")).unwrap();
         let Some(Frame::Message(HostMessage::CreateContainer { .. })) =
             runcvm_proto::read_frame::<HostMessage>(&mut guest).unwrap()
         else {
             panic!("the container");
         };
-        guest.get_ref().set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        guest
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let next = runcvm_proto::read_frame::<HostMessage>(&mut guest);
         assert!(next.is_err(), "nothing after the container: {next:?}");
     }
