@@ -110,6 +110,13 @@ pub struct Overflow {
 pub trait WindowBytes {
     /// Bytes of window the item took (data), or 0 (messages).
     fn window_bytes(&self) -> usize;
+
+    /// Bytes the item holds in a queue, for its bound: its window bytes,
+    /// unless it came outside every window (and so is worth no credit) but
+    /// must still count against the bound.
+    fn queued_bytes(&self) -> usize {
+        self.window_bytes()
+    }
 }
 
 struct Queue<T> {
@@ -171,11 +178,11 @@ impl<T: WindowBytes + Send + 'static> Outbox<T> {
                             queue = ready.wait(queue).unwrap_or_else(PoisonError::into_inner);
                         }
                     };
-                    let bytes = item.window_bytes();
+                    let (held, bytes) = (item.queued_bytes(), item.window_bytes());
                     if !broken && deliver(item).is_err() {
                         broken = true;
                     }
-                    lock(&shared.0).queued -= bytes;
+                    lock(&shared.0).queued -= held;
                     if bytes > 0 {
                         credit(bytes);
                     }
@@ -189,7 +196,7 @@ impl<T: WindowBytes + Send + 'static> Outbox<T> {
     pub fn push(&self, item: T) -> Result<(), Overflow> {
         let (mutex, ready) = &*self.queue;
         let mut queue = lock(mutex);
-        let queued = queue.queued + item.window_bytes();
+        let queued = queue.queued + item.queued_bytes();
         if queued > 2 * WINDOW as usize {
             return Err(Overflow { queued });
         }
@@ -313,5 +320,39 @@ mod tests {
         outbox.push(vec![0; 6]).unwrap();
         outbox.finish();
         assert_eq!(credits.iter().collect::<Vec<_>>(), [5, 6]);
+    }
+
+    /// Bytes that came outside every window: bounded, worth no credit.
+    struct Unwindowed(usize);
+
+    impl WindowBytes for Unwindowed {
+        fn window_bytes(&self) -> usize {
+            0
+        }
+
+        fn queued_bytes(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn items_outside_the_window_count_against_the_bound_and_earn_no_credit() {
+        let (credited, credits) = mpsc::channel::<usize>();
+        let (go, gate) = mpsc::channel::<()>();
+        let outbox = Outbox::new(
+            "unwindowed",
+            move |_: Unwindowed| {
+                let _ = gate.recv();
+                Ok(())
+            },
+            move |bytes| credited.send(bytes).unwrap(),
+        );
+        let limit = 2 * WINDOW as usize;
+        outbox.push(Unwindowed(limit)).unwrap();
+        assert!(outbox.push(Unwindowed(1)).is_err(), "past the bound");
+        go.send(()).unwrap();
+        drop(go);
+        outbox.finish();
+        assert!(credits.try_recv().is_err(), "no credit for them");
     }
 }

@@ -60,6 +60,25 @@ impl WindowBytes for Delivery {
             Self::Console(_) | Self::Exit(_) | Self::Close => 0,
         }
     }
+
+    /// The pod's console is worth no credit, but a client that does not
+    /// keep up must not have it pile up in the launcher.
+    fn queued_bytes(&self) -> usize {
+        match self {
+            Self::Data(_, bytes) | Self::Console(bytes) => bytes.len(),
+            Self::Exit(_) | Self::Close => 0,
+        }
+    }
+}
+
+/// What became of console bytes for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    Queued,
+    /// Its queue was full: left out.
+    Full,
+    /// Its session has ended.
+    Ended,
 }
 
 /// What a client's session runs in the guest.
@@ -319,26 +338,40 @@ impl SessionHub {
             return;
         }
         let (backlog, later) = crate::pod_console::follow();
-        if !backlog.is_empty() && !self.push_console(session, backlog) {
+        if !backlog.is_empty() && self.push_console(session, backlog) == Pushed::Ended {
             return;
         }
         let hub = Arc::clone(self);
         std::thread::spawn(move || {
+            let mut dropped = 0;
             for bytes in later {
-                if !hub.push_console(session, bytes) {
-                    return;
+                if dropped > 0 {
+                    let note = format!(
+                        "runcvm: {dropped} bytes of the pod's console were left out here: this log did not keep up (all of it is in the sandbox's pod.log)\n"
+                    );
+                    if hub.push_console(session, note.into_bytes()) == Pushed::Queued {
+                        dropped = 0;
+                    }
+                }
+                let len = bytes.len();
+                match hub.push_console(session, bytes) {
+                    Pushed::Queued => {}
+                    Pushed::Full => dropped += len,
+                    Pushed::Ended => return,
                 }
             }
         });
     }
 
-    /// Queues console bytes for `session`; `false` once it has ended.
-    fn push_console(&self, session: u32, bytes: Vec<u8>) -> bool {
+    /// Queues console bytes for `session`.
+    fn push_console(&self, session: u32, bytes: Vec<u8>) -> Pushed {
         let outboxes = self.outboxes.lock().ok();
-        outboxes
-            .as_ref()
-            .and_then(|o| o.get(&session))
-            .is_some_and(|outbox| outbox.push(Delivery::Console(bytes)).is_ok())
+        match outboxes.as_ref().and_then(|o| o.get(&session)) {
+            None => Pushed::Ended,
+            Some(outbox) if outbox.push(Delivery::Console(bytes)).is_ok() => Pushed::Queued,
+            // Its client does not keep up: left out, not piled up.
+            Some(_) => Pushed::Full,
+        }
     }
 
     /// A port-forward connection accepted in the pod's namespace, for
