@@ -4,6 +4,7 @@
 
 use crate::caps;
 use crate::container::{Confinement, Container};
+use crate::outbound::ContainerNotes;
 use crate::reaper::Waiters;
 use crate::spawn::{self, RUNNER_FAILED, Started};
 use runcvm_log::LogLevel;
@@ -25,11 +26,10 @@ pub const FILES_DIR: &str = "/.runcvm/files";
 /// by id, when its root is served.
 pub const CONTAINERS_DIR: &str = "/.runcvm/containers";
 
-const RUNNER: &str = "[VM-START]";
-
+/// A `[VM-START]` line about the container, to `$notes`.
 macro_rules! vm_start {
-    ($level:ident, $($arg:tt)*) => {
-        runcvm_log::write_as(Some(RUNNER), LogLevel::$level, format_args!($($arg)*))
+    ($notes:expr, $level:ident, $($arg:tt)*) => {
+        $notes.runner(LogLevel::$level, format_args!($($arg)*))
     };
 }
 
@@ -44,21 +44,26 @@ pub enum NotStarted {
 
 /// Reads a container's `/.runcvm/entrypoint` from `dir`, its `/.runcvm` in
 /// init's view; when there is none, or it cannot be used, why not.
-pub fn load_entrypoint(dir: &Path) -> Result<Entrypoint, NotStarted> {
+pub fn load_entrypoint(dir: &Path, notes: &ContainerNotes) -> Result<Entrypoint, NotStarted> {
     let bytes = match std::fs::read(dir.join(ENTRYPOINT_FILE)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            vm_start!(Info, "No entrypoint found, sleeping");
+            vm_start!(notes, Info, "No entrypoint found, sleeping");
             return Err(NotStarted::Absent);
         }
         Err(e) => {
-            vm_start!(Error, "cannot read {ENTRYPOINT_PATH}: {e}");
+            vm_start!(notes, Error, "cannot read {ENTRYPOINT_PATH}: {e}");
             return Err(NotStarted::Ended(ExitStatus::Code(RUNNER_FAILED)));
         }
     };
-    vm_start!(Debug, "runcvm-vm-start loaded {ENTRYPOINT_PATH}");
+    vm_start!(notes, Debug, "runcvm-vm-start loaded {ENTRYPOINT_PATH}");
     Entrypoint::from_json(&bytes).map_err(|e| {
-        vm_start!(Error, "cannot use {ENTRYPOINT_PATH}: {}", runcvm_log::error_chain(&e));
+        vm_start!(
+            notes,
+            Error,
+            "cannot use {ENTRYPOINT_PATH}: {}",
+            runcvm_log::error_chain(&e)
+        );
         NotStarted::Ended(ExitStatus::Code(RUNNER_FAILED))
     })
 }
@@ -124,14 +129,14 @@ pub fn create_cwd(entrypoint: &Entrypoint, owner: Option<(u32, u32)>) {
     }
 }
 
-/// The capability masks for a process, with a `[VM-START]` warning for what
-/// is skipped; `None` keeps init's (a process without capabilities gets
+/// The capability masks for a process, each warning about what is skipped
+/// to `warn`; `None` keeps init's (a process without capabilities gets
 /// none: the runtime always writes the object).
-pub fn capability_masks(process: &Entrypoint) -> Option<CapabilityMasks> {
+pub fn capability_masks(process: &Entrypoint, warn: impl Fn(&str)) -> Option<CapabilityMasks> {
     process.capabilities.as_ref().map(|wanted| {
         let (masks, warnings) = caps::plan(wanted);
         for warning in warnings {
-            vm_start!(Warn, "{warning}");
+            warn(&warning);
         }
         masks
     })
@@ -146,11 +151,13 @@ pub fn start_entrypoint(
     with_stdin: bool,
     size: Option<TerminalSize>,
     waiters: &Waiters,
+    notes: &ContainerNotes,
 ) -> Result<(Started, Receiver<ExitStatus>), ExitStatus> {
     for (i, arg) in entrypoint.args.iter().enumerate() {
-        vm_start!(Debug, "argv[{i}] = \"{arg}\"");
+        vm_start!(notes, Debug, "argv[{i}] = \"{arg}\"");
     }
     vm_start!(
+        notes,
         Debug,
         "cwd {} uid {} gid {} groups {:?}, {} env entries",
         entrypoint.cwd,
@@ -160,19 +167,19 @@ pub fn start_entrypoint(
         entrypoint.env.len()
     );
     if let Some(capabilities) = &entrypoint.capabilities {
-        vm_start!(Debug, "capabilities {}", capabilities.to_flags().join(" "));
+        vm_start!(notes, Debug, "capabilities {}", capabilities.to_flags().join(" "));
     }
     let owner = container.pod_root();
     if let Err(e) = container.in_root(|| create_cwd(entrypoint, owner)) {
         // The start that follows says what is wrong with the container.
-        vm_start!(Debug, "{e:#}");
+        vm_start!(notes, Debug, "{e:#}");
     }
     let started = spawn::start(
         &spawn::Spawn {
             process: entrypoint,
             with_stdin,
             terminal_size: size,
-            capabilities: capability_masks(entrypoint),
+            capabilities: capability_masks(entrypoint, |warning| vm_start!(notes, Warn, "{warning}")),
             confinement: Confinement::Create(&container.setup),
             seccomp: container.seccomp.as_ref(),
             create_cwd: false,
@@ -181,12 +188,12 @@ pub fn start_entrypoint(
     );
     match started {
         Ok((started, exit)) => {
-            vm_start!(Debug, "running as pid {}", started.pid);
+            vm_start!(notes, Debug, "running as pid {}", started.pid);
             container.started(started.pid);
             Ok((started, exit))
         }
         Err(failure) => {
-            vm_start!(Error, "unable to start container process: {}", failure.message);
+            vm_start!(notes, Error, "unable to start container process: {}", failure.message);
             Err(ExitStatus::Code(failure.code))
         }
     }

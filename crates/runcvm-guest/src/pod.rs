@@ -188,7 +188,7 @@ impl Pod {
         let spawned = std::thread::Builder::new()
             .name(format!("container-{id}"))
             .spawn(move || {
-                let notes = ContainerNotes::for_container(&pod.writer, id);
+                let notes = pod.notes_for(&new);
                 let ended = pod.run(new).unwrap_or_else(|e| {
                     notes.note(runcvm_log::LogLevel::Error, format_args!("{label}: {e:#}"));
                     Ended::with(ExitStatus::Code(RUNNER_FAILED))
@@ -222,6 +222,16 @@ impl Pod {
         );
     }
 
+    /// Guest init's notes about a container, at the level its env asks for.
+    fn notes_for(&self, new: &NewContainer) -> ContainerNotes {
+        let wanted = new
+            .entrypoint
+            .as_ref()
+            .and_then(|entrypoint| entrypoint.env_var(runcvm_log::LOG_LEVEL_ENV))
+            .and_then(|value| std::str::from_utf8(value).ok()?.parse().ok());
+        ContainerNotes::for_container(&self.writer, new.id, self.sessions.window(new.id), wanted)
+    }
+
     /// A container's whole life, on its thread.
     fn run(&self, new: NewContainer) -> anyhow::Result<Ended> {
         let served = new.root.is_some();
@@ -241,9 +251,9 @@ impl Pod {
         if !served {
             mounts::seal_guest_dir()?;
         }
-        let entrypoint = entry::load_entrypoint(guest_dir);
+        let notes = self.notes_for(new);
+        let entrypoint = entry::load_entrypoint(guest_dir, &notes);
         let owner = self.owner;
-        let notes = ContainerNotes::for_container(&self.writer, new.id);
         // The container's paths: in a mount namespace over its served root,
         // or the guest's own root (`runcvm run`).
         let mount_namespace = match &new.root {
@@ -304,7 +314,14 @@ impl Pod {
             pid_namespace,
             &share,
         )?);
-        let started = entry::start_entrypoint(&entrypoint, &container, new.stdin, new.terminal_size, &self.waiters);
+        let started = entry::start_entrypoint(
+            &entrypoint,
+            &container,
+            new.stdin,
+            new.terminal_size,
+            &self.waiters,
+            &notes,
+        );
         let (started, exit) = match started {
             Ok(started) => started,
             Err(status) => {

@@ -105,6 +105,11 @@ impl Sessions {
         })
     }
 
+    /// `session`'s window: what it may still send to the launcher.
+    pub fn window(&self, session: u32) -> Arc<runcvm_proto::flow::Window> {
+        self.windows.get(session)
+    }
+
     /// Who waits for which process.
     pub fn waiters(&self) -> &Waiters {
         &self.waiters
@@ -400,7 +405,13 @@ fn spawn(
             process,
             with_stdin: true,
             terminal_size: size,
-            capabilities: crate::entry::capability_masks(process),
+            capabilities: crate::entry::capability_masks(process, |warning| {
+                runcvm_log::write_as(
+                    Some(crate::outbound::RUNNER),
+                    runcvm_log::LogLevel::Warn,
+                    format_args!("{warning}"),
+                );
+            }),
             confinement,
             seccomp,
             create_cwd: true,

@@ -190,6 +190,7 @@ pub fn node_boot_disk(
     let dir = state_root.join(BOOT_DISKS_DIR);
     let disk = dir.join(&name);
     if disk.exists() {
+        remove_other_boot_disks(&dir, &name);
         return Ok(disk);
     }
     std::fs::DirBuilder::new()
@@ -255,16 +256,31 @@ fn prepare(path: &Path) -> impl FnOnce(std::io::Error) -> BootDiskError {
 }
 
 /// Removes the boot disks of earlier guest inits that no running launcher
-/// holds: one in use keeps its name (so `runcvm inspect` of its containers
-/// finds it where their launch files say) until the first create after its
-/// last VM ended.
+/// holds, at every create (a look at one folder, and at every process's
+/// mounts only while an old disk is there): one in use keeps its name (so
+/// `runcvm inspect` of its containers finds it where their launch files
+/// say) until the first create after its last VM ended.
 fn remove_other_boot_disks(dir: &Path, keep: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("boot-") && name.ends_with(".ext4") && name != keep && held_boot_disk(&name).is_none() {
-            let _ = std::fs::remove_file(entry.path());
+    let others: Vec<(String, std::path::PathBuf)> = entries
+        .flatten()
+        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.path()))
+        .filter(|(name, _)| name.starts_with("boot-") && name.ends_with(".ext4") && name != keep)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    // One look at every process, whatever the number of old disks.
+    let held: std::collections::HashSet<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("mountinfo")).ok())
+        .flat_map(|mountinfo| boot_disks_bound(&mountinfo).map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    for (name, path) in others {
+        if !held.contains(&name) {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -289,14 +305,20 @@ const BOUND_BOOT_DISK: &str = "/.runcvm/disk.ext4";
 /// Whether a `mountinfo` has the boot disk `name` bound at
 /// [`BOUND_BOOT_DISK`].
 fn mountinfo_binds_boot_disk(mountinfo: &str, name: &str) -> bool {
-    let suffix = format!("/{name}");
-    mountinfo.lines().any(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
+    boot_disks_bound(mountinfo).any(|bound| bound == name)
+}
+
+/// The names of the boot disks a `mountinfo` has bound at
+/// [`BOUND_BOOT_DISK`] (a deleted one's name too).
+fn boot_disks_bound(mountinfo: &str) -> impl Iterator<Item = &str> {
+    mountinfo.lines().filter_map(|line| {
+        let mut fields = line.split(' ');
         // Mount id, parent id, device, root, mount point, ...
-        fields.get(4) == Some(&BOUND_BOOT_DISK)
-            && fields
-                .get(3)
-                .is_some_and(|root| root.trim_end_matches("//deleted").ends_with(&suffix))
+        let root = fields.nth(3)?;
+        (fields.next()? == BOUND_BOOT_DISK).then(|| {
+            let root = root.trim_end_matches("//deleted");
+            root.rsplit('/').next().unwrap_or(root)
+        })
     })
 }
 

@@ -218,7 +218,13 @@ fn as_written(name: &str, level: LogLevel, message: fmt::Arguments<'_>) -> Strin
 /// timestamp at DEBUG), with its newline: for a line that goes elsewhere
 /// too (guest init's lines about a container, to that container's log).
 pub fn line(level: LogLevel, message: fmt::Arguments<'_>) -> String {
-    as_written(LOGGER.get().map_or("runcvm", |l| l.component), level, message)
+    line_as(None, level, message)
+}
+
+/// The same under another component name (the guest's `[VM-START]`).
+pub fn line_as(component: Option<&str>, level: LogLevel, message: fmt::Arguments<'_>) -> String {
+    let name = component.unwrap_or(LOGGER.get().map_or("runcvm", |l| l.component));
+    as_written(name, level, message)
 }
 
 #[macro_export]

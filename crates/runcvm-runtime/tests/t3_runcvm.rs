@@ -552,6 +552,15 @@ fn at_debug_the_log_holds_the_launchers_and_the_kernels_lines() {
         has(Stream::Stderr, "Linux version"),
         "the kernel's boot lines at DEBUG: {lines:#?}"
     );
+    // The guide's: the path the runner loads, at the container's level
+    // (the pod's VM runs at INFO).
+    assert!(
+        has(
+            Stream::Stderr,
+            "[VM-START] DEBUG: runcvm-vm-start loaded /.runcvm/entrypoint"
+        ),
+        "{lines:#?}"
+    );
 
     // At INFO (the default) the log is the workload's alone, as under runc:
     // no swap line, no TCG or QEMU notice (on this host KVM cannot boot

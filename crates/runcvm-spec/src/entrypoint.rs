@@ -102,13 +102,20 @@ impl Entrypoint {
         Ok(entrypoint)
     }
 
-    /// The value of `PATH` in the process env (the last entry wins, as for
-    /// `setenv` applied in order), used to find `args[0]`.
+    /// The value of `PATH` in the process env, used to find `args[0]`.
     pub fn path_var(&self) -> Option<&[u8]> {
-        self.env
-            .iter()
-            .rev()
-            .find_map(|entry| entry.as_bytes().strip_prefix(b"PATH="))
+        self.env_var("PATH")
+    }
+
+    /// The value of `name` in the process env (the last entry wins, as for
+    /// `setenv` applied in order).
+    pub fn env_var(&self, name: &str) -> Option<&[u8]> {
+        self.env.iter().rev().find_map(|entry| {
+            entry
+                .as_bytes()
+                .strip_prefix(name.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"="))
+        })
     }
 }
 
@@ -185,5 +192,7 @@ mod tests {
         );
         assert_eq!(e.path_var(), Some(&b"/c:/d"[..]));
         assert_eq!(Entrypoint::new(vec!["ls".into()], vec![]).path_var(), None);
+        assert_eq!(e.env_var("PATHX"), Some(&b"/b"[..]), "the name whole, not a prefix");
+        assert_eq!(e.env_var("PAT"), None);
     }
 }

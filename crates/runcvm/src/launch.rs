@@ -17,6 +17,7 @@ use crate::{accel, locate};
 use runcvm_spec::launch::{ContainerLaunch, LAUNCH_FILE, LaunchHypervisor, LaunchRole};
 use runcvm_spec::{LaunchVolume, VolumeKind};
 use runcvm_vmm::{Accel, GuestKernel};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::Instant;
@@ -96,18 +97,23 @@ pub fn launch(state_dir: &Path, launch: &ContainerLaunch, settings: &crate::sett
     if let LaunchRole::InPodVm { name } = &launch.role {
         return crate::attach::in_pod_vm(state_dir, launch, name, settings);
     }
-    if launch.role == LaunchRole::PodVm {
-        log_to_the_pod_log(state_dir);
+    let pod_log = (launch.role == LaunchRole::PodVm).then(|| {
         // Every line, for the containers at DEBUG (`pod_console.rs`).
         runcvm_log::set_tee(crate::pod_console::record_line);
-    }
-    match try_launch(state_dir, launch, settings) {
+        PodLog::start(state_dir)
+    });
+    let code = match try_launch(state_dir, launch, settings) {
         Ok(code) => code,
         Err(e) => {
             runcvm_log::error!("{}", runcvm_log::error_chain(&e));
             e.exit_code()
         }
+    };
+    // The last lines, why the VM ended among them, reach the file.
+    if let Some(Some(pod_log)) = pod_log {
+        pod_log.finish();
     }
+    code
 }
 
 fn try_launch(
@@ -255,35 +261,62 @@ pub const POD_LOG: &str = "pod.log";
 pub const POD_LOG_BEFORE: &str = "pod.log.1";
 pub const POD_LOG_BYTES: u64 = 1 << 20;
 
-/// Sends this process's stderr to [`POD_LOG`] in the state folder, through
-/// a pipe whose reader keeps the file within its bounds; on failure the
-/// lines go where they went.
-fn log_to_the_pod_log(state_dir: &Path) {
-    use std::os::fd::AsRawFd;
-    let (reader, writer) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(ends) => ends,
-        Err(e) => {
-            runcvm_log::warn!("cannot log to {}: {e}", state_dir.join(POD_LOG).display());
-            return;
-        }
-    };
-    let folder = state_dir.to_owned();
-    let spawned = std::thread::Builder::new().name("pod-log".into()).spawn(move || {
-        let mut reader = std::fs::File::from(reader);
-        keep_the_pod_log(&mut reader, &folder);
-    });
-    if spawned.is_ok() {
+/// This process's stderr sent to [`POD_LOG`] in the state folder, through a
+/// pipe whose reader keeps the file within its bounds.
+struct PodLog {
+    /// Where stderr went before, put back by [`PodLog::finish`].
+    before: OwnedFd,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl PodLog {
+    /// Starts it; on failure says why, and the lines go where they went.
+    fn start(state_dir: &Path) -> Option<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = state_dir.join(POD_LOG);
+        let cannot = |e: &dyn std::fmt::Display| runcvm_log::warn!("cannot log to {}: {e}", path.display());
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path);
+        let file = file.map_err(|e| cannot(&e)).ok()?;
+        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| cannot(&e))
+            .ok()?;
+        let before = nix::fcntl::fcntl(std::io::stderr(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+            .map_err(|e| cannot(&e))
+            .ok()?;
+        // SAFETY: a descriptor F_DUPFD_CLOEXEC just made, owned by nothing else.
+        let before = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(before) };
+        let folder = state_dir.to_owned();
+        let reader = std::thread::Builder::new()
+            .name("pod-log".into())
+            .spawn(move || keep_the_pod_log(&mut std::fs::File::from(reader), file, &folder))
+            .map_err(|e| cannot(&e))
+            .ok()?;
         // SAFETY: dup2 onto stderr of a descriptor this function owns; the
         // pipe's writing end stays open as fd 2 when `writer` closes.
         unsafe {
             libc::dup2(writer.as_raw_fd(), libc::STDERR_FILENO);
         }
+        Some(Self { before, reader })
+    }
+
+    /// Puts stderr back, which closes the pipe, and waits until what was in
+    /// it is in the file.
+    fn finish(self) {
+        // SAFETY: dup2 onto stderr of a descriptor this struct owns.
+        unsafe {
+            libc::dup2(self.before.as_raw_fd(), libc::STDERR_FILENO);
+        }
+        let _ = self.reader.join();
     }
 }
 
 /// Appends what `input` brings to [`POD_LOG`], moving a full one to
 /// [`POD_LOG_BEFORE`].
-fn keep_the_pod_log(input: &mut impl std::io::Read, folder: &Path) {
+fn keep_the_pod_log(input: &mut impl std::io::Read, mut file: std::fs::File, folder: &Path) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = folder.join(POD_LOG);
@@ -294,7 +327,6 @@ fn keep_the_pod_log(input: &mut impl std::io::Read, folder: &Path) {
             .mode(0o600)
             .open(&path)
     };
-    let Ok(mut file) = open() else { return };
     let mut written = file.metadata().map_or(0, |m| m.len());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -376,7 +408,8 @@ mod pod_log_tests {
         let lines = usize::try_from(3 * POD_LOG_BYTES).unwrap() / line.len();
         let mut input: Vec<u8> = line.repeat(lines);
         input.extend_from_slice(b"last\n");
-        keep_the_pod_log(&mut input.as_slice(), dir.path());
+        let file = std::fs::File::create(dir.path().join(POD_LOG)).unwrap();
+        keep_the_pod_log(&mut input.as_slice(), file, dir.path());
         let now = std::fs::read(dir.path().join(POD_LOG)).unwrap();
         let before = std::fs::metadata(dir.path().join(POD_LOG_BEFORE)).unwrap().len();
         assert!(now.ends_with(b"last\n"));
