@@ -112,10 +112,13 @@ impl Confinement<'_> {
     /// exec); the calling thread's own is untouched afterwards.
     pub fn fork_into_pid_namespace(&self, fork: impl FnOnce() -> nix::Result<ForkResult>) -> nix::Result<ForkResult> {
         match self {
-            Self::Create(setup) => match &setup.pid {
-                PidPlacement::New => fork_switching_pid_namespace(None, &setup.init_pid_namespace, fork),
-                PidPlacement::Join(pid) => fork_switching_pid_namespace(Some(pid), &setup.init_pid_namespace, fork),
-            },
+            Self::Create(setup) => {
+                let target = match &setup.pid {
+                    PidPlacement::New => None,
+                    PidPlacement::Join(pid) => Some(pid),
+                };
+                fork_switching_pid_namespace(target, &setup.init_pid_namespace, fork)
+            }
             Self::Join(joined) => fork_switching_pid_namespace(Some(&joined.pid), &joined.init_pid_namespace, fork),
             Self::Guest => fork(),
         }
@@ -124,7 +127,7 @@ impl Confinement<'_> {
 
 /// Forks with the calling thread's children's PID namespace switched to
 /// `target` (a new one when `None`), and switched `back` afterwards.
-fn fork_switching_pid_namespace(
+pub(crate) fn fork_switching_pid_namespace(
     target: Option<&OwnedFd>,
     back: &OwnedFd,
     fork: impl FnOnce() -> nix::Result<ForkResult>,
@@ -316,7 +319,7 @@ impl Container {
             }
             None => None,
         };
-        let has_cgroups = Path::new(CGROUP_ROOT).join("cgroup.subtree_control").exists();
+        let has_cgroups = has_cgroup_v2();
         let mounts = mount_ops(plan, has_cgroups)?;
         let user_namespace = match pod.user_namespace {
             Some(fd) => Some(fd.try_clone().context("cannot hold the pod's user namespace")?),
@@ -555,6 +558,12 @@ fn oom_kills_in(events: &str) -> Option<u64> {
         .and_then(|count| count.trim().parse().ok())
 }
 
+/// Whether the guest has the cgroup v2 hierarchy init mounts (a kernel
+/// built without it has none).
+fn has_cgroup_v2() -> bool {
+    Path::new(CGROUP_ROOT).join("cgroup.subtree_control").exists()
+}
+
 /// Makes the folder holding every container's cgroup (`containers`, one
 /// level below the root) if it is not there yet.
 fn containers_cgroup_folder() -> anyhow::Result<PathBuf> {
@@ -571,7 +580,7 @@ fn containers_cgroup_folder() -> anyhow::Result<PathBuf> {
 /// inode number, which is what the kernel reports as a cgroup's id), made
 /// if needed; `None` when the guest has no cgroup v2.
 pub fn containers_cgroup_id() -> anyhow::Result<Option<u64>> {
-    if !Path::new(CGROUP_ROOT).join("cgroup.subtree_control").exists() {
+    if !has_cgroup_v2() {
         return Ok(None);
     }
     let parent = containers_cgroup_folder()?;
@@ -585,7 +594,7 @@ pub fn containers_cgroup_id() -> anyhow::Result<Option<u64>> {
 /// cgroup v2 (a kernel built without it).
 fn make_container_cgroup(id: u32, plan: &LaunchPlan) -> anyhow::Result<Option<PathBuf>> {
     let root = Path::new(CGROUP_ROOT);
-    if !root.join("cgroup.subtree_control").exists() {
+    if !has_cgroup_v2() {
         runcvm_log::warn!("the guest kernel has no cgroup v2: the container's memory limit is the VM's size alone");
         return Ok(None);
     }

@@ -17,12 +17,13 @@
 
 use anyhow::Context;
 use nix::errno::Errno;
-use nix::sched::CloneFlags;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Uid};
+use runcvm_proto::ExitStatus;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::mpsc::{Receiver, TryRecvError};
 
 /// The name init runs its program under to be the pod's pause process (as
 /// `ps` shows it to the pod's containers).
@@ -40,25 +41,19 @@ pub fn is_pause() -> bool {
 #[derive(Debug)]
 pub struct PodPause {
     pub namespace: OwnedFd,
-    process: OwnedFd,
+    /// Its status, from the reaper, once it has ended.
+    exit: Receiver<ExitStatus>,
 }
 
 impl PodPause {
-    /// Whether the pause process still runs: once it has ended, its
-    /// namespace takes no new process.
-    pub fn is_alive(&self) -> bool {
-        // SAFETY: pidfd_send_signal with signal 0 only checks; the pidfd is
-        // this struct's own.
-        let sent = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.process.as_raw_fd(),
-                0,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        sent == 0
+    /// How the pause process ended, if it has: its namespace then takes no
+    /// new process.
+    pub fn ended(&self) -> Option<String> {
+        match self.exit.try_recv() {
+            Err(TryRecvError::Empty) => None,
+            Ok(status) => Some(format!("{status:?}")),
+            Err(TryRecvError::Disconnected) => Some("its status is unknown".to_owned()),
+        }
     }
 }
 
@@ -73,8 +68,7 @@ struct ChildPlan {
 }
 
 /// Starts the pod's pause process in a new PID namespace; returns it with
-/// that namespace. Nobody waits for it: if it ended, the reaper would take
-/// its status and forget it, and [`PodPause::is_alive`] would say so.
+/// that namespace and, once it ends, its status.
 pub fn start(waiters: &crate::reaper::Waiters) -> anyhow::Result<PodPause> {
     let open = |path: &str, flags| {
         nix::fcntl::open(
@@ -97,44 +91,34 @@ pub fn start(waiters: &crate::reaper::Waiters) -> anyhow::Result<PodPause> {
     };
     let back = crate::container::open_namespace(std::path::Path::new("/proc/self/ns/pid"))?;
     let slot = waiters.lock_for_fork().context("the VM is stopping")?;
-    nix::sched::unshare(CloneFlags::CLONE_NEWPID).context("cannot make the pod's PID namespace")?;
-    // SAFETY: init has threads, so the child keeps to async-signal-safe
-    // system calls on what was prepared before the fork, then exec or _exit.
-    let forked = unsafe { nix::unistd::fork() };
-    let child = match forked {
-        Ok(ForkResult::Child) => {
+    let mut namespace = None;
+    let forked = crate::container::fork_switching_pid_namespace(None, &back, || {
+        // SAFETY: init has threads, so the child keeps to async-signal-safe
+        // system calls on what was prepared before the fork, then exec or
+        // _exit.
+        let forked = unsafe { nix::unistd::fork() };
+        if let Ok(ForkResult::Parent { .. }) = forked {
+            // The new namespace, while this thread's children still go to
+            // it: not by the child's pid, which could be another's by then.
+            namespace = Some(crate::container::open_namespace(std::path::Path::new(
+                "/proc/thread-self/ns/pid_for_children",
+            )));
+        }
+        forked
+    });
+    match forked.context("cannot start the pod's pause process")? {
+        ForkResult::Child => {
             become_pause(&plan);
             // SAFETY: _exit is always safe; it skips the parent's destructors.
             unsafe { libc::_exit(127) }
         }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            let _ = nix::sched::setns(&back, CloneFlags::CLONE_NEWPID);
-            return Err(e).context("cannot fork the pod's pause process");
+        ForkResult::Parent { child } => {
+            let exit = slot.register(child);
+            runcvm_log::debug!("the pod's pause process is pid {child}");
+            let namespace = namespace.context("the pod's PID namespace was not held")??;
+            Ok(PodPause { namespace, exit })
         }
-    };
-    drop(slot);
-    // The namespace this thread's children go to is the new one until it
-    // switches back: held from here, not by the child's pid, which could be
-    // another's by the time it is opened.
-    let namespace = crate::container::open_namespace(std::path::Path::new("/proc/thread-self/ns/pid_for_children"));
-    if let Err(e) = nix::sched::setns(&back, CloneFlags::CLONE_NEWPID) {
-        // This thread could start no thread of its own any more.
-        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-        return Err(e).context("cannot return to init's PID namespace");
     }
-    let namespace = namespace?;
-    // SAFETY: pidfd_open takes a pid and flags; the result, if not -1, is a
-    // new descriptor this function owns.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0) };
-    let process = i32::try_from(pidfd)
-        .ok()
-        .filter(|fd| *fd >= 0)
-        // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .context("cannot hold the pod's pause process (pidfd_open)")?;
-    runcvm_log::debug!("the pod's pause process is pid {child}");
-    Ok(PodPause { namespace, process })
 }
 
 /// In the forked child: a mount namespace whose root is an empty tmpfs,

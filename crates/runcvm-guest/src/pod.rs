@@ -390,13 +390,16 @@ impl Pod {
         }
         let mut pause = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
         let running = match pause.take() {
-            Some(running) if running.is_alive() => running,
-            ended => {
-                if ended.is_some() {
-                    runcvm_log::warn!("the pod's pause process has ended; a new one holds the pod's PID namespace");
+            None => crate::pause::start(&self.waiters)?,
+            Some(running) => match running.ended() {
+                None => running,
+                Some(status) => {
+                    runcvm_log::warn!(
+                        "the pod's pause process ended ({status}); a new one holds the pod's PID namespace from now on"
+                    );
+                    crate::pause::start(&self.waiters)?
                 }
-                crate::pause::start(&self.waiters)?
-            }
+            },
         };
         let namespace = running
             .namespace

@@ -100,7 +100,7 @@ pub fn in_pod_vm(state_dir: &Path, launch: &ContainerLaunch, name: &str, setting
         // guest as end of file, as under runc.
         interactive: true,
         name: Some(name.to_owned()),
-        follow_console: runcvm_log::level() >= runcvm_log::LogLevel::Debug,
+        follow_console: runcvm_log::enabled(runcvm_log::LogLevel::Debug),
     };
     let end = match try_attach(&request, settings) {
         Ok(end) => end,

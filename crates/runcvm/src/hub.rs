@@ -347,7 +347,7 @@ impl SessionHub {
             for bytes in later {
                 if dropped > 0 {
                     let note = format!(
-                        "runcvm: {dropped} bytes of the pod's console were left out here: this log did not keep up (all of it is in the sandbox's pod.log)\n"
+                        "runcvm: {dropped} bytes of the pod's console were left out here: this log did not keep up (the pod's sandbox keeps the latest 2 MiB of it on the node, in pod.log and pod.log.1 of its state folder)\n"
                     );
                     if hub.push_console(session, note.into_bytes()) == Pushed::Queued {
                         dropped = 0;
@@ -831,7 +831,14 @@ mod tests {
         let (hub, mut guest) = hub_with_guest();
         let (mut exec_client, _) = connect(&hub);
         runcvm_proto::write_message(&mut exec_client, &exec_in("late")).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        // The exec waits: nothing reaches the guest yet.
+        guest
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let early = runcvm_proto::read_frame::<HostMessage>(&mut guest);
+        assert!(early.is_err(), "the exec went ahead of its container: {early:?}");
+        guest.get_ref().set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let (mut attach_client, _) = connect(&hub);
         runcvm_proto::write_message(&mut attach_client, &create_named("late")).unwrap();
         // The guest gets the container first, then the exec in it.

@@ -597,9 +597,9 @@ fn spawn_console_pump(
             // A pod VM's stderr is its `pod.log` on the node.
             if !shown.is_empty() {
                 let _ = write_through(&mut std::io::stderr().lock(), &shown);
-            }
-            if !shown.is_empty() && to_pod_console {
-                crate::pod_console::record(&shown);
+                if to_pod_console {
+                    crate::pod_console::record(&shown);
+                }
             }
         }
     })
