@@ -220,7 +220,7 @@ fn measure_sizes(node: &Node, handler: &str, runs: usize) -> Result<[Vec<f64>; 2
         for (slot, image) in [BUSYBOX_IMAGE, LARGE_IMAGE].into_iter().enumerate() {
             let name = format!("{handler}-size{slot}-{i}");
             let pod = cri.run_pod_sandbox(&node.pod(&name).runtime_handler(handler))?;
-            let result = time_container_of(cri, &pod, handler, image, false);
+            let result = time_container(cri, &pod, handler, "app", image, false);
             let stopped = cri
                 .stop_pod_sandbox(&pod.id)
                 .and_then(|()| cri.remove_pod_sandbox(&pod.id));
@@ -272,8 +272,8 @@ fn one_pod(node: &Node, cri: &Cri, handler: &str, name: &str, debug: bool) -> Re
     let t = Instant::now();
     let pod = cri.run_pod_sandbox(&pod_spec)?;
     let sandbox = t.elapsed().as_secs_f64();
-    let result = time_container(cri, &pod, handler, debug).and_then(|sample| {
-        let second = time_container_named(cri, &pod, handler, "second", BUSYBOX_IMAGE, false)?;
+    let result = time_container(cri, &pod, handler, "app", BUSYBOX_IMAGE, debug).and_then(|sample| {
+        let second = time_container(cri, &pod, handler, "second", BUSYBOX_IMAGE, false)?;
         Ok(Sample {
             second: second.first_line,
             ..sample
@@ -288,21 +288,9 @@ fn one_pod(node: &Node, cri: &Cri, handler: &str, name: &str, debug: bool) -> Re
     Ok(sample)
 }
 
-fn time_container(cri: &Cri, pod: &runcvm_test_node::Pod, handler: &str, debug: bool) -> Result<Sample> {
-    time_container_of(cri, pod, handler, BUSYBOX_IMAGE, debug)
-}
-
-fn time_container_of(
-    cri: &Cri,
-    pod: &runcvm_test_node::Pod,
-    handler: &str,
-    image: &str,
-    debug: bool,
-) -> Result<Sample> {
-    time_container_named(cri, pod, handler, "app", image, debug)
-}
-
-fn time_container_named(
+/// Times container `name` of `image` in `pod`, from CreateContainer to its
+/// first line.
+fn time_container(
     cri: &Cri,
     pod: &runcvm_test_node::Pod,
     handler: &str,
@@ -362,7 +350,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn boot_from_log(lines: &[LogLine]) -> Result<Boot> {
     let (mut preparation, mut vmm_to_ready) = (None, None);
     for line in lines.iter().filter(|l| l.stream == Stream::Stderr) {
-        let Some((_, message)) = launcher_line(&line.line) else {
+        let Some(message) = launcher_line(&line.line) else {
             continue;
         };
         if let Some(v) = number_after(message, "host preparation took ") {
@@ -378,14 +366,12 @@ fn boot_from_log(lines: &[LogLine]) -> Result<Boot> {
     })
 }
 
-/// `[   0.012345] runcvm-ctr-qemu-k8s DEBUG: MESSAGE` → (0.012345, MESSAGE).
-fn launcher_line(line: &str) -> Option<(f64, &str)> {
+/// `[   0.012345] runcvm-ctr-qemu-k8s DEBUG: MESSAGE` → MESSAGE.
+fn launcher_line(line: &str) -> Option<&str> {
     let rest = line.strip_prefix('[')?;
-    let (secs, rest) = rest.split_once(']')?;
-    let secs: f64 = secs.trim().parse().ok()?;
+    let (_, rest) = rest.split_once(']')?;
     let rest = rest.strip_prefix(' ')?.strip_prefix(LAUNCHER)?.strip_prefix(' ')?;
-    let message = rest.split_once(": ").map_or(rest, |(_, m)| m);
-    Some((secs, message))
+    Some(rest.split_once(": ").map_or(rest, |(_, m)| m))
 }
 
 fn number_after(text: &str, prefix: &str) -> Option<f64> {
@@ -713,9 +699,8 @@ mod tests {
 
     #[test]
     fn launcher_lines_parse() {
-        let (secs, message) =
+        let message =
             launcher_line("[   0.012345] runcvm-ctr-qemu-k8s DEBUG: host preparation took 0.040 s").expect("line");
-        assert!((secs - 0.012_345).abs() < 1e-9);
         assert_eq!(number_after(message, "host preparation took "), Some(0.040));
         assert!(launcher_line("[    0.000000] Linux version 6.1").is_none());
     }

@@ -225,11 +225,18 @@ fn update(invocation: &Invocation, runc: &Runc, state_root: &Path, id: &str) -> 
     let launch = state::read_node_launch(state_root, id);
     // Whatever the update holds: a container in its pod's VM gets no
     // overhead on any of its limits.
-    let in_pod_vm = matches!(&launch, Ok(l) if matches!(l.role, runcvm_spec::launch::LaunchRole::InPodVm { .. }));
-    if in_pod_vm && let Ok(launch) = &launch {
-        update::check_in_pod_vm(update::memory_limit_asked(&resources), millicpus, &launch.plan)
-            .map_err(|e| context(&e))?;
-    } else if memory.is_some() || millicpus.is_some() {
+    let in_pod_vm = match &launch {
+        Ok(launch) if matches!(launch.role, runcvm_spec::launch::LaunchRole::InPodVm { .. }) => {
+            let (memory, cpu) = (
+                update::memory_limit_asked(&resources),
+                update::cpu_limit_asked(&resources),
+            );
+            update::check_in_pod_vm(memory, cpu, &launch.plan).map_err(|e| context(&e))?;
+            true
+        }
+        _ => false,
+    };
+    if !in_pod_vm && (memory.is_some() || millicpus.is_some()) {
         match launch {
             Ok(launch) => {
                 if let Some(limit) = memory {

@@ -79,12 +79,17 @@ pub fn collect(state_root: &Path, now: SystemTime) -> Vec<(String, Verdict)> {
     verdicts
 }
 
-fn is_orphan(state_root: &Path, id: &str, folder: &Path, now: SystemTime) -> bool {
+/// The runc root `id`'s create recorded, if it did.
+pub fn recorded_runc_root(state_root: &Path, id: &str) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStringExt;
-    let Ok(runc_root) = std::fs::read(runc_root_record(state_root, id)) else {
+    let runc_root = std::fs::read(runc_root_record(state_root, id)).ok()?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(runc_root)))
+}
+
+fn is_orphan(state_root: &Path, id: &str, folder: &Path, now: SystemTime) -> bool {
+    let Some(runc_root) = recorded_runc_root(state_root, id) else {
         return false;
     };
-    let runc_root = PathBuf::from(std::ffi::OsString::from_vec(runc_root));
     if runc_root.join(id).exists() {
         return false;
     }

@@ -52,9 +52,11 @@ pub enum UpdateError {
 /// Refuses limits other than those a container in its pod's VM was created
 /// with (`plan`): its guest cgroup holds it to those, and its cgroup on the
 /// node holds only its launcher.
+/// `memory` and `millicpus` are what the update asks for, if it names them
+/// (`Some(None)`: no limit).
 pub fn check_in_pod_vm(
     memory: Option<Option<u64>>,
-    millicpus: Option<u64>,
+    millicpus: Option<Option<u64>>,
     plan: &runcvm_spec::LaunchPlan,
 ) -> Result<(), UpdateError> {
     let shown = |bytes: Option<u64>| bytes.map_or_else(|| "no limit".to_owned(), |b| format!("{} MiB", b / MIB));
@@ -72,19 +74,23 @@ pub fn check_in_pod_vm(
             created: shown(plan.memory_limit_bytes),
         });
     }
-    let created = plan
-        .cpu_limit
-        .map(|cpu| cpu.quota_us.saturating_mul(1000).div_ceil(cpu.period_us.max(1)));
-    if let Some(millicpus) = millicpus
-        && created != Some(millicpus)
+    let created = plan.cpu_limit.map(|cpu| millicpus_of(cpu.quota_us, cpu.period_us));
+    let shown = |millicpus: Option<u64>| millicpus.map_or_else(|| "no limit".to_owned(), |m| format!("{m}m"));
+    if let Some(asked) = millicpus
+        && asked != created
     {
         return Err(UpdateError::InPodVm {
             what: "CPU limit",
-            asked: format!("{millicpus}m"),
-            created: created.map_or_else(|| "no limit".to_owned(), |m| format!("{m}m")),
+            asked: shown(asked),
+            created: shown(created),
         });
     }
     Ok(())
+}
+
+/// A CPU quota over its period in millicpus, rounded up.
+fn millicpus_of(quota_us: u64, period_us: u64) -> u64 {
+    quota_us.saturating_mul(1000).div_ceil(period_us.max(1))
 }
 
 /// The memory limit an update asks for, if it names one: `Some(None)` for
@@ -97,12 +103,7 @@ pub fn memory_limit_asked(resources: &Value) -> Option<Option<u64>> {
 /// The new memory limit in bytes, if the update sets one (0 and -1 mean
 /// none).
 pub fn memory_limit(resources: &Value) -> Option<u64> {
-    resources
-        .get("memory")
-        .and_then(|memory| memory.get("limit"))
-        .and_then(Value::as_i64)
-        .and_then(|limit| u64::try_from(limit).ok())
-        .filter(|limit| *limit > 0)
+    memory_limit_asked(resources).flatten()
 }
 
 /// Refuses a memory limit the VM's `guest_mib` cannot follow: under it, or
@@ -127,13 +128,20 @@ pub fn check_memory(limit: u64, guest_mib: u32) -> Result<(), UpdateError> {
 
 /// The new CPU limit in millicpus, if the update sets a quota and period.
 pub fn cpu_limit_millicpus(resources: &Value) -> Option<u64> {
+    cpu_limit_asked(resources).flatten()
+}
+
+/// The CPU limit an update asks for in millicpus, if it names a quota:
+/// `Some(None)` for none (0 or -1); a positive quota without a period
+/// names nothing that can be told.
+pub fn cpu_limit_asked(resources: &Value) -> Option<Option<u64>> {
     let cpu = resources.get("cpu")?;
-    let quota = cpu
-        .get("quota")
-        .and_then(Value::as_i64)
-        .and_then(|q| u64::try_from(q).ok())?;
+    let quota = cpu.get("quota")?.as_i64()?;
+    let Some(quota) = u64::try_from(quota).ok().filter(|quota| *quota > 0) else {
+        return Some(None);
+    };
     let period = cpu.get("period").and_then(Value::as_u64).filter(|p| *p > 0)?;
-    (quota > 0).then(|| quota.saturating_mul(1000).div_ceil(period))
+    Some(Some(millicpus_of(quota, period)))
 }
 
 /// Refuses a CPU limit over the VM's `vcpus`; a lower one throttles the VM.
@@ -195,7 +203,7 @@ mod tests {
             }),
             ..runcvm_spec::LaunchPlan::default()
         };
-        check_in_pod_vm(Some(Some(256 * MIB)), Some(1500), &plan).unwrap();
+        check_in_pod_vm(Some(Some(256 * MIB)), Some(Some(1500)), &plan).unwrap();
         check_in_pod_vm(None, None, &plan).unwrap();
         // "No limit" would take the proxy's off while the guest keeps it.
         assert!(check_in_pod_vm(Some(None), None, &plan).is_err());
@@ -212,7 +220,10 @@ mod tests {
             ),
             "{bigger}"
         );
-        let cpus = check_in_pod_vm(None, Some(500), &plan).unwrap_err().to_string();
+        let cpus = check_in_pod_vm(None, Some(Some(500)), &plan).unwrap_err().to_string();
+        // Nor may its CPU limit go.
+        let unlimited_cpu = check_in_pod_vm(None, Some(None), &plan).unwrap_err().to_string();
+        assert!(unlimited_cpu.contains("a CPU limit of no limit"), "{unlimited_cpu}");
         assert!(cpus.contains("a CPU limit of 500m") && cpus.contains("1500m"), "{cpus}");
         let unlimited = runcvm_spec::LaunchPlan::default();
         assert!(check_in_pod_vm(Some(Some(MIB << 8)), None, &unlimited).is_err());
@@ -250,6 +261,8 @@ mod tests {
         assert_eq!(cpu_limit_millicpus(&cpu(150_000, 100_000)), Some(1500));
         assert_eq!(cpu_limit_millicpus(&cpu(-1, 100_000)), None);
         assert_eq!(cpu_limit_millicpus(&json!({"cpu": {"shares": 2}})), None);
+        assert_eq!(cpu_limit_asked(&cpu(-1, 100_000)), Some(None));
+        assert_eq!(cpu_limit_asked(&json!({"cpu": {"shares": 2}})), None);
         let refused = check_cpus(2500, 2).unwrap_err().to_string();
         assert!(
             refused.contains("2500m is above the 2 vCPUs the VM booted with"),

@@ -417,8 +417,15 @@ fn the_pods_vm_gets_the_pods_limits_and_each_container_its_own() {
         .unwrap_or_else(|_| panic!("{caps:?}"));
     assert_eq!(bounding & (1 << 12), 0, "CAP_NET_ADMIN in {bounding:x}");
     // The container's launcher boots nothing: no device of the VM's.
-    let devices = ok(cri.exec_sync(&id, &["---", "sh", "-c", "ls /dev/kvm /dev/net/tun"], 30));
-    assert_ne!(devices.exit_code, 0, "{devices:?}");
+    let devices = ok(cri.exec_sync(
+        &id,
+        &["---", "sh", "-c", "test ! -e /dev/kvm && test ! -e /dev/net/tun"],
+        30,
+    ));
+    assert_eq!(
+        devices.exit_code, 0,
+        "a device of the VM's beside the proxy: {devices:?}"
+    );
 
     let launcher_of = |container: &str| {
         std::fs::read_dir("/proc")
@@ -697,7 +704,24 @@ fn pause_resume_ps_and_features_are_runcs() {
     );
     // The container's launcher (its proxy: the VM is the pod's).
     let pids = ctr(&["task", "ps", &id]);
-    assert!(pids.lines().count() >= 2, "the launcher at least: {pids}");
+    let commands: Vec<String> = pids
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .map(|pid| {
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned()
+        })
+        .collect();
+    assert!(
+        commands.iter().any(|c| c.contains("runcvm\0launch")),
+        "the launcher: {pids} {commands:?}"
+    );
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c.contains("qemu-system") || c.contains("firecracker")),
+        "no VMM in the container's cgroup: {commands:?}"
+    );
 
     let features = |binary: &Path| {
         let out = Command::new(binary).arg("features").output().expect("features");

@@ -171,8 +171,12 @@ pub enum CreateError {
     )]
     ForeignPidNamespace(String),
     /// the sandbox's launch file cannot be used
-    #[error("the pod's sandbox cannot be used for the container")]
-    Sandbox(#[source] Box<crate::state::NodeLaunchError>),
+    #[error("the pod's sandbox {id} cannot be used for the container (delete the pod and create it again)")]
+    Sandbox {
+        id: String,
+        #[source]
+        source: Box<crate::state::NodeLaunchError>,
+    },
     /// the pod's socket folder is not what the runtime made
     #[error(
         "{path}, the pod's socket's folder, is not usable ({why}): the pod's sandbox was tampered with; delete the pod"

@@ -55,7 +55,7 @@ pub fn kind_of(config: &OciConfig, state_root: &Path, node: &NodeNamespaces) -> 
         ContainerRole::Sandbox => Ok(None),
         ContainerRole::Workload => match config.sandbox_id() {
             None => Ok(Some(PodKind::OwnVm)),
-            Some(sandbox_id) => match in_pod_vm(config, state_root)? {
+            Some(sandbox_id) => match in_pod_vm(sandbox_id, state_root)? {
                 Some(kind) => Ok(Some(kind)),
                 // Refused: said precisely for a pod in a node namespace.
                 None => {
@@ -67,10 +67,7 @@ pub fn kind_of(config: &OciConfig, state_root: &Path, node: &NodeNamespaces) -> 
     }
 }
 
-fn in_pod_vm(config: &OciConfig, state_root: &Path) -> Result<Option<PodKind>, CreateError> {
-    let Some(sandbox_id) = config.sandbox_id() else {
-        return Ok(None);
-    };
+fn in_pod_vm(sandbox_id: &str, state_root: &Path) -> Result<Option<PodKind>, CreateError> {
     if crate::check_id(sandbox_id).is_err() {
         return Ok(None);
     }
@@ -78,7 +75,12 @@ fn in_pod_vm(config: &OciConfig, state_root: &Path) -> Result<Option<PodKind>, C
         Ok(sandbox) => sandbox,
         // A sandbox under runc unchanged has none.
         Err(e) if e.is_missing() => return Ok(None),
-        Err(e) => return Err(CreateError::Sandbox(Box::new(e))),
+        Err(e) => {
+            return Err(CreateError::Sandbox {
+                id: sandbox_id.to_owned(),
+                source: Box::new(e),
+            });
+        }
     };
     if sandbox.role != LaunchRole::PodVm {
         return Ok(None);
@@ -136,9 +138,7 @@ fn init_pid_namespace(
     id: &str,
     identify: impl Fn(&str) -> std::io::Result<NamespaceId>,
 ) -> Option<NamespaceId> {
-    use std::os::unix::ffi::OsStringExt;
-    let runc_root = std::fs::read(crate::orphans::runc_root_record(state_root, id)).ok()?;
-    let state = PathBuf::from(std::ffi::OsString::from_vec(runc_root))
+    let state = crate::orphans::recorded_runc_root(state_root, id)?
         .join(id)
         .join("state.json");
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(state).ok()?).ok()?;

@@ -487,7 +487,6 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     sandbox["process"]["args"] = json!(["/pause"]);
     sandbox["annotations"] = json!({
         "io.kubernetes.cri.container-type": "sandbox",
-        "runcvm.io/pod-vm": "true",
         "io.kubernetes.cri.sandbox-cpu-period": "100000",
         "io.kubernetes.cri.sandbox-cpu-quota": "200000",
         "io.kubernetes.cri.sandbox-cpu-shares": "2048",
@@ -580,7 +579,10 @@ fn a_pod_vms_sandbox_boots_the_vm_and_its_containers_attach_to_it() {
     let unusable = pod_vm::kind_of(&config.config, &fx.state_root, &namespaces::NodeNamespaces::default())
         .unwrap_err()
         .to_string();
-    assert!(unusable.contains("the pod's sandbox cannot be used"), "{unusable}");
+    assert!(
+        unusable.contains("the pod's sandbox s1 cannot be used") && unusable.contains("delete the pod"),
+        "{unusable}"
+    );
     std::fs::write(&node_copy, kept).unwrap();
     // A sandbox that runs no pod VM (here, a container's): refused, the
     // pod to be made again; a container with no CRI sandbox at all is a pod

@@ -63,7 +63,7 @@ fn rewrite() -> LauncherRewrite {
 }
 
 #[test]
-fn a_sandbox_says_its_pods_size_and_whether_it_wants_one_vm() {
+fn a_sandbox_says_its_pods_size() {
     let mut config = cri_config();
     config["annotations"] = json!({
         "io.kubernetes.cri.container-type": "sandbox",
